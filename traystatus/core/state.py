@@ -1,0 +1,80 @@
+"""What the monitor reports: one immutable ``Status`` value per change.
+
+Pure data, no I/O and no Qt: the CLI prints it, the tray app renders it.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+
+class State(enum.Enum):
+    """The states a monitor can be in.
+
+    ``CONNECTING``: no answer yet. ``STABLE`` / ``PROCESSING``: the truth read from the
+    database. ``DISCONNECTED``: the connection is lost or stale; retrying on its own.
+    ``ERROR``: something retrying will not fix (bad password, SQL missing or outdated,
+    no privilege, TLS failure); the monitor still retries, slowly, so a fix is picked up.
+    """
+
+    CONNECTING = "connecting"
+    STABLE = "stable"
+    PROCESSING = "processing"
+    DISCONNECTED = "disconnected"
+    ERROR = "error"
+
+
+class Problem(enum.Enum):
+    """Why the monitor is DISCONNECTED or in ERROR: the kind, for code to branch on."""
+
+    UNREACHABLE = "unreachable"  # host down, refused, DNS, timeout
+    CONNECTION_LOST = "connection_lost"  # was connected, the connection broke
+    STALE = "stale"  # health check did not answer in time
+    AUTH_FAILED = "auth_failed"  # wrong password / no such role / pg_hba reject
+    TLS = "tls"  # certificate, sslmode or negotiation failure
+    SQL_MISSING = "sql_missing"  # traystatus SQL not installed in that database
+    SQL_OUTDATED = "sql_outdated"  # installed version older than this app expects
+    SQL_NEWER = "sql_newer"  # installed version newer than this app knows
+    PERMISSION = "permission"  # no EXECUTE on the functions
+    NO_PASSWORD = "no_password"  # no password known and no keychain to ask
+    CONFIG = "config"  # the profile itself is unusable (bad DSN)
+    INTERNAL = "internal"  # a bug in traystatus; details in the log
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class Status:
+    """One snapshot of what the monitor knows.
+
+    ``since``: when this state began (the time the monitor first saw it).
+    ``message``: one sentence a person can act on (empty for STABLE/PROCESSING).
+    ``attempt`` / ``next_retry_at``: for DISCONNECTED and ERROR, the reconnect attempt
+    number and when the next one starts.
+    """
+
+    state: State
+    since: datetime = field(default_factory=utcnow)
+    problem: Problem | None = None
+    message: str = ""
+    attempt: int = 0
+    next_retry_at: datetime | None = None
+
+    @property
+    def is_known(self) -> bool:
+        """True when the state is the database's truth (stable or processing)."""
+        return self.state in (State.STABLE, State.PROCESSING)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "state": self.state.value,
+            "since": self.since.isoformat(),
+            "problem": self.problem.value if self.problem else None,
+            "reason": self.message,
+            "attempt": self.attempt,
+            "next_retry_at": self.next_retry_at.isoformat() if self.next_retry_at else None,
+        }

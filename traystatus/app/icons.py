@@ -1,0 +1,177 @@
+"""Tray icons: one SVG per state, each with its own colour AND shape.
+
+stable = green disc with a check, processing = amber disc with an hourglass (and a ring
+that fills with the overall progress when it is known), disconnected / stale = grey disc
+with a slashed plug, error = red disc with a cross, connecting = grey disc with dots.
+Shapes as well as colours, so colour-blind users can tell them apart (tray-anchors.md).
+
+The SVGs (resources/icons/) are rendered with QSvgRenderer at every size the platform
+asks for, times the device pixel ratio, so they stay sharp from 16 px to 64 px and on
+HiDPI panels. Monochrome variants are single-colour SVGs whose placeholder colour
+``#010101`` is replaced at load time by the panel's colour (dark or light).
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+from pathlib import Path
+
+from PySide6.QtCore import QByteArray, QRectF, Qt
+from PySide6.QtGui import QColor, QGuiApplication, QIcon, QPainter, QPen, QPixmap
+from PySide6.QtSvg import QSvgRenderer
+
+from traystatus._paths import resources_dir
+from traystatus.core.state import Problem, State, Status
+
+MONO_PLACEHOLDER = "#010101"
+# The sizes tray hosts and window managers ask for; Qt scales between them.
+SIZES = (16, 20, 22, 24, 32, 40, 44, 48, 64, 96, 128)
+
+
+class IconKind(enum.Enum):
+    CONNECTING = "connecting"
+    STABLE = "stable"
+    PROCESSING = "processing"
+    DISCONNECTED = "disconnected"
+    ERROR = "error"
+
+
+class IconStyle(enum.Enum):
+    """The Settings choice: colour, or monochrome for panels that want one colour."""
+
+    COLOR = "color"
+    MONO_LIGHT = "mono-light"  # light glyph, for dark panels
+    MONO_DARK = "mono-dark"  # dark glyph, for light panels
+
+    @classmethod
+    def parse(cls, value: str | None) -> IconStyle:
+        for style in cls:
+            if style.value == value:
+                return style
+        return cls.COLOR
+
+
+MONO_COLORS = {IconStyle.MONO_LIGHT: "#f2f2f2", IconStyle.MONO_DARK: "#202020"}
+# The progress arc drawn over the processing icon's rim.
+RING_COLOR = {IconStyle.COLOR: "#5a3600"}
+
+
+def kind_for(status: Status) -> IconKind:
+    return IconKind(status.state.value)
+
+
+_WORDS = {
+    IconKind.CONNECTING: "connecting to the database",
+    IconKind.STABLE: "stable, all data processing complete",
+    IconKind.PROCESSING: "processing data",
+    IconKind.DISCONNECTED: "disconnected from the database",
+    IconKind.ERROR: "error, cannot watch the database",
+}
+
+
+def accessible_name(status: Status, progress: float | None = None) -> str:
+    """What a screen reader says for the icon: the state in words, never only a colour."""
+    text = f"StatBus {_WORDS[kind_for(status)]}"
+    if status.state == State.DISCONNECTED and status.problem == Problem.STALE:
+        text = "StatBus connection stale, the database stopped answering"
+    if status.state == State.PROCESSING and progress is not None:
+        text += f", {progress:.0f} percent done"
+    return text
+
+
+@functools.cache
+def _svg_bytes(kind: IconKind, style: IconStyle, folder: Path | None = None) -> bytes:
+    base = folder or resources_dir() / "icons"
+    if style is IconStyle.COLOR:
+        return (base / f"{kind.value}.svg").read_bytes()
+    text = (base / f"{kind.value}-mono.svg").read_text(encoding="utf-8")
+    return text.replace(MONO_PLACEHOLDER, MONO_COLORS[style]).encode()
+
+
+def quantize(progress: float | None) -> int | None:
+    """Progress in 5 % steps: a tray icon that changes on every row would cost CPU and
+    flicker, and nobody reads a 16 px ring to better than that."""
+    if progress is None:
+        return None
+    p = max(0.0, min(100.0, progress))
+    return int(round(p / 5.0) * 5)
+
+
+def render_pixmap(
+    kind: IconKind,
+    size: int,
+    style: IconStyle = IconStyle.COLOR,
+    progress: float | None = None,
+    dpr: float = 1.0,
+) -> QPixmap:
+    """One crisp pixmap of ``size`` logical pixels at device pixel ratio ``dpr``."""
+    px = max(1, round(size * dpr))
+    pixmap = QPixmap(px, px)
+    pixmap.fill(Qt.GlobalColor.transparent)
+    renderer = QSvgRenderer(QByteArray(_svg_bytes(kind, style)))
+    painter = QPainter(pixmap)
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+    renderer.render(painter, QRectF(0, 0, px, px))
+    q = quantize(progress)
+    if kind is IconKind.PROCESSING and q is not None:
+        _draw_ring(painter, px, q, style)
+    painter.end()
+    pixmap.setDevicePixelRatio(dpr)
+    return pixmap
+
+
+def _draw_ring(painter: QPainter, px: int, pct: int, style: IconStyle) -> None:
+    """The done share of the work as an arc over the disc's rim, clockwise from 12."""
+    width = max(2.0, px / 9.0)
+    inset = width / 2 + px * 0.02
+    rect = QRectF(inset, inset, px - 2 * inset, px - 2 * inset)
+    color = QColor(RING_COLOR.get(style, MONO_COLORS.get(style, "#000000")))
+    pen = QPen(color, width)
+    pen.setCapStyle(Qt.PenCapStyle.FlatCap)
+    painter.setPen(pen)
+    painter.setBrush(Qt.BrushStyle.NoBrush)
+    painter.drawArc(rect, 90 * 16, -round(pct / 100 * 360 * 16))
+
+
+def device_pixel_ratio() -> float:
+    app = QGuiApplication.instance()
+    if isinstance(app, QGuiApplication):
+        return float(app.devicePixelRatio())
+    return 1.0
+
+
+class IconCache:
+    """QIcons per (state, style, progress step): built once, reused on every repaint."""
+
+    def __init__(self) -> None:
+        self._icons: dict[tuple[IconKind, IconStyle, int | None, float], QIcon] = {}
+
+    def icon(
+        self, kind: IconKind, style: IconStyle = IconStyle.COLOR, progress: float | None = None
+    ) -> QIcon:
+        q = quantize(progress) if kind is IconKind.PROCESSING else None
+        dpr = device_pixel_ratio()
+        key = (kind, style, q, dpr)
+        icon = self._icons.get(key)
+        if icon is None:
+            icon = QIcon()
+            for size in SIZES:
+                icon.addPixmap(render_pixmap(kind, size, style, q, 1.0))
+                if dpr > 1.0:
+                    icon.addPixmap(render_pixmap(kind, size, style, q, dpr))
+            self._icons[key] = icon
+        return icon
+
+    def for_status(
+        self, status: Status, style: IconStyle = IconStyle.COLOR, progress: float | None = None
+    ) -> QIcon:
+        return self.icon(kind_for(status), style, progress)
+
+
+def app_icon() -> QIcon:
+    """The application's own icon (window title bars, About, notifications)."""
+    icon = QIcon()
+    for size in SIZES:
+        icon.addPixmap(render_pixmap(IconKind.STABLE, size))
+    return icon

@@ -1,0 +1,256 @@
+"""Sending the notices that notify_policy decided on, through desktop-notifier.
+
+desktop-notifier talks to the platform's notification service (freedesktop D-Bus on Linux,
+native on Windows and macOS) from the asyncio loop, which under qasync is the Qt loop.
+
+Replace in place: desktop-notifier always sends ``replaces_id = 0``, so a notice that
+replaces another (same key) first closes the old one (CloseNotification) and then shows the
+new: on screen one bubble per kind, never a stack.
+
+Storms: sends go through one queue that keeps only the newest notice per key, so 10,000
+decisions in a burst cost a few D-Bus calls, not 10,000.
+
+No notification server (no D-Bus session, nothing owning org.freedesktop.Notifications):
+logged once, then notices go to ``QSystemTrayIcon.showMessage`` through ``fallback``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal
+
+from traystatus._paths import resources_dir
+from traystatus.app.notify_policy import (
+    Action,
+    Decision,
+    EndedJob,
+    Notice,
+    RunSummary,
+    Urgency,
+    Withdraw,
+)
+
+log = logging.getLogger(__name__)
+
+ACTION_TITLES = {Action.SHOW_DETAILS: "Show details", Action.RECONNECT: "Reconnect now"}
+
+Fallback = Callable[[Notice], None]
+
+
+class NotificationSender(QObject):
+    """Shows notices; emits ``actionRequested(Action)`` when a button is pressed."""
+
+    actionRequested = Signal(object)
+
+    def __init__(
+        self,
+        app_name: str = "traystatus",
+        fallback: Fallback | None = None,
+        parent: QObject | None = None,
+        use_desktop_notifier: bool = True,
+    ) -> None:
+        super().__init__(parent)
+        self.app_name = app_name
+        self.fallback = fallback
+        self._notifier: Any = None
+        self._use_dn = use_desktop_notifier
+        self._server_ok: bool | None = None  # unknown until the first probe
+        self._warned = False
+        self._queue: OrderedDict[str, Decision] = OrderedDict()
+        self._wakeup = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._worker: asyncio.Task[None] | None = None
+        self._shown: dict[str, str] = {}  # key -> desktop-notifier identifier
+        self.sent: list[Notice] = []  # what really went out (tests, the bench)
+        self.via_fallback = 0
+
+    # -- public -----------------------------------------------------------------------------
+    def handle(self, decisions: list[Decision]) -> None:
+        """Queue the decisions; the newest per key wins if several wait."""
+        for d in decisions:
+            key = d.key
+            self._queue.pop(key, None)
+            self._queue[key] = d
+        if self._queue:
+            self._idle.clear()
+            self._ensure_worker()
+            self._wakeup.set()
+
+    async def drain(self) -> None:
+        """Wait until everything queued has been sent (tests, shutdown)."""
+        await self._idle.wait()
+
+    async def close(self) -> None:
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.cancel()
+            await asyncio.gather(worker, return_exceptions=True)
+
+    @property
+    def server_available(self) -> bool | None:
+        return self._server_ok
+
+    # -- the worker -------------------------------------------------------------------------
+    _busy = False
+
+    def _ensure_worker(self) -> None:
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.ensure_future(self._work())
+
+    async def _work(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._queue:
+                _, decision = self._queue.popitem(last=False)
+                self._busy = True
+                try:
+                    await self._deliver(decision)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # never let one bad notice stop the others
+                    log.exception("could not show a notification")
+                finally:
+                    self._busy = False
+            self._idle.set()
+
+    async def _deliver(self, decision: Decision) -> None:
+        if isinstance(decision, Withdraw):
+            ident = self._shown.pop(decision.key, None)
+            if ident is not None and self._notifier is not None:
+                await self._notifier.clear(ident)
+            return
+        notice = decision
+        if await self._probe():
+            old = self._shown.pop(notice.key, None)
+            if old is not None:
+                await self._notifier.clear(old)
+            ident = await self._send_dn(notice)
+            if ident is not None:
+                self._shown[notice.key] = ident
+                self.sent.append(notice)
+                return
+            self._server_ok = False
+            self._warn_once("the notification server did not take the notification")
+        self._fall_back(notice)
+
+    # -- desktop-notifier -------------------------------------------------------------------
+    async def _probe(self) -> bool:
+        if not self._use_dn:
+            return False
+        if self._server_ok is not None:
+            return self._server_ok
+        try:
+            from desktop_notifier import DesktopNotifier, Icon
+
+            icon_path = _app_icon_path()
+            self._notifier = DesktopNotifier(
+                app_name=self.app_name, app_icon=Icon(path=icon_path) if icon_path else None
+            )
+            caps = await asyncio.wait_for(self._notifier.get_capabilities(), 5)
+            self._server_ok = bool(caps)
+        except Exception as ex:  # no session bus, no server, a timeout: all mean "none here"
+            self._server_ok = False
+            self._warn_once(f"no desktop notification server is reachable ({ex})")
+        if not self._server_ok:
+            self._warn_once("no desktop notification server is reachable")
+        return self._server_ok
+
+    async def _send_dn(self, notice: Notice) -> str | None:
+        from desktop_notifier import Button
+        from desktop_notifier import Urgency as DnUrgency
+
+        dispatched: list[bool] = []
+        urgency = {
+            Urgency.LOW: DnUrgency.Low,
+            Urgency.NORMAL: DnUrgency.Normal,
+            Urgency.CRITICAL: DnUrgency.Critical,
+        }[notice.urgency]
+        buttons = [
+            Button(title=ACTION_TITLES[a], on_pressed=self._action_cb(a)) for a in notice.actions
+        ]
+        on_clicked = (
+            self._action_cb(Action.SHOW_DETAILS) if Action.SHOW_DETAILS in notice.actions else None
+        )
+        ident: str = await self._notifier.send(
+            title=notice.title,
+            message=notice.body,
+            urgency=urgency,
+            buttons=buttons,
+            on_clicked=on_clicked,
+            on_dispatched=lambda: dispatched.append(True),
+        )
+        return ident if dispatched else None
+
+    def _action_cb(self, action: Action) -> Callable[[], None]:
+        def fire() -> None:
+            self.actionRequested.emit(action)
+
+        return fire
+
+    def _fall_back(self, notice: Notice) -> None:
+        self.via_fallback += 1
+        self.sent.append(notice)
+        if self.fallback is not None:
+            self.fallback(notice)
+
+    def _warn_once(self, what: str) -> None:
+        if self._warned:
+            return
+        self._warned = True
+        log.warning(
+            "%s: notifications are shown as tray balloons instead (where a tray exists). "
+            "To get desktop notifications, run a notification daemon on the session bus.",
+            what,
+        )
+
+
+def _app_icon_path() -> Path | None:
+    try:
+        path = resources_dir() / "icons" / "traystatus.svg"
+    except FileNotFoundError:
+        return None
+    return path if path.exists() else None
+
+
+def run_summary_from(summary: Any, fallback_end: datetime | None = None) -> RunSummary:
+    """The core's WorkSummary as the policy's RunSummary (field names per architecture.md)."""
+
+    def get(name: str, default: Any = 0) -> Any:
+        if isinstance(summary, dict):
+            return summary.get(name, default)
+        return getattr(summary, name, default)
+
+    jobs = []
+    for j in get("import_jobs", ()) or ():
+        g = j.get if isinstance(j, dict) else (lambda n, d=None, j=j: getattr(j, n, d))
+        jobs.append(
+            EndedJob(
+                id=int(g("id", 0)),
+                slug=str(g("slug", "")),
+                description=g("description", None),
+                state=str(g("state", "finished")),
+                error=g("error", None),
+                error_count=int(g("error_count", 0) or 0),
+                warning_count=int(g("warning_count", 0) or 0),
+            )
+        )
+    end = get("until", None) or fallback_end or datetime.now().astimezone()
+    start = get("since", None) or end
+    return RunSummary(
+        started_at=start,
+        ended_at=end,
+        imports_finished=int(get("import_jobs_finished") or 0),
+        imports_failed=int(get("import_jobs_failed") or 0),
+        analytics_completed=int(get("analytics_tasks_completed") or 0),
+        analytics_failed=int(get("analytics_tasks_failed") or 0),
+        jobs=tuple(jobs),
+    )

@@ -1,0 +1,423 @@
+"""When to notify, and what to say: the decisions, with no Qt and no D-Bus.
+
+The tray app feeds this class three things - every new ``Status``, every work summary
+(processing -> stable) and a clock tick once a second - and sends whatever ``Notice`` /
+``Withdraw`` it returns (traystatus.app.notifications does the sending). Keeping the
+decisions here, as plain data in and out, lets the tests drive them with a fake clock
+through flapping, bursts, sleep and pauses without a notification server.
+
+The rules, and why:
+
+* "Processing finished" only after processing lasted ``min_processing`` (30 s): a short
+  flip is not news. Finishes that follow each other within ``burst_window`` are added up
+  into the notice already on screen (same key, replaced in place), never a stack.
+* An import job that ended failed, or finished with errors, gets its own critical notice
+  naming the job, once per job.
+* Connection lost: only when the monitor stayed disconnected past a grace period (60 s,
+  3 min right after start or after a wake from sleep - networks take time to come up).
+  Repeated losses are rate-limited like BuildNotify does: episodes 1, 2, 3, 5, 8, 13, ...
+  are announced, the others are not; a long healthy spell resets the count. When the
+  connection comes back after an announced loss, "Reconnected" replaces it.
+* ERROR (bad password, SQL missing, ...) will not heal by waiting: announced at once,
+  once per problem kind, under the same rate limit.
+* Each kind can be switched off; ``pause(until)`` silences everything.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from traystatus.core.profiles import Settings
+from traystatus.core.state import Problem, State, Status
+
+# Keys for replace-in-place: one notice per key is on screen at a time.
+KEY_FINISHED = "finished"
+KEY_CONNECTION = "connection"
+
+
+class Kind(enum.Enum):
+    """The kinds a user can switch off one by one in Settings."""
+
+    FINISHED = "finished"
+    JOB_FAILED = "job_failed"
+    CONNECTION = "connection"
+    ERROR = "error"
+
+
+class Urgency(enum.Enum):
+    LOW = "low"
+    NORMAL = "normal"
+    CRITICAL = "critical"
+
+
+class Action(enum.Enum):
+    """Buttons a notice may carry; the app maps them to what they do."""
+
+    SHOW_DETAILS = "show_details"
+    RECONNECT = "reconnect"
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Show (or replace, when a notice with the same ``key`` is on screen) a notification."""
+
+    kind: Kind
+    key: str
+    title: str
+    body: str
+    urgency: Urgency = Urgency.NORMAL
+    actions: tuple[Action, ...] = ()
+
+
+@dataclass(frozen=True)
+class Withdraw:
+    """Remove the notice with this key if it is still on screen: it is obsolete."""
+
+    key: str
+
+
+Decision = Notice | Withdraw
+
+
+@dataclass(frozen=True)
+class EndedJob:
+    """An import job that ended during the processing run."""
+
+    id: int
+    slug: str
+    description: str | None
+    state: str  # "finished" or "failed"
+    error: str | None = None
+    error_count: int = 0
+    warning_count: int = 0
+
+    @property
+    def failed(self) -> bool:
+        return self.state == "failed"
+
+    @property
+    def has_errors(self) -> bool:
+        return self.failed or bool(self.error) or self.error_count > 0
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What one processing run (processing -> stable) did; built from the core's summary."""
+
+    started_at: datetime
+    ended_at: datetime
+    imports_finished: int = 0
+    imports_failed: int = 0
+    analytics_completed: int = 0
+    analytics_failed: int = 0
+    jobs: tuple[EndedJob, ...] = ()
+
+    @property
+    def duration(self) -> timedelta:
+        return max(self.ended_at - self.started_at, timedelta(0))
+
+
+@dataclass
+class NotifyOptions:
+    """The user's notification settings (Settings dialog)."""
+
+    finished: bool = True
+    job_failed: bool = True
+    connection: bool = True
+    error: bool = True
+    min_processing: timedelta = timedelta(seconds=30)
+    grace: timedelta = timedelta(seconds=60)
+    grace_after_start: timedelta = timedelta(minutes=3)
+    burst_window: timedelta = timedelta(minutes=2)
+    # A healthy connection for this long forgets earlier losses (the rate limit restarts).
+    healthy_reset: timedelta = timedelta(minutes=30)
+    # A tick gap this long means the machine slept (or the process was frozen).
+    wake_gap: timedelta = timedelta(seconds=30)
+
+    def enabled(self, kind: Kind) -> bool:
+        return {
+            Kind.FINISHED: self.finished,
+            Kind.JOB_FAILED: self.job_failed,
+            Kind.CONNECTION: self.connection,
+            Kind.ERROR: self.error,
+        }[kind]
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> NotifyOptions:
+        """The user's Settings (traystatus.core.profiles) as policy options."""
+        grace = timedelta(seconds=settings.disconnect_grace_s)
+        return cls(
+            finished=settings.notify_stable,
+            job_failed=settings.notify_import_failed,
+            connection=settings.notify_disconnected,
+            error=settings.notify_error,
+            min_processing=timedelta(
+                seconds=float(getattr(settings, "notify_min_processing_s", 30.0))
+            ),
+            grace=grace,
+            grace_after_start=max(grace * 3, timedelta(minutes=3)),
+        )
+
+
+def fibonacci_hit(n: int) -> bool:
+    """True for 1, 2, 3, 5, 8, 13, 21, ...: which repeated failures are announced."""
+    a, b = 1, 2
+    while a < n:
+        a, b = b, a + b
+    return a == n
+
+
+def format_count(n: int, one: str, many: str) -> str:
+    return f"{n:,} {one if n == 1 else many}"
+
+
+def format_duration(d: timedelta) -> str:
+    """'45 s', '4 min 12 s', '4 min', '1 h 5 min' - short, as a person says it."""
+    s = round(d.total_seconds())
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        m, s = divmod(s, 60)
+        return f"{m} min {s} s" if s else f"{m} min"
+    h, rest = divmod(s, 3600)
+    m = rest // 60
+    return f"{h} h {m} min" if m else f"{h} h"
+
+
+def summary_text(s: RunSummary) -> str:
+    """'2 imports and 1,412 analytics tasks finished in 4 min 12 s' (+ failures named)."""
+    parts = []
+    imports = s.imports_finished + s.imports_failed
+    if imports:
+        parts.append(format_count(imports, "import", "imports"))
+    if s.analytics_completed or not parts:
+        parts.append(format_count(s.analytics_completed, "analytics task", "analytics tasks"))
+    text = f"{' and '.join(parts)} finished in {format_duration(s.duration)}"
+    failures = []
+    if s.imports_failed:
+        failures.append(format_count(s.imports_failed, "import", "imports") + " failed")
+    if s.analytics_failed:
+        failures.append(
+            format_count(s.analytics_failed, "analytics task", "analytics tasks") + " failed"
+        )
+    if failures:
+        text += f" ({', '.join(failures)})"
+    return text
+
+
+@dataclass
+class _Burst:
+    """The finished notice on screen, and what it has added up so far."""
+
+    summary: RunSummary
+    shown_at: datetime
+
+
+@dataclass
+class NotificationPolicy:
+    """Decides which notices to show; see the module docstring for the rules."""
+
+    options: NotifyOptions = field(default_factory=NotifyOptions)
+    started_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        self._status: Status | None = None
+        self._last_tick: datetime | None = None
+        self._grace_base: datetime | None = self.started_at  # start or wake time
+        self._lost_since: datetime | None = None
+        self._lost_announced = False
+        self._episodes = 0
+        self._healthy_since: datetime | None = None
+        self._error_announced: Problem | None = None
+        self._burst: _Burst | None = None
+        self._seen_jobs: set[int] = set()
+        self._paused_until: datetime | None = None
+
+    # -- inputs ------------------------------------------------------------------------
+    def pause(self, until: datetime) -> None:
+        self._paused_until = until
+
+    def resume(self) -> None:
+        self._paused_until = None
+
+    def paused(self, now: datetime) -> bool:
+        return self._paused_until is not None and now < self._paused_until
+
+    @property
+    def paused_until(self) -> datetime | None:
+        return self._paused_until
+
+    def on_status(self, status: Status, now: datetime) -> list[Decision]:
+        """A new Status from the monitor."""
+        self._status = status
+        out: list[Decision] = []
+        if status.state in (State.STABLE, State.PROCESSING):
+            if self._healthy_since is None:
+                self._healthy_since = now
+            self._lost_since = None
+            self._error_announced = None
+            if self._lost_announced:
+                self._lost_announced = False
+                back = self._emit(
+                    Notice(
+                        Kind.CONNECTION,
+                        KEY_CONNECTION,
+                        "Reconnected",
+                        f"The database answers again; the system is {status.state.value}.",
+                        Urgency.LOW,
+                    ),
+                    now,
+                )
+                # Not allowed to say so (paused, switched off): at least take the
+                # obsolete "lost" notice away.
+                out += back or [Withdraw(KEY_CONNECTION)]
+            return out
+        if status.state == State.CONNECTING:
+            # Neither starts nor ends an episode: monitors pass through it on every retry.
+            return out
+        if self._lost_since is None:
+            # A new episode of trouble (DISCONNECTED <-> ERROR moves stay in one episode).
+            if self._healthy_since is not None and (
+                now - self._healthy_since >= self.options.healthy_reset
+            ):
+                self._episodes = 0
+            self._healthy_since = None
+            self._lost_since = now
+            self._episodes += 1
+        if status.state == State.ERROR:
+            if status.problem != self._error_announced and fibonacci_hit(self._episodes):
+                self._error_announced = status.problem
+                out += self._announce_loss(status, now, critical=True)
+            return out
+        return out + self.tick(now)
+
+    def on_summary(self, summary: RunSummary, now: datetime) -> list[Decision]:
+        """A processing run ended (the system turned stable)."""
+        out: list[Decision] = []
+        for job in summary.jobs:
+            if job.has_errors and job.id not in self._seen_jobs:
+                self._seen_jobs.add(job.id)
+                out += self._emit(self._job_notice(job), now)
+        burst = self._burst
+        if burst is not None and now - burst.shown_at <= self.options.burst_window:
+            merged = _merge(burst.summary, summary)
+            self._burst = _Burst(merged, now)
+            out += self._emit(self._finished_notice(merged), now)
+            return out
+        if summary.duration < self.options.min_processing:
+            return out
+        self._burst = _Burst(summary, now)
+        out += self._emit(self._finished_notice(summary), now)
+        return out
+
+    def tick(self, now: datetime) -> list[Decision]:
+        """Once a second: grace periods end, sleeps are noticed, pauses run out."""
+        out: list[Decision] = []
+        last, self._last_tick = self._last_tick, now
+        if last is not None and now - last >= self.options.wake_gap:
+            # Woke from sleep: networks come back slowly; give them the long grace again.
+            self._grace_base = now
+            if self._lost_since is not None and not self._lost_announced:
+                self._lost_since = now
+        if self._paused_until is not None and now >= self._paused_until:
+            self._paused_until = None
+        st = self._status
+        if (
+            st is not None
+            and st.state == State.DISCONNECTED
+            and self._lost_since is not None
+            and not self._lost_announced
+            and now - self._lost_since >= self._grace(now)
+            and fibonacci_hit(self._episodes)
+        ):
+            out += self._announce_loss(st, now, critical=False)
+        return out
+
+    # -- helpers ---------------------------------------------------------------------
+    def _grace(self, now: datetime) -> timedelta:
+        base = self._grace_base
+        if base is not None and self._lost_since is not None and (
+            self._lost_since - base < self.options.grace_after_start
+        ):
+            return max(self.options.grace, self.options.grace_after_start)
+        return self.options.grace
+
+    def _announce_loss(self, st: Status, now: datetime, critical: bool) -> list[Decision]:
+        self._lost_announced = True
+        if st.state == State.ERROR:
+            title = "Cannot watch the database"
+        else:
+            title = "Connection to the database lost"
+        body = st.message or "The database does not answer."
+        body += " The tray icon shows when it is back."
+        return self._emit(
+            Notice(
+                Kind.ERROR if st.state == State.ERROR else Kind.CONNECTION,
+                KEY_CONNECTION,
+                title,
+                body,
+                Urgency.CRITICAL if critical else Urgency.NORMAL,
+                (Action.RECONNECT, Action.SHOW_DETAILS),
+            ),
+            now,
+        )
+
+    def _emit(self, notice: Notice, now: datetime) -> list[Decision]:
+        if not self.options.enabled(notice.kind) or self.paused(now):
+            return []
+        return [notice]
+
+    @staticmethod
+    def _finished_notice(s: RunSummary) -> Notice:
+        return Notice(
+            Kind.FINISHED,
+            KEY_FINISHED,
+            "Processing finished",
+            summary_text(s),
+            Urgency.NORMAL,
+            (Action.SHOW_DETAILS,),
+        )
+
+    @staticmethod
+    def _job_notice(job: EndedJob) -> Notice:
+        if job.failed:
+            title = f"Import job failed: {job.slug}"
+        else:
+            title = f"Import job finished with errors: {job.slug}"
+        lines = []
+        if job.description:
+            lines.append(job.description)
+        counts = []
+        if job.error_count:
+            counts.append(format_count(job.error_count, "error", "errors"))
+        if job.warning_count:
+            counts.append(format_count(job.warning_count, "warning", "warnings"))
+        if counts:
+            lines.append(", ".join(counts))
+        if job.error:
+            first = job.error.strip().splitlines()[0] if job.error.strip() else ""
+            if first:
+                lines.append(first[:200])
+        return Notice(
+            Kind.JOB_FAILED,
+            f"job-{job.id}",
+            title,
+            "\n".join(lines) or "See the import job in StatBus.",
+            Urgency.CRITICAL,
+            (Action.SHOW_DETAILS,),
+        )
+
+
+def _merge(a: RunSummary, b: RunSummary) -> RunSummary:
+    seen = {j.id for j in a.jobs}
+    return RunSummary(
+        started_at=min(a.started_at, b.started_at),
+        ended_at=max(a.ended_at, b.ended_at),
+        imports_finished=a.imports_finished + b.imports_finished,
+        imports_failed=a.imports_failed + b.imports_failed,
+        analytics_completed=a.analytics_completed + b.analytics_completed,
+        analytics_failed=a.analytics_failed + b.analytics_failed,
+        jobs=a.jobs + tuple(j for j in b.jobs if j.id not in seen),
+    )

@@ -1,0 +1,102 @@
+"""The words the tray shows: tooltip and status lines, as pure functions of a Status.
+
+No Qt here, so the tests can check every sentence with a fixed clock. Times are shown in
+the user's local time zone, as HH:MM (what a person compares with the clock on the panel).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from traystatus.app.notify_policy import format_count, format_duration
+from traystatus.core.state import Problem, State, Status
+
+APP_TITLE = "StatBus status"
+
+
+@dataclass(frozen=True)
+class WorkCounts:
+    """How much work is in flight, when the details are known (None fields: unknown)."""
+
+    imports: int | None = None
+    analytics_tasks: int | None = None
+    progress_pct: float | None = None
+
+
+def local_hhmm(when: datetime) -> str:
+    return when.astimezone().strftime("%H:%M")
+
+
+def _elapsed(since: datetime, now: datetime) -> str:
+    """'3 min', '45 s', '2 h 5 min': how long a state has lasted, minute-grained after 1 min."""
+    s = max(0, int((now - since).total_seconds()))
+    if s >= 60:
+        s -= s % 60
+    return format_duration(timedelta(seconds=s))
+
+
+def retry_text(status: Status, now: datetime) -> str:
+    if status.next_retry_at is None:
+        return ""
+    left = (status.next_retry_at - now).total_seconds()
+    if left <= 0.5:
+        return "retrying now"
+    return f"retrying in {int(left + 0.999)} s"
+
+
+def headline(status: Status, now: datetime, counts: WorkCounts | None = None) -> str:
+    """One line: 'Stable since 14:02', 'Processing for 3 min: 2 imports, 412 analytics tasks'."""
+    st = status.state
+    if st == State.STABLE:
+        return f"Stable since {local_hhmm(status.since)}"
+    if st == State.PROCESSING:
+        text = f"Processing for {_elapsed(status.since, now)}"
+        parts = []
+        if counts is not None:
+            if counts.imports:
+                parts.append(format_count(counts.imports, "import", "imports"))
+            if counts.analytics_tasks:
+                parts.append(
+                    format_count(counts.analytics_tasks, "analytics task", "analytics tasks")
+                )
+        if parts:
+            text += ": " + ", ".join(parts)
+        if counts is not None and counts.progress_pct is not None:
+            text += f" ({counts.progress_pct:.0f} % done)"
+        return text
+    if st == State.CONNECTING:
+        return "Connecting to the database…"
+    if st == State.DISCONNECTED:
+        if status.problem == Problem.STALE:
+            return f"Connection stale since {local_hhmm(status.since)}"
+        return f"Disconnected since {local_hhmm(status.since)}"
+    return "Cannot watch the database"
+
+
+def detail_line(status: Status, now: datetime) -> str:
+    """The second line for DISCONNECTED / ERROR: the reason and the next retry."""
+    if status.state not in (State.DISCONNECTED, State.ERROR):
+        return ""
+    parts = [status.message] if status.message else []
+    retry = retry_text(status, now)
+    if retry:
+        parts.append(retry.capitalize() if not parts else retry)
+    return "; ".join(parts)
+
+
+def tooltip(
+    status: Status, now: datetime, counts: WorkCounts | None = None, profile: str | None = None
+) -> str:
+    lines = [APP_TITLE + (f" ({profile})" if profile else ""), headline(status, now, counts)]
+    extra = detail_line(status, now)
+    if extra:
+        lines.append(extra)
+    return "\n".join(lines)
+
+
+def needs_ticking(status: Status) -> bool:
+    """Whether the tooltip changes with time alone (so a 1 s timer must run)."""
+    if status.state == State.PROCESSING:
+        return True
+    return status.state in (State.DISCONNECTED, State.ERROR) and status.next_retry_at is not None

@@ -20,7 +20,7 @@ import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -244,7 +244,12 @@ def run_summary_from(summary: Any, fallback_end: datetime | None = None) -> RunS
             )
         )
     end = get("until", None) or fallback_end or datetime.now().astimezone()
-    start = get("since", None) or end
+    duration = get("duration_seconds", None)
+    if duration is not None:
+        # The core measured how long the system was processing; "since" may lie earlier.
+        start = end - timedelta(seconds=float(duration))
+    else:
+        start = get("since", None) or end
     return RunSummary(
         started_at=start,
         ended_at=end,

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from traystatus.app.notify_policy import format_count, format_duration
+from traystatus.core.details import Details
 from traystatus.core.state import Problem, State, Status
 
 APP_TITLE = "StatBus status"
@@ -22,6 +23,27 @@ class WorkCounts:
     imports: int | None = None
     analytics_tasks: int | None = None
     progress_pct: float | None = None
+
+
+def work_counts(details: Details | None) -> WorkCounts | None:
+    """What the tooltip and the icon ring show from a details snapshot.
+
+    Overall progress is only claimed when it means something: import jobs are running and
+    no analytics work is pending (the derive pipeline reports no percentage). It is the
+    row-weighted mean of the running jobs' progress in their current phase.
+    """
+    if details is None:
+        return None
+    active = details.active_jobs
+    progress: float | None = None
+    if active and details.analytics.active_total == 0:
+        known = [j for j in active if j.progress_pct is not None]
+        if known and len(known) == len(active):
+            weights = [max(1, j.total_rows or 1) for j in known]
+            progress = sum(
+                (j.progress_pct or 0.0) * w for j, w in zip(known, weights, strict=True)
+            ) / sum(weights)
+    return WorkCounts(len(active), details.analytics.active_total, progress)
 
 
 def local_hhmm(when: datetime) -> str:

@@ -1,0 +1,221 @@
+"""The tray icon, its tooltip and its context menu: a thin view of the Status.
+
+Left click and double click open the details window (GNOME's AppIndicator turns a left
+click into the menu, so the menu starts with "Show details" too). The tooltip ticks once
+a second only while it changes with time (processing: "for 3 min"; disconnected:
+"retrying in N s"); a stable icon costs no timer at all.
+
+Menus are replaced by setting the new one before deleting the old (deleting the menu a
+tray still points to crashes some GNOME shells; tray-anchors.md).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtGui import QAction, QActionGroup, QIcon
+from PySide6.QtWidgets import QMenu, QSystemTrayIcon
+
+from traystatus.app import texts
+from traystatus.app.icons import IconCache, IconStyle, accessible_name, quantize
+from traystatus.core.state import State, Status, utcnow
+
+log = logging.getLogger(__name__)
+
+
+def _autostart() -> tuple[Callable[[], bool], Callable[[bool], None]] | None:
+    """PACKAGING's start-at-login switch, if this installation has it."""
+    try:
+        from traystatus import autostart
+    except ImportError:
+        return None
+    return autostart.is_enabled, autostart.set_enabled
+
+
+class TrayIcon(QObject):
+    """Owns the QSystemTrayIcon; every user intent leaves as a signal."""
+
+    showDetailsRequested = Signal()
+    settingsRequested = Signal()
+    reconnectRequested = Signal()
+    pauseRequested = Signal(object)  # True: pause 1 h; False: resume (object, not bool)
+    profileSelected = Signal(str)
+    aboutRequested = Signal()
+    quitRequested = Signal()
+    autostartFailed = Signal(str)
+
+    def __init__(
+        self,
+        icons: IconCache,
+        style: IconStyle = IconStyle.COLOR,
+        parent: QObject | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        super().__init__(parent)
+        self.icons = icons
+        self.style = style
+        self.clock = clock
+        self.status = Status(State.CONNECTING)
+        self.counts: texts.WorkCounts | None = None
+        self.profile: str | None = None
+        self.profiles: list[str] = []
+        self.paused_until: datetime | None = None
+        self.tray = QSystemTrayIcon(self)
+        self.tray.activated.connect(self._on_activated)
+        self._menu: QMenu | None = None
+        self._timer = QTimer(self)
+        self._timer.setInterval(1000)
+        self._timer.timeout.connect(self._refresh_tooltip)
+        self.repaints = 0  # icon changes, for tests and the bench
+        self._icon_key: tuple[object, ...] | None = None
+        self.rebuild_menu()
+        self._render()
+
+    # -- inputs ----------------------------------------------------------------------------
+    def set_status(self, status: Status) -> None:
+        self.status = status
+        if status.state != State.PROCESSING:
+            self.counts = None
+        self._render()
+
+    def set_counts(self, counts: texts.WorkCounts | None) -> None:
+        """Work in flight, known while the details are subscribed (else None)."""
+        self.counts = counts
+        self._render()
+
+    def set_style(self, style: IconStyle) -> None:
+        self.style = style
+        self._render()
+
+    def set_profiles(self, names: Sequence[str], current: str | None) -> None:
+        self.profiles, self.profile = list(names), current
+        self.rebuild_menu()
+        self._render()
+
+    def set_paused(self, until: datetime | None) -> None:
+        self.paused_until = until
+        self.rebuild_menu()
+
+    def show(self) -> None:
+        self.tray.show()
+
+    def hide(self) -> None:
+        self.tray.hide()
+
+    # -- rendering -------------------------------------------------------------------------
+    @property
+    def progress(self) -> float | None:
+        return self.counts.progress_pct if self.counts is not None else None
+
+    def current_icon(self) -> QIcon:
+        return self.icons.for_status(self.status, self.style, self.progress)
+
+    def tooltip_text(self) -> str:
+        return texts.tooltip(self.status, self.clock(), self.counts, self.profile)
+
+    def accessible_text(self) -> str:
+        return accessible_name(self.status, self.progress)
+
+    def _render(self) -> None:
+        key = (self.status.state, self.style, self.icons_progress_key())
+        if key != self._icon_key:
+            self._icon_key = key
+            self.tray.setIcon(self.current_icon())
+            self.repaints += 1
+        self._refresh_tooltip()
+        if texts.needs_ticking(self.status):
+            if not self._timer.isActive():
+                self._timer.start()
+        else:
+            self._timer.stop()
+
+    def icons_progress_key(self) -> int | None:
+        return quantize(self.progress) if self.status.state == State.PROCESSING else None
+
+    def _refresh_tooltip(self) -> None:
+        text = self.tooltip_text()
+        if self.tray.toolTip() != text:
+            self.tray.setToolTip(text)
+
+    @property
+    def ticking(self) -> bool:
+        return self._timer.isActive()
+
+    # -- the menu --------------------------------------------------------------------------
+    def rebuild_menu(self) -> None:
+        menu = QMenu()
+        menu.setAccessibleName("traystatus menu")
+        menu.addAction("Show details").triggered.connect(self.showDetailsRequested.emit)
+        menu.addSeparator()
+        menu.addAction("Reconnect now").triggered.connect(self.reconnectRequested.emit)
+        if self.paused_until is not None:
+            until = texts.local_hhmm(self.paused_until)
+            menu.addAction(f"Resume notifications (paused until {until})").triggered.connect(
+                lambda: self.pauseRequested.emit(False)
+            )
+        else:
+            menu.addAction("Pause notifications for 1 hour").triggered.connect(
+                lambda: self.pauseRequested.emit(True)
+            )
+        if len(self.profiles) > 1:
+            sub = menu.addMenu("Profile")
+            group = QActionGroup(sub)
+            group.setExclusive(True)
+            for name in self.profiles:
+                act = QAction(name, sub)
+                act.setCheckable(True)
+                act.setChecked(name == self.profile)
+                act.triggered.connect(lambda _=False, n=name: self.profileSelected.emit(n))
+                group.addAction(act)
+                sub.addAction(act)
+        menu.addSeparator()
+        menu.addAction("Settings…").triggered.connect(self.settingsRequested.emit)
+        auto = _autostart()
+        if auto is not None:
+            is_enabled, _ = auto
+            act = menu.addAction("Start at login")
+            act.setCheckable(True)
+            try:
+                act.setChecked(is_enabled())
+            except OSError as ex:
+                log.warning("cannot read the start-at-login setting: %s", ex)
+                act.setEnabled(False)
+            act.toggled.connect(self._toggle_autostart)
+        menu.addAction("About traystatus").triggered.connect(self.aboutRequested.emit)
+        menu.addSeparator()
+        menu.addAction("Quit").triggered.connect(self.quitRequested.emit)
+        old, self._menu = self._menu, menu
+        self.tray.setContextMenu(menu)  # the new one first ...
+        if old is not None:
+            old.deleteLater()  # ... then the old one goes
+
+    @property
+    def menu(self) -> QMenu:
+        assert self._menu is not None
+        return self._menu
+
+    def action_texts(self) -> list[str]:
+        return [a.text() for a in self.menu.actions() if not a.isSeparator()]
+
+    def _toggle_autostart(self, checked: bool) -> None:
+        auto = _autostart()
+        if auto is None:
+            return
+        try:
+            auto[1](checked)
+        except OSError as ex:
+            self.autostartFailed.emit(
+                f"Could not {'enable' if checked else 'disable'} start at login: {ex}. "
+                "Check that your user can write its autostart folder."
+            )
+            self.rebuild_menu()
+
+    def _on_activated(self, reason: QSystemTrayIcon.ActivationReason) -> None:
+        if reason in (
+            QSystemTrayIcon.ActivationReason.Trigger,
+            QSystemTrayIcon.ActivationReason.DoubleClick,
+        ):
+            self.showDetailsRequested.emit()

@@ -1,0 +1,260 @@
+"""``traystatus demo``: the whole product on an embedded database, in one command.
+
+What it does, in order:
+
+1. refuses at once, in one line, when there is no screen to show a tray on (instead of a
+   Qt traceback), unless ``--no-tray``;
+2. starts an embedded PostgreSQL in a per-user data folder (``--datadir`` to choose),
+   guarded by a lock so two demos never share (or stop) one server;
+3. loads the StatBus stand-in schema once and ``sql/install.sql`` every time (idempotent,
+   so an upgraded traystatus upgrades its demo database), clears the previous run's jobs
+   and tasks, and (re)creates the demo analyst login with a fresh password;
+4. runs the StatBus simulator (traystatus.demo.simulator) in this process and the real tray
+   app in a child process, connected with the analyst's DSN exactly as to a real StatBus;
+5. on Quit (the tray app exits), Ctrl-C or SIGTERM: stops the simulator, ends the tray app,
+   and stops the server, so nothing is left running.
+
+The tray app runs as a child process, not in this event loop, so its own signal handling,
+Qt event loop and exit path are exactly those a user gets from ``traystatus``; and a tray
+app that hangs can still be ended from here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import secrets
+import signal
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import IO
+
+import psycopg
+from psycopg import sql
+
+from traystatus._paths import sql_dir
+from traystatus.demo.embedded import EmbeddedPostgres, EmbeddedServerError
+from traystatus.demo.simulator import Simulator
+from traystatus.demo.tray import DSN_ENV
+
+log = logging.getLogger(__name__)
+
+DEMO_DB = "statbus_demo"
+DEMO_USER = "demo.analyst@example.org"
+
+EXIT_OK = 0
+EXIT_UNUSABLE = 3  # no screen, server would not start, another demo holds the folder
+EXIT_INTERRUPTED = 130
+
+
+class DemoError(Exception):
+    """Something in the environment stops the demo; the message says what to do."""
+
+
+def headless_reason(env: dict[str, str] | os._Environ[str] | None = None) -> str | None:
+    """Why a tray cannot be shown here, or None when a screen (or a chosen platform) exists."""
+    env = os.environ if env is None else env
+    if env.get("QT_QPA_PLATFORM") or env.get("DISPLAY") or env.get("WAYLAND_DISPLAY"):
+        return None
+    if sys.platform in ("win32", "darwin"):
+        return None
+    return "no screen (DISPLAY and WAYLAND_DISPLAY are not set)"
+
+
+def default_datadir() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("traystatus", appauthor=False)) / "demo" / "pgdata"
+
+
+@contextlib.contextmanager
+def _exclusive(lockfile: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``lockfile`` or fail: one demo per data folder."""
+    lockfile.parent.mkdir(parents=True, exist_ok=True)
+    with lockfile.open("a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            other = f.read().strip() or "?"
+            raise DemoError(
+                f"another traystatus demo (pid {other}) is using {lockfile.parent}; "
+                "stop it first, or give this one its own folder with --datadir"
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(str(os.getpid()))
+        f.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def prepare_database(server: EmbeddedPostgres, password: str) -> str:
+    """Create and fill the demo database; return the analyst's DSN (with password)."""
+    with psycopg.connect(server.dsn(), autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DEMO_DB,)).fetchone():
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DEMO_DB)))
+    with psycopg.connect(server.dsn(DEMO_DB), autocommit=True) as conn:
+        if conn.execute("SELECT to_regclass('public.import_job')").fetchone() == (None,):
+            log.info("loading the StatBus stand-in schema")
+            conn.execute((sql_dir() / "fixtures" / "statbus_schema.sql").read_text())
+        conn.execute((sql_dir() / "install.sql").read_text())
+        # A fresh stage: the previous run's jobs and tasks would only confuse the picture.
+        conn.execute("DELETE FROM public.import_job")
+        conn.execute(
+            """DELETE FROM worker.tasks t USING worker.command_registry cr
+               WHERE cr.command = t.command AND cr.queue <> 'maintenance'"""
+        )
+        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (DEMO_USER,)).fetchone()
+        verb = "ALTER" if exists else "CREATE"
+        conn.execute(
+            sql.SQL(verb + " ROLE {} LOGIN PASSWORD {}").format(
+                sql.Identifier(DEMO_USER), sql.Literal(password)
+            )
+        )
+        conn.execute(
+            sql.SQL("GRANT authenticated, regular_user TO {}").format(sql.Identifier(DEMO_USER))
+        )
+    return server.dsn(DEMO_DB, user=DEMO_USER, password=password)
+
+
+def tray_command() -> list[str]:
+    """The tray child: the real app, reading its DSN from the environment."""
+    return [sys.executable, "-m", "traystatus.demo.tray"]
+
+
+async def _run(
+    simulator: Simulator, dsn: str, with_tray: bool, out: IO[str], verbose: int = 0
+) -> int:
+    """Run the simulator (and the tray child) until Quit, Ctrl-C or SIGTERM."""
+    loop = asyncio.get_running_loop()
+    interrupted = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, interrupted.set)
+    sim_task = asyncio.create_task(simulator.run(), name="simulator")
+    child: asyncio.subprocess.Process | None = None
+    waiters: list[asyncio.Task[object]] = [
+        asyncio.create_task(interrupted.wait()),
+        sim_task,
+    ]
+    if with_tray:
+        env = dict(os.environ)
+        env[DSN_ENV] = dsn
+        env["TRAYSTATUS_DEMO_VERBOSE"] = str(verbose)
+        # Its own session: a Ctrl-C reaches only us, and we end the child in order.
+        child = await asyncio.create_subprocess_exec(
+            *tray_command(), env=env, start_new_session=True
+        )
+        waiters.append(asyncio.create_task(child.wait()))
+        print(f"traystatus demo: tray app running (pid {child.pid}); Quit it or press Ctrl-C",
+              file=out, flush=True)
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        simulator.stop()
+        if child is not None and child.returncode is None:
+            child.terminate()
+            try:
+                await asyncio.wait_for(child.wait(), timeout=10)
+            except TimeoutError:
+                child.kill()
+                await child.wait()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(sim_task, timeout=10)
+        for w in waiters:
+            w.cancel()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    if sim_task.done() and not sim_task.cancelled() and sim_task.exception() is not None:
+        raise DemoError(f"the simulator stopped: {sim_task.exception()}")
+    if interrupted.is_set():
+        return EXIT_INTERRUPTED
+    if child is not None and child.returncode not in (0, None):
+        print(f"traystatus demo: the tray app exited with code {child.returncode}",
+              file=sys.stderr)
+        return int(child.returncode or 1)
+    return EXIT_OK
+
+
+def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
+    """``traystatus demo``: returns the exit code.
+
+    ``args``: the parsed options (speed, no_tray, datadir, verbose) or an argument list.
+    """
+    if not isinstance(args, argparse.Namespace):
+        args = build_parser().parse_args(args)
+    speed = float(getattr(args, "speed", 1.0) or 1.0)
+    no_tray = bool(getattr(args, "no_tray", False))
+    datadir = Path(getattr(args, "datadir", None) or default_datadir()).expanduser()
+    verbosity = int(getattr(args, "verbose", 0) or 0)
+    out = sys.stdout
+
+    if not no_tray and (why := headless_reason()):
+        print(
+            f"traystatus demo: {why}, so there is no tray to show; run it under a virtual "
+            "screen with `xvfb-run -a traystatus demo`, or without the tray: "
+            "`traystatus demo --no-tray`",
+            file=sys.stderr,
+        )
+        return EXIT_UNUSABLE
+    if speed <= 0:
+        print(f"traystatus demo: --speed must be positive, got {speed}", file=sys.stderr)
+        return 2
+
+    def event(msg: str) -> None:
+        if verbosity:
+            print(f"simulator: {msg}", file=out, flush=True)
+
+    server = EmbeddedPostgres(datadir)
+    try:
+        with _exclusive(datadir.parent / "demo.lock"):
+            if server.running:  # left over from a demo that was killed: ours to stop
+                server.stop("immediate")
+            print(f"traystatus demo: starting PostgreSQL in {datadir}", file=out, flush=True)
+            server.start()
+            try:
+                dsn = prepare_database(server, secrets.token_urlsafe(18))
+                shown = dsn.replace(dsn.split("password=")[-1], "…")
+                print(f"traystatus demo: StatBus stand-in ready at {shown}", file=out)
+                if no_tray:
+                    print(f"traystatus demo: connect a tray app with this DSN:\n  {dsn}",
+                          file=out)
+                print("traystatus demo: simulating StatBus work; Ctrl-C stops it",
+                      file=out, flush=True)
+                simulator = Simulator(
+                    server.dsn(DEMO_DB), speed=speed, user_email=DEMO_USER, on_event=event
+                )
+                return asyncio.run(_run(simulator, dsn, not no_tray, out, verbosity))
+            finally:
+                server.stop()
+                print("traystatus demo: stopped; nothing left running", file=out, flush=True)
+    except (DemoError, EmbeddedServerError, psycopg.OperationalError) as ex:
+        print(f"traystatus demo: {ex}", file=sys.stderr)
+        return EXIT_UNUSABLE
+    except KeyboardInterrupt:  # Ctrl-C during set-up, before our handler is in place
+        return EXIT_INTERRUPTED
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """A stand-alone parser (``python -m traystatus.demo``), same options as ``traystatus demo``."""
+    p = argparse.ArgumentParser(
+        prog="traystatus demo",
+        description="The tray app on an embedded demo database, with a StatBus simulator.",
+    )
+    p.add_argument("--speed", type=float, default=1.0, help="simulation pace (2 = twice as fast)")
+    p.add_argument("--no-tray", action="store_true", help="run only the database and simulator")
+    p.add_argument("--datadir", type=Path, default=None, help="embedded PostgreSQL data folder")
+    p.add_argument("-v", "--verbose", action="count", default=0,
+                   help="print every simulated step")
+    return p
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main(build_parser().parse_args()))

@@ -1,0 +1,456 @@
+"""What is going on, in detail: the JSON of get_system_status_details() and
+get_system_work_summary() as frozen dataclasses, with the derived values both faces need.
+
+Pure: no I/O. The parser is strict about types (a wrong type raises ``DetailsError``,
+which the monitor logs and skips) and lenient about absence (a missing optional key is
+None), so a newer SQL that adds keys keeps working.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+
+class DetailsError(ValueError):
+    """The JSON does not have the documented shape (docs/architecture.md)."""
+
+
+PHASE_LABELS = {
+    "upload": "Waiting for upload",
+    "queued": "Queued",
+    "preparing": "Preparing",
+    "analysing": "Analysing",
+    "review": "Waiting for review",
+    "processing": "Importing",
+    "done": "Finished",
+    "failed": "Failed",
+}
+
+
+# -- small typed readers ------------------------------------------------------------------
+def _obj(value: Any, what: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise DetailsError(f"{what}: expected an object, got {type(value).__name__}")
+    return value
+
+
+def _list(value: Any, what: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise DetailsError(f"{what}: expected a list, got {type(value).__name__}")
+    return value
+
+
+def _int(d: Mapping[str, Any], key: str, default: int | None = None) -> int | None:
+    value = d.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise DetailsError(f"{key}: expected a number, got {type(value).__name__}")
+    return int(value)
+
+
+def _req_int(d: Mapping[str, Any], key: str) -> int:
+    value = _int(d, key)
+    if value is None:
+        raise DetailsError(f"{key}: missing")
+    return value
+
+
+def _float(d: Mapping[str, Any], key: str) -> float | None:
+    value = d.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise DetailsError(f"{key}: expected a number, got {type(value).__name__}")
+    try:
+        result = float(value)  # numeric columns may arrive as strings
+    except ValueError:
+        raise DetailsError(f"{key}: not a number: {value!r}") from None
+    return result if math.isfinite(result) else None
+
+
+def _str(d: Mapping[str, Any], key: str) -> str | None:
+    value = d.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise DetailsError(f"{key}: expected a string, got {type(value).__name__}")
+    return value
+
+
+def _bool(d: Mapping[str, Any], key: str) -> bool | None:
+    value = d.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, bool):
+        raise DetailsError(f"{key}: expected true/false, got {type(value).__name__}")
+    return value
+
+
+def _time(d: Mapping[str, Any], key: str) -> datetime | None:
+    value = d.get(key)
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str):
+        raise DetailsError(f"{key}: expected a timestamp, got {type(value).__name__}")
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise DetailsError(f"{key}: not a timestamp: {value!r}") from None
+
+
+# -- import jobs ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ImportJob:
+    id: int
+    slug: str
+    description: str | None
+    state: str
+    phase: str
+    progress_pct: float | None
+    rows_per_sec: float | None
+    total_rows: int | None
+    imported_rows: int | None
+    error_count: int
+    warning_count: int
+    error: str | None
+    review: bool | None
+    priority: int | None
+    user_id: int | None
+    created_at: datetime | None
+    processing_start_at: datetime | None
+    analysis_start_at: datetime | None
+    last_progress_update: datetime | None
+    ended_at: datetime | None
+    active: bool
+    needs_person: bool
+
+    @classmethod
+    def from_json(cls, value: Any) -> ImportJob:
+        d = _obj(value, "import job")
+        state = _str(d, "state") or ""
+        return cls(
+            id=_req_int(d, "id"),
+            slug=_str(d, "slug") or "",
+            description=_str(d, "description"),
+            state=state,
+            phase=_str(d, "phase") or "",
+            progress_pct=_float(d, "progress_pct"),
+            rows_per_sec=_float(d, "rows_per_sec"),
+            total_rows=_int(d, "total_rows"),
+            imported_rows=_int(d, "imported_rows"),
+            error_count=_int(d, "error_count", 0) or 0,
+            warning_count=_int(d, "warning_count", 0) or 0,
+            error=_str(d, "error"),
+            review=_bool(d, "review"),
+            priority=_int(d, "priority"),
+            user_id=_int(d, "user_id"),
+            created_at=_time(d, "created_at"),
+            processing_start_at=_time(d, "processing_start_at"),
+            analysis_start_at=_time(d, "analysis_start_at"),
+            last_progress_update=_time(d, "last_progress_update"),
+            ended_at=_time(d, "ended_at"),
+            active=bool(_bool(d, "active")),
+            needs_person=bool(_bool(d, "needs_person")),
+        )
+
+    @property
+    def title(self) -> str:
+        """What to call the job: its description, else its slug."""
+        return self.description or self.slug or f"import job {self.id}"
+
+    @property
+    def phase_label(self) -> str:
+        """'Importing 42 %', 'Analysing 7 %', 'Queued', 'Finished with 3 errors'..."""
+        label = PHASE_LABELS.get(self.phase, self.phase.replace("_", " ").capitalize())
+        if self.phase in ("analysing", "processing") and self.progress_pct is not None:
+            return f"{label} {self.progress_pct:.0f} %"
+        if self.phase == "done" and self.has_errors:
+            n = self.error_count
+            return f"{label} with {n} error{'s' if n != 1 else ''}" if n else f"{label} with errors"
+        return label
+
+    @property
+    def has_errors(self) -> bool:
+        """'finished' is not always success: errors may be recorded on a finished job."""
+        return self.state == "failed" or bool(self.error) or self.error_count > 0
+
+    @property
+    def rows_left(self) -> int | None:
+        """Rows still to go in the current phase, from the progress percentage."""
+        if self.total_rows is None or self.progress_pct is None:
+            return None
+        if self.phase not in ("analysing", "processing"):
+            return None
+        left = self.total_rows * (100.0 - self.progress_pct) / 100.0
+        return max(0, math.ceil(left))
+
+    @property
+    def eta_seconds(self) -> float | None:
+        """Seconds until the current phase ends at the current rate; None when unknown."""
+        left = self.rows_left
+        if left is None or not self.rows_per_sec or self.rows_per_sec <= 0:
+            return None
+        return left / self.rows_per_sec
+
+    def eta(self, now: datetime) -> datetime | None:
+        seconds = self.eta_seconds
+        return None if seconds is None else now + timedelta(seconds=seconds)
+
+
+# -- analytics ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AnalyticsTask:
+    id: int
+    command: str
+    state: str
+    depth: int
+    parent_id: int | None
+    process_start_at: datetime | None
+    duration_ms: float | None
+    scheduled_at: datetime | None
+
+    @classmethod
+    def from_json(cls, value: Any) -> AnalyticsTask:
+        d = _obj(value, "analytics task")
+        return cls(
+            id=_req_int(d, "id"),
+            command=_str(d, "command") or "",
+            state=_str(d, "state") or "",
+            depth=_int(d, "depth", 0) or 0,
+            parent_id=_int(d, "parent_id"),
+            process_start_at=_time(d, "process_start_at"),
+            duration_ms=_float(d, "duration_ms"),
+            scheduled_at=_time(d, "scheduled_at"),
+        )
+
+
+@dataclass(frozen=True)
+class CommandCount:
+    command: str
+    state: str
+    count: int
+
+
+@dataclass(frozen=True)
+class AnalyticsSummary:
+    active_total: int
+    by_command: tuple[CommandCount, ...]
+    tasks: tuple[AnalyticsTask, ...]
+    tasks_shown: int
+
+    @classmethod
+    def from_json(cls, value: Any) -> AnalyticsSummary:
+        if value is None:
+            return cls(0, (), (), 0)
+        d = _obj(value, "analytics")
+        by_command = []
+        for item in _list(d.get("by_command"), "analytics.by_command"):
+            c = _obj(item, "analytics.by_command item")
+            by_command.append(
+                CommandCount(_str(c, "command") or "", _str(c, "state") or "", _req_int(c, "count"))
+            )
+        tasks = tuple(AnalyticsTask.from_json(t) for t in _list(d.get("tasks"), "analytics.tasks"))
+        return cls(
+            active_total=_int(d, "active_total", 0) or 0,
+            by_command=tuple(by_command),
+            tasks=tasks,
+            tasks_shown=_int(d, "tasks_shown", len(tasks)) or 0,
+        )
+
+    def count_in(self, state: str) -> int:
+        return sum(c.count for c in self.by_command if c.state == state)
+
+    @property
+    def running(self) -> int:
+        """Tasks a worker is executing now (processing) or whose children run (waiting)."""
+        return self.count_in("processing") + self.count_in("waiting")
+
+    @property
+    def queued(self) -> int:
+        return self.count_in("pending") + self.count_in("interrupted")
+
+    @property
+    def by_command_totals(self) -> dict[str, int]:
+        """Active tasks per command, largest first."""
+        totals: dict[str, int] = {}
+        for c in self.by_command:
+            totals[c.command] = totals.get(c.command, 0) + c.count
+        return dict(sorted(totals.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+# -- the snapshot ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Details:
+    system_stable: bool
+    generated_at: datetime | None
+    sql_version: int | None
+    import_jobs: tuple[ImportJob, ...]
+    import_jobs_total: int
+    analytics: AnalyticsSummary
+
+    @classmethod
+    def from_json(cls, value: Any) -> Details:
+        d = _obj(value, "details")
+        stable = _bool(d, "system_stable")
+        if stable is None:
+            raise DetailsError("system_stable: missing")
+        jobs = tuple(ImportJob.from_json(j) for j in _list(d.get("import_jobs"), "import_jobs"))
+        return cls(
+            system_stable=stable,
+            generated_at=_time(d, "generated_at"),
+            sql_version=_int(d, "sql_version"),
+            import_jobs=jobs,
+            import_jobs_total=_int(d, "import_jobs_total", len(jobs)) or 0,
+            analytics=AnalyticsSummary.from_json(d.get("analytics")),
+        )
+
+    @property
+    def active_jobs(self) -> tuple[ImportJob, ...]:
+        return tuple(j for j in self.import_jobs if j.active)
+
+    @property
+    def jobs_needing_person(self) -> tuple[ImportJob, ...]:
+        return tuple(j for j in self.import_jobs if j.needs_person)
+
+    @property
+    def review_blocks_imports(self) -> bool:
+        """While any job waits for review, StatBus's worker holds back the other imports."""
+        return any(j.state == "waiting_for_review" for j in self.import_jobs)
+
+    @property
+    def headline(self) -> str:
+        """One line: '2 imports running, 412 analytics tasks' or 'Stable'."""
+        parts = []
+        n_jobs = len(self.active_jobs)
+        if n_jobs:
+            parts.append(f"{n_jobs} import{'s' if n_jobs != 1 else ''} running")
+        if self.analytics.active_total:
+            n = self.analytics.active_total
+            parts.append(f"{n:,} analytics task{'s' if n != 1 else ''}")
+        if not parts:
+            return "Stable" if self.system_stable else "Processing"
+        return ", ".join(parts)
+
+
+# -- work summary ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EndedJob:
+    id: int
+    slug: str
+    description: str | None
+    state: str
+    error_count: int
+    warning_count: int
+    error: str | None
+    ended_at: datetime | None
+
+    @classmethod
+    def from_json(cls, value: Any) -> EndedJob:
+        d = _obj(value, "ended import job")
+        return cls(
+            id=_req_int(d, "id"),
+            slug=_str(d, "slug") or "",
+            description=_str(d, "description"),
+            state=_str(d, "state") or "",
+            error_count=_int(d, "error_count", 0) or 0,
+            warning_count=_int(d, "warning_count", 0) or 0,
+            error=_str(d, "error"),
+            ended_at=_time(d, "ended_at"),
+        )
+
+    @property
+    def has_errors(self) -> bool:
+        return self.state == "failed" or bool(self.error) or self.error_count > 0
+
+
+def format_duration(seconds: float) -> str:
+    """'4 min 12 s', '1 h 3 min', '12 s'."""
+    total = max(0, round(seconds))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    if minutes:
+        return f"{minutes} min {secs} s" if secs else f"{minutes} min"
+    return f"{secs} s"
+
+
+@dataclass(frozen=True)
+class WorkSummary:
+    """What finished between the stable -> processing and processing -> stable edges."""
+
+    since: datetime | None
+    until: datetime | None
+    import_jobs_finished: int
+    import_jobs_failed: int
+    import_jobs_with_errors: int
+    import_jobs: tuple[EndedJob, ...]
+    analytics_tasks_completed: int
+    analytics_tasks_failed: int
+    duration_seconds: float
+
+    @classmethod
+    def from_json(cls, value: Any, duration_seconds: float | None = None) -> WorkSummary:
+        d = _obj(value, "work summary")
+        since, until = _time(d, "since"), _time(d, "until")
+        if duration_seconds is None:
+            duration_seconds = (until - since).total_seconds() if since and until else 0.0
+        return cls(
+            since=since,
+            until=until,
+            import_jobs_finished=_int(d, "import_jobs_finished", 0) or 0,
+            import_jobs_failed=_int(d, "import_jobs_failed", 0) or 0,
+            import_jobs_with_errors=_int(d, "import_jobs_with_errors", 0) or 0,
+            import_jobs=tuple(
+                EndedJob.from_json(j) for j in _list(d.get("import_jobs"), "import_jobs")
+            ),
+            analytics_tasks_completed=_int(d, "analytics_tasks_completed", 0) or 0,
+            analytics_tasks_failed=_int(d, "analytics_tasks_failed", 0) or 0,
+            duration_seconds=max(0.0, duration_seconds),
+        )
+
+    @property
+    def imports_ended(self) -> int:
+        return self.import_jobs_finished + self.import_jobs_failed
+
+    @property
+    def needs_attention(self) -> bool:
+        """Something failed or finished with errors: the notification should say so."""
+        return bool(
+            self.import_jobs_failed or self.import_jobs_with_errors or self.analytics_tasks_failed
+        )
+
+    @property
+    def text(self) -> str:
+        """'2 imports and 1,412 analytics tasks finished in 4 min 12 s' (+ what failed)."""
+        parts = []
+        if self.imports_ended:
+            n = self.imports_ended
+            parts.append(f"{n:,} import{'s' if n != 1 else ''}")
+        if self.analytics_tasks_completed:
+            n = self.analytics_tasks_completed
+            parts.append(f"{n:,} analytics task{'s' if n != 1 else ''}")
+        what = " and ".join(parts) if parts else "Work"
+        text = f"{what} finished in {format_duration(self.duration_seconds)}"
+        problems = []
+        if self.import_jobs_failed:
+            n = self.import_jobs_failed
+            problems.append(f"{n} import{'s' if n != 1 else ''} failed")
+        if self.import_jobs_with_errors:
+            n = self.import_jobs_with_errors
+            problems.append(f"{n} import{'s' if n != 1 else ''} with errors")
+        if self.analytics_tasks_failed:
+            n = self.analytics_tasks_failed
+            problems.append(f"{n:,} analytics task{'s' if n != 1 else ''} failed")
+        if problems:
+            text += " (" + ", ".join(problems) + ")"
+        return text

@@ -1,0 +1,332 @@
+"""Errors: one base for traystatus, and psycopg errors turned into a ``Problem``.
+
+Two kinds of failure reach the monitor. Errors of the environment (server down, wrong
+password, SQL not installed, no privilege, TLS) are told to a person with the fix; they
+become a ``Diagnosis``. Anything else is a bug in traystatus (``Problem.INTERNAL``), logged
+with its traceback.
+
+How the kind is found, without reading message text:
+
+* Errors raised by a query carry the server's SQLSTATE: 42883 undefined function means the
+  SQL is missing, 42501 no privilege, class 08 and 57P0x a lost connection, and so on.
+* Errors raised while connecting do NOT: libpq keeps the server's SQLSTATE of a failed
+  start-up to itself (``PQconnectPoll`` only offers the text), so psycopg's
+  ``OperationalError`` has ``sqlstate = None``. For those we use the structured fields of
+  the failed ``PGconn`` that psycopg attaches (``ex.pgconn``): ``needs_password`` (the
+  server asked for a password and none was given), ``used_password`` (a password went to
+  the server and the login still failed: wrong password, unknown user or no such
+  database; libpq cannot tell us which), and for TLS the conninfo: when ``sslmode`` asks
+  for TLS (require, verify-ca, verify-full) or ``sslnegotiation=direct``, no password was
+  sent, and a plain TCP connection to the same address succeeds, the server was reachable
+  and the TLS handshake is what failed. The TCP probe is what separates "TLS failed" from
+  "nothing listens there": both look the same in ``PGconn``.
+
+The server's own words are kept as ``detail`` and appended to the message (people need
+them), but nothing branches on them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import socket
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import errors as pgerrors
+from psycopg.conninfo import conninfo_to_dict
+
+from traystatus.core.state import Problem
+
+
+class TraystatusError(Exception):
+    """Base of every error traystatus raises on purpose: the environment's fault.
+
+    ``problem`` says what kind (for code to branch on), ``str(ex)`` says the fact, the
+    state and the fix (for a person).
+    """
+
+    def __init__(self, problem: Problem, message: str) -> None:
+        super().__init__(message)
+        self.problem = problem
+        self.message = message
+
+
+class Phase(enum.Enum):
+    """Where an error happened: while connecting, or on an open connection."""
+
+    CONNECT = "connect"
+    QUERY = "query"
+
+
+# Problems that fix themselves when the network or the server comes back: retried with a
+# fast backoff. The others need a person; the monitor retries them slowly (ERROR state).
+TRANSIENT = frozenset({Problem.UNREACHABLE, Problem.CONNECTION_LOST, Problem.STALE})
+
+TLS_SSLMODES = frozenset({"require", "verify-ca", "verify-full"})
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """What went wrong, for code (``problem``) and for a person (``message``)."""
+
+    problem: Problem
+    message: str
+    detail: str = ""  # the server's or libpq's own words, shown, never parsed
+
+    @property
+    def transient(self) -> bool:
+        return self.problem in TRANSIENT
+
+    def to_error(self) -> TraystatusError:
+        return TraystatusError(self.problem, self.message)
+
+
+@dataclass(frozen=True)
+class Target:
+    """Who connects where, for messages: taken from the conninfo, never the password."""
+
+    host: str = ""
+    port: str = ""
+    dbname: str = ""
+    user: str = ""
+    sslmode: str = ""
+    sslnegotiation: str = ""
+
+    @classmethod
+    def from_conninfo(cls, conninfo: str) -> Target:
+        try:
+            params = conninfo_to_dict(conninfo)
+        except psycopg.Error:
+            return cls()
+
+        def get(key: str) -> str:
+            value = params.get(key)
+            return "" if value is None else str(value)
+
+        return cls(
+            host=get("host") or get("hostaddr"),
+            port=get("port"),
+            dbname=get("dbname"),
+            user=get("user"),
+            sslmode=get("sslmode"),
+            sslnegotiation=get("sslnegotiation"),
+        )
+
+    @property
+    def wants_tls(self) -> bool:
+        return self.sslmode in TLS_SSLMODES or self.sslnegotiation == "direct"
+
+    @property
+    def where(self) -> str:
+        host = self.host or "the default host"
+        port = f":{self.port}" if self.port else ""
+        db = f", database {self.dbname!r}" if self.dbname else ""
+        return f"{host}{port}{db}"
+
+    @property
+    def who(self) -> str:
+        return repr(self.user) if self.user else "the default user"
+
+
+def _first_line(ex: BaseException) -> str:
+    text = str(ex).strip()
+    return text.splitlines()[0] if text else type(ex).__name__
+
+
+def _detail(ex: BaseException) -> str:
+    if isinstance(ex, psycopg.Error) and ex.diag.message_primary:
+        return ex.diag.message_primary
+    pgconn = getattr(ex, "pgconn", None)
+    if pgconn is not None:
+        try:
+            raw = pgconn.error_message
+        except Exception:  # a finished PGconn may refuse; the exception text will do
+            raw = b""
+        if raw:
+            return " ".join(bytes(raw).decode("utf-8", "replace").split())
+    return " ".join(str(ex).split())
+
+
+def _with_detail(message: str, detail: str) -> str:
+    return f"{message} (server said: {detail})" if detail else message
+
+
+def classify(ex: BaseException, conninfo: str = "", phase: Phase = Phase.QUERY) -> Diagnosis:
+    """Turn an exception into a Diagnosis, by class and SQLSTATE only.
+
+    For connection failures that may be TLS, this cannot know whether the server was
+    reachable; ``diagnose`` adds that (it probes TCP) and should be used for connects.
+    """
+    target = Target.from_conninfo(conninfo)
+    detail = _detail(ex)
+    if isinstance(ex, TraystatusError):
+        return Diagnosis(ex.problem, ex.message)
+    sqlstate = getattr(ex, "sqlstate", None)
+    if isinstance(ex, psycopg.Error) and sqlstate:
+        by_state = _by_sqlstate(sqlstate, target, detail)
+        if by_state is not None:
+            return by_state
+    if isinstance(ex, psycopg.ProgrammingError) and phase is Phase.CONNECT:
+        return Diagnosis(
+            Problem.CONFIG,
+            f"The connection settings are not valid: {_first_line(ex)}. "
+            "Nothing was tried. Fix the DSN or profile (see `traystatus doctor`).",
+            detail,
+        )
+    if isinstance(ex, (TimeoutError, asyncio.TimeoutError, pgerrors.ConnectionTimeout)):
+        return _unreachable(target, detail, timed_out=True)
+    if isinstance(ex, psycopg.OperationalError):
+        if phase is Phase.QUERY:
+            return Diagnosis(
+                Problem.CONNECTION_LOST,
+                f"The connection to {target.where} was lost. Reconnecting on its own; "
+                "if it keeps failing, check the network and that the server runs.",
+                detail,
+            )
+        return _classify_connect(ex, target, detail, reachable=None)
+    if isinstance(ex, OSError):
+        return _unreachable(target, detail)
+    return Diagnosis(
+        Problem.INTERNAL,
+        f"traystatus hit an unexpected error ({type(ex).__name__}: {_first_line(ex)}). "
+        "It keeps retrying; please report this with the log file.",
+        detail,
+    )
+
+
+async def diagnose(
+    ex: BaseException, conninfo: str = "", phase: Phase = Phase.CONNECT, probe_timeout: float = 3.0
+) -> Diagnosis:
+    """``classify``, plus a TCP probe when a TLS connection failed before authentication.
+
+    The probe opens and closes a plain TCP connection to the same host and port; it sends
+    nothing, so no password or user name travels in clear text.
+    """
+    target = Target.from_conninfo(conninfo)
+    if (
+        phase is Phase.CONNECT
+        and isinstance(ex, psycopg.OperationalError)
+        and not isinstance(ex, pgerrors.ConnectionTimeout)
+        and not getattr(ex, "sqlstate", None)
+        and target.wants_tls
+    ):
+        pgconn = getattr(ex, "pgconn", None)
+        if pgconn is not None and not pgconn.used_password and not pgconn.needs_password:
+            host = _decode(pgconn.hostaddr) or _decode(pgconn.host) or target.host
+            port = _decode(pgconn.port) or target.port or "5432"
+            reachable = await tcp_reachable(host, int(port), probe_timeout)
+            return _classify_connect(ex, target, _detail(ex), reachable=reachable)
+    return classify(ex, conninfo, phase)
+
+
+def _decode(value: bytes | None) -> str:
+    return value.decode("utf-8", "replace") if value else ""
+
+
+async def tcp_reachable(host: str, port: int, seconds: float) -> bool:
+    """True when something accepts TCP connections at host:port (or a Unix socket dir)."""
+    try:
+        if host.startswith("/"):
+            path = f"{host}/.s.PGSQL.{port}"
+            _, writer = await asyncio.wait_for(asyncio.open_unix_connection(path), seconds)
+        else:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), seconds)
+    except (OSError, TimeoutError, socket.gaierror):
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
+
+
+def _classify_connect(
+    ex: psycopg.OperationalError, target: Target, detail: str, reachable: bool | None
+) -> Diagnosis:
+    pgconn = getattr(ex, "pgconn", None)
+    if pgconn is None:
+        # psycopg resolves host names itself and raises before libpq has a PGconn.
+        return _unreachable(target, detail)
+    if pgconn.needs_password:
+        return Diagnosis(
+            Problem.NO_PASSWORD,
+            f"The server at {target.where} asks for a password for {target.who} and none "
+            "was given. Store it with `traystatus login` (keychain) or in ~/.pgpass.",
+            detail,
+        )
+    if pgconn.used_password:
+        return Diagnosis(
+            Problem.AUTH_FAILED,
+            f"The server at {target.where} refused the login of {target.who}: wrong password, "
+            "unknown user or no such database. Retrying only slowly; fix the password "
+            "(your StatBus web password) or the user/database in the profile.",
+            detail,
+        )
+    if target.wants_tls and reachable:
+        mode = target.sslmode or "prefer"
+        return Diagnosis(
+            Problem.TLS,
+            f"The server at {target.where} answers, but the TLS connection failed "
+            f"(sslmode={mode}"
+            + (", sslnegotiation=direct" if target.sslnegotiation == "direct" else "")
+            + "). Check the port (TLS and plain ports differ), sslrootcert and the host name "
+            "in the certificate; see docs/tls.md.",
+            detail,
+        )
+    return _unreachable(target, detail)
+
+
+def _unreachable(target: Target, detail: str, timed_out: bool = False) -> Diagnosis:
+    how = "did not answer in time" if timed_out else "cannot be reached"
+    return Diagnosis(
+        Problem.UNREACHABLE,
+        f"The database server at {target.where} {how}. Retrying on its own; check the "
+        "host name, the port, the network or VPN, and that the server runs.",
+        detail,
+    )
+
+
+def _by_sqlstate(sqlstate: str, target: Target, detail: str) -> Diagnosis | None:
+    cls = sqlstate[:2]
+    if sqlstate in ("42883", "3F000", "42P01"):
+        return Diagnosis(
+            Problem.SQL_MISSING,
+            f"The traystatus SQL is not installed in {target.where} (the function "
+            "public.is_system_stable() does not exist). Ask a StatBus administrator to run "
+            "`traystatus install-sql` on that database.",
+            detail,
+        )
+    if sqlstate == "42501":
+        return Diagnosis(
+            Problem.PERMISSION,
+            f"{target.who} may not call the traystatus functions in {target.where} "
+            "(permission denied). Ask an administrator to grant the role `authenticated` "
+            "to this user, or to re-run `traystatus install-sql` so the grants exist.",
+            detail,
+        )
+    if cls == "28":
+        return Diagnosis(
+            Problem.AUTH_FAILED,
+            f"The server at {target.where} refused the login of {target.who}. "
+            "Fix the password or the user name in the profile.",
+            detail,
+        )
+    if sqlstate == "3D000":
+        return Diagnosis(
+            Problem.CONFIG,
+            f"The database {target.dbname!r} does not exist on {target.where}. "
+            "Fix the database name in the profile.",
+            detail,
+        )
+    if cls in ("08", "57") or sqlstate == "53300":
+        # 57P01 admin shutdown / terminated backend, 57P02 crash, 57P03 starting up,
+        # 57014 statement timeout / cancel; 53300 too many connections: all pass.
+        return Diagnosis(
+            Problem.CONNECTION_LOST,
+            f"The connection to {target.where} was closed by the server. Reconnecting on "
+            "its own; if it keeps happening, ask the administrator whether the server "
+            "restarts.",
+            detail,
+        )
+    return None

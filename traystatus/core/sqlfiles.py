@@ -1,0 +1,62 @@
+"""The packaged SQL: read it, apply it, and compare the installed version with ours.
+
+The files are the ones in ``sql/`` (``traystatus._paths.sql_dir()`` finds them in a
+checkout or inside the wheel). Each holds its own BEGIN/COMMIT, so they run on an
+autocommit connection exactly as ``psql -f`` would run them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import psycopg
+from psycopg import errors as pgerrors
+
+from traystatus._paths import sql_dir
+
+EXPECTED_SQL_VERSION = 1
+"""The ``system_stability_sql_version()`` this traystatus was written for."""
+
+SqlFile = Literal["install", "uninstall"]
+
+
+def read(name: SqlFile) -> str:
+    """The text of ``sql/<name>.sql``."""
+    if name not in ("install", "uninstall"):
+        raise ValueError(f"unknown SQL file {name!r}: use 'install' or 'uninstall'")
+    return (sql_dir() / f"{name}.sql").read_text(encoding="utf-8")
+
+
+async def installed_version(conn: psycopg.AsyncConnection[Any]) -> int | None:
+    """The installed SQL version, or None when traystatus's SQL is not installed.
+
+    Runs inside a transaction block (a savepoint when one is already open), so a missing
+    function does not leave the caller's transaction aborted.
+    """
+    try:
+        async with conn.transaction():
+            cur = await conn.execute("SELECT public.system_stability_sql_version()")
+            row = await cur.fetchone()
+    except (pgerrors.UndefinedFunction, pgerrors.InvalidSchemaName):
+        return None
+    if row is None or row[0] is None:
+        return None
+    return int(row[0])
+
+
+async def apply(
+    conninfo: str, which: SqlFile, **connect_kwargs: Any
+) -> tuple[int | None, int | None]:
+    """Run ``sql/<which>.sql`` on the database; return the version before and after.
+
+    Errors propagate as psycopg errors (classify them with ``errors.classify``): a
+    failed install rolls back as a whole because the file is one transaction.
+    """
+    text = read(which)
+    async with await psycopg.AsyncConnection.connect(
+        conninfo, autocommit=True, **connect_kwargs
+    ) as conn:
+        before = await installed_version(conn)
+        await conn.execute(text.encode("utf-8"))
+        after = await installed_version(conn)
+    return before, after

@@ -365,70 +365,37 @@ def keychain_result(
 ) -> CheckResult:
     """Which keyring backend stores passwords, and whether it is a secure one.
 
-    ``backend``: the keyring backend to judge; default ``keyring.get_keyring()`` (which may
-    ask the session bus for a Secret Service, hence the timeout).
+    The judgement is ``traystatus.core.credentials.keychain_info`` (the same one that decides
+    whether a password may be stored); this adds the timeout, since choosing the default
+    backend may ask the session bus for a Secret Service, and what the bus says about it.
+    ``backend``: the keyring backend to judge; default ``keyring.get_keyring()``.
     """
     name = "keychain"
+    try:
+        import keyring
+
+        from traystatus.core import credentials
+    except ImportError as ex:
+        return CheckResult(name, False, f"cannot be checked: {ex}", "reinstall traystatus")
     if backend is None:
-        try:
-            import keyring
-        except ImportError:
-            return CheckResult(
-                name, False, "the keyring package is not installed", "pip install keyring"
-            )
         try:
             backend = _in_thread(keyring.get_keyring, timeout)
         except TimeoutError as ex:
             return CheckResult(
-                name, False, f"choosing a keyring backend hung ({ex})", _keychain_fix()
+                name, False, f"choosing a keyring backend hung ({ex})", credentials.ADVICE
             )
-    kr = backend
-    backends = list(getattr(kr, "backends", None) or [kr])
-    insecure = [b for b in backends if _backend_kind(b) == "insecure"]
-    secure = [b for b in backends if _backend_kind(b) == "secure"]
-    names = ", ".join(_backend_name(b) for b in backends)
-    if secure and not insecure:
-        return CheckResult(name, True, f"passwords are stored in {names}")
-    if insecure:
-        return CheckResult(
-            name,
-            False,
-            f"the keyring backend {names} is not a secure store (plain text or no storage)",
-            _keychain_fix(),
-        )
-    detail = f"no keychain: keyring found only {names}"
+    info = credentials.keychain_info(backend)  # type: ignore[arg-type]
+    if info.secure:
+        return CheckResult(name, True, f"passwords are kept in {info.backend_name}")
+    detail = f"no secure keychain: {info.reason}"
     if bus is not None and not bus.error and not bus.secrets_owner:
         detail += f"; nothing owns {SECRETS} on the session bus"
-    return CheckResult(name, False, detail, _keychain_fix())
-
-
-def _backend_name(b: object) -> str:
-    cls = type(b)
-    return f"{cls.__module__}.{cls.__qualname__}"
-
-
-def _backend_kind(b: object) -> str:
-    module = type(b).__module__
-    if module.startswith(("keyring.backends.fail", "keyring.backends.null")):
-        return "none"
-    if module.startswith("keyrings.alt") or "plaintext" in module.lower():
-        return "insecure"
-    return "secure"
+    return CheckResult(name, False, detail, credentials.ADVICE)
 
 
 def _native_desktop() -> bool:
     """Windows and macOS always have a tray and a notification centre: nothing to probe."""
     return sys.platform in ("win32", "darwin")
-
-
-def _keychain_fix() -> str:
-    if _native_desktop():
-        return "The system keychain is not available to traystatus: reinstall traystatus."
-    return (
-        "Install and unlock a Secret Service keychain (GNOME Keyring or KWallet; Debian: "
-        "gnome-keyring) in your desktop session. Without it traystatus cannot remember "
-        "the password and asks for it at every start."
-    )
 
 
 def check_tray_host(

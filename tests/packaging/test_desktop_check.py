@@ -181,7 +181,7 @@ def test_keychain_fail_and_null_backends_are_not_ok() -> None:
     for backend in (fail.Keyring(), null.Keyring()):
         r = keychain_result(backend=backend)
         assert not r.ok
-        assert "no keychain" in r.detail
+        assert "no secure keychain" in r.detail
         assert "Secret Service" in r.fix
 
 

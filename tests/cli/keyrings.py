@@ -1,0 +1,66 @@
+"""Small real keyring backends for the tests (installed with keyring.set_keyring(), or in a
+subprocess through PYTHON_KEYRING_BACKEND): no mocks, the keyring API end to end.
+
+``MemoryKeyring`` lives in one process. ``FileKeyring`` stands in for the OS keychain across
+processes (each CLI run is a new process): it keeps its entries in the JSON file named by
+TRAYSTATUS_TEST_KEYRING, so a test can also check what was (and was not) stored.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from keyring.backend import KeyringBackend
+from keyring.errors import PasswordDeleteError
+
+
+class MemoryKeyring(KeyringBackend):
+    priority = 1  # type: ignore[assignment]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entries: dict[tuple[str, str], str] = {}
+
+    def get_password(self, service: str, username: str) -> str | None:
+        return self.entries.get((service, username))
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self.entries[(service, username)] = password
+
+    def delete_password(self, service: str, username: str) -> None:
+        if self.entries.pop((service, username), None) is None:
+            raise PasswordDeleteError(f"no entry for {service}/{username}")
+
+
+class FileKeyring(KeyringBackend):
+    priority = 1  # type: ignore[assignment]
+
+    @property
+    def path(self) -> Path:
+        return Path(os.environ["TRAYSTATUS_TEST_KEYRING"])
+
+    def _load(self) -> dict[str, str]:
+        try:
+            data: dict[str, str] = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return {}
+        return data
+
+    def _save(self, data: dict[str, str]) -> None:
+        self.path.write_text(json.dumps(data))
+
+    def get_password(self, service: str, username: str) -> str | None:
+        return self._load().get(f"{service}/{username}")
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        data = self._load()
+        data[f"{service}/{username}"] = password
+        self._save(data)
+
+    def delete_password(self, service: str, username: str) -> None:
+        data = self._load()
+        if data.pop(f"{service}/{username}", None) is None:
+            raise PasswordDeleteError(f"no entry for {service}/{username}")
+        self._save(data)

@@ -1,0 +1,201 @@
+"""ConnectionProfile and ProfileStore: libpq conventions, the file, and no password in it."""
+
+from __future__ import annotations
+
+import os
+import stat
+import tomllib
+from pathlib import Path
+
+import psycopg
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from psycopg.conninfo import conninfo_to_dict
+
+from traystatus.core.profiles import (
+    ConnectionProfile,
+    ProfileError,
+    ProfileStore,
+    Settings,
+    config_dir,
+    redact_conninfo,
+)
+
+
+def test_unset_fields_are_left_to_libpq() -> None:
+    params = conninfo_to_dict(ConnectionProfile(name="p", host="db.example.org").to_conninfo())
+    assert params == {"host": "db.example.org", "fallback_application_name": "traystatus"}
+
+
+def test_fields_override_the_dsn_and_options_pass_through() -> None:
+    profile = ConnectionProfile(
+        name="p",
+        dsn="postgresql://alice@old.example.org:3014/statbus?sslmode=require",
+        host="new.example.org",
+        port="3015",
+        sslmode="verify-full",
+        sslnegotiation="direct",
+        sslsni="1",
+        sslrootcert="/etc/ca.pem",
+        options={"connect_timeout": "7"},
+    )
+    params = conninfo_to_dict(profile.to_conninfo())
+    assert params["host"] == "new.example.org"
+    assert params["port"] == "3015"
+    assert params["user"] == "alice"
+    assert params["dbname"] == "statbus"
+    assert params["sslmode"] == "verify-full"
+    assert params["sslnegotiation"] == "direct"
+    assert params["sslrootcert"] == "/etc/ca.pem"
+    assert params["connect_timeout"] == "7"
+
+
+def test_bad_dsn_and_bad_name_are_refused() -> None:
+    with pytest.raises(ProfileError, match="DSN is not valid"):
+        ConnectionProfile(name="p", dsn="host=x port")
+    with pytest.raises(ProfileError, match="invalid profile name"):
+        ConnectionProfile(name=" spaced ")
+    with pytest.raises(ProfileError, match="invalid profile name"):
+        ConnectionProfile(name="a/b")
+
+
+def test_without_secrets_takes_the_password_out() -> None:
+    profile = ConnectionProfile(name="p", dsn="postgresql://bob:s3cret@h/db")
+    assert profile.has_secret
+    clean, secrets = profile.without_secrets()
+    assert secrets == {"password": "s3cret"}
+    assert not clean.has_secret
+    assert "s3cret" not in (clean.dsn or "")
+    assert conninfo_to_dict(clean.to_conninfo())["user"] == "bob"
+
+
+def test_redact_conninfo() -> None:
+    shown = redact_conninfo("host=h user=u password=topsecret sslpassword=x2")
+    assert "topsecret" not in shown and "x2" not in shown
+    assert "password=***" in shown
+
+
+def test_libpq_environment_is_honoured(db_dsn: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    params = conninfo_to_dict(db_dsn)
+    for key, env in (("host", "PGHOST"), ("port", "PGPORT"), ("user", "PGUSER"),
+                     ("dbname", "PGDATABASE")):
+        monkeypatch.setenv(env, str(params[key]))
+    with psycopg.connect(ConnectionProfile(name="env").to_conninfo()) as conn:
+        row = conn.execute("SELECT current_database(), current_setting('application_name')")
+        assert row.fetchone() == (params["dbname"], "traystatus")
+
+
+def test_service_file_and_pgpass_are_honoured(
+    db_dsn: str, login_role: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    params = conninfo_to_dict(db_dsn)
+    user, password = login_role
+    service = tmp_path / "pg_service.conf"
+    service.write_text(
+        f"[statbus]\nhost={params['host']}\nport={params['port']}\n"
+        f"dbname={params['dbname']}\nuser={user}\n"
+    )
+    pgpass = tmp_path / "pgpass"
+    pgpass.write_text(f"{params['host']}:{params['port']}:*:{user}:{password}\n")
+    pgpass.chmod(0o600)
+    for env in ("PGHOST", "PGPORT", "PGUSER", "PGDATABASE", "PGPASSWORD"):
+        monkeypatch.delenv(env, raising=False)
+    monkeypatch.setenv("PGSERVICEFILE", str(service))
+    monkeypatch.setenv("PGPASSFILE", str(pgpass))
+    profile = ConnectionProfile(name="svc", options={"service": "statbus"})
+    with psycopg.connect(profile.to_conninfo()) as conn:
+        assert conn.execute("SELECT current_user").fetchone() == (user,)
+        assert conn.pgconn.used_password
+
+
+def test_store_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "cfg" / "profiles.toml"
+    store = ProfileStore(path)
+    assert len(store) == 0 and store.default_name is None
+    store.put(ConnectionProfile(name="prod", host="statbus.example.org", port="3015",
+                                sslmode="verify-full", options={"connect_timeout": "5"}))
+    store.put(ConnectionProfile(name="test env", dsn="host=localhost dbname=t"))
+    assert store.default_name == "prod"  # the first one becomes the default
+    store.set_default("test env")
+    store.save_settings(Settings(notify_processing_started=True, icon_style="mono-dark",
+                                 quiet_hours_start="22:00", quiet_hours_end="07:30"))
+
+    again = ProfileStore(path)
+    assert again.names() == ["prod", "test env"]
+    assert again.default_name == "test env"
+    assert again.get("prod") == store.get("prod")
+    assert again.get() == store.get("test env")
+    assert again.settings.icon_style == "mono-dark"
+    assert again.settings.notify_processing_started is True
+    assert again.settings.quiet_hours_end == "07:30"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    tomllib.loads(path.read_text())  # a valid TOML file a person can edit
+
+    again.remove("test env")
+    assert ProfileStore(path).default_name == "prod"
+    with pytest.raises(ProfileError, match="no profile named 'nope'"):
+        again.get("nope")
+
+
+def test_store_refuses_a_password(tmp_path: Path) -> None:
+    store = ProfileStore(tmp_path / "profiles.toml")
+    with pytest.raises(ProfileError, match="keychain"):
+        store.put(ConnectionProfile(name="p", dsn="host=h password=hunter2"))
+    with pytest.raises(ProfileError, match="keychain"):
+        store.put(ConnectionProfile(name="p", options={"password": "hunter2"}))
+    assert not (tmp_path / "profiles.toml").exists()
+
+
+def test_config_dir_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRAYSTATUS_CONFIG_DIR", str(tmp_path / "x"))
+    assert config_dir() == tmp_path / "x"
+    assert ProfileStore().path == tmp_path / "x" / "profiles.toml"
+
+
+def test_broken_files_say_what_to_do(tmp_path: Path) -> None:
+    path = tmp_path / "profiles.toml"
+    path.write_text("default = \n")
+    with pytest.raises(ProfileError, match=r"not valid TOML.*move it away"):
+        ProfileStore(path)
+    path.write_text("[settings]\nnotify_stable = 'yes'\n")
+    with pytest.raises(ProfileError, match="notify_stable"):
+        ProfileStore(path)
+    path.write_text("[profiles.p]\nhots = 'x'\n")
+    with pytest.raises(ProfileError, match="unknown keys"):
+        ProfileStore(path)
+    path.write_text("[settings]\nicon_style = 'neon'\n")
+    with pytest.raises(ProfileError, match="icon_style"):
+        ProfileStore(path)
+
+
+def test_unknown_settings_keys_and_dangling_default_are_tolerated(tmp_path: Path) -> None:
+    path = tmp_path / "profiles.toml"
+    path.write_text("default = 'gone'\n[settings]\nfuture_toggle = true\n"
+                    "[profiles.a]\nhost = 'h'\n")
+    store = ProfileStore(path)
+    assert store.default_name == "a"
+    assert store.settings == Settings()
+
+
+_text = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+    min_size=1, max_size=30,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    name=st.from_regex(r"[\w.@+-][\w .@+-]{0,20}[\w.@+-]", fullmatch=True),
+    host=_text,
+    option=_text,
+)
+def test_any_values_survive_the_toml_round_trip(name: str, host: str, option: str) -> None:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "profiles.toml"
+        profile = ConnectionProfile(name=name, host=host, options={"application_name": option})
+        ProfileStore(path).put(profile)
+        assert ProfileStore(path).get(name) == profile
+        assert os.stat(path).st_size > 0

@@ -1,0 +1,242 @@
+"""``traystatus doctor``: check each piece once and say what to do, one line per check.
+
+Database checks (they decide the exit code: 3 when one fails): the connection, TLS (read
+from the connection's own SSL state, not guessed from the settings), the SQL version
+against :data:`traystatus.core.sqlfiles.EXPECTED_SQL_VERSION`, and EXECUTE on the functions
+the monitor calls (then one real call). Environment checks (warnings only: a CLI-only user
+needs no tray): the keyring backend, and, when :mod:`traystatus.desktop_check` is
+installed (PACKAGING's part), the tray host and notification server it reports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import enum
+import ipaddress
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from traystatus.cli.exitcodes import CliError, ExitCode
+from traystatus.cli.target import resolve_conninfo, resolve_target
+from traystatus.core import credentials, errors, sqlfiles
+
+log = logging.getLogger(__name__)
+
+# The functions the monitor and the tray call, with their argument types.
+FUNCTIONS = (
+    "public.is_system_stable()",
+    "public.get_system_status_details()",
+    "public.system_work_mark()",
+    "public.get_system_work_summary(bigint, timestamptz)",
+)
+DESKTOP_TIMEOUT = 3.0
+
+
+class Level(enum.Enum):
+    OK = "ok"
+    INFO = "info"
+    WARN = "warn"
+    FAIL = "FAIL"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of the report: what was checked, what was found, what to do."""
+
+    name: str
+    level: Level
+    detail: str
+    fix: str = ""
+
+    def line(self) -> str:
+        fix = f" To fix: {self.fix}" if self.fix else ""
+        return f"{self.level.value:<5} {self.name}: {self.detail}.{fix}".replace("..", ".")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"check": self.name, "level": self.level.value.lower(), "detail": self.detail,
+                "fix": self.fix}
+
+
+def _option(conn: psycopg.AsyncConnection[Any], keyword: str) -> str:
+    """The effective value of a libpq keyword on an open connection (defaults included)."""
+    for opt in conn.pgconn.info:
+        if opt.keyword.decode() == keyword:
+            return opt.val.decode() if opt.val is not None else ""
+    return ""
+
+
+def _is_local(host: str) -> bool:
+    if not host or host.startswith("/") or host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+async def tls_check(conn: psycopg.AsyncConnection[Any]) -> Check:
+    """TLS as it is on this connection: libpq's ssl_in_use, the server's pg_stat_ssl."""
+    host = conn.info.host
+    sslmode = _option(conn, "sslmode") or "prefer"
+    if conn.pgconn.ssl_in_use:
+        what = "TLS"
+        try:
+            cur = await conn.execute(
+                "SELECT version, cipher FROM pg_catalog.pg_stat_ssl WHERE pid = pg_backend_pid()"
+            )
+            row = await cur.fetchone()
+            if row:
+                what = " ".join(str(v) for v in row if v)
+        except psycopg.Error:  # only decoration: the line stands without it
+            log.debug("pg_stat_ssl not readable", exc_info=True)
+        if sslmode == "verify-full":
+            return Check("TLS", Level.OK, f"{what}; certificate and host name verified "
+                         "(sslmode=verify-full)")
+        if sslmode == "verify-ca":
+            return Check("TLS", Level.WARN, f"{what}; the certificate is verified but not "
+                         "that it names this host (sslmode=verify-ca)",
+                         "set sslmode=verify-full in the profile")
+        return Check("TLS", Level.WARN, f"{what}, but the server's certificate is NOT "
+                     f"verified (sslmode={sslmode}): a machine in between could pose as the "
+                     "server and read your password",
+                     "set sslmode=verify-full and sslrootcert=<the CA file> in the profile "
+                     "(see docs/tls.md)")
+    if _is_local(host):
+        return Check("TLS", Level.OK, f"not encrypted, which is fine for a local connection "
+                     f"({host or 'default socket'})")
+    return Check("TLS", Level.WARN, f"NOT encrypted: the password and the data cross the "
+                 f"network to {host} in clear text (sslmode={sslmode})",
+                 "use the deployment's TLS port with sslmode=verify-full and "
+                 "sslnegotiation=direct")
+
+
+async def database_checks(conninfo: str) -> list[Check]:
+    checks: list[Check] = []
+    try:
+        conn = await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
+    except psycopg.Error as ex:
+        diag = await errors.diagnose(ex, conninfo, errors.Phase.CONNECT)
+        detail = diag.message + (f" (server said: {diag.detail})" if diag.detail else "")
+        checks.append(Check("database reachable", Level.FAIL, detail))
+        return checks
+    async with conn:
+        info = conn.info
+        server = f"PostgreSQL {info.server_version // 10000}.{info.server_version % 10000}"
+        where = f"{info.host}:{info.port}" if not info.host.startswith("/") else info.host
+        checks.append(Check("database reachable", Level.OK,
+                            f"{server} at {where}, database {info.dbname!r}, user {info.user!r}"))
+        checks.append(await tls_check(conn))
+        checks.extend(await _sql_checks(conn))
+    return checks
+
+
+async def _sql_checks(conn: psycopg.AsyncConnection[Any]) -> list[Check]:
+    expected = sqlfiles.EXPECTED_SQL_VERSION
+    try:
+        version = await sqlfiles.installed_version(conn)
+    except psycopg.errors.InsufficientPrivilege:
+        return [Check("SQL installed", Level.FAIL,
+                      f"the SQL is installed but {conn.info.user!r} may not call it",
+                      "ask an administrator to grant the role `authenticated` to this user")]
+    if version is None:
+        return [Check("SQL installed", Level.FAIL,
+                      f"the traystatus SQL is not installed in database {conn.info.dbname!r}",
+                      "ask a StatBus administrator to run `traystatus install-sql` on it")]
+    if version < expected:
+        sql_line = Check("SQL installed", Level.FAIL,
+                         f"version {version} is installed, this traystatus expects {expected}",
+                         "ask a StatBus administrator to run `traystatus install-sql` (upgrade)")
+    elif version > expected:
+        sql_line = Check("SQL installed", Level.FAIL,
+                         f"version {version} is installed, newer than the {expected} this "
+                         "traystatus knows", "upgrade traystatus")
+    else:
+        sql_line = Check("SQL installed", Level.OK, f"version {version}, as expected")
+    return [sql_line, await _privilege_check(conn)]
+
+
+async def _privilege_check(conn: psycopg.AsyncConnection[Any]) -> Check:
+    missing = []
+    for fn in FUNCTIONS:
+        cur = await conn.execute(
+            "SELECT to_regprocedure(%s) IS NOT NULL"
+            " AND has_function_privilege(to_regprocedure(%s), 'EXECUTE')",
+            (fn, fn),
+        )
+        row = await cur.fetchone()
+        if not (row and row[0]):
+            missing.append(fn)
+    user = conn.info.user
+    if missing:
+        return Check("privileges", Level.FAIL,
+                     f"{user!r} may not execute {', '.join(missing)}",
+                     "ask an administrator to grant the role `authenticated` to this user, "
+                     "or to re-run `traystatus install-sql` so the grants exist")
+    try:
+        cur = await conn.execute("SELECT public.is_system_stable()")
+        row = await cur.fetchone()
+    except psycopg.Error as ex:
+        diag = errors.classify(ex, "", errors.Phase.QUERY)
+        return Check("privileges", Level.FAIL, f"calling is_system_stable() failed: "
+                     f"{diag.message}")
+    state = "stable" if row and row[0] else "processing"
+    return Check("privileges", Level.OK,
+                 f"{user!r} may call the traystatus functions (the system is {state} now)")
+
+
+def keychain_check() -> Check:
+    info = credentials.keychain_info()
+    if info.secure:
+        return Check("keychain", Level.OK, f"passwords are kept in {info.backend_name}")
+    return Check("keychain", Level.WARN, f"no secure keychain: {info.reason}; passwords "
+                 "will be asked for each time, never stored in plain text", credentials.ADVICE)
+
+
+async def desktop_checks() -> list[Check]:
+    """The hook for PACKAGING's traystatus.desktop_check: tray host, notification server."""
+    try:
+        from traystatus import desktop_check
+    except ImportError:
+        return []
+    try:
+        results = await desktop_check.check_desktop_async(probe_timeout=DESKTOP_TIMEOUT)
+    except Exception as ex:  # a broken desktop must not break the database report
+        log.debug("desktop checks failed", exc_info=True)
+        return [Check("desktop", Level.WARN, f"could not be checked ({type(ex).__name__}: {ex})")]
+    # The keychain line is ours (same judgement, in traystatus.core.credentials).
+    return [
+        Check(r.name, Level.OK if r.ok else Level.WARN, r.detail, r.fix)
+        for r in results
+        if r.name != "keychain"
+    ]
+
+
+async def run_checks(args: argparse.Namespace) -> list[Check]:
+    target = resolve_target(args.dsn, args.profile)
+    checks = [Check("connection", Level.INFO, f"profile {target.label}: "
+                    f"{target.profile.describe()}")]
+    try:
+        conninfo = await asyncio.to_thread(resolve_conninfo, target)
+    except CliError as ex:
+        checks.append(Check("database reachable", Level.FAIL, str(ex)))
+    else:
+        checks.extend(await database_checks(conninfo))
+    checks.append(keychain_check())
+    checks.extend(await desktop_checks())
+    return checks
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    checks = asyncio.run(run_checks(args))
+    if args.json:
+        print(json.dumps([c.to_json() for c in checks], indent=2))
+    else:
+        for c in checks:
+            print(c.line(), flush=True)
+    failed = any(c.level is Level.FAIL for c in checks)
+    return int(ExitCode.UNUSABLE if failed else ExitCode.OK)

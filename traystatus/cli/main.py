@@ -1,0 +1,225 @@
+"""``traystatus``: parse the command line and run one sub-command.
+
+Without a sub-command the tray app starts (imported lazily, so the scriptable commands
+never load Qt). Every sub-command takes --dsn, --profile and -v as well, after its name.
+
+Exit codes are :class:`traystatus.cli.exitcodes.ExitCode`; environment problems become a
+one-paragraph message on stderr and exit 3, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from traystatus import __version__
+from traystatus.cli.exitcodes import CliError, ExitCode
+from traystatus.core.logsetup import setup_stderr_logging
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[argparse.Namespace], int]
+
+EPILOG = """\
+exit codes: 0 stable (or done), 1 processing (wait: timed out), 2 usage error,
+3 database not reachable or not usable (doctor: a check failed).
+
+examples:
+  traystatus status --json
+  traystatus wait --timeout 3600 && run-report
+  traystatus watch --json          # one JSON line per change, for Waybar/Polybar
+  traystatus profile add prod --host statbus.example.org --port 3015 \\
+      --dbname statbus --user me@example.org --sslmode verify-full --sslnegotiation direct
+"""
+
+
+def _connection_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """--dsn/--profile/-v on the top parser and again on every sub-command.
+
+    On sub-commands the defaults are SUPPRESS, so ``traystatus -v status`` is not undone by
+    the sub-parser's own default (an argparse pitfall).
+    """
+    dflt: object = None if top else argparse.SUPPRESS
+    parser.add_argument(
+        "--dsn",
+        default=dflt,
+        help="libpq conninfo or URL; overrides the profile's keywords (no password on the "
+        "command line: it shows in `ps`; use the keychain, PGPASSWORD or ~/.pgpass)",
+    )
+    parser.add_argument(
+        "--profile", "-p", default=dflt, help="connection profile name (default: the default one)"
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0 if top else argparse.SUPPRESS,
+        help="more logging on stderr (-v info, -vv debug)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="traystatus",
+        description="Is the StatBus register stable, or processing data? Without a command, "
+        "starts the tray icon.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"traystatus {__version__}")
+    _connection_options(parser, top=True)
+    parser.add_argument(
+        "--replace", action="store_true", help="tray app: take over from a running instance"
+    )
+    parser.set_defaults(handler=None)
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    def command(name: str, handler_path: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        _connection_options(p, top=False)
+        p.set_defaults(handler=handler_path)
+        return p
+
+    p = command(
+        "status", "watching:cmd_status",
+        "print the state once (exit 0 stable, 1 processing, 3 unusable)",
+    )
+    p.add_argument("--json", action="store_true", help="one JSON object")
+    p.add_argument("--details", action="store_true", help="also import jobs and analytics tasks")
+    p.add_argument("--timeout", type=_seconds, default=30.0, metavar="S",
+                   help="give up (exit 3) when no answer comes within S seconds (default 30)")
+
+    p = command(
+        "wait", "watching:cmd_wait",
+        "block until the system is stable (exit 0) or the timeout passes (exit 1)",
+    )
+    p.add_argument("--timeout", type=_seconds, default=None, metavar="S",
+                   help="seconds to wait at most (default: no limit)")
+    p.add_argument("--quiet", "-q", action="store_true", help="print nothing while waiting")
+
+    p = command(
+        "watch", "watching:cmd_watch",
+        "print one line per state change until interrupted",
+    )
+    p.add_argument("--json", action="store_true",
+                   help="JSON lines: state, since, reason (+ text, class, tooltip for Waybar)")
+
+    p = command(
+        "install-sql", "sqlcmd:cmd_install",
+        "install or upgrade the traystatus SQL (as a StatBus administrator)",
+    )
+    p.add_argument("--json", action="store_true", help="print versions before/after as JSON")
+    p = command(
+        "uninstall-sql", "sqlcmd:cmd_uninstall",
+        "remove the traystatus SQL (StatBus's own objects stay)",
+    )
+    p.add_argument("--json", action="store_true", help="print versions before/after as JSON")
+
+    p = command(
+        "doctor", "doctor:cmd_doctor",
+        "check everything and say what to fix, one line each",
+    )
+    p.add_argument("--json", action="store_true", help="one JSON object per check, in a list")
+
+    p = command("profile", "profilecmd:cmd_profile_help", "manage connection profiles")
+    psub = p.add_subparsers(title="profile commands", metavar="ACTION")
+    pa = psub.add_parser("add", help="add or replace a profile (password goes to the keychain)")
+    _connection_options(pa, top=False)
+    pa.set_defaults(handler="profilecmd:cmd_add")
+    pa.add_argument("name")
+    for key in ("host", "port", "dbname", "user", "sslmode", "sslrootcert", "sslnegotiation",
+                "sslsni"):
+        pa.add_argument(f"--{key}", default=None)
+    pa.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
+                    help="any other libpq keyword (service, connect_timeout, ...); repeatable")
+    pa.add_argument("--default", action="store_true", help="make it the default profile")
+    pw = pa.add_mutually_exclusive_group()
+    pw.add_argument("--password-stdin", action="store_true",
+                    help="read the password from the first line of stdin")
+    pw.add_argument("--no-password", action="store_true",
+                    help="store no password (libpq's PGPASSWORD/~/.pgpass, or none needed)")
+    pl = psub.add_parser("list", help="list profiles")
+    _connection_options(pl, top=False)
+    pl.set_defaults(handler="profilecmd:cmd_list")
+    pl.add_argument("--json", action="store_true")
+    pr = psub.add_parser("remove", help="remove a profile and its keychain entry")
+    _connection_options(pr, top=False)
+    pr.set_defaults(handler="profilecmd:cmd_remove")
+    pr.add_argument("name")
+    pd = psub.add_parser("set-default", help="make a profile the default")
+    _connection_options(pd, top=False)
+    pd.set_defaults(handler="profilecmd:cmd_set_default")
+    pd.add_argument("name")
+
+    p = command(
+        "demo", "main:cmd_demo",
+        "run a simulated StatBus on an embedded PostgreSQL and watch it",
+    )
+    p.add_argument("--speed", type=float, default=None, help="simulation speed factor")
+    p.add_argument("--no-tray", action="store_true", help="no tray icon: print the states")
+    p.add_argument("--datadir", default=None, help="keep the embedded database in this folder")
+    return parser
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"seconds must be a finite number >= 0, not {text!r}")
+    return value
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Delegate to the demo's own entry point (DEMO part), imported only when asked for."""
+    from traystatus.demo import cli as demo_cli  # lazy: pulls in the embedded server
+
+    return int(demo_cli.main(args) or 0)
+
+
+def run_tray(args: argparse.Namespace) -> int:
+    """No sub-command: the tray app (TRAY part); Qt is imported only here."""
+    import importlib
+
+    app_main = importlib.import_module("traystatus.app.main")
+    return int(app_main.run_app(args) or 0)
+
+
+def _resolve(handler: str) -> Handler:
+    module_name, func = handler.split(":")
+    module = __import__(f"traystatus.cli.{module_name}", fromlist=[func])
+    result: Handler = getattr(module, func)
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_stderr_logging(args.verbose)
+    try:
+        if args.handler is None:
+            return run_tray(args)
+        return int(_resolve(args.handler)(args))
+    except CliError as ex:
+        print(f"traystatus: {ex}", file=sys.stderr)
+        return int(ex.code)
+    except KeyboardInterrupt:
+        return int(ExitCode.INTERRUPTED)
+    except BrokenPipeError:
+        # `traystatus watch | head -1`: the reader left; not an error worth a traceback.
+        # Point stdout at /dev/null so the interpreter's final flush does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

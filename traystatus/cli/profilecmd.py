@@ -1,0 +1,152 @@
+"""``traystatus profile add|list|remove|set-default``: the profiles file and the keychain.
+
+The settings file gets the connection keywords, the keychain gets the password, and
+nothing gets half-written: when a password is given but no secure keychain exists, the
+command changes nothing and says what to do (a keychain, or ~/.pgpass with --no-password).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+
+from traystatus.cli.exitcodes import CliError, ExitCode
+from traystatus.core import credentials
+from traystatus.core.profiles import ConnectionProfile, ProfileError, ProfileStore
+
+
+def _store() -> ProfileStore:
+    try:
+        return ProfileStore()
+    except ProfileError as ex:
+        raise CliError(str(ex), ExitCode.UNUSABLE) from ex
+
+
+def cmd_profile_help(args: argparse.Namespace) -> int:
+    print(
+        "usage: traystatus profile {add,list,remove,set-default} ...  "
+        "(see `traystatus profile --help`)",
+        file=sys.stderr,
+    )
+    return int(ExitCode.USAGE)
+
+
+def _options(pairs: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise CliError(f"--option {pair!r}: write it as KEY=VALUE", ExitCode.USAGE)
+        out[key.strip()] = value
+    return out
+
+
+def _read_password(args: argparse.Namespace, name: str) -> str | None:
+    if args.no_password:
+        return None
+    if args.password_stdin:
+        line = sys.stdin.readline()
+        return line.rstrip("\r\n") or None
+    if sys.stdin.isatty():
+        entered = getpass.getpass(
+            f"Password for profile {name!r} (empty: none, libpq's ~/.pgpass or PGPASSWORD): "
+        )
+        return entered or None
+    return None
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    store = _store()
+    fields = {
+        k: getattr(args, k)
+        for k in ("host", "port", "dbname", "user", "sslmode", "sslrootcert", "sslnegotiation",
+                  "sslsni")
+    }
+    try:
+        profile = ConnectionProfile(
+            name=args.name, dsn=getattr(args, "dsn", None), options=_options(args.option),
+            **fields,
+        )
+    except ProfileError as ex:
+        raise CliError(str(ex), ExitCode.USAGE) from ex
+    profile, secrets = profile.without_secrets()
+    password = secrets.pop("password", None)
+    if secrets:
+        raise CliError(
+            f"profile {args.name!r}: {', '.join(sorted(secrets))} cannot be stored; leave "
+            "it out (libpq can prompt or read it from its own files)",
+            ExitCode.USAGE,
+        )
+    typed = _read_password(args, args.name)
+    if typed is not None:
+        password = typed
+
+    if password is not None:
+        # The keychain first: if it cannot take the password, nothing is changed at all.
+        try:
+            credentials.store_password(args.name, password)
+        except credentials.NoSecureKeychain as ex:
+            raise CliError(
+                f"{ex}. Profile {args.name!r} was not saved; to use ~/.pgpass instead, "
+                "add it with --no-password.",
+                ExitCode.UNUSABLE,
+            ) from ex
+    try:
+        store.put(profile, make_default=args.default)
+    except ProfileError as ex:
+        raise CliError(str(ex), ExitCode.UNUSABLE) from ex
+    where = "password in the keychain" if password is not None else "no password stored"
+    default = " (default)" if store.default_name == args.name else ""
+    print(f"saved profile {args.name!r}{default}: {profile.describe()}; {where}")
+    print(f"settings file: {store.path}")
+    return int(ExitCode.OK)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    store = _store()
+    rows = []
+    for profile in store:
+        rows.append(
+            {
+                "name": profile.name,
+                "default": profile.name == store.default_name,
+                "connection": profile.describe(),
+                "password_in_keychain": credentials.get_password(profile.name) is not None,
+            }
+        )
+    if args.json:
+        print(json.dumps({"config_file": str(store.path), "profiles": rows}, indent=2))
+        return int(ExitCode.OK)
+    if not rows:
+        print(f"no profiles in {store.path}; add one with `traystatus profile add NAME ...`")
+        return int(ExitCode.OK)
+    width = max(len(r["name"]) for r in rows)  # type: ignore[arg-type]
+    for r in rows:
+        mark = "*" if r["default"] else " "
+        pw = "keychain" if r["password_in_keychain"] else "no password stored"
+        print(f"{mark} {r['name']:<{width}}  {r['connection']}  [{pw}]")
+    return int(ExitCode.OK)
+
+
+def cmd_remove(args: argparse.Namespace) -> int:
+    store = _store()
+    try:
+        store.remove(args.name)
+    except ProfileError as ex:
+        raise CliError(str(ex), ExitCode.UNUSABLE) from ex
+    removed = credentials.delete_password(args.name)
+    extra = " and its keychain entry" if removed else ""
+    print(f"removed profile {args.name!r}{extra}")
+    return int(ExitCode.OK)
+
+
+def cmd_set_default(args: argparse.Namespace) -> int:
+    store = _store()
+    try:
+        store.set_default(args.name)
+    except ProfileError as ex:
+        raise CliError(str(ex), ExitCode.UNUSABLE) from ex
+    print(f"default profile: {args.name!r}")
+    return int(ExitCode.OK)

@@ -1,0 +1,245 @@
+"""``status``, ``wait`` and ``watch``: the core's Monitor, printed for scripts and status bars.
+
+All three run one :class:`traystatus.core.monitor.Monitor` under ``asyncio.run()`` and read
+its Status changes from a queue, so they get the same LISTEN/re-read protocol, reconnects
+and error diagnosis as the tray app:
+
+* ``status`` waits for the first answer that is not "connecting" (and, with --details, one
+  details snapshot), prints it and exits 0 stable / 1 processing / 3 anything else.
+* ``wait`` returns 0 at the first STABLE. Disconnections are waited through (the monitor
+  reconnects); an ERROR (bad password, SQL missing, no privilege, TLS) exits 3 at once,
+  since waiting will not fix it; the timeout exits 1.
+* ``watch`` prints one line per change of (state, problem): retry attempts inside one
+  disconnection are not news. Each line is flushed, for pipes into status bars.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import sys
+from collections.abc import AsyncIterator
+from datetime import date, datetime
+from typing import Any, TextIO
+
+from traystatus.cli.exitcodes import ExitCode
+from traystatus.cli.target import resolve_conninfo, resolve_target
+from traystatus.core.details import Details
+from traystatus.core.monitor import Monitor
+from traystatus.core.state import State, Status
+
+log = logging.getLogger(__name__)
+
+STOP_GRACE = 5.0
+
+LABELS = {
+    State.CONNECTING: "connecting",
+    State.STABLE: "stable",
+    State.PROCESSING: "processing",
+    State.DISCONNECTED: "disconnected",
+    State.ERROR: "error",
+}
+
+
+def exit_code(status: Status) -> ExitCode:
+    if status.state is State.STABLE:
+        return ExitCode.STABLE
+    if status.state is State.PROCESSING:
+        return ExitCode.PROCESSING
+    return ExitCode.UNUSABLE
+
+
+@dataclasses.dataclass
+class Session:
+    monitor: Monitor
+    statuses: asyncio.Queue[Status]
+    details: asyncio.Queue[Details]
+
+
+@contextlib.asynccontextmanager
+async def monitoring(conninfo: str) -> AsyncIterator[Session]:
+    """Run a Monitor for the body of the ``async with``, then stop it cleanly."""
+    monitor = Monitor(conninfo)
+    session = Session(monitor, asyncio.Queue(), asyncio.Queue())
+    monitor.add_listener(session.statuses.put_nowait)
+    monitor.add_details_listener(session.details.put_nowait)
+    task = asyncio.create_task(monitor.run(), name="traystatus-monitor")
+    try:
+        yield session
+    finally:
+        monitor.stop()
+        try:
+            await asyncio.wait_for(task, STOP_GRACE)
+        except TimeoutError:
+            log.debug("the monitor did not stop within %.0f s; cancelled", STOP_GRACE)
+        except Exception:  # the monitor promises not to raise; never hide our own result
+            log.exception("the monitor ended with an unexpected error")
+
+
+async def next_status(
+    session: Session, deadline: float | None, skip_connecting: bool = True
+) -> Status | None:
+    """The next Status (None at the deadline, a loop.time() value)."""
+    loop = asyncio.get_running_loop()
+    while True:
+        timeout = None if deadline is None else max(0.0, deadline - loop.time())
+        try:
+            status = await asyncio.wait_for(session.statuses.get(), timeout)
+        except TimeoutError:
+            return None
+        if skip_connecting and status.state is State.CONNECTING:
+            continue
+        return status
+
+
+def _conninfo(args: argparse.Namespace) -> str:
+    return resolve_conninfo(resolve_target(args.dsn, args.profile))
+
+
+# -- output ---------------------------------------------------------------------------------
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, tuple | set | frozenset):
+        return list(value)
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def details_to_json(details: Details) -> dict[str, Any]:
+    out: dict[str, Any] = dataclasses.asdict(details)
+    out["headline"] = details.headline
+    return out
+
+
+def status_line(status: Status) -> str:
+    """``stable`` / ``error: <what to do>``: what a person or a Polybar label shows."""
+    label = LABELS[status.state]
+    return f"{label}: {status.message}" if status.message else label
+
+
+def status_object(status: Status) -> dict[str, Any]:
+    """The JSON of one state: the core's fields plus Waybar's (text, alt, class, tooltip)."""
+    out = status.to_json()
+    label = LABELS[status.state]
+    since = status.since.astimezone().strftime("%H:%M:%S")
+    out.update(
+        text=label,
+        alt=label,
+        tooltip=f"StatBus {label} since {since}"
+        + (f"\n{status.message}" if status.message else ""),
+        **{"class": label},
+    )
+    return out
+
+
+def _print_details_text(details: Details, out: TextIO) -> None:
+    print(f"  {details.headline}", file=out)
+    for job in details.import_jobs:
+        pct = f" {job.progress_pct:.1f}%" if job.progress_pct is not None else ""
+        errs = f", {job.error_count} errors" if job.error_count else ""
+        print(f"  import {job.title}: {job.phase_label}{pct}{errs}", file=out)
+    for command, count in details.analytics.by_command_totals.items():
+        print(f"  analytics {command}: {count}", file=out)
+
+
+# -- commands -------------------------------------------------------------------------------
+
+
+async def _status(
+    conninfo: str, seconds: float, want_details: bool
+) -> tuple[Status | None, Details | None]:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    async with monitoring(conninfo) as session:
+        status = await next_status(session, deadline)
+        details = None
+        if status is not None and status.is_known and want_details:
+            session.monitor.subscribe_details()
+            try:
+                details = await asyncio.wait_for(
+                    session.details.get(), max(0.0, deadline - loop.time())
+                )
+            except TimeoutError:
+                log.warning("no details arrived within the timeout")
+    return status, details
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    conninfo = _conninfo(args)
+    status, details = asyncio.run(_status(conninfo, args.timeout, args.details))
+    if status is None:
+        msg = (f"no answer from the database within {args.timeout:g} s; check the network, "
+               "or run `traystatus doctor`")
+        if args.json:
+            print(json.dumps({"state": "unknown", "since": None, "problem": "timeout",
+                              "reason": msg}))
+        else:
+            print(f"unknown: {msg}")
+        return int(ExitCode.UNUSABLE)
+    if args.json:
+        obj = status.to_json()
+        if args.details:
+            obj["details"] = details_to_json(details) if details is not None else None
+        print(json.dumps(obj, default=_json_default))
+    else:
+        print(status_line(status))
+        if details is not None:
+            _print_details_text(details, sys.stdout)
+    return int(exit_code(status))
+
+
+async def _wait(conninfo: str, seconds: float | None, quiet: bool) -> int:
+    loop = asyncio.get_running_loop()
+    deadline = None if seconds is None else loop.time() + seconds
+    last: tuple[State, object] | None = None
+    async with monitoring(conninfo) as session:
+        while True:
+            status = await next_status(session, deadline)
+            if status is None:
+                last_text = f" (still {LABELS[last[0]]})" if last else ""
+                print(f"traystatus wait: not stable after {seconds:g} s{last_text}",
+                      file=sys.stderr)
+                return int(ExitCode.TIMEOUT)
+            if status.state is State.STABLE:
+                return int(ExitCode.STABLE)
+            if status.state is State.ERROR:
+                print(f"traystatus wait: {status_line(status)}", file=sys.stderr)
+                return int(ExitCode.UNUSABLE)
+            key = (status.state, status.problem)
+            if key != last and not quiet:
+                print(f"traystatus wait: {status_line(status)}", file=sys.stderr, flush=True)
+            last = key
+
+
+def cmd_wait(args: argparse.Namespace) -> int:
+    return asyncio.run(_wait(_conninfo(args), args.timeout, args.quiet))
+
+
+async def _watch(conninfo: str, as_json: bool, out: TextIO) -> int:
+    last: tuple[State, object] | None = None
+    async with monitoring(conninfo) as session:
+        while True:
+            status = await next_status(session, None, skip_connecting=False)
+            if status is None:  # pragma: no cover - no deadline
+                continue
+            key = (status.state, status.problem)
+            if key == last:
+                continue
+            last = key
+            if as_json:
+                line = json.dumps(status_object(status))
+            else:
+                since = status.since.astimezone().isoformat(timespec="seconds")
+                line = f"{since} {status_line(status)}"
+            out.write(line + "\n")
+            out.flush()
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    return asyncio.run(_watch(_conninfo(args), args.json, sys.stdout))

@@ -1,0 +1,70 @@
+"""Logging set-up for the two front ends: stderr for the CLI, a rotating file for the tray.
+
+Both configure the ``traystatus`` logger only (not the root logger), so libraries keep their
+own defaults and a test's log capture still works. The tray app's file sits in the platform's
+user log folder (``~/.local/state/traystatus/log`` on Linux), where "send me your log" can
+find it; ``TRAYSTATUS_LOG_DIR`` overrides the folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import os
+import sys
+from pathlib import Path
+from typing import TextIO
+
+import platformdirs
+
+LOGGER = "traystatus"
+LOG_ENV = "TRAYSTATUS_LOG_DIR"
+LOG_FILE = "traystatus.log"
+_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+_MARK = "_traystatus_handler"
+
+
+def log_dir() -> Path:
+    override = os.environ.get(LOG_ENV)
+    if override:
+        return Path(override)
+    return platformdirs.user_log_path("traystatus", appauthor=False)
+
+
+def _install(handler: logging.Handler, level: int) -> logging.Logger:
+    logger = logging.getLogger(LOGGER)
+    for old in [h for h in logger.handlers if getattr(h, _MARK, False)]:
+        logger.removeHandler(old)
+        old.close()
+    setattr(handler, _MARK, True)
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    return logger
+
+
+def setup_stderr_logging(verbose: int = 0, stream: TextIO | None = None) -> logging.Logger:
+    """CLI logging: warnings by default, info with -v, debug with -vv."""
+    level = logging.WARNING if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler.setFormatter(
+        logging.Formatter("traystatus: %(levelname)s: %(message)s" if verbose <= 0 else _FORMAT)
+    )
+    return _install(handler, level)
+
+
+def setup_file_logging(
+    debug: bool = False,
+    directory: Path | None = None,
+    max_bytes: int = 1_000_000,
+    backups: int = 3,
+) -> Path:
+    """Tray logging: a rotating file (1 MB x 4 by default). Returns the file's path."""
+    folder = directory if directory is not None else log_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOG_FILE
+    handler = logging.handlers.RotatingFileHandler(
+        path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8"
+    )
+    handler.setFormatter(logging.Formatter(_FORMAT))
+    _install(handler, logging.DEBUG if debug else logging.INFO)
+    return path

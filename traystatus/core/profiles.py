@@ -1,0 +1,455 @@
+"""Connection profiles and app settings, kept in one TOML file without secrets.
+
+A :class:`ConnectionProfile` names a database the way libpq does: either a DSN/conninfo
+string, or the separate fields (host, port, dbname, user and the TLS options StatBus uses),
+or both (fields then override the DSN). Anything left unset is left out of the conninfo, so
+libpq fills it as usual: ``PG*`` environment variables, ``service=`` entries of
+``pg_service.conf`` and the password in ``~/.pgpass`` keep working.
+
+:class:`ProfileStore` keeps several named profiles, the name of the default one and the
+tray's :class:`Settings` in ``profiles.toml`` inside the platform's user config folder
+(``TRAYSTATUS_CONFIG_DIR`` overrides it, for tests and portable setups). The password is
+never written there: :mod:`traystatus.core.credentials` puts it in the OS keychain. A profile
+that carries a password is refused when saved, so a slip cannot leak it to disk.
+
+The file is read with :mod:`tomllib`; writing uses the small emitter below (the standard
+library has no TOML writer, and the values are flat strings, numbers and booleans).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+import tempfile
+import tomllib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+APP_NAME = "traystatus"
+CONFIG_ENV = "TRAYSTATUS_CONFIG_DIR"
+CONFIG_FILE = "profiles.toml"
+
+# The profile fields that map one to one on libpq keywords, in the order they are written.
+_LIBPQ_FIELDS = (
+    "host",
+    "port",
+    "dbname",
+    "user",
+    "sslmode",
+    "sslrootcert",
+    "sslnegotiation",
+    "sslsni",
+)
+# libpq keywords that hold secrets: never stored, never shown.
+SECRET_KEYS = frozenset({"password", "sslpassword", "oauth_client_secret"})
+_NAME_RE = re.compile(r"^[\w.@+-][\w .@+-]{0,63}$")
+
+
+class ProfileError(ValueError):
+    """A profile or the settings file is unusable; the message says what to change."""
+
+
+def config_dir() -> Path:
+    """The folder that holds ``profiles.toml``."""
+    override = os.environ.get(CONFIG_ENV)
+    if override:
+        return Path(override)
+    return platformdirs.user_config_path(APP_NAME, appauthor=False)
+
+
+def check_profile_name(name: str) -> str:
+    """Return ``name`` if it can name a profile (and a keychain entry), else raise."""
+    if not _NAME_RE.match(name) or name != name.strip():
+        raise ProfileError(
+            f"invalid profile name {name!r}: use 1 to 64 letters, digits, spaces or . @ + - _ "
+            "(no leading or trailing space)"
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class ConnectionProfile:
+    """Where one StatBus database is and how to reach it (no password).
+
+    ``options`` holds any further libpq keywords (``service``, ``connect_timeout``,
+    ``application_name``, ``sslcert``...). ``port`` is kept as text, as libpq does, so a
+    multi-host ``"3015,3015"`` stays possible.
+    """
+
+    name: str = "default"
+    dsn: str | None = None
+    host: str | None = None
+    port: str | None = None
+    dbname: str | None = None
+    user: str | None = None
+    sslmode: str | None = None
+    sslrootcert: str | None = None
+    sslnegotiation: str | None = None
+    sslsni: str | None = None
+    options: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_profile_name(self.name)
+        if self.dsn is not None:
+            try:
+                conninfo_to_dict(self.dsn)
+            except Exception as ex:  # psycopg raises ProgrammingError for a bad conninfo
+                raise ProfileError(f"profile {self.name!r}: the DSN is not valid: {ex}") from ex
+
+    def params(self) -> dict[str, str]:
+        """The libpq keywords this profile sets (the DSN's, then the fields over them)."""
+        out: dict[str, str] = {}
+        if self.dsn:
+            out.update({k: str(v) for k, v in conninfo_to_dict(self.dsn).items() if v is not None})
+        for key in _LIBPQ_FIELDS:
+            value = getattr(self, key)
+            if value is not None and value != "":
+                out[key] = str(value)
+        out.update({k: str(v) for k, v in self.options.items()})
+        return out
+
+    def to_conninfo(self, **extra: str) -> str:
+        """A libpq conninfo string; unset keywords are left to libpq's own defaults.
+
+        ``fallback_application_name`` lets a DBA see traystatus in ``pg_stat_activity``
+        without overriding ``application_name`` or ``PGAPPNAME`` if the user set one.
+        """
+        params = self.params()
+        params.setdefault("fallback_application_name", APP_NAME)
+        params.update(extra)
+        return make_conninfo("", **params)
+
+    @property
+    def has_secret(self) -> bool:
+        return any(k in SECRET_KEYS for k in self.params())
+
+    def without_secrets(self) -> tuple[ConnectionProfile, dict[str, str]]:
+        """This profile with any password taken out, and the secrets that were in it.
+
+        The DSN is rewritten as key=value pairs when it held a secret (a URL's password is
+        otherwise hard to cut out safely).
+        """
+        secrets: dict[str, str] = {}
+        dsn = self.dsn
+        if dsn:
+            parsed = {k: str(v) for k, v in conninfo_to_dict(dsn).items() if v is not None}
+            found = {k: parsed.pop(k) for k in list(parsed) if k in SECRET_KEYS}
+            if found:
+                secrets.update(found)
+                dsn = make_conninfo("", **parsed) or None
+        options = dict(self.options)
+        for k in list(options):
+            if k in SECRET_KEYS:
+                secrets[k] = options.pop(k)
+        return dataclasses.replace(self, dsn=dsn, options=options), secrets
+
+    def describe(self) -> str:
+        """A one-line description for lists and logs: never contains a secret."""
+        return redact_conninfo(make_conninfo("", **self.params())) or "(libpq defaults)"
+
+    def to_table(self) -> dict[str, Any]:
+        table: dict[str, Any] = {}
+        if self.dsn:
+            table["dsn"] = self.dsn
+        for key in _LIBPQ_FIELDS:
+            value = getattr(self, key)
+            if value is not None:
+                table[key] = value
+        if self.options:
+            table["options"] = dict(self.options)
+        return table
+
+    @classmethod
+    def from_table(cls, name: str, table: Mapping[str, Any]) -> ConnectionProfile:
+        known = {"dsn", "options", *_LIBPQ_FIELDS}
+        unknown = set(table) - known
+        if unknown:
+            raise ProfileError(
+                f"profile {name!r} has unknown keys {sorted(unknown)}; put extra libpq "
+                f"keywords under [profiles.{_key(name)}.options]"
+            )
+        options = table.get("options", {})
+        if not isinstance(options, Mapping):
+            raise ProfileError(f"profile {name!r}: 'options' must be a table of libpq keywords")
+        kwargs: dict[str, Any] = {
+            k: str(table[k]) for k in ("dsn", *_LIBPQ_FIELDS) if table.get(k) is not None
+        }
+        return cls(name=name, options={str(k): str(v) for k, v in options.items()}, **kwargs)
+
+
+def redact_conninfo(conninfo: str) -> str:
+    """``conninfo`` with every secret replaced by ``***``: safe for logs and messages."""
+    try:
+        params = conninfo_to_dict(conninfo)
+    except Exception:
+        return "(unparsable conninfo)"
+    shown = {k: ("***" if k in SECRET_KEYS else str(v)) for k, v in params.items() if v is not None}
+    return make_conninfo("", **shown)
+
+
+# -- app settings ---------------------------------------------------------------------------
+
+ICON_STYLES = ("auto", "color", "mono-light", "mono-dark")
+
+
+@dataclass
+class Settings:
+    """What the tray app lets a person change. Defaults are what a new user gets.
+
+    Notification toggles are per event; ``only_my_imports`` limits import notifications to
+    jobs of the connected user. ``disconnect_grace_s``: how long a lost connection may last
+    before anyone is told (after start and after wake from sleep). ``quiet_hours``: "HH:MM"
+    start and end in local time (None = off) during which only critical ones are shown.
+    """
+
+    notify_processing_started: bool = False
+    notify_stable: bool = True
+    notify_import_finished: bool = True
+    notify_import_failed: bool = True
+    notify_disconnected: bool = True
+    notify_error: bool = True
+    only_my_imports: bool = False
+    disconnect_grace_s: float = 30.0
+    flap_damping_s: float = 5.0
+    health_interval_s: float = 15.0
+    health_timeout_s: float = 5.0
+    icon_style: str = "auto"
+    quiet_hours_start: str | None = None
+    quiet_hours_end: str | None = None
+
+    def validate(self) -> Settings:
+        if self.icon_style not in ICON_STYLES:
+            raise ProfileError(
+                f"settings: icon_style {self.icon_style!r} is not one of {', '.join(ICON_STYLES)}"
+            )
+        for name in ("disconnect_grace_s", "flap_damping_s", "health_interval_s",
+                     "health_timeout_s"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                raise ProfileError(f"settings: {name} must be a number of seconds >= 0")
+        for name in ("quiet_hours_start", "quiet_hours_end"):
+            value = getattr(self, name)
+            if value is not None and not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value):
+                raise ProfileError(f"settings: {name} must look like 22:00, not {value!r}")
+        return self
+
+    @classmethod
+    def from_table(cls, table: Mapping[str, Any]) -> Settings:
+        kwargs: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            if f.name not in table:
+                continue  # a newer app may add keys; an older file simply lacks them
+            value = table[f.name]
+            default = f.default
+            if isinstance(default, bool):
+                ok = isinstance(value, bool)
+            elif isinstance(default, float):
+                ok = isinstance(value, int | float) and not isinstance(value, bool)
+                value = float(value) if ok else value
+            else:
+                ok = isinstance(value, str)
+            if not ok:
+                raise ProfileError(
+                    f"settings: {f.name} = {value!r} has the wrong type; fix or delete that line"
+                )
+            kwargs[f.name] = value
+        return cls(**kwargs).validate()
+
+    def to_table(self) -> dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+
+# -- the store --------------------------------------------------------------------------------
+
+
+class ProfileStore:
+    """Named profiles, the default's name and the settings: one file, read and written whole.
+
+    Every change is saved at once, atomically (write a temporary file, then rename), with
+    mode 0600, so the tray app and the CLI can both edit it without leaving a torn file.
+    """
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path if path is not None else config_dir() / CONFIG_FILE
+        self._profiles: dict[str, ConnectionProfile] = {}
+        self._default: str | None = None
+        self.settings = Settings()
+        self.load()
+
+    # -- reading
+    def load(self) -> None:
+        """(Re)read the file; a missing file means no profiles and default settings."""
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            self._profiles, self._default, self.settings = {}, None, Settings()
+            return
+        try:
+            data = tomllib.loads(raw.decode("utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as ex:
+            raise ProfileError(
+                f"{self.path} is not valid TOML ({ex}); fix it or move it away to start afresh"
+            ) from ex
+        profiles_table = data.get("profiles", {})
+        if not isinstance(profiles_table, dict):
+            raise ProfileError(f"{self.path}: [profiles] must be a table")
+        profiles: dict[str, ConnectionProfile] = {}
+        for name, table in profiles_table.items():
+            if not isinstance(table, dict):
+                raise ProfileError(f"{self.path}: profiles.{name} must be a table")
+            profiles[name] = ConnectionProfile.from_table(name, table)
+        default = data.get("default")
+        if default is not None and (not isinstance(default, str) or default not in profiles):
+            default = None  # a dangling default is harmless: fall back to the first profile
+        settings_table = data.get("settings", {})
+        if not isinstance(settings_table, dict):
+            raise ProfileError(f"{self.path}: [settings] must be a table")
+        self._profiles = profiles
+        self._default = default
+        self.settings = Settings.from_table(settings_table)
+
+    def __iter__(self) -> Iterator[ConnectionProfile]:
+        return iter(self._profiles.values())
+
+    def __len__(self) -> int:
+        return len(self._profiles)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._profiles
+
+    def names(self) -> list[str]:
+        return list(self._profiles)
+
+    @property
+    def default_name(self) -> str | None:
+        """The default profile: the one set as default, else the only/first one, else None."""
+        if self._default in self._profiles:
+            return self._default
+        return next(iter(self._profiles), None)
+
+    def get(self, name: str | None = None) -> ConnectionProfile:
+        """The profile ``name`` (the default one when None); raises ProfileError if absent."""
+        wanted = name if name is not None else self.default_name
+        if wanted is None:
+            raise ProfileError(
+                f"no connection profile is set up ({self.path} has none): add one with "
+                "`traystatus profile add NAME --dsn ...` or pass --dsn"
+            )
+        try:
+            return self._profiles[wanted]
+        except KeyError:
+            known = ", ".join(self._profiles) or "none"
+            raise ProfileError(
+                f"no profile named {wanted!r} (profiles: {known}); see `traystatus profile list`"
+            ) from None
+
+    # -- writing
+    def put(self, profile: ConnectionProfile, *, make_default: bool = False) -> None:
+        """Add or replace ``profile`` and save. A profile holding a password is refused."""
+        if profile.has_secret:
+            raise ProfileError(
+                f"profile {profile.name!r} contains a password; passwords go to the keychain, "
+                "never to the settings file: store it with `traystatus profile add` instead"
+            )
+        self._profiles[profile.name] = profile
+        if make_default or self._default is None:
+            self._default = profile.name
+        self.save()
+
+    def remove(self, name: str) -> None:
+        self.get(name)  # raises a clear error for an unknown name
+        del self._profiles[name]
+        if self._default == name:
+            self._default = next(iter(self._profiles), None)
+        self.save()
+
+    def set_default(self, name: str) -> None:
+        self.get(name)
+        self._default = name
+        self.save()
+
+    def save_settings(self, settings: Settings) -> None:
+        self.settings = settings.validate()
+        self.save()
+
+    def save(self) -> None:
+        text = self.dumps()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".profiles-", suffix=".toml", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def dumps(self) -> str:
+        lines = [
+            "# traystatus connection profiles and settings.",
+            "# Passwords are never stored here: they live in the OS keychain (or ~/.pgpass).",
+            "",
+        ]
+        if self.default_name is not None:
+            lines += [f"default = {_value(self.default_name)}", ""]
+        lines.append("[settings]")
+        lines += [f"{_key(k)} = {_value(v)}" for k, v in self.settings.to_table().items()]
+        for profile in self._profiles.values():
+            table = profile.to_table()
+            options = table.pop("options", None)
+            lines += ["", f"[profiles.{_key(profile.name)}]"]
+            lines += [f"{_key(k)} = {_value(v)}" for k, v in table.items()]
+            if options:
+                lines += ["", f"[profiles.{_key(profile.name)}.options]"]
+                lines += [f"{_key(k)} = {_value(v)}" for k, v in options.items()]
+        return "\n".join(lines) + "\n"
+
+
+# -- minimal TOML emitter -------------------------------------------------------------------------
+
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def _string(s: str) -> str:
+    out = ['"']
+    for ch in s:
+        if ch == '"':
+            out.append('\\"')
+        elif ch == "\\":
+            out.append("\\\\")
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def _key(k: str) -> str:
+    return k if _BARE_KEY.match(k) else _string(k)
+
+
+def _value(v: object) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            raise ProfileError(f"cannot store the number {v!r}")
+        return repr(v)
+    if isinstance(v, str):
+        return _string(v)
+    raise TypeError(f"cannot write {type(v).__name__} to TOML")

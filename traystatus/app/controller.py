@@ -1,0 +1,306 @@
+"""Wires one Monitor to the tray, the windows and the notifications.
+
+Owns the pieces and their life cycle: the adapter (the core's Monitor as Qt signals), the
+tray icon or - when no tray host exists - the small status window (re-checked every 5 s;
+the icon moves to the tray when one appears), the details window (created on first use),
+the Settings dialog, and the notification policy + sender. ``shutdown()`` stops the
+monitor, closes its connection and the notifier; main.py then stops the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtWidgets import QMessageBox, QSystemTrayIcon
+
+from traystatus import __version__
+from traystatus.app import texts
+from traystatus.app.adapter import MonitorAdapter
+from traystatus.app.details import DetailsWindow
+from traystatus.app.icons import IconCache, IconStyle
+from traystatus.app.notifications import NotificationSender, run_summary_from
+from traystatus.app.notify_policy import (
+    Action,
+    Kind,
+    Notice,
+    NotificationPolicy,
+    NotifyOptions,
+    Urgency,
+)
+from traystatus.app.settings import SettingsDialog
+from traystatus.app.statuswindow import StatusWindow
+from traystatus.app.tray import TrayIcon
+from traystatus.core import credentials
+from traystatus.core.details import Details, WorkSummary
+from traystatus.core.monitor import Monitor, MonitorOptions
+from traystatus.core.profiles import ProfileError, ProfileStore, Settings
+from traystatus.core.state import Status, utcnow
+
+log = logging.getLogger(__name__)
+
+TRAY_CHECK_MS = 5000
+
+
+def icon_style_for(settings: Settings) -> IconStyle:
+    return IconStyle.parse(settings.icon_style)  # "auto" -> colour
+
+
+def monitor_options(settings: Settings) -> MonitorOptions:
+    return MonitorOptions(
+        health_interval=settings.health_interval_s, health_timeout=settings.health_timeout_s
+    )
+
+
+class Controller(QObject):
+    """The running app for one profile (or one ``--dsn``)."""
+
+    quitRequested = Signal()
+
+    def __init__(
+        self,
+        store: ProfileStore,
+        profile: str | None = None,
+        dsn: str | None = None,
+        tray_available: Callable[[], bool] = QSystemTrayIcon.isSystemTrayAvailable,
+        use_desktop_notifier: bool = True,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        super().__init__()
+        self.store = store
+        self.profile_name = profile
+        self.dsn = dsn
+        self.clock = clock
+        self.tray_available = tray_available
+        self.icons = IconCache()
+        self.style = icon_style_for(store.settings)
+        self.policy = NotificationPolicy(
+            NotifyOptions.from_settings(store.settings), started_at=clock()
+        )
+        self.tray = TrayIcon(self.icons, self.style, self, clock)
+        self.window = StatusWindow(clock)
+        self.notifier = NotificationSender(
+            fallback=self._balloon, parent=self, use_desktop_notifier=use_desktop_notifier
+        )
+        self.notifier.actionRequested.connect(self._on_action)
+        self.adapter: MonitorAdapter | None = None
+        self.details_window: DetailsWindow | None = None
+        self.settings_dialog: SettingsDialog | None = None
+        self.in_tray = False
+        self._restart_task: asyncio.Future[None] | None = None
+
+        t = self.tray
+        t.showDetailsRequested.connect(self.show_details)
+        t.settingsRequested.connect(self.show_settings)
+        t.reconnectRequested.connect(self.reconnect_now)
+        t.pauseRequested.connect(self._pause)
+        t.profileSelected.connect(self.switch_profile)
+        t.aboutRequested.connect(self.show_about)
+        t.quitRequested.connect(self.quitRequested.emit)
+        t.autostartFailed.connect(
+            lambda msg: self._balloon(Notice(Kind.ERROR, "autostart", "Start at login", msg))
+        )
+        w = self.window
+        w.showDetailsRequested.connect(self.show_details)
+        w.settingsRequested.connect(self.show_settings)
+        w.quitRequested.connect(self.quitRequested.emit)
+
+        self._tick = QTimer(self)
+        self._tick.setInterval(1000)
+        self._tick.timeout.connect(self._on_tick)
+        self._tray_check = QTimer(self)
+        self._tray_check.setInterval(TRAY_CHECK_MS)
+        self._tray_check.timeout.connect(self._place)
+
+    # -- start / stop --------------------------------------------------------------------------
+    def start(self) -> None:
+        self._place()
+        self._tray_check.start()
+        self._tick.start()
+        self.tray.set_profiles(self.store.names(), self.profile_name)
+        if not self._start_monitor():
+            self.show_settings()
+
+    def _conninfo(self) -> tuple[str, dict[str, str]] | None:
+        if self.dsn:
+            return self.dsn, {}
+        try:
+            profile = self.store.get(self.profile_name)
+        except ProfileError as ex:
+            log.info("no usable profile yet: %s", ex)
+            return None
+        self.profile_name = profile.name
+        password = credentials.get_password(profile.name)
+        return profile.to_conninfo(), ({"password": password} if password else {})
+
+    def _start_monitor(self) -> bool:
+        target = self._conninfo()
+        if target is None:
+            return False
+        conninfo, kwargs = target
+        monitor = Monitor(conninfo, monitor_options(self.store.settings), **kwargs)
+        self.adapter = MonitorAdapter(monitor, self)
+        self.adapter.statusChanged.connect(self._on_status)
+        self.adapter.detailsChanged.connect(self._on_details)
+        self.adapter.workFinished.connect(self._on_summary)
+        if self.details_window is not None:
+            self._bind_details_window()
+        self._on_status(monitor.status)
+        self.adapter.start()
+        return True
+
+    async def _stop_monitor(self) -> None:
+        adapter, self.adapter = self.adapter, None
+        if adapter is None:
+            return
+        if self.details_window is not None:
+            self.details_window.hide()
+            self.details_window.deleteLater()
+            self.details_window = None
+        await adapter.stop()
+        adapter.deleteLater()
+
+    async def shutdown(self) -> None:
+        """Quit: stop the monitor (its connection closes), the timers and the notifier."""
+        self._tick.stop()
+        self._tray_check.stop()
+        await self._stop_monitor()
+        await self.notifier.close()
+        self.tray.hide()
+        self.window.hide()
+        if self.settings_dialog is not None:
+            self.settings_dialog.close()
+
+    # -- tray or window ------------------------------------------------------------------------
+    def _place(self) -> None:
+        available = self.tray_available()
+        if available and not self.in_tray:
+            self.in_tray = True
+            self.window.hide()
+            self.tray.show()
+            log.info("showing the tray icon")
+        elif not available and (self.in_tray or not self.window.isVisible()):
+            if self.in_tray:
+                log.warning("the system tray went away; showing a window instead")
+            self.in_tray = False
+            self.tray.hide()
+            self.window.show()
+
+    # -- status flow ---------------------------------------------------------------------------
+    def _on_status(self, status: Status) -> None:
+        self.tray.set_status(status)
+        self.window.set_status(status)
+        self.notifier.handle(self.policy.on_status(status, self.clock()))
+
+    def _on_details(self, details: Details) -> None:
+        counts = texts.work_counts(details)
+        self.tray.set_counts(counts)
+        self.window.counts = counts
+        self.window.refresh()
+
+    def _on_summary(self, summary: WorkSummary) -> None:
+        self.notifier.handle(self.policy.on_summary(run_summary_from(summary), self.clock()))
+
+    def _on_tick(self) -> None:
+        now = self.clock()
+        decisions = self.policy.tick(now)
+        if decisions:
+            self.notifier.handle(decisions)
+        if self.tray.paused_until is not None and self.policy.paused_until is None:
+            self.tray.set_paused(None)
+        if not self.in_tray and texts.needs_ticking(self.window.status):
+            self.window.refresh()
+
+    # -- user intents --------------------------------------------------------------------------
+    def show_details(self) -> None:
+        if self.details_window is None:
+            self.details_window = DetailsWindow(self.adapter, self.icons, self.style, self.clock)
+            self._bind_details_window()
+        w = self.details_window
+        w.show()
+        w.raise_()
+        w.activateWindow()
+
+    def _bind_details_window(self) -> None:
+        w = self.details_window
+        if w is None:
+            return
+        w.adapter = self.adapter
+        if self.adapter is not None:
+            self.adapter.statusChanged.connect(w.set_status)
+            self.adapter.detailsChanged.connect(w.set_details)
+            w.set_status(self.adapter.status)
+
+    def show_settings(self) -> None:
+        if self.settings_dialog is None:
+            self.settings_dialog = SettingsDialog(self.store)
+            self.settings_dialog.saved.connect(self._settings_saved)
+        self.settings_dialog.load()
+        self.settings_dialog.show()
+        self.settings_dialog.raise_()
+
+    def _settings_saved(self) -> None:
+        s = self.store.settings
+        self.policy.options = NotifyOptions.from_settings(s)
+        self.style = icon_style_for(s)
+        self.tray.set_style(self.style)
+        self.window.icon_style = self.style
+        if self.details_window is not None:
+            self.details_window.set_style(self.style)
+        self.tray.set_profiles(self.store.names(), self.profile_name)
+        # New connection settings or password: start over with them.
+        self._restart_task = asyncio.ensure_future(self._restart_monitor())
+
+    async def _restart_monitor(self) -> None:
+        await self._stop_monitor()
+        self._start_monitor()
+
+    def switch_profile(self, name: str) -> None:
+        if name == self.profile_name:
+            return
+        self.profile_name = name
+        self.dsn = None
+        self.tray.set_profiles(self.store.names(), name)
+        self._restart_task = asyncio.ensure_future(self._restart_monitor())
+
+    def reconnect_now(self) -> None:
+        if self.adapter is not None:
+            self.adapter.reconnect_now()
+
+    def _pause(self, pause: object) -> None:
+        if pause:
+            until = self.clock() + timedelta(hours=1)
+            self.policy.pause(until)
+            self.tray.set_paused(until)
+        else:
+            self.policy.resume()
+            self.tray.set_paused(None)
+
+    def show_about(self) -> None:
+        QMessageBox.about(
+            None,
+            "About traystatus",
+            f"traystatus {__version__}\n\nTells StatBus analysts whether the register is "
+            "stable or processing data.",
+        )
+
+    def _on_action(self, action: object) -> None:
+        if action == Action.SHOW_DETAILS:
+            self.show_details()
+        elif action == Action.RECONNECT:
+            self.reconnect_now()
+
+    def _balloon(self, notice: Notice) -> None:
+        """Fallback when no notification server exists: the tray's own balloon."""
+        if not self.in_tray:
+            return
+        icon = (
+            QSystemTrayIcon.MessageIcon.Critical
+            if notice.urgency == Urgency.CRITICAL
+            else QSystemTrayIcon.MessageIcon.Information
+        )
+        self.tray.tray.showMessage(notice.title, notice.body, icon, 10_000)
+

@@ -1,0 +1,401 @@
+"""The Settings dialog: connection profiles, password in the keychain, notifications,
+start at login, icon style.
+
+Profiles and settings are the CLI engineer's ``ProfileStore`` (traystatus.core.profiles,
+one TOML file, no secrets); passwords go through traystatus.core.credentials to the OS
+keychain. When there is no secure keychain the dialog says so in red and keeps the
+password out of every file (the user can still rely on ~/.pgpass) - never a silent drop.
+
+"Test connection" connects the way the monitor does and reports exactly what is wrong,
+using the core's error classification (errors.diagnose: by SQLSTATE / error class, never
+by message text): unreachable, TLS, wrong password, SQL missing or outdated, no privilege.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, replace
+
+import psycopg
+from psycopg.conninfo import make_conninfo
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from traystatus.core import credentials
+from traystatus.core.errors import Phase, diagnose
+from traystatus.core.profiles import ConnectionProfile, ProfileError, ProfileStore, Settings
+from traystatus.core.sqlfiles import EXPECTED_SQL_VERSION, installed_version
+from traystatus.core.state import Problem
+
+log = logging.getLogger(__name__)
+
+SSLMODES = ("", "disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+ICON_STYLE_LABELS = {
+    "auto": "Automatic",
+    "color": "Colour",
+    "mono-light": "Monochrome, light (for dark panels)",
+    "mono-dark": "Monochrome, dark (for light panels)",
+}
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    ok: bool
+    problem: Problem | None
+    message: str
+
+
+async def check_connection(conninfo: str, password: str | None, seconds: float = 10) -> CheckResult:
+    """Connect, check the installed SQL version and call is_system_stable() once."""
+    extra: dict[str, str | int] = {"connect_timeout": max(2, int(seconds))}
+    if password:
+        extra["password"] = password
+    try:
+        full = make_conninfo(conninfo, **extra)
+        conn = await asyncio.wait_for(
+            psycopg.AsyncConnection.connect(full, autocommit=True), seconds
+        )
+    except Exception as ex:
+        d = await diagnose(ex, conninfo, Phase.CONNECT)
+        return CheckResult(False, d.problem, d.message + (f" ({d.detail})" if d.detail else ""))
+    try:
+        async with conn:
+            version = await installed_version(conn)
+            if version is None:
+                return CheckResult(
+                    False,
+                    Problem.SQL_MISSING,
+                    "Connected, but traystatus's SQL is not installed in this database. "
+                    "Ask a StatBus administrator to run `traystatus install-sql`.",
+                )
+            if version != EXPECTED_SQL_VERSION:
+                newer = version > EXPECTED_SQL_VERSION
+                return CheckResult(
+                    False,
+                    Problem.SQL_NEWER if newer else Problem.SQL_OUTDATED,
+                    f"Connected, but the database has traystatus SQL version {version} and this "
+                    f"app expects {EXPECTED_SQL_VERSION}: "
+                    + ("update this app." if newer else "run `traystatus install-sql` again."),
+                )
+            cur = await conn.execute("SELECT public.is_system_stable()")
+            row = await cur.fetchone()
+    except Exception as ex:
+        d = await diagnose(ex, conninfo, Phase.QUERY)
+        return CheckResult(False, d.problem, d.message + (f" ({d.detail})" if d.detail else ""))
+    stable = bool(row and row[0])
+    return CheckResult(
+        True, None, f"Connected. The system is {'stable' if stable else 'processing data'}."
+    )
+
+
+class SettingsDialog(QDialog):
+    """Edits a ProfileStore; ``saved`` is emitted after a successful save."""
+
+    saved = Signal()
+
+    def __init__(self, store: ProfileStore, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.store = store
+        self.setWindowTitle("traystatus settings")
+        self.setAccessibleName("traystatus settings")
+        self._current: str | None = None
+        self._check_task: asyncio.Task[CheckResult] | None = None
+        self.last_check: CheckResult | None = None
+
+        outer = QVBoxLayout(self)
+
+        # -- profiles
+        box = QGroupBox("Connection profiles")
+        row = QHBoxLayout(box)
+        left = QVBoxLayout()
+        self.profile_list = QListWidget()
+        self.profile_list.setMaximumWidth(170)
+        self.profile_list.currentTextChanged.connect(self._select)
+        left.addWidget(self.profile_list)
+        buttons = QHBoxLayout()
+        self.add_button = QPushButton("Add")
+        self.add_button.clicked.connect(self._add)
+        self.remove_button = QPushButton("Remove")
+        self.remove_button.clicked.connect(self._remove)
+        buttons.addWidget(self.add_button)
+        buttons.addWidget(self.remove_button)
+        left.addLayout(buttons)
+        row.addLayout(left)
+        form = QFormLayout()
+        self.name = QLineEdit()
+        self.dsn = QLineEdit()
+        self.dsn.setPlaceholderText("optional: host=... port=... or postgresql://...")
+        self.host = QLineEdit()
+        self.host.setPlaceholderText("statbus.example.org")
+        self.port = QLineEdit()
+        self.port.setPlaceholderText("5432")
+        self.dbname = QLineEdit()
+        self.user = QLineEdit()
+        self.user.setPlaceholderText("your.name@example.org")
+        self.sslmode = QComboBox()
+        for mode in SSLMODES:
+            self.sslmode.addItem(mode or "(libpq default)", mode)
+        self.password = QLineEdit()
+        self.password.setEchoMode(QLineEdit.EchoMode.Password)
+        self.password.setPlaceholderText("leave empty to keep the stored one")
+        form.addRow("Name", self.name)
+        form.addRow("DSN", self.dsn)
+        form.addRow("Host", self.host)
+        form.addRow("Port", self.port)
+        form.addRow("Database", self.dbname)
+        form.addRow("User", self.user)
+        form.addRow("TLS mode", self.sslmode)
+        form.addRow("Password", self.password)
+        self.keychain = QLabel()
+        self.keychain.setWordWrap(True)
+        form.addRow("", self.keychain)
+        test_row = QHBoxLayout()
+        self.test_button = QPushButton("Test connection")
+        self.test_button.clicked.connect(self._start_check)
+        test_row.addWidget(self.test_button)
+        test_row.addStretch(1)
+        form.addRow("", test_row)
+        self.check_result = QLabel()
+        self.check_result.setWordWrap(True)
+        form.addRow("", self.check_result)
+        row.addLayout(form, 1)
+        outer.addWidget(box)
+
+        # -- notifications
+        nbox = QGroupBox("Notifications")
+        nform = QFormLayout(nbox)
+        self.notify_stable = QCheckBox("When processing has finished (with a summary)")
+        self.notify_import_failed = QCheckBox("When an import job fails or ends with errors")
+        self.notify_disconnected = QCheckBox("When the connection is lost")
+        self.notify_error = QCheckBox("When the database cannot be watched (password, SQL, ...)")
+        self.grace = QDoubleSpinBox()
+        self.grace.setRange(0, 3600)
+        self.grace.setSuffix(" s")
+        self.grace.setDecimals(0)
+        for w in (self.notify_stable, self.notify_import_failed, self.notify_disconnected,
+                  self.notify_error):
+            nform.addRow(w)
+        nform.addRow("Announce a lost connection after", self.grace)
+        outer.addWidget(nbox)
+
+        # -- appearance and start
+        abox = QGroupBox("Tray icon and start")
+        aform = QFormLayout(abox)
+        self.icon_style = QComboBox()
+        for value, label in ICON_STYLE_LABELS.items():
+            self.icon_style.addItem(label, value)
+        aform.addRow("Icon style", self.icon_style)
+        self.autostart = QCheckBox("Start traystatus when I log in")
+        aform.addRow(self.autostart)
+        outer.addWidget(abox)
+
+        self.message = QLabel()
+        self.message.setWordWrap(True)
+        outer.addWidget(self.message)
+        self.buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Close
+        )
+        self.buttons.accepted.connect(self.save)
+        self.buttons.rejected.connect(self.reject)
+        outer.addWidget(self.buttons)
+        self.load()
+
+    # -- loading ---------------------------------------------------------------------------------
+    def load(self) -> None:
+        self.profile_list.clear()
+        for name in self.store.names():
+            self.profile_list.addItem(name)
+        s = self.store.settings
+        self.notify_stable.setChecked(s.notify_stable)
+        self.notify_import_failed.setChecked(s.notify_import_failed)
+        self.notify_disconnected.setChecked(s.notify_disconnected)
+        self.notify_error.setChecked(s.notify_error)
+        self.grace.setValue(s.disconnect_grace_s)
+        i = self.icon_style.findData(s.icon_style)
+        self.icon_style.setCurrentIndex(max(0, i))
+        try:
+            from traystatus import autostart
+
+            self.autostart.setChecked(autostart.is_enabled())
+        except (ImportError, OSError):
+            self.autostart.setEnabled(False)
+        info = credentials.keychain_info()
+        if info.secure:
+            self.keychain.setText(f"Passwords are kept in the keychain ({info.backend_name}).")
+            self.keychain.setStyleSheet("color: #2e7d32;")
+        else:
+            self.keychain.setText(
+                f"No secure keychain: {info.reason}. A password typed here is used for this "
+                f"session only and NOT saved. To fix: {credentials.ADVICE}."
+            )
+            self.keychain.setStyleSheet("color: #c62828; font-weight: bold;")
+        default = self.store.default_name
+        if default is not None:
+            items = self.profile_list.findItems(default, _exact())
+            if items:
+                self.profile_list.setCurrentItem(items[0])
+        else:
+            self._show_profile(ConnectionProfile(name="default"))
+
+    def _select(self, name: str) -> None:
+        if not name or name not in self.store:
+            return
+        self._current = name
+        self._show_profile(self.store.get(name))
+
+    def _show_profile(self, p: ConnectionProfile) -> None:
+        self.name.setText(p.name)
+        self.dsn.setText(p.dsn or "")
+        self.host.setText(p.host or "")
+        self.port.setText(p.port or "")
+        self.dbname.setText(p.dbname or "")
+        self.user.setText(p.user or "")
+        self.sslmode.setCurrentIndex(max(0, self.sslmode.findData(p.sslmode or "")))
+        self.password.clear()
+        self.check_result.clear()
+
+    def _add(self) -> None:
+        n = 1
+        while f"profile {n}" in self.store:
+            n += 1
+        self._current = None
+        self.profile_list.clearSelection()
+        self._show_profile(ConnectionProfile(name=f"profile {n}"))
+        self.name.setFocus()
+
+    def _remove(self) -> None:
+        name = self._current
+        if name is None or name not in self.store:
+            return
+        self.store.remove(name)
+        credentials.delete_password(name)
+        self._current = None
+        self.load()
+        self.saved.emit()
+
+    # -- the form as a profile -------------------------------------------------------------------
+    def profile(self) -> ConnectionProfile:
+        """The form's profile; raises ProfileError with what to change."""
+        def text(w: QLineEdit) -> str | None:
+            return w.text().strip() or None
+
+        return ConnectionProfile(
+            name=self.name.text().strip(),
+            dsn=text(self.dsn),
+            host=text(self.host),
+            port=text(self.port),
+            dbname=text(self.dbname),
+            user=text(self.user),
+            sslmode=self.sslmode.currentData() or None,
+        )
+
+    def settings(self) -> Settings:
+        return replace(
+            self.store.settings,
+            notify_stable=self.notify_stable.isChecked(),
+            notify_import_finished=self.notify_stable.isChecked(),
+            notify_import_failed=self.notify_import_failed.isChecked(),
+            notify_disconnected=self.notify_disconnected.isChecked(),
+            notify_error=self.notify_error.isChecked(),
+            disconnect_grace_s=float(self.grace.value()),
+            icon_style=str(self.icon_style.currentData()),
+        )
+
+    # -- saving ----------------------------------------------------------------------------------
+    def save(self) -> bool:
+        """Save profile, password and settings; False (and a message) when something failed."""
+        try:
+            profile, secrets = self.profile().without_secrets()
+            self.store.put(profile, make_default=self._current is None and not len(self.store))
+            if self._current is not None and self._current != profile.name:
+                # Renamed: move the password along, drop the old entry.
+                old_pw = credentials.get_password(self._current)
+                self.store.remove(self._current)
+                credentials.delete_password(self._current)
+                if old_pw and not self.password.text():
+                    credentials.store_password(profile.name, old_pw)
+            self._current = profile.name
+            password = self.password.text() or secrets.get("password")
+            if password:
+                credentials.store_password(profile.name, password)
+                self.password.clear()
+            self.store.save_settings(self.settings())
+        except credentials.NoSecureKeychain as ex:
+            self._say(str(ex), error=True)
+            self.saved.emit()
+            return False
+        except (ProfileError, OSError) as ex:
+            self._say(f"Not saved: {ex}", error=True)
+            return False
+        try:
+            from traystatus import autostart
+
+            if self.autostart.isEnabled() and autostart.is_enabled() != self.autostart.isChecked():
+                autostart.set_enabled(self.autostart.isChecked())
+        except ImportError:
+            pass
+        except OSError as ex:
+            self._say(f"Saved, but start at login could not be changed: {ex}", error=True)
+            self.saved.emit()
+            return False
+        self._say("Saved.")
+        current = profile.name
+        self.load()
+        items = self.profile_list.findItems(current, _exact())
+        if items:
+            self.profile_list.setCurrentItem(items[0])
+        self.saved.emit()
+        return True
+
+    def _say(self, text: str, error: bool = False) -> None:
+        self.message.setText(text)
+        self.message.setStyleSheet("color: #c62828;" if error else "color: #2e7d32;")
+
+    # -- test connection -------------------------------------------------------------------------
+    def _start_check(self) -> None:
+        if self._check_task is not None and not self._check_task.done():
+            return
+        self._check_task = asyncio.ensure_future(self.run_check())
+
+    async def run_check(self) -> CheckResult:
+        try:
+            profile, secrets = self.profile().without_secrets()
+        except ProfileError as ex:
+            result = CheckResult(False, Problem.CONFIG, str(ex))
+        else:
+            password = (
+                self.password.text()
+                or secrets.get("password")
+                or credentials.get_password(profile.name)
+            )
+            self.test_button.setEnabled(False)
+            self.check_result.setText("Testing…")
+            self.check_result.setStyleSheet("")
+            try:
+                result = await check_connection(profile.to_conninfo(), password)
+            finally:
+                self.test_button.setEnabled(True)
+        self.last_check = result
+        self.check_result.setText(result.message)
+        self.check_result.setStyleSheet("color: #2e7d32;" if result.ok else "color: #c62828;")
+        return result
+
+
+def _exact() -> Qt.MatchFlag:
+    return Qt.MatchFlag.MatchExactly

@@ -1,0 +1,72 @@
+"""The small normal window shown when there is no tray (GNOME without AppIndicator, or
+an autostart that raced the panel). The app never exits for lack of a tray: it shows
+this, keeps checking, and moves to the tray when one appears (controller.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+
+from traystatus.app import texts
+from traystatus.app.icons import IconStyle, accessible_name, kind_for, render_pixmap
+from traystatus.core.state import State, Status, utcnow
+
+
+class StatusWindow(QWidget):
+    showDetailsRequested = Signal()
+    settingsRequested = Signal()
+    quitRequested = Signal()
+
+    def __init__(self, clock: Callable[[], datetime] = utcnow) -> None:
+        super().__init__()
+        self.clock = clock
+        self.icon_style = IconStyle.COLOR
+        self.status = Status(State.CONNECTING)
+        self.counts: texts.WorkCounts | None = None
+        self.setWindowTitle("StatBus status")
+        lay = QVBoxLayout(self)
+        top = QHBoxLayout()
+        self.icon = QLabel()
+        self.icon.setFixedSize(32, 32)
+        top.addWidget(self.icon)
+        self.text = QLabel()
+        self.text.setWordWrap(True)
+        top.addWidget(self.text, 1)
+        lay.addLayout(top)
+        self.note = QLabel("No system tray was found; this window stands in for the tray icon.")
+        self.note.setWordWrap(True)
+        self.note.setStyleSheet("color: #666666;")
+        lay.addWidget(self.note)
+        row = QHBoxLayout()
+        for label, signal in (
+            ("Show details", self.showDetailsRequested),
+            ("Settings…", self.settingsRequested),
+            ("Quit", self.quitRequested),
+        ):
+            b = QPushButton(label)
+            b.clicked.connect(signal.emit)
+            row.addWidget(b)
+        lay.addLayout(row)
+        self.resize(380, 120)
+        self.refresh()
+
+    def set_status(self, status: Status) -> None:
+        self.status = status
+        self.refresh()
+
+    def refresh(self) -> None:
+        progress = self.counts.progress_pct if self.counts else None
+        self.icon.setPixmap(
+            render_pixmap(kind_for(self.status), 32, self.icon_style, progress,
+                          self.devicePixelRatioF())
+        )
+        self.icon.setAccessibleName(accessible_name(self.status, progress))
+        now = self.clock()
+        lines = [texts.headline(self.status, now, self.counts)]
+        extra = texts.detail_line(self.status, now)
+        if extra:
+            lines.append(extra)
+        self.text.setText("\n".join(lines))

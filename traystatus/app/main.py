@@ -95,10 +95,11 @@ def run_app(args: Any) -> int:
             loop.add_signal_handler(sig, request_quit)
     QTimer.singleShot(0, controller.start)
     try:
-        with loop:
-            loop.run_until_complete(done.wait())
+        loop.run_until_complete(done.wait())
     except KeyboardInterrupt:
         return 130
+    finally:
+        loop.close()
     log.info("traystatus tray app stopped")
     return 0
 

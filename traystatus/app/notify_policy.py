@@ -345,14 +345,13 @@ class NotificationPolicy:
         return self.options.grace
 
     def _announce_loss(self, st: Status, now: datetime, critical: bool) -> list[Decision]:
-        self._lost_announced = True
         if st.state == State.ERROR:
             title = "Cannot watch the database"
         else:
             title = "Connection to the database lost"
         body = st.message or "The database does not answer."
         body += " The tray icon shows when it is back."
-        return self._emit(
+        out = self._emit(
             Notice(
                 Kind.ERROR if st.state == State.ERROR else Kind.CONNECTION,
                 KEY_CONNECTION,
@@ -363,6 +362,10 @@ class NotificationPolicy:
             ),
             now,
         )
+        # Only what reached the screen counts as announced: a loss that happened during a
+        # pause is announced when the pause ends, if it still lasts.
+        self._lost_announced = bool(out)
+        return out
 
     def _emit(self, notice: Notice, now: datetime) -> list[Decision]:
         if not self.options.enabled(notice.kind) or self.paused(now):

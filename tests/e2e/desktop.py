@@ -348,14 +348,15 @@ class Desktop:
 def classify_png(path: Path) -> dict[str, int]:
     """Count pixels by the families the tray icons use (resources/icons/*.svg):
     green #2e9d47 stable, amber #f0a81c processing, grey #8a9099 disconnected/connecting,
-    red #d32f2f error. Tolerant of anti-aliasing: hue and saturation decide, not exact RGB.
+    red #d32f2f error; blue is Qt's highlight (progress bars). Tolerant of
+    anti-aliasing: hue and saturation decide, not exact RGB.
     """
     from PySide6.QtGui import QColor, QImage
 
     img = QImage(str(path))
     if img.isNull():
         raise RuntimeError(f"cannot read {path}")
-    counts = {"green": 0, "amber": 0, "grey": 0, "red": 0, "other": 0}
+    counts = {"green": 0, "amber": 0, "grey": 0, "red": 0, "blue": 0, "other": 0}
     for y in range(img.height()):
         for x in range(img.width()):
             c = QColor(img.pixel(x, y))
@@ -367,6 +368,8 @@ def classify_png(path: Path) -> dict[str, int]:
                     counts["amber"] += 1
                 elif h <= 10 or h >= 350:
                     counts["red"] += 1
+                elif 190 <= h <= 230:  # Qt's Fusion highlight: progress bar chunks
+                    counts["blue"] += 1
                 else:
                     counts["other"] += 1
             elif s < 0.15 and 0.45 < v < 0.7:

@@ -1,0 +1,217 @@
+"""The real tray app on a real desktop against a real PostgreSQL, checked as a person sees it.
+
+One app process for the module (started exactly as ``traystatus demo`` starts it:
+``traystatus --dsn ...`` with the password in PGPASSWORD), one embedded PostgreSQL with
+the StatBus stand-in and sql/install.sql that this module may stop and start. The tests
+run in file order and each leaves the system stable for the next.
+
+What is checked: the icon's pixels in trayer (green / amber / grey), the Notify calls on
+the session bus and dunst's history, the details window opened by a real click, its
+progress bars' pixels, and the icon through a database crash and restart.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from tests.e2e.desktop import Box, Desktop, classify_png, dominant, wait_for
+from traystatus._paths import sql_dir
+from traystatus.demo.embedded import EmbeddedPostgres
+
+ANALYST = "e2e.analyst@example.org"
+SLOW = 90.0  # seconds: grace periods, flap damping and a busy machine
+
+
+@dataclass
+class Database:
+    server: EmbeddedPostgres
+    admin_dsn: str
+    analyst_dsn: str
+
+    def execute(self, query: str, params: tuple[object, ...] = ()) -> None:
+        with psycopg.connect(self.admin_dsn, autocommit=True) as conn:
+            conn.execute(query, params)  # type: ignore[arg-type]
+
+
+@dataclass
+class App:
+    proc: subprocess.Popen[bytes]
+    icon: Box
+    log: Path
+
+
+@pytest.fixture(scope="module")
+def database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("e2e-pg") / "data")
+    server.start()
+    try:
+        with psycopg.connect(server.dsn(), autocommit=True) as conn:
+            conn.execute("CREATE DATABASE statbus")
+        admin = server.dsn("statbus")
+        password = uuid.uuid4().hex
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute((sql_dir() / "fixtures" / "statbus_schema.sql").read_text())
+            conn.execute((sql_dir() / "install.sql").read_text())
+            conn.execute(sql.SQL(
+                "CREATE ROLE {} LOGIN PASSWORD {} IN ROLE authenticated, regular_user"
+            ).format(sql.Identifier(ANALYST), sql.Literal(password)))
+        yield Database(server, admin, server.dsn("statbus", user=ANALYST, password=password))
+    finally:
+        server.destroy()
+
+
+@pytest.fixture(scope="module")
+def app(desktop: Desktop, database: Database, tmp_path_factory: pytest.TempPathFactory
+        ) -> Iterator[App]:
+    home = tmp_path_factory.mktemp("e2e-home")
+    env = desktop.full_env(
+        QT_QPA_PLATFORM="xcb",
+        HOME=str(home),
+        XDG_CONFIG_HOME=str(home / "config"),
+        XDG_DATA_HOME=str(home / "data"),
+        XDG_STATE_HOME=str(home / "state"),
+        XDG_CACHE_HOME=str(home / "cache"),
+        TRAYSTATUS_DEMO_DSN=database.analyst_dsn,
+        TRAYSTATUS_DEMO_VERBOSE="2",
+    )
+    before = desktop.tray_icons()
+    log = home / "app.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "traystatus.demo.tray"], env=env,
+                                stdout=out, stderr=subprocess.STDOUT)
+    try:
+        def appeared() -> bool:
+            assert proc.poll() is None, f"the app exited: {log.read_text()[-3000:]}"
+            return len(desktop.tray_icons()) > len(before)
+
+        wait_for(appeared, "the app's icon in the tray", timeout=SLOW)
+        icon = next(b for b in desktop.tray_icons() if b not in before)
+        yield App(proc, icon, log)
+    finally:
+        proc.terminate()  # the app quits cleanly on SIGTERM
+        try:
+            code = proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+            code = None
+        print(log.read_text()[-5000:])
+    assert code == 0, "the app did not quit cleanly on SIGTERM"
+
+
+def icon_colour(desktop: Desktop, app: App, name: str = "icon") -> str | None:
+    return dominant(desktop.colors(app.icon, name))
+
+
+def wait_colour(desktop: Desktop, app: App, colour: str, what: str) -> None:
+    def check() -> bool:
+        assert app.proc.poll() is None, f"the app exited: {app.log.read_text()[-3000:]}"
+        return icon_colour(desktop, app) == colour
+    wait_for(check, f"the tray icon turning {colour} ({what})", timeout=SLOW)
+
+
+def tray_shot(desktop: Desktop, name: str) -> Path:
+    tray = desktop.tray_window()
+    assert tray is not None
+    return desktop.screenshot(name, desktop.geometry(tray))
+
+
+JOB_SQL = """INSERT INTO public.import_job (slug, description, definition_id, state, total_rows,
+    imported_rows, import_completed_pct, import_rows_per_sec, analysis_completed_pct,
+    preparing_data_at, analysis_start_at, analysis_stop_at, processing_start_at,
+    last_progress_update, priority)
+  VALUES (%s, %s, 1, 'processing_data', 10000, %s, %s, 812.5, 100,
+    now() - interval '2 min', now() - interval '2 min', now() - interval '1 min', now(),
+    now(), 1)"""
+
+
+def set_progress(db: Database, slug: str, pct: float) -> None:
+    db.execute(
+        "UPDATE public.import_job SET imported_rows = %s, import_completed_pct = %s, "
+        "last_progress_update = now() WHERE slug = %s",
+        (int(pct * 100), pct, slug),
+    )
+
+
+def finish(db: Database, slug: str) -> None:
+    db.execute(
+        "UPDATE public.import_job SET state = 'finished', imported_rows = total_rows, "
+        "import_completed_pct = 100, processing_stop_at = now(), last_progress_update = now() "
+        "WHERE slug = %s",
+        (slug,),
+    )
+
+
+def test_icon_appears_green_when_stable(desktop: Desktop, app: App) -> None:
+    wait_colour(desktop, app, "green", "the stand-in starts stable")
+    tray_shot(desktop, "01-tray-stable")
+
+
+def test_processing_amber_details_progress_then_finished_notice(
+    desktop: Desktop, app: App, database: Database
+) -> None:
+    started = time.monotonic()
+    database.execute(JOB_SQL, ("e2e_legal_units", "Legal units 2026", 4000, 40.0))
+    wait_colour(desktop, app, "amber", "an import job is processing")
+    tray_shot(desktop, "02-tray-processing")
+
+    # A left click on the icon opens the details window.
+    desktop.click(*app.icon.center)
+    wait_for(lambda: desktop.find_windows("StatBus status: details"), "the details window",
+             timeout=SLOW)
+    window = desktop.find_windows("StatBus status: details")[0]
+    time.sleep(2)  # let the details subscription deliver the first snapshot
+    box = desktop.geometry(window)
+    first = classify_png(desktop.screenshot("03-details-40pct", box))
+    assert first["blue"] > 50, f"no progress bar chunk visible: {first}"
+    set_progress(database, "e2e_legal_units", 80.0)
+
+    def grew() -> bool:
+        now = classify_png(desktop.screenshot("04-details-80pct", box))
+        return now["blue"] > first["blue"] * 1.5
+    wait_for(grew, "the progress bar growing from 40 % to 80 %", timeout=SLOW)
+
+    # Processing must last past the policy's 30 s minimum to be news.
+    time.sleep(max(0.0, 35 - (time.monotonic() - started)))
+    finish(database, "e2e_legal_units")
+    wait_colour(desktop, app, "green", "the job finished")
+    tray_shot(desktop, "05-tray-stable-again")
+
+    def finished_notice() -> bool:
+        return any(n.summary == "Processing finished" for n in desktop.notifications())
+    wait_for(finished_notice, "the 'Processing finished' notification", timeout=SLOW)
+    notice = [n for n in desktop.notifications() if n.summary == "Processing finished"][-1]
+    assert "1 import" in notice.body and "finished in" in notice.body, notice.body
+    desktop.screenshot("06-notification")
+    desktop.dunst_close_all()
+    wait_for(lambda: any(h["summary"] == "Processing finished"
+                         for h in desktop.dunst_history()), "dunst's history", timeout=30)
+
+
+def test_database_crash_shows_disconnected_and_restart_the_truth(
+    desktop: Desktop, app: App, database: Database
+) -> None:
+    wait_colour(desktop, app, "green", "stable before the crash")
+    database.server.stop("immediate")
+    wait_colour(desktop, app, "grey", "the database is down")
+    tray_shot(desktop, "07-tray-disconnected")
+    database.server.start()
+    # While the app was away, work started: after reconnecting it must show that truth.
+    database.execute(JOB_SQL, ("e2e_after_restart", "After the restart", 10, 0.1))
+    wait_colour(desktop, app, "amber", "reconnected to a busy system")
+    tray_shot(desktop, "08-tray-reconnected-processing")
+    finish(database, "e2e_after_restart")
+    wait_colour(desktop, app, "green", "the job after the restart finished")
+    assert app.proc.poll() is None
+    assert os.path.exists(app.log)

@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from tests.fix_db import PgServer
 from traystatus.core.details import Details, WorkSummary
 from traystatus.core.monitor import Monitor, MonitorOptions
 from traystatus.core.state import State, Status
@@ -107,3 +110,19 @@ def own_server(tmp_path: Path) -> Iterator[EmbeddedPostgres]:
         yield server
     finally:
         server.destroy()
+
+
+@pytest.fixture
+def plain_role(templates: PgServer) -> Iterator[tuple[str, str]]:
+    """A LOGIN role that is NOT in authenticated: it may connect but not run our functions."""
+    name = f"plain_{uuid.uuid4().hex[:8]}"
+    password = uuid.uuid4().hex
+    with templates.admin() as conn:
+        conn.execute(
+            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                sql.Identifier(name), sql.Literal(password)
+            )
+        )
+    yield name, password
+    with templates.admin() as conn:
+        conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))

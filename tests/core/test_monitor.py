@@ -1,0 +1,162 @@
+"""The Monitor against a real server: flips, listeners, details on demand, work summary."""
+
+from __future__ import annotations
+
+import asyncio
+
+import psycopg
+import pytest
+
+from tests.core.conftest import FAST, FINISH_TASKS, START_TASK, aconnect, running, with_params
+from traystatus.core.monitor import Monitor
+from traystatus.core.state import State, Status
+
+
+@pytest.mark.asyncio
+async def test_reports_each_flip_with_the_time_it_began(db_dsn: str) -> None:
+    m = Monitor(db_dsn, FAST)
+    writer = await aconnect(db_dsn)
+    async with running(m) as rec:
+        first = await rec.state(State.STABLE)
+        await writer.execute(START_TASK)
+        busy = await rec.state(State.PROCESSING)
+        assert busy.since > first.since
+        assert busy.problem is None and busy.message == ""
+        await writer.execute(FINISH_TASKS)
+        await rec.state(State.STABLE)
+    await writer.close()
+    assert rec.states == [State.STABLE, State.PROCESSING, State.STABLE]
+    assert m.counters.connects == 1 and m.counters.reconnects == 0
+
+
+@pytest.mark.asyncio
+async def test_works_as_a_statbus_analyst_login(db_dsn: str, login_role: tuple[str, str]) -> None:
+    """A regular StatBus user (authenticated, password) is all the monitor needs."""
+    dsn = with_params(db_dsn, user=login_role[0])
+    m = Monitor(dsn, FAST, password=login_role[1])
+    writer = await aconnect(db_dsn)
+    async with running(m) as rec:
+        await rec.state(State.STABLE)
+        async with m.details():
+            await rec.until(lambda: bool(rec.details), what="details as an analyst")
+        await writer.execute(START_TASK)
+        await rec.state(State.PROCESSING)
+    await writer.close()
+
+
+@pytest.mark.asyncio
+async def test_a_raising_listener_is_logged_not_fatal(
+    db_dsn: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    m = Monitor(db_dsn, FAST)
+
+    def broken(_: Status) -> None:
+        raise RuntimeError("listener bug")
+
+    m.add_listener(broken)
+    writer = await aconnect(db_dsn)
+    async with running(m) as rec:
+        await rec.state(State.STABLE)
+        await writer.execute(START_TASK)
+        await rec.state(State.PROCESSING)
+    await writer.close()
+    assert m.counters.callback_errors >= 2
+    assert "listener bug" in caplog.text
+
+
+@pytest.mark.asyncio
+async def test_stop_before_run_returns_at_once(db_dsn: str) -> None:
+    m = Monitor(db_dsn, FAST)
+    m.stop()
+    await asyncio.wait_for(m.run(), 10)
+    assert m.counters.connects == 0
+
+
+@pytest.mark.asyncio
+async def test_reconnect_now_reads_again(db_dsn: str) -> None:
+    m = Monitor(db_dsn, FAST)
+    async with running(m) as rec:
+        await rec.state(State.STABLE)
+        m.reconnect_now()
+        await rec.until(lambda: m.counters.reconnects == 1, what="a reconnect")
+        await rec.state(State.STABLE)
+    assert rec.states == [State.STABLE, State.CONNECTING, State.STABLE]
+
+
+def _details_calls(dsn: str) -> int:
+    """How often the server ran get_system_status_details() in this database."""
+    with psycopg.connect(dsn, autocommit=True) as c:
+        row = c.execute(
+            "SELECT coalesce(sum(calls), 0) FROM pg_stat_user_functions "
+            "WHERE funcname = 'get_system_status_details'"
+        ).fetchone()
+    assert row is not None
+    return int(row[0])  # type: ignore[call-overload]
+
+
+@pytest.mark.asyncio
+async def test_details_are_read_only_while_subscribed(db_dsn: str) -> None:
+    m = Monitor(db_dsn, FAST)
+    writer = await aconnect(db_dsn)
+    async with running(m) as rec:
+        await rec.state(State.STABLE)
+        await asyncio.sleep(1.5)  # health checks run; details must not
+        assert m.counters.details_reads == 0 and rec.details == []
+
+        async with m.details():
+            await rec.until(lambda: len(rec.details) >= 1, what="first details")
+            assert rec.details[-1].system_stable
+            await writer.execute(START_TASK)
+            await rec.until(
+                lambda: rec.details[-1].analytics.active_total == 1, what="details of the task"
+            )
+            # refcount: a second subscriber leaving keeps details flowing
+            m.subscribe_details()
+            m.unsubscribe_details()
+            assert m.details_subscribers == 1
+            await writer.execute(
+                "UPDATE public.import_job SET imported_rows = imported_rows WHERE false"
+            )
+            await writer.execute(FINISH_TASKS)
+            await rec.until(lambda: rec.details[-1].system_stable, what="details stable again")
+        assert m.details_subscribers == 0
+        reads = m.counters.details_reads
+        assert reads >= 3
+        await writer.execute(START_TASK)  # processing: details would refresh if subscribed
+        await rec.state(State.PROCESSING)
+        await asyncio.sleep(1.5)
+        await writer.execute(FINISH_TASKS)
+        await rec.state(State.STABLE)
+        assert m.counters.details_reads == reads
+    await writer.close()
+    # The server agrees (the monitor's backend has exited, so its statistics are flushed).
+    await asyncio.sleep(0.5)
+    assert _details_calls(db_dsn) == m.counters.details_reads
+
+
+@pytest.mark.asyncio
+async def test_work_summary_at_processing_to_stable(db_dsn: str) -> None:
+    writer = await aconnect(db_dsn)
+    await writer.execute(START_TASK)
+    await writer.execute(FINISH_TASKS)  # done before the monitor starts: not counted
+    m = Monitor(db_dsn, FAST)
+    async with running(m) as rec:
+        await rec.state(State.STABLE)
+        await writer.execute(START_TASK)
+        await writer.execute(
+            "INSERT INTO worker.tasks (command, state) "
+            "SELECT 'derive_statistical_unit', 'pending' FROM generate_series(1, 5)"
+        )
+        await rec.state(State.PROCESSING)
+        await asyncio.sleep(0.3)
+        await writer.execute(
+            "UPDATE worker.tasks SET state = 'completed' "
+            "WHERE command IN ('collect_changes', 'derive_statistical_unit')"
+        )
+        await rec.until(lambda: len(rec.summaries) == 1, what="a work summary")
+    await writer.close()
+    s = rec.summaries[0]
+    assert s.analytics_tasks_completed == 6
+    assert s.analytics_tasks_failed == 0
+    assert s.duration_seconds >= 0.3
+    assert s.text.startswith("6 analytics tasks finished in ")

@@ -143,6 +143,7 @@ class Desktop:
     env: dict[str, str] = field(default_factory=dict)
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     logs: list[IO[bytes]] = field(default_factory=list)
+    white_root: bool = False  # Xvfb -wr: a white background (screenshots for the docs)
 
     # -- processes -------------------------------------------------------------------
     def full_env(self, **extra: str) -> dict[str, str]:
@@ -205,7 +206,7 @@ class Desktop:
         r, w = os.pipe()
         self.spawn(
             ["Xvfb", "-displayfd", str(w), "-screen", "0", f"{SCREEN[0]}x{SCREEN[1]}x24",
-             "-nolisten", "tcp"],
+             "-nolisten", "tcp", *(["-wr"] if self.white_root else [])],
             pass_fds=(w,),
         )
         os.close(w)
@@ -214,8 +215,6 @@ class Desktop:
         if not number:
             raise RuntimeError(f"Xvfb did not start; see {self.root / 'Xvfb.log'}")
         self.env["DISPLAY"] = f":{number}"
-        # A neutral background, so screenshots show what matters.
-        self.run("xsetroot", "-solid", "#d9dde3", check=False) if shutil.which("xsetroot") else None
 
     def _start_trayer(self) -> None:
         self.spawn([

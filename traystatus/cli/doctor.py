@@ -137,17 +137,22 @@ async def database_checks(conninfo: str) -> list[Check]:
 
 async def _sql_checks(conn: psycopg.AsyncConnection[Any]) -> list[Check]:
     expected = sqlfiles.EXPECTED_SQL_VERSION
-    try:
-        version = await sqlfiles.installed_version(conn)
-    except psycopg.errors.InsufficientPrivilege:
-        return [Check("SQL installed", Level.FAIL,
-                      f"the SQL is installed but {conn.info.user!r} may not call it",
-                      "ask an administrator to grant the role `authenticated` to this user")]
-    if version is None:
+    cur = await conn.execute(
+        "SELECT p IS NOT NULL, p IS NOT NULL AND has_function_privilege(p, 'EXECUTE')"
+        " FROM to_regprocedure('public.system_stability_sql_version()') AS p"
+    )
+    row = await cur.fetchone()
+    present, may_call = (bool(row[0]), bool(row[1])) if row else (False, False)
+    if not present:
         return [Check("SQL installed", Level.FAIL,
                       f"the traystatus SQL is not installed in database {conn.info.dbname!r}",
                       "ask a StatBus administrator to run `traystatus install-sql` on it")]
-    if version < expected:
+    if not may_call:
+        sql_line = Check("SQL installed", Level.WARN,
+                         "installed, but this user may not even read its version")
+        return [sql_line, await _privilege_check(conn)]
+    version = await sqlfiles.installed_version(conn)
+    if version is None or version < expected:
         sql_line = Check("SQL installed", Level.FAIL,
                          f"version {version} is installed, this traystatus expects {expected}",
                          "ask a StatBus administrator to run `traystatus install-sql` (upgrade)")

@@ -110,7 +110,9 @@ def resolve_conninfo(
             return conninfo
     except psycopg.OperationalError as ex:
         pgconn = ex.pgconn
-        undecided = pgconn is None or not pgconn.needs_password or pgconn.used_password
+        # needs_password: the server asked for one and libpq had none (used_password is
+        # also true then: it only says the method was a password one).
+        undecided = pgconn is None or not pgconn.needs_password
     stored = credentials.get_password(target.profile.name) if target.stored else None
     if undecided:
         # Unreachable, TLS, or a wrong password from ~/.pgpass: the command reports it. The

@@ -28,7 +28,7 @@ from typing import Any, TextIO
 
 from traystatus.cli.exitcodes import ExitCode
 from traystatus.cli.target import resolve_conninfo, resolve_target
-from traystatus.core.details import Details
+from traystatus.core.details import Details, format_duration
 from traystatus.core.monitor import Monitor
 from traystatus.core.state import State, Status
 
@@ -141,9 +141,14 @@ def status_object(status: Status) -> dict[str, Any]:
 def _print_details_text(details: Details, out: TextIO) -> None:
     print(f"  {details.headline}", file=out)
     for job in details.import_jobs:
-        pct = f" {job.progress_pct:.1f}%" if job.progress_pct is not None else ""
-        errs = f", {job.error_count} errors" if job.error_count else ""
-        print(f"  import {job.title}: {job.phase_label}{pct}{errs}", file=out)
+        extra = []
+        eta = job.eta_seconds
+        if eta is not None:
+            extra.append(f"about {format_duration(eta)} left")
+        if job.error_count and job.phase != "done":
+            extra.append(f"{job.error_count} errors so far")
+        tail = f" ({', '.join(extra)})" if extra else ""
+        print(f"  import {job.title}: {job.phase_label}{tail}", file=out)
     for command, count in details.analytics.by_command_totals.items():
         print(f"  analytics {command}: {count}", file=out)
 

@@ -1,0 +1,132 @@
+"""``install-sql`` / ``uninstall-sql`` (versions before and after) and ``doctor`` lines."""
+
+from __future__ import annotations
+
+import json
+
+import psycopg
+from psycopg.conninfo import make_conninfo
+
+from tests.cli.conftest import Cli
+
+
+def _has_sql(dsn: str) -> bool:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("SELECT to_regprocedure('public.is_system_stable()') IS NOT NULL")
+        return bool(row.fetchone()[0])  # type: ignore[index]
+
+
+def test_install_then_uninstall(cli: Cli, bare_db_dsn: str) -> None:
+    assert cli.run("status", "--dsn", bare_db_dsn).returncode == 3
+
+    r = cli.run("install-sql", "--dsn", bare_db_dsn)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("traystatus SQL installed: version not installed -> 1")
+    assert _has_sql(bare_db_dsn)
+    assert cli.run("status", "--dsn", bare_db_dsn).returncode == 0
+
+    again = cli.run("install-sql", "--json", "--dsn", bare_db_dsn)  # idempotent
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout) == {
+        "action": "install", "version_before": 1, "version_after": 1, "expected_version": 1,
+    }
+
+    r = cli.run("uninstall-sql", "--dsn", bare_db_dsn)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("traystatus SQL uninstalled: version 1 -> not installed")
+    assert not _has_sql(bare_db_dsn)
+
+
+def test_install_as_an_analyst_changes_nothing(
+    cli: Cli, bare_db_dsn: str, login_role: tuple[str, str]
+) -> None:
+    dsn = make_conninfo(bare_db_dsn, user=login_role[0])
+    r = cli.run("install-sql", "--dsn", dsn, env={"PGPASSWORD": login_role[1]})
+    assert r.returncode == 3
+    assert "changed nothing" in r.stderr and "StatBus administrator" in r.stderr
+    assert not _has_sql(bare_db_dsn)
+
+
+def test_install_on_a_database_without_statbus(cli: Cli, bare_db_dsn: str) -> None:
+    with psycopg.connect(bare_db_dsn, autocommit=True) as conn:
+        conn.execute("DROP SCHEMA worker CASCADE")
+    r = cli.run("install-sql", "--dsn", bare_db_dsn)
+    assert r.returncode == 3
+    assert "lacks StatBus's tables" in r.stderr
+
+
+def _lines(stdout: str) -> dict[str, str]:
+    """check name -> level, from the text report."""
+    out = {}
+    for line in stdout.splitlines():
+        level, _, rest = line.partition(" ")
+        out[rest.strip().split(":")[0]] = level
+    return out
+
+
+def test_doctor_all_good(cli: Cli, db_dsn: str) -> None:
+    r = cli.run("doctor", "--dsn", db_dsn)
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = _lines(r.stdout)
+    assert lines["database reachable"] == "ok"
+    assert lines["TLS"] == "ok"  # local, unencrypted is fine
+    assert lines["SQL installed"] == "ok"
+    assert lines["privileges"] == "ok"
+    assert lines["keychain"] == "ok"  # the test keychain is a real, non-plaintext backend
+    # PACKAGING's desktop checks are hooked in: no session bus here, so warnings only.
+    assert lines["tray host"] == "warn" and lines["notification server"] == "warn"
+    assert "version 1, as expected" in r.stdout
+
+
+def test_doctor_sql_missing_and_json(cli: Cli, bare_db_dsn: str) -> None:
+    r = cli.run("doctor", "--json", "--dsn", bare_db_dsn)
+    assert r.returncode == 3
+    checks = {c["check"]: c for c in json.loads(r.stdout)}
+    assert checks["SQL installed"]["level"] == "fail"
+    assert "install-sql" in checks["SQL installed"]["fix"]
+    assert checks["database reachable"]["level"] == "ok"
+
+
+def test_doctor_no_privilege(cli: Cli, db_dsn: str, make_role) -> None:  # type: ignore[no-untyped-def]
+    name, password = make_role()
+    r = cli.run("doctor", "--dsn", make_conninfo(db_dsn, user=name),
+                env={"PGPASSWORD": password})
+    assert r.returncode == 3
+    lines = _lines(r.stdout)
+    assert lines["privileges"] == "FAIL"
+    assert "grant the role `authenticated`" in r.stdout
+
+
+def test_doctor_analyst_ok(cli: Cli, analyst_dsn: str, login_role: tuple[str, str]) -> None:
+    r = cli.run("doctor", "--dsn", analyst_dsn, env={"PGPASSWORD": login_role[1]})
+    assert r.returncode == 0, r.stdout
+    assert _lines(r.stdout)["privileges"] == "ok"
+
+
+def test_doctor_wrong_password_and_no_keychain(cli: Cli, analyst_dsn: str) -> None:
+    r = cli.run("doctor", "--dsn", analyst_dsn,
+                env={"PGPASSWORD": "Zq-not-it-42",
+                     "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"})
+    assert r.returncode == 3
+    lines = _lines(r.stdout)
+    assert lines["database reachable"] == "FAIL"
+    assert lines["keychain"] == "warn"
+    assert "refused the login" in r.stdout
+    assert "Zq-not-it-42" not in r.stdout + r.stderr
+
+
+def test_outdated_sql(
+    cli: Cli, db_dsn: str, conn: psycopg.Connection[tuple[object, ...]]
+) -> None:
+    conn.execute(
+        "CREATE OR REPLACE FUNCTION public.system_stability_sql_version() RETURNS integer"
+        " LANGUAGE sql IMMUTABLE AS $$ SELECT 0 $$"
+    )
+    status = json.loads(cli.run("status", "--json", "--dsn", db_dsn).stdout)
+    assert (status["state"], status["problem"]) == ("error", "sql_outdated")
+    r = cli.run("doctor", "--dsn", db_dsn)
+    assert r.returncode == 3
+    assert "FAIL  SQL installed: version 0 is installed, this traystatus expects 1" in r.stdout
+    # install-sql is the fix, and it says so with both versions.
+    fixed = cli.run("install-sql", "--dsn", db_dsn)
+    assert fixed.returncode == 0 and "version 0 -> 1" in fixed.stdout

@@ -26,7 +26,8 @@ def _read_line(proc: subprocess.Popen[str], timeout: float) -> str:
     if not ready:
         raise AssertionError(f"no line within {timeout} s")
     line = proc.stdout.readline()
-    assert line, f"the process ended (exit {proc.poll()}): {proc.stderr.read() if proc.stderr else ''}"
+    err = proc.stderr.read() if proc.stderr and proc.poll() is not None else ""
+    assert line, f"the process ended (exit {proc.poll()}): {err}"
     return line
 
 

@@ -252,7 +252,7 @@ def _classify_connect(
         return Diagnosis(
             Problem.NO_PASSWORD,
             f"The server at {target.where} asks for a password for {target.who} and none "
-            "was given. Store it with `traystatus login` (keychain) or in ~/.pgpass.",
+            "was given. Store it with `traystatus profile add` (keychain) or in ~/.pgpass.",
             detail,
         )
     if pgconn.used_password:

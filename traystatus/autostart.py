@@ -70,6 +70,12 @@ def launch_command(
         # Inside the sandbox our paths mean nothing to the host's session manager.
         return ["flatpak", "run", env["FLATPAK_ID"], *args]
     if frozen:
+        if platform == "win32":
+            # The bundle's windowed twin (packaging/pyinstaller/traystatus.spec): the console
+            # traystatus.exe would open a console window at login.
+            windowed = Path(executable).with_name("traystatusw.exe")
+            if windowed.is_file():
+                return [str(windowed), *args]
         return [executable, *args]
     bindir = Path(executable).parent
     if platform == "win32":

@@ -223,3 +223,15 @@ def test_other_platform_code_type_checks(platform: str) -> None:
         check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_windows_bundle_autostarts_its_windowed_twin(tmp_path: Path) -> None:
+    console = tmp_path / "traystatus.exe"
+    console.touch()
+    assert launch_command(executable=str(console), frozen=True, platform="win32", env={}) == [
+        str(console)
+    ]
+    (tmp_path / "traystatusw.exe").touch()
+    assert launch_command(executable=str(console), frozen=True, platform="win32", env={}) == [
+        str(tmp_path / "traystatusw.exe")
+    ]

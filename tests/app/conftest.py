@@ -68,6 +68,8 @@ def qloop(qapp: QApplication) -> Iterator[asyncio.AbstractEventLoop]:
     """A qasync loop: asyncio and Qt events in one loop, as in the app."""
     import qasync
 
+    # As in the app: closing the last window must not quit (and so stop the loop).
+    qapp.setQuitOnLastWindowClosed(False)
     loop = qasync.QEventLoop(qapp)
     asyncio.set_event_loop(loop)
     try:

@@ -1,0 +1,164 @@
+"""The details window: subscribed only while visible (counted in the database), the content
+and progress values of real jobs, and a rendering with realistic data."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from datetime import timedelta
+from typing import Any
+
+import psycopg
+from PySide6.QtWidgets import QApplication
+
+from tests.app.conftest import (
+    ARTIFACTS,
+    DOC_IMAGES,
+    add_job,
+    details_calls,
+    make_processing,
+    run,
+    wait_until,
+)
+from tests.app.sample_data import NOW, realistic
+from traystatus.app.adapter import MonitorAdapter
+from traystatus.app.details import DetailsWindow
+from traystatus.app.icons import IconCache
+from traystatus.core.monitor import Monitor, MonitorOptions
+from traystatus.core.state import State, Status
+
+STATS_FLUSH = 11.0
+FAST = MonitorOptions(health_interval=1, health_timeout=2, details_interval=0.5)
+
+
+def test_details_read_only_while_the_window_is_visible(
+    qapp: QApplication, qloop: asyncio.AbstractEventLoop, db_dsn: str,
+    conn: psycopg.Connection[Any],
+) -> None:
+    adapter = MonitorAdapter(Monitor(db_dsn, FAST))
+    window = DetailsWindow(adapter, IconCache())
+    add_job(conn, "lu_2026_q3", "processing_data", description="Legal units 2026 Q3",
+            total_rows=10_000, imported_rows=4_250, import_completed_pct=42.5,
+            import_rows_per_sec=812.3, warning_count=3)
+    add_job(conn, "lu_review", "waiting_for_review", analysis_completed_pct=100,
+            total_rows=812)
+
+    async def scenario() -> None:
+        adapter.start()
+        await wait_until(lambda: adapter.status.state == State.PROCESSING)
+        make_processing(conn, 5)
+        await asyncio.sleep(3)  # health checks and NOTIFYs pass; the window is closed
+        # PostgreSQL flushes a backend's function statistics when it goes idle, at most
+        # every PGSTAT_IDLE_INTERVAL (10 s): wait for one flush before trusting a zero.
+        await asyncio.sleep(STATS_FLUSH)
+        assert details_calls(conn) == 0
+        monitor: Any = adapter.monitor
+        assert monitor.details_subscribers == 0
+        assert monitor.counters.details_reads == 0
+
+        window.show()
+        assert window.subscribed and adapter.details_wanted == 1
+        await wait_until(lambda: window.details is not None and len(window.details.import_jobs) == 2)
+        await wait_until(lambda: details_calls(conn) >= 1, timeout=30, step=0.5)
+        row = window.rows[0]
+        assert row.title.text() == "Legal units 2026 Q3"
+        assert row.bar.value() == 425 and row.bar.maximum() == 1000
+        assert row.bar.format() == "Importing 42.5 %"
+        assert row.rows.text().startswith("4,250 of 10,000 rows imported · 812 rows/s · ETA ")
+        assert row.problems.text() == "3 warnings"
+        review = window.rows[1]
+        assert "Needs a person" in review.state.text()
+        assert window.review_note.isVisible()
+        assert "5 analytics tasks" in window.headline.text()
+        assert window.analytics_line.text().startswith("5 tasks to go")
+
+        window.close()
+        assert not window.subscribed and adapter.details_wanted == 0
+        await asyncio.sleep(STATS_FLUSH)  # a read in flight may still land and be flushed
+        before = details_calls(conn)
+        reads = monitor.counters.details_reads
+        conn.execute("UPDATE public.import_job SET imported_rows = 5000, "
+                     "import_completed_pct = 50 WHERE slug = 'lu_2026_q3'")
+        make_processing(conn, 2)
+        await asyncio.sleep(STATS_FLUSH)
+        assert details_calls(conn) == before
+        assert monitor.counters.details_reads == reads
+        await adapter.stop()
+
+    run(qloop, scenario(), timeout=180)
+
+
+def test_adapter_throttles_detail_repaints(
+    qapp: QApplication, qloop: asyncio.AbstractEventLoop, db_dsn: str
+) -> None:
+    adapter = MonitorAdapter(Monitor(db_dsn), details_interval_ms=300)
+    got: list[object] = []
+    adapter.detailsChanged.connect(got.append)
+    adapter.want_details(True)
+
+    async def scenario() -> None:
+        for i in range(200):  # a burst of snapshots from the core
+            adapter._on_details(i)
+        await asyncio.sleep(0.8)
+        assert got[0] == 0 and got[-1] == 199  # the first at once, the latest at the end
+        assert len(got) <= 3
+        adapter.want_details(False)
+        adapter._on_details("late")  # after the window closed: dropped
+        await asyncio.sleep(0.5)
+        assert "late" not in got
+
+    run(qloop, scenario())
+    adapter.monitor.unsubscribe_details()  # no-op guard: refcount already 0
+
+
+def test_render_details_window(qapp: QApplication) -> None:
+    window = DetailsWindow(None, IconCache(), clock=lambda: NOW)
+    window.set_status(Status(State.PROCESSING, since=NOW - timedelta(minutes=3)))
+    window.set_details(realistic())
+    window.toggle_tasks.setChecked(True)
+    window.resize(680, 1180)
+    window.show()
+    qapp.processEvents()
+    ARTIFACTS.mkdir(exist_ok=True)
+    out = ARTIFACTS / "details-processing.png"
+    assert window.grab().save(str(out))
+    # The headline and the rows say what the data says.
+    assert window.headline.text() == "Processing for 3 min: 3 imports, 412 analytics tasks"
+    assert [r.title.text() for r in window.rows if r.isVisible()][:2] == [
+        "Legal units, 2026 Q3 (Statistics Norway upload)",
+        "Establishments for legal units, 2026 Q3",
+    ]
+    assert window.tasks.rowCount() == 50
+    assert window.tasks_note.text() == "Showing 50 of 412 tasks (running ones first)."
+
+    stable = DetailsWindow(None, IconCache(), clock=lambda: NOW)
+    stable.set_status(Status(State.STABLE, since=NOW - timedelta(minutes=10)))
+    stable.resize(520, 160)
+    stable.show()
+    qapp.processEvents()
+    assert stable.headline.text().startswith("All data processing complete, stable since ")
+    assert stable.grab().save(str(ARTIFACTS / "details-stable.png"))
+    DOC_IMAGES.mkdir(parents=True, exist_ok=True)
+    shutil.copy(out, DOC_IMAGES / "details.png")
+    window.close()
+    stable.close()
+
+
+def test_two_hundred_jobs_reuse_rows(qapp: QApplication) -> None:
+    from tests.app.sample_data import job, realistic_json
+    from traystatus.core.details import Details
+
+    window = DetailsWindow(None, IconCache(), clock=lambda: NOW)
+    window.set_status(Status(State.PROCESSING, since=NOW))
+    data = realistic_json()
+    data["import_jobs"] = [job(i, f"job_{i}", "processing_data", "processing", i % 100, 500.0)
+                           for i in range(1, 201)]
+    data["import_jobs_total"] = 200
+    window.set_details(Details.from_json(data))
+    rows = list(window.rows)
+    assert len(rows) == 200
+    data["import_jobs"] = data["import_jobs"][:20]
+    window.set_details(Details.from_json(data))
+    assert window.rows == rows  # the same widgets, reused
+    assert sum(1 for r in rows if not r.isHidden()) == 20
+    window.close()

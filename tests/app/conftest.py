@@ -85,13 +85,13 @@ def run(loop: asyncio.AbstractEventLoop, coro: Any, timeout: float = 60) -> Any:
     return loop.run_until_complete(asyncio.wait_for(coro, timeout))
 
 
-async def wait_until(pred: Callable[[], bool], timeout: float = 30, step: float = 0.02) -> None:
+async def wait_until(pred: Callable[[], bool], within: float = 30, step: float = 0.02) -> None:
     """Poll ``pred`` on the running loop (Qt events flow meanwhile)."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + within
     while not pred():
         if loop.time() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
+            raise AssertionError(f"condition not met within {within} s")
         await asyncio.sleep(step)
 
 
@@ -143,7 +143,10 @@ def details_calls(conn: psycopg.Connection[Any]) -> int:
 
 # The offscreen platform cannot do a few window-manager things and says so with a Qt
 # warning; that is the platform's limit, not our bug. Everything else still fails a test.
-OFFSCREEN_LIMITS = r"This plugin does not support (propagateSizeHints|raise|grabbing the keyboard|requestActivate)"
+OFFSCREEN_LIMITS = (
+    r"This plugin does not support "
+    r"(propagateSizeHints|raise|grabbing the keyboard|requestActivate)"
+)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

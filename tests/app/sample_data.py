@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from traystatus.core.details import Details
 
-NOW = datetime(2026, 11, 28, 14, 30, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 28, 14, 30, tzinfo=UTC)
 
 
 def _iso(d: datetime | None) -> str | None:

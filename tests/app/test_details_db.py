@@ -58,8 +58,10 @@ def test_details_read_only_while_the_window_is_visible(
 
         window.show()
         assert window.subscribed and adapter.details_wanted == 1
-        await wait_until(lambda: window.details is not None and len(window.details.import_jobs) == 2)
-        await wait_until(lambda: details_calls(conn) >= 1, timeout=30, step=0.5)
+        await wait_until(
+            lambda: window.details is not None and len(window.details.import_jobs) == 2
+        )
+        await wait_until(lambda: details_calls(conn) >= 1, within=30, step=0.5)
         row = window.rows[0]
         assert row.title.text() == "Legal units 2026 Q3"
         assert row.bar.value() == 425 and row.bar.maximum() == 1000

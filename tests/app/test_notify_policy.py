@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from traystatus.app.notify_policy import (
     KEY_CONNECTION,
@@ -10,8 +10,8 @@ from traystatus.app.notify_policy import (
     Action,
     EndedJob,
     Kind,
-    NotificationPolicy,
     Notice,
+    NotificationPolicy,
     NotifyOptions,
     RunSummary,
     Urgency,
@@ -22,7 +22,7 @@ from traystatus.app.notify_policy import (
 )
 from traystatus.core.state import Problem, State, Status
 
-T0 = datetime(2026, 11, 28, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
 
 def s(sec: float) -> datetime:

@@ -348,6 +348,8 @@ class DetailsWindow(QWidget):
         jobs = details.import_jobs if details is not None else ()
         self._render_jobs(jobs, details, now)
         self._render_analytics(details, now)
+        # Nothing to list (stable, or not connected): no empty frame under the headline.
+        self.scroll_area.setVisible(details is not None and not empty)
 
     def _render_jobs(
         self, jobs: tuple[ImportJob, ...], details: Details | None, now: datetime

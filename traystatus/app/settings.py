@@ -295,7 +295,15 @@ class SettingsDialog(QDialog):
         def text(w: QLineEdit) -> str | None:
             return w.text().strip() or None
 
-        return ConnectionProfile(
+        # Start from the stored profile so what the form does not show (sslrootcert,
+        # sslnegotiation, sslsni, extra libpq options) survives an edit.
+        base = (
+            self.store.get(self._current)
+            if self._current is not None and self._current in self.store
+            else ConnectionProfile(name="default")
+        )
+        return replace(
+            base,
             name=self.name.text().strip(),
             dsn=text(self.dsn),
             host=text(self.host),

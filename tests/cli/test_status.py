@@ -119,3 +119,51 @@ def test_python_dash_m(cli: Cli, db_dsn: str) -> None:
         env=cli.env, capture_output=True, text=True, timeout=120, check=False,
     )
     assert (r.returncode, r.stdout.strip()) == (0, "stable"), r.stderr
+
+
+def test_password_is_asked_on_a_terminal(
+    cli: Cli, analyst_dsn: str, login_role: tuple[str, str]
+) -> None:
+    """No password anywhere, but a terminal: getpass asks on it, and the command works."""
+    import os
+    import select
+    import subprocess
+    import time
+
+    from tests.cli.conftest import SCRIPT
+
+    # util-linux `setsid --ctty` makes the pty the child's controlling terminal (getpass
+    # reads /dev/tty), without forking this multi-threaded test process by hand.
+    primary, secondary = os.openpty()
+    proc = subprocess.Popen(
+        ["setsid", "--ctty", str(SCRIPT), "status", "--dsn", analyst_dsn],
+        stdin=secondary, stdout=secondary, stderr=secondary, env=cli.env, cwd=cli.home,
+    )
+    os.close(secondary)
+    output = b""
+    try:
+        deadline = time.monotonic() + 60
+        while b"Password for" not in output and time.monotonic() < deadline:
+            if select.select([primary], [], [], 1)[0]:
+                output += os.read(primary, 1024)
+        assert b"Password for " + login_role[0].encode() in output
+        os.write(primary, login_role[1].encode() + b"\n")
+        while time.monotonic() < deadline:
+            if not select.select([primary], [], [], 1)[0]:
+                continue
+            try:
+                chunk = os.read(primary, 1024)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            output += chunk
+        code = proc.wait(60)
+    finally:
+        os.close(primary)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert code == 0, output
+    assert b"stable" in output
+    assert login_role[1].encode() not in output  # not echoed

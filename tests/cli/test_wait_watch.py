@@ -156,3 +156,18 @@ def test_wait_and_watch_survive_a_server_restart(cli: Cli, own_server: EmbeddedP
     finally:
         _stop(waiter)
         _stop(watcher)
+
+
+@pytest.mark.parametrize(("sig", "code"), [("SIGTERM", 143), ("SIGINT", 130)])
+def test_watch_stops_cleanly_on_a_signal(cli: Cli, db_dsn: str, sig: str, code: int) -> None:
+    import signal
+
+    proc = cli.popen("watch", "--dsn", db_dsn)
+    try:
+        _read_line(proc, GENEROUS)  # connected and printing
+        proc.send_signal(getattr(signal, sig))
+        assert proc.wait(GENEROUS) == code
+        assert proc.stderr is not None
+        assert "Traceback" not in proc.stderr.read()
+    finally:
+        _stop(proc)

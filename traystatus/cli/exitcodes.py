@@ -14,6 +14,7 @@ class ExitCode(enum.IntEnum):
     USAGE = 2
     UNUSABLE = 3
     INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
+    TERMINATED = 143  # SIGTERM, handled so the connection closes cleanly
 
     OK = 0
     TIMEOUT = 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import shlex
 import sys
 
 from traystatus.cli.exitcodes import CliError, ExitCode
@@ -101,6 +102,7 @@ def cmd_add(args: argparse.Namespace) -> int:
     default = " (default)" if store.default_name == args.name else ""
     print(f"saved profile {args.name!r}{default}: {profile.describe()}; {where}")
     print(f"settings file: {store.path}")
+    print(f"check it with: traystatus doctor -p {shlex.quote(args.name)}")
     return int(ExitCode.OK)
 
 

@@ -21,8 +21,9 @@ import contextlib
 import dataclasses
 import json
 import logging
+import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from datetime import date, datetime
 from typing import Any, TextIO
 
@@ -94,6 +95,31 @@ async def next_status(
         if skip_connecting and status.state is State.CONNECTING:
             continue
         return status
+
+
+def run(coro: Coroutine[Any, Any, int]) -> int:
+    """``asyncio.run(coro)``, with SIGTERM (a status bar reloading, ``kill``) ending it
+    cleanly: the monitor closes its connection, and the exit code is 143 as for a shell."""
+
+    async def main() -> int:
+        task = asyncio.current_task()
+        assert task is not None
+        terminated: list[bool] = []
+
+        def on_term() -> None:
+            terminated.append(True)
+            task.cancel()
+
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # Windows: no handlers
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, on_term)
+        try:
+            return await coro
+        except asyncio.CancelledError:
+            if not terminated:
+                raise  # Ctrl-C: asyncio.run turns it into KeyboardInterrupt (exit 130)
+            return int(ExitCode.TERMINATED)
+
+    return asyncio.run(main())
 
 
 def _conninfo(args: argparse.Namespace) -> str:
@@ -223,7 +249,7 @@ async def _wait(conninfo: str, seconds: float | None, quiet: bool) -> int:
 
 
 def cmd_wait(args: argparse.Namespace) -> int:
-    return asyncio.run(_wait(_conninfo(args), args.timeout, args.quiet))
+    return run(_wait(_conninfo(args), args.timeout, args.quiet))
 
 
 async def _watch(conninfo: str, as_json: bool, out: TextIO) -> int:
@@ -247,4 +273,4 @@ async def _watch(conninfo: str, as_json: bool, out: TextIO) -> int:
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
-    return asyncio.run(_watch(_conninfo(args), args.json, sys.stdout))
+    return run(_watch(_conninfo(args), args.json, sys.stdout))

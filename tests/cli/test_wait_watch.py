@@ -6,16 +6,17 @@ from __future__ import annotations
 
 import json
 import select
+import shutil
 import subprocess
 import time
-from pathlib import Path
+from collections.abc import Iterator
 
 import psycopg
 import pytest
 
 from tests.cli.conftest import Cli, finish_job, start_job
 from traystatus._paths import sql_dir
-from traystatus.demo.embedded import EmbeddedPostgres
+from traystatus.demo.embedded import EmbeddedPostgres, temporary_server
 
 GENEROUS = 20.0  # seconds: an upper bound that only a hang or a lost change exceeds
 
@@ -121,17 +122,25 @@ def test_watch_text_lines(
 
 
 @pytest.fixture
-def own_server(tmp_path: Path) -> EmbeddedPostgres:
-    """A server this test may stop and start (not the shared one)."""
-    server = EmbeddedPostgres(tmp_path / "pg" / "data")
+def own_server() -> Iterator[EmbeddedPostgres]:
+    """A server this test may stop and start (not the shared one).
+
+    Its folder is outside pytest's tmp_path on purpose: every pytest session that starts
+    (other engineers run theirs at the same time) resets /tmp/pytest-of-<user> to mode
+    0700, which locks the `pgserver` system user out of a data folder below it.
+    """
+    server = temporary_server("traystatus-cli-test-")
     server.start()
-    with psycopg.connect(server.dsn(), autocommit=True) as c:
-        c.execute("CREATE DATABASE statbus")
-    with psycopg.connect(server.dsn("statbus"), autocommit=True) as c:
-        c.execute((sql_dir() / "fixtures" / "statbus_schema.sql").read_text())  # type: ignore[arg-type]
-        c.execute((sql_dir() / "install.sql").read_text())  # type: ignore[arg-type]
-    yield server  # type: ignore[misc]
-    server.destroy()
+    try:
+        with psycopg.connect(server.dsn(), autocommit=True) as c:
+            c.execute("CREATE DATABASE statbus")
+        with psycopg.connect(server.dsn("statbus"), autocommit=True) as c:
+            c.execute((sql_dir() / "fixtures" / "statbus_schema.sql").read_text())  # type: ignore[arg-type]
+            c.execute((sql_dir() / "install.sql").read_text())  # type: ignore[arg-type]
+        yield server
+    finally:
+        server.destroy()
+        shutil.rmtree(server.datadir.parent, ignore_errors=True)
 
 
 def test_wait_and_watch_survive_a_server_restart(cli: Cli, own_server: EmbeddedPostgres) -> None:

@@ -59,6 +59,12 @@ async def test_one_cycle_goes_busy_and_back_to_stable(db_dsn: str) -> None:
     assert False in seen
     payloads = [json.loads(p)["stable"] for p in notes]
     assert False in payloads and payloads[-1] is True
+    # Four busy spells, no flicker in between: import 1 + its derive run; import 2's
+    # analysis; import 2 after approval + its derive run; import 3 + its derive run.
+    # (The derive run is queued before the import finishes, as StatBus does.)
+    # (A notification is sent per crossing row, so runs of equal hints are collapsed.)
+    spells = [p for i, p in enumerate(payloads) if i == 0 or p != payloads[i - 1]]
+    assert spells == [False, True] * 4, payloads
 
     with psycopg.connect(db_dsn, autocommit=True) as conn:
         assert conn.execute("SELECT public.is_system_stable()").fetchone() == (True,)

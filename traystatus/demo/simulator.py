@@ -251,27 +251,29 @@ class Simulator:
         await self._pause(self.quiet)
 
         slug = f"demo_{n}_legal_units"
-        await self._import_job(slug, "Legal units 2026", DEFINITION_LU, rows=20_000)
-        report.jobs[slug] = "finished"
-        report.analytics_tasks += await self._derive_run()
+        final, root = await self._import_job(
+            slug, "Legal units 2026", DEFINITION_LU, rows=20_000, derive=self.derive_shape()
+        )
+        report.jobs[slug] = final
+        report.analytics_tasks += await self._derive_run(root)
         await self._pause(self.quiet)
 
         slug = f"demo_{n}_establishments"
-        await self._import_job(
-            slug, "Establishments 2026 (review)", DEFINITION_ES, rows=8_000, review=True
+        final, root = await self._import_job(
+            slug, "Establishments 2026 (review)", DEFINITION_ES, rows=8_000, review=True,
+            derive=self.derive_shape(),
         )
-        report.jobs[slug] = "finished"
-        report.analytics_tasks += await self._derive_run()
+        report.jobs[slug] = final
+        report.analytics_tasks += await self._derive_run(root)
         await self._pause(self.quiet)
 
         slug = f"demo_{n}_corrections"
-        fail = n % 3 == 0
-        final = await self._import_job(
-            slug, "Legal unit corrections", DEFINITION_LU, rows=3_000, errors=True, fail=fail
+        final, root = await self._import_job(
+            slug, "Legal unit corrections", DEFINITION_LU, rows=3_000, errors=True,
+            fail=n % 3 == 0, derive=derive_run_spec(20, 8, 8),
         )
         report.jobs[slug] = final
-        if final == "finished":
-            report.analytics_tasks += await self._derive_run(small=True)
+        report.analytics_tasks += await self._derive_run(root)
         self.on_event(f"cycle {n}: done")
         return report
 
@@ -330,8 +332,14 @@ class Simulator:
         review: bool = False,
         errors: bool = False,
         fail: bool = False,
-    ) -> str:
-        """Walk one import job through its states the way the worker does; returns its end state."""
+        derive: TaskSpec | None = None,
+    ) -> tuple[str, _Node | None]:
+        """Walk one import job through its states the way the worker does.
+
+        Returns the job's end state and, when it imported rows, the root of the derive run
+        its changes queued (``derive``): StatBus queues collect_changes while the import
+        still runs, so the system never looks stable between the import and the derive.
+        """
         rows = max(int(rows * self.rows_scale), 10)
         conn = self.conn
         cur = await conn.execute(
@@ -359,6 +367,9 @@ class Simulator:
                                current_step_code="prepare")
         await self._pause(1.5)
 
+        # 20 progress steps: ~10 s analysing and ~12 s processing at speed 1, so that with
+        # the derive run that follows, a busy spell lasts past the tray's 30 s threshold
+        # for a "Processing finished" notification.
         steps = 20
         weighted_total = rows * 4
         await self._update_job(
@@ -371,7 +382,7 @@ class Simulator:
         n_errors = 0
         n_warnings = 0
         for i in range(1, steps + 1):
-            await self._pause(0.3)
+            await self._pause(0.5)
             pct = round(100.0 * i / steps, 2)
             rate = round(rows / 6.0 * (0.8 + 0.4 * i / steps), 2)
             if errors:
@@ -395,7 +406,7 @@ class Simulator:
             )
             await self._task("import_job", "failed", task_id, error="import job failed")
             self.on_event(f"import {slug}: failed")
-            return "failed"
+            return "failed", None
 
         if review:
             # While a job waits for review the worker holds the others back: not busy.
@@ -415,7 +426,7 @@ class Simulator:
         self.on_event(f"import {slug}: processing_data")
         good_rows = rows - (n_errors if errors else 0)
         for i in range(1, steps + 1):
-            await self._pause(0.35)
+            await self._pause(0.6)
             imported = good_rows * i // steps
             await self._update_job(
                 job_id, imported_rows=imported,
@@ -430,10 +441,11 @@ class Simulator:
         if errors:
             done["error"] = (f"{n_errors} of {rows} rows had errors and were not imported; "
                              "see the import job's error rows")
+        root = await self._start_derive(derive) if derive is not None else None
         await self._update_job(job_id, **done)
         await self._task("import_job", "completed", task_id)
         self.on_event(f"import {slug}: finished" + (f" with {n_errors} errors" if errors else ""))
-        return "finished"
+        return "finished", root
 
     # -- analytics -----------------------------------------------------------------------
     async def _insert_task(self, spec: TaskSpec, parent: _Node | None, index: int) -> _Node:
@@ -449,18 +461,20 @@ class Simulator:
         assert row is not None
         return _Node(spec, int(row[0]), depth, parent, index=index)
 
-    async def _derive_run(self, small: bool = False) -> int:
-        """Run one analytics task tree to completion; returns how many tasks it made."""
-        spec = derive_run_spec(20, 8, 8) if small else self.derive_shape()
-        total = count_tasks(spec)
-        self.on_event(f"analytics: derive run of {total} tasks")
-        await self._pause(0.5)
-        loop = asyncio.get_running_loop()
+    async def _start_derive(self, spec: TaskSpec) -> _Node:
+        """Queue a derive run: its collect_changes root, pending."""
+        self.on_event(f"analytics: derive run of {count_tasks(spec)} tasks")
         await self.conn.execute(
             "SELECT pg_notify('worker_status', %s)",
             (json.dumps({"type": "is_deriving_statistical_units", "status": True}),),
         )
-        root = await self._insert_task(spec, None, 0)
+        return await self._insert_task(spec, None, 0)
+
+    async def _derive_run(self, root: _Node | None) -> int:
+        """Run a queued task tree to completion; returns how many tasks it made (0: none)."""
+        if root is None:
+            return 0
+        loop = asyncio.get_running_loop()
         nodes: list[_Node] = [root]
         tick = 0.1
         made = 1

@@ -70,11 +70,16 @@ CREATE INDEX IF NOT EXISTS tasks_system_stability_active_idx
     WHERE state IN ('pending', 'processing', 'waiting', 'interrupted');
 
 -- is_system_stable() -------------------------------------------------------------------------
+-- PL/pgSQL, not SQL, on purpose: PL/pgSQL keeps its query plans for the whole session, while a
+-- SQL function called from a trigger is parsed and planned again in every transaction
+-- (~0.2 ms here, ten times the query itself): that was most of the triggers' cost on the
+-- worker's hot path.
 CREATE OR REPLACE FUNCTION public.is_system_stable() RETURNS boolean
-LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER
+LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT NOT EXISTS (
+BEGIN
+    RETURN NOT EXISTS (
                SELECT FROM public.import_job AS j
                WHERE j.state IN ('upload_completed', 'preparing_data', 'analysing_data',
                                  'approved', 'processing_data'))
@@ -83,7 +88,8 @@ AS $$
                JOIN worker.command_registry AS cr ON cr.command = t.command
                WHERE cr.queue = 'analytics'
                  AND t.state IN ('pending', 'processing', 'waiting', 'interrupted')
-                 AND (t.scheduled_at IS NULL OR t.scheduled_at <= now()))
+                 AND (t.scheduled_at IS NULL OR t.scheduled_at <= now()));
+END;
 $$;
 COMMENT ON FUNCTION public.is_system_stable() IS
     'traystatus: true when no import job is queued or being worked on and no analytics task is due or running';
@@ -236,14 +242,29 @@ COMMENT ON FUNCTION public.get_system_status_details() IS
     'traystatus: import jobs with progress and the analytics work in progress, in one snapshot';
 
 -- Work summary: what finished since a mark ------------------------------------------------------
--- Cheap on a worker.tasks of 10^6 rows: tasks created after the mark are read through the
--- primary key (a range above after_task_id); import_job is small.
+-- Cheap on a worker.tasks of 10^6 rows: tasks above the mark are read through the primary key
+-- (a range above after_task_id); import_job is small.
+-- The mark is taken when a client SEES processing start, which is after the task that started
+-- it was inserted: "the newest id" would leave out exactly the tasks that made the system busy
+-- (a derive run's root, everything queued before the client looked). So the mark sits just
+-- below the oldest analytics task that is still busy (and at the newest id when none is):
+-- the summary then covers the whole run in progress, including its tasks that had already
+-- finished when the mark was taken.
 CREATE OR REPLACE FUNCTION public.system_work_mark() RETURNS bigint
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
-AS $$ SELECT coalesce(max(t.id), 0) FROM worker.tasks AS t $$;
+AS $$
+    SELECT coalesce(
+        (SELECT min(t.id) - 1
+         FROM worker.tasks AS t
+         JOIN worker.command_registry AS cr ON cr.command = t.command
+         WHERE cr.queue = 'analytics'
+           AND t.state IN ('pending', 'processing', 'waiting', 'interrupted')),
+        (SELECT max(t.id) FROM worker.tasks AS t),
+        0)
+$$;
 COMMENT ON FUNCTION public.system_work_mark() IS
-    'traystatus: a mark (the newest task id) to pass to get_system_work_summary() later';
+    'traystatus: a mark (just below the oldest busy analytics task) to pass to get_system_work_summary() later';
 
 CREATE OR REPLACE FUNCTION public.get_system_work_summary(after_task_id bigint, since timestamptz)
 RETURNS jsonb
@@ -291,149 +312,235 @@ COMMENT ON FUNCTION public.get_system_work_summary(bigint, timestamptz) IS
     'traystatus: import jobs that ended since a time and analytics tasks done since a mark';
 
 -- The announcing triggers ----------------------------------------------------------------------
--- Two parts, so that the common case costs almost nothing:
---  * ROW triggers whose WHEN clause (evaluated in C, no function call) lets through only rows
---    that may cross the line: an import job whose state moves in or out of the active set, a
---    task whose state moves in or out of the busy states or whose scheduled_at/command changes.
---    A 1,000-row "pending -> processing" or a progress update fires nothing at all. The row
---    function checks the queue and due time precisely and records "in"/"out" in a
---    transaction-local setting.
---  * STATEMENT triggers read that setting (a statement trigger's WHEN is evaluated before the
---    row triggers run, so it cannot filter on it; reading one setting costs microseconds).
---    When it is set they send one NOTIFY for the statement: {"stable": false} when a row moved in (no query needed: the writer's
---    snapshot holds an active row), else the result of is_system_stable(). They then clear
---    the setting.
--- A statement that moved nothing across sends nothing and runs no stability query.
+-- The line is watched row by row, and the WHEN clauses (evaluated in C, no function call) let
+-- through only rows that may cross it: a 1,000-row "pending -> processing", a progress update
+-- or an UPDATE touching no row fires no trigger function and runs no query at all.
+--  * a row moving IN (an AFTER ROW trigger): the function checks the queue precisely and sends
+--    {"stable": false} at once; no query is needed, the writer's own row is active.
+--    PostgreSQL folds identical notifications of one transaction into one, so a 1,000-row
+--    insert of pending analytics tasks sends one notification.
+--  * a row moving OUT (a DEFERRABLE INITIALLY DEFERRED constraint trigger, so it runs at
+--    COMMIT): the first such row of the transaction runs is_system_stable() once, as late as
+--    possible (the freshest hint the writer can give), sends it, and notes in a
+--    transaction-local setting that it did; the transaction's other rows only read that note.
+--  * TRUNCATE has no rows: a BEFORE TRUNCATE trigger notes whether active rows are about to
+--    go (the table is locked ACCESS EXCLUSIVE, nothing changes under it) and an AFTER TRUNCATE
+--    trigger announces if so.
+-- The issue asked for statement-level triggers. They were the first version: every statement
+-- on worker.tasks then ran a PL/pgSQL function just to find out that nothing had crossed,
+-- which cost more than the whole crossing machinery on the worker's hot path
+-- (docs/sql.md has the figures). Row triggers with exact WHEN clauses plus deferral give the
+-- same guarantee (at least one notification, delivered at commit, for every transaction that
+-- moved a row across; none for a statement that moved nothing) at a fraction of the cost.
 
-CREATE OR REPLACE FUNCTION public.system_stability_mark_crossing() RETURNS trigger
+CREATE OR REPLACE FUNCTION public.system_stability_row_in() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    -- import_job: the WHEN clause is exact. worker.tasks: it is exact about state and due
+    -- time; the queue needs a look at the registry.
+    IF TG_TABLE_NAME = 'tasks' THEN
+        -- The WHEN clause made sure that NEW is busy and due. It counts only in the analytics
+        -- queue, and (for an UPDATE) only when OLD did not count already.
+        -- (One small query per test, each with one parameter, so that PL/pgSQL settles on a
+        -- cached generic plan; a single big condition mixing OLD and NEW got planned anew on
+        -- every call, which cost more than everything else here.)
+        IF NOT EXISTS (SELECT FROM worker.command_registry AS cr
+                       WHERE cr.command = NEW.command AND cr.queue = 'analytics') THEN
+            RETURN NULL;
+        END IF;
+        IF TG_OP = 'UPDATE' THEN
+            IF OLD.state IN ('pending', 'processing', 'waiting', 'interrupted')
+               AND (OLD.scheduled_at IS NULL OR OLD.scheduled_at <= now()) THEN
+                IF EXISTS (SELECT FROM worker.command_registry AS cr
+                           WHERE cr.command = OLD.command AND cr.queue = 'analytics') THEN
+                    RETURN NULL;
+                END IF;
+            END IF;
+        END IF;
+    END IF;
+    PERFORM pg_notify('system_stability', '{"stable": false}');
+    RETURN NULL;
+END;
+$$;
+COMMENT ON FUNCTION public.system_stability_row_in() IS
+    'traystatus: row trigger, NOTIFY system_stability {"stable": false} when a row became active';
+
+CREATE OR REPLACE FUNCTION public.system_stability_row_out() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF current_setting('system_stability.announced', true) = 'out' THEN
+        RETURN NULL;  -- this transaction has announced already
+    END IF;
+    IF TG_TABLE_NAME = 'tasks' THEN
+        -- The WHEN clause made sure that OLD was busy and due. It counted only in the
+        -- analytics queue; and (for an UPDATE) NEW must not count any more.
+        IF NOT EXISTS (SELECT FROM worker.command_registry AS cr
+                       WHERE cr.command = OLD.command AND cr.queue = 'analytics') THEN
+            RETURN NULL;
+        END IF;
+        IF TG_OP = 'UPDATE' THEN
+            IF NEW.state IN ('pending', 'processing', 'waiting', 'interrupted')
+               AND (NEW.scheduled_at IS NULL OR NEW.scheduled_at <= now()) THEN
+                IF EXISTS (SELECT FROM worker.command_registry AS cr
+                           WHERE cr.command = NEW.command AND cr.queue = 'analytics') THEN
+                    RETURN NULL;
+                END IF;
+            END IF;
+        END IF;
+    END IF;
+    PERFORM set_config('system_stability.announced', 'out', true);
+    PERFORM pg_notify('system_stability',
+                      jsonb_build_object('stable', public.is_system_stable())::text);
+    RETURN NULL;
+END;
+$$;
+COMMENT ON FUNCTION public.system_stability_row_out() IS
+    'traystatus: deferred row trigger, NOTIFY system_stability once per transaction that moved a row out of the active set';
+
+CREATE OR REPLACE FUNCTION public.system_stability_truncate_before() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    was_active boolean := false;
-    is_active boolean := false;
-    mark text;
+    had_active boolean;
 BEGIN
     IF TG_TABLE_NAME = 'import_job' THEN
-        IF TG_OP <> 'INSERT' THEN
-            was_active := public.system_stability_job_state_active(OLD.state);
-        END IF;
-        IF TG_OP <> 'DELETE' THEN
-            is_active := public.system_stability_job_state_active(NEW.state);
-        END IF;
+        had_active := EXISTS (
+            SELECT FROM public.import_job AS j
+            WHERE j.state IN ('upload_completed', 'preparing_data', 'analysing_data',
+                              'approved', 'processing_data'));
     ELSE
-        IF TG_OP <> 'INSERT' THEN
-            was_active := OLD.state IN ('pending', 'processing', 'waiting', 'interrupted')
-                AND (OLD.scheduled_at IS NULL OR OLD.scheduled_at <= now())
-                AND EXISTS (SELECT FROM worker.command_registry AS cr
-                            WHERE cr.command = OLD.command AND cr.queue = 'analytics');
-        END IF;
-        IF TG_OP <> 'DELETE' THEN
-            is_active := NEW.state IN ('pending', 'processing', 'waiting', 'interrupted')
-                AND (NEW.scheduled_at IS NULL OR NEW.scheduled_at <= now())
-                AND EXISTS (SELECT FROM worker.command_registry AS cr
-                            WHERE cr.command = NEW.command AND cr.queue = 'analytics');
-        END IF;
+        had_active := EXISTS (
+            SELECT FROM worker.tasks AS t
+            JOIN worker.command_registry AS cr ON cr.command = t.command
+            WHERE cr.queue = 'analytics'
+              AND t.state IN ('pending', 'processing', 'waiting', 'interrupted')
+              AND (t.scheduled_at IS NULL OR t.scheduled_at <= now()));
     END IF;
-
-    IF was_active IS DISTINCT FROM is_active THEN
-        mark := coalesce(current_setting('system_stability.crossing', true), '');
-        IF is_active AND mark NOT LIKE '%in%' THEN
-            PERFORM set_config('system_stability.crossing', mark || 'in', true);
-        ELSIF NOT is_active AND mark NOT LIKE '%out%' THEN
-            PERFORM set_config('system_stability.crossing', mark || 'out', true);
-        END IF;
+    IF had_active THEN
+        PERFORM set_config('system_stability.truncated', 'yes', true);
     END IF;
     RETURN NULL;
 END;
 $$;
-COMMENT ON FUNCTION public.system_stability_mark_crossing() IS
-    'traystatus: row trigger, records that a row crossed the active/not-active line';
+COMMENT ON FUNCTION public.system_stability_truncate_before() IS
+    'traystatus: BEFORE TRUNCATE trigger, notes that active rows are about to be removed';
 
-CREATE OR REPLACE FUNCTION public.system_stability_announce() RETURNS trigger
+CREATE OR REPLACE FUNCTION public.system_stability_truncate_after() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    mark text := coalesce(current_setting('system_stability.crossing', true), '');
-    stable boolean;
 BEGIN
-    IF TG_OP = 'TRUNCATE' THEN
-        stable := public.is_system_stable();
-    ELSIF mark = '' THEN
-        RETURN NULL;
-    ELSIF mark LIKE '%in%' THEN
-        stable := false;  -- a row just became active in this snapshot: no query needed
-    ELSE
-        stable := public.is_system_stable();
+    IF current_setting('system_stability.truncated', true) = 'yes' THEN
+        PERFORM set_config('system_stability.truncated', '', true);
+        PERFORM pg_notify('system_stability',
+                          jsonb_build_object('stable', public.is_system_stable())::text);
     END IF;
-    PERFORM set_config('system_stability.crossing', '', true);
-    PERFORM pg_notify('system_stability', jsonb_build_object('stable', stable)::text);
     RETURN NULL;
 END;
 $$;
-COMMENT ON FUNCTION public.system_stability_announce() IS
-    'traystatus: statement trigger, NOTIFY system_stability once for a statement that crossed the line';
+COMMENT ON FUNCTION public.system_stability_truncate_after() IS
+    'traystatus: AFTER TRUNCATE trigger, NOTIFY system_stability when the TRUNCATE removed active rows';
 
--- import_job
-CREATE OR REPLACE TRIGGER system_stability_job_insert
+-- import_job (WHEN clauses exact) ------------------------------------------------------------
+CREATE OR REPLACE TRIGGER system_stability_job_in_insert
     AFTER INSERT ON public.import_job
     FOR EACH ROW
     WHEN (NEW.state IN ('upload_completed', 'preparing_data', 'analysing_data', 'approved',
                         'processing_data'))
-    EXECUTE FUNCTION public.system_stability_mark_crossing();
-CREATE OR REPLACE TRIGGER system_stability_job_update
+    EXECUTE FUNCTION public.system_stability_row_in();
+CREATE OR REPLACE TRIGGER system_stability_job_in_update
     AFTER UPDATE OF state ON public.import_job
     FOR EACH ROW
-    WHEN ((OLD.state IN ('upload_completed', 'preparing_data', 'analysing_data', 'approved',
-                         'processing_data'))
-          IS DISTINCT FROM
-          (NEW.state IN ('upload_completed', 'preparing_data', 'analysing_data', 'approved',
-                         'processing_data')))
-    EXECUTE FUNCTION public.system_stability_mark_crossing();
-CREATE OR REPLACE TRIGGER system_stability_job_delete
-    AFTER DELETE ON public.import_job
-    FOR EACH ROW
-    WHEN (OLD.state IN ('upload_completed', 'preparing_data', 'analysing_data', 'approved',
-                        'processing_data'))
-    EXECUTE FUNCTION public.system_stability_mark_crossing();
-CREATE OR REPLACE TRIGGER system_stability_job_announce
-    AFTER INSERT OR UPDATE OR DELETE ON public.import_job
+    WHEN (NEW.state IN ('upload_completed', 'preparing_data', 'analysing_data', 'approved',
+                        'processing_data')
+          AND OLD.state NOT IN ('upload_completed', 'preparing_data', 'analysing_data',
+                                'approved', 'processing_data'))
+    EXECUTE FUNCTION public.system_stability_row_in();
+CREATE OR REPLACE TRIGGER system_stability_job_truncate_before
+    BEFORE TRUNCATE ON public.import_job
     FOR EACH STATEMENT
-    EXECUTE FUNCTION public.system_stability_announce();
-CREATE OR REPLACE TRIGGER system_stability_job_truncate
+    EXECUTE FUNCTION public.system_stability_truncate_before();
+CREATE OR REPLACE TRIGGER system_stability_job_truncate_after
     AFTER TRUNCATE ON public.import_job
     FOR EACH STATEMENT
-    EXECUTE FUNCTION public.system_stability_announce();
+    EXECUTE FUNCTION public.system_stability_truncate_after();
 
--- worker.tasks
-CREATE OR REPLACE TRIGGER system_stability_task_insert
+-- worker.tasks (WHEN clauses exact about state and due time) -----------------------------------
+CREATE OR REPLACE TRIGGER system_stability_task_in_insert
     AFTER INSERT ON worker.tasks
     FOR EACH ROW
-    WHEN (NEW.state IN ('pending', 'processing', 'waiting', 'interrupted'))
-    EXECUTE FUNCTION public.system_stability_mark_crossing();
-CREATE OR REPLACE TRIGGER system_stability_task_update
+    WHEN (NEW.state IN ('pending', 'processing', 'waiting', 'interrupted')
+          AND (NEW.scheduled_at IS NULL OR NEW.scheduled_at <= now()))
+    EXECUTE FUNCTION public.system_stability_row_in();
+CREATE OR REPLACE TRIGGER system_stability_task_in_update
     AFTER UPDATE OF state, scheduled_at, command ON worker.tasks
     FOR EACH ROW
-    WHEN ((OLD.state IN ('pending', 'processing', 'waiting', 'interrupted'))
-              IS DISTINCT FROM (NEW.state IN ('pending', 'processing', 'waiting', 'interrupted'))
-          OR ((NEW.state IN ('pending', 'processing', 'waiting', 'interrupted'))
-              AND (OLD.scheduled_at IS DISTINCT FROM NEW.scheduled_at
-                   OR OLD.command IS DISTINCT FROM NEW.command)))
-    EXECUTE FUNCTION public.system_stability_mark_crossing();
-CREATE OR REPLACE TRIGGER system_stability_task_delete
-    AFTER DELETE ON worker.tasks
-    FOR EACH ROW
-    WHEN (OLD.state IN ('pending', 'processing', 'waiting', 'interrupted'))
-    EXECUTE FUNCTION public.system_stability_mark_crossing();
-CREATE OR REPLACE TRIGGER system_stability_task_announce
-    AFTER INSERT OR UPDATE OR DELETE ON worker.tasks
+    WHEN (NEW.state IN ('pending', 'processing', 'waiting', 'interrupted')
+          AND (NEW.scheduled_at IS NULL OR NEW.scheduled_at <= now())
+          AND (OLD.state NOT IN ('pending', 'processing', 'waiting', 'interrupted')
+               OR OLD.scheduled_at > now()
+               OR OLD.command IS DISTINCT FROM NEW.command))
+    EXECUTE FUNCTION public.system_stability_row_in();
+CREATE OR REPLACE TRIGGER system_stability_task_truncate_before
+    BEFORE TRUNCATE ON worker.tasks
     FOR EACH STATEMENT
-    EXECUTE FUNCTION public.system_stability_announce();
-CREATE OR REPLACE TRIGGER system_stability_task_truncate
+    EXECUTE FUNCTION public.system_stability_truncate_before();
+CREATE OR REPLACE TRIGGER system_stability_task_truncate_after
     AFTER TRUNCATE ON worker.tasks
     FOR EACH STATEMENT
-    EXECUTE FUNCTION public.system_stability_announce();
+    EXECUTE FUNCTION public.system_stability_truncate_after();
+
+-- The deferred "out" triggers. CREATE OR REPLACE does not work for constraint triggers, and
+-- dropping and re-creating them would take an ACCESS EXCLUSIVE lock on the StatBus tables at
+-- every re-install: create them only when missing. (A later version that changes one must
+-- drop it first.)
+DO $$
+DECLARE
+    def record;
+BEGIN
+    FOR def IN
+        SELECT * FROM (VALUES
+            ('system_stability_job_out_update', 'public.import_job'::regclass,
+             $t$AFTER UPDATE OF state ON public.import_job
+                DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+                WHEN (OLD.state IN ('upload_completed', 'preparing_data', 'analysing_data',
+                                    'approved', 'processing_data')
+                      AND NEW.state NOT IN ('upload_completed', 'preparing_data',
+                                            'analysing_data', 'approved', 'processing_data'))$t$),
+            ('system_stability_job_out_delete', 'public.import_job'::regclass,
+             $t$AFTER DELETE ON public.import_job
+                DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+                WHEN (OLD.state IN ('upload_completed', 'preparing_data', 'analysing_data',
+                                    'approved', 'processing_data'))$t$),
+            ('system_stability_task_out_update', 'worker.tasks'::regclass,
+             $t$AFTER UPDATE OF state, scheduled_at, command ON worker.tasks
+                DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+                WHEN (OLD.state IN ('pending', 'processing', 'waiting', 'interrupted')
+                      AND (OLD.scheduled_at IS NULL OR OLD.scheduled_at <= now())
+                      AND (NEW.state NOT IN ('pending', 'processing', 'waiting', 'interrupted')
+                           OR NEW.scheduled_at > now()
+                           OR OLD.command IS DISTINCT FROM NEW.command))$t$),
+            ('system_stability_task_out_delete', 'worker.tasks'::regclass,
+             $t$AFTER DELETE ON worker.tasks
+                DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+                WHEN (OLD.state IN ('pending', 'processing', 'waiting', 'interrupted')
+                      AND (OLD.scheduled_at IS NULL OR OLD.scheduled_at <= now()))$t$)
+        ) AS v(name, tbl, body)
+    LOOP
+        IF NOT EXISTS (SELECT FROM pg_catalog.pg_trigger
+                       WHERE tgrelid = def.tbl AND tgname = def.name) THEN
+            EXECUTE format('CREATE CONSTRAINT TRIGGER %I %s '
+                           'EXECUTE FUNCTION public.system_stability_row_out()',
+                           def.name, def.body);
+        END IF;
+    END LOOP;
+END;
+$$;
 
 -- Privileges ----------------------------------------------------------------------------------
 -- Functions are executable by PUBLIC by default: take that away, then grant the StatBus roles
@@ -446,8 +553,10 @@ REVOKE ALL ON FUNCTION
     public.get_system_status_details(),
     public.system_work_mark(),
     public.get_system_work_summary(bigint, timestamptz),
-    public.system_stability_mark_crossing(),
-    public.system_stability_announce()
+    public.system_stability_row_in(),
+    public.system_stability_row_out(),
+    public.system_stability_truncate_before(),
+    public.system_stability_truncate_after()
 FROM PUBLIC;
 
 DO $$

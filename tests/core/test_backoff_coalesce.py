@@ -86,3 +86,16 @@ def test_coalescing_bounds_reads_and_ends_after_the_last_notification(gaps: list
     assert len(reads) <= 2 + span / window + 1e-9
     assert reads[-1] >= arrivals[-1]
     assert reads == sorted(reads)
+
+
+def test_after_a_read_that_found_a_change_the_next_notification_is_read_at_once() -> None:
+    """Real flips in quick succession are each shown without waiting for the window."""
+    c = Coalescer(0.2)
+    assert c.notify(1.0)
+    c.mark_read(1.0)
+    c.result(True)  # it changed: stable -> processing
+    assert c.notify(1.01) is True  # the next one may be the flip back
+    c.mark_read(1.01)
+    c.result(False)  # noise: nothing changed
+    assert c.notify(1.02) is False  # now bursts are coalesced again
+    assert c.deadline() == pytest.approx(1.21)

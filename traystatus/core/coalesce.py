@@ -6,11 +6,16 @@ answer only matters after the burst. The rule:
 
 * a notification after a quiet period (no read in the last ``window`` seconds) asks for
   a read **now**, so a single change is shown without delay;
-* notifications that arrive within ``window`` of the last read only mark a read as
-  pending; one read happens when the window ends, whatever their number.
+* so does a notification right after a read that found a CHANGE (``result(True)``):
+  real flips in quick succession (a job queued, then started, then done) are each shown
+  at once. The bound below is on noise, not on real changes, which are limited by the
+  writers' commits and each cost one cheap read;
+* notifications that arrive within ``window`` of a read that found nothing new only mark
+  a read as pending; one read happens when the window ends, whatever their number.
 
-So N notifications spread over T seconds cost at most 1 + T / window reads, and the last
-read always comes after the last notification: the client ends on the truth.
+So N notifications that change nothing, spread over T seconds, cost at most
+1 + T / window reads, and the last read always comes after the last notification: the
+client ends on the truth.
 Pure and clock-free: the caller passes ``now`` (a monotonic time in seconds).
 """
 
@@ -26,6 +31,7 @@ class Coalescer:
         self.window = window
         self._last_read = -math.inf
         self._pending = False
+        self._changed = False
 
     @property
     def pending(self) -> bool:
@@ -34,7 +40,7 @@ class Coalescer:
 
     def notify(self, now: float) -> bool:
         """A notification arrived. True: read now. False: a read is scheduled (``deadline``)."""
-        if not self._pending and now - self._last_read >= self.window:
+        if not self._pending and (self._changed or now - self._last_read >= self.window):
             return True
         self._pending = True
         return False
@@ -53,7 +59,12 @@ class Coalescer:
         self._last_read = now
         self._pending = False
 
+    def result(self, changed: bool) -> None:
+        """What the read found: a change (the next notification is read at once) or not."""
+        self._changed = changed
+
     def reset(self) -> None:
         """Forget the history (after a reconnect, where a full read happens anyway)."""
         self._last_read = -math.inf
         self._pending = False
+        self._changed = False

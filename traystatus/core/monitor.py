@@ -611,7 +611,9 @@ class Monitor:
         self.counters.stability_reads += 1
         row = await self._execute(conn, _READ_STABLE)
         assert row is not None
-        await self._apply_stability(conn, bool(row[0]), row[1])
+        stable = bool(row[0])
+        self._stable_coalescer.result(stable != self._known)
+        await self._apply_stability(conn, stable, row[1])
 
     async def _apply_stability(
         self, conn: psycopg.AsyncConnection[Any], stable: bool, mark: Any

@@ -1,0 +1,120 @@
+"""Helpers for the SQL tests: a listener on ``system_stability`` and small row factories.
+
+Every helper talks to a real server through psycopg; nothing is mocked.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from datetime import datetime
+
+import psycopg
+import pytest
+
+Conn = psycopg.Connection[tuple[object, ...]]
+
+CHANNEL = "system_stability"
+IMPORT_JOB_STATES = [
+    "waiting_for_upload", "upload_completed", "preparing_data", "analysing_data",
+    "waiting_for_review", "approved", "rejected", "processing_data", "failed", "finished",
+]
+ACTIVE_JOB_STATES = {
+    "upload_completed", "preparing_data", "analysing_data", "approved", "processing_data",
+}
+TASK_STATES = ["pending", "processing", "interrupted", "waiting", "completed", "failed"]
+BUSY_TASK_STATES = {"pending", "processing", "waiting", "interrupted"}
+# one real command per queue
+QUEUE_COMMAND = {
+    "analytics": "derive_statistical_unit",
+    "import": "import_job_process",
+    "maintenance": "task_cleanup",
+}
+
+
+class Listener:
+    """A connection that LISTENs on system_stability (autocommit, as a client would)."""
+
+    SENTINEL = "traystatus_test_sentinel"
+
+    def __init__(self, dsn: str, channel: str = CHANNEL) -> None:
+        self.conn: Conn = psycopg.connect(dsn, autocommit=True)
+        self.conn.execute(f"LISTEN {channel}")  # type: ignore[arg-type]
+        self.conn.execute(f"LISTEN {self.SENTINEL}")  # type: ignore[arg-type]
+        self._n = 0
+
+    def drain(self, timeout: float = 30) -> list[str]:
+        """Every system_stability payload committed before this call, in commit order.
+
+        A session receives its own notifications too, and all notifications reach a listener
+        in commit order: so this connection NOTIFYs a sentinel and collects everything up to
+        it. No sleeping, no guessing how long "quiet" is.
+        """
+        self._n += 1
+        token = str(self._n)
+        self.conn.execute("SELECT pg_notify(%s, %s)", (self.SENTINEL, token))
+        got: list[str] = []
+        for n in self.conn.notifies(timeout=timeout):
+            if n.channel == self.SENTINEL:
+                if n.payload == token:
+                    return got
+                continue
+            got.append(n.payload)
+        raise AssertionError(f"sentinel {token} not received within {timeout} s; got {got}")
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+@pytest.fixture
+def listener(db_dsn: str) -> Iterator[Listener]:
+    lst = Listener(db_dsn)
+    yield lst
+    lst.close()
+
+
+def stable(conn: Conn) -> bool:
+    row = conn.execute("SELECT public.is_system_stable()").fetchone()
+    assert row is not None
+    return bool(row[0])
+
+
+def payload(stable_value: bool) -> str:
+    """The exact text the triggers send."""
+    return json.dumps({"stable": stable_value})
+
+
+def add_job(conn: Conn, state: str = "waiting_for_upload", **cols: object) -> int:
+    """Insert an import job in ``state`` (a failed job gets the error it must have)."""
+    cols.setdefault("slug", f"job_{uuid.uuid4().hex}")
+    cols.setdefault("definition_id", 1)
+    if state == "failed":
+        cols.setdefault("error", "boom")
+    names = ["state", *cols]
+    values = [state, *cols.values()]
+    sql = (
+        f"INSERT INTO public.import_job ({', '.join(names)}) "
+        f"VALUES ({', '.join(['%s'] * len(values))}) RETURNING id"
+    )
+    r = conn.execute(sql, values).fetchone()  # type: ignore[arg-type]
+    assert r is not None
+    return int(r[0])  # type: ignore[call-overload]
+
+
+def add_task(
+    conn: Conn,
+    state: str = "pending",
+    command: str = "derive_statistical_unit",
+    scheduled_at: datetime | str | None = None,
+    **cols: object,
+) -> int:
+    names = ["command", "state", "scheduled_at", *cols]
+    values = [command, state, scheduled_at, *cols.values()]
+    sql = (
+        f"INSERT INTO worker.tasks ({', '.join(names)}) "
+        f"VALUES ({', '.join(['%s'] * len(values))}) RETURNING id"
+    )
+    r = conn.execute(sql, values).fetchone()  # type: ignore[arg-type]
+    assert r is not None
+    return int(r[0])  # type: ignore[call-overload]

@@ -1,0 +1,242 @@
+"""Notifications: exactly one for a statement that crosses the line, none otherwise.
+
+The listener collects everything committed before each check (a sentinel, see conftest),
+so "none" is a real observation, not a timeout.
+"""
+
+from __future__ import annotations
+
+import json
+
+import psycopg
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.sql.conftest import (
+    ACTIVE_JOB_STATES,
+    BUSY_TASK_STATES,
+    IMPORT_JOB_STATES,
+    QUEUE_COMMAND,
+    TASK_STATES,
+    Conn,
+    Listener,
+    add_job,
+    add_task,
+    payload,
+    stable,
+)
+
+INSERT_N = (
+    "INSERT INTO worker.tasks (command, state) "
+    "SELECT 'derive_statistical_unit', 'pending' FROM generate_series(1, %s)"
+)
+
+
+def test_payload_is_exactly_stable_bool(conn: Conn, listener: Listener) -> None:
+    task = add_task(conn, "pending")
+    conn.execute("UPDATE worker.tasks SET state = 'completed' WHERE id = %s", (task,))
+    sent = listener.drain()
+    assert sent == ['{"stable": false}', '{"stable": true}']
+    assert [json.loads(p) for p in sent] == [{"stable": False}, {"stable": True}]
+
+
+def test_thousand_row_crossing_statements_send_one_notification_each(
+    conn: Conn, listener: Listener
+) -> None:
+    conn.execute(INSERT_N, (1000,))
+    assert listener.drain() == [payload(False)]
+    conn.execute("UPDATE worker.tasks SET state = 'completed' WHERE state = 'pending' "
+                 "AND command = 'derive_statistical_unit'")
+    assert listener.drain() == [payload(True)]
+    assert stable(conn)
+
+
+def test_thousand_tasks_pending_to_processing_send_nothing(conn: Conn, listener: Listener) -> None:
+    conn.execute(INSERT_N, (1000,))
+    assert listener.drain() == [payload(False)]
+    res = conn.execute("UPDATE worker.tasks SET state = 'processing', process_start_at = now() "
+                       "WHERE state = 'pending' AND command = 'derive_statistical_unit'")
+    assert res.rowcount == 1000
+    assert listener.drain() == []
+    conn.execute("UPDATE worker.tasks SET state = 'waiting' WHERE state = 'processing'")
+    conn.execute("UPDATE worker.tasks SET state = 'interrupted' WHERE state = 'waiting'")
+    assert listener.drain() == []
+    assert not stable(conn)
+
+
+def test_update_touching_no_row_sends_nothing(conn: Conn, listener: Listener) -> None:
+    add_task(conn, "pending")
+    listener.drain()
+    assert conn.execute("UPDATE worker.tasks SET state = 'completed' WHERE id = -1").rowcount == 0
+    assert conn.execute("UPDATE public.import_job SET state = 'finished' WHERE id = -1").rowcount == 0
+    assert conn.execute("DELETE FROM worker.tasks WHERE id = -1").rowcount == 0
+    assert listener.drain() == []
+
+
+def test_progress_updates_send_nothing(conn: Conn, listener: Listener) -> None:
+    job = add_job(conn, "processing_data", total_rows=1000)
+    task = add_task(conn, "processing")
+    assert listener.drain() == [payload(False), payload(False)]
+    for i in range(1, 11):
+        conn.execute(
+            "UPDATE public.import_job SET imported_rows = %s, import_completed_pct = %s, "
+            "last_progress_update = now(), state = state WHERE id = %s",
+            (i * 100, i * 10, job),
+        )
+        conn.execute("UPDATE worker.tasks SET process_duration_ms = %s, info = '{}', "
+                     "state = state WHERE id = %s", (i, task))
+    assert listener.drain() == []
+
+
+def test_maintenance_and_import_queue_tasks_send_nothing(conn: Conn, listener: Listener) -> None:
+    for queue in ("maintenance", "import"):
+        command = QUEUE_COMMAND[queue]
+        for scheduled in (None, "now() - interval '1 minute'", "now() + interval '1 day'"):
+            sched_sql = scheduled or "NULL"
+            row = conn.execute(
+                f"INSERT INTO worker.tasks (command, state, scheduled_at) "  # noqa: S608
+                f"VALUES (%s, 'pending', {sched_sql}) RETURNING id",  # type: ignore[arg-type]
+                (command,),
+            ).fetchone()
+            assert row is not None
+            for state in ("processing", "waiting", "completed", "failed", "pending"):
+                conn.execute("UPDATE worker.tasks SET state = %s WHERE id = %s", (state, row[0]))
+            conn.execute("DELETE FROM worker.tasks WHERE id = %s", (row[0],))
+    # the stand-in's own self-rescheduling maintenance tasks, re-scheduled as StatBus does
+    conn.execute("UPDATE worker.tasks SET scheduled_at = scheduled_at + interval '24 hours' "
+                 "WHERE command IN ('task_cleanup', 'import_job_cleanup')")
+    assert listener.drain() == []
+    assert stable(conn)
+
+
+def test_future_scheduled_analytics_tasks_send_nothing(conn: Conn, listener: Listener) -> None:
+    conn.execute(
+        "INSERT INTO worker.tasks (command, state, scheduled_at) "
+        "SELECT 'derive_statistical_history', 'pending', now() + interval '1 hour' "
+        "FROM generate_series(1, 100)"
+    )
+    conn.execute("UPDATE worker.tasks SET scheduled_at = scheduled_at + interval '1 hour' "
+                 "WHERE command = 'derive_statistical_history'")
+    conn.execute("DELETE FROM worker.tasks WHERE command = 'derive_statistical_history'")
+    assert listener.drain() == []
+    assert stable(conn)
+
+
+def test_delete_of_active_rows_crosses(conn: Conn, listener: Listener) -> None:
+    conn.execute(INSERT_N, (10,))
+    job = add_job(conn, "analysing_data")
+    listener.drain()
+    conn.execute("DELETE FROM worker.tasks WHERE command = 'derive_statistical_unit'")
+    assert listener.drain() == [payload(False)]  # the job is still active
+    conn.execute("DELETE FROM public.import_job WHERE id = %s", (job,))
+    assert listener.drain() == [payload(True)]
+
+
+def test_truncate_announces_only_when_it_removed_active_rows(
+    conn: Conn, listener: Listener
+) -> None:
+    # only the maintenance queue's future tasks: nothing active goes
+    conn.execute("TRUNCATE worker.tasks")
+    assert listener.drain() == []
+    conn.execute(INSERT_N, (5,))
+    listener.drain()
+    conn.execute("TRUNCATE worker.tasks")
+    assert listener.drain() == [payload(True)]
+    add_job(conn, "finished")
+    listener.drain()
+    conn.execute("TRUNCATE public.import_job")
+    assert listener.drain() == []
+    add_job(conn, "approved")
+    listener.drain()
+    conn.execute("TRUNCATE public.import_job")
+    assert listener.drain() == [payload(True)]
+    assert stable(conn)
+
+
+def test_rolled_back_crossing_sends_nothing(conn: Conn, listener: Listener) -> None:
+    with conn.transaction(force_rollback=True):
+        add_task(conn, "pending")
+    with psycopg.connect(conn.info.dsn, autocommit=True) as other:
+        add_task(other, "pending")
+        with other.transaction():
+            other.execute("UPDATE worker.tasks SET state = 'completed'")
+            with other.transaction(force_rollback=True):  # a savepoint rolled back
+                add_task(other, "pending")
+    assert listener.drain() == [payload(False), payload(True)]
+
+
+def test_one_transaction_many_crossings(conn: Conn, listener: Listener) -> None:
+    """Deliveries happen at commit; identical payloads of one transaction fold into one."""
+    with conn.transaction():
+        for _ in range(5):
+            add_task(conn, "pending")
+            add_job(conn, "upload_completed")
+    assert listener.drain() == [payload(False)]
+    with conn.transaction():
+        conn.execute("UPDATE worker.tasks SET state = 'completed' WHERE state = 'pending' "
+                     "AND command = 'derive_statistical_unit'")
+        conn.execute("UPDATE public.import_job SET state = 'finished'")
+    assert listener.drain() == [payload(True)]
+
+
+# -- a property over random statements ---------------------------------------------------------
+ROW = st.tuples(
+    st.sampled_from(TASK_STATES),
+    st.sampled_from(list(QUEUE_COMMAND.values())),
+    st.sampled_from([None, "past", "future"]),
+)
+
+
+def _active(state: str, command: str, when: str | None) -> bool:
+    return state in BUSY_TASK_STATES and command == QUEUE_COMMAND["analytics"] and when != "future"
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    rows=st.lists(ROW, min_size=0, max_size=8),
+    jobs=st.lists(st.sampled_from(IMPORT_JOB_STATES), max_size=3),
+    new_state=st.sampled_from(TASK_STATES),
+    pick=st.sets(st.integers(0, 7)),
+)
+def test_a_statement_notifies_once_iff_a_row_crossed(
+    conn: Conn,
+    listener: Listener,
+    rows: list[tuple[str, str, str | None]],
+    jobs: list[str],
+    new_state: str,
+    pick: set[int],
+) -> None:
+    conn.execute("DELETE FROM worker.tasks WHERE command <> 'task_cleanup' "
+                 "AND command <> 'import_job_cleanup'")
+    conn.execute("DELETE FROM public.import_job")
+    ids = []
+    for state, command, when in rows:
+        sched = {None: None, "past": "-1 hour", "future": "+1 hour"}[when]
+        row = conn.execute(
+            "INSERT INTO worker.tasks (command, state, scheduled_at) "
+            "VALUES (%s, %s, now() + %s::interval) RETURNING id",
+            (command, state, sched),
+        ).fetchone()
+        assert row is not None
+        ids.append(row[0])
+    for js in jobs:
+        add_job(conn, js)
+    listener.drain()
+
+    chosen = [ids[i] for i in sorted(pick) if i < len(ids)]
+    crossed = any(
+        _active(*rows[i]) != _active(new_state, rows[i][1], rows[i][2])
+        for i in sorted(pick) if i < len(ids)
+    )
+    conn.execute("UPDATE worker.tasks SET state = %s WHERE id = ANY(%s)", (new_state, chosen))
+    sent = listener.drain()
+    if crossed:
+        assert sent == [payload(stable(conn))]
+    else:
+        assert sent == []
+    assert stable(conn) == (
+        not any(_active(new_state if ids[i] in chosen else s, c, w)
+                for i, (s, c, w) in enumerate(rows))
+        and not any(j in ACTIVE_JOB_STATES for j in jobs)
+    )

@@ -134,3 +134,37 @@ async def test_cut_connection_is_connection_lost(db_dsn: str, proxy_factory: typ
         assert s.problem is Problem.CONNECTION_LOST
         await rec.state(State.STABLE)
     assert m.counters.reconnects == 1
+
+
+@pytest.mark.asyncio
+async def test_stop_while_connecting_through_silence_returns_promptly(
+    db_dsn: str, proxy_factory: type[Proxy]
+) -> None:
+    proxy = proxy_factory(*_target(db_dsn)).start()
+    proxy.blackhole()
+    m = Monitor(proxy.dsn(db_dsn), MonitorOptions(connect_timeout=60.0))
+    task = asyncio.create_task(m.run())
+    await asyncio.sleep(0.5)
+    assert m.status.state is State.CONNECTING
+    start = time.monotonic()
+    m.stop()
+    await asyncio.wait_for(task, 30)
+    assert time.monotonic() - start < 10  # not the 60 s connect timeout
+    assert m.counters.connects == 0
+
+
+@pytest.mark.asyncio
+async def test_reconnect_now_cuts_the_retry_wait_short(
+    db_dsn: str, proxy_factory: type[Proxy]
+) -> None:
+    proxy = proxy_factory(*_target(db_dsn)).start()
+    proxy.blackhole()
+    opts = MonitorOptions(connect_timeout=1.0, backoff_initial=30.0, backoff_cap=60.0)
+    m = Monitor(proxy.dsn(db_dsn), opts)
+    async with running(m) as rec:
+        s = await rec.state(State.DISCONNECTED)  # the first connect timed out
+        assert s.next_retry_at is not None
+        proxy.restore()
+        m.reconnect_now()  # no 30 s wait
+        took = await rec.until(lambda: m.status.state is State.STABLE, what="stable")
+        assert took < 20

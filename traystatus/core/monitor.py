@@ -35,9 +35,9 @@ monitor also LISTENs ``import_job_progress`` and re-reads details on notificatio
 either channel (coalesced) and every ``details_interval`` seconds while processing; when
 the last subscriber leaves it UNLISTENs and reads nothing more.
 
-Work summary: every stable read also takes ``system_work_mark()`` (the newest task id;
-a PK lookup). When the state goes stable -> processing, the mark of the last stable read
-and the time are kept; at processing -> stable ``get_system_work_summary(mark, since)``
+Work summary (only while someone listens for summaries): every stable read also takes
+``system_work_mark()`` (the newest task id; a PK lookup). When the state goes
+stable -> processing, the mark of the last stable read and the time are kept; at processing -> stable ``get_system_work_summary(mark, since)``
 tells what finished in between, handed to summary listeners with the duration.
 
 Callbacks are plain callables run on the loop; an exception in one is logged, not fatal.
@@ -79,6 +79,8 @@ T = TypeVar("T")
 _READ_STABLE = (
     "SELECT s, CASE WHEN s THEN public.system_work_mark() END FROM public.is_system_stable() AS s"
 )
+# Without summary listeners the mark is not needed: the same row shape, one function less.
+_READ_STABLE_NO_MARK = "SELECT public.is_system_stable(), NULL::bigint"
 _READ_FIRST = (
     "SELECT public.system_stability_sql_version(), s, "
     "CASE WHEN s THEN public.system_work_mark() END "
@@ -332,6 +334,8 @@ class Monitor:
                 self._log_failure(diag, ex)
                 await self._failed(diag)
                 continue
+            if conn is None:
+                continue  # stop() or reconnect_now() while connecting
             self.counters.connects += 1
             if not first:
                 self.counters.reconnects += 1
@@ -364,13 +368,37 @@ class Monitor:
             finally:
                 await self._close(conn)
 
-    async def _connect(self, conninfo: str) -> psycopg.AsyncConnection[Any]:
-        # libpq applies connect_timeout per host and address; the outer limit is a safety
-        # net for name resolution, which psycopg does itself before libpq starts.
+    async def _connect(self, conninfo: str) -> psycopg.AsyncConnection[Any] | None:
+        """Connect, or return None when stop() or reconnect_now() came first.
+
+        libpq applies connect_timeout per host and address; the outer limit is a safety
+        net for name resolution, which psycopg does itself before libpq starts. Waiting
+        is cut short by stop(), so a tray app quits at once even against a dead server.
+        """
         limit = self.options.connect_timeout * 2 + 1
-        return await asyncio.wait_for(
-            psycopg.AsyncConnection.connect(conninfo, autocommit=True), limit
+        wake = self._wake
+        assert wake is not None
+        attempt = asyncio.ensure_future(
+            asyncio.wait_for(psycopg.AsyncConnection.connect(conninfo, autocommit=True), limit)
         )
+        try:
+            while not attempt.done():
+                wake.clear()
+                if self._stopping or self._restart:
+                    break
+                waker = asyncio.ensure_future(wake.wait())
+                try:
+                    await asyncio.wait({attempt, waker}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    waker.cancel()
+        finally:
+            if not attempt.done():
+                attempt.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await attempt
+        if attempt.cancelled():
+            return None
+        return attempt.result()
 
     async def _close(self, conn: psycopg.AsyncConnection[Any] | None) -> None:
         if conn is None or conn.closed:
@@ -609,7 +637,8 @@ class Monitor:
     async def _read_stable(self, conn: psycopg.AsyncConnection[Any]) -> None:
         self._stable_coalescer.mark_read(time.monotonic())
         self.counters.stability_reads += 1
-        row = await self._execute(conn, _READ_STABLE)
+        query = _READ_STABLE if self._summary_listeners else _READ_STABLE_NO_MARK
+        row = await self._execute(conn, query)
         assert row is not None
         stable = bool(row[0])
         self._stable_coalescer.result(stable != self._known)
@@ -625,7 +654,7 @@ class Monitor:
         if previous is True and not stable and self._last_mark is not None:
             self._work = _WorkMark(self._last_mark, utcnow(), time.monotonic())
         self._set_status(Status(State.STABLE if stable else State.PROCESSING))
-        if previous is False and stable and self._work is not None:
+        if previous is False and stable and self._work is not None and self._summary_listeners:
             work, self._work = self._work, None
             await self._read_summary(conn, work)
 

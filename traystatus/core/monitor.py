@@ -37,8 +37,9 @@ the last subscriber leaves it UNLISTENs and reads nothing more.
 
 Work summary (only while someone listens for summaries): every stable read also takes
 ``system_work_mark()`` (the newest task id; a PK lookup). When the state goes
-stable -> processing, the mark of the last stable read and the time are kept; at processing -> stable ``get_system_work_summary(mark, since)``
-tells what finished in between, handed to summary listeners with the duration.
+stable -> processing, the mark of the last stable read and the time are kept; at
+processing -> stable ``get_system_work_summary(mark, since)`` tells what finished in
+between, handed to summary listeners with the duration.
 
 Callbacks are plain callables run on the loop; an exception in one is logged, not fatal.
 """

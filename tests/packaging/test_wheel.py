@@ -203,3 +203,37 @@ def test_desktop_files_install_from_the_wheel(installed: Installed) -> None:
     assert f"Exec={installed.traystatus}\n" in entry.read_text()
     icon = installed.home / ".local/share/icons/hicolor/48x48/apps" / f"{APP_ID}.png"
     assert icon.is_file()
+
+
+def test_tray_app_from_the_wheel_starts_and_quits(installed: Installed, db_dsn: str) -> None:
+    """The GUI face of the installed wheel: offscreen, it connects, then quits on SIGTERM."""
+    import signal
+    import time
+
+    logdir = installed.home / "log"
+    env = installed.env() | {"TRAYSTATUS_LOG_DIR": str(logdir)}
+    proc = subprocess.Popen(
+        [str(installed.traystatus), "--dsn", db_dsn, "-vv"],
+        cwd=installed.home,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    logfile = logdir / "traystatus.log"
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and proc.poll() is None:
+            if logfile.exists() and "state=<State.STABLE" in logfile.read_text():
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, f"the tray app exited early: {proc.communicate()}"
+        assert "state=<State.STABLE" in logfile.read_text()
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err, err

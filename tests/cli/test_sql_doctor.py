@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import psycopg
-from psycopg.conninfo import make_conninfo
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from tests.cli.conftest import Cli
 
@@ -130,3 +133,40 @@ def test_outdated_sql(
     # install-sql is the fix, and it says so with both versions.
     fixed = cli.run("install-sql", "--dsn", db_dsn)
     assert fixed.returncode == 0 and "version 0 -> 1" in fixed.stdout
+
+
+def test_doctor_tls_levels(pg_server, tmp_path_factory) -> None:  # type: ignore[no-untyped-def]
+    """Through PACKAGING's TLS front (tests/packaging/test_tls.py): verified is ok, TLS
+    without verification is a warning that says how to verify, and the line says the TLS
+    ends at a proxy (the server behind it sees a plain connection, as in StatBus)."""
+    from tests.packaging.test_tls import TlsFront, make_certs
+
+    certs = tmp_path_factory.mktemp("certs")
+    make_certs(certs)
+    params = {k: str(v) for k, v in conninfo_to_dict(pg_server.admin_dsn).items()}
+    front = TlsFront(certs, (params["host"], int(params["port"])))
+    front.start()
+    try:
+        base = {"host": "localhost", "hostaddr": "127.0.0.1", "port": str(front.port),
+                "dbname": "postgres", "user": "postgres", "sslnegotiation": "direct"}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+        home = tmp_path_factory.mktemp("home")
+        env.update(HOME=str(home), TRAYSTATUS_CONFIG_DIR=str(home / "cfg"))
+
+        def tls_line(**kw: str) -> dict[str, str]:
+            r = subprocess.run(
+                [sys.executable, "-m", "traystatus", "doctor", "--json",
+                 "--dsn", make_conninfo("", **{**base, **kw})],
+                env=env, capture_output=True, text=True, timeout=120, check=False,
+            )
+            checks = {c["check"]: c for c in json.loads(r.stdout)}
+            return checks["TLS"]  # type: ignore[no-any-return]
+
+        ok = tls_line(sslmode="verify-full", sslrootcert=str(certs / "ca.crt"))
+        assert ok["level"] == "ok", ok
+        assert "proxy" in ok["detail"] and "verified" in ok["detail"]
+        weak = tls_line(sslmode="require")
+        assert weak["level"] == "warn", weak
+        assert "NOT verified" in weak["detail"] and "verify-full" in weak["fix"]
+    finally:
+        front.stop()

@@ -54,12 +54,17 @@ class Check:
     fix: str = ""
 
     def line(self) -> str:
-        fix = f" To fix: {self.fix}" if self.fix else ""
-        return f"{self.level.value:<5} {self.name}: {self.detail}.{fix}".replace("..", ".")
+        text = f"{self.level.value:<5} {self.name}: {_sentence(self.detail)}"
+        return f"{text} To fix: {_sentence(self.fix)}" if self.fix else text
 
     def to_json(self) -> dict[str, Any]:
         return {"check": self.name, "level": self.level.value.lower(), "detail": self.detail,
                 "fix": self.fix}
+
+
+def _sentence(text: str) -> str:
+    text = text.rstrip()
+    return text if text.endswith((".", "!", "?")) else text + "."
 
 
 def _option(conn: psycopg.AsyncConnection[Any], keyword: str) -> str:
@@ -87,11 +92,15 @@ async def tls_check(conn: psycopg.AsyncConnection[Any]) -> Check:
         what = "TLS"
         try:
             cur = await conn.execute(
-                "SELECT version, cipher FROM pg_catalog.pg_stat_ssl WHERE pid = pg_backend_pid()"
+                "SELECT ssl, version, cipher FROM pg_catalog.pg_stat_ssl"
+                " WHERE pid = pg_backend_pid()"
             )
             row = await cur.fetchone()
-            if row:
-                what = " ".join(str(v) for v in row if v)
+            if row and row[0]:
+                what = " ".join(str(v) for v in row[1:] if v) or "TLS"
+            elif row:
+                # Encrypted to a TLS front (StatBus: Caddy layer4), plain behind it.
+                what = "TLS to a proxy in front of the server"
         except psycopg.Error:  # only decoration: the line stands without it
             log.debug("pg_stat_ssl not readable", exc_info=True)
         if sslmode == "verify-full":
@@ -223,8 +232,8 @@ async def desktop_checks() -> list[Check]:
 
 async def run_checks(args: argparse.Namespace) -> list[Check]:
     target = resolve_target(args.dsn, args.profile)
-    checks = [Check("connection", Level.INFO, f"profile {target.label}: "
-                    f"{target.profile.describe()}")]
+    source = f"profile {target.label}" if target.stored else "--dsn / libpq defaults"
+    checks = [Check("connection", Level.INFO, f"{source}: {target.profile.describe()}")]
     try:
         conninfo = await asyncio.to_thread(resolve_conninfo, target)
     except CliError as ex:

@@ -165,7 +165,8 @@ def status_object(status: Status) -> dict[str, Any]:
 
 
 def _print_details_text(details: Details, out: TextIO) -> None:
-    print(f"  {details.headline}", file=out)
+    if details.import_jobs or details.analytics.active_total:
+        print(f"  {details.headline}", file=out)
     for job in details.import_jobs:
         extra = []
         eta = job.eta_seconds

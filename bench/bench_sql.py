@@ -180,7 +180,8 @@ class Variant:
         self.listener.close()
 
 
-INSERT = "INSERT INTO worker.tasks (command, state) VALUES ('derive_statistical_unit', 'pending') RETURNING id"
+INSERT = ("INSERT INTO worker.tasks (command, state) "
+          "VALUES ('derive_statistical_unit', 'pending') RETURNING id")
 TO_PROCESSING = ("UPDATE worker.tasks SET state = 'processing', process_start_at = now(), "
                  "worker_pid = pg_backend_pid() WHERE id = %s")
 TO_COMPLETED = ("UPDATE worker.tasks SET state = 'completed', process_stop_at = now(), "

@@ -68,7 +68,8 @@ def test_update_touching_no_row_sends_nothing(conn: Conn, listener: Listener) ->
     add_task(conn, "pending")
     listener.drain()
     assert conn.execute("UPDATE worker.tasks SET state = 'completed' WHERE id = -1").rowcount == 0
-    assert conn.execute("UPDATE public.import_job SET state = 'finished' WHERE id = -1").rowcount == 0
+    res = conn.execute("UPDATE public.import_job SET state = 'finished' WHERE id = -1")
+    assert res.rowcount == 0
     assert conn.execute("DELETE FROM worker.tasks WHERE id = -1").rowcount == 0
     assert listener.drain() == []
 
@@ -94,7 +95,7 @@ def test_maintenance_and_import_queue_tasks_send_nothing(conn: Conn, listener: L
         for scheduled in (None, "now() - interval '1 minute'", "now() + interval '1 day'"):
             sched_sql = scheduled or "NULL"
             row = conn.execute(
-                f"INSERT INTO worker.tasks (command, state, scheduled_at) "  # noqa: S608
+                f"INSERT INTO worker.tasks (command, state, scheduled_at) "
                 f"VALUES (%s, 'pending', {sched_sql}) RETURNING id",  # type: ignore[arg-type]
                 (command,),
             ).fetchone()

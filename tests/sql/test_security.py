@@ -136,7 +136,8 @@ ATTACK = """
         RETURNS boolean LANGUAGE sql IMMUTABLE AS 'SELECT false';
     CREATE OPERATOR attacker.= (LEFTARG = worker.task_state, RIGHTARG = worker.task_state,
                                 FUNCTION = attacker.always_false);
-    CREATE FUNCTION attacker.now() RETURNS timestamptz LANGUAGE sql AS $$ SELECT 'epoch'::timestamptz $$;
+    CREATE FUNCTION attacker.now() RETURNS timestamptz LANGUAGE sql
+        AS $$ SELECT 'epoch'::timestamptz $$;
     CREATE FUNCTION attacker.is_system_stable() RETURNS boolean LANGUAGE sql AS 'SELECT true';
     GRANT USAGE ON SCHEMA attacker TO PUBLIC;
     GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA attacker TO PUBLIC;
@@ -181,6 +182,7 @@ def test_search_path_hijack_changes_nothing(
     # a writer with the hijacked path: the triggers still see the truth
     conn.execute(HIJACK)
     conn.execute("UPDATE public.import_job SET state = 'finished'")
-    conn.execute("UPDATE worker.tasks SET state = 'completed' WHERE command = 'derive_statistical_unit'")
+    conn.execute("UPDATE worker.tasks SET state = 'completed' "
+                 "WHERE command = 'derive_statistical_unit'")
     conn.execute("RESET search_path")
     assert listener.drain() == [payload(False), payload(True)]

@@ -160,3 +160,23 @@ async def test_work_summary_at_processing_to_stable(db_dsn: str) -> None:
     assert s.analytics_tasks_failed == 0
     assert s.duration_seconds >= 0.3
     assert s.text.startswith("6 analytics tasks finished in ")
+
+
+@pytest.mark.asyncio
+async def test_a_future_task_becoming_due_is_seen_by_the_health_check(db_dsn: str) -> None:
+    """No write announces the moment a scheduled task becomes due; the periodic read does."""
+    m = Monitor(db_dsn, FAST)  # health_interval 1 s
+    writer = await aconnect(db_dsn)
+    async with running(m) as rec:
+        await rec.state(State.STABLE)
+        await writer.execute(
+            "INSERT INTO worker.tasks (command, state, scheduled_at) "
+            "VALUES ('derive_statistical_unit', 'pending', now() + interval '1.5 seconds')"
+        )
+        await asyncio.sleep(0.5)
+        assert m.status.state is State.STABLE  # not due yet
+        notes = m.counters.notifications
+        await rec.state(State.PROCESSING)
+        assert m.counters.notifications == notes  # nothing was sent: the health read saw it
+        assert m.counters.health_checks >= 1
+    await writer.close()

@@ -716,8 +716,11 @@ class Monitor:
             new.next_retry_at,
         ):
             return
-        if old.state is new.state and old.problem is new.problem:
-            new = replace(new, since=old.since)  # a retry of the same trouble, same "since"
+        if old.state is new.state:
+            # Still disconnected (or still in error), maybe for another reason now: the
+            # trouble began when the state did. "since" is what the tray's grace period
+            # and "disconnected for 5 min" are measured from.
+            new = replace(new, since=old.since)
         self._status = new
         log.debug("status: %s", new)
         self._emit(self._listeners, new)

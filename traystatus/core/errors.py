@@ -79,6 +79,13 @@ class Diagnosis:
     def transient(self) -> bool:
         return self.problem in TRANSIENT
 
+    @property
+    def full_message(self) -> str:
+        """The message plus libpq's or the server's own words, unless they add nothing."""
+        if not self.detail or self.detail in self.message:
+            return self.message
+        return f"{self.message} (details: {self.detail})"
+
     def to_error(self) -> TraystatusError:
         return TraystatusError(self.problem, self.message)
 
@@ -147,10 +154,6 @@ def _detail(ex: BaseException) -> str:
         if raw:
             return " ".join(bytes(raw).decode("utf-8", "replace").split())
     return " ".join(str(ex).split())
-
-
-def _with_detail(message: str, detail: str) -> str:
-    return f"{message} (server said: {detail})" if detail else message
 
 
 def classify(ex: BaseException, conninfo: str = "", phase: Phase = Phase.QUERY) -> Diagnosis:

@@ -424,9 +424,7 @@ class Monitor:
         else:
             delay = self._backoff.next_delay()
             state = State.DISCONNECTED
-        message = diag.message
-        if diag.detail and diag.problem not in (Problem.STALE,):
-            message = f"{message} (server said: {diag.detail})"
+        message = diag.full_message
         self._set_status(
             Status(
                 state,

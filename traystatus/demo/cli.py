@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import fcntl
 import logging
 import os
 import secrets
@@ -87,14 +86,34 @@ def default_datadir() -> Path:
     return Path(platformdirs.user_data_dir("traystatus", appauthor=False)) / "demo" / "pgdata"
 
 
+if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
+    import msvcrt
+
+    def _lock(fd: int) -> None:
+        os.lseek(fd, 0, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+
+    def _unlock(fd: int) -> None:
+        os.lseek(fd, 0, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+else:
+    import fcntl
+
+    def _lock(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    def _unlock(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+
 @contextlib.contextmanager
 def _exclusive(lockfile: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``lockfile`` or fail: one demo per data folder."""
     lockfile.parent.mkdir(parents=True, exist_ok=True)
     with lockfile.open("a+") as f:
         try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            _lock(f.fileno())
+        except OSError:
             f.seek(0)
             other = f.read().strip() or "?"
             raise DemoError(
@@ -108,7 +127,7 @@ def _exclusive(lockfile: Path) -> Iterator[None]:
         try:
             yield
         finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+            _unlock(f.fileno())
 
 
 def prepare_database(server: EmbeddedPostgres, password: str) -> str:
@@ -151,7 +170,9 @@ async def _run(
     """Run the simulator (and the tray child) until Quit, Ctrl-C or SIGTERM."""
     loop = asyncio.get_running_loop()
     interrupted = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    # Windows has no loop signal handlers: there Ctrl-C arrives as KeyboardInterrupt.
+    signals = (signal.SIGINT, signal.SIGTERM) if sys.platform != "win32" else ()
+    for sig in signals:
         loop.add_signal_handler(sig, interrupted.set)
     sim_task = asyncio.create_task(simulator.run(), name="simulator")
     child: asyncio.subprocess.Process | None = None
@@ -185,7 +206,7 @@ async def _run(
             await asyncio.wait_for(sim_task, timeout=10)
         for w in waiters:
             w.cancel()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in signals:
             loop.remove_signal_handler(sig)
     if sim_task.done() and not sim_task.cancelled() and sim_task.exception() is not None:
         raise DemoError(f"the simulator stopped: {sim_task.exception()}")
@@ -250,7 +271,10 @@ def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
                 simulator = Simulator(
                     server.dsn(DEMO_DB), speed=speed, user_email=DEMO_USER, on_event=event
                 )
-                return asyncio.run(_run(simulator, dsn, not no_tray, out, verbosity))
+                # psycopg's async mode refuses Windows' default proactor loop.
+                factory = asyncio.SelectorEventLoop if sys.platform == "win32" else None
+                with asyncio.Runner(loop_factory=factory) as runner:
+                    return runner.run(_run(simulator, dsn, not no_tray, out, verbosity))
             finally:
                 server.stop()
                 print("traystatus demo: stopped; nothing left running", file=out, flush=True)

@@ -20,6 +20,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from tests.packaging.conftest import Session
 from traystatus import __version__
 
 pytestmark = pytest.mark.slow
@@ -157,3 +158,56 @@ def test_bundle_tray_app_connects_and_quits_cleanly(bundle: Bundle, db_dsn: str)
     assert proc.returncode == 0, err
     assert "Traceback" not in err and "Fatal Python error" not in err, err
     assert "tray app stopped" in logfile.read_text()
+
+
+def test_bundle_shows_its_icon_in_a_real_x11_tray(
+    bundle: Bundle, db_dsn: str, session: Session
+) -> None:
+    """xcb, not offscreen: the bundled Qt platform plugin loads and docks in trayer."""
+    session.start_bus()
+    session.start_xvfb()
+    session.start_trayer()
+    session.start_dunst()
+    logdir = bundle.home / "log-x11"
+    env = bundle.env(QT_QPA_PLATFORM="xcb", TRAYSTATUS_LOG_DIR=str(logdir)) | {
+        k: session.env[k] for k in ("DISPLAY", "DBUS_SESSION_BUS_ADDRESS")
+    }
+    proc = subprocess.Popen(
+        [str(bundle.exe), "--dsn", db_dsn, "-vv"],
+        cwd=bundle.home,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    logfile = logdir / "traystatus.log"
+    try:
+        deadline = time.monotonic() + 90
+        log = ""
+        while time.monotonic() < deadline and proc.poll() is None:
+            log = logfile.read_text() if logfile.exists() else ""
+            if "showing the tray icon" in log and "state=<State.STABLE" in log:
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, f"the tray app exited early: {proc.communicate()}"
+        assert "showing the tray icon" in log, log[-3000:]
+        doctor = subprocess.run(
+            [str(bundle.exe), "doctor", "--dsn", db_dsn, "--json"],
+            cwd=bundle.home,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        checks = {c["check"]: c for c in json.loads(doctor.stdout)}
+        assert checks["tray host"]["level"] == "ok", checks["tray host"]
+        assert checks["notification server"]["level"] == "ok", checks["notification server"]
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err, err

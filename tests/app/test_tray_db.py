@@ -93,7 +93,7 @@ def test_disconnected_tooltip_counts_down_to_the_retry(
             await wait_until(lambda: tray.status.state != State.CONNECTING)
             server.stop("immediate")
             await wait_until(lambda: tray.status.state == State.DISCONNECTED, within=60)
-            await wait_until(lambda: "retrying in" in tray.tooltip_text(), within=30)
+            await wait_until(lambda: "Retrying in" in tray.tooltip_text(), within=30)
             assert tray.ticking
             assert _icon_image(tray) == render_pixmap(IconKind.DISCONNECTED, 32).toImage()
             await adapter.stop()

@@ -43,6 +43,7 @@ from traystatus.core.state import Status, utcnow
 log = logging.getLogger(__name__)
 
 TRAY_CHECK_MS = 5000
+WAKE_GAP = timedelta(seconds=30)
 
 
 def icon_style_for(settings: Settings) -> IconStyle:
@@ -90,6 +91,8 @@ class Controller(QObject):
         self.details_window: DetailsWindow | None = None
         self.settings_dialog: SettingsDialog | None = None
         self.in_tray = False
+        self._window_shown_once = False
+        self._last_tick: datetime | None = None
         self._restart_task: asyncio.Future[None] | None = None
 
         t = self.tray
@@ -182,10 +185,13 @@ class Controller(QObject):
             self.window.hide()
             self.tray.show()
             log.info("showing the tray icon")
-        elif not available and (self.in_tray or not self.window.isVisible()):
+        elif not available and (self.in_tray or not self._window_shown_once):
+            # Shown when the app starts without a tray or the tray goes away, not every
+            # 5 s: a person who closes the window asked to quit (StatusWindow.closeEvent).
             if self.in_tray:
                 log.warning("the system tray went away; showing a window instead")
             self.in_tray = False
+            self._window_shown_once = True
             self.tray.hide()
             self.window.show()
 
@@ -206,6 +212,12 @@ class Controller(QObject):
 
     def _on_tick(self) -> None:
         now = self.clock()
+        last, self._last_tick = self._last_tick, now
+        if last is not None and now - last > WAKE_GAP:
+            # The machine slept (timers do not fire meanwhile): the connection is probably
+            # dead; do not wait for the health check to find out.
+            log.info("woke up after %s; reconnecting now", now - last)
+            self.reconnect_now()
         decisions = self.policy.tick(now)
         if decisions:
             self.notifier.handle(decisions)

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from PySide6.QtCore import Signal
+from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from traystatus.app import texts
@@ -36,7 +37,10 @@ class StatusWindow(QWidget):
         self.text.setWordWrap(True)
         top.addWidget(self.text, 1)
         lay.addLayout(top)
-        self.note = QLabel("No system tray was found; this window stands in for the tray icon.")
+        self.note = QLabel(
+            "No system tray was found; this window stands in for the tray icon "
+            "(closing it quits traystatus)."
+        )
         self.note.setWordWrap(True)
         self.note.setStyleSheet("color: #666666;")
         lay.addWidget(self.note)
@@ -52,6 +56,13 @@ class StatusWindow(QWidget):
         lay.addLayout(row)
         self.resize(380, 120)
         self.refresh()
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        # This window is the app's only face when there is no tray: closing it by hand
+        # means "quit"; hiding it (the tray appeared) is done with hide(), not close().
+        event.accept()
+        if event.spontaneous():
+            self.quitRequested.emit()
 
     def set_status(self, status: Status) -> None:
         self.status = status

@@ -100,11 +100,13 @@ def detail_line(status: Status, now: datetime) -> str:
     """The second line for DISCONNECTED / ERROR: the reason and the next retry."""
     if status.state not in (State.DISCONNECTED, State.ERROR):
         return ""
-    parts = [status.message] if status.message else []
+    text = status.message.strip()
     retry = retry_text(status, now)
     if retry:
-        parts.append(retry.capitalize() if not parts else retry)
-    return "; ".join(parts)
+        if text and text[-1] not in ".!?":
+            text += "."
+        text = f"{text} {retry.capitalize()}." if text else f"{retry.capitalize()}."
+    return text
 
 
 def tooltip(

@@ -1,0 +1,179 @@
+"""Benchmark of the tray app: idle memory and CPU, and CPU during notification storms.
+
+Runs the real app (``run_app``, as ``traystatus`` with no sub-command starts it) in a
+subprocess with QT_QPA_PLATFORM=offscreen against a private embedded PostgreSQL with the
+StatBus stand-in and sql/install.sql, and reads the process's own counters from /proc.
+
+1. Idle: after start-up settles, resident memory (VmRSS, and the peak VmHWM) and CPU time
+   over ``--idle`` seconds (default 60). Targets: < 120 MB, < 0.5 % of one core.
+2. NOTIFY storm: 10,000 notifications on ``system_stability`` (10 transactions of 1,000
+   distinct payloads), ``--rounds`` times: app CPU seconds per storm and the time until the
+   app is idle again. The core coalesces them into a handful of re-reads.
+3. Notice storm, in this process: 10,000 notices (100 keys) through NotificationSender
+   with no notification server (fallback path): CPU seconds; the queue keeps only the
+   newest notice per key.
+
+Prints figures (medians over rounds); exits 1 when an idle target is missed.
+    .venv/bin/python bench/bench_app.py [--idle 60] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from traystatus._paths import sql_dir  # noqa: E402
+from traystatus.demo.embedded import EmbeddedPostgres  # noqa: E402
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+
+
+def mem_mb(pid: int) -> tuple[float, float]:
+    rss = hwm = 0.0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            rss = int(line.split()[1]) / 1024
+        elif line.startswith("VmHWM:"):
+            hwm = int(line.split()[1]) / 1024
+    return rss, hwm
+
+
+def wait_idle(pid: int, quiet: float = 2.0, limit: float = 120.0) -> float:
+    """Seconds until the process used < 1 % CPU over ``quiet`` seconds."""
+    start = time.monotonic()
+    while time.monotonic() - start < limit:
+        c0 = cpu_seconds(pid)
+        time.sleep(quiet)
+        if cpu_seconds(pid) - c0 < 0.01 * quiet:
+            return time.monotonic() - start
+    return float("nan")
+
+
+def notify_storm(dsn: str, n: int = 10_000, per_tx: int = 1_000) -> None:
+    with psycopg.connect(dsn) as conn:
+        for start in range(0, n, per_tx):
+            conn.execute(
+                "SELECT pg_notify('system_stability', json_build_object("
+                "'stable', i %% 2 = 0, 'n', i)::text) FROM generate_series(%s::int, %s::int) AS i",
+                (start, start + per_tx - 1),
+            )
+            conn.commit()
+
+
+async def notice_storm(n: int = 10_000, keys: int = 100) -> tuple[float, int]:
+    from PySide6.QtCore import QCoreApplication  # noqa: F401 - needs a Qt app for QObject
+
+    from traystatus.app.notifications import NotificationSender
+    from traystatus.app.notify_policy import Kind, Notice
+
+    shown: list[Notice] = []
+    sender = NotificationSender(fallback=shown.append, use_desktop_notifier=False)
+    c0 = time.process_time()
+    for i in range(n):
+        sender.handle([Notice(Kind.FINISHED, f"k{i % keys}", "Processing finished", f"{i}")])
+        if i % 500 == 0:
+            await asyncio.sleep(0)
+    await sender.drain()
+    used = time.process_time() - c0
+    await sender.close()
+    return used, len(shown)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--idle", type=float, default=60.0)
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+
+    base = Path(tempfile.mkdtemp(prefix="bench-app-"))
+    server = EmbeddedPostgres(base / "data")
+    server.start()
+    app: subprocess.Popen[bytes] | None = None
+    try:
+        with psycopg.connect(server.dsn(), autocommit=True) as c:
+            c.execute("CREATE DATABASE statbus")
+        dsn = server.dsn("statbus")
+        with psycopg.connect(dsn, autocommit=True) as c:
+            c.execute((sql_dir() / "fixtures" / "statbus_schema.sql").read_text())
+            c.execute((sql_dir() / "install.sql").read_text())
+        env = dict(
+            os.environ,
+            QT_QPA_PLATFORM="offscreen",
+            PYTHONPATH=str(REPO),
+            TRAYSTATUS_CONFIG_DIR=str(base / "config"),
+            TRAYSTATUS_LOG_DIR=str(base / "logs"),
+        )
+        code = (
+            "import sys, argparse; from traystatus.app.main import run_app; "
+            "sys.exit(run_app(argparse.Namespace(dsn=sys.argv[1], profile=None, "
+            "replace=True, verbose=0)))"
+        )
+        t0 = time.monotonic()
+        app = subprocess.Popen([sys.executable, "-c", code, dsn], env=env, cwd=str(REPO),
+                               stderr=subprocess.DEVNULL)
+        settle = wait_idle(app.pid)
+        print(f"start-up until idle: {time.monotonic() - t0:.1f} s (settled {settle:.1f} s)")
+
+        c0, w0 = cpu_seconds(app.pid), time.monotonic()
+        time.sleep(args.idle)
+        cpu = cpu_seconds(app.pid) - c0
+        wall = time.monotonic() - w0
+        rss, hwm = mem_mb(app.pid)
+        idle_pct = 100 * cpu / wall
+        print(f"idle over {wall:.0f} s: CPU {cpu:.2f} s = {idle_pct:.3f} % of one core "
+              f"(target < 0.5 %); RSS {rss:.1f} MB, peak {hwm:.1f} MB (target < 120 MB)")
+
+        storm_cpu, storm_settle = [], []
+        for _ in range(args.rounds):
+            c0 = cpu_seconds(app.pid)
+            t0 = time.monotonic()
+            notify_storm(dsn)
+            settle = wait_idle(app.pid, quiet=1.0)
+            storm_cpu.append(cpu_seconds(app.pid) - c0)
+            storm_settle.append(time.monotonic() - t0)
+        rss2, hwm2 = mem_mb(app.pid)
+        each = ", ".join(f"{c:.2f}" for c in storm_cpu)
+        print(f"10,000-NOTIFY storm x{args.rounds}: app CPU median "
+              f"{statistics.median(storm_cpu):.2f} s (all {each})"
+              f", idle again after median {statistics.median(storm_settle):.1f} s "
+              f"(includes a quiet period of 1 s); RSS after {rss2:.1f} MB, peak {hwm2:.1f} MB")
+
+        from PySide6.QtCore import QCoreApplication
+
+        qapp = QCoreApplication.instance() or QCoreApplication([])
+        assert qapp is not None
+        results = [asyncio.run(notice_storm()) for _ in range(args.rounds)]
+        print(f"10,000-notice storm (100 keys, fallback path) x{args.rounds}: CPU median "
+              f"{statistics.median(r[0] for r in results) * 1000:.0f} ms, notices shown "
+              f"{results[0][1]} (newest per key wins while queued)")
+        ok = idle_pct < 0.5 and rss < 120
+        return 0 if ok else 1
+    finally:
+        if app is not None and app.poll() is None:
+            app.terminate()
+            try:
+                app.wait(30)
+            except subprocess.TimeoutExpired:
+                app.kill()
+        server.destroy()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

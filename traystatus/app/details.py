@@ -197,7 +197,7 @@ class DetailsWindow(QWidget):
         head = QHBoxLayout()
         self.icon = QLabel()
         self.icon.setFixedSize(48, 48)
-        head.addWidget(self.icon)
+        head.addWidget(self.icon, 0, Qt.AlignmentFlag.AlignTop)
         col = QVBoxLayout()
         self.headline = QLabel()
         f = self.headline.font()
@@ -208,6 +208,7 @@ class DetailsWindow(QWidget):
         self.subline.setWordWrap(True)
         col.addWidget(self.headline)
         col.addWidget(self.subline)
+        col.addStretch(1)  # keep the text at the top when the lists below are hidden
         head.addLayout(col, 1)
         self.reconnect = QPushButton("Reconnect now")
         self.reconnect.clicked.connect(self._reconnect)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
@@ -32,7 +32,7 @@ class StatusWindow(QWidget):
         top = QHBoxLayout()
         self.icon = QLabel()
         self.icon.setFixedSize(32, 32)
-        top.addWidget(self.icon)
+        top.addWidget(self.icon, 0, Qt.AlignmentFlag.AlignTop)
         self.text = QLabel()
         self.text.setWordWrap(True)
         top.addWidget(self.text, 1)
@@ -54,7 +54,7 @@ class StatusWindow(QWidget):
             b.clicked.connect(signal.emit)
             row.addWidget(b)
         lay.addLayout(row)
-        self.resize(380, 120)
+        self.setMinimumWidth(420)
         self.refresh()
 
     def closeEvent(self, event: QCloseEvent) -> None:
@@ -81,3 +81,4 @@ class StatusWindow(QWidget):
         if extra:
             lines.append(extra)
         self.text.setText("\n".join(lines))
+        self.adjustSize()  # wrapped reasons can be long: grow rather than clip

@@ -1,0 +1,58 @@
+"""Renders what a person sees in the other states: the menu, the no-tray window, the
+details window while disconnected. PNGs in test-artifacts/ (the menu also in docs/images/)."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import timedelta
+
+from PySide6.QtWidgets import QApplication
+
+from tests.app.conftest import ARTIFACTS, DOC_IMAGES
+from tests.app.sample_data import NOW
+from traystatus.app.details import DetailsWindow
+from traystatus.app.icons import IconCache
+from traystatus.app.statuswindow import StatusWindow
+from traystatus.app.tray import TrayIcon
+from traystatus.core.state import Problem, State, Status
+
+DOWN = Status(
+    State.DISCONNECTED,
+    since=NOW - timedelta(minutes=2),
+    problem=Problem.CONNECTION_LOST,
+    message="The connection to statbus.example.org:3015 was lost. Reconnecting on its own; "
+    "if it keeps failing, check the network and that the server runs.",
+    attempt=4,
+    next_retry_at=NOW + timedelta(seconds=8),
+)
+
+
+def test_render_menu_window_and_disconnected_details(qapp: QApplication) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    tray = TrayIcon(IconCache(), clock=lambda: NOW)
+    tray.set_profiles(["production", "test"], "production")
+    menu = tray.menu
+    menu.adjustSize()
+    assert menu.grab().save(str(ARTIFACTS / "tray-menu.png"))
+    DOC_IMAGES.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ARTIFACTS / "tray-menu.png", DOC_IMAGES / "tray-menu.png")
+
+    window = StatusWindow(clock=lambda: NOW)
+    window.set_status(DOWN)
+    window.show()
+    qapp.processEvents()
+    assert "Retrying in 8 s." in window.text.text()
+    assert window.grab().save(str(ARTIFACTS / "no-tray-window.png"))
+    window.hide()
+
+    details = DetailsWindow(None, IconCache(), clock=lambda: NOW)
+    details.set_status(DOWN)
+    details.resize(560, 170)
+    details.show()
+    qapp.processEvents()
+    assert details.reconnect.isVisible()
+    assert details.headline.text().startswith("Disconnected since ")
+    assert details.subline.text().endswith("Retrying in 8 s.")
+    assert not details.scroll_area.isVisible()
+    assert details.grab().save(str(ARTIFACTS / "details-disconnected.png"))
+    details.close()

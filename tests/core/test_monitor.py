@@ -180,3 +180,43 @@ async def test_a_future_task_becoming_due_is_seen_by_the_health_check(db_dsn: st
         assert m.counters.notifications == notes  # nothing was sent: the health read saw it
         assert m.counters.health_checks >= 1
     await writer.close()
+
+
+@pytest.mark.asyncio
+async def test_details_refresh_periodically_while_processing_only(db_dsn: str) -> None:
+    """Analytics progress sends no notification of ours: details are re-read on a timer,
+    but only while the system is processing."""
+    m = Monitor(db_dsn, FAST)  # details_interval 0.5 s
+    writer = await aconnect(db_dsn)
+    async with running(m) as rec:
+        await rec.state(State.STABLE)
+        async with m.details():
+            await rec.until(lambda: len(rec.details) >= 1, what="first details")
+            await asyncio.sleep(1.5)
+            idle_reads = m.counters.details_reads
+            assert idle_reads <= 2  # stable: no timer
+            await writer.execute(START_TASK)
+            await rec.state(State.PROCESSING)
+            start = m.counters.details_reads
+            notes = m.counters.notifications
+            await asyncio.sleep(2.0)
+            assert m.counters.notifications == notes
+            assert m.counters.details_reads - start >= 2
+    await writer.close()
+
+
+@pytest.mark.asyncio
+async def test_summary_survives_a_reconnect_in_the_middle(db_dsn: str) -> None:
+    m = Monitor(db_dsn, FAST)
+    writer = await aconnect(db_dsn)
+    async with running(m) as rec:
+        await rec.state(State.STABLE)
+        await writer.execute(START_TASK)
+        await rec.state(State.PROCESSING)
+        m.reconnect_now()
+        await rec.until(lambda: m.counters.reconnects == 1, what="reconnect")
+        await rec.state(State.PROCESSING)
+        await writer.execute(FINISH_TASKS)
+        await rec.until(lambda: len(rec.summaries) == 1, what="summary after the reconnect")
+    await writer.close()
+    assert rec.summaries[0].analytics_tasks_completed == 1

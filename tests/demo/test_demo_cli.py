@@ -85,8 +85,8 @@ def test_tray_argv_keeps_the_password_off_the_command_line() -> None:
 
 
 @pytest.mark.timeout(240)
-def test_no_tray_serves_the_analyst_and_ctrl_c_leaves_nothing_running(tmp_path: Path) -> None:
-    datadir = tmp_path / "pg"
+def test_no_tray_serves_the_analyst_and_ctrl_c_leaves_nothing_running(pg_dir: Path) -> None:
+    datadir = pg_dir / "pg"
     proc = subprocess.Popen(
         [*DEMO, "--no-tray", "--speed", "4", "-v", "--datadir", str(datadir)],
         env=_env(PYTHONUNBUFFERED="1"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -130,9 +130,9 @@ def test_no_tray_serves_the_analyst_and_ctrl_c_leaves_nothing_running(tmp_path: 
 
 
 @pytest.mark.timeout(240)
-def test_restart_reuses_the_folder_and_starts_clean(tmp_path: Path) -> None:
+def test_restart_reuses_the_folder_and_starts_clean(pg_dir: Path) -> None:
     """Second start: schema already there, previous run's jobs gone, new password."""
-    datadir = tmp_path / "pg"
+    datadir = pg_dir / "pg"
     dsns = []
     for _ in range(2):
         proc = subprocess.Popen(

@@ -18,7 +18,8 @@ TRAYSTATUS = Path(sys.executable).with_name("traystatus")  # the installed entry
 SLOW = 120.0
 
 
-def _start(desktop: Desktop, tmp_path: Path, *extra: str) -> tuple[subprocess.Popen[bytes], Path]:
+def _start(desktop: Desktop, tmp_path: Path, pg_dir: Path, *extra: str
+           ) -> tuple[subprocess.Popen[bytes], Path]:
     home = tmp_path / "home"
     log = tmp_path / "demo.log"
     env = desktop.full_env(
@@ -28,7 +29,7 @@ def _start(desktop: Desktop, tmp_path: Path, *extra: str) -> tuple[subprocess.Po
     )
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [str(TRAYSTATUS), "demo", "--datadir", str(tmp_path / "pg"), *extra],
+            [str(TRAYSTATUS), "demo", "--datadir", str(pg_dir / "pg"), *extra],
             env=env, stdout=out, stderr=subprocess.STDOUT,
         )
     return proc, log
@@ -45,9 +46,11 @@ def _wait_for_icon(desktop: Desktop, proc: subprocess.Popen[bytes], log: Path,
 
 
 @pytest.mark.timeout(400)
-def test_demo_shows_work_and_ctrl_c_leaves_nothing(desktop: Desktop, tmp_path: Path) -> None:
+def test_demo_shows_work_and_ctrl_c_leaves_nothing(
+    desktop: Desktop, tmp_path: Path, pg_dir: Path
+) -> None:
     before = desktop.tray_icons()
-    proc, log = _start(desktop, tmp_path, "--speed", "2")
+    proc, log = _start(desktop, tmp_path, pg_dir, "--speed", "2")
     try:
         icon = _wait_for_icon(desktop, proc, log, before)
         colours = set()
@@ -64,14 +67,16 @@ def test_demo_shows_work_and_ctrl_c_leaves_nothing(desktop: Desktop, tmp_path: P
     out = log.read_text()
     assert code == 130, out
     assert "nothing left running" in out
-    assert _processes_using(tmp_path / "pg") == []
+    assert _processes_using(pg_dir / "pg") == []
     wait_for(lambda: icon not in desktop.tray_icons(), "the icon leaving the tray", timeout=30)
 
 
 @pytest.mark.timeout(400)
-def test_quit_in_the_tray_menu_stops_everything(desktop: Desktop, tmp_path: Path) -> None:
+def test_quit_in_the_tray_menu_stops_everything(
+    desktop: Desktop, tmp_path: Path, pg_dir: Path
+) -> None:
     before = desktop.tray_icons()
-    proc, log = _start(desktop, tmp_path, "--speed", "1")
+    proc, log = _start(desktop, tmp_path, pg_dir, "--speed", "1")
     try:
         icon = _wait_for_icon(desktop, proc, log, before)
         time.sleep(2)  # let the app build its menu
@@ -87,4 +92,4 @@ def test_quit_in_the_tray_menu_stops_everything(desktop: Desktop, tmp_path: Path
     out = log.read_text()
     assert code == 0, out
     assert "nothing left running" in out
-    assert _processes_using(tmp_path / "pg") == []
+    assert _processes_using(pg_dir / "pg") == []

@@ -13,6 +13,7 @@ progress bars' pixels, and the icon through a database crash and restart.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -27,7 +28,7 @@ from psycopg import sql
 
 from tests.e2e.desktop import Box, Desktop, classify_png, dominant, wait_for
 from traystatus._paths import sql_dir
-from traystatus.demo.embedded import EmbeddedPostgres
+from traystatus.demo.embedded import EmbeddedPostgres, temporary_server
 
 ANALYST = "e2e.analyst@example.org"
 SLOW = 90.0  # seconds: grace periods, flap damping and a busy machine
@@ -52,8 +53,11 @@ class App:
 
 
 @pytest.fixture(scope="module")
-def database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("e2e-pg") / "data")
+def database() -> Iterator[Database]:
+    # Outside pytest's temporary root, which pytest re-locks to 0700 whenever any pytest
+    # session starts: the restart below runs pg_ctl as the server's own user again.
+    server = temporary_server(prefix="traystatus-e2e-pg-")
+    server.datadir.parent.chmod(0o755)
     server.start()
     try:
         with psycopg.connect(server.dsn(), autocommit=True) as conn:
@@ -69,6 +73,7 @@ def database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
         yield Database(server, admin, server.dsn("statbus", user=ANALYST, password=password))
     finally:
         server.destroy()
+        shutil.rmtree(server.datadir.parent, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

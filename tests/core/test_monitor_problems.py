@@ -3,6 +3,8 @@ keeps retrying slowly so the fix is picked up without a restart."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import psycopg
 import pytest
 
@@ -104,3 +106,26 @@ async def test_nothing_listening(db_dsn: str) -> None:
     async with running(m) as rec:
         s = await rec.state(State.DISCONNECTED)
     assert s.problem is Problem.UNREACHABLE
+
+
+@pytest.mark.asyncio
+async def test_no_connection_is_held_while_waiting_to_retry(
+    db_dsn: str, conn: psycopg.Connection[tuple[object, ...]]
+) -> None:
+    conn.execute(
+        "CREATE OR REPLACE FUNCTION public.system_stability_sql_version() RETURNS integer "
+        "LANGUAGE sql IMMUTABLE AS $$ SELECT 0 $$"
+    )
+    m = Monitor(db_dsn, replace(FAST, error_retry=30.0))
+    async with running(m) as rec:
+        await rec.state(State.ERROR)
+
+        def backends() -> int:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'traystatus' "
+                "AND datname = current_database()"
+            ).fetchone()
+            assert row is not None
+            return int(row[0])  # type: ignore[call-overload]
+
+        await rec.until(lambda: backends() == 0, within=10, what="connection closed")

@@ -341,6 +341,7 @@ class Monitor:
             if not first:
                 self.counters.reconnects += 1
             first = False
+            failure: Diagnosis | None = None
             try:
                 await self._session(conn)
             except asyncio.CancelledError:
@@ -348,26 +349,28 @@ class Monitor:
             except _Restart:
                 log.info("reconnecting now, as asked")
                 self._set_status(Status(State.CONNECTING))
-                continue
             except _Unusable as ex:
-                await self._failed(ex.diagnosis)
+                failure = ex.diagnosis
+                log.info("%s: %s", failure.problem.value, failure.message)
             except _Stale:
                 self.counters.stale += 1
                 target = Target.from_conninfo(conninfo)
-                await self._failed(
-                    Diagnosis(
-                        Problem.STALE,
-                        f"The server at {target.where} stopped answering (no reply within "
-                        f"{self.options.health_timeout:g} s). Reconnecting on its own; check "
-                        "the network or VPN.",
-                    )
+                failure = Diagnosis(
+                    Problem.STALE,
+                    f"The server at {target.where} stopped answering (no reply within "
+                    f"{self.options.health_timeout:g} s). Reconnecting on its own; check "
+                    "the network or VPN.",
                 )
+                log.info("%s: %s", failure.problem.value, failure.message)
             except Exception as ex:
-                diag = classify(ex, conninfo, Phase.QUERY)
-                self._log_failure(diag, ex)
-                await self._failed(diag)
+                failure = classify(ex, conninfo, Phase.QUERY)
+                self._log_failure(failure, ex)
             finally:
+                # Close before waiting: no idle connection (and no LISTEN) is held on the
+                # server while the monitor waits to retry.
                 await self._close(conn)
+            if failure is not None:
+                await self._failed(failure)
 
     async def _connect(self, conninfo: str) -> psycopg.AsyncConnection[Any] | None:
         """Connect, or return None when stop() or reconnect_now() came first.

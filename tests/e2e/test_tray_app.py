@@ -204,6 +204,29 @@ def test_processing_amber_details_progress_then_finished_notice(
                          for h in desktop.dunst_history()), "dunst's history", timeout=30)
 
 
+def test_job_with_errors_gets_its_own_notice(
+    desktop: Desktop, app: App, database: Database
+) -> None:
+    database.execute(JOB_SQL, ("e2e_with_errors", "Corrections with errors", 100, 1.0))
+    wait_colour(desktop, app, "amber", "a job with errors is processing")
+    database.execute(
+        "UPDATE public.import_job SET state = 'finished', error_count = 17, warning_count = 2, "
+        "error = '17 of 10000 rows had errors and were not imported', "
+        "processing_stop_at = now(), imported_rows = 9983, import_completed_pct = 100 "
+        "WHERE slug = %s",
+        ("e2e_with_errors",),
+    )
+    wait_colour(desktop, app, "green", "the job with errors ended")
+    title = "Import job finished with errors: e2e_with_errors"
+    wait_for(lambda: any(n.summary == title for n in desktop.notifications()),
+             "the job's own notice", timeout=SLOW)
+    notice = [n for n in desktop.notifications() if n.summary == title][-1]
+    assert "17 errors" in notice.body and "2 warnings" in notice.body, notice.body
+    time.sleep(1)
+    desktop.screenshot("09-notification-job-errors")
+    desktop.dunst_close_all()
+
+
 def test_database_crash_shows_disconnected_and_restart_the_truth(
     desktop: Desktop, app: App, database: Database
 ) -> None:

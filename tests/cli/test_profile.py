@@ -36,8 +36,10 @@ def test_round_trip_password_only_in_the_keychain(
     # The stored profile connects with the keychain password (no PGPASSWORD, no .pgpass).
     r = cli.run("status", "--profile", "prod")
     assert (r.returncode, r.stdout.strip()) == (0, "stable"), r.stdout + r.stderr
-    # ... and is the default, so no flag is needed at all.
-    assert cli.run("status").returncode == 0
+    # ... and is the default, so no flag is needed at all; debug logging never shows it.
+    r = cli.run("status", "-vv")
+    assert r.returncode == 0 and "DEBUG" in r.stderr
+    assert password not in r.stdout + r.stderr
 
     listed = json.loads(cli.run("profile", "list", "--json").stdout)
     assert listed["profiles"] == [{

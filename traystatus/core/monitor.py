@@ -440,14 +440,21 @@ class Monitor:
         await self._sleep(delay)
 
     async def _sleep(self, delay: float) -> None:
-        """Wait ``delay`` seconds unless stop() or reconnect_now() comes first."""
+        """Wait ``delay`` seconds unless stop() or reconnect_now() comes first.
+
+        Other wake-ups (a details subscriber) do not shorten it: ``next_retry_at`` was
+        promised to the person watching.
+        """
         wake = self._wake
         assert wake is not None
-        wake.clear()
-        if self._stopping or self._restart:
-            return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), delay)
+        deadline = time.monotonic() + delay
+        while True:
+            wake.clear()
+            remaining = deadline - time.monotonic()
+            if self._stopping or self._restart or remaining <= 0:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), remaining)
 
     # -- a connected session ----------------------------------------------------------------
     async def _session(self, conn: psycopg.AsyncConnection[Any]) -> None:

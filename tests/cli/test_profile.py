@@ -119,6 +119,9 @@ def test_bad_profile_input(cli: Cli) -> None:
     r = cli.run("profile", "add", "x", "-o", "novalue", "--no-password")
     assert r.returncode == 2 and "KEY=VALUE" in r.stderr
     assert cli.run("profile").returncode == 2
+    r = cli.run("profile", "add", "x", "--host", "h", "--password-stdin", input="")
+    assert r.returncode == 2 and "stdin had no password" in r.stderr
+    assert not cli.config_file.exists()
     r = cli.run("profile", "remove", "ghost")
     assert r.returncode == 3 and "no profile named 'ghost'" in r.stderr
 

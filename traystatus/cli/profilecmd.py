@@ -48,8 +48,11 @@ def _read_password(args: argparse.Namespace, name: str) -> str | None:
     if args.no_password:
         return None
     if args.password_stdin:
-        line = sys.stdin.readline()
-        return line.rstrip("\r\n") or None
+        line = sys.stdin.readline().rstrip("\r\n")
+        if not line:
+            raise CliError("--password-stdin: stdin had no password (an empty first line); "
+                           "nothing was changed", ExitCode.USAGE)
+        return line
     if sys.stdin.isatty():
         entered = getpass.getpass(
             f"Password for profile {name!r} (empty: none, libpq's ~/.pgpass or PGPASSWORD): "

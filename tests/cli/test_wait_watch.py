@@ -180,3 +180,31 @@ def test_watch_stops_cleanly_on_a_signal(cli: Cli, db_dsn: str, sig: str, code: 
         assert "Traceback" not in proc.stderr.read()
     finally:
         _stop(proc)
+
+
+def test_wait_started_while_the_server_is_down_logs_in_with_the_keychain_password(
+    cli: Cli, own_server: EmbeddedPostgres
+) -> None:
+    """A cron job at night: `wait -p prod` starts while the database restarts. The password
+    cannot be negotiated up front, so the keychain's goes along and works once it is back."""
+    with psycopg.connect(own_server.dsn("statbus"), autocommit=True) as c:
+        c.execute("CREATE ROLE night_owl LOGIN PASSWORD 'owl-pw-31' "
+                  "IN ROLE authenticated, regular_user")
+        start_job(c)
+    added = cli.run("profile", "add", "prod", "--dsn", own_server.dsn("statbus", user="night_owl"),
+                    "--password-stdin", input="owl-pw-31\n")
+    assert added.returncode == 0, added.stderr
+    own_server.stop()
+    waiter = cli.popen("wait", "-p", "prod", "--timeout", "200")
+    try:
+        assert waiter.stderr is not None
+        ready, _, _ = select.select([waiter.stderr], [], [], GENEROUS)
+        assert ready and "disconnected" in waiter.stderr.readline()
+        own_server.start()
+        ready, _, _ = select.select([waiter.stderr], [], [], 90)
+        assert ready and "processing" in waiter.stderr.readline()  # logged in: no error
+        with psycopg.connect(own_server.dsn("statbus"), autocommit=True) as c:
+            finish_job(c)
+        assert waiter.wait(GENEROUS) == 0
+    finally:
+        _stop(waiter)

@@ -259,7 +259,8 @@ AS $$
          FROM worker.tasks AS t
          JOIN worker.command_registry AS cr ON cr.command = t.command
          WHERE cr.queue = 'analytics'
-           AND t.state IN ('pending', 'processing', 'waiting', 'interrupted')),
+           AND t.state IN ('pending', 'processing', 'waiting', 'interrupted')
+           AND (t.scheduled_at IS NULL OR t.scheduled_at <= now())),
         (SELECT max(t.id) FROM worker.tasks AS t),
         0)
 $$;

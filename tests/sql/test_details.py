@@ -189,5 +189,8 @@ def test_work_mark_and_summary(conn: Conn) -> None:
 
 
 def test_work_mark_when_idle_is_the_newest_task(conn: Conn) -> None:
-    newest = add_task(conn, "completed", "derive_statistical_unit")
+    """Stable (future-scheduled work does not count): the newest id, whatever its queue."""
+    add_task(conn, "pending", "derive_statistical_history", scheduled_at="2999-01-01")
+    add_task(conn, "completed", "derive_statistical_unit")
+    newest = add_task(conn, "completed", "import_job")
     assert conn.execute("SELECT public.system_work_mark()").fetchone() == (newest,)

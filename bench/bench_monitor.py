@@ -1,14 +1,17 @@
 """Benchmark the monitoring core against a real (embedded) PostgreSQL. Prints figures.
 
     .venv/bin/python bench/bench_monitor.py [--flips 1000] [--monitors 200] [--fanout-flips 50]
-                                            [--tasks 10000]
+                                            [--procs 4] [--tasks 10000]
 
 1. Latency: a writer thread flips the system (insert an analytics task / complete it) and
    measures from the moment it sends COMMIT to the moment the Monitor's listener is called
    with the new state. 1,000 flips: median, p90, p99, max.
 2. Fan-out: N monitors (one asyncio loop, one process) on one server; per flip the time
-   until ALL of them have reported it, and the server's CPU per flip (utime+stime of the
-   postmaster and every backend, from /proc).
+   until ALL of them have reported it, and the server's CPU per flip (CPU time of the
+   postmaster and every backend, from /proc/<pid>/schedstat). In one process the client
+   loop serialises 200 wake-ups and reads, so the run is repeated with the monitors
+   spread over --procs processes, closer to 200 analysts on 200 machines (but still on
+   this machine's cores).
 3. Storm: a simulated worker runs N task lifecycles (insert pending, processing, completed,
    one task per transaction, 4 worker threads) while 1 monitor listens: notifications it
    received, queries it issued, the CPU its thread used, and the CPU of its backend.
@@ -80,7 +83,15 @@ def postmaster_pid(server: EmbeddedPostgres) -> int:
 
 
 def proc_cpu(pid: int) -> float:
-    """utime + stime of one process, in seconds (0 when it is gone)."""
+    """CPU seconds of one process (0 when it is gone).
+
+    /proc/<pid>/schedstat counts nanoseconds on the CPU; utime+stime in /proc/<pid>/stat
+    is sampled in 10 ms ticks, which rounds a backend's sub-millisecond work to 0 or 10 ms.
+    """
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0]) / 1e9
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
@@ -206,6 +217,82 @@ async def bench_fanout(server: EmbeddedPostgres, dsn: str, n: int, flips: int) -
     )
 
 
+# -- 2b. fan-out across processes -------------------------------------------------------------
+def _fanout_child(dsn: str, k: int, counter: Any, stop: Any, out: Any) -> None:
+    """k monitors in this process; count every known state they report; send the times."""
+    events: list[list[float]] = [[] for _ in range(k)]
+
+    async def main() -> None:
+        monitors = [Monitor(dsn, QUIET) for _ in range(k)]
+        for i, m in enumerate(monitors):
+
+            def on_status(s: Status, i: int = i) -> None:
+                if s.is_known:
+                    events[i].append(time.perf_counter())
+                    with counter.get_lock():
+                        counter.value += 1
+
+            m.add_listener(on_status)
+        tasks = [asyncio.create_task(m.run()) for m in monitors]
+        await asyncio.to_thread(stop.wait)  # a multiprocessing Event: wait in a thread
+        for m in monitors:
+            m.stop()
+        await asyncio.gather(*tasks)
+
+    asyncio.run(main())
+    out.put(events)
+
+
+def bench_fanout_procs(server: EmbeddedPostgres, dsn: str, n: int, procs: int, flips: int) -> None:
+    """As bench_fanout, with the monitors spread over ``procs`` processes (as on many
+    machines): perf_counter is CLOCK_MONOTONIC, comparable across processes on Linux."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    counter = ctx.Value("l", 0)
+    stop = ctx.Event()
+    out = ctx.Queue()
+    per = [n // procs + (1 if i < n % procs else 0) for i in range(procs)]
+    children = [ctx.Process(target=_fanout_child, args=(dsn, k, counter, stop, out)) for k in per]
+    for c in children:
+        c.start()
+
+    def wait_count(target: int, within: float) -> None:
+        end = time.monotonic() + within
+        while counter.value < target:
+            if time.monotonic() > end:
+                raise RuntimeError(f"only {counter.value} of {target} state reports")
+            time.sleep(0.0005)
+
+    wait_count(n, 120)
+    commits: list[float] = []
+    cpu0 = server_cpu(server)
+    with psycopg.connect(dsn) as conn:
+        for i in range(flips):
+            conn.execute(START if i % 2 == 0 else FINISH)
+            t0 = time.perf_counter()
+            conn.commit()
+            commits.append(t0)
+            wait_count(n * (i + 2), 60)
+            time.sleep(0.05)
+    cpu = server_cpu(server) - cpu0
+    stop.set()
+    events: list[list[float]] = []
+    for _ in children:
+        events.extend(out.get(timeout=60))
+    for c in children:
+        c.join(60)
+    all_times: list[float] = []
+    each: list[float] = []
+    for i, t0 in enumerate(commits):
+        times = [ev[i + 1] - t0 for ev in events if len(ev) > i + 1]
+        all_times.append(max(times))
+        each.extend(times)
+    print(f"[fanout/{procs} procs] time until ALL {n} monitors saw a flip: {summary(all_times)}")
+    print(f"[fanout/{procs} procs] per-monitor latency: {summary(each)}")
+    print(f"[fanout/{procs} procs] server CPU {ms(cpu / flips)} per flip")
+
+
 # -- 3. storm --------------------------------------------------------------------------------
 def bench_storm(dsn: str, tasks: int, workers: int = 4) -> None:
     monitor = Monitor(dsn, QUIET)
@@ -286,6 +373,7 @@ def main() -> None:
     ap.add_argument("--monitors", type=int, default=200)
     ap.add_argument("--fanout-flips", type=int, default=50)
     ap.add_argument("--tasks", type=int, default=10_000)
+    ap.add_argument("--procs", type=int, default=4, help="processes for the 2nd fan-out run")
     args = ap.parse_args()
     base = Path(tempfile.mkdtemp(prefix="traystatus-bench-"))
     os.chmod(base, 0o755)
@@ -294,6 +382,8 @@ def main() -> None:
         print(f"# bench_monitor on {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}")
         asyncio.run(bench_latency(dsn, args.flips))
         asyncio.run(bench_fanout(server, dsn, args.monitors, args.fanout_flips))
+        if args.procs > 1:
+            bench_fanout_procs(server, dsn, args.monitors, args.procs, args.fanout_flips)
         bench_storm(dsn, args.tasks)
     finally:
         server.destroy()

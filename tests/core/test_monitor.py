@@ -220,3 +220,33 @@ async def test_summary_survives_a_reconnect_in_the_middle(db_dsn: str) -> None:
         await rec.until(lambda: len(rec.summaries) == 1, what="summary after the reconnect")
     await writer.close()
     assert rec.summaries[0].analytics_tasks_completed == 1
+
+
+@pytest.mark.asyncio
+async def test_cancelling_run_closes_the_connection(
+    db_dsn: str, conn: psycopg.Connection[tuple[object, ...]]
+) -> None:
+    m = Monitor(db_dsn, FAST)
+    rec_task = asyncio.create_task(m.run())
+
+    def backends() -> int:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'traystatus' "
+            "AND datname = current_database()"
+        ).fetchone()
+        assert row is not None
+        return int(row[0])  # type: ignore[call-overload]
+
+    for _ in range(1000):
+        if m.status.state is State.STABLE:
+            break
+        await asyncio.sleep(0.01)
+    assert backends() == 1
+    rec_task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await rec_task
+    for _ in range(500):
+        if backends() == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert backends() == 0

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from traystatus.demo.embedded import EmbeddedPostgres
 
 
 @pytest.fixture
@@ -24,4 +27,8 @@ def pg_dir() -> Iterator[Path]:
     try:
         yield base
     finally:
+        # A test that failed half-way may have left a server running: never leak one.
+        for pid_file in base.rglob("postmaster.pid"):
+            with contextlib.suppress(Exception):
+                EmbeddedPostgres(pid_file.parent).stop("immediate")
         shutil.rmtree(base, ignore_errors=True)

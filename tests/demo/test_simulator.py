@@ -82,13 +82,13 @@ async def test_one_cycle_goes_busy_and_back_to_stable(db_dsn: str) -> None:
             assert state == "finished", slug
             assert ipct == 100 and apct == 100, slug
             assert lpu is not None and email == "demo@example.org"
-            assert total is not None and 0 < imported <= total  # type: ignore[operator]
+            assert total is not None and 0 < imported <= total
         assert jobs[1][9] is True  # the review job was approved
-        assert jobs[2][2] and jobs[2][3] > 0  # type: ignore[operator]  # errors recorded
+        assert jobs[2][2] and jobs[2][3] > 0  # errors recorded
         assert jobs[0][2] is None and jobs[0][4] == jobs[0][5]
 
         # every analytics task completed, in a consistent tree
-        states = dict(
+        states: dict[object, object] = dict(
             conn.execute(
                 """SELECT t.state::text, count(*) FROM worker.tasks t
                    JOIN worker.command_registry cr USING (command)

@@ -6,6 +6,7 @@ top of the checkout (CI keeps that folder), so a person can look at what the tes
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.desktop import Desktop
+from traystatus.demo.embedded import EmbeddedPostgres
 
 HERE = Path(__file__).resolve().parent
 ARTIFACTS = HERE.parent.parent / "test-artifacts" / "e2e"
@@ -46,4 +48,8 @@ def pg_dir() -> Iterator[Path]:
     try:
         yield base
     finally:
+        # A test that failed half-way may have left a server running: never leak one.
+        for pid_file in base.rglob("postmaster.pid"):
+            with contextlib.suppress(Exception):
+                EmbeddedPostgres(pid_file.parent).stop("immediate")
         shutil.rmtree(base, ignore_errors=True)

@@ -42,7 +42,7 @@ class Database:
 
     def execute(self, query: str, params: tuple[object, ...] = ()) -> None:
         with psycopg.connect(self.admin_dsn, autocommit=True) as conn:
-            conn.execute(query, params)  # type: ignore[arg-type]
+            conn.execute(query, params)
 
 
 @dataclass
@@ -105,6 +105,7 @@ def app(desktop: Desktop, database: Database, tmp_path_factory: pytest.TempPathF
         yield App(proc, icon, log)
     finally:
         proc.terminate()  # the app quits cleanly on SIGTERM
+        code: int | None
         try:
             code = proc.wait(30)
         except subprocess.TimeoutExpired:

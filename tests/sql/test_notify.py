@@ -241,3 +241,21 @@ def test_a_statement_notifies_once_iff_a_row_crossed(
                 for i, (s, c, w) in enumerate(rows))
         and not any(j in ACTIVE_JOB_STATES for j in jobs)
     )
+
+
+def test_a_rolled_back_savepoint_takes_its_announcement_with_it(
+    conn: Conn, listener: Listener
+) -> None:
+    """The "already announced" notes are transaction-local settings: a savepoint rollback
+    reverts them along with the notification, so a later crossing still announces."""
+    with conn.transaction():
+        with conn.transaction(force_rollback=True):
+            add_task(conn, "pending")
+        add_job(conn, "approved")
+    assert listener.drain() == [payload(False)]
+    with conn.transaction():
+        with conn.transaction(force_rollback=True):
+            conn.execute("UPDATE public.import_job SET state = 'finished'")
+        assert listener.drain() == []  # nothing delivered before commit
+        conn.execute("UPDATE public.import_job SET state = 'rejected'")
+    assert listener.drain() == [payload(True)]

@@ -9,6 +9,8 @@ the StatBus stand-in schema (sql/fixtures/) and sql/install.sql: cloning takes ~
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -48,12 +50,18 @@ def _load(dsn: str, *files: Path) -> None:
             conn.execute(f.read_text())  # type: ignore[arg-type]
 
 
+def _drop_database(conn: psycopg.Connection[tuple[object, ...]], name: str) -> None:
+    conn.execute(
+        sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+    )
+
+
 def _create_template(server: PgServer, name: str, *files: Path) -> None:
     with server.admin() as conn:
         conn.execute(
             "UPDATE pg_database SET datistemplate = false WHERE datname = %s", (name,)
         )
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        _drop_database(conn, name)
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     _load(server.dsn(name), *files)
     with server.admin() as conn:
@@ -61,7 +69,7 @@ def _create_template(server: PgServer, name: str, *files: Path) -> None:
 
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
+def pg_server() -> Iterator[PgServer]:
     dsn = os.environ.get("TRAYSTATUS_TEST_DSN")
     if dsn:
         params = conninfo_to_dict(dsn)
@@ -69,12 +77,15 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
         server = PgServer(make_conninfo(**params))  # type: ignore[arg-type]
         yield server
         return
-    embedded = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data")
+    # Outside pytest's tmp root: every pytest session that starts re-locks that root to 0700,
+    # which would lock the `pgserver` system user (we run as root) out of a running server.
+    embedded = EmbeddedPostgres(Path(tempfile.mkdtemp(prefix="traystatus-test-pg-")) / "data")
     embedded.start()
     try:
         yield PgServer(embedded.dsn(), embedded)
     finally:
         embedded.destroy()
+        shutil.rmtree(embedded.datadir.parent, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -96,7 +107,7 @@ def _clone(server: PgServer, template: str) -> Iterator[str]:
         yield server.dsn(name)
     finally:
         with server.admin() as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            _drop_database(conn, name)
 
 
 @pytest.fixture

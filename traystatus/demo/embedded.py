@@ -98,9 +98,8 @@ class EmbeddedPostgres:
             check=False,
         )
         if proc.returncode != 0:
-            raise EmbeddedServerError(
-                f"{cmd} failed (exit {proc.returncode}): {proc.stderr.strip() or proc.stdout.strip()}"
-            )
+            output = proc.stderr.strip() or proc.stdout.strip()
+            raise EmbeddedServerError(f"{cmd} failed (exit {proc.returncode}): {output}")
         return proc
 
     @property

@@ -125,9 +125,11 @@ def test_malformed_payloads_never_crash_and_the_state_stays_true(
     assert tm.thread.is_alive() and tm.error is None
 
 
-def test_payload_on_unknown_channels_and_oversized_are_counted(
+def test_malformed_payloads_are_counted_and_not_trusted(
     threaded: tuple[ThreadedMonitor, psycopg.Connection[tuple[object, ...]]],
 ) -> None:
+    """The largest payload PostgreSQL allows (7999 bytes) and a wrong type are counted;
+    the state stays what the database says."""
     tm, writer = threaded
     before = tm.monitor.counters.malformed_payloads
     writer.execute("SELECT pg_notify('system_stability', repeat('x', 7999))")

@@ -91,7 +91,7 @@ def _details_calls(dsn: str) -> int:
             "WHERE funcname = 'get_system_status_details'"
         ).fetchone()
     assert row is not None
-    return int(row[0])  # type: ignore[call-overload]
+    return int(str(row[0]))
 
 
 @pytest.mark.asyncio
@@ -235,7 +235,7 @@ async def test_cancelling_run_closes_the_connection(
             "AND datname = current_database()"
         ).fetchone()
         assert row is not None
-        return int(row[0])  # type: ignore[call-overload]
+        return int(str(row[0]))
 
     for _ in range(1000):
         if m.status.state is State.STABLE:

@@ -126,6 +126,6 @@ async def test_no_connection_is_held_while_waiting_to_retry(
                 "AND datname = current_database()"
             ).fetchone()
             assert row is not None
-            return int(row[0])  # type: ignore[call-overload]
+            return int(str(row[0]))
 
         await rec.until(lambda: backends() == 0, within=10, what="connection closed")

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_monitor.py [--flips 1000] [--monitors 200] [--fanout-flips 50]
                                             [--procs 4] [--tasks 10000]
+                                            [--storm-listeners 200] [--storm-tasks 1000]
 
 1. Latency: a writer thread flips the system (insert an analytics task / complete it) and
    measures from the moment it sends COMMIT to the moment the Monitor's listener is called
@@ -15,6 +16,9 @@
 3. Storm: a simulated worker runs N task lifecycles (insert pending, processing, completed,
    one task per transaction, 4 worker threads) while 1 monitor listens: notifications it
    received, queries it issued, the CPU its thread used, and the CPU of its backend.
+4. Storm with many listeners (--storm-listeners, default 200, over --procs processes):
+   how much slower the worker gets and what the listening backends and the monitor
+   processes spend per notification.
 
 The server is a fresh EmbeddedPostgres with max_connections raised; nothing else shares it.
 Timing figures depend on the machine's load: run it on a quiet machine for the record.
@@ -352,6 +356,7 @@ def bench_storm(dsn: str, tasks: int, workers: int = 4) -> None:
     took = time.perf_counter() - t0
     time.sleep(1.0)  # the last coalesced read
     state = monitor.status.state
+    backend_cpu = proc_cpu(backend) - backend_cpu0  # before the backend exits
     monitor.stop()
     th.join(30)
     queries = monitor.counters.queries - before[0]
@@ -363,7 +368,76 @@ def bench_storm(dsn: str, tasks: int, workers: int = 4) -> None:
     )
     print(
         f"[storm] monitor thread CPU {cpu['monitor']:.2f} s (whole run, incl. connect); "
-        f"its backend's CPU during the storm {proc_cpu(backend) - backend_cpu0:.3f} s"
+        f"its backend's CPU during the storm {backend_cpu:.3f} s"
+    )
+
+
+# -- 4. storm with many listeners -------------------------------------------------------------
+def _lifecycles(dsn: str, tasks: int, workers: int = 4) -> float:
+    per_worker = tasks // workers
+
+    def worker() -> None:
+        with psycopg.connect(dsn, autocommit=True) as c:
+            for _ in range(per_worker):
+                row = c.execute(
+                    "INSERT INTO worker.tasks (command, state) "
+                    "VALUES ('derive_statistical_unit', 'pending') RETURNING id"
+                ).fetchone()
+                assert row is not None
+                c.execute("UPDATE worker.tasks SET state = 'processing' WHERE id = %s", (row[0],))
+                c.execute("UPDATE worker.tasks SET state = 'completed' WHERE id = %s", (row[0],))
+
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=worker) for _ in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - t0
+
+
+def bench_storm_many(dsn: str, n: int, procs: int, tasks: int) -> None:
+    """What a task storm costs when ``n`` monitors listen: every NOTIFY wakes every
+    listening backend, whatever the clients do with it."""
+    import multiprocessing as mp
+
+    alone = _lifecycles(dsn, tasks)
+    ctx = mp.get_context("fork")
+    counter = ctx.Value("l", 0)
+    stop = ctx.Event()
+    out = ctx.Queue()
+    per = [n // procs + (1 if i < n % procs else 0) for i in range(procs)]
+    children = [ctx.Process(target=_fanout_child, args=(dsn, k, counter, stop, out)) for k in per]
+    for c in children:
+        c.start()
+    end = time.monotonic() + 120
+    while counter.value < n and time.monotonic() < end:
+        time.sleep(0.05)
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        pids = [
+            int(str(r[0]))
+            for r in admin.execute(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = 'traystatus'"
+            )
+        ]
+    kids = [c.pid for c in children if c.pid is not None]
+    b0 = sum(proc_cpu(p) for p in pids)
+    c0 = sum(proc_cpu(p) for p in kids)
+    took = _lifecycles(dsn, tasks)
+    backends = sum(proc_cpu(p) for p in pids) - b0
+    clients = sum(proc_cpu(p) for p in kids) - c0
+    stop.set()
+    for _ in children:
+        out.get(timeout=60)
+    for c in children:
+        c.join(60)
+    notes = 2 * tasks  # one NOTIFY when a task becomes active, one when it ends
+    print(
+        f"[storm/{n} listeners] {tasks} task lifecycles took {took:.1f} s "
+        f"(alone: {alone:.1f} s); listening backends used {backends:.2f} s CPU = "
+        f"{backends / len(pids) / notes * 1e6:.0f} us per notification per listener; "
+        f"monitor processes {clients:.2f} s = {clients / n / notes * 1e6:.0f} us per "
+        f"notification per monitor"
     )
 
 
@@ -374,6 +448,8 @@ def main() -> None:
     ap.add_argument("--fanout-flips", type=int, default=50)
     ap.add_argument("--tasks", type=int, default=10_000)
     ap.add_argument("--procs", type=int, default=4, help="processes for the 2nd fan-out run")
+    ap.add_argument("--storm-listeners", type=int, default=200)
+    ap.add_argument("--storm-tasks", type=int, default=1000)
     args = ap.parse_args()
     base = Path(tempfile.mkdtemp(prefix="traystatus-bench-"))
     os.chmod(base, 0o755)
@@ -385,6 +461,8 @@ def main() -> None:
         if args.procs > 1:
             bench_fanout_procs(server, dsn, args.monitors, args.procs, args.fanout_flips)
         bench_storm(dsn, args.tasks)
+        if args.storm_listeners:
+            bench_storm_many(dsn, args.storm_listeners, args.procs, args.storm_tasks)
     finally:
         server.destroy()
 

@@ -26,10 +26,10 @@
 --     its payload is a hint: clients re-read is_system_stable() (protocol below).
 --   * every SECURITY DEFINER function pins search_path (the seed's could be hijacked).
 --
--- Notification protocol (docs/architecture.md has the proof):
+-- Notification protocol (docs/sql.md has the proof):
 --   1. a client LISTENs on system_stability, THEN reads is_system_stable();
 --   2. on every notification, whatever the payload, it re-reads is_system_stable().
---   Every committed statement that moves a row across the line notifies, and NOTIFY is
+--   Every committed transaction that moves a row across the line notifies, and NOTIFY is
 --   delivered after commit, so the last change is always followed by a re-read that sees it.
 --   Time alone can make a future-scheduled task due; clients re-read periodically for that.
 

@@ -384,7 +384,9 @@ class Simulator:
         for i in range(1, steps + 1):
             await self._pause(0.5)
             pct = round(100.0 * i / steps, 2)
-            rate = round(rows / 6.0 * (0.8 + 0.4 * i / steps), 2)
+            # The rate the pace really gives (rows per step / seconds per step), +-10 %,
+            # so the ETA the app derives from it comes true.
+            rate = round(rows / steps / (0.5 / self.speed) * random.uniform(0.9, 1.1), 2)
             if errors:
                 n_errors += random.randint(3, 12)
             n_warnings += random.randint(0, 2)
@@ -431,7 +433,9 @@ class Simulator:
             await self._update_job(
                 job_id, imported_rows=imported,
                 import_completed_pct=round(100.0 * i / steps, 2),
-                import_rows_per_sec=round(rows / 7.0 * (0.9 + 0.2 * random.random()), 2),
+                import_rows_per_sec=round(
+                    rows / steps / (0.6 / self.speed) * random.uniform(0.9, 1.1), 2
+                ),
                 current_step_code="process", last_progress_update=_now(),
             )
         done: dict[str, object] = {

@@ -1,1 +1,3 @@
-pytest_plugins = ["tests.fix_db"]
+"""Fixture plugins for every test folder (pytest reads pytest_plugins only here)."""
+
+pytest_plugins = ["tests.fix_db", "tests.fix_proxy"]

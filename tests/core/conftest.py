@@ -20,8 +20,6 @@ from traystatus.core.monitor import Monitor, MonitorOptions
 from traystatus.core.state import State, Status
 from traystatus.demo.embedded import EmbeddedPostgres
 
-pytest_plugins = ["tests.fix_proxy"]
-
 # Small intervals so failures show in seconds; generous waits because six engineers
 # share two cores: a wait only bounds how long a FAILING test takes.
 FAST = MonitorOptions(

@@ -43,9 +43,20 @@ DROP FUNCTION IF EXISTS public.system_stability_row_in();
 DROP FUNCTION IF EXISTS public.system_stability_row_out();
 DROP FUNCTION IF EXISTS public.system_stability_truncate_before();
 DROP FUNCTION IF EXISTS public.system_stability_truncate_after();
-DROP FUNCTION IF EXISTS public.system_stability_announce();
-DROP FUNCTION IF EXISTS public.system_stability_mark_crossing();
-DROP FUNCTION IF EXISTS public.system_stability_mark_truncate();
+-- the first development version's trigger functions, quietly (nothing released had them)
+DO $$
+DECLARE
+    f text;
+BEGIN
+    FOREACH f IN ARRAY ARRAY['public.system_stability_announce()',
+                             'public.system_stability_mark_crossing()',
+                             'public.system_stability_mark_truncate()'] LOOP
+        IF to_regprocedure(f) IS NOT NULL THEN
+            EXECUTE 'DROP FUNCTION ' || f;
+        END IF;
+    END LOOP;
+END;
+$$;
 DROP FUNCTION IF EXISTS public.get_system_work_summary(bigint, timestamptz);
 DROP FUNCTION IF EXISTS public.system_work_mark();
 DROP FUNCTION IF EXISTS public.get_system_status_details();
@@ -53,11 +64,7 @@ DROP FUNCTION IF EXISTS public.get_analytics_tasks_in_progress();
 DROP FUNCTION IF EXISTS public.is_system_stable();
 DO $$
 BEGIN
-    -- These two name StatBus types in their signatures; without the type there is nothing.
-    IF to_regtype('worker.task_state') IS NOT NULL THEN
-        DROP FUNCTION IF EXISTS
-            public.system_stability_task_active(worker.task_state, timestamptz, text);
-    END IF;
+    -- This one names a StatBus type in its signature; without the type there is nothing.
     IF to_regtype('public.import_job_state') IS NOT NULL THEN
         DROP FUNCTION IF EXISTS
             public.system_stability_job_state_active(public.import_job_state);

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from traystatus import __version__
 from traystatus.cli.exitcodes import CliError, ExitCode
 from traystatus.core.logsetup import setup_stderr_logging
+from traystatus.core.tlsenv import use_system_ca_bundle
 
 log = logging.getLogger(__name__)
 
@@ -200,6 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_stderr_logging(args.verbose)
+    use_system_ca_bundle()  # sslrootcert=system with psycopg-binary's own OpenSSL
     try:
         if args.handler is None:
             return run_tray(args)

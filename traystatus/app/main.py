@@ -6,6 +6,12 @@ async mode refuses the proactor loop), single-instance check (a second start sho
 first one's details window and exits 0; ``--replace`` takes over), logging to a file, then
 the controller. Quit stops the monitor (closing its connection) before the loop stops,
 so nothing is torn down under a running query and no traceback is printed.
+
+When the Qt event loop stops before Quit - the X server died (Qt then leaves its loop with
+"The X11 connection broke") or something called ``QApplication.exit()`` - the loop is run
+once more to shut the controller down and to cancel and await every task still pending,
+one line is logged, and the exit code is ``EXIT_STOPPED`` (1) instead of a traceback.
+Every way out closes the single-instance server, which removes its socket file.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import logging
 import signal
 import sys
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 from PySide6.QtCore import QTimer
@@ -27,6 +34,10 @@ from traystatus.core.logsetup import setup_file_logging
 from traystatus.core.profiles import ProfileError, ProfileStore
 
 log = logging.getLogger(__name__)
+
+EXIT_STOPPED = 1  # the event loop stopped before Quit (display lost, or told to from outside)
+EXIT_INTERRUPTED = 130
+SHUTDOWN_TIMEOUT = 20.0  # the monitor gets 5 s of it to close its connection
 
 
 def _new_loop(app: QApplication) -> asyncio.AbstractEventLoop:
@@ -77,15 +88,33 @@ def run_app(args: Any) -> int:
     loop = _new_loop(app)
     asyncio.set_event_loop(loop)
     single = SingleInstance(name)
+    try:
+        code = _serve(loop, single, store, profile, dsn)
+    finally:
+        single.close()  # idempotent; removes the socket file whatever way we leave
+        _cancel_pending(loop)
+        loop.close()
+    log.info("traystatus tray app stopped (exit code %d)", code)
+    return code
+
+
+def _serve(
+    loop: asyncio.AbstractEventLoop,
+    single: SingleInstance,
+    store: ProfileStore,
+    profile: str | None,
+    dsn: str | None,
+) -> int:
+    """Listen, run the controller until Quit (or until the loop is stopped from outside)."""
     if not single.listen():
-        log.warning("cannot listen on %s; single-instance hand-over is off", name)
+        log.warning("cannot listen on %s; single-instance hand-over is off", single.name)
     controller = Controller(store, profile=profile, dsn=dsn)
     done = asyncio.Event()
     quitting: list[asyncio.Future[None]] = []
 
     def request_quit() -> None:
         if not quitting:
-            quitting.append(asyncio.ensure_future(_quit(controller, single, done)))
+            quitting.append(loop.create_task(_quit(controller, single, done)))
 
     controller.quitRequested.connect(request_quit)
     single.quitRequested.connect(request_quit)
@@ -94,14 +123,56 @@ def run_app(args: Any) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, request_quit)
     QTimer.singleShot(0, controller.start)
+    main = loop.create_task(done.wait())
+    code = 0
     try:
-        loop.run_until_complete(done.wait())
-    except KeyboardInterrupt:
-        return 130
-    finally:
-        loop.close()
-    log.info("traystatus tray app stopped")
-    return 0
+        loop.run_until_complete(main)
+    except KeyboardInterrupt:  # Windows: no signal handler, Ctrl-C arrives here
+        code = EXIT_INTERRUPTED
+    except RuntimeError:
+        if main.done():
+            raise  # not qasync's "stopped before Future completed": a real bug
+        code = EXIT_STOPPED
+        message = (
+            "the Qt event loop stopped before Quit (the display connection was lost, "
+            "or the app was told to quit from outside); shutting down"
+        )
+        log.error(message)
+        print(f"traystatus: {message}", file=sys.stderr)
+    if not done.is_set():
+        request_quit()
+        _run_to_end(loop, asyncio.wait_for(asyncio.shield(quitting[0]), SHUTDOWN_TIMEOUT))
+    return code
+
+
+def _run_to_end(loop: asyncio.AbstractEventLoop, aw: Awaitable[object], attempts: int = 3) -> None:
+    """Run ``aw`` to its end even if the loop is stopped again (a dead X connection makes
+    Qt leave its loop once per pending X event); errors are logged, never raised."""
+    future = asyncio.ensure_future(aw, loop=loop)
+    for _ in range(attempts):
+        try:
+            loop.run_until_complete(future)
+            return
+        except RuntimeError:
+            if future.done():
+                break
+        except (Exception, asyncio.CancelledError):
+            break
+    if not future.done():
+        future.cancel()
+    elif not future.cancelled() and future.exception() is not None:
+        log.warning("shutdown did not finish cleanly: %s", future.exception())
+
+
+def _cancel_pending(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel every task still pending on ``loop`` and let each finish its ``finally``."""
+    pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+    if not pending:
+        return
+    log.debug("cancelling %d pending task(s)", len(pending))
+    for task in pending:
+        task.cancel()
+    _run_to_end(loop, asyncio.gather(*pending, return_exceptions=True))
 
 
 async def _quit(controller: Controller, single: SingleInstance, done: asyncio.Event) -> None:
@@ -113,4 +184,4 @@ async def _quit(controller: Controller, single: SingleInstance, done: asyncio.Ev
     done.set()
 
 
-__all__ = ["QUIT", "run_app"]
+__all__ = ["EXIT_STOPPED", "QUIT", "run_app"]

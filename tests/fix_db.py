@@ -8,6 +8,7 @@ the StatBus stand-in schema (sql/fixtures/) and sql/install.sql: cloning takes ~
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -144,3 +145,24 @@ def login_role(templates: PgServer) -> Iterator[tuple[str, str]]:
     with templates.admin() as conn:
         conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
         conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def pg_dir() -> Iterator[Path]:
+    """A folder for an embedded server's data, OUTSIDE pytest's temporary root.
+
+    As root, the server runs as the user ``pgserver``, which must be able to enter every
+    parent folder. pytest re-restricts /tmp/pytest-of-<user> to 0700 whenever any pytest
+    session starts (other test runs on the machine included), which would lock a later
+    ``pg_ctl start`` out of a folder below it.
+    """
+    base = Path(tempfile.mkdtemp(prefix="traystatus-test-"))
+    base.chmod(0o755)
+    try:
+        yield base
+    finally:
+        # A test that failed half-way may have left a server running: never leak one.
+        for pid_file in base.rglob("postmaster.pid"):
+            with contextlib.suppress(Exception):
+                EmbeddedPostgres(pid_file.parent).stop("immediate")
+        shutil.rmtree(base, ignore_errors=True)

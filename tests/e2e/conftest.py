@@ -6,16 +6,12 @@ top of the checkout (CI keeps that folder), so a person can look at what the tes
 
 from __future__ import annotations
 
-import contextlib
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.desktop import Desktop
-from traystatus.demo.embedded import EmbeddedPostgres
 
 HERE = Path(__file__).resolve().parent
 ARTIFACTS = HERE.parent.parent / "test-artifacts" / "e2e"
@@ -36,20 +32,3 @@ def desktop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Desktop]:
         yield d
     finally:
         d.close()
-
-
-@pytest.fixture
-def pg_dir() -> Iterator[Path]:
-    """A folder for an embedded server's data, outside pytest's temporary root (see
-    tests/demo/conftest.py: pytest re-locks /tmp/pytest-of-<user> to 0700 whenever any
-    pytest session starts, and the server's own user must reach its folder)."""
-    base = Path(tempfile.mkdtemp(prefix="traystatus-e2e-"))
-    base.chmod(0o755)
-    try:
-        yield base
-    finally:
-        # A test that failed half-way may have left a server running: never leak one.
-        for pid_file in base.rglob("postmaster.pid"):
-            with contextlib.suppress(Exception):
-                EmbeddedPostgres(pid_file.parent).stop("immediate")
-        shutil.rmtree(base, ignore_errors=True)

@@ -185,3 +185,29 @@ def test_run_app_hand_over_and_replace(
             if p.poll() is None:
                 p.kill()
                 p.communicate()
+
+
+def test_settings_the_monitor_would_refuse_do_not_stop_the_app(
+    qapp: QApplication, qloop: asyncio.AbstractEventLoop, config_dir: Path,
+    memory_keyring: MemoryKeyring, db_dsn: str,
+) -> None:
+    """health_interval_s = 0 in the file (MonitorOptions raises for it): clamped on load,
+    the monitor runs and the app shows the real state."""
+    config_dir.mkdir(parents=True)
+    (config_dir / "profiles.toml").write_text(
+        "[settings]\nhealth_interval_s = 0\nhealth_timeout_s = -1\n"
+        "notify_min_processing_s = 7\n"
+    )
+    ctl = Controller(ProfileStore(), dsn=db_dsn, tray_available=lambda: False,
+                     use_desktop_notifier=False)
+    assert ctl.policy.options.min_processing.total_seconds() == 7
+
+    async def scenario() -> None:
+        ctl.start()
+        try:
+            assert ctl.adapter is not None
+            await wait_until(lambda: ctl.window.status.state == State.STABLE)
+        finally:
+            await ctl.shutdown()
+
+    run(qloop, scenario())

@@ -213,3 +213,19 @@ def test_each_kind_can_be_switched_off() -> None:
     assert notices(ticking(p, 201, 400)) == []
     failed = EndedJob(1, "x", None, "failed", "boom")
     assert len(notices(p.on_summary(run(500, 501, jobs=(failed,)), s(501)))) == 1
+
+
+def test_min_processing_and_grace_come_from_settings() -> None:
+    from traystatus.core.profiles import Settings
+
+    assert NotifyOptions.from_settings(Settings()).grace == timedelta(seconds=60)
+    opts = NotifyOptions.from_settings(Settings(notify_min_processing_s=120))
+    assert opts.min_processing == timedelta(seconds=120)
+    p = started(NotificationPolicy(opts, started_at=s(-600)))
+    assert notices(p.on_summary(run(0, 90, analytics_completed=5), s(90))) == []
+    n = notices(p.on_summary(run(1000, 1130, analytics_completed=5), s(1130)))
+    assert [x.key for x in n] == [KEY_FINISHED]
+    # 0 s: every finish is announced, however short.
+    p0 = started(NotificationPolicy(NotifyOptions.from_settings(
+        Settings(notify_min_processing_s=0)), started_at=s(-600)))
+    assert [x.key for x in notices(p0.on_summary(run(0, 2), s(2)))] == [KEY_FINISHED]

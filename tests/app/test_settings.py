@@ -37,6 +37,8 @@ def test_round_trip_password_only_in_the_keychain(
     _fill(dialog, db_dsn, user, password)
     dialog.notify_disconnected.setChecked(False)
     dialog.grace.setValue(90)
+    assert dialog.min_processing.value() == 30  # the default shown
+    dialog.min_processing.setValue(45)
     dialog.icon_style.setCurrentIndex(dialog.icon_style.findData("mono-dark"))
     assert dialog.save(), dialog.message.text()
 
@@ -52,6 +54,7 @@ def test_round_trip_password_only_in_the_keychain(
     d2 = SettingsDialog(again)
     assert d2.user.text() == user and d2.password.text() == ""
     assert not d2.notify_disconnected.isChecked()
+    assert s.notify_min_processing_s == 45.0 and d2.min_processing.value() == 45
     assert "keychain" in d2.keychain.text()
 
 

@@ -158,15 +158,66 @@ def test_broken_files_say_what_to_do(tmp_path: Path) -> None:
     path.write_text("default = \n")
     with pytest.raises(ProfileError, match=r"not valid TOML.*move it away"):
         ProfileStore(path)
-    path.write_text("[settings]\nnotify_stable = 'yes'\n")
-    with pytest.raises(ProfileError, match="notify_stable"):
-        ProfileStore(path)
     path.write_text("[profiles.p]\nhots = 'x'\n")
     with pytest.raises(ProfileError, match="unknown keys"):
         ProfileStore(path)
-    path.write_text("[settings]\nicon_style = 'neon'\n")
-    with pytest.raises(ProfileError, match="icon_style"):
-        ProfileStore(path)
+
+
+def test_new_settings_defaults() -> None:
+    s = Settings()
+    assert s.disconnect_grace_s == 60.0  # "once, after a grace period (default 60 s ...)"
+    assert s.notify_min_processing_s == 30.0
+
+
+def test_bad_settings_in_the_file_are_replaced_with_a_warning_never_raised(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A hand-edited [settings] must not keep the tray app from starting: every value the
+    monitor would refuse is clamped (or set to its default) and named in a warning."""
+    path = tmp_path / "profiles.toml"
+    path.write_text(
+        "[settings]\n"
+        "health_interval_s = 0\n"
+        "health_timeout_s = -5\n"
+        "disconnect_grace_s = -1.5\n"
+        "notify_min_processing_s = nan\n"
+        "flap_damping_s = 'soon'\n"
+        "notify_stable = 'yes'\n"
+        "icon_style = 'neon'\n"
+        "quiet_hours_start = '25:00'\n"
+        "notify_error = false\n"
+        "[profiles.a]\nhost = 'h'\n"
+    )
+    with caplog.at_level("WARNING", logger="traystatus.core.profiles"):
+        store = ProfileStore(path)
+    s = store.settings
+    assert (s.health_interval_s, s.health_timeout_s) == (1.0, 1.0)  # MonitorOptions wants > 0
+    assert s.disconnect_grace_s == 0.0
+    assert s.notify_min_processing_s == 30.0
+    assert s.flap_damping_s == 5.0
+    assert s.notify_stable is True and s.icon_style == "auto" and s.quiet_hours_start is None
+    assert s.notify_error is False  # good values are kept
+    warned = "\n".join(r.getMessage() for r in caplog.records)
+    for key in ("health_interval_s = 0", "health_timeout_s = -5", "disconnect_grace_s = -1.5",
+                "notify_min_processing_s = nan", "flap_damping_s = 'soon'",
+                "notify_stable = 'yes'", "icon_style = 'neon'", "quiet_hours_start = '25:00'"):
+        assert key in warned, warned
+    assert "notify_error" not in warned
+    assert str(path) in warned
+    assert store.get("a").host == "h"
+    # The dialog's way in stays strict: a bad value is refused with the reason.
+    with pytest.raises(ProfileError, match="health_interval_s"):
+        store.save_settings(Settings(health_interval_s=0))
+
+
+def test_clamped_settings_make_valid_monitor_options(tmp_path: Path) -> None:
+    from traystatus.core.monitor import MonitorOptions
+
+    path = tmp_path / "profiles.toml"
+    path.write_text("[settings]\nhealth_interval_s = -3\nhealth_timeout_s = 0\n")
+    s = ProfileStore(path).settings
+    opts = MonitorOptions(health_interval=s.health_interval_s, health_timeout=s.health_timeout_s)
+    assert opts.health_interval > 0 and opts.health_timeout > 0
 
 
 def test_unknown_settings_keys_and_dangling_default_are_tolerated(tmp_path: Path) -> None:

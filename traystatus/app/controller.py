@@ -51,9 +51,16 @@ def icon_style_for(settings: Settings) -> IconStyle:
 
 
 def monitor_options(settings: Settings) -> MonitorOptions:
-    return MonitorOptions(
-        health_interval=settings.health_interval_s, health_timeout=settings.health_timeout_s
-    )
+    """The monitor's options from Settings. Loading already clamps bad values
+    (profiles.Settings.from_table); should one still slip through, the monitor runs with
+    its defaults rather than the app failing to start."""
+    try:
+        return MonitorOptions(
+            health_interval=settings.health_interval_s, health_timeout=settings.health_timeout_s
+        )
+    except ValueError as ex:
+        log.warning("settings: %s; using the default health check timing", ex)
+        return MonitorOptions()
 
 
 class Controller(QObject):

@@ -8,13 +8,15 @@ through flapping, bursts, sleep and pauses without a notification server.
 
 The rules, and why:
 
-* "Processing finished" only after processing lasted ``min_processing`` (30 s): a short
-  flip is not news. Finishes that follow each other within ``burst_window`` are added up
-  into the notice already on screen (same key, replaced in place), never a stack.
+* "Processing finished" only after processing lasted ``min_processing`` (Settings'
+  ``notify_min_processing_s``, 30 s by default): a short flip is not news. Finishes that
+  follow each other within ``burst_window`` are added up into the notice already on
+  screen (same key, replaced in place), never a stack.
 * An import job that ended failed, or finished with errors, gets its own critical notice
   naming the job, once per job.
-* Connection lost: only when the monitor stayed disconnected past a grace period (60 s,
-  3 min right after start or after a wake from sleep - networks take time to come up).
+* Connection lost: only when the monitor stayed disconnected past a grace period (Settings'
+  ``disconnect_grace_s``, 60 s by default; 3 times that and at least 3 min right after
+  start or after a wake from sleep - networks take time to come up).
   Repeated losses are rate-limited like BuildNotify does: episodes 1, 2, 3, 5, 8, 13, ...
   are announced, the others are not; a long healthy spell resets the count. When the
   connection comes back after an announced loss, "Reconnected" replaces it.
@@ -154,9 +156,7 @@ class NotifyOptions:
             job_failed=settings.notify_import_failed,
             connection=settings.notify_disconnected,
             error=settings.notify_error,
-            min_processing=timedelta(
-                seconds=float(getattr(settings, "notify_min_processing_s", 30.0))
-            ),
+            min_processing=timedelta(seconds=settings.notify_min_processing_s),
             grace=grace,
             grace_after_start=max(grace * 3, timedelta(minutes=3)),
         )

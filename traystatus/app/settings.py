@@ -188,9 +188,17 @@ class SettingsDialog(QDialog):
         self.grace.setRange(0, 3600)
         self.grace.setSuffix(" s")
         self.grace.setDecimals(0)
+        self.min_processing = QDoubleSpinBox()
+        self.min_processing.setRange(0, 3600)
+        self.min_processing.setSuffix(" s")
+        self.min_processing.setDecimals(0)
+        self.min_processing.setToolTip(
+            "Shorter spells of processing are not announced: a quick flip is not news."
+        )
         for w in (self.notify_stable, self.notify_import_failed, self.notify_disconnected,
                   self.notify_error):
             nform.addRow(w)
+        nform.addRow("Announce finished processing only after", self.min_processing)
         nform.addRow("Announce a lost connection after", self.grace)
         outer.addWidget(nbox)
 
@@ -227,6 +235,7 @@ class SettingsDialog(QDialog):
         self.notify_disconnected.setChecked(s.notify_disconnected)
         self.notify_error.setChecked(s.notify_error)
         self.grace.setValue(s.disconnect_grace_s)
+        self.min_processing.setValue(s.notify_min_processing_s)
         i = self.icon_style.findData(s.icon_style)
         self.icon_style.setCurrentIndex(max(0, i))
         try:
@@ -322,6 +331,7 @@ class SettingsDialog(QDialog):
             notify_disconnected=self.notify_disconnected.isChecked(),
             notify_error=self.notify_error.isChecked(),
             disconnect_grace_s=float(self.grace.value()),
+            notify_min_processing_s=float(self.min_processing.value()),
             icon_style=str(self.icon_style.currentData()),
         )
 

@@ -19,6 +19,7 @@ library has no TOML writer, and the values are flat strings, numbers and boolean
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 import re
@@ -35,6 +36,8 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 APP_NAME = "traystatus"
 CONFIG_ENV = "TRAYSTATUS_CONFIG_DIR"
 CONFIG_FILE = "profiles.toml"
+
+log = logging.getLogger(__name__)
 
 # The profile fields that map one to one on libpq keywords, in the order they are written.
 _LIBPQ_FIELDS = (
@@ -199,14 +202,28 @@ def redact_conninfo(conninfo: str) -> str:
 ICON_STYLES = ("auto", "color", "mono-light", "mono-dark")
 
 
+# The smallest value each number of seconds may have. The monitor refuses intervals <= 0
+# (MonitorOptions raises ValueError), so those two start at 1 s.
+SECONDS_MIN = {
+    "disconnect_grace_s": 0.0,
+    "notify_min_processing_s": 0.0,
+    "flap_damping_s": 0.0,
+    "health_interval_s": 1.0,
+    "health_timeout_s": 1.0,
+}
+_HHMM = re.compile(r"([01]\d|2[0-3]):[0-5]\d")
+
+
 @dataclass
 class Settings:
     """What the tray app lets a person change. Defaults are what a new user gets.
 
     Notification toggles are per event; ``only_my_imports`` limits import notifications to
     jobs of the connected user. ``disconnect_grace_s``: how long a lost connection may last
-    before anyone is told (after start and after wake from sleep). ``quiet_hours``: "HH:MM"
-    start and end in local time (None = off) during which only critical ones are shown.
+    before anyone is told (longer right after start and after wake from sleep).
+    ``notify_min_processing_s``: "Processing finished" only after processing lasted at least
+    this long (a short flip is not news). ``quiet_hours``: "HH:MM" start and end in local
+    time (None = off) during which only critical ones are shown.
     """
 
     notify_processing_started: bool = False
@@ -216,7 +233,8 @@ class Settings:
     notify_disconnected: bool = True
     notify_error: bool = True
     only_my_imports: bool = False
-    disconnect_grace_s: float = 30.0
+    disconnect_grace_s: float = 60.0
+    notify_min_processing_s: float = 30.0
     flap_damping_s: float = 5.0
     health_interval_s: float = 15.0
     health_timeout_s: float = 5.0
@@ -225,41 +243,61 @@ class Settings:
     quiet_hours_end: str | None = None
 
     def validate(self) -> Settings:
+        """Strict: raise ProfileError naming the first bad value (the dialog shows it)."""
         if self.icon_style not in ICON_STYLES:
             raise ProfileError(
                 f"settings: icon_style {self.icon_style!r} is not one of {', '.join(ICON_STYLES)}"
             )
-        for name in ("disconnect_grace_s", "flap_damping_s", "health_interval_s",
-                     "health_timeout_s"):
+        for name, low in SECONDS_MIN.items():
             value = getattr(self, name)
-            if not math.isfinite(value) or value < 0:
-                raise ProfileError(f"settings: {name} must be a number of seconds >= 0")
+            if not math.isfinite(value) or value < low:
+                raise ProfileError(f"settings: {name} must be a number of seconds >= {low:g}")
         for name in ("quiet_hours_start", "quiet_hours_end"):
             value = getattr(self, name)
-            if value is not None and not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value):
+            if value is not None and not _HHMM.fullmatch(value):
                 raise ProfileError(f"settings: {name} must look like 22:00, not {value!r}")
         return self
 
     @classmethod
-    def from_table(cls, table: Mapping[str, Any]) -> Settings:
+    def from_table(cls, table: Mapping[str, Any], where: str = "settings") -> Settings:
+        """Lenient: the settings as read from the file, never raising.
+
+        A hand-edited file must not keep the tray app from starting (at login nobody sees
+        an error), so a value of the wrong type or out of range is replaced - a number
+        below its minimum by the minimum, anything else by the default - and a warning
+        names the line and what was used instead.
+        """
         kwargs: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
             if f.name not in table:
                 continue  # a newer app may add keys; an older file simply lacks them
-            value = table[f.name]
+            value = kwargs[f.name] = table[f.name]
             default = f.default
             if isinstance(default, bool):
                 ok = isinstance(value, bool)
             elif isinstance(default, float):
                 ok = isinstance(value, int | float) and not isinstance(value, bool)
-                value = float(value) if ok else value
+                if ok:
+                    value = kwargs[f.name] = float(value)
+                    low = SECONDS_MIN.get(f.name, 0.0)
+                    if math.isfinite(value) and value < low:
+                        kwargs[f.name] = low
+                        ok = False
+                    elif not math.isfinite(value):
+                        ok = False
+            elif f.name == "icon_style":
+                ok = value in ICON_STYLES
+            elif f.name.startswith("quiet_hours_"):
+                ok = isinstance(value, str) and bool(_HHMM.fullmatch(value))
             else:
                 ok = isinstance(value, str)
             if not ok:
-                raise ProfileError(
-                    f"settings: {f.name} = {value!r} has the wrong type; fix or delete that line"
+                if kwargs[f.name] is value:
+                    kwargs[f.name] = default
+                log.warning(
+                    "%s: %s = %r is not valid; using %r instead (fix or delete that line)",
+                    where, f.name, table[f.name], kwargs[f.name],
                 )
-            kwargs[f.name] = value
         return cls(**kwargs).validate()
 
     def to_table(self) -> dict[str, Any]:
@@ -313,7 +351,7 @@ class ProfileStore:
             raise ProfileError(f"{self.path}: [settings] must be a table")
         self._profiles = profiles
         self._default = default
-        self.settings = Settings.from_table(settings_table)
+        self.settings = Settings.from_table(settings_table, f"{self.path} [settings]")
 
     def __iter__(self) -> Iterator[ConnectionProfile]:
         return iter(self._profiles.values())

@@ -8,6 +8,7 @@ import os
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # before any Qt import
 
 import asyncio
+import gc
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,10 @@ import keyring
 import psycopg
 import pytest
 from keyring.backend import KeyringBackend
+from PySide6.QtCore import QCoreApplication, QEvent
 from PySide6.QtWidgets import QApplication
+
+from traystatus.app.main import close_loop
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 DOC_IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
@@ -77,8 +81,28 @@ def qloop(qapp: QApplication) -> Iterator[asyncio.AbstractEventLoop]:
     finally:
         # Let finished tasks' callbacks run, then close without stopping the QApplication.
         loop.run_until_complete(asyncio.sleep(0))
-        loop.close()
+        close_loop(loop)  # its Qt timers die here, not in whatever thread GC runs next
         asyncio.set_event_loop(None)
+        del loop
+        free_qt_garbage()
+
+
+@pytest.fixture(autouse=True)
+def _qt_objects_die_in_the_gui_thread() -> Iterator[None]:
+    """Every tray test ends with its Qt garbage freed here (see free_qt_garbage)."""
+    yield
+    if QCoreApplication.instance() is not None:
+        free_qt_garbage()
+
+
+def free_qt_garbage() -> None:
+    """End the life of this test's Qt objects in the GUI thread: run pending deleteLater()
+    calls and collect reference cycles now. Left to the cyclic GC, a QObject would be freed
+    in any thread that allocates at that moment (a later test's proxy or executor thread),
+    and Qt warns "Timers cannot be stopped from another thread" into that test."""
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    gc.collect()
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
 
 
 def run(loop: asyncio.AbstractEventLoop, coro: Any, timeout: float = 60) -> Any:

@@ -24,7 +24,8 @@ import time
 from collections.abc import Awaitable
 from typing import Any
 
-from PySide6.QtCore import QTimer
+import shiboken6
+from PySide6.QtCore import QObject, QTimer
 from PySide6.QtWidgets import QApplication
 
 from traystatus.app.controller import Controller
@@ -46,6 +47,29 @@ def _new_loop(app: QApplication) -> asyncio.AbstractEventLoop:
     if sys.platform == "win32":
         return qasync.QSelectorEventLoop(app)  # type: ignore[no-any-return]
     return qasync.QEventLoop(app)  # type: ignore[no-any-return]
+
+
+def close_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Close a qasync loop and free its Qt objects now, in this (the GUI) thread.
+
+    qasync runs ``call_later`` through ``startTimer`` on a private QObject and kills a timer
+    only when it fires, also for a cancelled handle (every finished ``wait_for`` leaves
+    one); ``close()`` leaves them registered. The loop is kept alive by reference cycles,
+    so the cyclic GC frees it later - in whatever thread happens to allocate then (a
+    psycopg/keyring worker, an executor thread). Qt then warns "QObject::~QObject: Timers
+    cannot be stopped from another thread" (and a test's Qt log check fails whichever test
+    runs at that moment). Deleting the loop's QObjects here ends their life in their own
+    thread, with their timers.
+    """
+    notifiers = [
+        n
+        for attr in ("_read_notifiers", "_write_notifiers")
+        for n in (getattr(loop, attr, None) or {}).values()
+    ]
+    loop.close()
+    for obj in [*vars(loop).values(), *notifiers]:
+        if isinstance(obj, QObject) and shiboken6.isValid(obj):
+            shiboken6.delete(obj)
 
 
 def run_app(args: Any) -> int:
@@ -93,7 +117,7 @@ def run_app(args: Any) -> int:
     finally:
         single.close()  # idempotent; removes the socket file whatever way we leave
         _cancel_pending(loop)
-        loop.close()
+        close_loop(loop)
     log.info("traystatus tray app stopped (exit code %d)", code)
     return code
 
@@ -184,4 +208,4 @@ async def _quit(controller: Controller, single: SingleInstance, done: asyncio.Ev
     done.set()
 
 
-__all__ = ["EXIT_STOPPED", "QUIT", "run_app"]
+__all__ = ["EXIT_STOPPED", "QUIT", "close_loop", "run_app"]

@@ -164,3 +164,37 @@ def test_two_hundred_jobs_reuse_rows(qapp: QApplication) -> None:
     assert window.rows == rows  # the same widgets, reused
     assert sum(1 for r in rows if not r.isHidden()) == 20
     window.close()
+
+
+def test_ended_jobs_show_the_rows_imported_not_the_total(
+    qapp: QApplication, qloop: asyncio.AbstractEventLoop, db_dsn: str,
+    conn: psycopg.Connection[Any],
+) -> None:
+    """A job that finished with errors imported fewer rows than it had: the window says
+    "9,983 of 10,000 rows imported", never "10,000 rows" (read as: all went in)."""
+    adapter = MonitorAdapter(Monitor(db_dsn, FAST))
+    window = DetailsWindow(adapter, IconCache())
+    add_job(conn, "with_errors", "finished", description="With errors",
+            total_rows=10_000, imported_rows=9_983, error_count=17)
+    add_job(conn, "all_in", "finished", description="All in",
+            total_rows=500, imported_rows=500)
+    add_job(conn, "broke", "failed", description="Broke", total_rows=2_000,
+            imported_rows=0, error="worker crashed")
+
+    async def scenario() -> None:
+        adapter.start()
+        window.show()
+        try:
+            await wait_until(
+                lambda: window.details is not None and len(window.details.import_jobs) == 3
+            )
+            by_title = {r.title.text(): r for r in window.rows if r.isVisible()}
+            assert by_title["With errors"].rows.text() == "9,983 of 10,000 rows imported"
+            assert by_title["With errors"].problems.text() == "17 errors"
+            assert by_title["All in"].rows.text() == "500 rows imported"
+            assert by_title["Broke"].rows.text() == "0 of 2,000 rows imported"
+        finally:
+            window.close()
+            await adapter.stop()
+
+    run(qloop, scenario(), timeout=120)

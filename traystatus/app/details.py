@@ -158,14 +158,9 @@ class JobRow(QFrame):
         self.bar.setAccessibleName(f"{job.title}: {self.bar.format()}")
 
         parts = []
-        if job.total_rows is not None:
-            if job.phase == "processing" and job.imported_rows is not None:
-                parts.append(f"{_n(job.imported_rows)} of {_n(job.total_rows)} rows imported")
-            elif job.phase == "analysing" and pct is not None:
-                done = round(job.total_rows * pct / 100)
-                parts.append(f"{_n(done)} of {_n(job.total_rows)} rows analysed")
-            else:
-                parts.append(f"{_n(job.total_rows)} rows")
+        rows = rows_text(job)
+        if rows:
+            parts.append(rows)
         if job.rows_per_sec:
             parts.append(f"{job.rows_per_sec:,.0f} rows/s")
         eta = job.eta_seconds
@@ -190,6 +185,26 @@ class JobRow(QFrame):
         _text(self.problems, text)
         _style(self.problems, "color: #c62828;" if job.has_errors else "color: #8a6d00;")
         _visible(self.problems, bool(text))
+
+
+def rows_text(job: ImportJob) -> str:
+    """The rows part of a job's line. An ended job says what was imported, not its size:
+    a job that finished with errors imported fewer rows than it had ("9,983 of 10,000
+    rows imported"); "10,000 rows" there read as if all of them went in."""
+    total, imported = job.total_rows, job.imported_rows
+    if total is None:
+        if imported is not None and job.phase in ("processing", "done", "failed"):
+            return f"{_n(imported)} rows imported"
+        return ""
+    if job.phase == "processing" and imported is not None:
+        return f"{_n(imported)} of {_n(total)} rows imported"
+    if job.phase == "analysing" and job.progress_pct is not None:
+        return f"{_n(round(total * job.progress_pct / 100))} of {_n(total)} rows analysed"
+    if job.phase in ("done", "failed") and imported is not None:
+        if imported == total:
+            return f"{_n(total)} rows imported"
+        return f"{_n(imported)} of {_n(total)} rows imported"
+    return f"{_n(total)} rows"
 
 
 class DetailsWindow(QWidget):

@@ -160,7 +160,12 @@ def build_parser() -> argparse.ArgumentParser:
         "run a simulated StatBus on an embedded PostgreSQL and watch it",
     )
     p.add_argument("--speed", type=float, default=None, help="simulation speed factor")
-    p.add_argument("--no-tray", action="store_true", help="no tray icon: print the states")
+    p.add_argument(
+        "--no-tray", action="store_true",
+        help="no tray app: run only the database and the simulator, and print the "
+        "connection string to watch it with (traystatus --dsn ..., status, watch); "
+        "-v also prints every simulated step",
+    )
     p.add_argument("--datadir", default=None, help="keep the embedded database in this folder")
     return parser
 

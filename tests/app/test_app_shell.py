@@ -205,8 +205,8 @@ def test_settings_the_monitor_would_refuse_do_not_stop_the_app(
     async def scenario() -> None:
         ctl.start()
         try:
-            assert ctl.adapter is not None
             await wait_until(lambda: ctl.window.status.state == State.STABLE)
+            assert ctl.adapter is not None
         finally:
             await ctl.shutdown()
 

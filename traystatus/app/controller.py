@@ -34,9 +34,10 @@ from traystatus.app.notify_policy import (
 from traystatus.app.settings import SettingsDialog
 from traystatus.app.statuswindow import StatusWindow
 from traystatus.app.tray import TrayIcon
-from traystatus.core import credentials
 from traystatus.core.details import Details, WorkSummary
 from traystatus.core.monitor import Monitor, MonitorOptions
+from traystatus.core.password import Source
+from traystatus.core.password import resolve_async as resolve_password_async
 from traystatus.core.profiles import ProfileError, ProfileStore, Settings
 from traystatus.core.state import Status, utcnow
 
@@ -101,6 +102,8 @@ class Controller(QObject):
         self._window_shown_once = False
         self._last_tick: datetime | None = None
         self._restart_task: asyncio.Future[None] | None = None
+        self._starting: asyncio.Future[None] | None = None
+        self.password_source: Source | None = None  # where the monitor's password came from
 
         t = self.tray
         t.showDetailsRequested.connect(self.show_details)
@@ -134,24 +137,35 @@ class Controller(QObject):
         if not self._start_monitor():
             self.show_settings()
 
-    def _conninfo(self) -> tuple[str, dict[str, str]] | None:
+    def _conninfo(self) -> tuple[str, str | None] | None:
+        """The conninfo and the profile whose keychain entry may supply the password (None
+        for ``--dsn``, as in the CLI); None when no profile is set up yet."""
         if self.dsn:
-            return self.dsn, {}
+            return self.dsn, None
         try:
             profile = self.store.get(self.profile_name)
         except ProfileError as ex:
             log.info("no usable profile yet: %s", ex)
             return None
         self.profile_name = profile.name
-        password = credentials.get_password(profile.name)
-        return profile.to_conninfo(), ({"password": password} if password else {})
+        return profile.to_conninfo(), profile.name
 
     def _start_monitor(self) -> bool:
+        """Start the monitor for the current profile; False when there is none yet. The
+        password is found first (traystatus.core.password: the CLI's order), so the
+        monitor itself starts a moment later on the loop."""
         target = self._conninfo()
         if target is None:
             return False
-        conninfo, kwargs = target
+        self._starting = asyncio.ensure_future(self._start_monitor_with(*target))
+        return True
+
+    async def _start_monitor_with(self, conninfo: str, keychain_name: str | None) -> None:
+        found = await resolve_password_async(conninfo, keychain_name)
+        log.info("password: %s", found.source.value)
+        kwargs = {"password": found.password} if found.password else {}
         monitor = Monitor(conninfo, monitor_options(self.store.settings), **kwargs)
+        self.password_source = found.source
         self.adapter = MonitorAdapter(monitor, self)
         self.adapter.statusChanged.connect(self._on_status)
         self.adapter.detailsChanged.connect(self._on_details)
@@ -160,9 +174,12 @@ class Controller(QObject):
             self._bind_details_window()
         self._on_status(monitor.status)
         self.adapter.start()
-        return True
 
     async def _stop_monitor(self) -> None:
+        starting, self._starting = self._starting, None
+        if starting is not None and not starting.done():
+            starting.cancel()
+            await asyncio.gather(starting, return_exceptions=True)
         adapter, self.adapter = self.adapter, None
         if adapter is None:
             return

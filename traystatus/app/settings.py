@@ -39,6 +39,7 @@ from PySide6.QtWidgets import (
 
 from traystatus.core import credentials
 from traystatus.core.errors import Phase, diagnose
+from traystatus.core.password import resolve_async as resolve_password_async
 from traystatus.core.profiles import ConnectionProfile, ProfileError, ProfileStore, Settings
 from traystatus.core.sqlfiles import EXPECTED_SQL_VERSION, installed_version
 from traystatus.core.state import Problem
@@ -397,15 +398,16 @@ class SettingsDialog(QDialog):
         except ProfileError as ex:
             result = CheckResult(False, Problem.CONFIG, str(ex))
         else:
-            password = (
-                self.password.text()
-                or secrets.get("password")
-                or credentials.get_password(profile.name)
-            )
             self.test_button.setEnabled(False)
             self.check_result.setText("Testing…")
             self.check_result.setStyleSheet("")
             try:
+                # A password typed here is tested as typed; else the app's own order (DSN,
+                # PGPASSWORD / ~/.pgpass, keychain), so the test says what the tray will do.
+                password = self.password.text() or secrets.get("password")
+                if not password:
+                    found = await resolve_password_async(profile.to_conninfo(), profile.name)
+                    password = found.password
                 result = await check_connection(profile.to_conninfo(), password)
             finally:
                 self.test_button.setEnabled(True)

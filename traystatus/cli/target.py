@@ -4,19 +4,10 @@ Target: ``--profile NAME`` picks a stored profile, ``--dsn`` gives a conninfo/UR
 the DSN's keywords override the profile's; with neither, the default profile, else plain
 libpq defaults (so ``PGHOST=... traystatus status`` works).
 
-Password, in this order (the first that applies wins):
-
-1. the DSN's own ``password``;
-2. whatever libpq finds itself: ``PGPASSWORD``, ``~/.pgpass`` / ``passfile``, a service
-   file, or no password needed at all (trust, peer, certificates);
-3. the keychain entry of the profile;
-4. on an interactive terminal, a prompt;
-5. otherwise a clear error, exit 3.
-
-Step 2 is tried with a real connection attempt: only the server knows whether it wants a
-password, and libpq says so through ``PQconnectionNeedsPassword`` (``pgconn.needs_password``
-on the failed attempt), which is not message text. When the attempt fails for any other
-reason the conninfo is returned as is: the command then reports that problem itself.
+Password: the order is traystatus.core.password's, shared with the tray app (the DSN's
+own, then libpq's PGPASSWORD / ~/.pgpass / service file, then the profile's keychain
+entry); when the server asks and none of those has one, the CLI adds a prompt on an
+interactive terminal, else a clear error, exit 3.
 """
 
 from __future__ import annotations
@@ -31,12 +22,11 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from traystatus.cli.exitcodes import CliError, ExitCode
-from traystatus.core import credentials
+from traystatus.core.password import Source
+from traystatus.core.password import resolve as resolve_password
 from traystatus.core.profiles import ConnectionProfile, ProfileError, ProfileStore
 
 log = logging.getLogger(__name__)
-
-PREFLIGHT_CONNECT_TIMEOUT = "10"
 
 
 @dataclass(frozen=True)
@@ -99,30 +89,11 @@ def resolve_conninfo(
         params = target.profile.params()
     except psycopg.ProgrammingError as ex:
         raise CliError(f"the connection settings are not valid: {ex}", ExitCode.USAGE) from ex
-    if params.get("password"):
-        return conninfo
-    probe = conninfo
-    if "connect_timeout" not in params:
-        probe = make_conninfo(conninfo, connect_timeout=PREFLIGHT_CONNECT_TIMEOUT)
-    try:
-        with psycopg.connect(probe, autocommit=True):
-            log.debug("libpq connected without a password from traystatus")
-            return conninfo
-    except psycopg.OperationalError as ex:
-        pgconn = ex.pgconn
-        # needs_password: the server asked for one and libpq had none (used_password is
-        # also true then: it only says the method was a password one).
-        undecided = pgconn is None or not pgconn.needs_password
-    stored = credentials.get_password(target.profile.name) if target.stored else None
-    if undecided:
-        # Unreachable, TLS, or a wrong password from ~/.pgpass: the command reports it. The
-        # keychain password still goes along, so that `wait`/`watch` started while the
-        # server is down can log in once it is back.
-        log.debug("pre-flight connection failed; the command will report why")
-        return conninfo if stored is None else make_conninfo(conninfo, password=stored)
-    if stored is not None:
-        log.debug("using the keychain password of profile %r", target.profile.name)
-        return make_conninfo(conninfo, password=stored)
+    found = resolve_password(conninfo, target.profile.name if target.stored else None)
+    if found.source is not Source.NEEDED:
+        if found.password is None:
+            return conninfo  # in the DSN, or libpq finds it (or none is needed)
+        return make_conninfo(conninfo, password=found.password)
 
     if interactive is None:
         stream = stdin if stdin is not None else sys.stdin

@@ -1,0 +1,137 @@
+"""Which password to connect with: one order for the CLI and the tray app.
+
+The first that applies wins:
+
+1. the conninfo's own ``password`` (a DSN that carries one);
+2. whatever libpq finds itself: ``PGPASSWORD``, ``~/.pgpass`` / ``passfile``, a service
+   file, or no password needed at all (trust, peer, certificates);
+3. the keychain entry of the profile (only for a named profile);
+4. nothing: the server asks for a password and none is known (``Source.NEEDED``). The CLI
+   then prompts on a terminal; the tray app connects anyway and shows the monitor's
+   NO_PASSWORD error, which tells the user to store one.
+
+Step 2 needs a real connection attempt: only the server knows whether it wants a
+password, and libpq says so through ``PQconnectionNeedsPassword`` (``pgconn.needs_password``
+on the failed attempt), which is not message text. Why it matters: a keychain password
+passed as a connection parameter overrides ``PGPASSWORD`` and ``~/.pgpass``, so it must be
+added only when libpq's own sources are not enough.
+
+When the attempt fails for another reason (server down, TLS, a wrong password from
+``~/.pgpass``), nothing is decided (``Source.UNDECIDED``): the keychain password, if any,
+still goes along so that a monitor started while the server is down can log in once it is
+back; the connection itself then reports the problem.
+
+``resolve()`` (blocking, for the CLI) and ``resolve_async()`` (the tray's asyncio loop) take
+the same path through :func:`_decide`. Neither ever logs or returns a secret in text.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from traystatus.core import credentials
+
+log = logging.getLogger(__name__)
+
+PROBE_CONNECT_TIMEOUT = 10
+
+
+class Source(enum.Enum):
+    """Where the password to use came from."""
+
+    DSN = "dsn"  # the conninfo has one
+    LIBPQ = "libpq"  # libpq connected on its own (PGPASSWORD, .pgpass, or none needed)
+    KEYCHAIN = "keychain"  # the server asked, and the keychain had one
+    NEEDED = "needed"  # the server asked, and none is known: prompt or report
+    UNDECIDED = "undecided"  # the probe failed otherwise; keychain password (if any) sent
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """``password`` is what to add to the connection (None: add nothing)."""
+
+    source: Source
+    password: str | None = None
+
+    def __repr__(self) -> str:  # never show the secret
+        return f"Resolution({self.source.value}, password={'***' if self.password else None})"
+
+
+Keychain = Callable[[str], str | None]
+
+
+def _probe_conninfo(conninfo: str, params: dict[str, str]) -> str:
+    if "connect_timeout" in params:
+        return conninfo
+    return make_conninfo(conninfo, connect_timeout=str(PROBE_CONNECT_TIMEOUT))
+
+
+def _params(conninfo: str) -> dict[str, str]:
+    return {k: str(v) for k, v in conninfo_to_dict(conninfo).items() if v is not None}
+
+
+def _decide(error: psycopg.Error | None, keychain_name: str | None,
+            keychain: Keychain | None) -> Resolution:
+    """Steps 2-4 once the probe's outcome is known (``error`` None: it connected)."""
+    if error is None:
+        log.debug("libpq connected without a password from traystatus")
+        return Resolution(Source.LIBPQ)
+    pgconn = error.pgconn
+    # needs_password: the server asked for one and libpq had none (used_password is also
+    # true then: it only says the method was a password one).
+    asked = pgconn is not None and pgconn.needs_password
+    lookup = keychain if keychain is not None else credentials.get_password
+    stored = lookup(keychain_name) if keychain_name is not None else None
+    if not asked:
+        log.debug("the password probe failed for another reason; the connection reports it")
+        return Resolution(Source.UNDECIDED, stored)
+    if stored is not None:
+        log.debug("using the keychain password of profile %r", keychain_name)
+        return Resolution(Source.KEYCHAIN, stored)
+    return Resolution(Source.NEEDED)
+
+
+def resolve(conninfo: str, keychain_name: str | None = None,
+            keychain: Keychain | None = None) -> Resolution:
+    """The password to use for ``conninfo`` (blocking). ``keychain_name``: the profile
+    whose keychain entry may be used (None for a bare DSN)."""
+    try:
+        params = _params(conninfo)
+    except psycopg.Error as ex:  # not a valid conninfo: connecting will say so
+        return _decide(ex, keychain_name, keychain)
+    if params.get("password"):
+        return Resolution(Source.DSN)
+    error: psycopg.Error | None = None
+    try:
+        with psycopg.connect(_probe_conninfo(conninfo, params), autocommit=True):
+            pass
+    except psycopg.Error as ex:
+        error = ex
+    return _decide(error, keychain_name, keychain)
+
+
+async def resolve_async(conninfo: str, keychain_name: str | None = None,
+                        keychain: Keychain | None = None) -> Resolution:
+    """The same as :func:`resolve`, for an asyncio loop (the tray app's)."""
+    try:
+        params = _params(conninfo)
+    except psycopg.Error as ex:
+        return _decide(ex, keychain_name, keychain)
+    if params.get("password"):
+        return Resolution(Source.DSN)
+    error: psycopg.Error | None = None
+    try:
+        conn = await psycopg.AsyncConnection.connect(
+            _probe_conninfo(conninfo, params), autocommit=True
+        )
+    except psycopg.Error as ex:
+        error = ex
+    else:
+        await conn.close()
+    return _decide(error, keychain_name, keychain)

@@ -320,10 +320,19 @@ COMMENT ON FUNCTION public.get_system_work_summary(bigint, timestamptz) IS
 --    {"stable": false} at once; no query is needed, the writer's own row is active.
 --    PostgreSQL folds identical notifications of one transaction into one, so a 1,000-row
 --    insert of pending analytics tasks sends one notification.
---  * a row moving OUT (a DEFERRABLE INITIALLY DEFERRED constraint trigger, so it runs at
---    COMMIT): the first such row of the transaction runs is_system_stable() once, as late as
---    possible (the freshest hint the writer can give), sends it, and notes in a
---    transaction-local setting that it did; the transaction's other rows only read that note.
+--  * a row moving OUT (an AFTER ROW trigger too): the first such row of the transaction
+--    notes in a transaction-local setting that the transaction must announce, and queues ONE
+--    event of a DEFERRABLE INITIALLY DEFERRED constraint trigger on our own small table
+--    public.system_stability_commit_hook; at COMMIT that trigger runs is_system_stable() once,
+--    as late as possible (the freshest hint the writer can give), and sends it. The
+--    transaction's other rows only read the note.
+--    Why not a deferred trigger on import_job / worker.tasks themselves (the first version)?
+--    PostgreSQL refuses ALTER TABLE, CREATE INDEX, TRUNCATE and DROP TABLE on a table that
+--    has deferred trigger events pending in the same transaction (SQLSTATE 55006, "cannot
+--    ALTER TABLE "tasks" because it has pending trigger events"). StatBus migrations change
+--    worker.tasks and import_job rows and then ALTER those tables in one transaction; with
+--    the deferred events on StatBus's tables such a migration would fail while traystatus is
+--    installed. The pending event now sits on our own table, which nothing else alters.
 --  * TRUNCATE has no rows: a BEFORE TRUNCATE trigger notes whether active rows are about to
 --    go (the table is locked ACCESS EXCLUSIVE, nothing changes under it) and an AFTER TRUNCATE
 --    trigger announces if so.
@@ -375,13 +384,24 @@ $$;
 COMMENT ON FUNCTION public.system_stability_row_in() IS
     'traystatus: row trigger, NOTIFY system_stability {"stable": false} when a row became active';
 
+-- The commit hook: an empty UNLOGGED table (no WAL) that never holds a committed row. A
+-- transaction that moved a row out inserts one row and deletes it at once; the insert has
+-- already queued the deferred trigger event, which runs at COMMIT (a row this transaction
+-- deleted is still readable by its own AFTER trigger).
+CREATE UNLOGGED TABLE IF NOT EXISTS public.system_stability_commit_hook ();
+REVOKE ALL ON TABLE public.system_stability_commit_hook FROM PUBLIC;
+COMMENT ON TABLE public.system_stability_commit_hook IS
+    'traystatus: always empty; its deferred trigger announces system_stability at COMMIT';
+
 CREATE OR REPLACE FUNCTION public.system_stability_row_out() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    hook_row tid;
 BEGIN
     IF current_setting('system_stability.announced', true) = 'out' THEN
-        RETURN NULL;  -- this transaction has announced already
+        RETURN NULL;  -- this transaction will announce at COMMIT already
     END IF;
     IF TG_TABLE_NAME = 'tasks' THEN
         -- The WHEN clause made sure that OLD was busy and due. It counted only in the
@@ -400,14 +420,28 @@ BEGIN
             END IF;
         END IF;
     END IF;
+    -- Rolling back a savepoint reverts this note together with the queued event.
     PERFORM set_config('system_stability.announced', 'out', true);
+    INSERT INTO public.system_stability_commit_hook DEFAULT VALUES RETURNING ctid INTO hook_row;
+    DELETE FROM public.system_stability_commit_hook WHERE ctid = hook_row;
+    RETURN NULL;
+END;
+$$;
+COMMENT ON FUNCTION public.system_stability_row_out() IS
+    'traystatus: row trigger, makes the transaction announce system_stability at COMMIT when a row left the active set';
+
+CREATE OR REPLACE FUNCTION public.system_stability_commit_announce() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
     PERFORM pg_notify('system_stability',
                       jsonb_build_object('stable', public.is_system_stable())::text);
     RETURN NULL;
 END;
 $$;
-COMMENT ON FUNCTION public.system_stability_row_out() IS
-    'traystatus: deferred row trigger, NOTIFY system_stability once per transaction that moved a row out of the active set';
+COMMENT ON FUNCTION public.system_stability_commit_announce() IS
+    'traystatus: deferred trigger on system_stability_commit_hook, NOTIFY system_stability at COMMIT';
 
 CREATE OR REPLACE FUNCTION public.system_stability_truncate_before() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
@@ -503,50 +537,67 @@ CREATE OR REPLACE TRIGGER system_stability_task_truncate_after
     FOR EACH STATEMENT
     EXECUTE FUNCTION public.system_stability_truncate_after();
 
--- The deferred "out" triggers. CREATE OR REPLACE does not work for constraint triggers, and
--- dropping and re-creating them would take an ACCESS EXCLUSIVE lock on the StatBus tables at
--- every re-install: create them only when missing. (A later version that changes one must
--- drop it first.)
+-- The "out" triggers: plain AFTER ROW triggers (see above for why they are not deferred).
+-- A development build made them DEFERRABLE constraint triggers on the StatBus tables: drop
+-- those first (CREATE OR REPLACE TRIGGER cannot replace a constraint trigger).
 DO $$
 DECLARE
-    def record;
+    old record;
 BEGIN
-    FOR def IN
-        SELECT * FROM (VALUES
-            ('system_stability_job_out_update', 'public.import_job'::regclass,
-             $t$AFTER UPDATE OF state ON public.import_job
-                DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
-                WHEN (OLD.state IN ('upload_completed', 'preparing_data', 'analysing_data',
-                                    'approved', 'processing_data')
-                      AND NEW.state NOT IN ('upload_completed', 'preparing_data',
-                                            'analysing_data', 'approved', 'processing_data'))$t$),
-            ('system_stability_job_out_delete', 'public.import_job'::regclass,
-             $t$AFTER DELETE ON public.import_job
-                DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
-                WHEN (OLD.state IN ('upload_completed', 'preparing_data', 'analysing_data',
-                                    'approved', 'processing_data'))$t$),
-            ('system_stability_task_out_update', 'worker.tasks'::regclass,
-             $t$AFTER UPDATE OF state, scheduled_at, command ON worker.tasks
-                DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
-                WHEN (OLD.state IN ('pending', 'processing', 'waiting', 'interrupted')
-                      AND (OLD.scheduled_at IS NULL OR OLD.scheduled_at <= now())
-                      AND (NEW.state NOT IN ('pending', 'processing', 'waiting', 'interrupted')
-                           OR NEW.scheduled_at > now()
-                           OR OLD.command IS DISTINCT FROM NEW.command))$t$),
-            ('system_stability_task_out_delete', 'worker.tasks'::regclass,
-             $t$AFTER DELETE ON worker.tasks
-                DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
-                WHEN (OLD.state IN ('pending', 'processing', 'waiting', 'interrupted')
-                      AND (OLD.scheduled_at IS NULL OR OLD.scheduled_at <= now()))$t$)
-        ) AS v(name, tbl, body)
+    FOR old IN
+        SELECT tg.tgname, tg.tgrelid::regclass AS tbl
+        FROM pg_catalog.pg_trigger AS tg
+        WHERE tg.tgrelid IN ('public.import_job'::regclass, 'worker.tasks'::regclass)
+          AND tg.tgname IN ('system_stability_job_out_update', 'system_stability_job_out_delete',
+                            'system_stability_task_out_update', 'system_stability_task_out_delete')
+          AND tg.tgconstraint <> 0
     LOOP
-        IF NOT EXISTS (SELECT FROM pg_catalog.pg_trigger
-                       WHERE tgrelid = def.tbl AND tgname = def.name) THEN
-            EXECUTE format('CREATE CONSTRAINT TRIGGER %I %s '
-                           'EXECUTE FUNCTION public.system_stability_row_out()',
-                           def.name, def.body);
-        END IF;
+        EXECUTE format('DROP TRIGGER %I ON %s', old.tgname, old.tbl);
     END LOOP;
+END;
+$$;
+CREATE OR REPLACE TRIGGER system_stability_job_out_update
+    AFTER UPDATE OF state ON public.import_job
+    FOR EACH ROW
+    WHEN (OLD.state IN ('upload_completed', 'preparing_data', 'analysing_data', 'approved',
+                        'processing_data')
+          AND NEW.state NOT IN ('upload_completed', 'preparing_data', 'analysing_data',
+                                'approved', 'processing_data'))
+    EXECUTE FUNCTION public.system_stability_row_out();
+CREATE OR REPLACE TRIGGER system_stability_job_out_delete
+    AFTER DELETE ON public.import_job
+    FOR EACH ROW
+    WHEN (OLD.state IN ('upload_completed', 'preparing_data', 'analysing_data', 'approved',
+                        'processing_data'))
+    EXECUTE FUNCTION public.system_stability_row_out();
+CREATE OR REPLACE TRIGGER system_stability_task_out_update
+    AFTER UPDATE OF state, scheduled_at, command ON worker.tasks
+    FOR EACH ROW
+    WHEN (OLD.state IN ('pending', 'processing', 'waiting', 'interrupted')
+          AND (OLD.scheduled_at IS NULL OR OLD.scheduled_at <= now())
+          AND (NEW.state NOT IN ('pending', 'processing', 'waiting', 'interrupted')
+               OR NEW.scheduled_at > now()
+               OR OLD.command IS DISTINCT FROM NEW.command))
+    EXECUTE FUNCTION public.system_stability_row_out();
+CREATE OR REPLACE TRIGGER system_stability_task_out_delete
+    AFTER DELETE ON worker.tasks
+    FOR EACH ROW
+    WHEN (OLD.state IN ('pending', 'processing', 'waiting', 'interrupted')
+          AND (OLD.scheduled_at IS NULL OR OLD.scheduled_at <= now()))
+    EXECUTE FUNCTION public.system_stability_row_out();
+
+-- The commit-time announcer. CREATE OR REPLACE does not work for constraint triggers: create
+-- it only when missing. (A later version that changes it must drop it first.)
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_trigger
+                   WHERE tgrelid = 'public.system_stability_commit_hook'::regclass
+                     AND tgname = 'system_stability_commit') THEN
+        CREATE CONSTRAINT TRIGGER system_stability_commit
+            AFTER INSERT ON public.system_stability_commit_hook
+            DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+            EXECUTE FUNCTION public.system_stability_commit_announce();
+    END IF;
 END;
 $$;
 
@@ -563,6 +614,7 @@ REVOKE ALL ON FUNCTION
     public.get_system_work_summary(bigint, timestamptz),
     public.system_stability_row_in(),
     public.system_stability_row_out(),
+    public.system_stability_commit_announce(),
     public.system_stability_truncate_before(),
     public.system_stability_truncate_after()
 FROM PUBLIC;

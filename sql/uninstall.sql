@@ -39,6 +39,9 @@ BEGIN
 END;
 $$;
 
+-- Our commit hook table (its trigger goes with it), then the trigger functions.
+DROP TABLE IF EXISTS public.system_stability_commit_hook;
+DROP FUNCTION IF EXISTS public.system_stability_commit_announce();
 DROP FUNCTION IF EXISTS public.system_stability_row_in();
 DROP FUNCTION IF EXISTS public.system_stability_row_out();
 DROP FUNCTION IF EXISTS public.system_stability_truncate_before();

@@ -4,6 +4,7 @@ a private config folder, and helpers that move the test database between states.
 from __future__ import annotations
 
 import os
+import shutil
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # before any Qt import
 
@@ -24,6 +25,17 @@ from traystatus.app.main import close_loop
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 DOC_IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
+
+
+def publish_doc_image(png: Path, name: str) -> None:
+    """Copy a rendered PNG into docs/images/, only when asked.
+
+    With TRAYSTATUS_UPDATE_DOC_IMAGES=1 the render tests refresh the README's pictures;
+    otherwise they leave the work tree clean (the PNGs stay in test-artifacts/).
+    """
+    if os.environ.get("TRAYSTATUS_UPDATE_DOC_IMAGES") == "1":
+        DOC_IMAGES.mkdir(parents=True, exist_ok=True)
+        shutil.copy(png, DOC_IMAGES / name)
 
 
 class MemoryKeyring(KeyringBackend):

@@ -4,7 +4,6 @@ and progress values of real jobs, and a rendering with realistic data."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 from datetime import timedelta
 from typing import Any
 
@@ -13,10 +12,10 @@ from PySide6.QtWidgets import QApplication
 
 from tests.app.conftest import (
     ARTIFACTS,
-    DOC_IMAGES,
     add_job,
     details_calls,
     make_processing,
+    publish_doc_image,
     run,
     wait_until,
 )
@@ -140,8 +139,7 @@ def test_render_details_window(qapp: QApplication) -> None:
     qapp.processEvents()
     assert stable.headline.text().startswith("All data processing complete, stable since ")
     assert stable.grab().save(str(ARTIFACTS / "details-stable.png"))
-    DOC_IMAGES.mkdir(parents=True, exist_ok=True)
-    shutil.copy(out, DOC_IMAGES / "details.png")
+    publish_doc_image(out, "details.png")
     window.close()
     stable.close()
 

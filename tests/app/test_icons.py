@@ -3,14 +3,12 @@ Also renders the icon sheet to test-artifacts/ (and docs/images/) for people to 
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 from PySide6.QtCore import QRectF, Qt
 from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPixmap
 from PySide6.QtWidgets import QApplication
 
-from tests.app.conftest import ARTIFACTS, DOC_IMAGES
+from tests.app.conftest import ARTIFACTS, publish_doc_image
 from traystatus.app.icons import (
     IconCache,
     IconKind,
@@ -152,6 +150,5 @@ def test_render_icon_sheet(qapp: QApplication) -> None:
             for style in (IconStyle.COLOR, IconStyle.MONO_DARK):
                 render_pixmap(kind, size, style).save(
                     str(ARTIFACTS / f"icon-{kind.value}-{style.value}-{size}.png"))
-    DOC_IMAGES.mkdir(parents=True, exist_ok=True)
-    shutil.copy(out, DOC_IMAGES / "icons.png")
+    publish_doc_image(out, "icons.png")
     assert QImage(str(out)).width() > 0

@@ -3,12 +3,11 @@ details window while disconnected. PNGs in test-artifacts/ (the menu also in doc
 
 from __future__ import annotations
 
-import shutil
 from datetime import timedelta
 
 from PySide6.QtWidgets import QApplication
 
-from tests.app.conftest import ARTIFACTS, DOC_IMAGES
+from tests.app.conftest import ARTIFACTS, publish_doc_image
 from tests.app.sample_data import NOW
 from traystatus.app.details import DetailsWindow
 from traystatus.app.icons import IconCache
@@ -34,8 +33,7 @@ def test_render_menu_window_and_disconnected_details(qapp: QApplication) -> None
     menu = tray.menu
     menu.adjustSize()
     assert menu.grab().save(str(ARTIFACTS / "tray-menu.png"))
-    DOC_IMAGES.mkdir(parents=True, exist_ok=True)
-    shutil.copy(ARTIFACTS / "tray-menu.png", DOC_IMAGES / "tray-menu.png")
+    publish_doc_image(ARTIFACTS / "tray-menu.png", "tray-menu.png")
 
     window = StatusWindow(clock=lambda: NOW)
     window.set_status(DOWN)

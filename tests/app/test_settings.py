@@ -4,13 +4,12 @@ exactly what is wrong, against the real test database."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 from pathlib import Path
 
 from psycopg.conninfo import conninfo_to_dict
 from PySide6.QtWidgets import QApplication
 
-from tests.app.conftest import ARTIFACTS, DOC_IMAGES, MemoryKeyring, run
+from tests.app.conftest import ARTIFACTS, MemoryKeyring, publish_doc_image, run
 from traystatus.app.settings import SettingsDialog, check_connection
 from traystatus.core.profiles import ProfileStore
 from traystatus.core.state import Problem
@@ -128,6 +127,5 @@ def test_render_settings_dialog(
     ARTIFACTS.mkdir(exist_ok=True)
     out = ARTIFACTS / "settings.png"
     assert dialog.grab().save(str(out))
-    DOC_IMAGES.mkdir(parents=True, exist_ok=True)
-    shutil.copy(out, DOC_IMAGES / "settings.png")
+    publish_doc_image(out, "settings.png")
     dialog.close()

@@ -336,6 +336,12 @@ COMMENT ON FUNCTION public.get_system_work_summary(bigint, timestamptz) IS
 --  * TRUNCATE has no rows: a BEFORE TRUNCATE trigger notes whether active rows are about to
 --    go (the table is locked ACCESS EXCLUSIVE, nothing changes under it) and an AFTER TRUNCATE
 --    trigger announces if so.
+-- Fail-safe: every trigger function catches its own errors (RAISE WARNING, then a
+-- {"stable": false} hint so that clients re-read and meet the error in is_system_stable()).
+-- The functions name StatBus columns and enum values in their text; if a StatBus upgrade
+-- renames one (StatBus renamed worker.tasks.duration_ms in 2026-03), the failure must stay in
+-- traystatus and never abort the worker's or a user's transaction. The memo checks stay
+-- outside the guarded block: a 10^5-row statement enters it once, not 10^5 times.
 -- The issue asked for statement-level triggers. They were the first version: every statement
 -- on worker.tasks then ran a PL/pgSQL function just to find out that nothing had crossed,
 -- which cost more than the whole crossing machinery on the worker's hot path
@@ -354,30 +360,38 @@ BEGIN
     IF current_setting('system_stability.announced_in', true) = 'yes' THEN
         RETURN NULL;
     END IF;
-    -- import_job: the WHEN clause is exact. worker.tasks: it is exact about state and due
-    -- time; the queue needs a look at the registry.
-    IF TG_TABLE_NAME = 'tasks' THEN
-        -- The WHEN clause made sure that NEW is busy and due. It counts only in the analytics
-        -- queue, and (for an UPDATE) only when OLD did not count already.
-        -- (One small query per test, each with one parameter, so that PL/pgSQL settles on a
-        -- cached generic plan; a single big condition mixing OLD and NEW got planned anew on
-        -- every call, which cost more than everything else here.)
-        IF NOT EXISTS (SELECT FROM worker.command_registry AS cr
-                       WHERE cr.command = NEW.command AND cr.queue = 'analytics') THEN
-            RETURN NULL;
-        END IF;
-        IF TG_OP = 'UPDATE' THEN
-            IF OLD.state IN ('pending', 'processing', 'waiting', 'interrupted')
-               AND (OLD.scheduled_at IS NULL OR OLD.scheduled_at <= now()) THEN
-                IF EXISTS (SELECT FROM worker.command_registry AS cr
-                           WHERE cr.command = OLD.command AND cr.queue = 'analytics') THEN
-                    RETURN NULL;
+    BEGIN
+        -- import_job: the WHEN clause is exact. worker.tasks: it is exact about state and due
+        -- time; the queue needs a look at the registry.
+        IF TG_TABLE_NAME = 'tasks' THEN
+            -- The WHEN clause made sure that NEW is busy and due. It counts only in the analytics
+            -- queue, and (for an UPDATE) only when OLD did not count already.
+            -- (One small query per test, each with one parameter, so that PL/pgSQL settles on a
+            -- cached generic plan; a single big condition mixing OLD and NEW got planned anew on
+            -- every call, which cost more than everything else here.)
+            IF NOT EXISTS (SELECT FROM worker.command_registry AS cr
+                           WHERE cr.command = NEW.command AND cr.queue = 'analytics') THEN
+                RETURN NULL;
+            END IF;
+            IF TG_OP = 'UPDATE' THEN
+                IF OLD.state IN ('pending', 'processing', 'waiting', 'interrupted')
+                   AND (OLD.scheduled_at IS NULL OR OLD.scheduled_at <= now()) THEN
+                    IF EXISTS (SELECT FROM worker.command_registry AS cr
+                               WHERE cr.command = OLD.command AND cr.queue = 'analytics') THEN
+                        RETURN NULL;
+                    END IF;
                 END IF;
             END IF;
         END IF;
-    END IF;
-    PERFORM pg_notify('system_stability', '{"stable": false}');
-    PERFORM set_config('system_stability.announced_in', 'yes', true);
+        PERFORM pg_notify('system_stability', '{"stable": false}');
+        PERFORM set_config('system_stability.announced_in', 'yes', true);
+    EXCEPTION WHEN OTHERS THEN
+        -- Never break StatBus's own write (see "Fail-safe" above): warn, and make listeners
+        -- re-read is_system_stable(), where they meet the error themselves.
+        RAISE WARNING 'traystatus: trigger % on %.% failed: % (SQLSTATE %); the change it watched goes on. Re-run sql/install.sql (or sql/uninstall.sql) after a StatBus upgrade.',
+            TG_NAME, TG_TABLE_SCHEMA, TG_TABLE_NAME, SQLERRM, SQLSTATE;
+        PERFORM pg_notify('system_stability', '{"stable": false}');
+    END;
     RETURN NULL;
 END;
 $$;
@@ -403,27 +417,35 @@ BEGIN
     IF current_setting('system_stability.announced', true) = 'out' THEN
         RETURN NULL;  -- this transaction will announce at COMMIT already
     END IF;
-    IF TG_TABLE_NAME = 'tasks' THEN
-        -- The WHEN clause made sure that OLD was busy and due. It counted only in the
-        -- analytics queue; and (for an UPDATE) NEW must not count any more.
-        IF NOT EXISTS (SELECT FROM worker.command_registry AS cr
-                       WHERE cr.command = OLD.command AND cr.queue = 'analytics') THEN
-            RETURN NULL;
-        END IF;
-        IF TG_OP = 'UPDATE' THEN
-            IF NEW.state IN ('pending', 'processing', 'waiting', 'interrupted')
-               AND (NEW.scheduled_at IS NULL OR NEW.scheduled_at <= now()) THEN
-                IF EXISTS (SELECT FROM worker.command_registry AS cr
-                           WHERE cr.command = NEW.command AND cr.queue = 'analytics') THEN
-                    RETURN NULL;
+    BEGIN
+        IF TG_TABLE_NAME = 'tasks' THEN
+            -- The WHEN clause made sure that OLD was busy and due. It counted only in the
+            -- analytics queue; and (for an UPDATE) NEW must not count any more.
+            IF NOT EXISTS (SELECT FROM worker.command_registry AS cr
+                           WHERE cr.command = OLD.command AND cr.queue = 'analytics') THEN
+                RETURN NULL;
+            END IF;
+            IF TG_OP = 'UPDATE' THEN
+                IF NEW.state IN ('pending', 'processing', 'waiting', 'interrupted')
+                   AND (NEW.scheduled_at IS NULL OR NEW.scheduled_at <= now()) THEN
+                    IF EXISTS (SELECT FROM worker.command_registry AS cr
+                               WHERE cr.command = NEW.command AND cr.queue = 'analytics') THEN
+                        RETURN NULL;
+                    END IF;
                 END IF;
             END IF;
         END IF;
-    END IF;
-    -- Rolling back a savepoint reverts this note together with the queued event.
-    PERFORM set_config('system_stability.announced', 'out', true);
-    INSERT INTO public.system_stability_commit_hook DEFAULT VALUES RETURNING ctid INTO hook_row;
-    DELETE FROM public.system_stability_commit_hook WHERE ctid = hook_row;
+        -- Rolling back a savepoint reverts this note together with the queued event.
+        PERFORM set_config('system_stability.announced', 'out', true);
+        INSERT INTO public.system_stability_commit_hook DEFAULT VALUES RETURNING ctid INTO hook_row;
+        DELETE FROM public.system_stability_commit_hook WHERE ctid = hook_row;
+    EXCEPTION WHEN OTHERS THEN
+        -- Never break StatBus's own write (see "Fail-safe" above): warn, and make listeners
+        -- re-read is_system_stable(), where they meet the error themselves.
+        RAISE WARNING 'traystatus: trigger % on %.% failed: % (SQLSTATE %); the change it watched goes on. Re-run sql/install.sql (or sql/uninstall.sql) after a StatBus upgrade.',
+            TG_NAME, TG_TABLE_SCHEMA, TG_TABLE_NAME, SQLERRM, SQLSTATE;
+        PERFORM pg_notify('system_stability', '{"stable": false}');
+    END;
     RETURN NULL;
 END;
 $$;
@@ -435,8 +457,16 @@ LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    PERFORM pg_notify('system_stability',
-                      jsonb_build_object('stable', public.is_system_stable())::text);
+    BEGIN
+        PERFORM pg_notify('system_stability',
+                          jsonb_build_object('stable', public.is_system_stable())::text);
+    EXCEPTION WHEN OTHERS THEN
+        -- Never break StatBus's own write (see "Fail-safe" above): warn, and make listeners
+        -- re-read is_system_stable(), where they meet the error themselves.
+        RAISE WARNING 'traystatus: trigger % on %.% failed: % (SQLSTATE %); the change it watched goes on. Re-run sql/install.sql (or sql/uninstall.sql) after a StatBus upgrade.',
+            TG_NAME, TG_TABLE_SCHEMA, TG_TABLE_NAME, SQLERRM, SQLSTATE;
+        PERFORM pg_notify('system_stability', '{"stable": false}');
+    END;
     RETURN NULL;
 END;
 $$;
@@ -450,22 +480,30 @@ AS $$
 DECLARE
     had_active boolean;
 BEGIN
-    IF TG_TABLE_NAME = 'import_job' THEN
-        had_active := EXISTS (
-            SELECT FROM public.import_job AS j
-            WHERE j.state IN ('upload_completed', 'preparing_data', 'analysing_data',
-                              'approved', 'processing_data'));
-    ELSE
-        had_active := EXISTS (
-            SELECT FROM worker.tasks AS t
-            JOIN worker.command_registry AS cr ON cr.command = t.command
-            WHERE cr.queue = 'analytics'
-              AND t.state IN ('pending', 'processing', 'waiting', 'interrupted')
-              AND (t.scheduled_at IS NULL OR t.scheduled_at <= now()));
-    END IF;
-    IF had_active THEN
-        PERFORM set_config('system_stability.truncated', 'yes', true);
-    END IF;
+    BEGIN
+        IF TG_TABLE_NAME = 'import_job' THEN
+            had_active := EXISTS (
+                SELECT FROM public.import_job AS j
+                WHERE j.state IN ('upload_completed', 'preparing_data', 'analysing_data',
+                                  'approved', 'processing_data'));
+        ELSE
+            had_active := EXISTS (
+                SELECT FROM worker.tasks AS t
+                JOIN worker.command_registry AS cr ON cr.command = t.command
+                WHERE cr.queue = 'analytics'
+                  AND t.state IN ('pending', 'processing', 'waiting', 'interrupted')
+                  AND (t.scheduled_at IS NULL OR t.scheduled_at <= now()));
+        END IF;
+        IF had_active THEN
+            PERFORM set_config('system_stability.truncated', 'yes', true);
+        END IF;
+    EXCEPTION WHEN OTHERS THEN
+        -- Never break StatBus's own write (see "Fail-safe" above): warn, and make listeners
+        -- re-read is_system_stable(), where they meet the error themselves.
+        RAISE WARNING 'traystatus: trigger % on %.% failed: % (SQLSTATE %); the change it watched goes on. Re-run sql/install.sql (or sql/uninstall.sql) after a StatBus upgrade.',
+            TG_NAME, TG_TABLE_SCHEMA, TG_TABLE_NAME, SQLERRM, SQLSTATE;
+        PERFORM pg_notify('system_stability', '{"stable": false}');
+    END;
     RETURN NULL;
 END;
 $$;
@@ -479,8 +517,15 @@ AS $$
 BEGIN
     IF current_setting('system_stability.truncated', true) = 'yes' THEN
         PERFORM set_config('system_stability.truncated', '', true);
-        PERFORM pg_notify('system_stability',
-                          jsonb_build_object('stable', public.is_system_stable())::text);
+        BEGIN
+            PERFORM pg_notify('system_stability',
+                              jsonb_build_object('stable', public.is_system_stable())::text);
+        EXCEPTION WHEN OTHERS THEN
+            -- Never break StatBus's own write (see "Fail-safe" above).
+            RAISE WARNING 'traystatus: trigger % on %.% failed: % (SQLSTATE %); the change it watched goes on. Re-run sql/install.sql (or sql/uninstall.sql) after a StatBus upgrade.',
+                TG_NAME, TG_TABLE_SCHEMA, TG_TABLE_NAME, SQLERRM, SQLSTATE;
+            PERFORM pg_notify('system_stability', '{"stable": false}');
+        END;
     END IF;
     RETURN NULL;
 END;

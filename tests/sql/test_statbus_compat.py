@@ -115,3 +115,30 @@ def test_an_analyst_writing_tasks_is_announced_and_cannot_touch_the_hook(
         assert listener.drain() == [payload(False)]
         with pytest.raises(errors.InsufficientPrivilege):
             analyst.execute("INSERT INTO public.system_stability_commit_hook DEFAULT VALUES")
+
+
+RENAMES = {
+    # StatBus renamed worker.tasks.duration_ms to process_duration_ms in 2026-03; a rename
+    # of a column or enum value that our functions name must not break StatBus's writes.
+    "column": "ALTER TABLE worker.tasks RENAME COLUMN scheduled_at TO run_at",
+    "enum-value": "ALTER TYPE worker.task_state RENAME VALUE 'waiting' TO 'awaiting_children'",
+}
+
+
+@pytest.mark.parametrize("rename", list(RENAMES))
+def test_a_statbus_rename_never_breaks_statbus_writes(
+    db_dsn: str, conn: Conn, listener: Listener, rename: str
+) -> None:
+    """After such an upgrade our trigger functions fail inside; they must catch it, let the
+    worker's change commit, and still make clients re-read (where they meet the error)."""
+    task = add_task(conn, "processing")
+    listener.drain()
+    conn.execute(RENAMES[rename])
+    with psycopg.connect(db_dsn, autocommit=True) as worker:
+        worker.execute("UPDATE worker.tasks SET state = 'completed' WHERE id = %s", (task,))
+        worker.execute("INSERT INTO worker.tasks (command) VALUES ('derive_statistical_unit')")
+        worker.execute("DELETE FROM worker.tasks WHERE command = 'derive_statistical_unit'")
+        worker.execute("TRUNCATE worker.tasks")
+        row = worker.execute("SELECT count(*) FROM worker.tasks").fetchone()
+        assert row == (0,)
+    assert payload(False) in listener.drain()

@@ -130,21 +130,27 @@ def conn(db_dsn: str) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
         yield c
 
 
+def temporary_role(server: PgServer, name: str, *member_of: str) -> Iterator[tuple[str, str]]:
+    """A LOGIN role with a random password, member of ``member_of``, dropped afterwards."""
+    password = uuid.uuid4().hex
+    create = sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+        sql.Identifier(name), sql.Literal(password)
+    )
+    if member_of:
+        create += sql.SQL(" IN ROLE ") + sql.SQL(", ").join(map(sql.Identifier, member_of))
+    with server.admin() as conn:
+        conn.execute(create)
+    yield name, password
+    with server.admin() as conn:
+        conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
+
+
 @pytest.fixture
 def login_role(templates: PgServer) -> Iterator[tuple[str, str]]:
     """A StatBus-like analyst login (member of authenticated and regular_user): (name, password)."""
     name = f"analyst_{uuid.uuid4().hex[:8]}@example.org"
-    password = uuid.uuid4().hex
-    with templates.admin() as conn:
-        conn.execute(
-            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} IN ROLE authenticated, regular_user").format(
-                sql.Identifier(name), sql.Literal(password)
-            )
-        )
-    yield name, password
-    with templates.admin() as conn:
-        conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
-        conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
+    yield from temporary_role(templates, name, "authenticated", "regular_user")
 
 
 @pytest.fixture

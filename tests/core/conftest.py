@@ -11,10 +11,9 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from tests.fix_db import PgServer
+from tests.fix_db import PgServer, temporary_role
 from traystatus.core.details import Details, WorkSummary
 from traystatus.core.monitor import Monitor, MonitorOptions
 from traystatus.core.state import State, Status
@@ -113,14 +112,4 @@ def own_server(tmp_path: Path) -> Iterator[EmbeddedPostgres]:
 @pytest.fixture
 def plain_role(templates: PgServer) -> Iterator[tuple[str, str]]:
     """A LOGIN role that is NOT in authenticated: it may connect but not run our functions."""
-    name = f"plain_{uuid.uuid4().hex[:8]}"
-    password = uuid.uuid4().hex
-    with templates.admin() as conn:
-        conn.execute(
-            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
-                sql.Identifier(name), sql.Literal(password)
-            )
-        )
-    yield name, password
-    with templates.admin() as conn:
-        conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
+    yield from temporary_role(templates, f"plain_{uuid.uuid4().hex[:8]}")

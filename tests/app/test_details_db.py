@@ -36,6 +36,9 @@ def test_details_read_only_while_the_window_is_visible(
 ) -> None:
     adapter = MonitorAdapter(Monitor(db_dsn, FAST))
     window = DetailsWindow(adapter, IconCache())
+    # What the controller does (the window connects nothing itself).
+    adapter.statusChanged.connect(window.set_status)
+    adapter.detailsChanged.connect(window.set_details)
     add_job(conn, "lu_2026_q3", "processing_data", description="Legal units 2026 Q3",
             total_rows=10_000, imported_rows=4_250, import_completed_pct=42.5,
             import_rows_per_sec=812.3, warning_count=3)
@@ -172,6 +175,9 @@ def test_ended_jobs_show_the_rows_imported_not_the_total(
     "9,983 of 10,000 rows imported", never "10,000 rows" (read as: all went in)."""
     adapter = MonitorAdapter(Monitor(db_dsn, FAST))
     window = DetailsWindow(adapter, IconCache())
+    # What the controller does (the window connects nothing itself).
+    adapter.statusChanged.connect(window.set_status)
+    adapter.detailsChanged.connect(window.set_details)
     add_job(conn, "with_errors", "finished", description="With errors",
             total_rows=10_000, imported_rows=9_983, error_count=17)
     add_job(conn, "all_in", "finished", description="All in",

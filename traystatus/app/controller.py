@@ -5,6 +5,12 @@ tray icon or - when no tray host exists - the small status window (re-checked ev
 the icon moves to the tray when one appears), the details window (created on first use),
 the Settings dialog, and the notification policy + sender. ``shutdown()`` stops the
 monitor, closes its connection and the notifier; main.py then stops the loop.
+
+The controller is the one place that connects the adapter's signals to the views: every
+Status goes through ``_show`` to the icon, the window and the details window, once.
+It follows the Settings dialog: a renamed profile is followed under its new name, a
+removed one gives way to the default profile, and with no profile left the icon shows
+an error - never the state of a database nobody watches any more.
 """
 
 from __future__ import annotations
@@ -31,19 +37,21 @@ from traystatus.app.notify_policy import (
     NotifyOptions,
     Urgency,
 )
-from traystatus.app.settings import SettingsDialog
+from traystatus.app.settings import SavedChange, SettingsDialog
 from traystatus.app.statuswindow import StatusWindow
+from traystatus.app.tasks import TaskSet
 from traystatus.app.tray import TrayIcon
 from traystatus.core.details import Details, WorkSummary
 from traystatus.core.monitor import Monitor, MonitorOptions
 from traystatus.core.password import Source
 from traystatus.core.password import resolve_async as resolve_password_async
 from traystatus.core.profiles import ProfileError, ProfileStore, Settings
-from traystatus.core.state import Status, utcnow
+from traystatus.core.state import Problem, State, Status, utcnow
 
 log = logging.getLogger(__name__)
 
 TRAY_CHECK_MS = 5000
+NO_PROFILE = "No connection profile is set up: add one in Settings."
 WAKE_GAP = timedelta(seconds=30)
 
 
@@ -101,9 +109,14 @@ class Controller(QObject):
         self.in_tray = False
         self._window_shown_once = False
         self._last_tick: datetime | None = None
-        self._restart_task: asyncio.Future[None] | None = None
+        self.tasks = TaskSet(self._task_failed)
         self._starting: asyncio.Future[None] | None = None
         self.password_source: Source | None = None  # where the monitor's password came from
+        # Passwords typed in Settings that no secure keychain could keep, per profile:
+        # used for this session only, never written anywhere.
+        self._session_passwords: dict[str, str] = {}
+        self.status = Status(State.CONNECTING)
+        self._profile_problem = NO_PROFILE
 
         t = self.tray
         t.showDetailsRequested.connect(self.show_details)
@@ -142,27 +155,42 @@ class Controller(QObject):
         for ``--dsn``, as in the CLI); None when no profile is set up yet."""
         if self.dsn:
             return self.dsn, None
+        if self.profile_name is None and self.store.default_name is None:
+            self._profile_problem = NO_PROFILE
+            return None
         try:
             profile = self.store.get(self.profile_name)
         except ProfileError as ex:
-            log.info("no usable profile yet: %s", ex)
+            log.warning("cannot watch: %s", ex)
+            self._profile_problem = f"{ex}. Choose or add a profile in Settings."
             return None
         self.profile_name = profile.name
         return profile.to_conninfo(), profile.name
 
     def _start_monitor(self) -> bool:
-        """Start the monitor for the current profile; False when there is none yet. The
+        """Start the monitor for the current profile; False when there is none. The
         password is found first (traystatus.core.password: the CLI's order), so the
-        monitor itself starts a moment later on the loop."""
+        monitor itself starts a moment later on the loop. Without a profile the icon
+        says so (an error, not whatever it showed before)."""
         target = self._conninfo()
         if target is None:
+            self._show(
+                Status(State.ERROR, problem=Problem.CONFIG, message=self._profile_problem),
+                notify=False,
+            )
             return False
-        self._starting = asyncio.ensure_future(self._start_monitor_with(*target))
+        self._show(Status(State.CONNECTING), notify=False)
+        self._starting = self.tasks.start(self._start_monitor_with(*target), "starting the monitor")
         return True
 
     async def _start_monitor_with(self, conninfo: str, keychain_name: str | None) -> None:
-        found = await resolve_password_async(conninfo, keychain_name)
-        log.info("password: %s", found.source.value)
+        typed = self._session_passwords.get(keychain_name) if keychain_name else None
+        # A password typed in Settings without a secure keychain takes the keychain's
+        # place in the order (after the DSN's own and libpq's).
+        found = await resolve_password_async(
+            conninfo, keychain_name, keychain=(lambda _name: typed) if typed else None
+        )
+        log.info("password: %s%s", found.source.value, " (typed this session)" if typed else "")
         kwargs = {"password": found.password} if found.password else {}
         monitor = Monitor(conninfo, monitor_options(self.store.settings), **kwargs)
         self.password_source = found.source
@@ -171,7 +199,7 @@ class Controller(QObject):
         self.adapter.detailsChanged.connect(self._on_details)
         self.adapter.workFinished.connect(self._on_summary)
         if self.details_window is not None:
-            self._bind_details_window()
+            self.details_window.set_adapter(self.adapter)
         self._on_status(monitor.status)
         self.adapter.start()
 
@@ -183,6 +211,11 @@ class Controller(QObject):
         adapter, self.adapter = self.adapter, None
         if adapter is None:
             return
+        # From here on nothing this monitor says reaches the views: it may be the state of
+        # a profile that was just renamed, removed or edited.
+        adapter.statusChanged.disconnect(self._on_status)
+        adapter.detailsChanged.disconnect(self._on_details)
+        adapter.workFinished.disconnect(self._on_summary)
         if self.details_window is not None:
             self.details_window.hide()
             self.details_window.deleteLater()
@@ -194,6 +227,7 @@ class Controller(QObject):
         """Quit: stop the monitor (its connection closes), the timers and the notifier."""
         self._tick.stop()
         self._tray_check.stop()
+        await self.tasks.cancel_all()
         await self._stop_monitor()
         await self.notifier.close()
         self.tray.hide()
@@ -221,15 +255,38 @@ class Controller(QObject):
 
     # -- status flow ---------------------------------------------------------------------------
     def _on_status(self, status: Status) -> None:
+        self._show(status)
+
+    def _show(self, status: Status, notify: bool = True) -> None:
+        """The one way a Status reaches the icon, the window and the details window."""
+        self.status = status
         self.tray.set_status(status)
         self.window.set_status(status)
-        self.notifier.handle(self.policy.on_status(status, self.clock()))
+        if self.details_window is not None:
+            self.details_window.set_status(status)
+        if notify:
+            self.notifier.handle(self.policy.on_status(status, self.clock()))
 
     def _on_details(self, details: Details) -> None:
         counts = texts.work_counts(details)
         self.tray.set_counts(counts)
         self.window.counts = counts
         self.window.refresh()
+        if self.details_window is not None:
+            self.details_window.set_details(details)
+
+    def _task_failed(self, what: str, error: BaseException) -> None:
+        """A task of ours died of a bug: say so instead of staying on Connecting."""
+        self._show(
+            Status(
+                State.ERROR,
+                problem=Problem.INTERNAL,
+                message=(
+                    f"traystatus hit a bug while {what} ({type(error).__name__}: {error}). "
+                    "The log file has the details; Reconnect now tries again."
+                ),
+            )
+        )
 
     def _on_summary(self, summary: WorkSummary) -> None:
         self.notifier.handle(self.policy.on_summary(run_summary_from(summary), self.clock()))
@@ -254,21 +311,11 @@ class Controller(QObject):
     def show_details(self) -> None:
         if self.details_window is None:
             self.details_window = DetailsWindow(self.adapter, self.icons, self.style, self.clock)
-            self._bind_details_window()
+            self.details_window.set_status(self.status)
         w = self.details_window
         w.show()
         w.raise_()
         w.activateWindow()
-
-    def _bind_details_window(self) -> None:
-        w = self.details_window
-        if w is None:
-            return
-        w.adapter = self.adapter
-        if self.adapter is not None:
-            self.adapter.statusChanged.connect(w.set_status)
-            self.adapter.detailsChanged.connect(w.set_details)
-            w.set_status(self.adapter.status)
 
     def show_settings(self) -> None:
         if self.settings_dialog is None:
@@ -278,7 +325,9 @@ class Controller(QObject):
         self.settings_dialog.show()
         self.settings_dialog.raise_()
 
-    def _settings_saved(self) -> None:
+    def _settings_saved(self, change: object = None) -> None:
+        if isinstance(change, SavedChange):
+            self._follow(change)
         s = self.store.settings
         self.policy.options = NotifyOptions.from_settings(s)
         self.style = icon_style_for(s)
@@ -288,7 +337,37 @@ class Controller(QObject):
             self.details_window.set_style(self.style)
         self.tray.set_profiles(self.store.names(), self.profile_name)
         # New connection settings or password: start over with them.
-        self._restart_task = asyncio.ensure_future(self._restart_monitor())
+        self._restart()
+
+    def _follow(self, change: SavedChange) -> None:
+        """Keep watching the same profile under its new name; a removed one gives way to
+        the default profile (``_conninfo`` picks it; none left -> the error state)."""
+        passwords = self._session_passwords
+        for old, new in change.renamed.items():
+            if old in passwords:
+                passwords[new] = passwords.pop(old)
+            if self.profile_name == old:
+                log.info("following the renamed profile %r -> %r", old, new)
+                self.profile_name = new
+        for name in change.removed:
+            passwords.pop(name, None)
+            if self.profile_name == name:
+                log.info("the watched profile %r was removed", name)
+                self.profile_name = None
+        if change.profile is not None:
+            if change.session_password:
+                passwords[change.profile] = change.session_password
+            else:
+                passwords.pop(change.profile, None)  # stored, or none typed: the usual order
+        if self.dsn is None and self.profile_name is None:
+            # Removed, or the first profile: watch the default one (or none: error).
+            self.profile_name = self.store.default_name
+
+    def _restart(self) -> None:
+        """Stop the monitor and start it again with the current profile and settings. The
+        old state goes at once: it describes a connection that is being replaced."""
+        self._show(Status(State.CONNECTING), notify=False)
+        self.tasks.start(self._restart_monitor(), "restarting the monitor")
 
     async def _restart_monitor(self) -> None:
         await self._stop_monitor()
@@ -300,11 +379,13 @@ class Controller(QObject):
         self.profile_name = name
         self.dsn = None
         self.tray.set_profiles(self.store.names(), name)
-        self._restart_task = asyncio.ensure_future(self._restart_monitor())
+        self._restart()
 
     def reconnect_now(self) -> None:
         if self.adapter is not None:
             self.adapter.reconnect_now()
+        elif self.status.problem is Problem.INTERNAL:
+            self._restart()  # the monitor never started (a bug stopped it): try again
 
     def _pause(self, pause: object) -> None:
         if pause:

@@ -2,7 +2,9 @@
 
 A view of the core's ``Details`` snapshot (traystatus.core.details); it computes nothing
 beyond formatting. It asks the adapter for details only while it is visible (showEvent /
-hideEvent), so a closed window costs the database nothing.
+hideEvent), so a closed window costs the database nothing. It does not connect to the
+adapter's signals itself: the controller hands it every Status and Details (one render
+per update; connecting here as well rendered each update twice).
 
 Responsive with 200 jobs and 10^4 tasks: the SQL sends at most 500 jobs and 50 tasks plus
 counts per command, and the rows here are a pool of widgets that are reused (texts
@@ -208,7 +210,7 @@ def rows_text(job: ImportJob) -> str:
 
 
 class DetailsWindow(QWidget):
-    """The window; ``set_details`` and ``set_status`` come from the adapter's signals."""
+    """The window; ``set_details`` and ``set_status`` are called by the controller."""
 
     def __init__(
         self,
@@ -307,9 +309,6 @@ class DetailsWindow(QWidget):
         self.scroll_area.setWidget(body)
         outer.addWidget(self.scroll_area, 1)
 
-        if adapter is not None:
-            adapter.statusChanged.connect(self.set_status)
-            adapter.detailsChanged.connect(self.set_details)
         self._render()
 
     # -- subscription follows visibility -----------------------------------------------------
@@ -336,6 +335,18 @@ class DetailsWindow(QWidget):
     @property
     def subscribed(self) -> bool:
         return self._subscribed
+
+    def set_adapter(self, adapter: MonitorAdapter | None) -> None:
+        """A new monitor (restart, other profile): move the details subscription to it."""
+        if adapter is self.adapter:
+            return
+        self._unsubscribe()
+        self.adapter = adapter
+        self.details = None
+        if adapter is not None and self.isVisible():
+            self._subscribed = True
+            adapter.want_details(True)
+        self._render()
 
     def _reconnect(self) -> None:
         if self.adapter is not None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import psycopg
 from psycopg.conninfo import make_conninfo
@@ -37,6 +37,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from traystatus.app.tasks import TaskSet
 from traystatus.core import credentials
 from traystatus.core.errors import Phase, diagnose
 from traystatus.core.password import resolve_async as resolve_password_async
@@ -60,6 +61,21 @@ class CheckResult:
     ok: bool
     problem: Problem | None
     message: str
+
+
+@dataclass(frozen=True)
+class SavedChange:
+    """What one Save or Remove changed, for whoever follows a profile (the controller).
+
+    ``profile``: the profile saved (None for a removal). ``renamed``: old name -> new
+    name. ``removed``: names that no longer exist. ``session_password``: a password typed
+    for ``profile`` that no keychain took: use it for this session only, never store it.
+    """
+
+    profile: str | None = None
+    renamed: dict[str, str] = field(default_factory=dict)
+    removed: tuple[str, ...] = ()
+    session_password: str | None = field(default=None, repr=False)
 
 
 async def check_connection(conninfo: str, password: str | None, seconds: float = 10) -> CheckResult:
@@ -106,9 +122,9 @@ async def check_connection(conninfo: str, password: str | None, seconds: float =
 
 
 class SettingsDialog(QDialog):
-    """Edits a ProfileStore; ``saved`` is emitted after a successful save."""
+    """Edits a ProfileStore; ``saved(SavedChange)`` is emitted after every change stored."""
 
-    saved = Signal()
+    saved = Signal(object)
 
     def __init__(self, store: ProfileStore, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -116,7 +132,8 @@ class SettingsDialog(QDialog):
         self.setWindowTitle("traystatus settings")
         self.setAccessibleName("traystatus settings")
         self._current: str | None = None
-        self._check_task: asyncio.Task[CheckResult] | None = None
+        self._check_task: asyncio.Future[CheckResult] | None = None
+        self.tasks = TaskSet(self._task_failed)
         self.last_check: CheckResult | None = None
 
         outer = QVBoxLayout(self)
@@ -251,9 +268,10 @@ class SettingsDialog(QDialog):
             self.keychain.setStyleSheet("color: #2e7d32;")
         else:
             self.keychain.setText(
-                f"No secure keychain: {info.reason}. A password typed here is used for this "
-                f"session only and NOT saved. To fix: {credentials.ADVICE}."
+                f"No secure keychain: {info.reason}. A password typed here is used until "
+                "traystatus quits and is NOT saved; ~/.pgpass keeps one for good."
             )
+            self.keychain.setToolTip(f"To fix: {credentials.ADVICE}.")
             self.keychain.setStyleSheet("color: #c62828; font-weight: bold;")
         default = self.store.default_name
         if default is not None:
@@ -297,7 +315,7 @@ class SettingsDialog(QDialog):
         credentials.delete_password(name)
         self._current = None
         self.load()
-        self.saved.emit()
+        self.saved.emit(SavedChange(removed=(name,)))
 
     # -- the form as a profile -------------------------------------------------------------------
     def profile(self) -> ConnectionProfile:
@@ -338,30 +356,44 @@ class SettingsDialog(QDialog):
 
     # -- saving ----------------------------------------------------------------------------------
     def save(self) -> bool:
-        """Save profile, password and settings; False (and a message) when something failed."""
+        """Save the profile, the settings and then the password; False (and a message)
+        when something was not saved.
+
+        The password goes last: without a secure keychain it cannot be stored, and that
+        must not cost the other changes in the dialog. It is then handed on in ``saved``
+        for this session only (the message says so and what to do)."""
+        renamed: dict[str, str] = {}
         try:
             profile, secrets = self.profile().without_secrets()
             self.store.put(profile, make_default=self._current is None and not len(self.store))
+            old_pw: str | None = None
             if self._current is not None and self._current != profile.name:
                 # Renamed: move the password along, drop the old entry.
+                renamed[self._current] = profile.name
                 old_pw = credentials.get_password(self._current)
+                if self.store.default_name == self._current:
+                    self.store.set_default(profile.name)
                 self.store.remove(self._current)
                 credentials.delete_password(self._current)
-                if old_pw and not self.password.text():
-                    credentials.store_password(profile.name, old_pw)
             self._current = profile.name
-            password = self.password.text() or secrets.get("password")
-            if password:
-                credentials.store_password(profile.name, password)
-                self.password.clear()
             self.store.save_settings(self.settings())
-        except credentials.NoSecureKeychain as ex:
-            self._say(str(ex), error=True)
-            self.saved.emit()
-            return False
         except (ProfileError, OSError) as ex:
             self._say(f"Not saved: {ex}", error=True)
             return False
+        password = self.password.text() or secrets.get("password") or old_pw
+        self.password.clear()
+        problems: list[str] = []
+        session_password: str | None = None
+        if password:
+            try:
+                credentials.store_password(profile.name, password)
+            except credentials.NoSecureKeychain as ex:
+                session_password = password
+                problems.append(
+                    f"Saved, except the password: no secure keychain, {ex.reason}. "
+                    "traystatus uses the password for this session only, until it quits. "
+                    f"To keep it: {credentials.ADVICE}."
+                )
         try:
             from traystatus import autostart
 
@@ -370,17 +402,20 @@ class SettingsDialog(QDialog):
         except ImportError:
             pass
         except OSError as ex:
-            self._say(f"Saved, but start at login could not be changed: {ex}", error=True)
-            self.saved.emit()
-            return False
-        self._say("Saved.")
+            problems.append(f"Saved, but start at login could not be changed: {ex}")
+        if problems:
+            self._say(" ".join(problems), error=True)
+        else:
+            self._say("Saved.")
         current = profile.name
         self.load()
         items = self.profile_list.findItems(current, _exact())
         if items:
             self.profile_list.setCurrentItem(items[0])
-        self.saved.emit()
-        return True
+        self.saved.emit(
+            SavedChange(profile=current, renamed=renamed, session_password=session_password)
+        )
+        return not problems
 
     def _say(self, text: str, error: bool = False) -> None:
         self.message.setText(text)
@@ -390,7 +425,16 @@ class SettingsDialog(QDialog):
     def _start_check(self) -> None:
         if self._check_task is not None and not self._check_task.done():
             return
-        self._check_task = asyncio.ensure_future(self.run_check())
+        self._check_task = self.tasks.start(self.run_check(), "testing the connection")
+
+    def _task_failed(self, what: str, error: BaseException) -> None:
+        """A bug in the test itself (not a connection problem, which run_check reports)."""
+        self.test_button.setEnabled(True)
+        self.check_result.setText(
+            f"The test stopped with an unexpected error ({type(error).__name__}: {error}). "
+            "This is a bug in traystatus; the log file has the details."
+        )
+        self.check_result.setStyleSheet("color: #c62828;")
 
     async def run_check(self) -> CheckResult:
         try:

@@ -1,0 +1,315 @@
+"""The controller tells the truth after Settings changes and when something breaks.
+
+Real Settings dialog, real Controller and Monitor, real database; the keychains are real
+keyring backends living in this process.
+
+- Renaming the watched profile keeps watching it; removing it moves to the default
+  profile; with none left the icon shows an error, never the last state (a stale green).
+- Without a secure keychain, Save keeps every other change and the typed password is
+  really used for this session.
+- The details window renders once per update.
+- A task that dies of an unexpected error turns the icon red with the reason instead of
+  leaving it on Connecting ("Task exception was never retrieved").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import keyring
+import pytest
+from keyring.backend import KeyringBackend
+from keyring.backends import fail
+from psycopg.conninfo import conninfo_to_dict
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication
+
+from tests.app.conftest import ARTIFACTS, MemoryKeyring, run, wait_until
+from traystatus.app.controller import Controller
+from traystatus.app.settings import SettingsDialog
+from traystatus.core.profiles import ConnectionProfile, ProfileStore
+from traystatus.core.state import Problem, State
+
+
+def _profile(name: str, dsn: str, user: str | None = None) -> ConnectionProfile:
+    p = conninfo_to_dict(dsn)
+    return ConnectionProfile(name=name, host=str(p["host"]), port=str(p["port"]),
+                             dbname=str(p["dbname"]), user=user or str(p["user"]))
+
+
+def _select(dialog: SettingsDialog, name: str) -> None:
+    items = dialog.profile_list.findItems(name, Qt.MatchFlag.MatchExactly)
+    assert items, name
+    dialog.profile_list.setCurrentItem(items[0])
+
+
+@pytest.fixture
+def no_libpq_password(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for var in ("PGPASSWORD", "PGSERVICE", "PGSERVICEFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("PGPASSFILE", str(tmp_path / "no-such-pgpass"))
+
+
+@pytest.fixture
+def no_keychain() -> Iterator[None]:
+    old = keyring.get_keyring()
+    keyring.set_keyring(fail.Keyring())
+    try:
+        yield
+    finally:
+        keyring.set_keyring(old)
+
+
+def _controller(store: ProfileStore) -> Controller:
+    return Controller(store, tray_available=lambda: False, use_desktop_notifier=False)
+
+
+def test_rename_and_remove_of_the_watched_profile(
+    qapp: QApplication, qloop: asyncio.AbstractEventLoop, config_dir: Path,
+    memory_keyring: MemoryKeyring, db_dsn: str, bare_db_dsn: str,
+) -> None:
+    store = ProfileStore()
+    store.put(_profile("work", db_dsn), make_default=True)
+    ctl = _controller(store)
+
+    async def scenario() -> None:
+        ctl.start()
+        try:
+            await wait_until(lambda: ctl.tray.status.state == State.STABLE)
+            ctl.show_settings()
+            dialog = ctl.settings_dialog
+            assert dialog is not None
+            got: list[Any] = []
+            dialog.saved.connect(got.append)
+
+            # Rename "work" -> "office": still watched, under its new name.
+            _select(dialog, "work")
+            dialog.name.setText("office")
+            assert dialog.save(), dialog.message.text()
+            assert got[-1].renamed == {"work": "office"} and got[-1].profile == "office"
+            await wait_until(lambda: ctl.profile_name == "office")
+            await wait_until(lambda: ctl.adapter is not None
+                             and ctl.tray.status.state == State.STABLE)
+            assert ctl.tray.profile == "office"
+            assert store.default_name == "office"  # the default follows the rename
+
+            # A second profile (a database without our SQL), then remove the watched one:
+            # the other one is watched now and its truth (an error) shows.
+            dialog._add()
+            dialog.name.setText("other")
+            p = conninfo_to_dict(bare_db_dsn)
+            dialog.host.setText(str(p["host"]))
+            dialog.port.setText(str(p["port"]))
+            dialog.dbname.setText(str(p["dbname"]))
+            dialog.user.setText(str(p["user"]))
+            assert dialog.save(), dialog.message.text()
+            await wait_until(lambda: ctl.tray.status.state == State.STABLE)  # still "office"
+            _select(dialog, "office")
+            dialog._remove()
+            assert got[-1].removed == ("office",)
+            await wait_until(lambda: ctl.profile_name == "other")
+            await wait_until(lambda: ctl.tray.status.problem == Problem.SQL_MISSING)
+
+            # Remove the last one: no profile left -> an error, never the last state.
+            _select(dialog, "other")
+            dialog._remove()
+            await wait_until(lambda: ctl.adapter is None)
+            await asyncio.sleep(0.2)
+            assert ctl.tray.status.state == State.ERROR
+            assert ctl.tray.status.problem == Problem.CONFIG
+            assert "No connection profile" in ctl.tray.status.message
+            assert ctl.tray.status.state == State.ERROR
+            assert ctl.window.status.state == State.ERROR
+            assert "No connection profile" in ctl.tray.tooltip_text()
+        finally:
+            await ctl.shutdown()
+
+    run(qloop, scenario(), timeout=120)
+
+
+def test_rename_to_stable_never_shows_a_stale_green_on_the_way(
+    qapp: QApplication, qloop: asyncio.AbstractEventLoop, config_dir: Path,
+    memory_keyring: MemoryKeyring, db_dsn: str, bare_db_dsn: str,
+) -> None:
+    """Editing the watched profile to point elsewhere: from the moment Save is pressed the
+    icon says Connecting, then the new database's truth; the old green never lingers."""
+    store = ProfileStore()
+    store.put(_profile("work", db_dsn), make_default=True)
+    ctl = _controller(store)
+    seen: list[State] = []
+
+    async def scenario() -> None:
+        ctl.start()
+        try:
+            await wait_until(lambda: ctl.tray.status.state == State.STABLE)
+            ctl.show_settings()
+            dialog = ctl.settings_dialog
+            assert dialog is not None
+            _select(dialog, "work")
+            dialog.dbname.setText(str(conninfo_to_dict(bare_db_dsn)["dbname"]))
+            original = ctl.tray.set_status
+
+            def record(status: Any) -> None:
+                seen.append(status.state)
+                original(status)
+
+            ctl.tray.set_status = record  # type: ignore[method-assign]
+            assert dialog.save(), dialog.message.text()
+            assert ctl.tray.status.state == State.CONNECTING  # at once, not after the stop
+            await wait_until(lambda: ctl.tray.status.problem == Problem.SQL_MISSING)
+            assert State.STABLE not in seen, seen
+        finally:
+            await ctl.shutdown()
+
+    run(qloop, scenario(), timeout=120)
+
+
+def test_no_keychain_save_keeps_the_settings_and_uses_the_password_this_session(
+    qapp: QApplication, qloop: asyncio.AbstractEventLoop, config_dir: Path,
+    no_keychain: None, no_libpq_password: None, db_dsn: str, login_role: tuple[str, str],
+) -> None:
+    user, password = login_role
+    store = ProfileStore()
+    ctl = _controller(store)
+
+    async def scenario() -> None:
+        ctl.start()  # no profile yet: Settings opens, the icon says what is missing
+        try:
+            assert ctl.tray.status.state == State.ERROR
+            assert ctl.tray.status.problem == Problem.CONFIG
+            dialog = ctl.settings_dialog
+            assert dialog is not None and dialog.isVisible()
+            p = conninfo_to_dict(db_dsn)
+            dialog.name.setText("work")
+            dialog.host.setText(str(p["host"]))
+            dialog.port.setText(str(p["port"]))
+            dialog.dbname.setText(str(p["dbname"]))
+            dialog.user.setText(user)
+            dialog.password.setText(password)
+            dialog.grace.setValue(95)
+            dialog.notify_disconnected.setChecked(False)
+            dialog.icon_style.setCurrentIndex(dialog.icon_style.findData("mono-dark"))
+            assert not dialog.save()  # the password could not be stored ...
+            text = dialog.message.text()
+            assert "no secure keychain" in text and "this session only" in text
+            # ... but everything else was.
+            again = ProfileStore()
+            assert again.get("work").user == user
+            s = again.settings
+            assert (s.disconnect_grace_s, s.notify_disconnected, s.icon_style) == (
+                95.0, False, "mono-dark")
+            assert password not in (config_dir / "profiles.toml").read_text()
+            # The typed password reaches the monitor: it connects.
+            await wait_until(lambda: ctl.tray.status.state == State.STABLE, within=60)
+            dialog.resize(720, dialog.sizeHint().height())
+            ARTIFACTS.mkdir(exist_ok=True)
+            assert dialog.grab().save(str(ARTIFACTS / "settings-no-keychain.png"))
+        finally:
+            await ctl.shutdown()
+
+    run(qloop, scenario(), timeout=120)
+
+
+def test_details_window_renders_once_per_update(
+    qapp: QApplication, qloop: asyncio.AbstractEventLoop, config_dir: Path,
+    memory_keyring: MemoryKeyring, db_dsn: str,
+) -> None:
+    ctl = Controller(ProfileStore(), dsn=db_dsn, tray_available=lambda: False,
+                     use_desktop_notifier=False)
+
+    async def scenario() -> None:
+        ctl.start()
+        try:
+            await wait_until(lambda: ctl.tray.status.state == State.STABLE)
+            ctl.show_details()
+            w = ctl.details_window
+            assert w is not None and ctl.adapter is not None
+            await wait_until(lambda: w.details is not None)
+            await asyncio.sleep(0.5)
+            renders: list[int] = []
+            render = w._render
+
+            def counted() -> None:
+                renders.append(1)
+                render()
+
+            w._render = counted  # type: ignore[method-assign]
+            ctl.adapter.statusChanged.emit(ctl.adapter.status)
+            assert len(renders) == 1
+            ctl.adapter.detailsChanged.emit(w.details)
+            assert len(renders) == 2
+            w.close()
+        finally:
+            await ctl.shutdown()
+
+    run(qloop, scenario())
+
+
+class BrokenKeyring(KeyringBackend):
+    """A keychain whose daemon fails in a way keyring does not wrap (as D-Bus libraries
+    sometimes do)."""
+
+    priority = 1  # type: ignore[assignment]
+
+    def get_password(self, service: str, username: str) -> str | None:
+        raise RuntimeError("the keychain daemon crashed")
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        raise RuntimeError("the keychain daemon crashed")
+
+    def delete_password(self, service: str, username: str) -> None:
+        raise RuntimeError("the keychain daemon crashed")
+
+
+@pytest.fixture
+def broken_keychain() -> Iterator[None]:
+    old = keyring.get_keyring()
+    keyring.set_keyring(BrokenKeyring())
+    try:
+        yield
+    finally:
+        keyring.set_keyring(old)
+
+
+def test_an_unexpected_error_in_a_task_is_shown_not_swallowed(
+    qapp: QApplication, qloop: asyncio.AbstractEventLoop, config_dir: Path,
+    broken_keychain: None, no_libpq_password: None, db_dsn: str,
+    login_role: tuple[str, str], caplog: pytest.LogCaptureFixture,
+) -> None:
+    user, _ = login_role
+    store = ProfileStore()
+    store.put(_profile("work", db_dsn, user))
+    ctl = _controller(store)
+    unretrieved: list[dict[str, Any]] = []
+    qloop.set_exception_handler(lambda _loop, ctx: unretrieved.append(ctx))
+    caplog.set_level(logging.ERROR)
+
+    async def scenario() -> None:
+        ctl.start()
+        try:
+            await wait_until(lambda: ctl.tray.status.state == State.ERROR, within=60)
+            assert ctl.tray.status.problem == Problem.INTERNAL
+            assert "keychain daemon crashed" in ctl.tray.status.message
+            assert ctl.tray.status.problem == Problem.INTERNAL
+            assert "keychain daemon crashed" in ctl.tray.tooltip_text()
+
+            # The same bug under Settings' "Test connection": said in the dialog.
+            ctl.show_settings()
+            dialog = ctl.settings_dialog
+            assert dialog is not None
+            dialog._start_check()
+            await wait_until(lambda: "unexpected error" in dialog.check_result.text())
+            assert dialog.test_button.isEnabled()
+        finally:
+            await ctl.shutdown()
+
+    run(qloop, scenario(), timeout=120)
+    gc.collect()
+    qloop.run_until_complete(asyncio.sleep(0))
+    assert not unretrieved, unretrieved
+    assert any("keychain daemon crashed" in (r.exc_text or "") for r in caplog.records)

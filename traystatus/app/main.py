@@ -36,6 +36,8 @@ from traystatus.core.profiles import ProfileError, ProfileStore
 
 log = logging.getLogger(__name__)
 
+APP_NAME = "traystatus"
+DESKTOP_FILE_NAME = "io.github.statbus.traystatus"  # packaging/linux/<this>.desktop
 EXIT_STOPPED = 1  # the event loop stopped before Quit (display lost, or told to from outside)
 EXIT_INTERRUPTED = 130
 SHUTDOWN_TIMEOUT = 20.0  # the monitor gets 5 s of it to close its connection
@@ -79,11 +81,14 @@ def run_app(args: Any) -> int:
     replace: bool = bool(getattr(args, "replace", False))
     verbose = int(getattr(args, "verbose", 0) or 0)
 
-    app = QApplication.instance() or QApplication(sys.argv[:1])
+    # argv[0] becomes the instance part of the X window class (WM_CLASS); whatever script
+    # started us (the demo's launcher, python -m), it must read "traystatus", which the
+    # desktop entries name in StartupWMClass.
+    app = QApplication.instance() or QApplication([APP_NAME])
     assert isinstance(app, QApplication)
-    app.setApplicationName("traystatus")
+    app.setApplicationName(APP_NAME)  # the class part of WM_CLASS
     app.setApplicationDisplayName("StatBus status")
-    app.setDesktopFileName("traystatus")
+    app.setDesktopFileName(DESKTOP_FILE_NAME)  # Wayland app id: the menu entry's name
     app.setWindowIcon(app_icon())
     app.setQuitOnLastWindowClosed(False)
 

@@ -118,8 +118,8 @@ def test_store_round_trip(tmp_path: Path) -> None:
     store.put(ConnectionProfile(name="test env", dsn="host=localhost dbname=t"))
     assert store.default_name == "prod"  # the first one becomes the default
     store.set_default("test env")
-    store.save_settings(Settings(notify_processing_started=True, icon_style="mono-dark",
-                                 quiet_hours_start="22:00", quiet_hours_end="07:30"))
+    store.save_settings(Settings(notify_disconnected=False, icon_style="mono-dark",
+                                 disconnect_grace_s=90.0))
 
     again = ProfileStore(path)
     assert again.names() == ["prod", "test env"]
@@ -127,8 +127,8 @@ def test_store_round_trip(tmp_path: Path) -> None:
     assert again.get("prod") == store.get("prod")
     assert again.get() == store.get("test env")
     assert again.settings.icon_style == "mono-dark"
-    assert again.settings.notify_processing_started is True
-    assert again.settings.quiet_hours_end == "07:30"
+    assert again.settings.notify_disconnected is False
+    assert again.settings.disconnect_grace_s == 90.0
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     tomllib.loads(path.read_text())  # a valid TOML file a person can edit
 
@@ -181,10 +181,8 @@ def test_bad_settings_in_the_file_are_replaced_with_a_warning_never_raised(
         "health_timeout_s = -5\n"
         "disconnect_grace_s = -1.5\n"
         "notify_min_processing_s = nan\n"
-        "flap_damping_s = 'soon'\n"
         "notify_stable = 'yes'\n"
         "icon_style = 'neon'\n"
-        "quiet_hours_start = '25:00'\n"
         "notify_error = false\n"
         "[profiles.a]\nhost = 'h'\n"
     )
@@ -194,13 +192,11 @@ def test_bad_settings_in_the_file_are_replaced_with_a_warning_never_raised(
     assert (s.health_interval_s, s.health_timeout_s) == (1.0, 1.0)  # MonitorOptions wants > 0
     assert s.disconnect_grace_s == 0.0
     assert s.notify_min_processing_s == 30.0
-    assert s.flap_damping_s == 5.0
-    assert s.notify_stable is True and s.icon_style == "auto" and s.quiet_hours_start is None
+    assert s.notify_stable is True and s.icon_style == "auto"
     assert s.notify_error is False  # good values are kept
     warned = "\n".join(r.getMessage() for r in caplog.records)
     for key in ("health_interval_s = 0", "health_timeout_s = -5", "disconnect_grace_s = -1.5",
-                "notify_min_processing_s = nan", "flap_damping_s = 'soon'",
-                "notify_stable = 'yes'", "icon_style = 'neon'", "quiet_hours_start = '25:00'"):
+                "notify_min_processing_s = nan", "notify_stable = 'yes'", "icon_style = 'neon'"):
         assert key in warned, warned
     assert "notify_error" not in warned
     assert str(path) in warned
@@ -250,3 +246,38 @@ def test_any_values_survive_the_toml_round_trip(name: str, host: str, option: st
         ProfileStore(path).put(profile)
         assert ProfileStore(path).get(name) == profile
         assert os.stat(path).st_size > 0
+
+
+def test_a_file_with_the_retired_settings_still_loads(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Six settings were stored but never read (quiet hours, "only my imports", ...). They
+    are gone; a file written by an older version still loads, keeps every other value,
+    warns about nothing, and drops them on the next save."""
+    path = tmp_path / "profiles.toml"
+    path.write_text(
+        'default = "a"\n'
+        "[settings]\n"
+        "notify_processing_started = true\n"
+        "notify_stable = false\n"
+        "notify_import_finished = true\n"
+        "only_my_imports = true\n"
+        "flap_damping_s = 5.0\n"
+        "disconnect_grace_s = 120.0\n"
+        'quiet_hours_start = "22:00"\n'
+        'quiet_hours_end = "07:00"\n'
+        'icon_style = "mono-light"\n'
+        "[profiles.a]\nhost = 'h'\n"
+    )
+    with caplog.at_level("INFO", logger="traystatus.core.profiles"):
+        store = ProfileStore(path)
+    s = store.settings
+    assert (s.notify_stable, s.disconnect_grace_s, s.icon_style) == (False, 120.0, "mono-light")
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    assert "quiet_hours_start" in caplog.text and "no longer used" in caplog.text
+    store.save_settings(s)
+    text = path.read_text()
+    for gone in ("quiet_hours", "only_my_imports", "flap_damping_s",
+                 "notify_processing_started", "notify_import_finished"):
+        assert gone not in text
+    assert ProfileStore(path).settings == s

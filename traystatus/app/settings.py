@@ -345,7 +345,6 @@ class SettingsDialog(QDialog):
         return replace(
             self.store.settings,
             notify_stable=self.notify_stable.isChecked(),
-            notify_import_finished=self.notify_stable.isChecked(),
             notify_import_failed=self.notify_import_failed.isChecked(),
             notify_disconnected=self.notify_disconnected.isChecked(),
             notify_error=self.notify_error.isChecked(),

@@ -207,40 +207,39 @@ ICON_STYLES = ("auto", "color", "mono-light", "mono-dark")
 SECONDS_MIN = {
     "disconnect_grace_s": 0.0,
     "notify_min_processing_s": 0.0,
-    "flap_damping_s": 0.0,
     "health_interval_s": 1.0,
     "health_timeout_s": 1.0,
 }
-_HHMM = re.compile(r"([01]\d|2[0-3]):[0-5]\d")
+# Settings older versions stored but never used; a file that still has them loads (they
+# are dropped, with one info line) and loses them on the next save.
+RETIRED_SETTINGS = frozenset({
+    "notify_processing_started", "notify_import_finished", "only_my_imports",
+    "flap_damping_s", "quiet_hours_start", "quiet_hours_end",
+})
 
 
 @dataclass
 class Settings:
     """What the tray app lets a person change. Defaults are what a new user gets.
 
-    Notification toggles are per event; ``only_my_imports`` limits import notifications to
-    jobs of the connected user. ``disconnect_grace_s``: how long a lost connection may last
-    before anyone is told (longer right after start and after wake from sleep).
+    Every field is read by the tray app (app/notify_policy.py, app/controller.py).
+    Notification toggles are per event: ``notify_stable`` "Processing finished" (with the
+    summary of finished imports), ``notify_import_failed``, ``notify_disconnected``,
+    ``notify_error``. ``disconnect_grace_s``: how long a lost connection may last before
+    anyone is told (longer right after start and after wake from sleep).
     ``notify_min_processing_s``: "Processing finished" only after processing lasted at least
-    this long (a short flip is not news). ``quiet_hours``: "HH:MM" start and end in local
-    time (None = off) during which only critical ones are shown.
+    this long (a short flip is not news).
     """
 
-    notify_processing_started: bool = False
     notify_stable: bool = True
-    notify_import_finished: bool = True
     notify_import_failed: bool = True
     notify_disconnected: bool = True
     notify_error: bool = True
-    only_my_imports: bool = False
     disconnect_grace_s: float = 60.0
     notify_min_processing_s: float = 30.0
-    flap_damping_s: float = 5.0
     health_interval_s: float = 15.0
     health_timeout_s: float = 5.0
     icon_style: str = "auto"
-    quiet_hours_start: str | None = None
-    quiet_hours_end: str | None = None
 
     def validate(self) -> Settings:
         """Strict: raise ProfileError naming the first bad value (the dialog shows it)."""
@@ -252,10 +251,6 @@ class Settings:
             value = getattr(self, name)
             if not math.isfinite(value) or value < low:
                 raise ProfileError(f"settings: {name} must be a number of seconds >= {low:g}")
-        for name in ("quiet_hours_start", "quiet_hours_end"):
-            value = getattr(self, name)
-            if value is not None and not _HHMM.fullmatch(value):
-                raise ProfileError(f"settings: {name} must look like 22:00, not {value!r}")
         return self
 
     @classmethod
@@ -268,6 +263,9 @@ class Settings:
         names the line and what was used instead.
         """
         kwargs: dict[str, Any] = {}
+        retired = sorted(RETIRED_SETTINGS.intersection(table))
+        if retired:
+            log.info("%s: %s no longer used; dropped at the next save", where, ", ".join(retired))
         for f in dataclasses.fields(cls):
             if f.name not in table:
                 continue  # a newer app may add keys; an older file simply lacks them
@@ -287,8 +285,6 @@ class Settings:
                         ok = False
             elif f.name == "icon_style":
                 ok = value in ICON_STYLES
-            elif f.name.startswith("quiet_hours_"):
-                ok = isinstance(value, str) and bool(_HHMM.fullmatch(value))
             else:
                 ok = isinstance(value, str)
             if not ok:

@@ -1,45 +1,30 @@
-"""The one QObject between the core's Monitor and the widgets.
+"""The one QObject between the core's source of state and the widgets.
 
-The Monitor (traystatus.core.monitor) calls plain Python callbacks from the asyncio loop.
-Under qasync that loop IS the Qt main loop, so the callbacks run on the GUI thread and can
-emit signals directly; this class turns them into Qt signals, throttles repaints (details
-arrive with every progress NOTIFY: a window repainted 50 times a second helps nobody),
-and keeps the details subscription open only while someone wants details (a refcount: the
-details window while it is visible, nothing else).
+The source (traystatus.core.source.StateSource: a Monitor of the database, or a relay)
+calls plain Python callbacks from the asyncio loop. Under qasync that loop IS the Qt main
+loop, so the callbacks run on the GUI thread and can emit signals directly; this class
+turns them into Qt signals, throttles repaints (details arrive with every progress NOTIFY:
+a window repainted 50 times a second helps nobody), and keeps the details subscription open
+only while someone wants details (a refcount: the details window while it is visible,
+nothing else).
 
 Signals carry ``object`` (the core's frozen dataclasses), never ``bool``: PySide6 6.12 on
 Python 3.11 leaks a reference to True on every ``Signal(bool)`` emit and aborts at exit
-(platform-notes.md; tests/app/test_bool_signal.py keeps the regression test).
+(tests/app/test_bool_signal.py keeps the regression test).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
+from traystatus.core.source import StateSource
 from traystatus.core.state import Status
 
 log = logging.getLogger(__name__)
-
-
-class MonitorLike(Protocol):
-    """What the adapter needs of traystatus.core.monitor.Monitor (docs/architecture.md)."""
-
-    @property
-    def status(self) -> Status: ...
-
-    def add_listener(self, callback: Callable[[Status], None]) -> None: ...
-    def add_details_listener(self, callback: Callable[[Any], None]) -> None: ...
-    def add_summary_listener(self, callback: Callable[[Any], None]) -> None: ...
-    async def run(self) -> None: ...
-    def stop(self) -> None: ...
-    def reconnect_now(self) -> None: ...
-    def subscribe_details(self) -> None: ...
-    def unsubscribe_details(self) -> None: ...
 
 
 class MonitorAdapter(QObject):
@@ -51,7 +36,7 @@ class MonitorAdapter(QObject):
     workFinished = Signal(object)
 
     def __init__(
-        self, monitor: MonitorLike, parent: QObject | None = None, details_interval_ms: int = 300
+        self, monitor: StateSource, parent: QObject | None = None, details_interval_ms: int = 300
     ) -> None:
         super().__init__(parent)
         self.monitor = monitor

@@ -42,10 +42,11 @@ from traystatus.app.statuswindow import StatusWindow
 from traystatus.app.tasks import TaskSet
 from traystatus.app.tray import TrayIcon
 from traystatus.core.details import Details, WorkSummary
-from traystatus.core.monitor import Monitor, MonitorOptions
+from traystatus.core.monitor import MonitorOptions
 from traystatus.core.password import Source
 from traystatus.core.password import resolve_async as resolve_password_async
 from traystatus.core.profiles import ProfileError, ProfileStore, Settings
+from traystatus.core.source import open_source
 from traystatus.core.state import Problem, State, Status, utcnow
 
 log = logging.getLogger(__name__)
@@ -192,7 +193,7 @@ class Controller(QObject):
         )
         log.info("password: %s%s", found.source.value, " (typed this session)" if typed else "")
         kwargs = {"password": found.password} if found.password else {}
-        monitor = Monitor(conninfo, monitor_options(self.store.settings), **kwargs)
+        monitor = open_source(conninfo, monitor_options(self.store.settings), **kwargs)
         self.password_source = found.source
         self.adapter = MonitorAdapter(monitor, self)
         self.adapter.statusChanged.connect(self._on_status)

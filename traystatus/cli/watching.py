@@ -1,8 +1,8 @@
-"""``status``, ``wait`` and ``watch``: the core's Monitor, printed for scripts and status bars.
+"""``status``, ``wait`` and ``watch``: the core's state, printed for scripts and status bars.
 
-All three run one :class:`traystatus.core.monitor.Monitor` under ``asyncio.run()`` and read
-its Status changes from a queue, so they get the same LISTEN/re-read protocol, reconnects
-and error diagnosis as the tray app:
+All three run one source of state (:func:`traystatus.core.source.open_source`: the
+database Monitor) under ``asyncio.run()`` and read its Status changes from a queue, so
+they get the same LISTEN/re-read protocol, reconnects and error diagnosis as the tray app:
 
 * ``status`` waits for the first answer that is not "connecting" (and, with --details, one
   details snapshot), prints it and exits 0 stable / 1 processing / 3 anything else.
@@ -30,7 +30,7 @@ from typing import Any, TextIO
 from traystatus.cli.exitcodes import ExitCode
 from traystatus.cli.target import resolve_conninfo, resolve_target
 from traystatus.core.details import Details, format_duration
-from traystatus.core.monitor import Monitor
+from traystatus.core.source import StateSource, open_source
 from traystatus.core.state import State, Status
 
 log = logging.getLogger(__name__)
@@ -56,15 +56,15 @@ def exit_code(status: Status) -> ExitCode:
 
 @dataclasses.dataclass
 class Session:
-    monitor: Monitor
+    monitor: StateSource
     statuses: asyncio.Queue[Status]
     details: asyncio.Queue[Details]
 
 
 @contextlib.asynccontextmanager
 async def monitoring(conninfo: str) -> AsyncIterator[Session]:
-    """Run a Monitor for the body of the ``async with``, then stop it cleanly."""
-    monitor = Monitor(conninfo)
+    """Run a source of state for the body of the ``async with``, then stop it cleanly."""
+    monitor = open_source(conninfo)
     session = Session(monitor, asyncio.Queue(), asyncio.Queue())
     monitor.add_listener(session.statuses.put_nowait)
     monitor.add_details_listener(session.details.put_nowait)

@@ -13,11 +13,42 @@ import psycopg
 from psycopg import errors as pgerrors
 
 from traystatus._paths import sql_dir
+from traystatus.core.errors import Diagnosis
+from traystatus.core.state import Problem
 
 EXPECTED_SQL_VERSION = 1
 """The ``system_stability_sql_version()`` this traystatus was written for."""
 
 SqlFile = Literal["install", "uninstall"]
+
+
+def version_diagnosis(version: object, where: str) -> Diagnosis | None:
+    """What an installed SQL version means for this traystatus: None when it is the one
+    expected, else SQL_MISSING / SQL_OUTDATED / SQL_NEWER with the fix. ``where`` names
+    the database for the message ("mydb on db.example.org:5432").
+
+    The one version rule: the monitor, ``doctor`` and the Settings' Test connection all
+    use it, so they say the same thing.
+    """
+    if version == EXPECTED_SQL_VERSION:
+        return None
+    if version is None:
+        return Diagnosis(
+            Problem.SQL_MISSING,
+            f"The traystatus SQL is not installed in {where}. Ask a StatBus administrator "
+            "to run `traystatus install-sql` on that database.",
+        )
+    if isinstance(version, int) and version > EXPECTED_SQL_VERSION:
+        problem = Problem.SQL_NEWER
+        fix = "Update traystatus to a version that knows this SQL."
+    else:
+        problem = Problem.SQL_OUTDATED
+        fix = "Ask a StatBus administrator to run `traystatus install-sql` again."
+    return Diagnosis(
+        problem,
+        f"The traystatus SQL in {where} is version {version}; this traystatus expects "
+        f"version {EXPECTED_SQL_VERSION}. {fix}",
+    )
 
 
 def read(name: SqlFile) -> str:

@@ -47,6 +47,28 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+SOURCES = ("installed", "builtin", "relay")
+"""Where a Status came from: our installed SQL, StatBus's own channels, a traystatus server."""
+
+
+@dataclass(frozen=True)
+class ReviewBlock:
+    """Imports held up by a job waiting for a person's review.
+
+    ``waiting``: the jobs in waiting_for_review, as (id, slug). ``queued_behind``: how many
+    imports are queued behind them. A Status without a block has ``review=None``.
+    """
+
+    waiting: tuple[tuple[int, str], ...]
+    queued_behind: int = 0
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "waiting": [{"id": job_id, "slug": slug} for job_id, slug in self.waiting],
+            "queued_behind": self.queued_behind,
+        }
+
+
 @dataclass(frozen=True)
 class Status:
     """One snapshot of what the monitor knows.
@@ -55,6 +77,11 @@ class Status:
     ``message``: one sentence a person can act on (empty for STABLE/PROCESSING).
     ``attempt`` / ``next_retry_at``: for DISCONNECTED and ERROR, the reconnect attempt
     number and when the next one starts.
+    ``source``: how the state was learnt (one of ``SOURCES``).
+    ``review``: imports held up by a job waiting for review, or None.
+
+    ``to_json()`` is the one JSON shape of a Status: ``status --json``, ``watch --json``
+    lines and what a traystatus server sends all use it.
     """
 
     state: State
@@ -63,6 +90,8 @@ class Status:
     message: str = ""
     attempt: int = 0
     next_retry_at: datetime | None = None
+    source: str = "installed"
+    review: ReviewBlock | None = None
 
     @property
     def is_known(self) -> bool:
@@ -77,4 +106,48 @@ class Status:
             "reason": self.message,
             "attempt": self.attempt,
             "next_retry_at": self.next_retry_at.isoformat() if self.next_retry_at else None,
+            "source": self.source,
+            "review": self.review.to_json() if self.review is not None else None,
         }
+
+    def same_news(self, other: Status) -> bool:
+        """True when ``other`` tells nothing new (only ``since`` may differ)."""
+        return (
+            self.state,
+            self.problem,
+            self.message,
+            self.attempt,
+            self.next_retry_at,
+            self.source,
+            self.review,
+        ) == (
+            other.state,
+            other.problem,
+            other.message,
+            other.attempt,
+            other.next_retry_at,
+            other.source,
+            other.review,
+        )
+
+
+@dataclass
+class Counters:
+    """What a source of state did, for tests, benchmarks and ``doctor``.
+
+    The database monitor fills them all; another source fills what applies to it
+    (a relay counts the frames it received as notifications, for instance).
+    """
+
+    queries: int = 0  # every statement sent, LISTEN included
+    stability_reads: int = 0
+    details_reads: int = 0
+    summary_reads: int = 0
+    health_checks: int = 0  # stability reads made because the interval passed
+    notifications: int = 0
+    malformed_payloads: int = 0
+    connects: int = 0  # successful connections
+    connect_failures: int = 0
+    reconnects: int = 0  # successful connections after the first
+    stale: int = 0
+    callback_errors: int = 0

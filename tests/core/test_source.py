@@ -1,0 +1,130 @@
+"""The seam: StateSource, open_source, Status.source and the one JSON shape, the reader
+chosen after connecting, and the installed-SQL version rule."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import pytest
+
+from tests.core.conftest import FAST, running
+from traystatus.core import readers
+from traystatus.core.monitor import Monitor, MonitorOptions
+from traystatus.core.pgio import Link
+from traystatus.core.source import SourceError, StateSource, is_relay, open_source
+from traystatus.core.sqlfiles import EXPECTED_SQL_VERSION, version_diagnosis
+from traystatus.core.state import Problem, ReviewBlock, State, Status
+
+
+def test_the_monitor_is_a_state_source_and_open_source_builds_one() -> None:
+    source = open_source("host=127.0.0.1 dbname=x", FAST, password="pw")
+    assert isinstance(source, Monitor) and isinstance(source, StateSource)
+    assert source.status.state is State.CONNECTING and source.status.source == "installed"
+
+
+def test_a_server_url_is_a_relay_and_says_so_in_one_line() -> None:
+    assert is_relay("wss://stat.example.org/traystatus") and is_relay(" WS://h:1/")
+    assert not is_relay("postgresql://u@h/db") and not is_relay("host=h")
+    with pytest.raises(SourceError) as info:
+        open_source("wss://stat.example.org/x?token=secret")
+    assert "secret" not in str(info.value) and "\n" not in str(info.value)
+
+
+def test_status_json_is_one_shape_with_source_and_review() -> None:
+    t = datetime(2026, 1, 1, tzinfo=UTC)
+    plain = Status(State.STABLE, since=t).to_json()
+    assert plain["source"] == "installed" and plain["review"] is None
+    blocked = Status(
+        State.PROCESSING,
+        since=t,
+        source="builtin",
+        review=ReviewBlock(waiting=((7, "census_2026"),), queued_behind=3),
+    ).to_json()
+    assert blocked["source"] == "builtin"
+    assert blocked["review"] == {"waiting": [{"id": 7, "slug": "census_2026"}], "queued_behind": 3}
+    assert set(plain) == set(blocked)
+    json.dumps(blocked)  # serialisable as is
+
+
+def test_a_review_block_or_a_source_change_is_news() -> None:
+    a = Status(State.PROCESSING)
+    assert a.same_news(replace(a, since=datetime(2000, 1, 1, tzinfo=UTC)))
+    assert a.same_news(replace(a))
+    assert not a.same_news(replace(a, review=ReviewBlock(((1, "x"),))))
+    assert not a.same_news(replace(a, source="relay"))
+
+
+@pytest.mark.parametrize(
+    ("version", "problem"),
+    [
+        (EXPECTED_SQL_VERSION, None),
+        (None, Problem.SQL_MISSING),
+        (EXPECTED_SQL_VERSION - 1, Problem.SQL_OUTDATED),
+        (EXPECTED_SQL_VERSION + 1, Problem.SQL_NEWER),
+        ("garbage", Problem.SQL_OUTDATED),
+    ],
+)
+def test_one_version_rule(version: object, problem: Problem | None) -> None:
+    diag = version_diagnosis(version, "db on h:5432")
+    if problem is None:
+        assert diag is None
+    else:
+        assert diag is not None and diag.problem is problem
+        assert "db on h:5432" in diag.message and "traystatus" in diag.message
+
+
+def test_reader_mode_is_checked() -> None:
+    with pytest.raises(ValueError, match="reader"):
+        MonitorOptions(reader="psychic")  # type: ignore[arg-type]
+
+
+class FakeBuiltin(readers.InstalledReader):
+    """Stands in for a reader of StatBus's own channels: it only needs a name the
+    monitor reports, and a way of reading that works without our SQL."""
+
+    name = "builtin"
+
+    async def first_read(self, link: Link, with_mark: bool) -> readers.StableRead:
+        return await self.read_stable(link, with_mark)
+
+    async def read_stable(self, link: Link, with_mark: bool) -> readers.StableRead:
+        row = await link.one("SELECT count(*) = 0 FROM worker.tasks WHERE state = 'pending'")
+        assert row is not None
+        return readers.StableRead(bool(row[0]))
+
+
+@pytest.fixture
+def builtin() -> Iterator[None]:
+    readers.register_builtin(FakeBuiltin)
+    try:
+        yield
+    finally:
+        readers.register_builtin(None)
+
+
+@pytest.mark.asyncio
+async def test_auto_takes_the_installed_sql_when_it_is_there(db_dsn: str, builtin: None) -> None:
+    m = Monitor(db_dsn, replace(FAST, reader="auto"))
+    async with running(m) as rec:
+        status = await rec.state(State.STABLE)
+    assert status.source == "installed"
+
+
+@pytest.mark.asyncio
+async def test_auto_falls_back_to_builtin_without_our_sql(bare_db_dsn: str, builtin: None) -> None:
+    m = Monitor(bare_db_dsn, replace(FAST, reader="auto"))
+    async with running(m) as rec:
+        await rec.until(lambda: m.status.is_known, what="an answer from the built-in reader")
+    assert m.status.source == "builtin" and m.counters.stability_reads >= 1
+
+
+@pytest.mark.asyncio
+async def test_auto_without_a_builtin_reader_is_installed(bare_db_dsn: str) -> None:
+    """Until a built-in reader exists, auto behaves as installed: SQL missing is an ERROR."""
+    m = Monitor(bare_db_dsn, replace(FAST, reader="auto"))
+    async with running(m) as rec:
+        status = await rec.state(State.ERROR)
+    assert status.problem is Problem.SQL_MISSING and status.source == "installed"

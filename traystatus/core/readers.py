@@ -1,0 +1,251 @@
+"""How the monitor reads one database: the ``Reader`` strategy.
+
+A reader holds the queries and the channels of one way of learning the state from a
+StatBus database; the monitor (monitor.py) owns the connection, the timing and the
+listeners, and asks its reader what to LISTEN to, how to read, and what a notification
+means. ``InstalledReader`` uses the functions and the ``system_stability`` channel that
+``sql/install.sql`` installs.
+
+Choosing (``choose_reader``): mode ``installed`` always takes ``InstalledReader``; mode
+``builtin`` and ``auto`` are for a reader of StatBus's own channels and plain reads,
+for databases where nothing is installed. In ``auto``, the monitor connects first and then
+picks: installed when our SQL is present and current, else built-in. A built-in reader is
+registered with ``register_builtin()``; without one, ``auto`` is ``installed``.
+
+A reader raises ``Unusable`` (with a ``Diagnosis``) when the database cannot be watched
+its way (SQL missing, outdated, no privilege); any other exception is the monitor's to
+classify. Readers do no waiting of their own and keep no state across connections beyond
+what they were built with.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+import psycopg
+
+from traystatus.core.details import Details, DetailsError, WorkSummary
+from traystatus.core.errors import Diagnosis, Phase, Target, classify
+from traystatus.core.pgio import Link
+from traystatus.core.schedule import Channel
+from traystatus.core.sqlfiles import version_diagnosis
+from traystatus.core.stability import Owed
+from traystatus.core.state import Problem
+
+log = logging.getLogger(__name__)
+
+ReaderMode = Literal["installed", "builtin", "auto"]
+READER_MODES: tuple[ReaderMode, ...] = ("installed", "builtin", "auto")
+
+STABILITY_CHANNEL = "system_stability"
+PROGRESS_CHANNEL = "import_job_progress"
+
+
+class Unusable(Exception):
+    """Connected, but this database cannot be watched this way (SQL missing, outdated...)."""
+
+    def __init__(self, diagnosis: Diagnosis) -> None:
+        super().__init__(diagnosis.message)
+        self.diagnosis = diagnosis
+
+
+@dataclass(frozen=True)
+class StableRead:
+    """One stability answer, with the work mark when it was asked for and stable."""
+
+    stable: bool
+    mark: int | None = None
+
+
+class Reader(Protocol):
+    """The queries and channels of one way of reading the database."""
+
+    name: str  # Status.source: "installed" | "builtin"
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        """LISTENed for the whole session, before the first read."""
+        ...
+
+    @property
+    def details_channels(self) -> tuple[str, ...]:
+        """LISTENed only while someone wants details."""
+        ...
+
+    def channel(self, name: str) -> Channel:
+        """What a notification on ``name`` asks for."""
+        ...
+
+    def check_payload(self, name: str, payload: str) -> str:
+        """Why a payload on ``name`` is malformed ("" when fine). Only logged, never trusted."""
+        ...
+
+    async def first_read(self, link: Link, with_mark: bool) -> StableRead:
+        """The first answer of a session (after the LISTENs). Raises ``Unusable``."""
+        ...
+
+    async def read_stable(self, link: Link, with_mark: bool) -> StableRead: ...
+
+    async def read_details(self, link: Link) -> Details | None:
+        """A details snapshot; None when the answer was malformed (logged)."""
+        ...
+
+    async def read_summary(self, link: Link, owed: Owed) -> WorkSummary | None:
+        """What finished since ``owed.mark``; None when it cannot be told (logged)."""
+        ...
+
+
+_READ_STABLE = (
+    "SELECT s, CASE WHEN s THEN public.system_work_mark() END FROM public.is_system_stable() AS s"
+)
+# Without summary listeners the mark is not needed: the same row shape, one function less.
+_READ_STABLE_NO_MARK = "SELECT public.is_system_stable(), NULL::bigint"
+_READ_FIRST = (
+    "SELECT public.system_stability_sql_version(), s, "
+    "CASE WHEN s THEN public.system_work_mark() END "
+    "FROM public.is_system_stable() AS s"
+)
+_READ_FIRST_NO_MARK = (
+    "SELECT public.system_stability_sql_version(), public.is_system_stable(), NULL::bigint"
+)
+_READ_VERSION = "SELECT public.system_stability_sql_version()"
+
+
+class InstalledReader:
+    """Our installed SQL: ``is_system_stable()``, ``system_stability`` notifications,
+    ``get_system_status_details()``, ``system_work_mark()`` / ``get_system_work_summary()``."""
+
+    name = "installed"
+
+    def __init__(self, conninfo: str) -> None:
+        self._conninfo = conninfo  # for messages (where), never the password
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        return (STABILITY_CHANNEL,)
+
+    @property
+    def details_channels(self) -> tuple[str, ...]:
+        return (PROGRESS_CHANNEL,)
+
+    def channel(self, name: str) -> Channel:
+        if name == STABILITY_CHANNEL:
+            return Channel.STABILITY
+        if name == PROGRESS_CHANNEL:
+            # StatBus's own payload; only a hint that details changed. Not parsed.
+            return Channel.DETAILS
+        return Channel.IGNORED
+
+    def check_payload(self, name: str, payload: str) -> str:
+        if name != STABILITY_CHANNEL:
+            return ""
+        return stability_payload_problem(payload)
+
+    async def first_read(self, link: Link, with_mark: bool) -> StableRead:
+        """Version check and state in one round trip; a wrong version is ``Unusable``."""
+        try:
+            row = await link.one(_READ_FIRST if with_mark else _READ_FIRST_NO_MARK)
+        except psycopg.Error as ex:
+            diag = classify(ex, self._conninfo, Phase.QUERY)
+            if diag.problem in (Problem.SQL_MISSING, Problem.PERMISSION):
+                raise Unusable(diag) from ex
+            raise
+        assert row is not None
+        wrong = version_diagnosis(row[0], Target.from_conninfo(self._conninfo).where)
+        if wrong is not None:
+            raise Unusable(wrong)
+        return _stable_read(row[1], row[2])
+
+    async def read_stable(self, link: Link, with_mark: bool) -> StableRead:
+        row = await link.one(_READ_STABLE if with_mark else _READ_STABLE_NO_MARK)
+        assert row is not None
+        return _stable_read(row[0], row[1])
+
+    async def read_details(self, link: Link) -> Details | None:
+        row = await link.one("SELECT public.get_system_status_details()")
+        try:
+            return Details.from_json(row[0] if row else None)
+        except DetailsError as ex:
+            log.warning("ignoring malformed status details: %s", ex)
+            return None
+
+    async def read_summary(self, link: Link, owed: Owed) -> WorkSummary | None:
+        try:
+            row = await link.one(
+                "SELECT public.get_system_work_summary(%s, %s)", (owed.mark, owed.since)
+            )
+        except psycopg.errors.InsufficientPrivilege as ex:
+            log.warning("no work summary: %s", ex)
+            return None
+        try:
+            return WorkSummary.from_json(row[0] if row else None, owed.duration)
+        except DetailsError as ex:
+            log.warning("ignoring a malformed work summary: %s", ex)
+            return None
+
+
+def _stable_read(stable: object, mark: object) -> StableRead:
+    ok = bool(stable)
+    return StableRead(ok, int(mark) if ok and isinstance(mark, int) else None)
+
+
+def stability_payload_problem(payload: str) -> str:
+    """Why a ``system_stability`` payload is not ``{"stable": true|false}`` ("" if it is)."""
+    if len(payload.encode("utf-8", "replace")) > MAX_PAYLOAD_BYTES:
+        return f"oversized ({len(payload)} characters)"
+    try:
+        value = json.loads(payload)
+    except (ValueError, RecursionError):
+        return "not JSON"
+    if not isinstance(value, dict) or not isinstance(value.get("stable"), bool):
+        return 'not {"stable": true|false}'
+    return ""
+
+
+MAX_PAYLOAD_BYTES = 8000  # PostgreSQL's own limit for a NOTIFY payload
+
+# -- choosing -------------------------------------------------------------------------------
+BuiltinFactory = Callable[[str], Reader]
+_builtin: BuiltinFactory | None = None
+
+
+def register_builtin(factory: BuiltinFactory | None) -> None:
+    """Make ``factory(conninfo)`` the built-in reader (None: there is none)."""
+    global _builtin
+    _builtin = factory
+
+
+def builtin_available() -> bool:
+    return _builtin is not None
+
+
+async def choose_reader(link: Link, mode: ReaderMode, conninfo: str) -> Reader:
+    """The reader for this connection. ``auto`` asks the database whether our SQL is there
+    and current (one round trip, only when a built-in reader exists to fall back to)."""
+    if mode == "installed" or _builtin is None:
+        if mode == "builtin":
+            raise Unusable(
+                Diagnosis(
+                    Problem.CONFIG,
+                    "This traystatus cannot read StatBus's own channels yet; use the "
+                    "installed SQL (`traystatus install-sql`).",
+                )
+            )
+        return InstalledReader(conninfo)
+    if mode == "builtin":
+        return _builtin(conninfo)
+    try:
+        row = await link.one(_READ_VERSION)
+    except (psycopg.errors.UndefinedFunction, psycopg.errors.InvalidSchemaName):
+        row = None
+    except psycopg.errors.InsufficientPrivilege:
+        row = (None,)
+    version = row[0] if row else None
+    if version_diagnosis(version, "") is None:
+        return InstalledReader(conninfo)
+    log.info("installed SQL absent or not current (version %s): reading StatBus directly", version)
+    return _builtin(conninfo)

@@ -21,13 +21,14 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QMessageBox, QSystemTrayIcon
 
 from traystatus import __version__
 from traystatus.app import texts
 from traystatus.app.adapter import MonitorAdapter
 from traystatus.app.details import DetailsWindow
-from traystatus.app.icons import IconCache, IconStyle
+from traystatus.app.icons import IconCache, IconStyle, platform_dark_scheme, resolve_style
 from traystatus.app.notifications import NotificationSender, run_summary_from
 from traystatus.app.notify_policy import (
     Action,
@@ -57,7 +58,8 @@ WAKE_GAP = timedelta(seconds=30)
 
 
 def icon_style_for(settings: Settings) -> IconStyle:
-    return IconStyle.parse(settings.icon_style)  # "auto" -> colour
+    """The tray icon's style; "auto" follows the desktop (icons.resolve_style)."""
+    return resolve_style(settings.icon_style, dark=platform_dark_scheme())
 
 
 def monitor_options(settings: Settings) -> MonitorOptions:
@@ -141,6 +143,9 @@ class Controller(QObject):
         self._tray_check = QTimer(self)
         self._tray_check.setInterval(TRAY_CHECK_MS)
         self._tray_check.timeout.connect(self._place)
+        app = QGuiApplication.instance()
+        if isinstance(app, QGuiApplication):
+            app.styleHints().colorSchemeChanged.connect(self._restyle)
 
     # -- start / stop --------------------------------------------------------------------------
     def start(self) -> None:
@@ -309,9 +314,19 @@ class Controller(QObject):
             self.window.refresh()
 
     # -- user intents --------------------------------------------------------------------------
+    def _restyle(self) -> None:
+        """The tray icon's style from Settings and, for "auto", the desktop's colour
+        scheme (re-asked when it changes). Windows keep colour: they have their own
+        background, not the panel's."""
+        style = icon_style_for(self.store.settings)
+        if style != self.style:
+            log.info("tray icon style: %s", style.value)
+        self.style = style
+        self.tray.set_style(style)
+
     def show_details(self) -> None:
         if self.details_window is None:
-            self.details_window = DetailsWindow(self.adapter, self.icons, self.style, self.clock)
+            self.details_window = DetailsWindow(self.adapter, self.icons, clock=self.clock)
             self.details_window.set_status(self.status)
         w = self.details_window
         w.show()
@@ -331,11 +346,7 @@ class Controller(QObject):
             self._follow(change)
         s = self.store.settings
         self.policy.options = NotifyOptions.from_settings(s)
-        self.style = icon_style_for(s)
-        self.tray.set_style(self.style)
-        self.window.icon_style = self.style
-        if self.details_window is not None:
-            self.details_window.set_style(self.style)
+        self._restyle()
         self.tray.set_profiles(self.store.names(), self.profile_name)
         # New connection settings or password: start over with them.
         self._restart()

@@ -216,14 +216,12 @@ class DetailsWindow(QWidget):
         self,
         adapter: MonitorAdapter | None,
         icons: IconCache,
-        style: IconStyle = IconStyle.COLOR,
         clock: Callable[[], datetime] = utcnow,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
         self.adapter = adapter
         self.icons = icons
-        self.icon_style = style
         self.clock = clock
         self.setWindowTitle("StatBus status: details")
         self.setAccessibleName("StatBus status details")
@@ -361,10 +359,6 @@ class DetailsWindow(QWidget):
         self.details = details
         self._render()
 
-    def set_style(self, style: IconStyle) -> None:
-        self.icon_style = style
-        self._render()
-
     # -- rendering ----------------------------------------------------------------------------
     def _render(self) -> None:
         now = self.clock()
@@ -373,7 +367,7 @@ class DetailsWindow(QWidget):
         counts = texts.work_counts(details)
         self.icon.setPixmap(
             render_pixmap(
-                kind_for(st), 48, self.icon_style, counts.progress_pct if counts else None,
+                kind_for(st), 48, IconStyle.COLOR, counts.progress_pct if counts else None,
                 self.devicePixelRatioF(),
             )
         )

@@ -9,12 +9,23 @@ The SVGs (resources/icons/) are rendered with QSvgRenderer at every size the pla
 asks for, times the device pixel ratio, so they stay sharp from 16 px to 64 px and on
 HiDPI panels. Monochrome variants are single-colour SVGs whose placeholder colour
 ``#010101`` is replaced at load time by the panel's colour (dark or light).
+
+The Settings choice "Automatic" (``resolve_style``) draws what the desktop expects in its
+panel: a template image on macOS (the menu bar recolours it), light one-colour glyphs in
+GNOME's top bar (dark in its light and dark styles alike), one-colour glyphs following
+Plasma's light or dark colour scheme on KDE, and colour everywhere else (Windows, XFCE,
+Cinnamon, MATE, LXQt, plain XEmbed trays), where colour icons are the norm and read on
+light and dark panels alike. The style is the tray icon's only: windows draw in colour
+on the window's own background.
 """
 
 from __future__ import annotations
 
 import enum
 import functools
+import os
+import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QRectF, Qt
@@ -38,21 +49,67 @@ class IconKind(enum.Enum):
 
 
 class IconStyle(enum.Enum):
-    """The Settings choice: colour, or monochrome for panels that want one colour."""
+    """How the tray icon is drawn: colour, or one colour for panels that want that."""
 
     COLOR = "color"
     MONO_LIGHT = "mono-light"  # light glyph, for dark panels
     MONO_DARK = "mono-dark"  # dark glyph, for light panels
-
-    @classmethod
-    def parse(cls, value: str | None) -> IconStyle:
-        for style in cls:
-            if style.value == value:
-                return style
-        return cls.COLOR
+    TEMPLATE = "template"  # macOS: a black glyph marked as a mask; the menu bar colours it
 
 
-MONO_COLORS = {IconStyle.MONO_LIGHT: "#f2f2f2", IconStyle.MONO_DARK: "#202020"}
+MONO_COLORS = {
+    IconStyle.MONO_LIGHT: "#f2f2f2",
+    IconStyle.MONO_DARK: "#202020",
+    IconStyle.TEMPLATE: "#000000",
+}
+# XDG_CURRENT_DESKTOP names whose top bar shows symbolic icons on a dark bar (GNOME Shell's
+# top bar is dark in its light style too; Ubuntu's is GNOME Shell).
+DARK_SYMBOLIC_BARS = ("gnome", "unity", "ubuntu")
+# Desktops whose tray shows one-colour icons in the panel's own light or dark scheme.
+SCHEMED_SYMBOLIC_BARS = ("kde",)
+
+
+def resolve_style(
+    setting: str | None,
+    env: Mapping[str, str] | None = None,
+    platform: str | None = None,
+    dark: bool | None = None,
+) -> IconStyle:
+    """The tray icon's style for the Settings value ``setting``.
+
+    "color", "mono-light" and "mono-dark" are what they say. "auto" (and anything unknown)
+    asks the platform: macOS -> TEMPLATE; GNOME/Unity -> MONO_LIGHT; KDE -> MONO_LIGHT on a
+    dark colour scheme, MONO_DARK on a light one (``dark``: Qt's colour scheme, None when
+    the platform does not say, then COLOR); else COLOR.
+    """
+    for style in (IconStyle.COLOR, IconStyle.MONO_LIGHT, IconStyle.MONO_DARK):
+        if style.value == setting:
+            return style
+    platform = sys.platform if platform is None else platform
+    if platform == "darwin":
+        return IconStyle.TEMPLATE
+    if platform.startswith(("win", "cygwin")):
+        return IconStyle.COLOR
+    env = os.environ if env is None else env
+    desktops = [d.strip().lower() for d in env.get("XDG_CURRENT_DESKTOP", "").split(":")]
+    if any(d in DARK_SYMBOLIC_BARS for d in desktops):
+        return IconStyle.MONO_LIGHT
+    if any(d in SCHEMED_SYMBOLIC_BARS for d in desktops) and dark is not None:
+        return IconStyle.MONO_LIGHT if dark else IconStyle.MONO_DARK
+    return IconStyle.COLOR
+
+
+def platform_dark_scheme() -> bool | None:
+    """Qt's colour scheme: True dark, False light, None when the platform does not say."""
+    app = QGuiApplication.instance()
+    if not isinstance(app, QGuiApplication):
+        return None
+    scheme = app.styleHints().colorScheme()
+    if scheme == Qt.ColorScheme.Dark:
+        return True
+    if scheme == Qt.ColorScheme.Light:
+        return False
+    return None
 # The progress arc drawn over the processing icon's rim.
 RING_COLOR = {IconStyle.COLOR: "#5a3600"}
 
@@ -160,6 +217,7 @@ class IconCache:
                 icon.addPixmap(render_pixmap(kind, size, style, q, 1.0))
                 if dpr > 1.0:
                     icon.addPixmap(render_pixmap(kind, size, style, q, dpr))
+            icon.setIsMask(style is IconStyle.TEMPLATE)
             self._icons[key] = icon
         return icon
 

@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 
 SSLMODES = ("", "disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 ICON_STYLE_LABELS = {
-    "auto": "Automatic",
+    "auto": "Automatic (what this desktop's panel expects)",
     "color": "Colour",
     "mono-light": "Monochrome, light (for dark panels)",
     "mono-dark": "Monochrome, dark (for light panels)",

@@ -24,7 +24,6 @@ class StatusWindow(QWidget):
     def __init__(self, clock: Callable[[], datetime] = utcnow) -> None:
         super().__init__()
         self.clock = clock
-        self.icon_style = IconStyle.COLOR
         self.status = Status(State.CONNECTING)
         self.counts: texts.WorkCounts | None = None
         self.setWindowTitle("StatBus status")
@@ -71,7 +70,7 @@ class StatusWindow(QWidget):
     def refresh(self) -> None:
         progress = self.counts.progress_pct if self.counts else None
         self.icon.setPixmap(
-            render_pixmap(kind_for(self.status), 32, self.icon_style, progress,
+            render_pixmap(kind_for(self.status), 32, IconStyle.COLOR, progress,
                           self.devicePixelRatioF())
         )
         self.icon.setAccessibleName(accessible_name(self.status, progress))

@@ -192,3 +192,30 @@ def test_parses_what_the_installed_sql_returns(
         "approved",
         "processing_data",
     }
+
+
+def test_to_json_gives_back_what_was_parsed_and_round_trips() -> None:
+    from traystatus.core.details import Details, WorkSummary
+
+    raw = {
+        "system_stable": False, "generated_at": "2026-01-01T00:00:00+00:00", "sql_version": 1,
+        "import_jobs": [{"id": 1, "slug": "a", "state": "processing_data",
+                         "phase": "processing", "progress_pct": 42.5, "total_rows": 10,
+                         "preparing_data_at": "2026-01-01T00:00:00+00:00", "active": True}],
+        "analytics": {"active_total": 2, "by_command": [
+            {"command": "derive_statistical_unit", "state": "pending", "count": 2}]},
+        "a_key_from_a_newer_sql": [1, 2],
+    }
+    d = Details.from_json(raw)
+    assert d.to_json() == raw  # every key, unmodelled ones too
+    assert Details.from_json(d.to_json()) == d
+    assert "_raw" not in repr(d)
+    summary = WorkSummary.from_json(
+        {"import_jobs_finished": 2, "analytics_tasks_completed": 1412,
+         "import_jobs": [{"id": 3, "slug": "b", "state": "finished"}],
+         "since": "2026-01-01T00:00:00+00:00", "until": None},
+        252.0,
+    )
+    back = summary.to_json()
+    assert back["duration_seconds"] == 252.0 and back["import_jobs"][0]["slug"] == "b"
+    assert WorkSummary.from_json(back, back["duration_seconds"]) == summary

@@ -109,6 +109,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="JSON lines: state, since, reason (+ text, class, tooltip for Waybar)")
 
     p = command(
+        "serve", "servecmd:cmd_serve",
+        "serve the state to many clients over WebSocket and HTTP, from one database "
+        "connection (docs/serve.md)",
+    )
+    from traystatus.cli.servecmd import add_arguments as serve_arguments
+
+    serve_arguments(p)
+
+    p = command(
         "install-sql", "sqlcmd:cmd_install",
         "install or upgrade the traystatus SQL (as a StatBus administrator)",
     )

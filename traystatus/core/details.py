@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 
 class DetailsError(ValueError):
@@ -90,6 +90,17 @@ def _bool(d: Mapping[str, Any], key: str) -> bool | None:
         return None
     if not isinstance(value, bool):
         raise DetailsError(f"{key}: expected true/false, got {type(value).__name__}")
+    return value
+
+
+def _plain(value: Any) -> Any:
+    """A dataclass value as JSON data: datetimes as ISO text, tuples as lists."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    if hasattr(value, "__dataclass_fields__"):
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
     return value
 
 
@@ -296,6 +307,8 @@ class Details:
     import_jobs: tuple[ImportJob, ...]
     import_jobs_total: int
     analytics: AnalyticsSummary
+    # The JSON this was parsed from (not a field: equality, repr and asdict ignore it).
+    _raw: ClassVar[Mapping[str, Any] | None] = None
 
     @classmethod
     def from_json(cls, value: Any) -> Details:
@@ -304,7 +317,7 @@ class Details:
         if stable is None:
             raise DetailsError("system_stable: missing")
         jobs = tuple(ImportJob.from_json(j) for j in _list(d.get("import_jobs"), "import_jobs"))
-        return cls(
+        details = cls(
             system_stable=stable,
             generated_at=_time(d, "generated_at"),
             sql_version=_int(d, "sql_version"),
@@ -312,6 +325,16 @@ class Details:
             import_jobs_total=_int(d, "import_jobs_total", len(jobs)) or 0,
             analytics=AnalyticsSummary.from_json(d.get("analytics")),
         )
+        object.__setattr__(details, "_raw", d)
+        return details
+
+    def to_json(self) -> dict[str, Any]:
+        """The shape of get_system_status_details(): the JSON it was read from, all keys
+        kept (a newer SQL's too), or, for a value built in code, its fields."""
+        if self._raw is not None:
+            return dict(self._raw)
+        out: dict[str, Any] = _plain(self)
+        return out
 
     @property
     def active_jobs(self) -> tuple[ImportJob, ...]:
@@ -417,6 +440,11 @@ class WorkSummary:
             analytics_tasks_failed=_int(d, "analytics_tasks_failed", 0) or 0,
             duration_seconds=max(0.0, duration_seconds),
         )
+
+    def to_json(self) -> dict[str, Any]:
+        """get_system_work_summary()'s shape plus ``duration_seconds``; from_json reads it."""
+        out: dict[str, Any] = _plain(self)
+        return out
 
     @property
     def imports_ended(self) -> int:

@@ -1,0 +1,278 @@
+"""The fan-out: one state source, any number of WebSocket clients, none waiting on another.
+
+The source (the core's monitor: one LISTEN connection) calls the hub's listeners on its
+loop. The hub turns each event into one JSON text, computed once, and offers it to every
+client of that kind. A client is a slot holding only the latest text and a writer task
+that sends whatever is in the slot: a slow or stuck client makes its own writer wait
+(TCP back-pressure) while the others go on, and when it catches up it gets the newest
+state, never a backlog. A send that takes longer than ``send_timeout`` drops that client.
+
+Details are reference-counted: the first details client (or an HTTP request for details)
+subscribes the source, which only then reads details from the database; the last one
+leaving unsubscribes it, and the reads stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from traystatus.core.details import Details, WorkSummary
+from traystatus.core.state import State, Status
+
+log = logging.getLogger(__name__)
+
+
+class Source(Protocol):
+    """What the hub needs from the core's state source (the StateSource protocol)."""
+
+    @property
+    def status(self) -> Status: ...
+
+    @property
+    def details_snapshot(self) -> Details | None: ...
+
+    def add_listener(self, callback: Callable[[Status], None]) -> None: ...
+
+    def add_details_listener(self, callback: Callable[[Details], None]) -> None: ...
+
+    def add_summary_listener(self, callback: Callable[[WorkSummary], None]) -> None: ...
+
+    def subscribe_details(self) -> None: ...
+
+    def unsubscribe_details(self) -> None: ...
+
+
+class Sink(Protocol):
+    """One client connection as the hub sees it (aiohttp's WebSocketResponse fits)."""
+
+    async def send_str(self, data: str, compress: int | None = None) -> None: ...
+
+
+def stable_of(status: Status) -> bool | None:
+    """``stable`` as the seed's clients read it: null while the server cannot know."""
+    if status.state is State.STABLE:
+        return True
+    if status.state is State.PROCESSING:
+        return False
+    return None
+
+
+def status_message(status: Status) -> dict[str, Any]:
+    """What ``/api/system-stability`` sends: ``stable`` first, then the core's Status JSON."""
+    return {"stable": stable_of(status), **status.to_json()}
+
+
+def details_message(details: Details) -> dict[str, Any]:
+    """What ``/api/job-details`` sends: get_system_status_details()'s JSON, plus the
+    seed's ``analytics_tasks`` (the active tasks' list) so its React modal reads it too."""
+    out = details.to_json()
+    analytics = out.get("analytics")
+    tasks = analytics.get("tasks") if isinstance(analytics, dict) else None
+    out.setdefault("analytics_tasks", tasks if isinstance(tasks, list) else [])
+    return out
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+class Client:
+    """A connected WebSocket: the latest text not yet sent, and the task sending it."""
+
+    __slots__ = ("abort", "details", "event", "latest", "sink", "task")
+
+    def __init__(self, sink: Sink, details: bool, abort: Callable[[], None]) -> None:
+        self.sink = sink
+        self.details = details
+        self.abort = abort
+        self.latest: str | None = None
+        self.event = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    def offer(self, text: str) -> None:
+        self.latest = text  # replaces what the writer has not sent yet: latest only
+        self.event.set()
+
+
+@dataclass
+class HubOptions:
+    max_clients: int = 10_000
+    send_timeout: float = 10.0  # a client that takes longer for one message is dropped
+    details_cache: float = 1.0  # HTTP details: served from a read at most this old
+    details_wait: float = 10.0  # HTTP details: how long to wait for a read
+
+
+@dataclass
+class HubCounters:
+    clients_accepted: int = 0
+    clients_refused: int = 0
+    messages_offered: int = 0
+    messages_sent: int = 0
+    messages_replaced: int = 0  # overwritten in a slow client's slot before being sent
+    slow_clients_dropped: int = 0
+    details_http_reads: int = 0
+
+
+class Hub:
+    def __init__(self, source: Source, options: HubOptions | None = None) -> None:
+        self.source = source
+        self.options = options or HubOptions()
+        self.counters = HubCounters()
+        self._clients: set[Client] = set()
+        self._details_refs = 0
+        self._status_text = dumps(status_message(source.status))
+        self._details_text: str | None = None
+        self._details_at = -1e9  # monotonic time of the last details read
+        self._details_live = False  # the last read belongs to the current subscription
+        self._details_waiters: list[asyncio.Future[str]] = []
+        self.closing = False
+        source.add_listener(self._on_status)
+        source.add_details_listener(self._on_details)
+        source.add_summary_listener(self._on_summary)
+
+    # -- counts -----------------------------------------------------------------------------
+    @property
+    def clients(self) -> int:
+        return len(self._clients)
+
+    @property
+    def details_clients(self) -> int:
+        return sum(1 for c in self._clients if c.details)
+
+    def full(self) -> bool:
+        return len(self._clients) >= self.options.max_clients
+
+    # -- source events ----------------------------------------------------------------------
+    def _on_status(self, status: Status) -> None:
+        self._status_text = dumps(status_message(status))
+        self._broadcast(self._status_text, details=False)
+
+    def _on_summary(self, summary: WorkSummary) -> None:
+        # A one-off message to those connected now (newcomers get the plain status): the
+        # current status, so ``stable`` is in every message, plus what just finished.
+        message = status_message(self.source.status)
+        message["summary"] = {**summary.to_json(), "text": summary.text}
+        self._broadcast(dumps(message), details=False)
+
+    def _on_details(self, details: Details) -> None:
+        if self._details_refs == 0:
+            return  # read for a subscription that has just ended
+        self._details_text = dumps(details_message(details))
+        self._details_at = time.monotonic()
+        self._details_live = True
+        waiters, self._details_waiters = self._details_waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(self._details_text)
+        self._broadcast(self._details_text, details=True)
+
+    def _broadcast(self, text: str, *, details: bool) -> None:
+        for client in self._clients:
+            if client.details is details:
+                if client.latest is not None:
+                    self.counters.messages_replaced += 1
+                self.counters.messages_offered += 1
+                client.offer(text)
+
+    # -- details refcount -------------------------------------------------------------------
+    def _want_details(self) -> None:
+        self._details_refs += 1
+        if self._details_refs == 1:
+            self._details_live = False
+            self.source.subscribe_details()
+
+    def _drop_details(self) -> None:
+        self._details_refs -= 1
+        if self._details_refs == 0:
+            self.source.unsubscribe_details()
+            self._details_live = False  # nobody keeps it current any more
+
+    # -- clients ----------------------------------------------------------------------------
+    @property
+    def status_text(self) -> str:
+        return self._status_text
+
+    async def serve_client(
+        self,
+        sink: Sink,
+        *,
+        details: bool,
+        abort: Callable[[], None],
+        receive_until_closed: Callable[[], Awaitable[None]],
+    ) -> None:
+        """Register a connected client, send it the current state and every change until
+        ``receive_until_closed()`` returns (the peer closed, or the server closes it)."""
+        client = Client(sink, details, abort)
+        self._clients.add(client)
+        self.counters.clients_accepted += 1
+        if details:
+            self._want_details()
+            if self._details_live and self._details_text is not None:
+                client.offer(self._details_text)
+            # else: the subscription's first read reaches every details client
+        else:
+            client.offer(self._status_text)
+        client.task = asyncio.create_task(self._write(client), name="traystatus-serve-writer")
+        try:
+            await receive_until_closed()
+        finally:
+            self._clients.discard(client)
+            if details:
+                self._drop_details()
+            client.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await client.task
+
+    async def _write(self, client: Client) -> None:
+        while True:
+            await client.event.wait()
+            client.event.clear()
+            text, client.latest = client.latest, None
+            if text is None:
+                continue
+            try:
+                async with asyncio.timeout(self.options.send_timeout):
+                    await client.sink.send_str(text)
+            except TimeoutError:
+                self.counters.slow_clients_dropped += 1
+                log.info("dropping a client that took over %g s to take one message",
+                         self.options.send_timeout)
+                client.abort()
+                return
+            except (ConnectionError, RuntimeError) as ex:
+                log.debug("client gone while sending: %s", ex)
+                return
+            self.counters.messages_sent += 1
+
+    # -- HTTP details -----------------------------------------------------------------------
+    async def details_text(self) -> str | None:
+        """Details JSON for an HTTP request: a read at most ``details_cache`` s old, or the
+        live snapshot while details sockets keep one current; else one read now (shared
+        by concurrent requests). None when no read came within ``details_wait``."""
+        live = self._details_live
+        fresh = time.monotonic() - self._details_at <= self.options.details_cache
+        if self._details_text is not None and (live or fresh):
+            return self._details_text
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[str] = loop.create_future()
+        self._details_waiters.append(fut)
+        first = len(self._details_waiters) == 1
+        if first:
+            self.counters.details_http_reads += 1
+        self._want_details()
+        try:
+            async with asyncio.timeout(self.options.details_wait):
+                return await asyncio.shield(fut)
+        except TimeoutError:
+            return None
+        finally:
+            self._drop_details()
+            with contextlib.suppress(ValueError):
+                self._details_waiters.remove(fut)

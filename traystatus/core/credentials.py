@@ -9,16 +9,19 @@ every write raises; worse, if ``keyrings.alt`` is installed it silently becomes 
 and writes secrets to a plain text file. So before storing or reading, :func:`keychain_info`
 judges the active backend, and :class:`NoSecureKeychain` tells the user what to do instead
 (start/unlock a Secret Service, or use ``~/.pgpass``). Nothing here falls back to a file.
+
+:mod:`keyring` is imported when a keychain is first used, not with this module: it costs
+about 40 ms, and the CLI's one-shot commands mostly never ask the keychain.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import keyring
-import keyring.errors
-from keyring.backend import KeyringBackend
+if TYPE_CHECKING:
+    from keyring.backend import KeyringBackend
 
 SERVICE = "traystatus"
 
@@ -80,16 +83,22 @@ def _judge(backend: KeyringBackend) -> str:
     return ""
 
 
+def _active() -> KeyringBackend:
+    import keyring
+
+    return keyring.get_keyring()
+
+
 def keychain_info(backend: KeyringBackend | None = None) -> KeychainInfo:
     """Judge ``backend`` (the active keyring backend by default)."""
-    backend = backend if backend is not None else keyring.get_keyring()
+    backend = backend if backend is not None else _active()
     reason = _judge(backend)
     return KeychainInfo(_name(backend), not reason, reason)
 
 
 def require_secure(backend: KeyringBackend | None = None) -> KeyringBackend:
     """The active backend if it is secure, else raise :class:`NoSecureKeychain`."""
-    backend = backend if backend is not None else keyring.get_keyring()
+    backend = backend if backend is not None else _active()
     info = keychain_info(backend)
     if not info.secure:
         raise NoSecureKeychain(info.backend_name, info.reason)
@@ -98,6 +107,8 @@ def require_secure(backend: KeyringBackend | None = None) -> KeyringBackend:
 
 def store_password(profile: str, password: str) -> None:
     """Put ``password`` in the keychain for ``profile``; raises NoSecureKeychain."""
+    import keyring.errors
+
     backend = require_secure()
     try:
         backend.set_password(SERVICE, profile, password)
@@ -112,7 +123,9 @@ def get_password(profile: str) -> str | None:
     Reading never raises: a missing keychain only means "not stored", and the caller asks
     the user or relies on libpq (PGPASSWORD, ~/.pgpass) instead.
     """
-    backend = keyring.get_keyring()
+    import keyring.errors
+
+    backend = _active()
     info = keychain_info(backend)
     if not info.secure:
         log.debug("not reading the keychain: %s", info.reason)
@@ -127,7 +140,9 @@ def get_password(profile: str) -> str | None:
 
 def delete_password(profile: str) -> bool:
     """Remove the stored password of ``profile``; True if one was removed."""
-    backend = keyring.get_keyring()
+    import keyring.errors
+
+    backend = _active()
     if not keychain_info(backend).secure:
         return False
     try:

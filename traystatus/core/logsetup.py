@@ -9,13 +9,10 @@ find it; ``TRAYSTATUS_LOG_DIR`` overrides the folder.
 from __future__ import annotations
 
 import logging
-import logging.handlers
 import os
 import sys
 from pathlib import Path
 from typing import TextIO
-
-import platformdirs
 
 LOGGER = "traystatus"
 LOG_ENV = "TRAYSTATUS_LOG_DIR"
@@ -28,6 +25,8 @@ def log_dir() -> Path:
     override = os.environ.get(LOG_ENV)
     if override:
         return Path(override)
+    import platformdirs  # only the tray logs to a file; the CLI need not load it
+
     return platformdirs.user_log_path("traystatus", appauthor=False)
 
 
@@ -62,6 +61,8 @@ def setup_file_logging(
     folder = directory if directory is not None else log_dir()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOG_FILE
+    import logging.handlers
+
     handler = logging.handlers.RotatingFileHandler(
         path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8"
     )

@@ -3,28 +3,52 @@
 -- Install, as a StatBus administrator (the owner of public.import_job and worker.tasks, or
 -- a superuser):
 --     psql -v ON_ERROR_STOP=1 -f sql/install.sql "<conninfo>"
--- or  traystatus install-sql --dsn "<conninfo>"
+-- or  traystatus install-sql --dsn "<conninfo>"        (--check: try it and roll back)
 --
 -- One transaction; idempotent (a second run changes nothing and fails nowhere); PostgreSQL
--- 15 to 18. No psql meta-commands, so the app can run this file through psycopg too.
--- sql/uninstall.sql removes exactly what this file adds.
+-- 15 to 18; StatBus from migration 20260227102355 (its state on 2026-03-01) to today.
+-- No psql meta-commands, so the app can run this file through psycopg too.
+-- sql/uninstall.sql removes exactly what this file adds. docs/sql.md explains the design,
+-- docs/statbus-compat.md the StatBus versions.
 --
--- What "active" means (the line that the triggers watch and is_system_stable() tests):
---   * an import job in upload_completed, approved (queued for the worker) or preparing_data,
---     analysing_data, processing_data (the worker is busy with it);
+-- How this file is built (read this before changing it):
+--   1. PREFLIGHT: one DO block checks that this is a StatBus database, new enough, and that
+--      the role may install; otherwise it stops with one line saying what is missing.
+--   2. VOCABULARY: the enum values and columns differ between StatBus versions
+--      (worker.task_state has had 'interrupted' only since 20260325114130; worker.tasks'
+--      process_start_at was processed_at; import_job.error_count came in 20260308184452).
+--      A literal such as 'interrupted'::worker.task_state fails with 22P02 where the value
+--      does not exist, and a SQL function naming a missing column fails with 42703. So no
+--      object below names an enum value or an optional column directly. Objects that must
+--      (index predicates, trigger WHEN clauses, the hot queries) are written as templates
+--      with {{placeholders}}, expanded from pg_enum and information_schema at install time
+--      by the small "expand" loop repeated in each generated block. Everything else compares
+--      state::text. The vocabulary is recorded in system_stability_sql_info(), and
+--      system_stability_sql_drift() tells (through `traystatus doctor`) when a later StatBus
+--      has values the installed SQL does not cover: then re-run this file.
+--   3. PRIVILEGES WITHOUT REVOKE: StatBus's sql_saga extension has an event trigger that
+--      rejects every REVOKE in the database (while some of StatBus's own views lack explicit
+--      grants, which is the case on every StatBus since 2024-06). So this file never
+--      REVOKEs: our new table has no PUBLIC grant to begin with, and the functions are
+--      created while the installer's default privileges withhold EXECUTE from PUBLIC
+--      (ALTER DEFAULT PRIVILEGES, restored to what it was before COMMIT). EXECUTE is then
+--      GRANTed to StatBus's roles, and the last block proves PUBLIC has none.
+--   4. The line, the details and summary functions, the notification (triggers): separate
+--      sections, each can be changed on its own.
+--
+-- What "processing" means (the line; docs/sql.md "The line" has the reasoning):
 --   * an analytics-queue task in pending, processing, waiting or interrupted that is due
---     (scheduled_at is null or not in the future) - the worker's own "is there work" test.
--- Differences from the original plan (the "seed"), on purpose:
---   * failed is terminal: a failed job does not keep the system "processing" forever.
---   * waiting (a parent whose children still run) and interrupted (will run again) are busy.
---   * rejected is not counted: it is transient, the worker moves it to finished at once.
---   * the maintenance queue always holds a task scheduled 24 h ahead: it never counts, and
---     neither do future-scheduled tasks of any queue.
---   * the seed read worker.tasks.duration_ms, renamed process_duration_ms in StatBus.
---   * the seed re-ran the whole check and notified on every statement touching `state`;
---     here a notification is sent only by a statement that moved a row across the line, and
---     its payload is a hint: clients re-read is_system_stable() (protocol below).
---   * every SECURITY DEFINER function pins search_path (the seed's could be hijacked).
+--     (scheduled_at is null or not in the future): the worker's own "is there work" test;
+--   * an approved import job (the worker is about to import it);
+--   * an import job in upload_completed, preparing_data, analysing_data or processing_data,
+--     UNLESS another job is waiting_for_review on a StatBus that holds the import queue
+--     during a review (migration 20260310132309): then the queue is held by a person, not
+--     by work, and the register is stable until the review is resolved. The hold is
+--     reported separately (system_stability_review()), so the user sees the truth.
+--   Not processing: waiting_for_upload and waiting_for_review (a person's turn), and the
+--   final states finished, failed and rejected (the app rejects with an UPDATE; nothing
+--   moves a rejected job on). The maintenance queue always holds a task 24 h ahead: it
+--   never counts, and neither do future-scheduled tasks of any queue.
 --
 -- Notification protocol (docs/sql.md has the proof):
 --   1. a client LISTENs on system_stability, THEN reads is_system_stable();
@@ -38,42 +62,404 @@ BEGIN;
 -- Serialise concurrent installs, and make "SQL outdated" checks see a whole install or none.
 SELECT pg_advisory_xact_lock(hashtext('traystatus.install'));
 
--- Version ----------------------------------------------------------------------------------
+-- 1. Preflight ---------------------------------------------------------------------------------
+DO $preflight$
+DECLARE
+    missing text;
+    owner_name text;
+    rel text;
+    statbus_version bigint;
+BEGIN
+    -- Is this StatBus? (read from the catalog: to_regclass fails on a schema we may not use)
+    SELECT string_agg(n.fullname, ', ') INTO missing
+    FROM (VALUES ('public', 'import_job', 'public.import_job'), ('worker', 'tasks', 'worker.tasks'),
+                 ('worker', 'command_registry', 'worker.command_registry')) AS n (nsp, rel, fullname)
+    WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_class AS c
+                      JOIN pg_catalog.pg_namespace AS ns ON ns.oid = c.relnamespace
+                      WHERE ns.nspname = n.nsp AND c.relname = n.rel);
+    IF missing IS NULL THEN
+        SELECT string_agg(n.fullname, ', ') INTO missing
+        FROM (VALUES ('public', 'import_job_state', 'public.import_job_state'),
+                     ('worker', 'task_state', 'worker.task_state')) AS n (nsp, typ, fullname)
+        WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_type AS t
+                          JOIN pg_catalog.pg_namespace AS ns ON ns.oid = t.typnamespace
+                          WHERE ns.nspname = n.nsp AND t.typname = n.typ);
+    END IF;
+    IF missing IS NOT NULL THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'undefined_table',
+            MESSAGE = format('traystatus: database %s is not a StatBus database (%s missing); '
+                             'connect to the StatBus database and run install.sql there',
+                             current_database(), missing);
+    END IF;
+
+    -- May this role install? CREATE INDEX needs ownership of the tables, CREATE TRIGGER
+    -- the TRIGGER privilege, the functions and our table CREATE on schema public.
+    IF NOT has_schema_privilege('worker', 'USAGE') THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'insufficient_privilege',
+            MESSAGE = format('traystatus: role %s cannot install: it may not use schema worker; '
+                             'run install.sql as the owner of public.import_job and '
+                             'worker.tasks (%s) or a superuser', current_user,
+                             (SELECT c.relowner::regrole::text FROM pg_catalog.pg_class AS c
+                              WHERE c.oid = 'public.import_job'::regclass));
+    END IF;
+    FOREACH rel IN ARRAY ARRAY['public.import_job', 'worker.tasks'] LOOP
+        SELECT c.relowner::regrole::text INTO owner_name
+        FROM pg_catalog.pg_class AS c WHERE c.oid = rel::regclass;
+        IF NOT pg_has_role(current_user,
+                           (SELECT c.relowner FROM pg_catalog.pg_class AS c
+                            WHERE c.oid = rel::regclass), 'USAGE') THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'insufficient_privilege',
+                MESSAGE = format('traystatus: role %s cannot install: it does not own %s '
+                                 '(owner: %s); run install.sql as %s or a superuser',
+                                 current_user, rel, owner_name, owner_name);
+        END IF;
+    END LOOP;
+    -- The functions run as their owner (the installer) and read the command registry.
+    IF NOT has_table_privilege('worker.command_registry', 'SELECT') THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'insufficient_privilege',
+            MESSAGE = format('traystatus: role %s cannot install: it may not read '
+                             'worker.command_registry; run install.sql as the owner of '
+                             'public.import_job and worker.tasks or a superuser', current_user);
+    END IF;
+    -- (the index on worker.tasks is created in schema worker, everything else in public)
+    FOREACH rel IN ARRAY ARRAY['public', 'worker'] LOOP
+        IF NOT has_schema_privilege(rel, 'CREATE') THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'insufficient_privilege',
+                MESSAGE = format('traystatus: role %s cannot install: it may not create objects '
+                                 'in schema %s; run install.sql as the owner of '
+                                 'public.import_job and worker.tasks or a superuser',
+                                 current_user, rel);
+        END IF;
+    END LOOP;
+    -- Functions of an earlier install can only be replaced by their owner.
+    SELECT string_agg(DISTINCT p.proowner::regrole::text, ', ') INTO owner_name
+    FROM pg_catalog.pg_proc AS p
+    WHERE p.pronamespace = 'public'::regnamespace
+      AND (p.proname LIKE 'system\_stability\_%' OR p.proname IN (
+               'is_system_stable', 'get_analytics_tasks_in_progress',
+               'get_system_status_details', 'system_work_mark', 'get_system_work_summary'))
+      AND NOT pg_has_role(current_user, p.proowner, 'USAGE');
+    IF owner_name IS NOT NULL THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'insufficient_privilege',
+            MESSAGE = format('traystatus: role %s cannot install: traystatus''s functions '
+                             'were installed by %s; run install.sql as %s or a superuser',
+                             current_user, owner_name, owner_name);
+    END IF;
+
+    -- New enough? (each check names what the installed SQL reads)
+    SELECT string_agg(format('%s.%s', c.tbl, c.col), ', ') INTO missing
+    FROM (VALUES ('public.import_job', 'id'), ('public.import_job', 'slug'),
+                 ('public.import_job', 'description'), ('public.import_job', 'state'),
+                 ('public.import_job', 'priority'), ('public.import_job', 'created_at'),
+                 ('public.import_job', 'total_rows'), ('public.import_job', 'imported_rows'),
+                 ('public.import_job', 'analysis_completed_pct'),
+                 ('public.import_job', 'import_completed_pct'),
+                 ('public.import_job', 'analysis_rows_per_sec'),
+                 ('public.import_job', 'import_rows_per_sec'),
+                 ('public.import_job', 'current_step_code'), ('public.import_job', 'error'),
+                 ('public.import_job', 'review'), ('public.import_job', 'user_id'),
+                 ('public.import_job', 'preparing_data_at'),
+                 ('public.import_job', 'analysis_start_at'),
+                 ('public.import_job', 'analysis_stop_at'),
+                 ('public.import_job', 'processing_start_at'),
+                 ('public.import_job', 'processing_stop_at'),
+                 ('public.import_job', 'last_progress_update'),
+                 ('worker.tasks', 'id'), ('worker.tasks', 'command'), ('worker.tasks', 'state'),
+                 ('worker.tasks', 'scheduled_at'), ('worker.tasks', 'priority'),
+                 ('worker.tasks', 'created_at'), ('worker.tasks', 'parent_id'),
+                 ('worker.command_registry', 'command'), ('worker.command_registry', 'queue'))
+             AS c (tbl, col)
+    WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_attribute AS a
+                      WHERE a.attrelid = c.tbl::regclass AND a.attname = c.col
+                        AND a.attnum > 0 AND NOT a.attisdropped);
+    IF missing IS NULL THEN
+        SELECT string_agg(format('%s %L', v.typ, v.label), ', ') INTO missing
+        FROM (VALUES ('public.import_job_state', 'waiting_for_upload'),
+                     ('public.import_job_state', 'upload_completed'),
+                     ('public.import_job_state', 'preparing_data'),
+                     ('public.import_job_state', 'analysing_data'),
+                     ('public.import_job_state', 'waiting_for_review'),
+                     ('public.import_job_state', 'approved'),
+                     ('public.import_job_state', 'rejected'),
+                     ('public.import_job_state', 'processing_data'),
+                     ('public.import_job_state', 'failed'),
+                     ('public.import_job_state', 'finished'),
+                     ('worker.task_state', 'pending'), ('worker.task_state', 'processing'),
+                     ('worker.task_state', 'completed'), ('worker.task_state', 'failed'))
+                 AS v (typ, label)
+        WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_enum AS e
+                          WHERE e.enumtypid = v.typ::regtype AND e.enumlabel = v.label);
+    END IF;
+    IF missing IS NOT NULL THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'feature_not_supported',
+            MESSAGE = format('traystatus: this StatBus is older than traystatus supports (%s '
+                             'missing); upgrade StatBus to migration 20260227102355 or later',
+                             missing);
+    END IF;
+    -- (db.migration: StatBus's migration runner's table; readable by the StatBus admin)
+    IF EXISTS (SELECT FROM pg_catalog.pg_class AS c
+               JOIN pg_catalog.pg_namespace AS ns ON ns.oid = c.relnamespace
+               WHERE ns.nspname = 'db' AND c.relname = 'migration'
+                 AND has_schema_privilege(ns.oid, 'USAGE')
+                 AND has_table_privilege(c.oid, 'SELECT')) THEN
+        EXECUTE 'SELECT max(version) FROM db.migration' INTO statbus_version;
+        IF statbus_version < 20260227102355 THEN
+            RAISE WARNING 'traystatus: StatBus migration % is older than the oldest tested '
+                          '(20260227102355); installing anyway, as the schema has what '
+                          'traystatus reads', statbus_version;
+        END IF;
+    END IF;
+
+END;
+$preflight$;
+
+-- 2. Vocabulary: what this StatBus has -----------------------------------------------------------
+-- A jsonb map {placeholder: SQL text}, kept in a transaction-local setting for the generated
+-- blocks below. Lists are quoted enum literals of the values that exist here, in enum order.
+DO $vocabulary$
+DECLARE
+    vocab jsonb := '{}';
+    job_labels text[];
+    task_labels text[];
+    holds boolean;
+    lst record;
+    col record;
+BEGIN
+    SELECT array_agg(e.enumlabel::text ORDER BY e.enumsortorder) INTO job_labels
+    FROM pg_catalog.pg_enum AS e WHERE e.enumtypid = 'public.import_job_state'::regtype;
+    SELECT array_agg(e.enumlabel::text ORDER BY e.enumsortorder) INTO task_labels
+    FROM pg_catalog.pg_enum AS e WHERE e.enumtypid = 'worker.task_state'::regtype;
+
+    FOR lst IN
+        SELECT * FROM (VALUES
+            -- the worker owes the job work (held while a review waits, see "the line")
+            ('job_work', job_labels,
+             ARRAY['upload_completed', 'preparing_data', 'analysing_data', 'processing_data']),
+            -- approved: the worker proceeds with it even while another review waits
+            ('job_approved', job_labels, ARRAY['approved']),
+            ('job_review', job_labels, ARRAY['waiting_for_review']),
+            -- every state the line looks at: a change into or out of one of these may
+            -- change the answer
+            ('job_watched', job_labels,
+             ARRAY['upload_completed', 'preparing_data', 'analysing_data', 'waiting_for_review',
+                   'approved', 'processing_data']),
+            -- a task the worker still owes work ('waiting': its children still run;
+            -- 'interrupted': recovered after a crash, runs again)
+            ('task_busy', task_labels, ARRAY['pending', 'processing', 'waiting', 'interrupted'])
+        ) AS v (name, present, wanted)
+    LOOP
+        vocab := vocab || jsonb_build_object(lst.name, (
+            SELECT string_agg(quote_literal(w), ', ' ORDER BY array_position(lst.present, w))
+            FROM unnest(lst.wanted) AS w WHERE w = ANY (lst.present)));
+    END LOOP;
+
+    -- Optional columns: the first that exists, else a typed NULL.
+    FOR col IN
+        SELECT * FROM (VALUES
+            ('t.process_start_at', 'worker.tasks', ARRAY['process_start_at', 'processed_at'], 'timestamptz'),
+            ('t.process_duration_ms', 'worker.tasks', ARRAY['process_duration_ms', 'duration_ms'], 'numeric'),
+            ('t.depth', 'worker.tasks', ARRAY['depth'], 'integer'),
+            ('j.error_count', 'public.import_job', ARRAY['error_count'], 'integer'),
+            ('j.warning_count', 'public.import_job', ARRAY['warning_count'], 'integer'),
+            ('j.changes_rejected_at', 'public.import_job', ARRAY['changes_rejected_at'], 'timestamptz')
+        ) AS v (name, tbl, candidates, typ)
+    LOOP
+        vocab := vocab || jsonb_build_object(col.name, coalesce(
+            (SELECT format('%s.%I', split_part(col.name, '.', 1), c)
+             FROM unnest(col.candidates) WITH ORDINALITY AS u (c, i)
+             WHERE EXISTS (SELECT FROM pg_catalog.pg_attribute AS a
+                           WHERE a.attrelid = col.tbl::regclass AND a.attname = u.c
+                             AND a.attnum > 0 AND NOT a.attisdropped)
+             ORDER BY u.i LIMIT 1),
+            format('NULL::%s', col.typ)));
+    END LOOP;
+
+    -- Does this StatBus hold the import queue while a job waits for review? (migration
+    -- 20260310132309 pause_import_queue_during_review; its worker procedure says so too)
+    holds := EXISTS (SELECT FROM pg_catalog.pg_proc AS p
+                     WHERE p.pronamespace = to_regnamespace('admin')
+                       AND p.proname = 'import_job_process'
+                       AND p.prosrc ~ 'state\s*=\s*''waiting_for_review''\s+AND\s+id\s*<>');
+    IF NOT holds AND EXISTS (SELECT FROM pg_catalog.pg_class AS c
+                             JOIN pg_catalog.pg_namespace AS ns ON ns.oid = c.relnamespace
+                             WHERE ns.nspname = 'db' AND c.relname = 'migration'
+                               AND has_schema_privilege(ns.oid, 'USAGE')
+                               AND has_table_privilege(c.oid, 'SELECT')) THEN
+        EXECUTE 'SELECT EXISTS (SELECT FROM db.migration WHERE version >= 20260310132309)'
+            INTO holds;
+    END IF;
+    vocab := vocab || jsonb_build_object(
+        'review_holds_queue', holds::text,
+        -- the job half of the line, for a job row aliased j
+        'j.counts', CASE WHEN holds
+            THEN '(j.state IN ({{job_approved}}) OR (j.state IN ({{job_work}}) AND NOT EXISTS (SELECT FROM public.import_job AS r WHERE r.state IN ({{job_review}}))))'
+            ELSE '(j.state IN ({{job_approved}}, {{job_work}}))' END,
+        'job_labels', (SELECT string_agg(quote_literal(l), ', ') FROM unnest(job_labels) AS l),
+        'task_labels', (SELECT string_agg(quote_literal(l), ', ') FROM unnest(task_labels) AS l));
+    PERFORM set_config('system_stability.install_vocabulary', vocab::text, true);
+END;
+$vocabulary$;
+
+-- 3. Privileges, part one: functions created from here on are not executable by PUBLIC -------
+-- (ALTER DEFAULT PRIVILEGES is not a REVOKE to sql_saga's event trigger. Restored in part two.)
+DO $privileges$
+BEGIN
+    -- The installer's global default for functions: none recorded means PUBLIC may EXECUTE.
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_default_acl AS d
+                   WHERE d.defaclrole = current_user::regrole AND d.defaclnamespace = 0
+                     AND d.defaclobjtype = 'f')
+       OR EXISTS (SELECT FROM pg_catalog.pg_default_acl AS d,
+                              aclexplode(d.defaclacl) AS a
+                  WHERE d.defaclrole = current_user::regrole AND d.defaclnamespace = 0
+                    AND d.defaclobjtype = 'f' AND a.grantee = 0
+                    AND a.privilege_type = 'EXECUTE') THEN
+        ALTER DEFAULT PRIVILEGES REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
+        PERFORM set_config('system_stability.install_restore_global', 'yes', true);
+    END IF;
+    -- A default for schema public can only add grants: withhold a PUBLIC one there too.
+    IF EXISTS (SELECT FROM pg_catalog.pg_default_acl AS d, aclexplode(d.defaclacl) AS a
+               WHERE d.defaclrole = current_user::regrole
+                 AND d.defaclnamespace = 'public'::regnamespace
+                 AND d.defaclobjtype = 'f' AND a.grantee = 0
+                 AND a.privilege_type = 'EXECUTE') THEN
+        ALTER DEFAULT PRIVILEGES IN SCHEMA public REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
+        PERFORM set_config('system_stability.install_restore_public', 'yes', true);
+    END IF;
+END;
+$privileges$;
+
+-- 4. Version and what was installed -------------------------------------------------------------
 CREATE OR REPLACE FUNCTION public.system_stability_sql_version() RETURNS integer
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
-AS $$ SELECT 1 $$;
+AS $$ SELECT 2 $$;
 COMMENT ON FUNCTION public.system_stability_sql_version() IS
     'traystatus: version of the installed system stability SQL (sql/install.sql)';
 
--- The active line, in one place --------------------------------------------------------------
--- Import job states that count as work. The same list is spelled out in the partial index,
--- in is_system_stable() (so the planner can match the index) and in the trigger WHEN clauses
--- (evaluated in C without a function call): keep them in step; tests check they agree.
+DO $generate$
+DECLARE
+    vocab jsonb := current_setting('system_stability.install_vocabulary')::jsonb;
+    body text := $sql$
+-- What this install saw: the enum values present and whether StatBus holds its import queue
+-- during a review. Compared with the database as it is now by system_stability_sql_drift().
+CREATE OR REPLACE FUNCTION public.system_stability_sql_info() RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT jsonb_build_object(
+        'version', public.system_stability_sql_version(),
+        'import_job_state', jsonb_build_array({{job_labels}}),
+        'task_state', jsonb_build_array({{task_labels}}),
+        'review_holds_queue', {{review_holds_queue}})
+$$;
+COMMENT ON FUNCTION public.system_stability_sql_info() IS
+    'traystatus: the StatBus vocabulary (enum values, review hold) the installed SQL was generated for';
+$sql$;
+    k text;
+BEGIN
+    -- expand: nested placeholders first ({{j.counts}} holds others), then the rest
+    FOR i IN 1..2 LOOP
+        FOR k IN SELECT jsonb_object_keys(vocab) LOOP
+            body := replace(body, '{{' || k || '}}', vocab ->> k);
+        END LOOP;
+    END LOOP;
+    IF body ~ '\{\{' THEN
+        RAISE EXCEPTION 'traystatus: install.sql: unknown placeholder in %', substring(body FROM '\{\{[^}]*\}\}');
+    END IF;
+    EXECUTE body;
+END;
+$generate$;
+
+CREATE OR REPLACE FUNCTION public.system_stability_sql_drift() RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    info jsonb := public.system_stability_sql_info();
+    problems jsonb := '[]';
+    holds boolean;
+    r record;
+BEGIN
+    -- Enum values present now that the install did not see (a StatBus upgrade added them).
+    FOR r IN
+        SELECT t.key, e.enumlabel::text AS label, t.typ
+        FROM (VALUES ('import_job_state', 'public.import_job_state'),
+                     ('task_state', 'worker.task_state')) AS t (key, typ)
+        JOIN pg_catalog.pg_enum AS e ON e.enumtypid = to_regtype(t.typ)
+        WHERE NOT (info -> t.key) ? e.enumlabel::text
+        ORDER BY t.key, e.enumsortorder
+    LOOP
+        problems := problems || jsonb_build_array(format(
+            '%s has the value %L, which the installed traystatus SQL does not cover: re-run install.sql',
+            r.typ, r.label));
+    END LOOP;
+    holds := EXISTS (SELECT FROM pg_catalog.pg_proc AS p
+                     WHERE p.pronamespace = to_regnamespace('admin')
+                       AND p.proname = 'import_job_process'
+                       AND p.prosrc ~ 'state\s*=\s*''waiting_for_review''\s+AND\s+id\s*<>');
+    IF holds AND NOT (info ->> 'review_holds_queue')::boolean THEN
+        problems := problems || jsonb_build_array(
+            'StatBus now holds its import queue during a review, which the installed traystatus SQL does not know: re-run install.sql');
+    END IF;
+    RETURN problems;
+END;
+$$;
+COMMENT ON FUNCTION public.system_stability_sql_drift() IS
+    'traystatus: what the installed SQL does not cover in this StatBus (empty when current); re-run install.sql to fix';
+
+-- 5. The line -------------------------------------------------------------------------------------
+DO $generate$
+DECLARE
+    vocab jsonb := current_setting('system_stability.install_vocabulary')::jsonb;
+    body text := $sql$
+-- Import job states the worker owes work to (approved or not; whether a review holds them is
+-- decided in is_system_stable()). The details function uses it per job.
 CREATE OR REPLACE FUNCTION public.system_stability_job_state_active(state public.import_job_state)
 RETURNS boolean
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT state IN ('upload_completed', 'preparing_data', 'analysing_data', 'approved',
-                     'processing_data')
+    SELECT state IN ({{job_approved}}, {{job_work}})
 $$;
 
--- Partial indexes: only active rows are in them, so the stability test reads a handful of
--- index entries however large import_job and worker.tasks grow.
-CREATE INDEX IF NOT EXISTS import_job_system_stability_active_idx
-    ON public.import_job (state)
-    WHERE state IN ('upload_completed', 'preparing_data', 'analysing_data', 'approved',
-                    'processing_data');
-CREATE INDEX IF NOT EXISTS tasks_system_stability_active_idx
-    ON worker.tasks (command, scheduled_at)
-    WHERE state IN ('pending', 'processing', 'waiting', 'interrupted');
+-- Partial indexes: only the rows the line looks at are in them, so the stability test reads a
+-- handful of index entries however large import_job and worker.tasks grow.
+-- The predicate depends on the enum values present: an install after a StatBus upgrade that
+-- added one rebuilds the index (its comment records what it was built for).
+DO $$
+DECLARE
+    want text;
+BEGIN
+    want := 'traystatus: import_job rows watched by system stability: ' || {{job_watched_text}};
+    IF obj_description(to_regclass('public.import_job_system_stability_active_idx'), 'pg_class')
+       IS DISTINCT FROM want THEN
+        DROP INDEX IF EXISTS public.import_job_system_stability_active_idx;
+        CREATE INDEX import_job_system_stability_active_idx ON public.import_job (state)
+            WHERE state IN ({{job_watched}});
+        EXECUTE format('COMMENT ON INDEX public.import_job_system_stability_active_idx IS %L', want);
+    END IF;
+    want := 'traystatus: busy worker.tasks rows: ' || {{task_busy_text}};
+    IF obj_description(to_regclass('worker.tasks_system_stability_active_idx'), 'pg_class')
+       IS DISTINCT FROM want THEN
+        DROP INDEX IF EXISTS worker.tasks_system_stability_active_idx;
+        CREATE INDEX tasks_system_stability_active_idx ON worker.tasks (command, scheduled_at)
+            WHERE state IN ({{task_busy}});
+        EXECUTE format('COMMENT ON INDEX worker.tasks_system_stability_active_idx IS %L', want);
+    END IF;
+END;
+$$;
 
--- is_system_stable() -------------------------------------------------------------------------
--- PL/pgSQL, not SQL, on purpose: PL/pgSQL keeps its query plans for the whole session, while a
--- SQL function called from a trigger is parsed and planned again in every transaction
--- (~0.2 ms here, ten times the query itself): that was most of the triggers' cost on the
--- worker's hot path.
+-- is_system_stable(). PL/pgSQL, not SQL, on purpose: PL/pgSQL keeps its query plans for the
+-- whole session, while a SQL function called from a trigger is parsed and planned again in
+-- every transaction (~0.2 ms here, ten times the query itself): that was most of the
+-- triggers' cost on the worker's hot path.
 CREATE OR REPLACE FUNCTION public.is_system_stable() RETURNS boolean
 LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -81,20 +467,47 @@ AS $$
 BEGIN
     RETURN NOT EXISTS (
                SELECT FROM public.import_job AS j
-               WHERE j.state IN ('upload_completed', 'preparing_data', 'analysing_data',
-                                 'approved', 'processing_data'))
+               WHERE {{j.counts}})
        AND NOT EXISTS (
                SELECT FROM worker.tasks AS t
                JOIN worker.command_registry AS cr ON cr.command = t.command
                WHERE cr.queue = 'analytics'
-                 AND t.state IN ('pending', 'processing', 'waiting', 'interrupted')
+                 AND t.state IN ({{task_busy}})
                  AND (t.scheduled_at IS NULL OR t.scheduled_at <= now()));
 END;
 $$;
 COMMENT ON FUNCTION public.is_system_stable() IS
-    'traystatus: true when no import job is queued or being worked on and no analytics task is due or running';
+    'traystatus: true when no import job is queued or being worked on (a queue held by a review does not count) and no analytics task is due or running';
 
--- get_analytics_tasks_in_progress() ------------------------------------------------------------
+-- The review block: which jobs wait for a person's review and how many imports wait behind
+-- them. NULL when no job waits. Cheap (the partial index holds these rows), so a client reads
+-- it together with is_system_stable().
+CREATE OR REPLACE FUNCTION public.system_stability_review() RETURNS jsonb
+LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    jobs jsonb;
+BEGIN
+    SELECT jsonb_agg(jsonb_build_object('id', j.id, 'slug', j.slug,
+                                        'description', j.description)
+                     ORDER BY j.id)
+    INTO jobs
+    FROM public.import_job AS j WHERE j.state IN ({{job_review}});
+    IF jobs IS NULL THEN
+        RETURN NULL;
+    END IF;
+    RETURN jsonb_build_object(
+        'jobs', jobs,
+        'holds_queue', {{review_holds_queue}},
+        'queued_behind', CASE WHEN {{review_holds_queue}} THEN
+            (SELECT count(*) FROM public.import_job AS j WHERE j.state IN ({{job_work}}))
+            ELSE 0 END);
+END;
+$$;
+COMMENT ON FUNCTION public.system_stability_review() IS
+    'traystatus: the import jobs waiting for review and how many imports the review holds back (NULL when none waits)';
+
 CREATE OR REPLACE FUNCTION public.get_analytics_tasks_in_progress() RETURNS SETOF json
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -105,53 +518,81 @@ AS $$
                'state', t.state,
                'created_at', t.created_at,
                'scheduled_at', t.scheduled_at,
-               'process_start_at', t.process_start_at,
-               'duration_ms', t.process_duration_ms,
+               'process_start_at', {{t.process_start_at}},
+               'duration_ms', {{t.process_duration_ms}},
                'parent_id', t.parent_id,
-               'depth', t.depth,
+               'depth', {{t.depth}},
                'priority', t.priority)
     FROM worker.tasks AS t
     JOIN worker.command_registry AS cr ON cr.command = t.command
     WHERE cr.queue = 'analytics'
-      AND t.state IN ('pending', 'processing', 'waiting', 'interrupted')
+      AND t.state IN ({{task_busy}})
       AND (t.scheduled_at IS NULL OR t.scheduled_at <= now())
     ORDER BY t.priority NULLS LAST, t.id
 $$;
 COMMENT ON FUNCTION public.get_analytics_tasks_in_progress() IS
     'traystatus: the analytics tasks that keep the system from being stable';
+$sql$;
+    k text;
+BEGIN
+    vocab := vocab || jsonb_build_object(
+        'job_watched_text', quote_literal(vocab ->> 'job_watched'),
+        'task_busy_text', quote_literal(vocab ->> 'task_busy'));
+    FOR i IN 1..2 LOOP
+        FOR k IN SELECT jsonb_object_keys(vocab) LOOP
+            body := replace(body, '{{' || k || '}}', vocab ->> k);
+        END LOOP;
+    END LOOP;
+    IF body ~ '\{\{' THEN
+        RAISE EXCEPTION 'traystatus: install.sql: unknown placeholder in %', substring(body FROM '\{\{[^}]*\}\}');
+    END IF;
+    EXECUTE body;
+END;
+$generate$;
 
--- get_system_status_details() -------------------------------------------------------------------
--- One statement, so one snapshot. Bounded output: jobs that are not terminal plus those that
--- ended in the last 10 minutes (at most 500), analytics counts by command and state, and at
--- most 50 individual tasks (running ones first).
+-- 6. Details and the work summary --------------------------------------------------------------
+-- These compare state::text, so they name no enum value; optional columns are placeholders.
+DO $generate$
+DECLARE
+    vocab jsonb := current_setting('system_stability.install_vocabulary')::jsonb;
+    body text := $sql$
+-- get_system_status_details(): one statement, so one snapshot. Bounded output: jobs that are
+-- not terminal plus those that ended in the last 10 minutes (at most 500), analytics counts by
+-- command and state, and at most 50 individual tasks (running ones first).
 CREATE OR REPLACE FUNCTION public.get_system_status_details() RETURNS jsonb
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     WITH jobs AS (
-        SELECT j.*,
+        SELECT j.*, j.state::text AS state_text,
+               {{j.error_count}} AS error_count_, {{j.warning_count}} AS warning_count_,
                greatest(j.processing_stop_at, j.analysis_stop_at, j.last_progress_update,
-                        j.preparing_data_at) AS ended_at_guess
+                        j.preparing_data_at, {{j.changes_rejected_at}}) AS ended_at_guess
         FROM public.import_job AS j
     ), shown_jobs AS (
         SELECT j.*
         FROM jobs AS j
-        WHERE j.state NOT IN ('finished', 'failed', 'rejected')
+        WHERE j.state_text NOT IN ('finished', 'failed', 'rejected')
            OR j.ended_at_guess >= now() - interval '10 minutes'
            OR (j.ended_at_guess IS NULL AND j.created_at >= now() - interval '10 minutes')
     ), active_tasks AS (
-        SELECT t.id, t.command, t.state, t.depth, t.parent_id, t.priority, t.created_at,
-               t.process_start_at, t.process_duration_ms, t.scheduled_at
+        SELECT t.id, t.command, t.state, t.state::text AS state_text, {{t.depth}} AS depth,
+               t.parent_id, t.priority, t.created_at,
+               {{t.process_start_at}} AS process_start_at,
+               {{t.process_duration_ms}} AS process_duration_ms, t.scheduled_at
         FROM worker.tasks AS t
         JOIN worker.command_registry AS cr ON cr.command = t.command
         WHERE cr.queue = 'analytics'
-          AND t.state IN ('pending', 'processing', 'waiting', 'interrupted')
+          AND t.state IN ({{task_busy}})
           AND (t.scheduled_at IS NULL OR t.scheduled_at <= now())
+    ), review AS (
+        SELECT public.system_stability_review() AS block
     )
     SELECT jsonb_build_object(
         'system_stable', public.is_system_stable(),
         'generated_at', now(),
         'sql_version', public.system_stability_sql_version(),
+        'review', (SELECT block FROM review),
         'import_jobs_total', (SELECT count(*) FROM shown_jobs),
         'import_jobs', coalesce((
             SELECT jsonb_agg(job ORDER BY sort_active DESC, sort_priority, sort_id)
@@ -161,7 +602,7 @@ AS $$
                            'slug', j.slug,
                            'description', j.description,
                            'state', j.state,
-                           'phase', CASE j.state
+                           'phase', CASE j.state_text
                                         WHEN 'waiting_for_upload' THEN 'upload'
                                         WHEN 'upload_completed' THEN 'queued'
                                         WHEN 'approved' THEN 'queued'
@@ -170,14 +611,15 @@ AS $$
                                         WHEN 'waiting_for_review' THEN 'review'
                                         WHEN 'processing_data' THEN 'processing'
                                         WHEN 'failed' THEN 'failed'
+                                        WHEN 'rejected' THEN 'rejected'
                                         ELSE 'done' END,
-                           'progress_pct', CASE j.state
+                           'progress_pct', CASE j.state_text
                                         WHEN 'analysing_data' THEN coalesce(j.analysis_completed_pct, 0)
                                         WHEN 'processing_data' THEN coalesce(j.import_completed_pct, 0)
                                         WHEN 'waiting_for_review' THEN coalesce(j.analysis_completed_pct, 0)
                                         WHEN 'finished' THEN 100
                                         ELSE NULL END,
-                           'rows_per_sec', CASE j.state
+                           'rows_per_sec', CASE j.state_text
                                         WHEN 'analysing_data' THEN j.analysis_rows_per_sec
                                         WHEN 'processing_data' THEN j.import_rows_per_sec
                                         ELSE NULL END,
@@ -186,8 +628,8 @@ AS $$
                            'analysis_completed_pct', j.analysis_completed_pct,
                            'import_completed_pct', j.import_completed_pct,
                            'current_step_code', j.current_step_code,
-                           'error_count', j.error_count,
-                           'warning_count', j.warning_count,
+                           'error_count', j.error_count_,
+                           'warning_count', j.warning_count_,
                            'error', left(j.error, 500),
                            'review', j.review,
                            'priority', j.priority,
@@ -199,13 +641,17 @@ AS $$
                            'processing_start_at', j.processing_start_at,
                            'processing_stop_at', j.processing_stop_at,
                            'last_progress_update', j.last_progress_update,
-                           'ended_at', CASE WHEN j.state IN ('finished', 'failed', 'rejected')
+                           'ended_at', CASE WHEN j.state_text IN ('finished', 'failed', 'rejected')
                                             THEN j.ended_at_guess END,
                            'active', public.system_stability_job_state_active(j.state),
-                           'needs_person', j.state IN ('waiting_for_upload', 'waiting_for_review')
+                           -- queued or mid-way, but held back while another job waits for review
+                           'held_by_review', j.state_text <> 'approved'
+                                             AND public.system_stability_job_state_active(j.state)
+                                             AND coalesce(((SELECT block FROM review) ->> 'holds_queue')::boolean, false),
+                           'needs_person', j.state_text IN ('waiting_for_upload', 'waiting_for_review')
                        ) AS job,
                        public.system_stability_job_state_active(j.state)
-                           OR j.state = 'waiting_for_review' AS sort_active,
+                           OR j.state_text = 'waiting_for_review' AS sort_active,
                        coalesce(j.priority, 2147483647) AS sort_priority,
                        j.id AS sort_id
                 FROM shown_jobs AS j
@@ -230,8 +676,8 @@ AS $$
                            'scheduled_at', a.scheduled_at)
                        ORDER BY a.sort_state, a.priority NULLS LAST, a.id)
                 FROM (SELECT at.*,
-                             CASE at.state WHEN 'processing' THEN 0 WHEN 'waiting' THEN 1
-                                           WHEN 'interrupted' THEN 2 ELSE 3 END AS sort_state
+                             CASE at.state_text WHEN 'processing' THEN 0 WHEN 'waiting' THEN 1
+                                                WHEN 'interrupted' THEN 2 ELSE 3 END AS sort_state
                       FROM active_tasks AS at
                       ORDER BY sort_state, at.priority NULLS LAST, at.id
                       LIMIT 50) AS a), '[]'::jsonb)
@@ -239,11 +685,10 @@ AS $$
     )
 $$;
 COMMENT ON FUNCTION public.get_system_status_details() IS
-    'traystatus: import jobs with progress and the analytics work in progress, in one snapshot';
+    'traystatus: import jobs with progress, the review block and the analytics work in progress, in one snapshot';
 
--- Work summary: what finished since a mark ------------------------------------------------------
--- Cheap on a worker.tasks of 10^6 rows: tasks above the mark are read through the primary key
--- (a range above after_task_id); import_job is small.
+-- Work summary: what finished since a mark. Cheap on a worker.tasks of 10^6 rows: tasks above
+-- the mark are read through the primary key (a range above after_task_id); import_job is small.
 -- The mark is taken when a client SEES processing start, which is after the task that started
 -- it was inserted: "the newest id" would leave out exactly the tasks that made the system busy
 -- (a derive run's root, everything queued before the client looked). So the mark sits just
@@ -259,7 +704,7 @@ AS $$
          FROM worker.tasks AS t
          JOIN worker.command_registry AS cr ON cr.command = t.command
          WHERE cr.queue = 'analytics'
-           AND t.state IN ('pending', 'processing', 'waiting', 'interrupted')
+           AND t.state IN ({{task_busy}})
            AND (t.scheduled_at IS NULL OR t.scheduled_at <= now())),
         (SELECT max(t.id) FROM worker.tasks AS t),
         0)
@@ -267,33 +712,37 @@ $$;
 COMMENT ON FUNCTION public.system_work_mark() IS
     'traystatus: a mark (just below the oldest busy analytics task) to pass to get_system_work_summary() later';
 
+-- Rejected jobs are final (the app rejects with an UPDATE and nothing moves them on): they
+-- are reported with the finished and failed ones.
 CREATE OR REPLACE FUNCTION public.get_system_work_summary(after_task_id bigint, since timestamptz)
 RETURNS jsonb
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     WITH ended_jobs AS (
-        SELECT j.id, j.slug, j.description, j.state, j.error_count, j.warning_count,
+        SELECT j.id, j.slug, j.description, j.state::text AS state,
+               {{j.error_count}} AS error_count, {{j.warning_count}} AS warning_count,
                left(j.error, 500) AS error,
                greatest(j.processing_stop_at, j.analysis_stop_at, j.last_progress_update,
-                        j.preparing_data_at) AS ended_at
+                        j.preparing_data_at, {{j.changes_rejected_at}}) AS ended_at
         FROM public.import_job AS j
-        WHERE j.state IN ('finished', 'failed')
+        WHERE j.state::text IN ('finished', 'failed', 'rejected')
     ), recent_jobs AS (
         SELECT * FROM ended_jobs WHERE ended_at >= since
     ), tasks AS (
-        SELECT t.state
+        SELECT t.state::text AS state
         FROM worker.tasks AS t
         JOIN worker.command_registry AS cr ON cr.command = t.command
         WHERE t.id > coalesce(after_task_id, 0)
           AND cr.queue = 'analytics'
-          AND t.state IN ('completed', 'failed')
+          AND t.state::text IN ('completed', 'failed')
     )
     SELECT jsonb_build_object(
         'since', since,
         'until', now(),
         'import_jobs_finished', (SELECT count(*) FROM recent_jobs WHERE state = 'finished'),
         'import_jobs_failed', (SELECT count(*) FROM recent_jobs WHERE state = 'failed'),
+        'import_jobs_rejected', (SELECT count(*) FROM recent_jobs WHERE state = 'rejected'),
         'import_jobs_with_errors', (SELECT count(*) FROM recent_jobs
                                     WHERE state = 'finished'
                                       AND (error IS NOT NULL OR error_count > 0)),
@@ -310,45 +759,64 @@ AS $$
     )
 $$;
 COMMENT ON FUNCTION public.get_system_work_summary(bigint, timestamptz) IS
-    'traystatus: import jobs that ended since a time and analytics tasks done since a mark';
+    'traystatus: import jobs that ended (finished, failed, rejected) since a time and analytics tasks done since a mark';
+$sql$;
+    k text;
+BEGIN
+    FOR i IN 1..2 LOOP
+        FOR k IN SELECT jsonb_object_keys(vocab) LOOP
+            body := replace(body, '{{' || k || '}}', vocab ->> k);
+        END LOOP;
+    END LOOP;
+    IF body ~ '\{\{' THEN
+        RAISE EXCEPTION 'traystatus: install.sql: unknown placeholder in %', substring(body FROM '\{\{[^}]*\}\}');
+    END IF;
+    EXECUTE body;
+END;
+$generate$;
 
--- The announcing triggers ----------------------------------------------------------------------
+-- 7. The notification ---------------------------------------------------------------------------
 -- The line is watched row by row, and the WHEN clauses (evaluated in C, no function call) let
--- through only rows that may cross it: a 1,000-row "pending -> processing", a progress update
--- or an UPDATE touching no row fires no trigger function and runs no query at all.
---  * a row moving IN (an AFTER ROW trigger): the function checks the queue precisely and sends
---    {"stable": false} at once; no query is needed, the writer's own row is active.
---    PostgreSQL folds identical notifications of one transaction into one, so a 1,000-row
---    insert of pending analytics tasks sends one notification.
---  * a row moving OUT (an AFTER ROW trigger too): the first such row of the transaction
---    notes in a transaction-local setting that the transaction must announce, and queues ONE
---    event of a DEFERRABLE INITIALLY DEFERRED constraint trigger on our own small table
+-- through only rows that may change the answer: a 1,000-row "pending -> processing", a
+-- progress update or an UPDATE touching no row fires no trigger function and runs no query.
+--  * worker.tasks, a row moving IN (an AFTER ROW trigger): the function checks the queue
+--    precisely and sends {"stable": false} at once; no query is needed, the writer's own row
+--    is busy. PostgreSQL folds identical notifications of one transaction into one, so a
+--    1,000-row insert of pending analytics tasks sends one notification.
+--  * worker.tasks, a row moving OUT, and every import_job change into, out of or between the
+--    watched states (a review can hold other jobs, so a job's move can change the answer in
+--    either direction): the first such row of the transaction notes in a transaction-local
+--    setting that the transaction must announce, and queues ONE event of a DEFERRABLE
+--    INITIALLY DEFERRED constraint trigger on our own small table
 --    public.system_stability_commit_hook; at COMMIT that trigger runs is_system_stable() once,
---    as late as possible (the freshest hint the writer can give), and sends it. The
---    transaction's other rows only read the note.
+--    as late as possible, and sends it. The transaction's other rows only read the note.
 --    Why not a deferred trigger on import_job / worker.tasks themselves (the first version)?
 --    PostgreSQL refuses ALTER TABLE, CREATE INDEX, TRUNCATE and DROP TABLE on a table that
---    has deferred trigger events pending in the same transaction (SQLSTATE 55006, "cannot
---    ALTER TABLE "tasks" because it has pending trigger events"). StatBus migrations change
---    worker.tasks and import_job rows and then ALTER those tables in one transaction; with
---    the deferred events on StatBus's tables such a migration would fail while traystatus is
---    installed. The pending event now sits on our own table, which nothing else alters.
---  * TRUNCATE has no rows: a BEFORE TRUNCATE trigger notes whether active rows are about to
+--    has deferred trigger events pending in the same transaction (SQLSTATE 55006). StatBus
+--    migrations change worker.tasks and import_job rows and then ALTER those tables in one
+--    transaction; the pending event now sits on our own table, which nothing else alters.
+--  * TRUNCATE has no rows: a BEFORE TRUNCATE trigger notes whether watched rows are about to
 --    go (the table is locked ACCESS EXCLUSIVE, nothing changes under it) and an AFTER TRUNCATE
 --    trigger announces if so.
 -- Fail-safe: every trigger function catches its own errors (RAISE WARNING, then a
 -- {"stable": false} hint so that clients re-read and meet the error in is_system_stable()).
--- The functions name StatBus columns and enum values in their text; if a StatBus upgrade
--- renames one (StatBus renamed worker.tasks.duration_ms in 2026-03), the failure must stay in
--- traystatus and never abort the worker's or a user's transaction. The memo checks stay
--- outside the guarded block: a 10^5-row statement enters it once, not 10^5 times.
--- The issue asked for statement-level triggers. They were the first version: every statement
--- on worker.tasks then ran a PL/pgSQL function just to find out that nothing had crossed,
--- which cost more than the whole crossing machinery on the worker's hot path
--- (docs/sql.md has the figures). Row triggers with exact WHEN clauses plus deferral give the
--- same guarantee (at least one notification, delivered at commit, for every transaction that
--- moved a row across; none for a statement that moved nothing) at a fraction of the cost.
+-- If a StatBus upgrade renames a column or value, the failure must stay in traystatus and
+-- never abort the worker's or a user's transaction. The memo checks stay outside the
+-- guarded block: a 10^5-row statement enters it once, not 10^5 times.
 
+-- The commit hook: an empty UNLOGGED table (no WAL) that never holds a committed row. A
+-- transaction that moved a row out inserts one row and deletes it at once; the insert has
+-- already queued the deferred trigger event, which runs at COMMIT (a row this transaction
+-- deleted is still readable by its own AFTER trigger). A new table has no PUBLIC grant (and
+-- none is given), so plain users cannot reach it except through our triggers.
+CREATE UNLOGGED TABLE IF NOT EXISTS public.system_stability_commit_hook ();
+COMMENT ON TABLE public.system_stability_commit_hook IS
+    'traystatus: always empty; its deferred trigger announces system_stability at COMMIT';
+
+DO $generate$
+DECLARE
+    vocab jsonb := current_setting('system_stability.install_vocabulary')::jsonb;
+    body text := $sql$
 CREATE OR REPLACE FUNCTION public.system_stability_row_in() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -361,25 +829,22 @@ BEGIN
         RETURN NULL;
     END IF;
     BEGIN
-        -- import_job: the WHEN clause is exact. worker.tasks: it is exact about state and due
-        -- time; the queue needs a look at the registry.
-        IF TG_TABLE_NAME = 'tasks' THEN
-            -- The WHEN clause made sure that NEW is busy and due. It counts only in the analytics
-            -- queue, and (for an UPDATE) only when OLD did not count already.
-            -- (One small query per test, each with one parameter, so that PL/pgSQL settles on a
-            -- cached generic plan; a single big condition mixing OLD and NEW got planned anew on
-            -- every call, which cost more than everything else here.)
-            IF NOT EXISTS (SELECT FROM worker.command_registry AS cr
-                           WHERE cr.command = NEW.command AND cr.queue = 'analytics') THEN
-                RETURN NULL;
-            END IF;
-            IF TG_OP = 'UPDATE' THEN
-                IF OLD.state IN ('pending', 'processing', 'waiting', 'interrupted')
-                   AND (OLD.scheduled_at IS NULL OR OLD.scheduled_at <= now()) THEN
-                    IF EXISTS (SELECT FROM worker.command_registry AS cr
-                               WHERE cr.command = OLD.command AND cr.queue = 'analytics') THEN
-                        RETURN NULL;
-                    END IF;
+        -- worker.tasks only: the WHEN clause is exact about state and due time; the queue
+        -- needs a look at the registry. It counts only in the analytics queue, and (for an
+        -- UPDATE) only when OLD did not count already.
+        -- (One small query per test, each with one parameter, so that PL/pgSQL settles on a
+        -- cached generic plan; a single big condition mixing OLD and NEW got planned anew on
+        -- every call, which cost more than everything else here.)
+        IF NOT EXISTS (SELECT FROM worker.command_registry AS cr
+                       WHERE cr.command = NEW.command AND cr.queue = 'analytics') THEN
+            RETURN NULL;
+        END IF;
+        IF TG_OP = 'UPDATE' THEN
+            IF OLD.state IN ({{task_busy}})
+               AND (OLD.scheduled_at IS NULL OR OLD.scheduled_at <= now()) THEN
+                IF EXISTS (SELECT FROM worker.command_registry AS cr
+                           WHERE cr.command = OLD.command AND cr.queue = 'analytics') THEN
+                    RETURN NULL;
                 END IF;
             END IF;
         END IF;
@@ -396,16 +861,7 @@ BEGIN
 END;
 $$;
 COMMENT ON FUNCTION public.system_stability_row_in() IS
-    'traystatus: row trigger, NOTIFY system_stability {"stable": false} when a row became active';
-
--- The commit hook: an empty UNLOGGED table (no WAL) that never holds a committed row. A
--- transaction that moved a row out inserts one row and deletes it at once; the insert has
--- already queued the deferred trigger event, which runs at COMMIT (a row this transaction
--- deleted is still readable by its own AFTER trigger).
-CREATE UNLOGGED TABLE IF NOT EXISTS public.system_stability_commit_hook ();
-REVOKE ALL ON TABLE public.system_stability_commit_hook FROM PUBLIC;
-COMMENT ON TABLE public.system_stability_commit_hook IS
-    'traystatus: always empty; its deferred trigger announces system_stability at COMMIT';
+    'traystatus: row trigger, NOTIFY system_stability {"stable": false} when a task became busy';
 
 CREATE OR REPLACE FUNCTION public.system_stability_row_out() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
@@ -426,7 +882,7 @@ BEGIN
                 RETURN NULL;
             END IF;
             IF TG_OP = 'UPDATE' THEN
-                IF NEW.state IN ('pending', 'processing', 'waiting', 'interrupted')
+                IF NEW.state IN ({{task_busy}})
                    AND (NEW.scheduled_at IS NULL OR NEW.scheduled_at <= now()) THEN
                     IF EXISTS (SELECT FROM worker.command_registry AS cr
                                WHERE cr.command = NEW.command AND cr.queue = 'analytics') THEN
@@ -435,6 +891,7 @@ BEGIN
                 END IF;
             END IF;
         END IF;
+        -- import_job: the WHEN clause let through a change that may change the answer.
         -- Rolling back a savepoint reverts this note together with the queued event.
         PERFORM set_config('system_stability.announced', 'out', true);
         INSERT INTO public.system_stability_commit_hook DEFAULT VALUES RETURNING ctid INTO hook_row;
@@ -450,7 +907,7 @@ BEGIN
 END;
 $$;
 COMMENT ON FUNCTION public.system_stability_row_out() IS
-    'traystatus: row trigger, makes the transaction announce system_stability at COMMIT when a row left the active set';
+    'traystatus: row trigger, makes the transaction announce system_stability at COMMIT when a change may have changed the answer';
 
 CREATE OR REPLACE FUNCTION public.system_stability_commit_announce() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
@@ -483,15 +940,13 @@ BEGIN
     BEGIN
         IF TG_TABLE_NAME = 'import_job' THEN
             had_active := EXISTS (
-                SELECT FROM public.import_job AS j
-                WHERE j.state IN ('upload_completed', 'preparing_data', 'analysing_data',
-                                  'approved', 'processing_data'));
+                SELECT FROM public.import_job AS j WHERE j.state IN ({{job_watched}}));
         ELSE
             had_active := EXISTS (
                 SELECT FROM worker.tasks AS t
                 JOIN worker.command_registry AS cr ON cr.command = t.command
                 WHERE cr.queue = 'analytics'
-                  AND t.state IN ('pending', 'processing', 'waiting', 'interrupted')
+                  AND t.state IN ({{task_busy}})
                   AND (t.scheduled_at IS NULL OR t.scheduled_at <= now()));
         END IF;
         IF had_active THEN
@@ -508,7 +963,7 @@ BEGIN
 END;
 $$;
 COMMENT ON FUNCTION public.system_stability_truncate_before() IS
-    'traystatus: BEFORE TRUNCATE trigger, notes that active rows are about to be removed';
+    'traystatus: BEFORE TRUNCATE trigger, notes that watched rows are about to be removed';
 
 CREATE OR REPLACE FUNCTION public.system_stability_truncate_after() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
@@ -531,23 +986,51 @@ BEGIN
 END;
 $$;
 COMMENT ON FUNCTION public.system_stability_truncate_after() IS
-    'traystatus: AFTER TRUNCATE trigger, NOTIFY system_stability when the TRUNCATE removed active rows';
+    'traystatus: AFTER TRUNCATE trigger, NOTIFY system_stability when the TRUNCATE removed watched rows';
 
--- import_job (WHEN clauses exact) ------------------------------------------------------------
-CREATE OR REPLACE TRIGGER system_stability_job_in_insert
+-- Triggers of earlier versions that this one does not have (version 1 had separate in/out
+-- triggers on import_job; a development build had DEFERRABLE constraint triggers, which
+-- CREATE OR REPLACE TRIGGER cannot replace): drop them.
+DO $$
+DECLARE
+    old record;
+BEGIN
+    FOR old IN
+        SELECT tg.tgname, tg.tgrelid::regclass AS tbl
+        FROM pg_catalog.pg_trigger AS tg
+        WHERE tg.tgrelid IN ('public.import_job'::regclass, 'worker.tasks'::regclass)
+          AND tg.tgname LIKE 'system\_stability\_%'
+          AND (tg.tgconstraint <> 0 OR tg.tgname NOT IN (
+                   'system_stability_job_insert', 'system_stability_job_update',
+                   'system_stability_job_delete', 'system_stability_job_truncate_before',
+                   'system_stability_job_truncate_after',
+                   'system_stability_task_in_insert', 'system_stability_task_in_update',
+                   'system_stability_task_out_update', 'system_stability_task_out_delete',
+                   'system_stability_task_truncate_before', 'system_stability_task_truncate_after'))
+    LOOP
+        EXECUTE format('DROP TRIGGER %I ON %s', old.tgname, old.tbl);
+    END LOOP;
+END;
+$$;
+
+-- import_job: every change into, out of or between the watched states announces at COMMIT.
+-- (A handful of state changes per import: the cost is nil.)
+CREATE OR REPLACE TRIGGER system_stability_job_insert
     AFTER INSERT ON public.import_job
     FOR EACH ROW
-    WHEN (NEW.state IN ('upload_completed', 'preparing_data', 'analysing_data', 'approved',
-                        'processing_data'))
-    EXECUTE FUNCTION public.system_stability_row_in();
-CREATE OR REPLACE TRIGGER system_stability_job_in_update
+    WHEN (NEW.state IN ({{job_watched}}))
+    EXECUTE FUNCTION public.system_stability_row_out();
+CREATE OR REPLACE TRIGGER system_stability_job_update
     AFTER UPDATE OF state ON public.import_job
     FOR EACH ROW
-    WHEN (NEW.state IN ('upload_completed', 'preparing_data', 'analysing_data', 'approved',
-                        'processing_data')
-          AND OLD.state NOT IN ('upload_completed', 'preparing_data', 'analysing_data',
-                                'approved', 'processing_data'))
-    EXECUTE FUNCTION public.system_stability_row_in();
+    WHEN (OLD.state IS DISTINCT FROM NEW.state
+          AND (OLD.state IN ({{job_watched}}) OR NEW.state IN ({{job_watched}})))
+    EXECUTE FUNCTION public.system_stability_row_out();
+CREATE OR REPLACE TRIGGER system_stability_job_delete
+    AFTER DELETE ON public.import_job
+    FOR EACH ROW
+    WHEN (OLD.state IN ({{job_watched}}))
+    EXECUTE FUNCTION public.system_stability_row_out();
 CREATE OR REPLACE TRIGGER system_stability_job_truncate_before
     BEFORE TRUNCATE ON public.import_job
     FOR EACH STATEMENT
@@ -557,22 +1040,37 @@ CREATE OR REPLACE TRIGGER system_stability_job_truncate_after
     FOR EACH STATEMENT
     EXECUTE FUNCTION public.system_stability_truncate_after();
 
--- worker.tasks (WHEN clauses exact about state and due time) -----------------------------------
+-- worker.tasks (WHEN clauses exact about state and due time)
 CREATE OR REPLACE TRIGGER system_stability_task_in_insert
     AFTER INSERT ON worker.tasks
     FOR EACH ROW
-    WHEN (NEW.state IN ('pending', 'processing', 'waiting', 'interrupted')
+    WHEN (NEW.state IN ({{task_busy}})
           AND (NEW.scheduled_at IS NULL OR NEW.scheduled_at <= now()))
     EXECUTE FUNCTION public.system_stability_row_in();
 CREATE OR REPLACE TRIGGER system_stability_task_in_update
     AFTER UPDATE OF state, scheduled_at, command ON worker.tasks
     FOR EACH ROW
-    WHEN (NEW.state IN ('pending', 'processing', 'waiting', 'interrupted')
+    WHEN (NEW.state IN ({{task_busy}})
           AND (NEW.scheduled_at IS NULL OR NEW.scheduled_at <= now())
-          AND (OLD.state NOT IN ('pending', 'processing', 'waiting', 'interrupted')
+          AND (OLD.state NOT IN ({{task_busy}})
                OR OLD.scheduled_at > now()
                OR OLD.command IS DISTINCT FROM NEW.command))
     EXECUTE FUNCTION public.system_stability_row_in();
+CREATE OR REPLACE TRIGGER system_stability_task_out_update
+    AFTER UPDATE OF state, scheduled_at, command ON worker.tasks
+    FOR EACH ROW
+    WHEN (OLD.state IN ({{task_busy}})
+          AND (OLD.scheduled_at IS NULL OR OLD.scheduled_at <= now())
+          AND (NEW.state NOT IN ({{task_busy}})
+               OR NEW.scheduled_at > now()
+               OR OLD.command IS DISTINCT FROM NEW.command))
+    EXECUTE FUNCTION public.system_stability_row_out();
+CREATE OR REPLACE TRIGGER system_stability_task_out_delete
+    AFTER DELETE ON worker.tasks
+    FOR EACH ROW
+    WHEN (OLD.state IN ({{task_busy}})
+          AND (OLD.scheduled_at IS NULL OR OLD.scheduled_at <= now()))
+    EXECUTE FUNCTION public.system_stability_row_out();
 CREATE OR REPLACE TRIGGER system_stability_task_truncate_before
     BEFORE TRUNCATE ON worker.tasks
     FOR EACH STATEMENT
@@ -581,55 +1079,20 @@ CREATE OR REPLACE TRIGGER system_stability_task_truncate_after
     AFTER TRUNCATE ON worker.tasks
     FOR EACH STATEMENT
     EXECUTE FUNCTION public.system_stability_truncate_after();
-
--- The "out" triggers: plain AFTER ROW triggers (see above for why they are not deferred).
--- A development build made them DEFERRABLE constraint triggers on the StatBus tables: drop
--- those first (CREATE OR REPLACE TRIGGER cannot replace a constraint trigger).
-DO $$
-DECLARE
-    old record;
+$sql$;
+    k text;
 BEGIN
-    FOR old IN
-        SELECT tg.tgname, tg.tgrelid::regclass AS tbl
-        FROM pg_catalog.pg_trigger AS tg
-        WHERE tg.tgrelid IN ('public.import_job'::regclass, 'worker.tasks'::regclass)
-          AND tg.tgname IN ('system_stability_job_out_update', 'system_stability_job_out_delete',
-                            'system_stability_task_out_update', 'system_stability_task_out_delete')
-          AND tg.tgconstraint <> 0
-    LOOP
-        EXECUTE format('DROP TRIGGER %I ON %s', old.tgname, old.tbl);
+    FOR i IN 1..2 LOOP
+        FOR k IN SELECT jsonb_object_keys(vocab) LOOP
+            body := replace(body, '{{' || k || '}}', vocab ->> k);
+        END LOOP;
     END LOOP;
+    IF body ~ '\{\{' THEN
+        RAISE EXCEPTION 'traystatus: install.sql: unknown placeholder in %', substring(body FROM '\{\{[^}]*\}\}');
+    END IF;
+    EXECUTE body;
 END;
-$$;
-CREATE OR REPLACE TRIGGER system_stability_job_out_update
-    AFTER UPDATE OF state ON public.import_job
-    FOR EACH ROW
-    WHEN (OLD.state IN ('upload_completed', 'preparing_data', 'analysing_data', 'approved',
-                        'processing_data')
-          AND NEW.state NOT IN ('upload_completed', 'preparing_data', 'analysing_data',
-                                'approved', 'processing_data'))
-    EXECUTE FUNCTION public.system_stability_row_out();
-CREATE OR REPLACE TRIGGER system_stability_job_out_delete
-    AFTER DELETE ON public.import_job
-    FOR EACH ROW
-    WHEN (OLD.state IN ('upload_completed', 'preparing_data', 'analysing_data', 'approved',
-                        'processing_data'))
-    EXECUTE FUNCTION public.system_stability_row_out();
-CREATE OR REPLACE TRIGGER system_stability_task_out_update
-    AFTER UPDATE OF state, scheduled_at, command ON worker.tasks
-    FOR EACH ROW
-    WHEN (OLD.state IN ('pending', 'processing', 'waiting', 'interrupted')
-          AND (OLD.scheduled_at IS NULL OR OLD.scheduled_at <= now())
-          AND (NEW.state NOT IN ('pending', 'processing', 'waiting', 'interrupted')
-               OR NEW.scheduled_at > now()
-               OR OLD.command IS DISTINCT FROM NEW.command))
-    EXECUTE FUNCTION public.system_stability_row_out();
-CREATE OR REPLACE TRIGGER system_stability_task_out_delete
-    AFTER DELETE ON worker.tasks
-    FOR EACH ROW
-    WHEN (OLD.state IN ('pending', 'processing', 'waiting', 'interrupted')
-          AND (OLD.scheduled_at IS NULL OR OLD.scheduled_at <= now()))
-    EXECUTE FUNCTION public.system_stability_row_out();
+$generate$;
 
 -- The commit-time announcer. CREATE OR REPLACE does not work for constraint triggers: create
 -- it only when missing. (A later version that changes it must drop it first.)
@@ -646,39 +1109,49 @@ BEGIN
 END;
 $$;
 
--- Privileges ----------------------------------------------------------------------------------
--- Functions are executable by PUBLIC by default: take that away, then grant the StatBus roles
--- that exist (a login role reaches them through membership in authenticated).
-REVOKE ALL ON FUNCTION
-    public.system_stability_sql_version(),
-    public.system_stability_job_state_active(public.import_job_state),
-    public.is_system_stable(),
-    public.get_analytics_tasks_in_progress(),
-    public.get_system_status_details(),
-    public.system_work_mark(),
-    public.get_system_work_summary(bigint, timestamptz),
-    public.system_stability_row_in(),
-    public.system_stability_row_out(),
-    public.system_stability_commit_announce(),
-    public.system_stability_truncate_before(),
-    public.system_stability_truncate_after()
-FROM PUBLIC;
-
-DO $$
+-- 8. Privileges, part two ---------------------------------------------------------------------
+-- Restore the installer's default privileges as they were, GRANT EXECUTE on the functions a
+-- client calls to the StatBus roles that exist (every StatBus login is a member of
+-- authenticated; notify_reader is StatBus's role for listeners), and prove that PUBLIC has
+-- EXECUTE on none of ours. Trigger functions need no grant: triggers run them.
+DO $privileges$
 DECLARE
     r text;
+    leaked text;
 BEGIN
+    IF current_setting('system_stability.install_restore_global', true) = 'yes' THEN
+        ALTER DEFAULT PRIVILEGES GRANT EXECUTE ON FUNCTIONS TO PUBLIC;
+    END IF;
+    IF current_setting('system_stability.install_restore_public', true) = 'yes' THEN
+        ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT EXECUTE ON FUNCTIONS TO PUBLIC;
+    END IF;
     FOREACH r IN ARRAY ARRAY['authenticated', 'notify_reader'] LOOP
         IF EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = r) THEN
             EXECUTE format(
                 'GRANT EXECUTE ON FUNCTION public.system_stability_sql_version(), '
+                'public.system_stability_sql_info(), public.system_stability_sql_drift(), '
                 'public.system_stability_job_state_active(public.import_job_state), '
-                'public.is_system_stable(), public.get_analytics_tasks_in_progress(), '
+                'public.is_system_stable(), public.system_stability_review(), '
+                'public.get_analytics_tasks_in_progress(), '
                 'public.get_system_status_details(), public.system_work_mark(), '
                 'public.get_system_work_summary(bigint, timestamptz) TO %I', r);
         END IF;
     END LOOP;
+    SELECT string_agg(p.oid::regprocedure::text, ', ') INTO leaked
+    FROM pg_catalog.pg_proc AS p,
+         aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) AS a
+    WHERE p.pronamespace = 'public'::regnamespace
+      AND (p.proname LIKE 'system\_stability\_%' OR p.proname IN (
+               'is_system_stable', 'get_analytics_tasks_in_progress',
+               'get_system_status_details', 'system_work_mark', 'get_system_work_summary'))
+      AND a.grantee = 0 AND a.privilege_type = 'EXECUTE';
+    IF leaked IS NOT NULL THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'insufficient_privilege',
+            MESSAGE = format('traystatus: PUBLIC may execute %s (granted outside install.sql); '
+                             'run uninstall.sql, then install.sql', leaked);
+    END IF;
 END;
-$$;
+$privileges$;
 
 COMMIT;

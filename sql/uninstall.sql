@@ -1,5 +1,7 @@
 -- traystatus: remove exactly what sql/install.sql added, nothing of StatBus's own.
 --     psql -v ON_ERROR_STOP=1 -f sql/uninstall.sql "<conninfo>"
+-- Run it as the role that installed (or a superuser). It DROPs and never REVOKEs, so
+-- StatBus's sql_saga event trigger (which rejects every REVOKE) lets it through.
 -- One transaction; safe to run when nothing (or only part) is installed, and twice.
 -- It also removes the objects of the first development version (statement-level triggers),
 -- so it cleans up whatever any version of install.sql left.
@@ -20,6 +22,9 @@ BEGIN
         FROM pg_catalog.pg_trigger AS tg
         WHERE tg.tgrelid IN (to_regclass('public.import_job'), to_regclass('worker.tasks'))
           AND tg.tgname IN (
+              'system_stability_job_insert', 'system_stability_job_update',
+              'system_stability_job_delete',
+              -- version 1
               'system_stability_job_in_insert', 'system_stability_job_in_update',
               'system_stability_job_out_update', 'system_stability_job_out_delete',
               'system_stability_job_truncate_before', 'system_stability_job_truncate_after',
@@ -27,8 +32,7 @@ BEGIN
               'system_stability_task_out_update', 'system_stability_task_out_delete',
               'system_stability_task_truncate_before', 'system_stability_task_truncate_after',
               -- development version 1 (statement-level announce)
-              'system_stability_job_insert', 'system_stability_job_update',
-              'system_stability_job_delete', 'system_stability_job_announce',
+              'system_stability_job_announce',
               'system_stability_job_truncate', 'system_stability_job_truncate_mark',
               'system_stability_task_insert', 'system_stability_task_update',
               'system_stability_task_delete', 'system_stability_task_announce',
@@ -64,6 +68,7 @@ DROP FUNCTION IF EXISTS public.get_system_work_summary(bigint, timestamptz);
 DROP FUNCTION IF EXISTS public.system_work_mark();
 DROP FUNCTION IF EXISTS public.get_system_status_details();
 DROP FUNCTION IF EXISTS public.get_analytics_tasks_in_progress();
+DROP FUNCTION IF EXISTS public.system_stability_review();
 DROP FUNCTION IF EXISTS public.is_system_stable();
 DO $$
 BEGIN
@@ -74,6 +79,8 @@ BEGIN
     END IF;
 END;
 $$;
+DROP FUNCTION IF EXISTS public.system_stability_sql_drift();
+DROP FUNCTION IF EXISTS public.system_stability_sql_info();
 DROP FUNCTION IF EXISTS public.system_stability_sql_version();
 
 DROP INDEX IF EXISTS public.import_job_system_stability_active_idx;

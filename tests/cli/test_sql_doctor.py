@@ -11,6 +11,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from tests.cli.conftest import Cli
+from traystatus.core.sqlfiles import EXPECTED_SQL_VERSION
 
 
 def _has_sql(dsn: str) -> bool:
@@ -24,19 +25,22 @@ def test_install_then_uninstall(cli: Cli, bare_db_dsn: str) -> None:
 
     r = cli.run("install-sql", "--dsn", bare_db_dsn)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.startswith("traystatus SQL installed: version not installed -> 1")
+    assert r.stdout.startswith(
+        f"traystatus SQL installed: version not installed -> {EXPECTED_SQL_VERSION}")
     assert _has_sql(bare_db_dsn)
     assert cli.run("status", "--dsn", bare_db_dsn).returncode == 0
 
     again = cli.run("install-sql", "--json", "--dsn", bare_db_dsn)  # idempotent
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout) == {
-        "action": "install", "version_before": 1, "version_after": 1, "expected_version": 1,
+        "action": "install", "version_before": EXPECTED_SQL_VERSION,
+        "version_after": EXPECTED_SQL_VERSION, "expected_version": EXPECTED_SQL_VERSION,
     }
 
     r = cli.run("uninstall-sql", "--dsn", bare_db_dsn)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.startswith("traystatus SQL uninstalled: version 1 -> not installed")
+    assert r.stdout.startswith(
+        f"traystatus SQL uninstalled: version {EXPECTED_SQL_VERSION} -> not installed")
     assert not _has_sql(bare_db_dsn)
 
 
@@ -78,7 +82,7 @@ def test_doctor_all_good(cli: Cli, db_dsn: str) -> None:
     assert lines["keychain"] == "ok"  # the test keychain is a real, non-plaintext backend
     # PACKAGING's desktop checks are hooked in: no session bus here, so warnings only.
     assert lines["tray host"] == "warn" and lines["notification server"] == "warn"
-    assert "version 1, as expected" in r.stdout
+    assert f"version {EXPECTED_SQL_VERSION}, as expected" in r.stdout
 
 
 def test_doctor_sql_missing_and_json(cli: Cli, bare_db_dsn: str) -> None:
@@ -129,10 +133,11 @@ def test_outdated_sql(
     assert (status["state"], status["problem"]) == ("error", "sql_outdated")
     r = cli.run("doctor", "--dsn", db_dsn)
     assert r.returncode == 3
-    assert "FAIL  SQL installed: version 0 is installed, this traystatus expects 1" in r.stdout
+    assert ("FAIL  SQL installed: version 0 is installed, this traystatus expects "
+            f"{EXPECTED_SQL_VERSION}") in r.stdout
     # install-sql is the fix, and it says so with both versions.
     fixed = cli.run("install-sql", "--dsn", db_dsn)
-    assert fixed.returncode == 0 and "version 0 -> 1" in fixed.stdout
+    assert fixed.returncode == 0 and f"version 0 -> {EXPECTED_SQL_VERSION}" in fixed.stdout
 
 
 def test_doctor_tls_levels(pg_server, tmp_path_factory) -> None:  # type: ignore[no-untyped-def]

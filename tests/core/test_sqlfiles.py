@@ -18,12 +18,13 @@ def test_reads_the_packaged_files() -> None:
 
 @pytest.mark.asyncio
 async def test_install_uninstall_round_trip(bare_db_dsn: str) -> None:
-    assert await sqlfiles.apply(bare_db_dsn, "install") == (None, 1)
-    assert await sqlfiles.apply(bare_db_dsn, "install") == (1, 1)  # idempotent
+    v = sqlfiles.EXPECTED_SQL_VERSION
+    assert await sqlfiles.apply(bare_db_dsn, "install") == (None, v)
+    assert await sqlfiles.apply(bare_db_dsn, "install") == (v, v)  # idempotent
     async with await psycopg.AsyncConnection.connect(bare_db_dsn, autocommit=True) as c:
         cur = await c.execute("SELECT public.is_system_stable()")
         assert await cur.fetchone() == (True,)
-    assert await sqlfiles.apply(bare_db_dsn, "uninstall") == (1, None)
+    assert await sqlfiles.apply(bare_db_dsn, "uninstall") == (v, None)
 
 
 @pytest.mark.asyncio

@@ -23,6 +23,19 @@ IMPORT_JOB_STATES = [
 ACTIVE_JOB_STATES = {
     "upload_completed", "preparing_data", "analysing_data", "approved", "processing_data",
 }
+# the states the line looks at: active ones, and waiting_for_review, which holds the others
+WATCHED_JOB_STATES = ACTIVE_JOB_STATES | {"waiting_for_review"}
+# active states a review holds back (approved goes on)
+HELD_JOB_STATES = ACTIVE_JOB_STATES - {"approved"}
+
+
+def jobs_busy(states: list[str] | set[str]) -> bool:
+    """The job half of the line: an approved job, or an active one while no job waits for
+    review (StatBus holds its import queue during a review)."""
+    states = set(states)
+    return "approved" in states or (
+        bool(states & HELD_JOB_STATES) and "waiting_for_review" not in states
+    )
 TASK_STATES = ["pending", "processing", "interrupted", "waiting", "completed", "failed"]
 BUSY_TASK_STATES = {"pending", "processing", "waiting", "interrupted"}
 # one real command per queue

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from tests.sql.conftest import Conn, add_job, add_task
+from traystatus.core.sqlfiles import EXPECTED_SQL_VERSION
 
 
 def details(conn: Conn) -> dict[str, Any]:
@@ -21,7 +22,7 @@ def jobs_by_slug(d: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def test_empty_register(conn: Conn) -> None:
     d = details(conn)
     assert d["system_stable"] is True
-    assert d["sql_version"] == 1
+    assert d["sql_version"] == EXPECTED_SQL_VERSION
     assert d["import_jobs"] == [] and d["import_jobs_total"] == 0
     assert d["analytics"] == {"active_total": 0, "by_command": [], "tasks": [], "tasks_shown": 0}
 

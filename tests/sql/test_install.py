@@ -20,8 +20,10 @@ from psycopg import errors
 from tests.sql.conftest import (
     ACTIVE_JOB_STATES,
     BUSY_TASK_STATES,
+    HELD_JOB_STATES,
     IMPORT_JOB_STATES,
     TASK_STATES,
+    WATCHED_JOB_STATES,
     Conn,
     Listener,
     add_task,
@@ -145,26 +147,37 @@ def _quoted_lists(text: str) -> list[set[str]]:
 
 
 def test_the_spelled_out_lists_of_active_states_agree(conn: Conn) -> None:
-    texts = [r[0] for r in conn.execute(
-        "SELECT pg_get_indexdef(indexrelid) FROM pg_index "
-        "WHERE indexrelid IN ('public.import_job_system_stability_active_idx'::regclass, "
-        "                     'worker.tasks_system_stability_active_idx'::regclass)")]
-    texts += [r[0] for r in conn.execute(
-        "SELECT pg_get_triggerdef(oid) FROM pg_trigger WHERE tgname LIKE 'system_stability%'")]
-    texts += [r[0] for r in conn.execute(
+    """The generated lists: the index predicate and the trigger WHEN clauses on import_job
+    watch the same states; every list of task states is the busy one; every other list of
+    job states is one of the line's parts (approved, held, review, active)."""
+    def texts(q: str) -> list[str]:
+        return [str(r[0]) for r in conn.execute(q)]  # type: ignore[arg-type]
+
+    job_index = texts(
+        "SELECT pg_get_indexdef('public.import_job_system_stability_active_idx'::regclass)")
+    job_triggers = texts("SELECT pg_get_triggerdef(oid) FROM pg_trigger "
+                         "WHERE tgname LIKE 'system_stability_job%' AND tgtype & 1 = 1")
+    other = texts("SELECT pg_get_indexdef('worker.tasks_system_stability_active_idx'::regclass)")
+    other += texts("SELECT pg_get_triggerdef(oid) FROM pg_trigger "
+                   "WHERE tgname LIKE 'system_stability_task%'")
+    other += texts(
         "SELECT prosrc FROM pg_proc WHERE proname IN ('is_system_stable', "
         "'system_stability_job_state_active', 'system_stability_row_in', "
         "'system_stability_row_out', 'system_stability_truncate_before', "
-        "'get_analytics_tasks_in_progress', 'system_work_mark')")]
+        "'get_analytics_tasks_in_progress', 'system_work_mark', 'system_stability_review')")
+    watched = [w for t in job_index + job_triggers for w in _quoted_lists(t)]
+    assert len(watched) == 1 + 4 and all(w == WATCHED_JOB_STATES for w in watched), watched
     job_lists, task_lists = [], []
-    for text in texts:
+    for text in other:
         for words in _quoted_lists(text):
             if words <= set(IMPORT_JOB_STATES):
                 job_lists.append(words)
             elif words <= set(TASK_STATES):
                 task_lists.append(words)
-    assert len(job_lists) >= 8 and len(task_lists) >= 10
-    assert all(w == ACTIVE_JOB_STATES for w in job_lists), job_lists
+    parts = [ACTIVE_JOB_STATES, HELD_JOB_STATES, {"approved"}, {"waiting_for_review"},
+             WATCHED_JOB_STATES]
+    assert len(job_lists) >= 4 and len(task_lists) >= 10
+    assert all(w in parts for w in job_lists), job_lists
     assert all(w == BUSY_TASK_STATES for w in task_lists), task_lists
     # the function version, state by state
     for state in IMPORT_JOB_STATES:
@@ -195,9 +208,9 @@ def _psql(server: EmbeddedPostgres, dsn: str, *args: str) -> subprocess.Complete
 
 @pytest.mark.parametrize("kind", SERVERS)
 def test_psql_install_and_uninstall_on_each_server_version(
-    tmp_path: Path, kind: dict[str, object]
+    pg_dir: Path, kind: dict[str, object]
 ) -> None:
-    server = EmbeddedPostgres(tmp_path / "data", **kind)  # type: ignore[arg-type]
+    server = EmbeddedPostgres(pg_dir / "data", **kind)  # type: ignore[arg-type]
     server.start()
     try:
         with psycopg.connect(server.dsn(), autocommit=True) as admin:

@@ -13,7 +13,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.sql.conftest import (
-    ACTIVE_JOB_STATES,
     BUSY_TASK_STATES,
     IMPORT_JOB_STATES,
     QUEUE_COMMAND,
@@ -22,6 +21,7 @@ from tests.sql.conftest import (
     Listener,
     add_job,
     add_task,
+    jobs_busy,
     payload,
     stable,
 )
@@ -239,7 +239,7 @@ def test_a_statement_notifies_once_iff_a_row_crossed(
     assert stable(conn) == (
         not any(_active(new_state if ids[i] in chosen else s, c, w)
                 for i, (s, c, w) in enumerate(rows))
-        and not any(j in ACTIVE_JOB_STATES for j in jobs)
+        and not jobs_busy(jobs)
     )
 
 

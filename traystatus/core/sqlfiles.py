@@ -16,7 +16,7 @@ from traystatus._paths import sql_dir
 from traystatus.core.errors import Diagnosis
 from traystatus.core.state import Problem
 
-EXPECTED_SQL_VERSION = 1
+EXPECTED_SQL_VERSION = 2
 """The ``system_stability_sql_version()`` this traystatus was written for."""
 
 SqlFile = Literal["install", "uninstall"]

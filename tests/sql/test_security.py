@@ -44,6 +44,7 @@ def plain_role(templates: PgServer) -> Iterator[tuple[str, str]]:
             sql.Identifier(name), sql.Literal(password)))
     yield name, password
     with templates.admin() as c:
+        c.execute("SET session_replication_role = replica")  # DROP OWNED revokes: sql_saga
         c.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
         c.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
 

@@ -77,7 +77,8 @@ async def served(
     """An in-process server on 127.0.0.1 (free port) for the body of the block."""
     monitor = Monitor(dsn, options)
     config.setdefault("token_file", token_file(tmp))
-    cfg = ServeConfig(host="127.0.0.1", port=0, **config)
+    config.setdefault("port", 0)
+    cfg = ServeConfig(host="127.0.0.1", **config)
     loop = asyncio.get_running_loop()
     started: asyncio.Future[Running] = loop.create_future()
     stop = asyncio.Event()

@@ -92,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--details", action="store_true", help="also import jobs and analytics tasks")
     p.add_argument("--timeout", type=_seconds, default=30.0, metavar="S",
                    help="give up (exit 3) when no answer comes within S seconds (default 30)")
+    _relay_options(p)
 
     p = command(
         "wait", "watching:cmd_wait",
@@ -100,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=_seconds, default=None, metavar="S",
                    help="seconds to wait at most (default: no limit)")
     p.add_argument("--quiet", "-q", action="store_true", help="print nothing while waiting")
+    _relay_options(p)
 
     p = command(
         "watch", "watching:cmd_watch",
@@ -107,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true",
                    help="JSON lines: state, since, reason (+ text, class, tooltip for Waybar)")
+    _relay_options(p)
 
     p = command(
         "serve", "servecmd:cmd_serve",
@@ -177,6 +180,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--datadir", default=None, help="keep the embedded database in this folder")
     return parser
+
+
+def _relay_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--relay", metavar="URL",
+                   help="ask a `traystatus serve` server (ws://HOST:8765, wss://..., or "
+                   "https://...) instead of the database; same output and exit codes")
+    p.add_argument("--token-file", metavar="FILE",
+                   help="with --relay: the server's token (first line of FILE)")
 
 
 def _seconds(text: str) -> float:

@@ -27,10 +27,10 @@ from collections.abc import AsyncIterator, Coroutine
 from datetime import date, datetime
 from typing import Any, TextIO
 
-from traystatus.cli.exitcodes import ExitCode
+from traystatus.cli.exitcodes import CliError, ExitCode
 from traystatus.cli.target import resolve_conninfo, resolve_target
 from traystatus.core.details import Details, format_duration
-from traystatus.core.source import StateSource, open_source
+from traystatus.core.source import SourceError, StateSource, open_source
 from traystatus.core.state import State, Status
 
 log = logging.getLogger(__name__)
@@ -61,10 +61,27 @@ class Session:
     details: asyncio.Queue[Details]
 
 
+@dataclasses.dataclass(frozen=True)
+class SourceSpec:
+    """What ``open_source`` gets: a conninfo (or a server's ws:// URL) and its secrets."""
+
+    target: str
+    token: str | None = None
+
+    def open(self) -> StateSource:
+        if self.token is not None:
+            return open_source(self.target, token=self.token)
+        return open_source(self.target)
+
+
 @contextlib.asynccontextmanager
-async def monitoring(conninfo: str) -> AsyncIterator[Session]:
+async def monitoring(conninfo: str | SourceSpec) -> AsyncIterator[Session]:
     """Run a source of state for the body of the ``async with``, then stop it cleanly."""
-    monitor = open_source(conninfo)
+    spec = conninfo if isinstance(conninfo, SourceSpec) else SourceSpec(conninfo)
+    try:
+        monitor = spec.open()
+    except SourceError as ex:
+        raise CliError(str(ex), ExitCode.USAGE) from None
     session = Session(monitor, asyncio.Queue(), asyncio.Queue())
     monitor.add_listener(session.statuses.put_nowait)
     monitor.add_details_listener(session.details.put_nowait)
@@ -122,8 +139,23 @@ def run(coro: Coroutine[Any, Any, int]) -> int:
     return asyncio.run(main())
 
 
-def _conninfo(args: argparse.Namespace) -> str:
-    return resolve_conninfo(resolve_target(args.dsn, args.profile))
+def _conninfo(args: argparse.Namespace) -> SourceSpec:
+    """--relay URL [--token-file F] (a traystatus server), else the database's conninfo."""
+    relay = getattr(args, "relay", None)
+    if relay:
+        if getattr(args, "dsn", None) or getattr(args, "profile", None):
+            raise CliError("give either --relay or --dsn/--profile, not both", ExitCode.USAGE)
+        from traystatus.core.relay import RelayError, read_token_file, relay_url
+
+        try:
+            url = relay_url(relay)
+            token = read_token_file(args.token_file) if args.token_file else None
+        except RelayError as ex:
+            raise CliError(str(ex), ExitCode.USAGE) from None
+        return SourceSpec(url, token)
+    if getattr(args, "token_file", None):
+        raise CliError("--token-file goes with --relay URL", ExitCode.USAGE)
+    return SourceSpec(resolve_conninfo(resolve_target(args.dsn, args.profile)))
 
 
 # -- output ---------------------------------------------------------------------------------
@@ -184,7 +216,7 @@ def _print_details_text(details: Details, out: TextIO) -> None:
 
 
 async def _status(
-    conninfo: str, seconds: float, want_details: bool
+    conninfo: str | SourceSpec, seconds: float, want_details: bool
 ) -> tuple[Status | None, Details | None]:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
@@ -226,7 +258,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     return int(exit_code(status))
 
 
-async def _wait(conninfo: str, seconds: float | None, quiet: bool) -> int:
+async def _wait(conninfo: str | SourceSpec, seconds: float | None, quiet: bool) -> int:
     loop = asyncio.get_running_loop()
     deadline = None if seconds is None else loop.time() + seconds
     last: tuple[State, object] | None = None
@@ -253,7 +285,7 @@ def cmd_wait(args: argparse.Namespace) -> int:
     return run(_wait(_conninfo(args), args.timeout, args.quiet))
 
 
-async def _watch(conninfo: str, as_json: bool, out: TextIO) -> int:
+async def _watch(conninfo: str | SourceSpec, as_json: bool, out: TextIO) -> int:
     last: tuple[State, object] | None = None
     async with monitoring(conninfo) as session:
         while True:

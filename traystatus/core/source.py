@@ -87,10 +87,14 @@ def open_source(
     open.
     """
     if is_relay(target):
-        raise SourceError(
-            f"{target.split('?')[0]}: this traystatus cannot read from a traystatus server "
-            "yet. Give a database connection string instead."
-        )
+        from traystatus.core.relay import RelayError, RelaySource
+
+        # A relay's secret is its token; a profile's keychain entry comes as "password".
+        token = connect_kwargs.get("token") or connect_kwargs.get("password")
+        try:
+            return RelaySource(target, options, token=str(token) if token else None)
+        except RelayError as ex:
+            raise SourceError(str(ex)) from None
     # Imported here: a relay needs no psycopg.
     from traystatus.core.monitor import Monitor
 

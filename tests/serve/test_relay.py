@@ -1,0 +1,178 @@
+"""The relay source: ``status|wait|watch --relay`` and RelaySource against a real server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.serve.conftest import (
+    FAST,
+    FINISH_TASKS,
+    REPO,
+    SCRIPT,
+    START_TASK,
+    served,
+    token_file,
+    until,
+)
+from traystatus.core.details import Details, WorkSummary
+from traystatus.core.relay import RelaySource, endpoints
+from traystatus.core.source import is_relay, open_source
+from traystatus.core.state import Problem, State, Status
+
+
+def _run(dsn: str, *statements: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as c:
+        for s in statements:
+            c.execute(s)  # type: ignore[arg-type]
+
+
+async def cli(*args: str, within: float = 60) -> tuple[int, str, str]:
+    env = {"PYTHONPATH": str(REPO), "HOME": "/nonexistent", "PATH": "/usr/bin:/bin"}
+    proc = await asyncio.create_subprocess_exec(
+        str(SCRIPT), *args, env=env, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), within)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+def test_urls() -> None:
+    assert endpoints("http://h:1")[:2] == ("ws://h:1/api/system-stability",
+                                            "ws://h:1/api/job-details")
+    assert endpoints("https://statbus.example.org/tray/api/system-stability?token=x")[:2] == (
+        "wss://statbus.example.org/tray/api/system-stability?token=x",
+        "wss://statbus.example.org/tray/api/job-details?token=x",
+    )
+    assert is_relay("ws://h:1") and not is_relay("host=h dbname=x")
+    for bad in ("ftp://h", "ws://", "h:8765", "ws://h:notaport"):
+        with pytest.raises(ValueError):
+            endpoints(bad)
+
+
+@pytest.mark.asyncio
+async def test_cli_relay_gives_the_same_output_and_exit_codes(
+    db_dsn: str, tmp_path: Path
+) -> None:
+    tokens = token_file(tmp_path)
+    async with served(db_dsn, tmp_path) as srv:
+        relay = ["--relay", srv.url, "--token-file", tokens]
+        direct = ["--dsn", db_dsn]
+        for source in (direct, relay):
+            assert await cli("status", *source) == (0, "stable\n", "")
+        rc_d, out_d, _ = await cli("status", "--json", *direct)
+        rc_r, out_r, _ = await cli("status", "--json", *relay)
+        jd, jr = json.loads(out_d), json.loads(out_r)
+        assert rc_d == rc_r == 0
+        assert jr["source"] == "relay" and jd["source"] in ("installed", "builtin")
+        assert set(jd) == set(jr) and jd["state"] == jr["state"] == "stable"
+
+        _run(db_dsn, START_TASK)
+        await until(lambda: srv.monitor.status.state is State.PROCESSING, what="processing")
+        for source in (direct, relay):
+            assert await cli("status", *source) == (1, "processing\n", "")
+        rc, out, _ = await cli("status", "--details", *relay)
+        assert rc == 1 and "analytics collect_changes: 1" in out
+        rc, _, err = await cli("wait", "--timeout", "1", *relay)
+        assert rc == 1 and "not stable after 1 s" in err
+
+        waiter = asyncio.create_task(cli("wait", *relay))
+        watcher = await asyncio.create_subprocess_exec(
+            str(SCRIPT), "watch", "--json", *relay,
+            env={"PYTHONPATH": str(REPO), "HOME": "/nonexistent"},
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        assert watcher.stdout is not None
+        first = json.loads(await asyncio.wait_for(watcher.stdout.readline(), 30))
+        assert first["state"] in ("connecting", "processing")
+        await asyncio.sleep(1.0)
+        _run(db_dsn, FINISH_TASKS)
+        assert (await waiter)[0] == 0
+        while True:
+            line = json.loads(await asyncio.wait_for(watcher.stdout.readline(), 30))
+            if line["state"] == "stable":
+                assert line["class"] == "stable" and line["source"] == "relay"
+                break
+        watcher.terminate()
+        assert await watcher.wait() == 143
+
+        # refusals: exit 3 with one line saying what is wrong
+        bad = tmp_path / "bad"
+        bad.write_text("not-the-right-token-at-all\n")
+        rc, out, err = await cli("status", "--relay", srv.url, "--token-file", str(bad))
+        assert rc == 3 and "refused the token" in out and "Traceback" not in err
+        rc, _, err = await cli("wait", "--relay", srv.url, "--token-file", str(bad))
+        assert rc == 3 and "refused the token" in err
+    with socket.socket() as s:  # a port where nothing listens
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    rc, out, _ = await cli("status", "--relay", f"ws://127.0.0.1:{port}", "--timeout", "10")
+    assert rc == 3 and "cannot be reached" in out
+    rc, _, err = await cli("status", "--relay", "ftp://x", "--token-file", tokens)
+    assert rc == 2 and "not a traystatus server URL" in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.asyncio
+async def test_relay_source_details_lazily_and_summaries(db_dsn: str, tmp_path: Path) -> None:
+    async with served(db_dsn, tmp_path) as srv:
+        relay = open_source("ws" + srv.url[4:], FAST, token="test-token-0123456789abcdef")
+        assert isinstance(relay, RelaySource)
+        statuses: list[Status] = []
+        details: list[Details] = []
+        summaries: list[WorkSummary] = []
+        relay.add_listener(statuses.append)
+        relay.add_details_listener(details.append)
+        relay.add_summary_listener(summaries.append)
+        task = asyncio.create_task(relay.run())
+        try:
+            await until(lambda: relay.status.state is State.STABLE, what="stable via relay")
+            assert relay.status.source == "relay"
+            await asyncio.sleep(0.5)
+            assert srv.hub.details_clients == 0 and details == []
+            async with relay.details():
+                await until(lambda: len(details) >= 1, what="details via relay")
+                assert srv.hub.details_clients == 1
+                assert details[-1].system_stable
+                _run(db_dsn, START_TASK)
+                await until(lambda: relay.status.state is State.PROCESSING, what="processing")
+                await until(lambda: details[-1].analytics.active_total == 1, what="details")
+            await until(lambda: srv.hub.details_clients == 0, what="details socket closed")
+            assert relay.details_snapshot is None
+            _run(db_dsn, FINISH_TASKS)
+            await until(lambda: relay.status.state is State.STABLE, what="stable again")
+            await until(lambda: len(summaries) == 1, what="a work summary via relay")
+            assert summaries[0].analytics_tasks_completed == 1
+            states = [s.state for s in statuses]
+            assert states == [State.CONNECTING, State.STABLE, State.PROCESSING, State.STABLE][
+                1 if states[0] is State.STABLE else 0:]
+        finally:
+            relay.stop()
+            await asyncio.wait_for(task, 10)
+
+
+@pytest.mark.asyncio
+async def test_relay_reconnects_when_the_server_comes_back(db_dsn: str, tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    relay = RelaySource(f"ws://127.0.0.1:{port}", FAST, token="test-token-0123456789abcdef")
+    task = asyncio.create_task(relay.run())
+    try:
+        await until(lambda: relay.status.problem is Problem.UNREACHABLE, what="unreachable")
+        async with served(db_dsn, tmp_path, port=port):
+            await until(lambda: relay.status.state is State.STABLE, what="stable")
+        # the server stopped (close frame 1001): the relay says so, and retries
+        await until(lambda: relay.status.state is State.DISCONNECTED, what="lost")
+        assert relay.status.problem in (Problem.CONNECTION_LOST, Problem.UNREACHABLE)
+        async with served(db_dsn, tmp_path, port=port):
+            await until(lambda: relay.status.state is State.STABLE, what="stable again")
+        assert relay.counters.reconnects >= 1
+    finally:
+        relay.stop()
+        await asyncio.wait_for(task, 10)

@@ -1,0 +1,571 @@
+"""RelaySource: the state as a ``traystatus serve`` server tells it, over WebSocket.
+
+The same ``StateSource`` as the database monitor, so the tray and the CLI cannot tell
+them apart: a Status on every change (the server's own, with ``source="relay"``), details
+while subscribed, a work summary at the end of a run.
+
+* One WebSocket to ``<base>/api/system-stability``: the server sends the state on
+  connect and one message per change. The server's ``stable: null`` states (its database
+  lost, an error) are passed on as they are: the server reconnects to its database on its
+  own, so the relay does not reconnect for them.
+* Its own connection: refused or unreachable -> DISCONNECTED/UNREACHABLE, retried with
+  backoff (about 1 s doubling to 60 s, with jitter); lost -> DISCONNECTED/CONNECTION_LOST;
+  no pong within the heartbeat -> DISCONNECTED/STALE; token refused (401) or origin refused
+  (403) or not a traystatus server (404) -> ERROR, retried every ``error_retry`` s so a fix
+  is picked up; a full server (503) -> DISCONNECTED, retried with backoff.
+* Details: a second WebSocket to ``<base>/api/job-details``, open only while
+  ``subscribe_details()`` count > 0 (the server reads details from its database only while
+  such a socket is open); closed when the last subscriber leaves.
+* The token goes in ``Authorization: Bearer``, never in the URL (URLs end up in logs);
+  a ``?token=`` the user put in the URL is kept as given.
+
+Imports aiohttp, so nothing imports this module unless a relay is asked for
+(``source.open_source`` imports it lazily).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import threading
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+
+from traystatus.core.backoff import Backoff
+from traystatus.core.details import Details, DetailsError, WorkSummary
+from traystatus.core.state import Counters, Problem, ReviewBlock, State, Status, utcnow
+
+if TYPE_CHECKING:
+    from traystatus.core.monitor import MonitorOptions
+
+log = logging.getLogger(__name__)
+
+STABILITY_PATH = "/api/system-stability"
+DETAILS_PATH = "/api/job-details"
+MAX_MESSAGE = 4 * 1024 * 1024  # details of a busy StatBus are tens of KiB; far more is wrong
+
+T = TypeVar("T")
+
+
+class RelayError(ValueError):
+    """The URL cannot name a traystatus server; the message says what to give."""
+
+
+def endpoints(url: str) -> tuple[str, str, str]:
+    """``(status_url, details_url, where)`` for a server's base URL.
+
+    Accepts ws://, wss://, http:// and https:// (turned into ws/wss), with or without a
+    path prefix (a server behind a proxy at /traystatus), and with the full
+    /api/system-stability path too. ``where`` is scheme://host:port for messages.
+    """
+    parts = urlsplit(url.strip())
+    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme.lower(), parts.scheme.lower())
+    if scheme not in ("ws", "wss") or not parts.hostname:
+        raise RelayError(
+            f"{url!r} is not a traystatus server URL: give ws://HOST:PORT or "
+            "wss://HOST (http:// and https:// work too)"
+        )
+    try:
+        parts.port  # noqa: B018 - validates the port
+    except ValueError:
+        raise RelayError(f"{url!r}: the port is not a number") from None
+    base = parts.path.rstrip("/")
+    for suffix in (STABILITY_PATH, DETAILS_PATH):
+        if base.endswith(suffix):
+            base = base[: -len(suffix)]
+    status = urlunsplit((scheme, parts.netloc, base + STABILITY_PATH, parts.query, ""))
+    details = urlunsplit((scheme, parts.netloc, base + DETAILS_PATH, parts.query, ""))
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return status, details, f"{scheme}://{host}"
+
+
+def relay_url(url: str) -> str:
+    """``url`` checked and as a ws:// or wss:// URL (what ``open_source`` takes)."""
+    return endpoints(url)[0]
+
+
+def status_from_json(value: Any) -> Status:
+    """A server's state message as a Status (``source="relay"``); ValueError if malformed."""
+    if not isinstance(value, dict):
+        raise ValueError("not a JSON object")
+    try:
+        state = State(value["state"])
+    except (KeyError, ValueError, TypeError):
+        stable = value.get("stable")
+        if stable is True:
+            state = State.STABLE
+        elif stable is False:
+            state = State.PROCESSING
+        else:
+            raise ValueError("no state") from None
+    problem_text = value.get("problem")
+    try:
+        problem = Problem(problem_text) if problem_text else None
+    except ValueError:
+        problem = Problem.INTERNAL if state in (State.DISCONNECTED, State.ERROR) else None
+    message = value.get("reason")
+    review = _review(value.get("review"))
+    attempt = value.get("attempt")
+    return Status(
+        state,
+        since=_time(value.get("since")) or utcnow(),
+        problem=problem,
+        message=message if isinstance(message, str) else "",
+        attempt=attempt if isinstance(attempt, int) and not isinstance(attempt, bool) else 0,
+        next_retry_at=_time(value.get("next_retry_at")),
+        source="relay",
+        review=review,
+    )
+
+
+def _time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def _review(value: Any) -> ReviewBlock | None:
+    if not isinstance(value, dict):
+        return None
+    waiting = []
+    for item in value.get("waiting") or []:
+        if isinstance(item, dict) and isinstance(item.get("id"), int):
+            waiting.append((int(item["id"]), str(item.get("slug") or "")))
+    queued = value.get("queued_behind")
+    return ReviewBlock(tuple(waiting), queued if isinstance(queued, int) else 0)
+
+
+class _Refused(Exception):
+    def __init__(self, status: Status) -> None:
+        super().__init__(status.message)
+        self.status = status
+
+
+class RelaySource:
+    """A StateSource fed by a ``traystatus serve`` server (see the module docstring)."""
+
+    def __init__(
+        self,
+        url: str,
+        options: MonitorOptions | None = None,
+        *,
+        token: str | None = None,
+    ) -> None:
+        from traystatus.core.monitor import MonitorOptions  # the timing knobs we share
+
+        self.url = url
+        self.options = options or MonitorOptions()
+        self._status_url, self._details_url, self.where = endpoints(url)
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.counters = Counters()
+        self._status = Status(State.CONNECTING, source="relay")
+        self._listeners: list[Callable[[Status], None]] = []
+        self._details_listeners: list[Callable[[Details], None]] = []
+        self._summary_listeners: list[Callable[[WorkSummary], None]] = []
+        self._details_refs = 0
+        self._last_details: Details | None = None
+        self._stopping = False
+        self._restart = False
+        self._running = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+        self._details_wake: asyncio.Event | None = None
+        self._backoff = Backoff(
+            self.options.backoff_initial, self.options.backoff_cap,
+            jitter=self.options.backoff_jitter,
+        )
+
+    # -- StateSource ------------------------------------------------------------------------
+    @property
+    def status(self) -> Status:
+        return self._status
+
+    @property
+    def details_snapshot(self) -> Details | None:
+        return self._last_details
+
+    @property
+    def details_subscribers(self) -> int:
+        return self._details_refs
+
+    def add_listener(self, callback: Callable[[Status], None]) -> None:
+        self._listeners.append(callback)
+
+    def remove_listener(self, callback: Callable[[Status], None]) -> None:
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(callback)
+
+    def add_details_listener(self, callback: Callable[[Details], None]) -> None:
+        self._details_listeners.append(callback)
+
+    def remove_details_listener(self, callback: Callable[[Details], None]) -> None:
+        with contextlib.suppress(ValueError):
+            self._details_listeners.remove(callback)
+
+    def add_summary_listener(self, callback: Callable[[WorkSummary], None]) -> None:
+        self._summary_listeners.append(callback)
+
+    def remove_summary_listener(self, callback: Callable[[WorkSummary], None]) -> None:
+        with contextlib.suppress(ValueError):
+            self._summary_listeners.remove(callback)
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._poke()
+
+    def reconnect_now(self) -> None:
+        self._restart = True
+        self._poke()
+
+    def subscribe_details(self) -> None:
+        self._details_refs += 1
+        if self._details_refs == 1:
+            self._poke()
+
+    def unsubscribe_details(self) -> None:
+        if self._details_refs == 0:
+            log.warning("unsubscribe_details() without subscribe_details(): ignored")
+            return
+        self._details_refs -= 1
+        if self._details_refs == 0:
+            self._last_details = None
+            self._poke()
+
+    @contextlib.asynccontextmanager
+    async def details(self) -> AsyncIterator[RelaySource]:
+        self.subscribe_details()
+        try:
+            yield self
+        finally:
+            self.unsubscribe_details()
+
+    async def run(self) -> None:
+        if self._running:
+            raise RuntimeError("RelaySource.run() is already running")
+        self._running = True
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        self._details_wake = asyncio.Event()
+        timeout = aiohttp.ClientTimeout(
+            total=None, connect=self.options.connect_timeout,
+            sock_connect=self.options.connect_timeout,
+        )
+        try:
+            async with aiohttp.ClientSession(timeout=timeout) as session:
+                await self._run(session)
+        finally:
+            self._running = False
+
+    # -- the loop ---------------------------------------------------------------------------
+    async def _run(self, session: aiohttp.ClientSession) -> None:
+        first = True
+        while not self._stopping:
+            self._restart = False
+            try:
+                ws = await self._connect(session, self._status_url)
+            except _Refused as ex:
+                self.counters.connect_failures += 1
+                await self._failed(ex.status)
+                continue
+            if ws is None:
+                continue  # stop() or reconnect_now() while connecting
+            self.counters.connects += 1
+            if not first:
+                self.counters.reconnects += 1
+            first = False
+            details_task = asyncio.create_task(self._details_loop(session))
+            try:
+                lost = await self._session(ws)
+            finally:
+                details_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await details_task
+                if not ws.closed:
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(ws.close(), 2.0)
+            if lost is not None:
+                await self._failed(lost)
+            elif self._restart and not self._stopping:
+                self._set_status(Status(State.CONNECTING, source="relay"))
+
+    async def _connect(
+        self, session: aiohttp.ClientSession, url: str
+    ) -> aiohttp.ClientWebSocketResponse | None:
+        """The WebSocket, None when stop()/reconnect_now() came first; _Refused if not."""
+        attempt = asyncio.ensure_future(
+            session.ws_connect(
+                url,
+                headers=self._headers,
+                heartbeat=self.options.health_interval,
+                max_msg_size=MAX_MESSAGE,
+                compress=0,
+            )
+        )
+        result = await self._until_woken(attempt)
+        if result is None:
+            return None
+        try:
+            return attempt.result()
+        except aiohttp.WSServerHandshakeError as ex:
+            raise _Refused(self._refusal(ex.status, ex.message)) from None
+        except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as ex:
+            raise _Refused(self._problem(
+                State.DISCONNECTED, Problem.UNREACHABLE,
+                f"The traystatus server at {self.where} cannot be reached ({_why(ex)}). "
+                "Retrying on its own; check the address and the network.",
+            )) from None
+
+    async def _until_woken(self, fut: asyncio.Future[T]) -> asyncio.Future[T] | None:
+        """Wait for ``fut`` or a wake-up (stop, reconnect); None (fut cancelled) if woken."""
+        wake = self._wake
+        assert wake is not None
+        wake.clear()
+        waker: asyncio.Future[Any] = asyncio.ensure_future(wake.wait())
+        try:
+            while True:
+                pending: set[asyncio.Future[Any]] = {fut, waker}
+                await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                if fut.done():
+                    return fut
+                if self._stopping or self._restart:
+                    fut.cancel()
+                    with contextlib.suppress(BaseException):
+                        await fut
+                    if fut.done() and not fut.cancelled() and fut.exception() is None:
+                        res = fut.result()
+                        if isinstance(res, aiohttp.ClientWebSocketResponse):
+                            await res.close()
+                    return None
+                wake.clear()  # a details change: not ours to handle
+                waker = asyncio.ensure_future(wake.wait())
+        finally:
+            waker.cancel()
+
+    def _refusal(self, status: int, reason: str) -> Status:
+        if status == 401:
+            return self._problem(
+                State.ERROR, Problem.AUTH_FAILED,
+                f"The traystatus server at {self.where} refused the token (HTTP 401). "
+                "Check --token-file (or the token stored for this profile).",
+            )
+        if status == 403:
+            return self._problem(
+                State.ERROR, Problem.PERMISSION,
+                f"The traystatus server at {self.where} refused this client (HTTP 403).",
+            )
+        if status in (404, 405, 426) or 300 <= status < 400:
+            return self._problem(
+                State.ERROR, Problem.CONFIG,
+                f"{self.where} did not answer as a traystatus server (HTTP {status}): "
+                f"is the address right? The server's own address, e.g. ws://HOST:8765.",
+            )
+        return self._problem(
+            State.DISCONNECTED, Problem.UNREACHABLE,
+            f"The traystatus server at {self.where} is not taking clients now "
+            f"(HTTP {status}{': ' + reason if reason else ''}). Retrying on its own.",
+        )
+
+    def _problem(self, state: State, problem: Problem, message: str) -> Status:
+        return Status(state, problem=problem, message=message, source="relay")
+
+    async def _failed(self, status: Status) -> None:
+        """Report ``status`` and wait before the next attempt (cut short by a wake-up)."""
+        error = status.state is State.ERROR
+        delay = self.options.error_retry if error else self._backoff.next_delay()
+        attempt = self._status.attempt + 1 if not self._status.is_known else 1
+        retry_at = utcnow() + _seconds(delay)
+        self._set_status(Status(status.state, problem=status.problem, message=status.message,
+                                attempt=attempt, next_retry_at=retry_at, source="relay"))
+        wake = self._wake
+        assert wake is not None
+        wake.clear()
+        if self._stopping or self._restart:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), delay)
+
+    async def _session(self, ws: aiohttp.ClientWebSocketResponse) -> Status | None:
+        """Read state messages until the socket ends (-> the Status to report) or a
+        stop/reconnect (-> None)."""
+        while True:
+            receive = asyncio.ensure_future(ws.receive())
+            woken = await self._until_woken(receive)
+            if woken is None:
+                return None
+            msg = receive.result()
+            if msg.type is aiohttp.WSMsgType.TEXT:
+                self._on_text(msg.data)
+                continue
+            if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING,
+                            aiohttp.WSMsgType.CLOSED):
+                why = ws.close_code
+                text = f" (code {why}{': ' + str(msg.extra) if msg.extra else ''})" if why else ""
+                return self._problem(
+                    State.DISCONNECTED, Problem.CONNECTION_LOST,
+                    f"The traystatus server at {self.where} closed the connection{text}. "
+                    "Reconnecting on its own.",
+                )
+            if msg.type is aiohttp.WSMsgType.ERROR:
+                self.counters.stale += 1
+                return self._problem(
+                    State.DISCONNECTED, Problem.STALE,
+                    f"The traystatus server at {self.where} stopped answering "
+                    f"({_why(msg.data)}). Reconnecting on its own.",
+                )
+            # binary or other frames: not ours
+
+    def _on_text(self, text: str) -> None:
+        self.counters.notifications += 1
+        try:
+            value = json.loads(text)
+            status = status_from_json(value)
+        except (ValueError, RecursionError) as ex:
+            self.counters.malformed_payloads += 1
+            log.warning("ignoring a malformed message from %s: %s", self.where, ex)
+            return
+        self.counters.stability_reads += 1
+        if status.is_known:
+            self._backoff.reset()
+        self._set_status(status)
+        summary = value.get("summary")
+        if isinstance(summary, dict) and self._summary_listeners:
+            duration = summary.get("duration_seconds")
+            try:
+                work = WorkSummary.from_json(
+                    summary, float(duration) if isinstance(duration, int | float) else None
+                )
+            except DetailsError as ex:
+                log.warning("ignoring a malformed work summary from %s: %s", self.where, ex)
+                return
+            self.counters.summary_reads += 1
+            self._emit(self._summary_listeners, work)
+
+    # -- details ----------------------------------------------------------------------------
+    async def _details_loop(self, session: aiohttp.ClientSession) -> None:
+        """While connected: a details socket open exactly while someone subscribed."""
+        wake = self._details_wake
+        assert wake is not None
+        backoff = Backoff(self.options.backoff_initial, self.options.backoff_cap,
+                          jitter=self.options.backoff_jitter)
+        while True:
+            while self._details_refs == 0:
+                wake.clear()
+                await wake.wait()
+            try:
+                ws = await session.ws_connect(
+                    self._details_url, headers=self._headers,
+                    heartbeat=self.options.health_interval, max_msg_size=MAX_MESSAGE,
+                    compress=0,
+                )
+            except (aiohttp.ClientError, OSError, TimeoutError) as ex:
+                log.info("details from %s unavailable: %s", self.where, _why(ex))
+                await _sleep_or(wake, backoff.next_delay())
+                continue
+            try:
+                while self._details_refs > 0:
+                    wake.clear()
+                    receive = asyncio.ensure_future(ws.receive())
+                    waker = asyncio.ensure_future(wake.wait())
+                    await asyncio.wait({receive, waker}, return_when=asyncio.FIRST_COMPLETED)
+                    waker.cancel()
+                    if not receive.done():
+                        receive.cancel()
+                        with contextlib.suppress(BaseException):
+                            await receive
+                        continue  # re-check the subscriber count
+                    msg = receive.result()
+                    if msg.type is not aiohttp.WSMsgType.TEXT:
+                        break  # closed or failed: open again if still wanted
+                    backoff.reset()
+                    self._on_details(msg.data)
+            finally:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(ws.close(), 2.0)
+            if self._details_refs > 0:
+                await _sleep_or(wake, backoff.next_delay())
+
+    def _on_details(self, text: str) -> None:
+        try:
+            details = Details.from_json(json.loads(text))
+        except (ValueError, RecursionError) as ex:  # DetailsError is a ValueError
+            self.counters.malformed_payloads += 1
+            log.warning("ignoring malformed details from %s: %s", self.where, ex)
+            return
+        if self._details_refs == 0:
+            return
+        self.counters.details_reads += 1
+        self._last_details = details
+        self._emit(self._details_listeners, details)
+
+    # -- status and callbacks ---------------------------------------------------------------
+    def _set_status(self, new: Status) -> None:
+        old = self._status
+        if old.state is new.state and not new.is_known:
+            new = replace(new, since=old.since)  # the trouble began when the state did
+        if old.same_news(new) and old.since == new.since:
+            return  # nothing new (a summary message repeats the state, for instance)
+        self._status = new
+        log.debug("status: %s", new)
+        self._emit(self._listeners, new)
+
+    def _emit(self, listeners: list[Callable[[T], None]], value: T) -> None:
+        for callback in list(listeners):
+            try:
+                callback(value)
+            except Exception:
+                self.counters.callback_errors += 1
+                log.exception("a relay listener raised; ignored")
+
+    def _poke(self) -> None:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+
+        def wake() -> None:
+            for event in (self._wake, self._details_wake):
+                if event is not None:
+                    event.set()
+
+        if threading.get_ident() == getattr(loop, "_thread_id", None):
+            wake()
+        else:
+            loop.call_soon_threadsafe(wake)
+
+
+async def _sleep_or(event: asyncio.Event, seconds: float) -> None:
+    event.clear()
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), seconds)
+
+
+def _seconds(value: float) -> timedelta:
+    return timedelta(seconds=value)
+
+
+def _why(ex: object) -> str:
+    text = str(ex).strip()
+    return text or type(ex).__name__
+
+
+def read_token_file(path: str) -> str:
+    """The first token in a token file (one per line, # comments); RelayError if none."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except (OSError, UnicodeDecodeError) as ex:
+        raise RelayError(f"cannot read the token file {path}: {ex}") from None
+    for line in lines:
+        token = line.strip()
+        if token and not token.startswith("#"):
+            return token
+    raise RelayError(f"{path} holds no token (one per line)")

@@ -6,14 +6,23 @@ notification server that cannot show buttons). Nothing here raises for a missing
 desktop piece, and nothing waits longer than its timeout: a doctor must answer on a machine
 where the session bus or the X server hangs.
 
-How a tray host is found (the two ways Qt's QSystemTrayIcon can show an icon on Linux):
+How a tray host is found (the two ways Qt 6's QSystemTrayIcon can show an icon on Linux;
+Qt picks one per process, when its first tray icon is created):
 
-- StatusNotifierItem: the name ``org.kde.StatusNotifierWatcher`` has an owner on the
-  session bus and its ``IsStatusNotifierHostRegistered`` property is true (KDE, XFCE,
-  GNOME with the AppIndicator extension, waybar...). Qt uses SNI only when both hold.
-- XEmbed (X11 only): the selection ``_NET_SYSTEM_TRAY_S<screen>`` has an owner window
-  (trayer, older panels). Asked over libxcb with ctypes: libxcb is already a dependency of
-  Qt's xcb plugin, and unlike Xlib it never calls ``exit()`` on a connection error.
+- StatusNotifierItem (SNI): Qt 6 uses it whenever the name ``org.kde.StatusNotifierWatcher``
+  has an owner on the session bus, and then calls the tray available. The icon is only
+  drawn if a host (a panel: KDE, XFCE, GNOME with the AppIndicator extension, waybar...)
+  is registered with the watcher: ``IsStatusNotifierHostRegistered``. (Qt 5 asked that
+  property before using SNI; Qt 6 does not.) A watcher without a host - KDE's kded
+  outside a Plasma session, a stopped panel - takes the icon and nobody shows it.
+- XEmbed (X11 only), used by Qt only when no watcher runs: the selection
+  ``_NET_SYSTEM_TRAY_S<screen>`` has an owner window (trayer, older panels). Asked over
+  libxcb with ctypes: libxcb is already a dependency of Qt's xcb plugin, and unlike Xlib it
+  never calls ``exit()`` on a connection error.
+
+So the tray host is there when a watcher runs with a registered host, or when no watcher
+runs and an XEmbed tray exists. The tray app judges it the same way at run time
+(traystatus/app/trayhost.py) and shows its status window otherwise.
 
 The notification server is asked ``GetServerInformation`` and ``GetCapabilities`` on
 ``org.freedesktop.Notifications`` through dbus-fast (the library desktop-notifier uses).
@@ -50,6 +59,13 @@ GENERIC_TRAY_FIX = (
     "Add a system tray (notification area) to your panel, or start a tray host such as "
     "trayer or snixembed. Until one appears traystatus shows a small status window and "
     "moves to the tray by itself when it can."
+)
+HOSTLESS_WATCHER_FIX = (
+    "Start a panel that shows StatusNotifierItems (Plasma, XFCE's panel, waybar, or "
+    "snixembed to bridge them into an XEmbed tray), or stop the program that owns "
+    f"{SNI_WATCHER} without showing anything (often KDE's kded outside a Plasma "
+    "session). Until then traystatus shows a small status window and moves to the tray "
+    "when a host registers."
 )
 
 
@@ -296,12 +312,17 @@ def _is_gnome(env: Mapping[str, str]) -> bool:
 def _tray_result(bus: _BusFindings, env: Mapping[str, str], timeout: float) -> CheckResult:
     found: list[str] = []
     notes: list[str] = []
+    hostless = False
     if bus.error:
         notes.append(f"StatusNotifierItem: not checked ({bus.error})")
-    elif bus.sni_owner and bus.sni_host_registered is not False:
+    elif bus.sni_owner and bus.sni_host_registered:
         found.append("StatusNotifierItem watcher with a registered host")
     elif bus.sni_owner:
-        notes.append("a StatusNotifierWatcher runs but no host is registered (no panel shows it)")
+        hostless = True
+        notes.append(
+            "a StatusNotifierWatcher runs but no host is registered: Qt 6 gives it the icon "
+            "and no panel shows it"
+        )
     else:
         notes.append(f"no {SNI_WATCHER} on the session bus")
 
@@ -312,7 +333,12 @@ def _tray_result(bus: _BusFindings, env: Mapping[str, str], timeout: float) -> C
         except (OSError, TimeoutError) as ex:
             notes.append(f"XEmbed: not checked on {display} ({ex})")
         else:
-            if owner:
+            if owner and hostless:
+                notes.append(
+                    f"the XEmbed tray on {display} goes unused: Qt 6 uses the "
+                    "StatusNotifierWatcher whenever one runs"
+                )
+            elif owner:
                 found.append(f"XEmbed tray on {display} ({selection} owned by window {owner:#x})")
             else:
                 notes.append(f"no XEmbed tray on {display} ({selection} has no owner)")
@@ -323,7 +349,10 @@ def _tray_result(bus: _BusFindings, env: Mapping[str, str], timeout: float) -> C
 
     if found:
         return CheckResult("tray host", True, "; ".join(found))
-    fix = GNOME_TRAY_FIX if _is_gnome(env) else GENERIC_TRAY_FIX
+    if hostless:
+        fix = HOSTLESS_WATCHER_FIX
+    else:
+        fix = GNOME_TRAY_FIX if _is_gnome(env) else GENERIC_TRAY_FIX
     return CheckResult("tray host", False, "not found: " + "; ".join(notes), fix)
 
 

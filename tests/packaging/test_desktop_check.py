@@ -15,6 +15,7 @@ from keyring.backends import chainer, fail, null
 from tests.packaging.conftest import Session
 from traystatus.desktop_check import (
     GNOME_TRAY_FIX,
+    HOSTLESS_WATCHER_FIX,
     CheckResult,
     check_desktop,
     keychain_result,
@@ -98,6 +99,21 @@ def test_status_notifier_watcher_without_host_is_not_a_tray(session: Session) ->
     r = by_name(check_desktop(session.full_env(), timeout=5))
     assert not r["tray host"].ok
     assert "no host is registered" in r["tray host"].detail
+    assert r["tray host"].fix == HOSTLESS_WATCHER_FIX
+
+
+def test_a_hostless_watcher_takes_the_icon_even_with_an_xembed_tray(session: Session) -> None:
+    """Qt 6 picks StatusNotifierItem whenever a watcher runs, host or not: an XEmbed tray
+    next to a hostless watcher shows nothing of ours, and the doctor must not say "ok"."""
+    session.start_bus()
+    display = session.start_xvfb()
+    session.start_trayer()
+    session.start_sni_watcher("--no-host")
+    tray = by_name(check_desktop(session.full_env(), timeout=5))["tray host"]
+    assert not tray.ok, tray
+    assert "no host is registered" in tray.detail
+    assert f"the XEmbed tray on {display} goes unused" in tray.detail
+    assert tray.fix == HOSTLESS_WATCHER_FIX
 
 
 @pytest.fixture

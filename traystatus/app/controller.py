@@ -42,6 +42,7 @@ from traystatus.app.settings import SavedChange, SettingsDialog
 from traystatus.app.statuswindow import StatusWindow
 from traystatus.app.tasks import TaskSet
 from traystatus.app.tray import TrayIcon
+from traystatus.app.trayhost import TrayHost
 from traystatus.core.details import Details, WorkSummary
 from traystatus.core.monitor import MonitorOptions
 from traystatus.core.password import Source
@@ -85,7 +86,8 @@ class Controller(QObject):
         store: ProfileStore,
         profile: str | None = None,
         dsn: str | None = None,
-        tray_available: Callable[[], bool] = QSystemTrayIcon.isSystemTrayAvailable,
+        tray_available: Callable[[], bool] | None = None,
+        tray_host: TrayHost | None = None,
         use_desktop_notifier: bool = True,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
@@ -94,6 +96,8 @@ class Controller(QObject):
         self.profile_name = profile
         self.dsn = dsn
         self.clock = clock
+        # Whether a tray shows the icon: asked of ``tray_host`` (Qt 6 is not enough on
+        # Linux: trayhost.py); a ``tray_available`` callable replaces it (tests).
         self.tray_available = tray_available
         self.icons = IconCache()
         self.style = icon_style_for(store.settings)
@@ -101,6 +105,12 @@ class Controller(QObject):
             NotifyOptions.from_settings(store.settings), started_at=clock()
         )
         self.tray = TrayIcon(self.icons, self.style, self, clock)
+        # Created after the QSystemTrayIcon, whose creation fixed Qt's SNI/XEmbed choice.
+        if tray_host is None and tray_available is None:
+            tray_host = TrayHost(parent=self)
+        self.tray_host = tray_host
+        if tray_host is not None:
+            tray_host.answered.connect(self._placed)
         self.window = StatusWindow(clock)
         self.notifier = NotificationSender(
             fallback=self._balloon, parent=self, use_desktop_notifier=use_desktop_notifier
@@ -236,6 +246,8 @@ class Controller(QObject):
         await self.tasks.cancel_all()
         await self._stop_monitor()
         await self.notifier.close()
+        if self.tray_host is not None:
+            self.tray_host.close()
         self.tray.hide()
         self.window.hide()
         if self.settings_dialog is not None:
@@ -243,7 +255,13 @@ class Controller(QObject):
 
     # -- tray or window ------------------------------------------------------------------------
     def _place(self) -> None:
-        available = self.tray_available()
+        """Check for a tray (every TRAY_CHECK_MS); ``_placed`` acts on the answer."""
+        if self.tray_host is not None:
+            self.tray_host.check()
+        elif self.tray_available is not None:
+            self._placed(self.tray_available())
+
+    def _placed(self, available: object) -> None:
         if available and not self.in_tray:
             self.in_tray = True
             self.window.hide()

@@ -30,8 +30,12 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
 
 from tests.app.conftest import ARTIFACTS, MemoryKeyring, run, wait_until
+from traystatus.app.adapter import MonitorAdapter
 from traystatus.app.controller import Controller
+from traystatus.app.icons import IconCache
 from traystatus.app.settings import SettingsDialog
+from traystatus.app.tray import TrayIcon
+from traystatus.core.monitor import Monitor
 from traystatus.core.profiles import ConnectionProfile, ProfileStore
 from traystatus.core.state import Problem, State
 
@@ -313,3 +317,32 @@ def test_an_unexpected_error_in_a_task_is_shown_not_swallowed(
     qloop.run_until_complete(asyncio.sleep(0))
     assert not unretrieved, unretrieved
     assert any("keychain daemon crashed" in (r.exc_text or "") for r in caplog.records)
+
+
+def test_a_monitor_that_dies_of_a_bug_turns_the_icon_red_not_stale(
+    qapp: QApplication, qloop: asyncio.AbstractEventLoop, db_dsn: str,
+) -> None:
+    """The monitor promises never to raise; should a bug break that promise after it saw
+    "stable", the icon must not keep the green that nothing keeps true any more."""
+
+    class BuggyMonitor(Monitor):
+        async def run(self) -> None:
+            task = asyncio.ensure_future(super().run())
+            await wait_until(lambda: self.status.state == State.STABLE)
+            self.stop()
+            await task
+            raise RuntimeError("a bug in the monitor")
+
+    adapter = MonitorAdapter(BuggyMonitor(db_dsn))
+    tray = TrayIcon(IconCache())
+    adapter.statusChanged.connect(tray.set_status)
+
+    async def scenario() -> None:
+        adapter.start()
+        await wait_until(lambda: tray.status.state == State.STABLE)
+        await wait_until(lambda: tray.status.state == State.ERROR)
+        assert tray.status.problem == Problem.INTERNAL
+        assert "a bug in the monitor" in tray.tooltip_text()
+        await adapter.stop()
+
+    run(qloop, scenario())

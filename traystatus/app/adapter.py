@@ -21,6 +21,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
+from traystatus.app.tasks import bug_status
 from traystatus.core.source import StateSource
 from traystatus.core.state import Status
 
@@ -70,8 +71,10 @@ class MonitorAdapter(QObject):
             await self.monitor.run()
         except asyncio.CancelledError:
             raise
-        except Exception:  # the monitor promises not to raise; if it does, it is a bug
+        except Exception as ex:  # the monitor promises not to raise; if it does, it is a bug
             log.exception("the monitor stopped with an unexpected error")
+            # Nothing keeps the last state true any more: say so (never a stale green).
+            self._on_status(bug_status("watching the database", ex))
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop the monitor and wait (up to ``grace`` s) for it to close its connections."""

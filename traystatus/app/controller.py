@@ -40,7 +40,7 @@ from traystatus.app.notify_policy import (
 )
 from traystatus.app.settings import SavedChange, SettingsDialog
 from traystatus.app.statuswindow import StatusWindow
-from traystatus.app.tasks import TaskSet
+from traystatus.app.tasks import TaskSet, bug_status
 from traystatus.app.tray import TrayIcon
 from traystatus.app.trayhost import TrayHost
 from traystatus.core.details import Details, WorkSummary
@@ -301,16 +301,7 @@ class Controller(QObject):
 
     def _task_failed(self, what: str, error: BaseException) -> None:
         """A task of ours died of a bug: say so instead of staying on Connecting."""
-        self._show(
-            Status(
-                State.ERROR,
-                problem=Problem.INTERNAL,
-                message=(
-                    f"traystatus hit a bug while {what} ({type(error).__name__}: {error}). "
-                    "The log file has the details; Reconnect now tries again."
-                ),
-            )
-        )
+        self._show(bug_status(what, error))
 
     def _on_summary(self, summary: WorkSummary) -> None:
         self.notifier.handle(self.policy.on_summary(run_summary_from(summary), self.clock()))
@@ -412,10 +403,10 @@ class Controller(QObject):
         self._restart()
 
     def reconnect_now(self) -> None:
-        if self.adapter is not None:
+        if self.status.problem is Problem.INTERNAL:
+            self._restart()  # a bug stopped the monitor or its start: start over
+        elif self.adapter is not None:
             self.adapter.reconnect_now()
-        elif self.status.problem is Problem.INTERNAL:
-            self._restart()  # the monitor never started (a bug stopped it): try again
 
     def _pause(self, pause: object) -> None:
         if pause:

@@ -16,11 +16,26 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+from traystatus.core.state import Problem, State, Status
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 ErrorHandler = Callable[[str, BaseException], None]
+
+
+def bug_status(what: str, error: BaseException) -> Status:
+    """What the icon says when a bug of ours stopped something: red, with the reason,
+    never the last state (which nothing keeps true any more)."""
+    return Status(
+        State.ERROR,
+        problem=Problem.INTERNAL,
+        message=(
+            f"traystatus hit a bug while {what} ({type(error).__name__}: {error}). "
+            "The log file has the details; Reconnect now tries again."
+        ),
+    )
 
 
 class TaskSet:

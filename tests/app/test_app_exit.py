@@ -17,8 +17,8 @@ import pytest
 from PySide6.QtCore import QDir
 from PySide6.QtWidgets import QApplication
 
-from traystatus.app.main import EXIT_STOPPED
 from traystatus.app.single import QUIT, send, server_name
+from traystatus.core.exitcodes import ExitCode
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -125,7 +125,7 @@ def test_x_server_dying_under_the_app_ends_it_cleanly(
     time.sleep(2)  # let the monitor connect and the notifier start
     server.send_signal(signal.SIGTERM)  # the display goes away under the running app
     _, err = app.communicate(timeout=120)
-    assert app.returncode == EXIT_STOPPED, err
+    assert app.returncode == ExitCode.STOPPED, err
     assert_clean(err)
     stopped = [line for line in log_text(tmp_path).splitlines()
                if "event loop stopped before Quit" in line]
@@ -143,7 +143,7 @@ def test_loop_stopped_from_outside_ends_the_app_cleanly(
     procs.append(app)
     wait_listening(name, app)
     _, err = app.communicate(timeout=120)
-    assert app.returncode == EXIT_STOPPED, err
+    assert app.returncode == ExitCode.STOPPED, err
     assert_clean(err)
     assert err.count("event loop stopped before Quit") == 1, err
     # Shut down properly: the monitor stopped (closing its connection) before the exit.

@@ -13,10 +13,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from traystatus.demo.cli import headless_reason
-from traystatus.demo.tray import tray_argv
+from traystatus.demo.cli import headless_reason, tray_argv, tray_command
 
-DEMO = [sys.executable, "-m", "traystatus.demo"]
+DEMO = [sys.executable, "-m", "traystatus", "demo"]
 TRAYSTATUS = Path(sys.executable).with_name("traystatus")
 
 
@@ -82,6 +81,14 @@ def test_tray_argv_keeps_the_password_off_the_command_line() -> None:
     assert password == "s3cret"
     assert "s3cret" not in " ".join(argv)
     assert argv[0] == "--dsn" and "user=u" in argv[1] and argv[2:] == ["-v"]
+
+
+def test_the_tray_child_is_the_plain_app_with_the_password_in_its_environment() -> None:
+    """No demo module in between (the tray app is `python -m traystatus --dsn ...`), and
+    the password in PGPASSWORD only."""
+    command, env = tray_command("host=127.0.0.1 port=5 dbname=d user=u password=s3cret")
+    assert command[:3] == [sys.executable, "-m", "traystatus"] and command[3] == "--dsn"
+    assert "s3cret" not in " ".join(command) and env["PGPASSWORD"] == "s3cret"
 
 
 @pytest.mark.timeout(240)

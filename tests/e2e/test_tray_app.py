@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -28,6 +27,7 @@ from psycopg import sql
 
 from tests.e2e.desktop import Box, Desktop, classify_png, dominant, wait_for
 from traystatus._paths import sql_dir
+from traystatus.demo.cli import tray_command
 from traystatus.demo.embedded import EmbeddedPostgres, temporary_server
 
 ANALYST = "e2e.analyst@example.org"
@@ -87,14 +87,14 @@ def app(desktop: Desktop, database: Database, tmp_path_factory: pytest.TempPathF
         XDG_DATA_HOME=str(home / "data"),
         XDG_STATE_HOME=str(home / "state"),
         XDG_CACHE_HOME=str(home / "cache"),
-        TRAYSTATUS_DEMO_DSN=database.analyst_dsn,
-        TRAYSTATUS_DEMO_VERBOSE="2",
     )
+    # Started exactly as `traystatus demo` starts its tray child.
+    command, child_env = tray_command(database.analyst_dsn, verbose=2)
+    env["PGPASSWORD"] = child_env["PGPASSWORD"]
     before = desktop.tray_icons()
     log = home / "app.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "traystatus.demo.tray"], env=env,
-                                stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
         def appeared() -> bool:
             assert proc.poll() is None, f"the app exited: {log.read_text()[-3000:]}"

@@ -10,7 +10,7 @@ so nothing is torn down under a running query and no traceback is printed.
 When the Qt event loop stops before Quit - the X server died (Qt then leaves its loop with
 "The X11 connection broke") or something called ``QApplication.exit()`` - the loop is run
 once more to shut the controller down and to cancel and await every task still pending,
-one line is logged, and the exit code is ``EXIT_STOPPED`` (1) instead of a traceback.
+one line is logged, and the exit code is ``ExitCode.STOPPED`` (1) instead of a traceback.
 Every way out closes the single-instance server, which removes its socket file.
 """
 
@@ -31,6 +31,7 @@ from PySide6.QtWidgets import QApplication
 from traystatus.app.controller import Controller
 from traystatus.app.icons import app_icon
 from traystatus.app.single import QUIT, SHOW, SingleInstance, send, server_name
+from traystatus.core.exitcodes import ExitCode
 from traystatus.core.logsetup import setup_file_logging
 from traystatus.core.profiles import ProfileError, ProfileStore
 
@@ -38,8 +39,6 @@ log = logging.getLogger(__name__)
 
 APP_NAME = "traystatus"
 DESKTOP_FILE_NAME = "io.github.statbus.traystatus"  # packaging/linux/<this>.desktop
-EXIT_STOPPED = 1  # the event loop stopped before Quit (display lost, or told to from outside)
-EXIT_INTERRUPTED = 130
 SHUTDOWN_TIMEOUT = 20.0  # the monitor gets 5 s of it to close its connection
 
 
@@ -112,7 +111,7 @@ def run_app(args: Any) -> int:
         store = ProfileStore()
     except ProfileError as ex:
         print(f"traystatus: {ex}", file=sys.stderr)
-        return 2
+        return ExitCode.USAGE
 
     loop = _new_loop(app)
     asyncio.set_event_loop(loop)
@@ -157,11 +156,11 @@ def _serve(
     try:
         loop.run_until_complete(main)
     except KeyboardInterrupt:  # Windows: no signal handler, Ctrl-C arrives here
-        code = EXIT_INTERRUPTED
+        code = ExitCode.INTERRUPTED
     except RuntimeError:
         if main.done():
             raise  # not qasync's "stopped before Future completed": a real bug
-        code = EXIT_STOPPED
+        code = ExitCode.STOPPED
         message = (
             "the Qt event loop stopped before Quit (the display connection was lost, "
             "or the app was told to quit from outside); shutting down"
@@ -213,4 +212,4 @@ async def _quit(controller: Controller, single: SingleInstance, done: asyncio.Ev
     done.set()
 
 
-__all__ = ["EXIT_STOPPED", "QUIT", "close_loop", "run_app"]
+__all__ = ["QUIT", "close_loop", "run_app"]

@@ -1,23 +1,10 @@
-"""Exit codes of every ``traystatus`` command: scripts branch on these, so they are fixed."""
+"""The CLI's error type; the exit codes themselves are :mod:`traystatus.core.exitcodes`."""
 
 from __future__ import annotations
 
-import enum
+from traystatus.core.exitcodes import ExitCode
 
-
-class ExitCode(enum.IntEnum):
-    """0 stable (or success), 1 processing (or ``wait`` timed out), 2 usage error
-    (argparse's own), 3 the database is not reachable or not usable (or a check failed)."""
-
-    STABLE = 0
-    PROCESSING = 1
-    USAGE = 2
-    UNUSABLE = 3
-    INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
-    TERMINATED = 143  # SIGTERM, handled so the connection closes cleanly
-
-    OK = 0
-    TIMEOUT = 1
+__all__ = ["CliError", "ExitCode"]
 
 
 class CliError(Exception):

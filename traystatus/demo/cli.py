@@ -31,26 +31,24 @@ import shlex
 import signal
 import sys
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from traystatus._paths import sql_dir
+from traystatus.core.exitcodes import ExitCode
+from traystatus.core.profiles import redact_conninfo
 from traystatus.demo.embedded import EmbeddedPostgres, EmbeddedServerError
 from traystatus.demo.simulator import Simulator
-from traystatus.demo.tray import DSN_ENV, tray_argv
 
 log = logging.getLogger(__name__)
 
 DEMO_DB = "statbus_demo"
 DEMO_USER = "demo.analyst@example.org"
-
-EXIT_OK = 0
-EXIT_UNUSABLE = 3  # no screen, server would not start, another demo holds the folder
-EXIT_INTERRUPTED = 130
 
 
 class DemoError(Exception):
@@ -159,9 +157,29 @@ def prepare_database(server: EmbeddedPostgres, password: str) -> str:
     return server.dsn(DEMO_DB, user=DEMO_USER, password=password)
 
 
-def tray_command() -> list[str]:
-    """The tray child: the real app, reading its DSN from the environment."""
-    return [sys.executable, "-m", "traystatus.demo.tray"]
+def tray_argv(dsn: str, verbose: int = 0) -> tuple[list[str], str | None]:
+    """``traystatus`` arguments for ``dsn``, and the password taken out of it (for
+    PGPASSWORD: never on a command line, where ``ps`` shows it)."""
+    params = conninfo_to_dict(dsn)
+    password = params.pop("password", None)
+    argv = ["--dsn", make_conninfo("", **params)] + ["-v"] * verbose
+    return argv, str(password) if password is not None else None
+
+
+def tray_command(dsn: str, verbose: int = 0) -> tuple[list[str], dict[str, str]]:
+    """The tray child and its environment: ``python -m traystatus --dsn ...`` with the
+    password in PGPASSWORD, exactly what a user runs against a real StatBus. (A frozen
+    bundle's executable is traystatus itself.)"""
+    argv, password = tray_argv(dsn, verbose)
+    if getattr(sys, "frozen", False):
+        command = [sys.executable, *argv]
+    else:
+        command = [sys.executable, "-m", "traystatus", *argv]
+    env = dict(os.environ)
+    env.pop("PGPASSWORD", None)
+    if password is not None:
+        env["PGPASSWORD"] = password
+    return command, env
 
 
 async def _run(
@@ -181,13 +199,9 @@ async def _run(
         sim_task,
     ]
     if with_tray:
-        env = dict(os.environ)
-        env[DSN_ENV] = dsn
-        env["TRAYSTATUS_DEMO_VERBOSE"] = str(verbose)
+        command, env = tray_command(dsn, verbose)
         # Its own session: a Ctrl-C reaches only us, and we end the child in order.
-        child = await asyncio.create_subprocess_exec(
-            *tray_command(), env=env, start_new_session=True
-        )
+        child = await asyncio.create_subprocess_exec(*command, env=env, start_new_session=True)
         waiters.append(asyncio.create_task(child.wait()))
         print(f"traystatus demo: tray app running (pid {child.pid}); Quit it or press Ctrl-C",
               file=out, flush=True)
@@ -211,21 +225,20 @@ async def _run(
     if sim_task.done() and not sim_task.cancelled() and sim_task.exception() is not None:
         raise DemoError(f"the simulator stopped: {sim_task.exception()}")
     if interrupted.is_set():
-        return EXIT_INTERRUPTED
+        return ExitCode.INTERRUPTED
     if child is not None and child.returncode not in (0, None):
         print(f"traystatus demo: the tray app exited with code {child.returncode}",
               file=sys.stderr)
         return int(child.returncode or 1)
-    return EXIT_OK
+    return ExitCode.OK
 
 
-def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
+def main(args: argparse.Namespace) -> int:
     """``traystatus demo``: returns the exit code.
 
-    ``args``: the parsed options (speed, no_tray, datadir, verbose) or an argument list.
+    ``args``: the options ``traystatus demo`` parsed (speed, no_tray, datadir, verbose);
+    they are defined once, in traystatus.cli.main.
     """
-    if not isinstance(args, argparse.Namespace):
-        args = build_parser().parse_args(args)
     speed = float(getattr(args, "speed", 1.0) or 1.0)
     no_tray = bool(getattr(args, "no_tray", False))
     datadir = Path(getattr(args, "datadir", None) or default_datadir()).expanduser()
@@ -239,10 +252,10 @@ def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
             "`traystatus demo --no-tray`",
             file=sys.stderr,
         )
-        return EXIT_UNUSABLE
+        return ExitCode.UNUSABLE
     if speed <= 0:
         print(f"traystatus demo: --speed must be positive, got {speed}", file=sys.stderr)
-        return 2
+        return ExitCode.USAGE
 
     def event(msg: str) -> None:
         if verbosity:
@@ -258,7 +271,7 @@ def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
             server.start()
             try:
                 dsn = prepare_database(server, secrets.token_urlsafe(18))
-                shown = dsn.replace(dsn.split("password=")[-1], "…")
+                shown = redact_conninfo(dsn)
                 print(f"traystatus demo: StatBus stand-in ready at {shown}", file=out)
                 if no_tray:
                     argv, password = tray_argv(dsn)
@@ -280,24 +293,6 @@ def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
                 print("traystatus demo: stopped; nothing left running", file=out, flush=True)
     except (DemoError, EmbeddedServerError, psycopg.OperationalError) as ex:
         print(f"traystatus demo: {ex}", file=sys.stderr)
-        return EXIT_UNUSABLE
+        return ExitCode.UNUSABLE
     except KeyboardInterrupt:  # Ctrl-C during set-up, before our handler is in place
-        return EXIT_INTERRUPTED
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """A stand-alone parser (``python -m traystatus.demo``), same options as ``traystatus demo``."""
-    p = argparse.ArgumentParser(
-        prog="traystatus demo",
-        description="The tray app on an embedded demo database, with a StatBus simulator.",
-    )
-    p.add_argument("--speed", type=float, default=1.0, help="simulation pace (2 = twice as fast)")
-    p.add_argument("--no-tray", action="store_true", help="run only the database and simulator")
-    p.add_argument("--datadir", type=Path, default=None, help="embedded PostgreSQL data folder")
-    p.add_argument("-v", "--verbose", action="count", default=0,
-                   help="print every simulated step")
-    return p
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main(build_parser().parse_args()))
+        return ExitCode.INTERRUPTED

@@ -20,7 +20,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.packaging.conftest import Session
+from tests.fix_desktop import Session
 from traystatus import __version__
 
 pytestmark = pytest.mark.slow

@@ -126,7 +126,7 @@ def test_wheel_carries_sql_icons_and_desktop_files(installed: Installed) -> None
         f"traystatus/_data/linux/icons/hicolor/256x256/apps/{APP_ID}.png",
         f"traystatus/_data/linux/icons/hicolor/scalable/apps/{APP_ID}.svg",
         "traystatus/cli/main.py",
-        "traystatus/autostart.py",
+        "traystatus/desktop/autostart.py",
     ):
         assert needed in names, f"{needed} is missing from {installed.wheel.name}"
     # No tests or caches in the wheel.
@@ -190,7 +190,7 @@ def test_status_exit_codes_follow_the_database(
 
 def test_desktop_files_install_from_the_wheel(installed: Installed) -> None:
     proc = subprocess.run(
-        [str(installed.venv / "bin" / "python"), "-m", "traystatus.desktop_files", "install"],
+        [str(installed.venv / "bin" / "python"), "-m", "traystatus.desktop.files", "install"],
         cwd=installed.home,
         env=installed.env(),
         capture_output=True,

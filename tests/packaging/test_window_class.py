@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from tests.e2e.desktop import wait_for
-from tests.packaging.conftest import Session
+from tests.fix_desktop import Session
 from traystatus._paths import linux_data_dir
 from traystatus.app.main import DESKTOP_FILE_NAME
 

@@ -257,7 +257,7 @@ class SettingsDialog(QDialog):
         i = self.icon_style.findData(s.icon_style)
         self.icon_style.setCurrentIndex(max(0, i))
         try:
-            from traystatus import autostart
+            from traystatus.desktop import autostart
 
             self.autostart.setChecked(autostart.is_enabled())
         except (ImportError, OSError):
@@ -394,7 +394,7 @@ class SettingsDialog(QDialog):
                     f"To keep it: {credentials.ADVICE}."
                 )
         try:
-            from traystatus import autostart
+            from traystatus.desktop import autostart
 
             if self.autostart.isEnabled() and autostart.is_enabled() != self.autostart.isChecked():
                 autostart.set_enabled(self.autostart.isChecked())

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 def _autostart() -> tuple[Callable[[], bool], Callable[[bool], None]] | None:
     """PACKAGING's start-at-login switch, if this installation has it."""
     try:
-        from traystatus import autostart
+        from traystatus.desktop import autostart
     except ImportError:
         return None
     return autostart.is_enabled, autostart.set_enabled

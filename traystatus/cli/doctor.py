@@ -4,7 +4,7 @@ Database checks (they decide the exit code: 3 when one fails): the connection, T
 from the connection's own SSL state, not guessed from the settings), the SQL version
 against :data:`traystatus.core.sqlfiles.EXPECTED_SQL_VERSION`, and EXECUTE on the functions
 the monitor calls (then one real call). Environment checks (warnings only: a CLI-only user
-needs no tray): the keyring backend, and, when :mod:`traystatus.desktop_check` is
+needs no tray): the keyring backend, and, when :mod:`traystatus.desktop.check` is
 installed (PACKAGING's part), the tray host and notification server it reports.
 """
 
@@ -212,9 +212,9 @@ def keychain_check() -> Check:
 
 
 async def desktop_checks() -> list[Check]:
-    """The hook for PACKAGING's traystatus.desktop_check: tray host, notification server."""
+    """The hook for PACKAGING's traystatus.desktop.check: tray host, notification server."""
     try:
-        from traystatus import desktop_check
+        from traystatus.desktop import check as desktop_check
     except ImportError:
         return []
     try:

@@ -4,9 +4,9 @@ A wheel cannot put files in ``~/.local/share/applications``, so after ``pipx ins
 app has no menu entry and no icon. This copies them from the packaged data
 (``traystatus/_data/linux``, i.e. packaging/linux) into the XDG data folders:
 
-    python -m traystatus.desktop_files install            # for this user (~/.local/share)
-    python -m traystatus.desktop_files install --prefix /usr/local --system
-    python -m traystatus.desktop_files uninstall
+    python -m traystatus.desktop.files install            # for this user (~/.local/share)
+    python -m traystatus.desktop.files install --prefix /usr/local --system
+    python -m traystatus.desktop.files uninstall
 
 For a user install the ``Exec=`` line names this installation's executable by absolute path
 (``autostart.launch_command``): at login and in menus PATH often lacks ``~/.local/bin``.
@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from traystatus._paths import linux_data_dir
-from traystatus.autostart import APP_ID, desktop_exec, launch_command
+from traystatus.desktop.autostart import APP_ID, desktop_exec, launch_command
 
 DESKTOP = f"{APP_ID}.desktop"
 METAINFO = f"{APP_ID}.metainfo.xml"
@@ -107,7 +107,7 @@ def _refresh_caches(dest: Path) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m traystatus.desktop_files",
+        prog="python -m traystatus.desktop.files",
         description="Install or remove traystatus's menu entry, metainfo and icons.",
     )
     parser.add_argument("action", choices=("install", "uninstall", "list"))

@@ -12,8 +12,8 @@ import pytest
 from keyring.backend import KeyringBackend
 from keyring.backends import chainer, fail, null
 
-from tests.packaging.conftest import Session
-from traystatus.desktop_check import (
+from tests.fix_desktop import Session
+from traystatus.desktop.check import (
     GNOME_TRAY_FIX,
     HOSTLESS_WATCHER_FIX,
     CheckResult,

@@ -2,7 +2,7 @@
 
 - Linux (and other XDG desktops): a ``.desktop`` file in ``$XDG_CONFIG_HOME/autostart``
   (default ``~/.config/autostart``), written from the packaged template
-  ``io.github.statbus.traystatus.autostart.desktop.in``. Desktop environments also let the
+  ``io.github.statbus.traystatus.desktop.autostart.desktop.in``. Desktop environments also let the
   user switch an entry off without deleting it (``Hidden=true`` or
   ``X-GNOME-Autostart-enabled=false``); we read those as "off".
 - Windows: a value named ``traystatus`` under ``HKCU\\...\\CurrentVersion\\Run``. Task

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.packaging.test_desktop_files import validate_desktop
-from traystatus import autostart
-from traystatus.autostart import (
+from tests.desktop.test_files import validate_desktop
+from traystatus.desktop import autostart
+from traystatus.desktop.autostart import (
     APP_ID,
     LaunchAgentAutostart,
     RunKeyAutostart,
@@ -215,8 +215,8 @@ def test_other_platform_code_type_checks(platform: str) -> None:
             os.devnull,  # leave the shared .mypy_cache (checked for Linux) alone
             "--platform",
             platform,
-            "traystatus/autostart.py",
-            "traystatus/desktop_check.py",
+            "traystatus/desktop/autostart.py",
+            "traystatus/desktop/check.py",
         ],
         cwd=ROOT,
         capture_output=True,

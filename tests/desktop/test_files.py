@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 from PySide6.QtGui import QImage
 
-from traystatus import __version__, desktop_files
+from traystatus import __version__
 from traystatus._paths import linux_data_dir, resources_dir
-from traystatus.autostart import APP_ID
+from traystatus.desktop import files as desktop_files
+from traystatus.desktop.autostart import APP_ID
 
 ROOT = Path(__file__).resolve().parents[2]
 LINUX = ROOT / "packaging" / "linux"
@@ -133,7 +134,7 @@ def test_desktop_entry_for_quotes_paths_with_spaces(tmp_path: Path) -> None:
 
 def test_module_command_line_lists_and_installs(tmp_path: Path) -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "traystatus.desktop_files", "install", "--prefix", str(tmp_path)],
+        [sys.executable, "-m", "traystatus.desktop.files", "install", "--prefix", str(tmp_path)],
         capture_output=True,
         text=True,
         check=True,

@@ -25,12 +25,18 @@ def test_the_monitor_is_a_state_source_and_open_source_builds_one() -> None:
     assert source.status.state is State.CONNECTING and source.status.source == "installed"
 
 
-def test_a_server_url_is_a_relay_and_says_so_in_one_line() -> None:
+def test_a_server_url_opens_a_relay_not_a_monitor() -> None:
     assert is_relay("wss://stat.example.org/traystatus") and is_relay(" WS://h:1/")
     assert not is_relay("postgresql://u@h/db") and not is_relay("host=h")
+    source = open_source("wss://stat.example.org/x")
+    assert isinstance(source, StateSource) and not isinstance(source, Monitor)
+    assert source.status.state is State.CONNECTING and source.status.source == "relay"
+
+
+def test_a_bad_server_url_is_one_line() -> None:
     with pytest.raises(SourceError) as info:
-        open_source("wss://stat.example.org/x?token=secret")
-    assert "secret" not in str(info.value) and "\n" not in str(info.value)
+        open_source("wss://stat.example.org:notaport/x")
+    assert "\n" not in str(info.value)
 
 
 def test_status_json_is_one_shape_with_source_and_review() -> None:

@@ -210,6 +210,11 @@ def test_no_keychain_save_keeps_the_settings_and_uses_the_password_this_session(
             assert password not in (config_dir / "profiles.toml").read_text()
             # The typed password reaches the monitor: it connects.
             await wait_until(lambda: ctl.tray.status.state == State.STABLE, within=60)
+            # Saving again without retyping it keeps using it (for this session).
+            dialog.grace.setValue(96)
+            assert dialog.save(), dialog.message.text()
+            assert ctl.tray.status.state == State.CONNECTING
+            await wait_until(lambda: ctl.tray.status.state == State.STABLE, within=60)
             dialog.resize(720, dialog.sizeHint().height())
             ARTIFACTS.mkdir(exist_ok=True)
             assert dialog.grab().save(str(ARTIFACTS / "settings-no-keychain.png"))

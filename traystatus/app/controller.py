@@ -378,8 +378,8 @@ class Controller(QObject):
         if change.profile is not None:
             if change.session_password:
                 passwords[change.profile] = change.session_password
-            else:
-                passwords.pop(change.profile, None)  # stored, or none typed: the usual order
+            elif change.password_stored:
+                passwords.pop(change.profile, None)  # the keychain has the newer one
         if self.dsn is None and self.profile_name is None:
             # Removed, or the first profile: watch the default one (or none: error).
             self.profile_name = self.store.default_name

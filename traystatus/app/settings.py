@@ -70,12 +70,15 @@ class SavedChange:
     ``profile``: the profile saved (None for a removal). ``renamed``: old name -> new
     name. ``removed``: names that no longer exist. ``session_password``: a password typed
     for ``profile`` that no keychain took: use it for this session only, never store it.
+    ``password_stored``: a password for ``profile`` went to the keychain (it replaces one
+    typed earlier in this session).
     """
 
     profile: str | None = None
     renamed: dict[str, str] = field(default_factory=dict)
     removed: tuple[str, ...] = ()
     session_password: str | None = field(default=None, repr=False)
+    password_stored: bool = False
 
 
 async def check_connection(conninfo: str, password: str | None, seconds: float = 10) -> CheckResult:
@@ -383,9 +386,11 @@ class SettingsDialog(QDialog):
         self.password.clear()
         problems: list[str] = []
         session_password: str | None = None
+        stored = False
         if password:
             try:
                 credentials.store_password(profile.name, password)
+                stored = True
             except credentials.NoSecureKeychain as ex:
                 session_password = password
                 problems.append(
@@ -412,7 +417,8 @@ class SettingsDialog(QDialog):
         if items:
             self.profile_list.setCurrentItem(items[0])
         self.saved.emit(
-            SavedChange(profile=current, renamed=renamed, session_password=session_password)
+            SavedChange(profile=current, renamed=renamed, session_password=session_password,
+                        password_stored=stored)
         )
         return not problems
 

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tests.packaging.conftest import Session
+from tests.fix_desktop import Session
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = """\

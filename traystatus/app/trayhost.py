@@ -19,7 +19,7 @@ the session bus; no answer in ``TIMEOUT_MS`` counts as "no host"):
   tray manager, is right;
 - Windows and macOS: Qt's check (their tray always exists).
 
-``traystatus doctor`` judges the tray host the same way (traystatus.desktop_check).
+``traystatus doctor`` judges the tray host the same way (traystatus.desktop.check).
 """
 
 from __future__ import annotations

@@ -1,0 +1,138 @@
+"""The layers, enforced: who may import whom inside traystatus (docs/architecture.md).
+
+    core      asyncio + psycopg; imports nothing of traystatus above it (and never Qt)
+    desktop   desktop integration without Qt; imports core
+    cli, app, demo, serve   front ends; import core (and desktop), never each other,
+              except that the CLI's entry (cli/main.py) starts the tray app, the demo and
+              the server, lazily (inside a function), so a one-shot command loads none
+    _paths, traystatus/__init__   imported by anyone
+
+Read from the source with ``ast`` (every import, at module level or inside a function),
+so the rule holds for code paths no test runs.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "traystatus"
+
+ANYONE = {"traystatus", "traystatus._paths"}
+ALLOWED = {
+    "core": {"core"},
+    "desktop": {"desktop", "core"},
+    "cli": {"cli", "core", "desktop"},
+    "app": {"app", "core", "desktop"},
+    "demo": {"demo", "core"},
+    "serve": {"serve", "core"},
+    "__main__": {"cli"},
+}
+# The CLI's entry point starts the other front ends, lazily.
+LAZY_FROM_CLI = {"app", "demo", "serve"}
+CLI_ENTRIES = {"traystatus.cli.main", "traystatus.cli.servecmd"}
+NO_QT = {"core", "desktop", "cli", "demo", "serve"}
+QT = ("PySide6", "shiboken6", "qasync")
+
+
+@dataclass(frozen=True)
+class Import:
+    module: str  # the importing module
+    target: str  # what it imports (absolute)
+    lazy: bool  # inside a function
+    line: int
+
+
+def _layer(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def _imports(path: Path) -> list[Import]:
+    rel = path.relative_to(PACKAGE.parent).with_suffix("")
+    module = ".".join(rel.parts).removesuffix(".__init__")
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    found: list[Import] = []
+
+    def visit(node: ast.AST, lazy: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            inner = lazy or isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef)
+            if isinstance(child, ast.Import):
+                found.extend(Import(module, a.name, lazy, child.lineno) for a in child.names)
+            elif isinstance(child, ast.ImportFrom):
+                if child.level:
+                    base = module.split(".")
+                    if path.name != "__init__.py":
+                        base = base[:-1]
+                    base = base[: len(base) - child.level + 1]
+                    target = ".".join([*base, child.module] if child.module else base)
+                else:
+                    target = child.module or ""
+                for a in child.names:
+                    full = f"{target}.{a.name}"
+                    # `from traystatus import autostart` imports a module, not a name.
+                    is_module = (PACKAGE.parent / Path(*full.split("."))).with_suffix(
+                        ".py"
+                    ).exists() or (PACKAGE.parent / Path(*full.split("."))).is_dir()
+                    found.append(
+                        Import(module, full if is_module else target, lazy, child.lineno)
+                    )
+            visit(child, inner)
+
+    visit(tree, False)
+    return found
+
+
+def all_imports() -> list[Import]:
+    return [i for p in sorted(PACKAGE.rglob("*.py")) for i in _imports(p)]
+
+
+def violations(imports: list[Import]) -> list[str]:
+    bad = []
+    for imp in imports:
+        layer = _layer(imp.module)
+        top = imp.target.split(".")[0]
+        if top in QT and layer in NO_QT:
+            bad.append(f"{imp.module}:{imp.line} imports {imp.target} (no Qt in {layer})")
+        if top != "traystatus" or imp.target in ANYONE or not layer or layer == "_paths":
+            continue
+        target_layer = _layer(imp.target)
+        if target_layer in ALLOWED.get(layer, set()):
+            continue
+        if (
+            layer == "cli"
+            and target_layer in LAZY_FROM_CLI
+            and imp.module in CLI_ENTRIES
+            and imp.lazy
+        ):
+            continue
+        how = "lazily " if imp.lazy else ""
+        bad.append(f"{imp.module}:{imp.line} {how}imports {imp.target} ({layer} -> {target_layer})")
+    return bad
+
+
+def test_every_module_respects_the_layers() -> None:
+    imports = all_imports()
+    assert len({i.module for i in imports}) > 40  # the walk really read the package
+    assert violations(imports) == []
+
+
+def test_the_rule_catches_what_it_should() -> None:
+    """The checker itself can fail: each of these is refused."""
+    cases = [
+        Import("traystatus.core.monitor", "traystatus.cli.exitcodes", True, 1),
+        Import("traystatus.core.state", "PySide6.QtCore", False, 1),
+        Import("traystatus.demo.cli", "traystatus.cli.main", True, 1),
+        Import("traystatus.cli.main", "traystatus.demo.cli", False, 1),  # not lazy
+        Import("traystatus.cli.watching", "traystatus.app.main", True, 1),  # not the entry
+        Import("traystatus.desktop.check", "traystatus.app.tray", True, 1),
+        Import("traystatus.serve.hub", "traystatus.cli.target", False, 1),
+    ]
+    assert len(violations(cases)) == len(cases)
+    fine = [
+        Import("traystatus.cli.main", "traystatus.demo.cli", True, 1),
+        Import("traystatus.app.settings", "traystatus.desktop.autostart", True, 1),
+        Import("traystatus.demo.cli", "traystatus._paths", False, 1),
+    ]
+    assert violations(fine) == []

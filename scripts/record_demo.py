@@ -3,9 +3,9 @@
 
     .venv/bin/python scripts/record_demo.py [--out docs/screenshots] [--speed 1]
 
-Starts Xvfb, a session bus, trayer and dunst (the e2e harness, tests/e2e/desktop.py),
-runs the real ``traystatus demo`` in it, follows the simulator's own log lines, and saves
-small cropped PNGs of what a person sees:
+Starts Xvfb, a session bus, trayer and dunst (scripts/virtual_desktop.py, the harness the
+end-to-end tests use too), runs the real ``traystatus demo`` in it, follows the
+simulator's own log lines, and saves small cropped PNGs of what a person sees:
 
     tray-stable.png         the tray with the green icon, nothing running
     tray-processing.png     the amber icon while an import job is processed
@@ -28,10 +28,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from virtual_desktop import Box, Desktop, dominant, wait_for  # scripts/, beside this file
 
-from tests.e2e.desktop import Box, Desktop, dominant, wait_for  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 TIMEOUT = 240.0
 

@@ -18,8 +18,8 @@ from typing import IO
 
 import pytest
 
-from tests.e2e.desktop import BUS_CONFIG, wait_for
-from tests.e2e.desktop import stop_process as stop
+from scripts.virtual_desktop import BUS_CONFIG, wait_for
+from scripts.virtual_desktop import stop_process as stop
 
 SNI_WATCHER = Path(__file__).resolve().parent / "desktop" / "sni_watcher.py"
 @dataclass

@@ -1,5 +1,5 @@
 """The sender really talks to a notification server: a private session bus with dunst (on
-a private Xvfb, through DEMO's tests/e2e/desktop.py). Replace-in-place leaves one bubble
+a private Xvfb, through scripts/virtual_desktop.py). Replace-in-place leaves one bubble
 per key; with no server at all the notices fall back (and the log says so once)."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from PySide6.QtWidgets import QApplication
 
+from scripts.virtual_desktop import Desktop
 from tests.app.conftest import ARTIFACTS, run, wait_until
-from tests.e2e.desktop import Desktop
 from traystatus.app.notifications import NotificationSender
 from traystatus.app.notify_policy import (
     KEY_FINISHED,

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from scripts.virtual_desktop import Box, Desktop, dominant, wait_for
 from tests.demo.test_demo_cli import _processes_using
-from tests.e2e.desktop import Box, Desktop, dominant, wait_for
 
 TRAYSTATUS = Path(sys.executable).with_name("traystatus")  # the installed entry point
 SLOW = 120.0

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.e2e.desktop import Desktop, dominant, wait_for
+from scripts.virtual_desktop import Desktop, dominant, wait_for
 
 TINY = Path(__file__).with_name("tiny_tray.py")
 

@@ -25,7 +25,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tests.e2e.desktop import Box, Desktop, classify_png, dominant, wait_for
+from scripts.virtual_desktop import Box, Desktop, classify_png, dominant, wait_for
 from traystatus._paths import sql_dir
 from traystatus.demo.cli import tray_command
 from traystatus.demo.embedded import EmbeddedPostgres, temporary_server

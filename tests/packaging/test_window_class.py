@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.e2e.desktop import wait_for
+from scripts.virtual_desktop import wait_for
 from tests.fix_desktop import Session
 from traystatus._paths import linux_data_dir
 from traystatus.app.main import DESKTOP_FILE_NAME

@@ -1,4 +1,5 @@
-"""A real, private desktop for the end-to-end tests: Xvfb, session D-Bus, trayer, dunst.
+"""A real, private desktop: Xvfb, session D-Bus, trayer, dunst. The end-to-end tests and
+scripts/record_demo.py (the README's screenshots) run the app in it.
 
 Everything a person would see is checked through the same programs a person's desktop
 runs: the X server's pixels (``import -window root``), the tray host's embedded windows
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-STARTUP_TIMEOUT = 30.0  # generous: six engineers share two cores
+STARTUP_TIMEOUT = 30.0  # generous: a loaded CI machine starts X slowly
 SCREEN = (1024, 768)
 TRAY_HEIGHT = 32
 

@@ -25,9 +25,7 @@ the session bus; no answer in ``TIMEOUT_MS`` counts as "no host"):
 from __future__ import annotations
 
 import logging
-import os
 import sys
-from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtDBus import (
@@ -38,23 +36,12 @@ from PySide6.QtDBus import (
 )
 from PySide6.QtWidgets import QSystemTrayIcon
 
+from traystatus.desktop.check import SNI_WATCHER, SNI_WATCHER_PATH, session_bus_address
+
 log = logging.getLogger(__name__)
 
-SNI_WATCHER = "org.kde.StatusNotifierWatcher"
-SNI_WATCHER_PATH = "/StatusNotifierWatcher"
 PROPERTIES = "org.freedesktop.DBus.Properties"
 TIMEOUT_MS = 2000
-
-
-def session_bus_address() -> str | None:
-    """As libdbus finds it: DBUS_SESSION_BUS_ADDRESS, else systemd's $XDG_RUNTIME_DIR/bus."""
-    address = os.environ.get("DBUS_SESSION_BUS_ADDRESS")
-    if address:
-        return address
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    if runtime and (Path(runtime) / "bus").is_socket():
-        return f"unix:path={Path(runtime) / 'bus'}"
-    return None
 
 
 class TrayHost(QObject):

@@ -10,7 +10,7 @@ Writes (all committed, so packagers need no Qt to install icons):
   (Explorer and the taskbar pick per DPI: 20/40 are the 125 %/250 % small-icon sizes);
 - packaging/macos/traystatus.icns: 16..1024 px including the @2x variants.
 
-The SVG is drawn by the tray engineer; Qt's own SVG renderer (QtSvg, already a dependency)
+The SVG is drawn by hand (resources/icons/); Qt's own SVG renderer (QtSvg, already a dependency)
 rasterises it, so no Inkscape/rsvg is needed. ICO and ICNS are written here by hand: both
 formats accept PNG-compressed images, and the containers are a few header bytes (Qt's ICO
 writer stores a single size only).

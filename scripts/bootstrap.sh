@@ -7,7 +7,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$here"
 
 # X server, tray host, session bus, notification server, screenshots, clicks, and the X
-# client libraries Qt's xcb plugin loads (platform-notes: libxcb-icccm4, libxcb-keysyms1...).
+# client libraries Qt's xcb plugin loads (libxcb-icccm4, libxcb-keysyms1...).
 apt_packages=(
   xvfb xauth trayer dunst dbus-x11 dbus xdotool x11-utils imagemagick libnotify-bin
   libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxcb-image0 libxcb-render-util0

@@ -1,6 +1,6 @@
 """Where the packaged data lives.
 
-``sql/`` and ``resources/`` stay at the top of the source tree (design card); the wheel
+``sql/`` and ``resources/`` stay at the top of the source tree; the wheel
 carries them as ``traystatus/_data/sql`` and ``traystatus/_data/resources``. Both layouts
 are looked up here, so an installed traystatus needs no source checkout.
 """

@@ -1,4 +1,4 @@
-"""Regression test for the PySide6 bool-signal crash (platform-notes.md).
+"""Regression test for the PySide6 bool-signal crash.
 
 PySide6 6.12.0 on Python 3.11 steals a reference to True on every Signal(bool).emit; after
 about a thousand emits the interpreter aborts at exit ("Fatal Python error: bool_dealloc",

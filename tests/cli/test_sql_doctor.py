@@ -80,7 +80,7 @@ def test_doctor_all_good(cli: Cli, db_dsn: str) -> None:
     assert lines["SQL installed"] == "ok"
     assert lines["privileges"] == "ok"
     assert lines["keychain"] == "ok"  # the test keychain is a real, non-plaintext backend
-    # PACKAGING's desktop checks are hooked in: no session bus here, so warnings only.
+    # The desktop checks are hooked in: no session bus here, so warnings only.
     assert lines["tray host"] == "warn" and lines["notification server"] == "warn"
     assert f"version {EXPECTED_SQL_VERSION}, as expected" in r.stdout
 
@@ -141,7 +141,7 @@ def test_outdated_sql(
 
 
 def test_doctor_tls_levels(pg_server, tmp_path_factory) -> None:  # type: ignore[no-untyped-def]
-    """Through PACKAGING's TLS front (tests/packaging/test_tls.py): verified is ok, TLS
+    """Through the TLS front (tests/packaging/test_tls.py): verified is ok, TLS
     without verification is a warning that says how to verify, and the line says the TLS
     ends at a proxy (the server behind it sees a plain connection, as in StatBus)."""
     from tests.packaging.test_tls import TlsFront, make_certs

@@ -126,7 +126,7 @@ def own_server() -> Iterator[EmbeddedPostgres]:
     """A server this test may stop and start (not the shared one).
 
     Its folder is outside pytest's tmp_path on purpose: every pytest session that starts
-    (other engineers run theirs at the same time) resets /tmp/pytest-of-<user> to mode
+    (other test runs on the machine at the same time) resets /tmp/pytest-of-<user> to mode
     0700, which locks the `pgserver` system user out of a data folder below it.
     """
     server = temporary_server("traystatus-cli-test-")

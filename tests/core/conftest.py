@@ -19,8 +19,8 @@ from traystatus.core.monitor import Monitor, MonitorOptions
 from traystatus.core.state import State, Status
 from traystatus.demo.embedded import EmbeddedPostgres
 
-# Small intervals so failures show in seconds; generous waits because six engineers
-# share two cores: a wait only bounds how long a FAILING test takes.
+# Small intervals so failures show in seconds; generous waits because a CI machine
+# may be loaded: a wait only bounds how long a FAILING test takes.
 FAST = MonitorOptions(
     health_interval=1.0,
     health_timeout=1.0,

@@ -3,7 +3,7 @@
 stable = green disc with a check, processing = amber disc with an hourglass (and a ring
 that fills with the overall progress when it is known), disconnected / stale = grey disc
 with a slashed plug, error = red disc with a cross, connecting = grey disc with dots.
-Shapes as well as colours, so colour-blind users can tell them apart (tray-anchors.md).
+Shapes as well as colours, so colour-blind users can tell them apart.
 
 The SVGs (resources/icons/) are rendered with QSvgRenderer at every size the platform
 asks for, times the device pixel ratio, so they stay sharp from 16 px to 64 px and on

@@ -1,7 +1,7 @@
 """The Settings dialog: connection profiles, password in the keychain, notifications,
 start at login, icon style.
 
-Profiles and settings are the CLI engineer's ``ProfileStore`` (traystatus.core.profiles,
+Profiles and settings are ``ProfileStore`` (traystatus.core.profiles, as for the CLI:
 one TOML file, no secrets); passwords go through traystatus.core.credentials to the OS
 keychain. When there is no secure keychain the dialog says so in red and keeps the
 password out of every file (the user can still rely on ~/.pgpass) - never a silent drop.

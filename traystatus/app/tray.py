@@ -6,7 +6,7 @@ a second only while it changes with time (processing: "for 3 min"; disconnected:
 "retrying in N s"); a stable icon costs no timer at all.
 
 Menus are replaced by setting the new one before deleting the old (deleting the menu a
-tray still points to crashes some GNOME shells; tray-anchors.md).
+tray still points to crashes some GNOME shells).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 
 def _autostart() -> tuple[Callable[[], bool], Callable[[bool], None]] | None:
-    """PACKAGING's start-at-login switch, if this installation has it."""
+    """The start-at-login switch (traystatus.desktop.autostart), if this installation has it."""
     try:
         from traystatus.desktop import autostart
     except ImportError:

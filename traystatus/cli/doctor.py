@@ -5,7 +5,7 @@ from the connection's own SSL state, not guessed from the settings), the SQL ver
 against :data:`traystatus.core.sqlfiles.EXPECTED_SQL_VERSION`, and EXECUTE on the functions
 the monitor calls (then one real call). Environment checks (warnings only: a CLI-only user
 needs no tray): the keyring backend, and, when :mod:`traystatus.desktop.check` is
-installed (PACKAGING's part), the tray host and notification server it reports.
+installed, the tray host and notification server it reports.
 """
 
 from __future__ import annotations
@@ -212,7 +212,7 @@ def keychain_check() -> Check:
 
 
 async def desktop_checks() -> list[Check]:
-    """The hook for PACKAGING's traystatus.desktop.check: tray host, notification server."""
+    """traystatus.desktop.check's findings: tray host, notification server."""
     try:
         from traystatus.desktop import check as desktop_check
     except ImportError:

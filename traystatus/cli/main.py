@@ -201,14 +201,14 @@ def _seconds(text: str) -> float:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Delegate to the demo's own entry point (DEMO part), imported only when asked for."""
+    """Delegate to the demo's entry point, imported only when asked for."""
     from traystatus.demo import cli as demo_cli  # lazy: pulls in the embedded server
 
     return int(demo_cli.main(args) or 0)
 
 
 def run_tray(args: argparse.Namespace) -> int:
-    """No sub-command: the tray app (TRAY part); Qt is imported only here."""
+    """No sub-command: the tray app; Qt is imported only here."""
     import importlib
 
     app_main = importlib.import_module("traystatus.app.main")

@@ -2,7 +2,7 @@
 
 The tray app must be shown against something that behaves like a busy StatBus without a
 StatBus. This module writes what the real worker writes, in the same tables and columns
-(see ../shared/statbus-facts.md), so every trigger, NOTIFY and status function that
+(docs/statbus-compat.md), so every trigger, NOTIFY and status function that
 traystatus relies on fires exactly as it would in production:
 
 * import jobs walk ``upload_completed -> preparing_data -> analysing_data -> processing_data

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 from keyring.backend import KeyringBackend
+from keyring.compat import properties
 from keyring.errors import PasswordDeleteError
 
 
@@ -64,3 +65,15 @@ class FileKeyring(KeyringBackend):
         if data.pop(f"{service}/{username}", None) is None:
             raise PasswordDeleteError(f"no entry for {service}/{username}")
         self._save(data)
+
+
+class NeedsCryptoKeyring(FileKeyring):
+    """An encrypted file backend whose crypto package is not installed: like keyrings.alt's
+    EncryptedKeyring without pycryptodome, its priority raises, so keyring refuses to load
+    it when PYTHON_KEYRING_BACKEND names it."""
+
+    @properties.classproperty
+    def priority(cls) -> float:
+        import traystatus_test_no_such_crypto_package  # type: ignore[import-not-found]  # noqa: F401
+
+        return 1.0

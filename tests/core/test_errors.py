@@ -140,3 +140,40 @@ async def test_tcp_probe(templates: PgServer) -> None:
     params = psycopg.conninfo.conninfo_to_dict(templates.admin_dsn)
     assert await tcp_reachable(str(params["host"]), int(str(params["port"])), 3)
     assert not await tcp_reachable("127.0.0.1", free_port(), 3)
+
+
+@pytest.mark.asyncio
+async def test_no_such_database_without_a_password_is_config_not_unreachable(
+    db_dsn: str,
+) -> None:
+    """A login that needs no password (trust) to a database that does not exist: the
+    server answered, so it is not "cannot be reached"."""
+    dsn = with_params(db_dsn, dbname="no_such_db_here")
+    diag = await diagnose(await _connect_error(dsn), dsn, Phase.CONNECT)
+    assert diag.problem is Problem.CONFIG, diag
+    assert "The database 'no_such_db_here' does not exist" in diag.message
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("params", "named"),
+    [({"port": "99999"}, "port='99999'"), ({"port": "-1"}, "port='-1'"),
+     ({"sslmode": "bogus"}, "sslmode='bogus'"), ({"sslnegotiation": "x"}, "sslnegotiation='x'")],
+)
+async def test_an_invalid_setting_is_config_naming_it(
+    db_dsn: str, params: dict[str, str], named: str
+) -> None:
+    dsn = with_params(db_dsn, **params)
+    diag = await diagnose(await _connect_error(dsn), dsn, Phase.CONNECT)
+    assert diag.problem is Problem.CONFIG
+    assert f"{named} is not valid" in diag.message
+    assert "cannot be reached" not in diag.message
+
+
+@pytest.mark.asyncio
+async def test_messages_promise_no_retry(db_dsn: str) -> None:
+    """One-shot commands print these too: the retry, if any, is the caller's to tell
+    (the tray adds "Retrying in N s." from next_retry_at)."""
+    dsn = with_params(db_dsn, port=str(free_port()))
+    diag = await diagnose(await _connect_error(dsn), dsn, Phase.CONNECT)
+    assert "Retrying" not in diag.full_message and "on its own" not in diag.full_message

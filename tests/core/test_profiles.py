@@ -159,8 +159,10 @@ def test_broken_files_say_what_to_do(tmp_path: Path) -> None:
     with pytest.raises(ProfileError, match=r"not valid TOML.*move it away"):
         ProfileStore(path)
     path.write_text("[profiles.p]\nhots = 'x'\n")
-    with pytest.raises(ProfileError, match="unknown keys"):
-        ProfileStore(path)
+    store = ProfileStore(path)  # a bad profile is reported when used, not at load
+    assert "unknown keys" in store.invalid["p"]
+    with pytest.raises(ProfileError, match=r"unknown keys.*profile remove p"):
+        store.get("p")
 
 
 def test_new_settings_defaults() -> None:
@@ -281,3 +283,41 @@ def test_a_file_with_the_retired_settings_still_loads(
                  "notify_processing_started", "notify_import_finished"):
         assert gone not in text
     assert ProfileStore(path).settings == s
+
+
+def test_huge_settings_are_clamped_to_their_maximum_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Numbers past any sense (and past Qt's 2**31 ms timers, or timedelta's range) must not
+    reach the app: each is clamped to its maximum and named in a warning."""
+    from traystatus.core.profiles import SECONDS_MAX
+
+    path = tmp_path / "profiles.toml"
+    path.write_text(
+        "[settings]\n"
+        "disconnect_grace_s = 1e15\n"
+        "notify_min_processing_s = 1e308\n"
+        "health_timeout_s = 3e6\n"
+        f"health_interval_s = {10**400}\n"
+    )
+    with caplog.at_level("WARNING", logger="traystatus"):
+        settings = ProfileStore(path).settings
+    for name, high in SECONDS_MAX.items():
+        assert getattr(settings, name) == high, name
+        assert any(name in r.getMessage() and f"using {high!r}" in r.getMessage()
+                   for r in caplog.records), name
+    assert max(SECONDS_MAX.values()) * 1000 < 2**31  # every one fits a Qt timer
+    with pytest.raises(ProfileError, match="from 1 to 300"):
+        Settings(health_timeout_s=301).validate()
+
+
+def test_config_dir_without_a_home_is_a_profile_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import platformdirs
+
+    def no_home(*_: object, **__: object) -> Path:
+        raise RuntimeError("could not determine the home directory")
+
+    monkeypatch.delenv("TRAYSTATUS_CONFIG_DIR", raising=False)
+    monkeypatch.setattr(platformdirs, "user_config_path", no_home)
+    with pytest.raises(ProfileError, match="set HOME, or set TRAYSTATUS_CONFIG_DIR"):
+        ProfileStore()

@@ -104,7 +104,7 @@ def run_app(args: Any) -> int:
     try:
         logfile = setup_file_logging(debug=verbose > 1)
         log.info("traystatus tray app starting; log file %s", logfile)
-    except OSError as ex:
+    except (OSError, RuntimeError) as ex:  # RuntimeError: no home folder to find it in
         print(f"traystatus: cannot write the log file ({ex}); logging to stderr", file=sys.stderr)
 
     try:

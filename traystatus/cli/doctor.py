@@ -16,25 +16,32 @@ import enum
 import ipaddress
 import json
 import logging
+import shlex
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 
 from traystatus.cli.exitcodes import CliError, ExitCode
-from traystatus.cli.target import resolve_conninfo, resolve_target
+from traystatus.cli.target import connect_limit, resolve_connection, resolve_target
 from traystatus.core import credentials, errors, sqlfiles
+from traystatus.core.profiles import ProfileError, ProfileStore
 
 log = logging.getLogger(__name__)
 
-# The functions the monitor and the tray call, with their argument types.
+# Every function sql/install.sql grants to StatBus's roles (the ones the monitor and the
+# tray call, and the two they call in turn), with their argument types.
 FUNCTIONS = (
+    "public.system_stability_sql_version()",
+    "public.system_stability_job_state_active(public.import_job_state)",
     "public.is_system_stable()",
+    "public.get_analytics_tasks_in_progress()",
     "public.get_system_status_details()",
     "public.system_work_mark()",
     "public.get_system_work_summary(bigint, timestamptz)",
 )
 DESKTOP_TIMEOUT = 3.0
+QUERY_TIMEOUT = 30.0  # all the checks' queries together, once connected
 
 
 class Level(enum.Enum):
@@ -124,14 +131,26 @@ async def tls_check(conn: psycopg.AsyncConnection[Any]) -> Check:
                  "sslnegotiation=direct")
 
 
-async def database_checks(conninfo: str) -> list[Check]:
+def _connect_failed(diag: errors.Diagnosis) -> Check:
+    return Check("database reachable", Level.FAIL, diag.full_message)
+
+
+async def database_checks(
+    conninfo: str, probe_error: psycopg.Error | None = None
+) -> list[Check]:
+    """The database's lines. ``probe_error``: the password probe's own failure (the same
+    connection failed a moment ago): reported as it is, without a second wait."""
+    if probe_error is not None:
+        return [_connect_failed(await errors.diagnose(probe_error, conninfo,
+                                                      errors.Phase.CONNECT))]
     checks: list[Check] = []
     try:
-        conn = await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
-    except psycopg.Error as ex:
+        conn = await asyncio.wait_for(
+            psycopg.AsyncConnection.connect(conninfo, autocommit=True), connect_limit(conninfo)
+        )
+    except (psycopg.Error, TimeoutError) as ex:
         diag = await errors.diagnose(ex, conninfo, errors.Phase.CONNECT)
-        detail = diag.message + (f" (server said: {diag.detail})" if diag.detail else "")
-        checks.append(Check("database reachable", Level.FAIL, detail))
+        checks.append(_connect_failed(diag))
         return checks
     async with conn:
         info = conn.info
@@ -203,6 +222,19 @@ async def _privilege_check(conn: psycopg.AsyncConnection[Any]) -> Check:
                  f"{user!r} may call the traystatus functions (the system is {state} now)")
 
 
+def profile_checks() -> list[Check]:
+    """One warning per profile in the settings file that is not valid (others still work)."""
+    try:
+        store = ProfileStore()
+    except ProfileError as ex:
+        return [Check("settings file", Level.WARN, str(ex))]
+    return [
+        Check("profiles", Level.WARN, why,
+              f"fix it in {store.path}, or `traystatus profile remove {shlex.quote(name)}`")
+        for name, why in store.invalid.items()
+    ]
+
+
 def keychain_check() -> Check:
     info = credentials.keychain_info()
     if info.secure:
@@ -235,11 +267,23 @@ async def run_checks(args: argparse.Namespace) -> list[Check]:
     source = f"profile {target.label}" if target.stored else "--dsn / libpq defaults"
     checks = [Check("connection", Level.INFO, f"{source}: {target.profile.describe()}")]
     try:
-        conninfo = await asyncio.to_thread(resolve_conninfo, target)
+        conninfo, probe_error = await asyncio.to_thread(resolve_connection, target)
     except CliError as ex:
         checks.append(Check("database reachable", Level.FAIL, str(ex)))
     else:
-        checks.extend(await database_checks(conninfo))
+        try:
+            checks.extend(await asyncio.wait_for(
+                database_checks(conninfo, probe_error),
+                connect_limit(conninfo) + QUERY_TIMEOUT,
+            ))
+        except TimeoutError:
+            checks.append(Check(
+                "database", Level.FAIL,
+                f"connected, but the server did not answer the checks within "
+                f"{QUERY_TIMEOUT:g} s (a lock or an overloaded server)",
+                "try again later, or ask the administrator what holds the server",
+            ))
+    checks.extend(profile_checks())
     checks.append(keychain_check())
     checks.extend(await desktop_checks())
     return checks

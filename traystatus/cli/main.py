@@ -91,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object")
     p.add_argument("--details", action="store_true", help="also import jobs and analytics tasks")
     p.add_argument("--timeout", type=_seconds, default=30.0, metavar="S",
-                   help="give up (exit 3) when no answer comes within S seconds (default 30)")
+                   help="seconds to wait, once connected, for the answer (and --details) "
+                   "(default 30); connecting has its own limit, connect_timeout (10 s)")
     _relay_options(p)
 
     p = command(
@@ -99,7 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
         "block until the system is stable (exit 0) or the timeout passes (exit 1)",
     )
     p.add_argument("--timeout", type=_seconds, default=None, metavar="S",
-                   help="seconds to wait at most (default: no limit)")
+                   help="seconds to wait after the first answer (default: no limit); "
+                   "0: exit 0 if stable now, else 1. Connecting has its own limit, "
+                   "connect_timeout (10 s)")
     p.add_argument("--quiet", "-q", action="store_true", help="print nothing while waiting")
     _relay_options(p)
 

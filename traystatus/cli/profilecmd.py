@@ -8,6 +8,7 @@ command changes nothing and says what to do (a keychain, or ~/.pgpass with --no-
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import json
 import shlex
@@ -83,12 +84,21 @@ def cmd_add(args: argparse.Namespace) -> int:
             "it out (libpq can prompt or read it from its own files)",
             ExitCode.USAGE,
         )
+    if password is not None and args.no_password:
+        raise CliError(
+            f"profile {args.name!r}: the DSN holds a password, but --no-password says to "
+            "store none: remove password=... from the DSN (and put it in ~/.pgpass), or "
+            "leave out --no-password to keep it in the keychain. Nothing was changed.",
+            ExitCode.USAGE,
+        )
     typed = _read_password(args, args.name)
     if typed is not None:
         password = typed
 
+    previous: str | None = None
     if password is not None:
         # The keychain first: if it cannot take the password, nothing is changed at all.
+        previous = credentials.get_password(args.name)
         try:
             credentials.store_password(args.name, password)
         except credentials.NoSecureKeychain as ex:
@@ -100,7 +110,14 @@ def cmd_add(args: argparse.Namespace) -> int:
     try:
         store.put(profile, make_default=args.default)
     except ProfileError as ex:
-        raise CliError(str(ex), ExitCode.UNUSABLE) from ex
+        if password is not None:  # undo the keychain half: nothing changed
+            if previous is None:
+                credentials.delete_password(args.name)
+            else:
+                with contextlib.suppress(credentials.NoSecureKeychain):
+                    credentials.store_password(args.name, previous)
+        raise CliError(f"{ex}. Profile {args.name!r} was not saved.",
+                       ExitCode.UNUSABLE) from ex
     where = "password in the keychain" if password is not None else "no password stored"
     default = " (default)" if store.default_name == args.name else ""
     print(f"saved profile {args.name!r}{default}: {profile.describe()}; {where}")
@@ -111,7 +128,7 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     store = _store()
-    rows = []
+    rows: list[dict[str, object]] = []
     for profile in store:
         rows.append(
             {
@@ -121,29 +138,61 @@ def cmd_list(args: argparse.Namespace) -> int:
                 "password_in_keychain": credentials.get_password(profile.name) is not None,
             }
         )
+    for name, why in store.invalid.items():
+        rows.append({"name": name, "default": name == store.default_name, "connection": None,
+                     "password_in_keychain": None, "error": why})
     if args.json:
         print(json.dumps({"config_file": str(store.path), "profiles": rows}, indent=2))
         return int(ExitCode.OK)
     if not rows:
         print(f"no profiles in {store.path}; add one with `traystatus profile add NAME ...`")
         return int(ExitCode.OK)
-    width = max(len(r["name"]) for r in rows)  # type: ignore[arg-type]
+    width = max(len(str(r["name"])) for r in rows)
     for r in rows:
         mark = "*" if r["default"] else " "
+        if r.get("error") is not None:
+            print(f"{mark} {r['name']:<{width}}  NOT VALID: {r['error']} (fix it in "
+                  f"{store.path}, or `traystatus profile remove {shlex.quote(str(r['name']))}`)")
+            continue
         pw = "keychain" if r["password_in_keychain"] else "no password stored"
         print(f"{mark} {r['name']:<{width}}  {r['connection']}  [{pw}]")
     return int(ExitCode.OK)
 
 
 def cmd_remove(args: argparse.Namespace) -> int:
+    """Both halves or neither: the keychain entry first (kept in memory), then the file;
+    if the file cannot be written, the entry is put back."""
     store = _store()
+    name = args.name
+    if name not in store and name not in store.invalid:
+        try:
+            store.get(name)  # the error names the profiles there are
+        except ProfileError as ex:
+            raise CliError(str(ex), ExitCode.UNUSABLE) from ex
     try:
-        store.remove(args.name)
+        old = credentials.peek_password(name)
+        removed = credentials.delete_password_or_raise(name)
+    except credentials.NoSecureKeychain as ex:
+        raise CliError(
+            f"profile {name!r} was NOT removed (neither from {store.path} nor from the "
+            f"keychain): {ex}. Fix the keychain and run it again.",
+            ExitCode.UNUSABLE,
+        ) from ex
+    try:
+        store.remove(name)
     except ProfileError as ex:
-        raise CliError(str(ex), ExitCode.UNUSABLE) from ex
-    removed = credentials.delete_password(args.name)
-    extra = " and its keychain entry" if removed else ""
-    print(f"removed profile {args.name!r}{extra}")
+        restored = ""
+        if removed and old is not None:
+            try:
+                credentials.store_password(name, old)
+                restored = "; its keychain entry was put back, so nothing changed"
+            except credentials.NoSecureKeychain as ex2:
+                restored = (f"; its keychain entry was removed and could not be put back "
+                            f"({ex2}): store it again with `traystatus profile add`")
+        raise CliError(f"profile {name!r} was NOT removed: {ex}{restored}",
+                       ExitCode.UNUSABLE) from ex
+    extra = " and its keychain entry" if removed else " (it had no keychain entry)"
+    print(f"removed profile {name!r}{extra}")
     return int(ExitCode.OK)
 
 

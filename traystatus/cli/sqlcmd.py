@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 
 import psycopg
 
 from traystatus.cli.exitcodes import CliError, ExitCode
-from traystatus.cli.target import resolve_conninfo, resolve_target
+from traystatus.cli.target import connect_limit, resolve_connection, resolve_target
 from traystatus.core import errors, sqlfiles
 
 
@@ -24,10 +25,12 @@ def _version(v: int | None) -> str:
 
 def _run(args: argparse.Namespace, which: sqlfiles.SqlFile) -> int:
     target = resolve_target(args.dsn, args.profile)
-    conninfo = resolve_conninfo(target)
+    conninfo, probe_error = resolve_connection(target)
+    if probe_error is not None:  # the same connection just failed: say why, at once
+        raise CliError(_explain(probe_error, conninfo, which), ExitCode.UNUSABLE)
     try:
-        before, after = asyncio.run(sqlfiles.apply(conninfo, which))
-    except psycopg.Error as ex:
+        before, after = asyncio.run(_apply(conninfo, which))
+    except (psycopg.Error, TimeoutError) as ex:
         raise CliError(_explain(ex, conninfo, which), ExitCode.UNUSABLE) from ex
     expected = sqlfiles.EXPECTED_SQL_VERSION
     if args.json:
@@ -47,13 +50,30 @@ def _run(args: argparse.Namespace, which: sqlfiles.SqlFile) -> int:
     return int(ExitCode.OK)
 
 
-def _explain(ex: psycopg.Error, conninfo: str, which: str) -> str:
+async def _apply(conninfo: str, which: sqlfiles.SqlFile) -> tuple[int | None, int | None]:
+    """sqlfiles.apply with a deadline on connecting (libpq's connect_timeout, and an outer
+    limit); the SQL itself may wait for StatBus's table locks as long as it needs."""
+    connected = asyncio.Event()
+    task = asyncio.create_task(sqlfiles.apply(conninfo, which, on_connect=connected.set))
+    waiter = asyncio.create_task(connected.wait())
+    try:
+        await asyncio.wait({task, waiter}, timeout=connect_limit(conninfo),
+                           return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+    if not task.done() and not connected.is_set():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, psycopg.Error):
+            await task
+        raise TimeoutError(f"no connection within {connect_limit(conninfo):g} s")
+    return await task
+
+
+def _explain(ex: psycopg.Error | TimeoutError, conninfo: str, which: str) -> str:
     """The fact, the state (nothing changed: one transaction) and the fix."""
-    if not ex.sqlstate:  # failed while connecting: unreachable, password, TLS
+    if not isinstance(ex, psycopg.Error) or not ex.sqlstate:  # failed while connecting
         diag = asyncio.run(errors.diagnose(ex, conninfo, errors.Phase.CONNECT))
-        return f"{which}-sql could not connect: {diag.message}" + (
-            f" (server said: {diag.detail})" if diag.detail else ""
-        )
+        return f"{which}-sql could not connect: {diag.full_message}"
     said = ex.diag.message_primary or str(ex)
     head = f"{which}-sql failed and changed nothing (it runs as one transaction): {said}"
     if ex.sqlstate == "42501":  # insufficient_privilege, "must be owner of ..."

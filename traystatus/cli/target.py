@@ -22,11 +22,15 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from traystatus.cli.exitcodes import CliError, ExitCode
+from traystatus.core import conncheck
 from traystatus.core.password import Source
 from traystatus.core.password import resolve as resolve_password
 from traystatus.core.profiles import ConnectionProfile, ProfileError, ProfileStore
 
 log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT = 10.0
+"""Seconds one connection attempt may take unless the DSN or profile sets connect_timeout."""
 
 
 @dataclass(frozen=True)
@@ -63,9 +67,37 @@ def resolve_target(dsn: str | None, profile_name: str | None,
 
 def _parse(dsn: str) -> dict[str, str]:
     try:
-        return {k: str(v) for k, v in conninfo_to_dict(dsn).items() if v is not None}
+        params = {k: str(v) for k, v in conninfo_to_dict(dsn).items() if v is not None}
     except psycopg.ProgrammingError as ex:
         raise CliError(f"--dsn is not a valid conninfo or URL: {ex}", ExitCode.USAGE) from ex
+    invalid = conncheck.problems(params)
+    if invalid:
+        raise CliError(f"--dsn: {'; '.join(invalid)}", ExitCode.USAGE)
+    return params
+
+
+def connect_timeout(conninfo: str) -> float:
+    """The seconds libpq waits for one connection attempt: the DSN's or profile's
+    ``connect_timeout``, else :data:`CONNECT_TIMEOUT` (0, "forever" to libpq, is not
+    allowed here: every command has a deadline)."""
+    try:
+        value = conninfo_to_dict(conninfo).get("connect_timeout")
+        seconds = float(value) if value is not None else 0.0
+    except (psycopg.Error, ValueError):
+        seconds = 0.0
+    return seconds if seconds > 0 else CONNECT_TIMEOUT
+
+
+def with_deadline(conninfo: str) -> str:
+    """``conninfo`` with an explicit ``connect_timeout`` (libpq's default is to wait
+    forever, e.g. for a server that accepts TCP and never answers)."""
+    return make_conninfo(conninfo, connect_timeout=str(round(connect_timeout(conninfo))))
+
+
+def connect_limit(conninfo: str) -> float:
+    """An outer limit for one connect: libpq applies connect_timeout per host and address,
+    and psycopg resolves the host name itself before libpq starts."""
+    return connect_timeout(conninfo) * 2 + 1
 
 
 def _where(params: dict[str, str]) -> str:
@@ -84,16 +116,29 @@ def resolve_conninfo(
 
     Never logs the result: it may hold the password.
     """
+    return resolve_connection(target, interactive=interactive, stdin=stdin)[0]
+
+
+def resolve_connection(
+    target: Target,
+    *,
+    interactive: bool | None = None,
+    stdin: TextIO | None = None,
+) -> tuple[str, psycopg.Error | None]:
+    """The conninfo (with a connect_timeout, and the password when one had to be found),
+    and the error of the password probe when it failed for another reason (unreachable,
+    no answer, no such database...): a one-shot command reports that at once instead of
+    waiting for the same failure a second time."""
     try:
-        conninfo = target.profile.to_conninfo()
+        conninfo = with_deadline(target.profile.to_conninfo())
         params = target.profile.params()
     except psycopg.ProgrammingError as ex:
         raise CliError(f"the connection settings are not valid: {ex}", ExitCode.USAGE) from ex
     found = resolve_password(conninfo, target.profile.name if target.stored else None)
     if found.source is not Source.NEEDED:
         if found.password is None:
-            return conninfo  # in the DSN, or libpq finds it (or none is needed)
-        return make_conninfo(conninfo, password=found.password)
+            return conninfo, found.error  # in the DSN, or libpq finds it (or none needed)
+        return make_conninfo(conninfo, password=found.password), found.error
 
     if interactive is None:
         stream = stdin if stdin is not None else sys.stdin
@@ -104,7 +149,7 @@ def resolve_conninfo(
             password = getpass.getpass(f"Password for {where}: ")
         except (EOFError, KeyboardInterrupt):
             raise CliError("no password given", ExitCode.UNUSABLE) from None
-        return make_conninfo(conninfo, password=password)
+        return make_conninfo(conninfo, password=password), None
 
     hint = (
         f"store it with `traystatus profile add {target.profile.name} ...`"

@@ -27,10 +27,20 @@ from collections.abc import AsyncIterator, Coroutine
 from datetime import date, datetime
 from typing import Any, TextIO
 
+import psycopg
+
 from traystatus.cli.exitcodes import CliError, ExitCode
-from traystatus.cli.target import resolve_conninfo, resolve_target
+from traystatus.cli.target import (
+    connect_limit,
+    connect_timeout,
+    resolve_connection,
+    resolve_conninfo,
+    resolve_target,
+)
+from traystatus.core import errors
 from traystatus.core.details import Details, format_duration
-from traystatus.core.source import SourceError, StateSource, open_source
+from traystatus.core.monitor import MonitorOptions
+from traystatus.core.source import SourceError, StateSource, is_relay, open_source
 from traystatus.core.state import State, Status
 
 log = logging.getLogger(__name__)
@@ -71,7 +81,11 @@ class SourceSpec:
     def open(self) -> StateSource:
         if self.token is not None:
             return open_source(self.target, token=self.token)
-        return open_source(self.target)
+        if is_relay(self.target):
+            return open_source(self.target)
+        # A database: the monitor's connect deadline is the conninfo's connect_timeout.
+        return open_source(self.target,
+                           MonitorOptions(connect_timeout=connect_timeout(self.target)))
 
 
 @contextlib.asynccontextmanager
@@ -158,6 +172,13 @@ def _conninfo(args: argparse.Namespace) -> SourceSpec:
     return SourceSpec(resolve_conninfo(resolve_target(args.dsn, args.profile)))
 
 
+def first_answer_limit(conninfo: str | SourceSpec) -> float:
+    """How long the first answer may take: one connect attempt (the monitor's own limit)
+    and its first read. ``--timeout`` counts from that answer on."""
+    target = conninfo.target if isinstance(conninfo, SourceSpec) else conninfo
+    return connect_limit(target) + MonitorOptions().health_timeout + 1
+
+
 # -- output ---------------------------------------------------------------------------------
 
 
@@ -219,9 +240,9 @@ async def _status(
     conninfo: str | SourceSpec, seconds: float, want_details: bool
 ) -> tuple[Status | None, Details | None]:
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
     async with monitoring(conninfo) as session:
-        status = await next_status(session, deadline)
+        status = await next_status(session, loop.time() + first_answer_limit(conninfo))
+        deadline = loop.time() + seconds
         details = None
         if status is not None and status.is_known and want_details:
             session.monitor.subscribe_details()
@@ -234,12 +255,29 @@ async def _status(
     return status, details
 
 
+def _probe_status(conninfo: str, error: psycopg.Error) -> Status:
+    """The Status the monitor would report for the password probe's failure: the same
+    connection, tried a moment ago, so ``status`` does not wait for it twice."""
+    diag = asyncio.run(errors.diagnose(error, conninfo, errors.Phase.CONNECT))
+    state = State.DISCONNECTED if diag.transient else State.ERROR
+    return Status(state, problem=diag.problem, message=diag.full_message)
+
+
 def cmd_status(args: argparse.Namespace) -> int:
-    conninfo = _conninfo(args)
-    status, details = asyncio.run(_status(conninfo, args.timeout, args.details))
+    status: Status | None = None
+    details: Details | None = None
+    if getattr(args, "relay", None):
+        spec = _conninfo(args)
+    else:
+        conninfo, probe_error = resolve_connection(resolve_target(args.dsn, args.profile))
+        spec = SourceSpec(conninfo)
+        if probe_error is not None:
+            status = _probe_status(conninfo, probe_error)
     if status is None:
-        msg = (f"no answer from the database within {args.timeout:g} s; check the network, "
-               "or run `traystatus doctor`")
+        status, details = asyncio.run(_status(spec, args.timeout, args.details))
+    if status is None:
+        msg = (f"no answer within {first_answer_limit(spec):g} s of connecting; check the "
+               "network, or run `traystatus doctor`")
         if args.json:
             print(json.dumps({"state": "unknown", "since": None, "problem": "timeout",
                               "reason": msg}))
@@ -259,13 +297,25 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 async def _wait(conninfo: str | SourceSpec, seconds: float | None, quiet: bool) -> int:
+    """``seconds`` counts from the first answer (the state, or why there is none), so
+    ``--timeout 0`` asks "is it stable now?" and connecting is bounded by connect_timeout."""
     loop = asyncio.get_running_loop()
-    deadline = None if seconds is None else loop.time() + seconds
+    deadline: float | None = loop.time() + first_answer_limit(conninfo)
     last: tuple[State, object] | None = None
+    answered = False
     async with monitoring(conninfo) as session:
         while True:
             status = await next_status(session, deadline)
+            if not answered:
+                if status is None:
+                    print(f"traystatus wait: no answer within {first_answer_limit(conninfo):g}"
+                          " s of connecting; check the network, or run `traystatus doctor`",
+                          file=sys.stderr)
+                    return int(ExitCode.TIMEOUT)
+                answered = True
+                deadline = None if seconds is None else loop.time() + seconds
             if status is None:
+                assert seconds is not None
                 last_text = f" (still {LABELS[last[0]]})" if last else ""
                 print(f"traystatus wait: not stable after {seconds:g} s{last_text}",
                       file=sys.stderr)

@@ -17,6 +17,7 @@ about 40 ms, and the CLI's one-shot commands mostly never ask the keychain.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from keyring.backend import KeyringBackend
 
 SERVICE = "traystatus"
+BACKEND_ENV = "PYTHON_KEYRING_BACKEND"
 
 log = logging.getLogger(__name__)
 
@@ -83,22 +85,56 @@ def _judge(backend: KeyringBackend) -> str:
     return ""
 
 
-def _active() -> KeyringBackend:
-    import keyring
+class BrokenKeychain(NoSecureKeychain):
+    """The keychain could not be used at all (the backend does not start, or it failed
+    while reading or deleting): an entry may exist that traystatus cannot reach."""
 
-    return keyring.get_keyring()
+    def __init__(self, backend_name: str, reason: str) -> None:
+        super().__init__(backend_name, reason)
+        self.args = (f"the keychain cannot be used: {reason}",)
+
+
+def _active() -> tuple[KeyringBackend | None, KeychainInfo]:
+    """The active backend and its judgement; (None, why) when it cannot even start.
+
+    ``PYTHON_KEYRING_BACKEND`` (or keyring's config file) may name a backend that cannot
+    work here: the Secret Service without a session bus, an encrypted file backend without
+    its crypto package. keyring then raises from ``get_keyring()`` itself.
+    """
+    try:
+        import keyring  # loaded when first needed: the CLI's one-shot commands may not
+
+        backend = keyring.get_keyring()
+    except Exception as ex:  # any backend's own start-up failure
+        forced = os.environ.get(BACKEND_ENV, "")
+        name = forced or "(keyring's configured backend)"
+        chosen = f"{BACKEND_ENV}={forced}" if forced else "keyring's configuration"
+        reason = (f"the keyring backend {name} cannot start ({type(ex).__name__}: "
+                  f"{_one_line(ex)}); fix what it needs or change {chosen}")
+        return None, KeychainInfo(name, False, reason)
+    reason = _judge(backend)
+    return backend, KeychainInfo(_name(backend), not reason, reason)
+
+
+def _one_line(ex: BaseException) -> str:
+    return " ".join(str(ex).split()) or type(ex).__name__
 
 
 def keychain_info(backend: KeyringBackend | None = None) -> KeychainInfo:
-    """Judge ``backend`` (the active keyring backend by default)."""
-    backend = backend if backend is not None else _active()
+    """Judge ``backend`` (the active keyring backend by default). Never raises."""
+    if backend is None:
+        return _active()[1]
     reason = _judge(backend)
     return KeychainInfo(_name(backend), not reason, reason)
 
 
 def require_secure(backend: KeyringBackend | None = None) -> KeyringBackend:
     """The active backend if it is secure, else raise :class:`NoSecureKeychain`."""
-    backend = backend if backend is not None else _active()
+    if backend is None:
+        active, info = _active()
+        if active is None:
+            raise BrokenKeychain(info.backend_name, info.reason)
+        backend = active
     info = keychain_info(backend)
     if not info.secure:
         raise NoSecureKeychain(info.backend_name, info.reason)
@@ -107,13 +143,13 @@ def require_secure(backend: KeyringBackend | None = None) -> KeyringBackend:
 
 def store_password(profile: str, password: str) -> None:
     """Put ``password`` in the keychain for ``profile``; raises NoSecureKeychain."""
-    import keyring.errors
-
     backend = require_secure()
     try:
         backend.set_password(SERVICE, profile, password)
-    except keyring.errors.KeyringError as ex:  # locked, refused, D-Bus gone
-        raise NoSecureKeychain(_name(backend), f"the keychain refused to store it ({ex})") from ex
+    except Exception as ex:  # KeyringError (locked, refused), or the backend's own (D-Bus)
+        raise NoSecureKeychain(
+            _name(backend), f"the keychain refused to store it ({_one_line(ex)})"
+        ) from ex
     log.debug("stored the password of profile %r in %s", profile, _name(backend))
 
 
@@ -123,33 +159,72 @@ def get_password(profile: str) -> str | None:
     Reading never raises: a missing keychain only means "not stored", and the caller asks
     the user or relies on libpq (PGPASSWORD, ~/.pgpass) instead.
     """
-    import keyring.errors
-
-    backend = _active()
-    info = keychain_info(backend)
+    backend, info = _active()
+    if backend is None:
+        _warn_once(f"the keychain cannot be read: {info.reason}")
+        return None
     if not info.secure:
         log.debug("not reading the keychain: %s", info.reason)
         return None
     try:
-        value = backend.get_password(SERVICE, profile)
-    except keyring.errors.KeyringError as ex:
-        log.warning("could not read the keychain (%s): %s", info.backend_name, ex)
+        return backend.get_password(SERVICE, profile)
+    except Exception as ex:  # KeyringError, or the backend's own (D-Bus, crypto)
+        _warn_once(f"could not read the keychain ({info.backend_name}: {_one_line(ex)})")
         return None
-    return value
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(text: str) -> None:
+    if text not in _warned:
+        _warned.add(text)
+        log.warning("%s. To fix: %s", text, ADVICE)
 
 
 def delete_password(profile: str) -> bool:
-    """Remove the stored password of ``profile``; True if one was removed."""
+    """Remove the stored password of ``profile``; True if one was removed. Never raises
+    (a failure is logged); :func:`delete_password_or_raise` says why instead."""
+    try:
+        return delete_password_or_raise(profile)
+    except NoSecureKeychain as ex:
+        log.warning("could not delete the password of %r from the keychain: %s", profile, ex)
+        return False
+
+
+def delete_password_or_raise(profile: str) -> bool:
+    """Remove the stored password of ``profile``: True if one was removed, False if there
+    was none (an insecure backend never got one: traystatus does not store there).
+    Raises :class:`BrokenKeychain` when the keychain could not be asked."""
+    backend, info = _active()
+    if backend is None:
+        raise BrokenKeychain(info.backend_name, info.reason)
+    if not info.secure:
+        return False
     import keyring.errors
 
-    backend = _active()
-    if not keychain_info(backend).secure:
-        return False
     try:
         backend.delete_password(SERVICE, profile)
     except keyring.errors.PasswordDeleteError:
         return False
-    except keyring.errors.KeyringError as ex:
-        log.warning("could not delete the password of %r from the keychain: %s", profile, ex)
-        return False
+    except Exception as ex:  # KeyringError, or the backend's own (D-Bus, crypto)
+        raise BrokenKeychain(
+            info.backend_name, f"the keychain refused to delete it ({_one_line(ex)})"
+        ) from ex
     return True
+
+
+def peek_password(profile: str) -> str | None:
+    """The stored password, raising :class:`BrokenKeychain` when the keychain cannot be
+    read (``get_password`` says None instead): to put an entry back after a failure."""
+    backend, info = _active()
+    if backend is None:
+        raise BrokenKeychain(info.backend_name, info.reason)
+    if not info.secure:
+        return None
+    try:
+        return backend.get_password(SERVICE, profile)
+    except Exception as ex:
+        raise BrokenKeychain(
+            info.backend_name, f"the keychain could not be read ({_one_line(ex)})"
+        ) from ex

@@ -35,8 +35,9 @@ from dataclasses import dataclass
 
 import psycopg
 from psycopg import errors as pgerrors
-from psycopg.conninfo import conninfo_to_dict
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from traystatus.core import conncheck
 from traystatus.core.state import Problem
 
 
@@ -100,6 +101,7 @@ class Target:
     user: str = ""
     sslmode: str = ""
     sslnegotiation: str = ""
+    connect_timeout: str = ""
 
     @classmethod
     def from_conninfo(cls, conninfo: str) -> Target:
@@ -119,6 +121,7 @@ class Target:
             user=get("user"),
             sslmode=get("sslmode"),
             sslnegotiation=get("sslnegotiation"),
+            connect_timeout=get("connect_timeout"),
         )
 
     @property
@@ -166,6 +169,16 @@ def classify(ex: BaseException, conninfo: str = "", phase: Phase = Phase.QUERY) 
     detail = _detail(ex)
     if isinstance(ex, TraystatusError):
         return Diagnosis(ex.problem, ex.message)
+    if phase is Phase.CONNECT:
+        invalid = _invalid_setting(conninfo)
+        if invalid:
+            return Diagnosis(
+                Problem.CONFIG,
+                f"The connection settings are not valid: {invalid}. Nothing was tried. Fix "
+                "it in the DSN or profile (`traystatus profile add` again, or edit "
+                "profiles.toml).",
+                detail,
+            )
     sqlstate = getattr(ex, "sqlstate", None)
     if isinstance(ex, psycopg.Error) and sqlstate:
         by_state = _by_sqlstate(sqlstate, target, detail)
@@ -184,8 +197,8 @@ def classify(ex: BaseException, conninfo: str = "", phase: Phase = Phase.QUERY) 
         if phase is Phase.QUERY:
             return Diagnosis(
                 Problem.CONNECTION_LOST,
-                f"The connection to {target.where} was lost. Reconnecting on its own; "
-                "if it keeps failing, check the network and that the server runs.",
+                f"The connection to {target.where} was lost. If it keeps failing, check "
+                "the network and that the server runs.",
                 detail,
             )
         return _classify_connect(ex, target, detail, reachable=None)
@@ -194,7 +207,7 @@ def classify(ex: BaseException, conninfo: str = "", phase: Phase = Phase.QUERY) 
     return Diagnosis(
         Problem.INTERNAL,
         f"traystatus hit an unexpected error ({type(ex).__name__}: {_first_line(ex)}). "
-        "It keeps retrying; please report this with the log file.",
+        "Please report this with the log file.",
         detail,
     )
 
@@ -208,20 +221,105 @@ async def diagnose(
     nothing, so no password or user name travels in clear text.
     """
     target = Target.from_conninfo(conninfo)
+    pgconn = getattr(ex, "pgconn", None)
     if (
         phase is Phase.CONNECT
         and isinstance(ex, psycopg.OperationalError)
         and not isinstance(ex, pgerrors.ConnectionTimeout)
         and not getattr(ex, "sqlstate", None)
-        and target.wants_tls
+        and pgconn is not None
+        and not pgconn.needs_password
+        and not _invalid_setting(conninfo)
     ):
-        pgconn = getattr(ex, "pgconn", None)
-        if pgconn is not None and not pgconn.used_password and not pgconn.needs_password:
+        reachable: bool | None = None
+        if not pgconn.used_password:
             host = _decode(pgconn.hostaddr) or _decode(pgconn.host) or target.host
             port = _decode(pgconn.port) or target.port or "5432"
-            reachable = await tcp_reachable(host, int(port), probe_timeout)
+            reachable = port.isdigit() and await tcp_reachable(host, int(port), probe_timeout)
+        if pgconn.used_password or (reachable and not target.wants_tls):
+            # The server answered and refused: which database, or which login?
+            found = await _login_probe(conninfo, target, _db_name(pgconn, target),
+                                       _detail(ex), probe_timeout)
+            if found is not None:
+                return found
+        if reachable is not None:
             return _classify_connect(ex, target, _detail(ex), reachable=reachable)
     return classify(ex, conninfo, phase)
+
+
+def _invalid_setting(conninfo: str) -> str:
+    try:
+        params = conninfo_to_dict(conninfo)
+    except psycopg.Error:
+        return ""  # not parsable: classify() reports it as such
+    return conncheck.first_problem(params)
+
+
+def _db_name(pgconn: object, target: Target) -> str:
+    try:
+        raw = pgconn.db  # type: ignore[attr-defined]
+    except Exception:  # a failed PGconn may refuse; the conninfo will do
+        raw = b""
+    return _decode(raw) or target.dbname or target.user
+
+
+PROBE_DATABASE = "template1"  # exists on every PostgreSQL server and accepts connections
+
+
+async def _login_probe(
+    conninfo: str, target: Target, dbname: str, detail: str, seconds: float
+) -> Diagnosis | None:
+    """A failed login, told apart: no such database, no access to it, or the login itself.
+
+    libpq keeps the SQLSTATE of a failed start-up to itself, and the server's text is
+    translated, so instead the same login is tried once more on ``template1``. If that
+    works, the login is right and the database is the problem, and ``pg_database`` says
+    whether it exists. If the password is refused there too, it is the password or the
+    user. Anything else (pg_hba.conf refusing template1) decides nothing: None.
+    """
+    if not dbname or dbname == PROBE_DATABASE:
+        return None
+    timeout = str(max(1, min(int(seconds), int(target.connect_timeout or seconds))))
+    probe = make_conninfo(conninfo, dbname=PROBE_DATABASE, connect_timeout=timeout)
+    try:
+        conn = await asyncio.wait_for(
+            psycopg.AsyncConnection.connect(probe, autocommit=True), seconds * 2 + 1
+        )
+    except (psycopg.Error, TimeoutError, OSError) as ex:
+        pgconn = getattr(ex, "pgconn", None)
+        if pgconn is not None and pgconn.used_password and not getattr(ex, "sqlstate", None):
+            return Diagnosis(
+                Problem.AUTH_FAILED,
+                f"The server at {target.where} refused the login of {target.who}: the "
+                "password is wrong or the user does not exist (the server does not say "
+                "which). Fix the password (your StatBus web password) or the user name in "
+                "the profile.",
+                detail,
+            )
+        return None
+    try:
+        async with conn:
+            cur = await conn.execute(
+                "SELECT 1 FROM pg_catalog.pg_database WHERE datname = %s", (dbname,)
+            )
+            exists = await cur.fetchone() is not None
+    except (psycopg.Error, OSError):
+        return None
+    where = f"{target.host or 'the default host'}" + (f":{target.port}" if target.port else "")
+    if exists:
+        return Diagnosis(
+            Problem.PERMISSION,
+            f"The database {dbname!r} on {where} exists, but {target.who} may not connect to "
+            "it (no CONNECT privilege, or pg_hba.conf). Ask a StatBus administrator for "
+            "access, or fix the database name (dbname).",
+            detail,
+        )
+    return Diagnosis(
+        Problem.CONFIG,
+        f"The database {dbname!r} does not exist on {where} (the user and password work). "
+        "Fix the database name (dbname) in the DSN or profile.",
+        detail,
+    )
 
 
 def _decode(value: bytes | None) -> str:
@@ -262,8 +360,8 @@ def _classify_connect(
         return Diagnosis(
             Problem.AUTH_FAILED,
             f"The server at {target.where} refused the login of {target.who}: wrong password, "
-            "unknown user or no such database. Retrying only slowly; fix the password "
-            "(your StatBus web password) or the user/database in the profile.",
+            "unknown user or no such database. Fix the password (your StatBus web "
+            "password) or the user/database in the profile.",
             detail,
         )
     if target.wants_tls and reachable:
@@ -281,13 +379,16 @@ def _classify_connect(
 
 
 def _unreachable(target: Target, detail: str, timed_out: bool = False) -> Diagnosis:
-    how = "did not answer in time" if timed_out else "cannot be reached"
-    return Diagnosis(
-        Problem.UNREACHABLE,
-        f"The database server at {target.where} {how}. Retrying on its own; check the "
-        "host name, the port, the network or VPN, and that the server runs.",
-        detail,
-    )
+    if timed_out:
+        limit = f" within {target.connect_timeout} s" if target.connect_timeout else " in time"
+        how = f"did not answer{limit} while connecting (connect_timeout)"
+        check = ("Check that the host and port are a PostgreSQL server (not a proxy or "
+                 "firewall that swallows the connection), the network or VPN")
+    else:
+        how = "cannot be reached"
+        check = "Check the host name, the port, the network or VPN, and that the server runs"
+    return Diagnosis(Problem.UNREACHABLE, f"The database server at {target.where} {how}. "
+                     f"{check}.", detail)
 
 
 def _by_sqlstate(sqlstate: str, target: Target, detail: str) -> Diagnosis | None:
@@ -327,9 +428,8 @@ def _by_sqlstate(sqlstate: str, target: Target, detail: str) -> Diagnosis | None
         # 57014 statement timeout / cancel; 53300 too many connections: all pass.
         return Diagnosis(
             Problem.CONNECTION_LOST,
-            f"The connection to {target.where} was closed by the server. Reconnecting on "
-            "its own; if it keeps happening, ask the administrator whether the server "
-            "restarts.",
+            f"The connection to {target.where} was closed by the server. If it keeps "
+            "happening, ask the administrator whether the server restarts.",
             detail,
         )
     return None

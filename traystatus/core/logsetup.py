@@ -8,6 +8,7 @@ find it; ``TRAYSTATUS_LOG_DIR`` overrides the folder.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import sys
@@ -59,11 +60,22 @@ def setup_file_logging(
 ) -> Path:
     """Tray logging: a rotating file (1 MB x 4 by default). Returns the file's path."""
     folder = directory if directory is not None else log_dir()
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = folder / LOG_FILE
     import logging.handlers
 
-    handler = logging.handlers.RotatingFileHandler(
+    class PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
+        """Owner only (0600), like the settings file: the log names hosts, databases and
+        users. Every file it opens (after each rollover too) is created 0600, and an
+        older file with wider permissions is narrowed."""
+
+        def _open(self) -> io.TextIOWrapper:
+            fd = os.open(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            if hasattr(os, "fchmod"):  # POSIX: narrow a file an older version created
+                os.fchmod(fd, 0o600)
+            return open(fd, "a", encoding=self.encoding, errors=self.errors)
+
+    handler = PrivateRotatingFileHandler(
         path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8"
     )
     handler.setFormatter(logging.Formatter(_FORMAT))

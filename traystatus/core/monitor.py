@@ -302,7 +302,7 @@ class Monitor:
                 continue
             conn: psycopg.AsyncConnection[Any] | None = None
             try:
-                limit = self.options.connect_timeout * 2 + 1
+                limit = pgio.connect_limit(conninfo, self.options.connect_timeout)
                 conn = await pgio.connect(conninfo, limit, wake, self._interrupted)
             except asyncio.CancelledError:
                 raise
@@ -335,8 +335,7 @@ class Monitor:
                 failure = Diagnosis(
                     Problem.STALE,
                     f"The server at {target.where} stopped answering (no reply within "
-                    f"{self.options.health_timeout:g} s). Reconnecting on its own; check "
-                    "the network or VPN.",
+                    f"{self.options.health_timeout:g} s). Check the network or VPN.",
                 )
                 log.info("%s: %s", failure.problem.value, failure.message)
             except Exception as ex:

@@ -58,6 +58,9 @@ class Resolution:
 
     source: Source
     password: str | None = None
+    # The probe's own failure when it failed for another reason (UNDECIDED): a one-shot
+    # command reports it instead of trying the same connection again.
+    error: psycopg.Error | None = None
 
     def __repr__(self) -> str:  # never show the secret
         return f"Resolution({self.source.value}, password={'***' if self.password else None})"
@@ -90,7 +93,7 @@ def _decide(error: psycopg.Error | None, keychain_name: str | None,
     stored = lookup(keychain_name) if keychain_name is not None else None
     if not asked:
         log.debug("the password probe failed for another reason; the connection reports it")
-        return Resolution(Source.UNDECIDED, stored)
+        return Resolution(Source.UNDECIDED, stored, error)
     if stored is not None:
         log.debug("using the keychain password of profile %r", keychain_name)
         return Resolution(Source.KEYCHAIN, stored)

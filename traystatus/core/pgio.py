@@ -28,12 +28,23 @@ from typing import Any
 
 import psycopg
 from psycopg import Notify, sql
+from psycopg.conninfo import conninfo_to_dict
 
 log = logging.getLogger(__name__)
 
 
 class Stale(Exception):
     """A statement got no answer within its deadline; the connection is unusable now."""
+
+
+def connect_limit(conninfo: str, default_timeout: float) -> float:
+    """The outer limit for one connect: twice the connect_timeout libpq uses (the
+    conninfo's own when it sets one, else ``default_timeout``) plus a second."""
+    try:
+        seconds = float(conninfo_to_dict(conninfo).get("connect_timeout") or 0)
+    except (psycopg.Error, ValueError):
+        seconds = 0.0
+    return max(seconds, default_timeout) * 2 + 1
 
 
 async def connect(

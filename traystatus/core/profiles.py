@@ -19,6 +19,7 @@ library has no TOML writer, and the values are flat strings, numbers and boolean
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import logging
 import math
 import os
@@ -32,6 +33,8 @@ from typing import Any
 
 import platformdirs
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from traystatus.core import conncheck
 
 APP_NAME = "traystatus"
 CONFIG_ENV = "TRAYSTATUS_CONFIG_DIR"
@@ -60,11 +63,33 @@ class ProfileError(ValueError):
 
 
 def config_dir() -> Path:
-    """The folder that holds ``profiles.toml``."""
+    """The folder that holds ``profiles.toml``; ProfileError when there is none to find."""
     override = os.environ.get(CONFIG_ENV)
     if override:
         return Path(override)
-    return platformdirs.user_config_path(APP_NAME, appauthor=False)
+    try:
+        return platformdirs.user_config_path(APP_NAME, appauthor=False)
+    except (RuntimeError, KeyError, OSError) as ex:  # no HOME and no password-file entry
+        raise ProfileError(
+            f"cannot find your config folder ({ex}): set HOME, or set {CONFIG_ENV} to a "
+            "folder for traystatus's settings; commands given --dsn work without one"
+        ) from ex
+
+
+def _file_problem(path: Path, ex: OSError, doing: str) -> ProfileError:
+    """One line for an OS error on the settings file or its folder: what and what to do."""
+    if isinstance(ex, IsADirectoryError):
+        why = f"{path} is a folder, not a file: move it away"
+    elif isinstance(ex, NotADirectoryError):
+        why = (f"a part of {path.parent} is a file, not a folder: point {CONFIG_ENV} at a "
+               "folder, or move that file away")
+    elif isinstance(ex, PermissionError):
+        why = (f"permission denied: make {path if doing == 'read' else path.parent} "
+               f"{'readable' if doing == 'read' else 'writable'} by you, or set "
+               f"{CONFIG_ENV} to a folder of your own")
+    else:
+        why = f"{ex.strerror or ex}: check {path.parent}, or set {CONFIG_ENV} to another folder"
+    return ProfileError(f"cannot {doing} the settings file {path}: {why}")
 
 
 def check_profile_name(name: str) -> str:
@@ -105,6 +130,9 @@ class ConnectionProfile:
                 conninfo_to_dict(self.dsn)
             except Exception as ex:  # psycopg raises ProgrammingError for a bad conninfo
                 raise ProfileError(f"profile {self.name!r}: the DSN is not valid: {ex}") from ex
+        invalid = conncheck.problems(self.params())
+        if invalid:
+            raise ProfileError(f"profile {self.name!r}: {'; '.join(invalid)}")
 
     def params(self) -> dict[str, str]:
         """The libpq keywords this profile sets (the DSN's, then the fields over them)."""
@@ -181,9 +209,26 @@ class ConnectionProfile:
         options = table.get("options", {})
         if not isinstance(options, Mapping):
             raise ProfileError(f"profile {name!r}: 'options' must be a table of libpq keywords")
-        kwargs: dict[str, Any] = {
-            k: str(table[k]) for k in ("dsn", *_LIBPQ_FIELDS) if table.get(k) is not None
-        }
+        kwargs: dict[str, Any] = {}
+        for key in ("dsn", *_LIBPQ_FIELDS):
+            value = table.get(key)
+            if value is None:
+                continue
+            # TOML gives numbers for `port = 3015`; anything else must be text.
+            if isinstance(value, bool) or not isinstance(value, str | int) or (
+                isinstance(value, int) and key != "port"
+            ):
+                raise ProfileError(
+                    f"profile {name!r}: {key} = {value!r} is not valid: write it as text in "
+                    f'quotes ({key} = "...")'
+                )
+            kwargs[key] = str(value)
+        for key, value in options.items():
+            if isinstance(value, bool) or not isinstance(value, str | int):
+                raise ProfileError(
+                    f"profile {name!r}: options.{key} = {value!r} is not valid: write it as "
+                    "text in quotes"
+                )
         return cls(name=name, options={str(k): str(v) for k, v in options.items()}, **kwargs)
 
 
@@ -216,6 +261,15 @@ RETIRED_SETTINGS = frozenset({
     "notify_processing_started", "notify_import_finished", "only_my_imports",
     "flap_damping_s", "quiet_hours_start", "quiet_hours_end",
 })
+# The largest: beyond these a setting makes no sense for a tray app (and Qt's timers stop
+# at 2**31 ms, about 24.8 days: far above every one of these). A larger number in the file
+# is clamped to it with a warning.
+SECONDS_MAX = {
+    "disconnect_grace_s": 3600.0,
+    "notify_min_processing_s": 3600.0,
+    "health_interval_s": 3600.0,
+    "health_timeout_s": 300.0,
+}
 
 
 @dataclass
@@ -249,8 +303,11 @@ class Settings:
             )
         for name, low in SECONDS_MIN.items():
             value = getattr(self, name)
-            if not math.isfinite(value) or value < low:
-                raise ProfileError(f"settings: {name} must be a number of seconds >= {low:g}")
+            high = SECONDS_MAX.get(name, math.inf)
+            if not math.isfinite(value) or not low <= value <= high:
+                raise ProfileError(
+                    f"settings: {name} must be a number of seconds from {low:g} to {high:g}"
+                )
         return self
 
     @classmethod
@@ -276,10 +333,17 @@ class Settings:
             elif isinstance(default, float):
                 ok = isinstance(value, int | float) and not isinstance(value, bool)
                 if ok:
-                    value = kwargs[f.name] = float(value)
+                    try:
+                        value = kwargs[f.name] = float(value)
+                    except OverflowError:  # an integer too large for a float
+                        value = kwargs[f.name] = math.inf if value > 0 else -math.inf
                     low = SECONDS_MIN.get(f.name, 0.0)
-                    if math.isfinite(value) and value < low:
+                    high = SECONDS_MAX.get(f.name, math.inf)
+                    if value < low:
                         kwargs[f.name] = low
+                        ok = False
+                    elif value > high:
+                        kwargs[f.name] = high
                         ok = False
                     elif not math.isfinite(value):
                         ok = False
@@ -313,18 +377,28 @@ class ProfileStore:
     def __init__(self, path: Path | None = None) -> None:
         self.path = path if path is not None else config_dir() / CONFIG_FILE
         self._profiles: dict[str, ConnectionProfile] = {}
+        # Profiles the file has but that are not valid: name -> (what is wrong, raw table).
+        # They are reported when used, listed, kept on save and can be removed.
+        self._invalid: dict[str, tuple[str, dict[str, Any] | None]] = {}
         self._default: str | None = None
         self.settings = Settings()
         self.load()
 
     # -- reading
     def load(self) -> None:
-        """(Re)read the file; a missing file means no profiles and default settings."""
+        """(Re)read the file; a missing file means no profiles and default settings.
+
+        A profile that is not valid does not stop the others: it is kept aside
+        (:attr:`invalid`) and its problem reported when it is used.
+        """
         try:
             raw = self.path.read_bytes()
         except FileNotFoundError:
             self._profiles, self._default, self.settings = {}, None, Settings()
+            self._invalid = {}
             return
+        except OSError as ex:
+            raise _file_problem(self.path, ex, "read") from ex
         try:
             data = tomllib.loads(raw.decode("utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as ex:
@@ -335,17 +409,30 @@ class ProfileStore:
         if not isinstance(profiles_table, dict):
             raise ProfileError(f"{self.path}: [profiles] must be a table")
         profiles: dict[str, ConnectionProfile] = {}
+        invalid: dict[str, tuple[str, dict[str, Any] | None]] = {}
         for name, table in profiles_table.items():
             if not isinstance(table, dict):
-                raise ProfileError(f"{self.path}: profiles.{name} must be a table")
-            profiles[name] = ConnectionProfile.from_table(name, table)
+                invalid[name] = (f"profile {name!r} must be a table ([profiles.{_key(name)}])",
+                                 None)
+                continue
+            try:
+                profiles[name] = ConnectionProfile.from_table(name, table)
+            except ProfileError as ex:
+                invalid[name] = (str(ex), table)
+        for why, _ in invalid.values():
+            # Not a warning on every start: it is reported where it matters (when used,
+            # in `profile list` and in `doctor`), and the other profiles work.
+            log.debug("%s: %s", self.path, why)
         default = data.get("default")
-        if default is not None and (not isinstance(default, str) or default not in profiles):
+        if default is not None and (
+            not isinstance(default, str) or (default not in profiles and default not in invalid)
+        ):
             default = None  # a dangling default is harmless: fall back to the first profile
         settings_table = data.get("settings", {})
         if not isinstance(settings_table, dict):
             raise ProfileError(f"{self.path}: [settings] must be a table")
         self._profiles = profiles
+        self._invalid = invalid
         self._default = default
         self.settings = Settings.from_table(settings_table, f"{self.path} [settings]")
 
@@ -362,9 +449,18 @@ class ProfileStore:
         return list(self._profiles)
 
     @property
+    def invalid(self) -> dict[str, str]:
+        """The profiles in the file that are not valid: name -> what is wrong."""
+        return {name: why for name, (why, _) in self._invalid.items()}
+
+    @property
     def default_name(self) -> str | None:
-        """The default profile: the one set as default, else the only/first one, else None."""
-        if self._default in self._profiles:
+        """The default profile: the one set as default, else the only/first one, else None.
+
+        An invalid profile set as default stays the default (using it reports its problem):
+        silently falling back to another database would give a wrong answer.
+        """
+        if self._default in self._profiles or self._default in self._invalid:
             return self._default
         return next(iter(self._profiles), None)
 
@@ -376,10 +472,16 @@ class ProfileStore:
                 f"no connection profile is set up ({self.path} has none): add one with "
                 "`traystatus profile add NAME --dsn ...` or pass --dsn"
             )
+        if wanted in self._invalid:
+            raise ProfileError(
+                f"{self._invalid[wanted][0]} (in {self.path}); fix it there, add it again "
+                f"with `traystatus profile add`, or remove it with `traystatus profile remove "
+                f"{wanted}`"
+            )
         try:
             return self._profiles[wanted]
         except KeyError:
-            known = ", ".join(self._profiles) or "none"
+            known = ", ".join([*self._profiles, *self._invalid]) or "none"
             raise ProfileError(
                 f"no profile named {wanted!r} (profiles: {known}); see `traystatus profile list`"
             ) from None
@@ -393,13 +495,17 @@ class ProfileStore:
                 "never to the settings file: store it with `traystatus profile add` instead"
             )
         self._profiles[profile.name] = profile
+        self._invalid.pop(profile.name, None)
         if make_default or self._default is None:
             self._default = profile.name
         self.save()
 
     def remove(self, name: str) -> None:
-        self.get(name)  # raises a clear error for an unknown name
-        del self._profiles[name]
+        """Remove ``name`` (an invalid one too) and save; ProfileError if it is not there."""
+        if name not in self._invalid:
+            self.get(name)  # raises a clear error for an unknown name
+        self._profiles.pop(name, None)
+        self._invalid.pop(name, None)
         if self._default == name:
             self._default = next(iter(self._profiles), None)
         self.save()
@@ -415,15 +521,21 @@ class ProfileStore:
 
     def save(self) -> None:
         text = self.dumps()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".profiles-", suffix=".toml", dir=self.path.parent)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".profiles-", suffix=".toml",
+                                       dir=self.path.parent)
+        except OSError as ex:
+            raise _file_problem(self.path, ex, "write") from ex
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(text)
             os.chmod(tmp, 0o600)
             os.replace(tmp, self.path)
-        except BaseException:
+        except BaseException as ex:
             Path(tmp).unlink(missing_ok=True)
+            if isinstance(ex, OSError):
+                raise _file_problem(self.path, ex, "write") from ex
             raise
 
     def dumps(self) -> str:
@@ -444,6 +556,19 @@ class ProfileStore:
             if options:
                 lines += ["", f"[profiles.{_key(profile.name)}.options]"]
                 lines += [f"{_key(k)} = {_value(v)}" for k, v in options.items()]
+        for name, (why, raw) in self._invalid.items():
+            # Written back as found, so editing another profile does not lose it.
+            lines += ["", f"# not valid: {' '.join(why.split())}"]
+            if raw is None:
+                lines.append(f"# (profiles.{_key(name)} was not a table; it was dropped)")
+                continue
+            lines.append(f"[profiles.{_key(name)}]")
+            lines += [f"{_key(k)} = {_value(v)}" for k, v in raw.items()
+                      if not isinstance(v, dict)]
+            for k, v in raw.items():
+                if isinstance(v, dict):
+                    lines += ["", f"[profiles.{_key(name)}.{_key(k)}]"]
+                    lines += [f"{_key(k2)} = {_value(v2)}" for k2, v2 in v.items()]
         return "\n".join(lines) + "\n"
 
 
@@ -486,4 +611,10 @@ def _value(v: object) -> str:
         return repr(v)
     if isinstance(v, str):
         return _string(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{_key(k)} = {_value(x)}" for k, x in v.items()) + "}"
+    if isinstance(v, datetime.date | datetime.time):
+        return v.isoformat()
     raise TypeError(f"cannot write {type(v).__name__} to TOML")

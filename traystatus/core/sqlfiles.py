@@ -7,6 +7,7 @@ autocommit connection exactly as ``psql -f`` would run them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
 import psycopg
@@ -76,17 +77,21 @@ async def installed_version(conn: psycopg.AsyncConnection[Any]) -> int | None:
 
 
 async def apply(
-    conninfo: str, which: SqlFile, **connect_kwargs: Any
+    conninfo: str, which: SqlFile, on_connect: Callable[[], None] | None = None,
+    **connect_kwargs: Any,
 ) -> tuple[int | None, int | None]:
     """Run ``sql/<which>.sql`` on the database; return the version before and after.
 
     Errors propagate as psycopg errors (classify them with ``errors.classify``): a
     failed install rolls back as a whole because the file is one transaction.
+    ``on_connect`` is called once connected (a caller's connect deadline ends there).
     """
     text = read(which)
     async with await psycopg.AsyncConnection.connect(
         conninfo, autocommit=True, **connect_kwargs
     ) as conn:
+        if on_connect is not None:
+            on_connect()
         before = await installed_version(conn)
         await conn.execute(text.encode("utf-8"))
         after = await installed_version(conn)

@@ -413,6 +413,8 @@ def keychain_result(
             return CheckResult(
                 name, False, f"choosing a keyring backend hung ({ex})", credentials.ADVICE
             )
+        except Exception:  # a backend that cannot start: the judgement says which and why
+            backend = None
     info = credentials.keychain_info(backend)  # type: ignore[arg-type]
     if info.secure:
         return CheckResult(name, True, f"passwords are kept in {info.backend_name}")

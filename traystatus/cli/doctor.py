@@ -16,6 +16,7 @@ import enum
 import ipaddress
 import json
 import logging
+import re
 import shlex
 from dataclasses import dataclass
 from typing import Any
@@ -29,17 +30,17 @@ from traystatus.core.profiles import ProfileError, ProfileStore
 
 log = logging.getLogger(__name__)
 
-# Every function sql/install.sql grants to StatBus's roles (the ones the monitor and the
-# tray call, and the two they call in turn), with their argument types.
-FUNCTIONS = (
-    "public.system_stability_sql_version()",
-    "public.system_stability_job_state_active(public.import_job_state)",
-    "public.is_system_stable()",
-    "public.get_analytics_tasks_in_progress()",
-    "public.get_system_status_details()",
-    "public.system_work_mark()",
-    "public.get_system_work_summary(bigint, timestamptz)",
-)
+_GRANT = re.compile(r"GRANT EXECUTE ON FUNCTION (.+?) TO %I", re.S)
+_SIGNATURE = re.compile(r"public\.\w+\([^)]*\)")
+
+
+def granted_functions() -> tuple[str, ...]:
+    """Every function sql/install.sql grants to StatBus's roles, with its argument types,
+    read from the packaged file itself, so the check cannot drift from what install-sql
+    grants (the one call site joins SQL string literals across lines: undone here)."""
+    text = re.sub(r"'\s*\n\s*'", "", sqlfiles.read("install"))
+    found = _GRANT.search(text)
+    return tuple(_SIGNATURE.findall(found.group(1))) if found else ()
 DESKTOP_TIMEOUT = 3.0
 QUERY_TIMEOUT = 30.0  # all the checks' queries together, once connected
 
@@ -195,7 +196,7 @@ async def _sql_checks(conn: psycopg.AsyncConnection[Any]) -> list[Check]:
 
 async def _privilege_check(conn: psycopg.AsyncConnection[Any]) -> Check:
     missing = []
-    for fn in FUNCTIONS:
+    for fn in granted_functions():
         cur = await conn.execute(
             "SELECT to_regprocedure(%s) IS NOT NULL"
             " AND has_function_privilege(to_regprocedure(%s), 'EXECUTE')",

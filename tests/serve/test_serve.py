@@ -394,9 +394,11 @@ async def test_two_servers_share_nothing_and_serve_clients_spread_over_both(
 
 
 # -- the database role the server needs ------------------------------------------------------
-SERVE_GRANTS = (
+SERVE_GRANTS = (  # docs/serve.md's GRANT, word for word
     "GRANT EXECUTE ON FUNCTION public.system_stability_sql_version(), "
-    "public.is_system_stable(), public.get_system_status_details(), "
+    "public.system_stability_sql_info(), public.system_stability_sql_drift(), "
+    "public.is_system_stable(), public.system_stability_review(), "
+    "public.get_system_status_details(), "
     "public.system_work_mark(), public.get_system_work_summary(bigint, timestamptz) TO {}"
 )
 

@@ -21,7 +21,9 @@ from typing import Any
 
 import aiohttp
 import psycopg
+import pytest
 
+from tests.cli.conftest import Cli
 from traystatus.core.monitor import Monitor, MonitorOptions
 from traystatus.serve.hub import Hub
 from traystatus.serve.server import Running, ServeConfig, serve
@@ -147,6 +149,26 @@ def connections(dsn: str, application_name: str = "traystatus") -> int:
         ).fetchone()
     assert row is not None
     return int(str(row[0]))
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path) -> Cli:
+    """The CLI tests' isolated home, config folder and test keychain (tests/cli/conftest.py)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    env.update(
+        HOME=str(home),
+        XDG_CONFIG_HOME=str(home / ".config"),
+        TRAYSTATUS_CONFIG_DIR=str(tmp_path / "config"),
+        TRAYSTATUS_TEST_KEYRING=str(tmp_path / "keyring.json"),
+        PYTHON_KEYRING_BACKEND="tests.cli.keyrings.FileKeyring",
+        PYTHONPATH=str(REPO),
+        PYTHONUNBUFFERED="1",
+    )
+    for name in ("DBUS_SESSION_BUS_ADDRESS", "DISPLAY", "WAYLAND_DISPLAY"):
+        env.pop(name, None)
+    return Cli(env, home)
 
 
 class ServeProcess:

@@ -10,6 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from tests.cli.conftest import Cli
 from tests.serve.conftest import (
     FAST,
     FINISH_TASKS,
@@ -176,3 +177,27 @@ async def test_relay_reconnects_when_the_server_comes_back(db_dsn: str, tmp_path
     finally:
         relay.stop()
         await asyncio.wait_for(task, 10)
+
+
+@pytest.mark.asyncio
+async def test_a_profile_can_name_a_server_with_its_token_in_the_keychain(
+    db_dsn: str, tmp_path: Path, cli_env: Cli
+) -> None:
+    async with served(db_dsn, tmp_path) as srv:
+        added = await asyncio.to_thread(
+            cli_env.run, "profile", "add", "srv", "--relay", srv.url, "--password-stdin",
+            "--default", input="test-token-0123456789abcdef\n",
+        )
+        assert added.returncode == 0, added.stderr
+        assert "token in the keychain" in added.stdout
+        assert "test-token" not in cli_env.config_file.read_text()  # the token is not there
+        done = await asyncio.to_thread(cli_env.run, "status", "--json")
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["source"] == "relay"
+        listed = await asyncio.to_thread(cli_env.run, "profile", "list")
+        assert f"traystatus server {srv.url}" in listed.stdout
+        bad = await asyncio.to_thread(
+            cli_env.run, "profile", "add", "mixed", "--relay", srv.url, "--host", "db",
+            "--no-password",
+        )
+        assert bad.returncode == 2 and "one or the other" in bad.stderr

@@ -43,12 +43,13 @@ from traystatus.app.statuswindow import StatusWindow
 from traystatus.app.tasks import TaskSet, bug_status
 from traystatus.app.tray import TrayIcon
 from traystatus.app.trayhost import TrayHost
+from traystatus.core import credentials
 from traystatus.core.details import Details, WorkSummary
 from traystatus.core.monitor import MonitorOptions
 from traystatus.core.password import Source
 from traystatus.core.password import resolve_async as resolve_password_async
 from traystatus.core.profiles import ProfileError, ProfileStore, Settings
-from traystatus.core.source import open_source
+from traystatus.core.source import is_relay, open_source
 from traystatus.core.state import Problem, State, Status, utcnow
 
 log = logging.getLogger(__name__)
@@ -201,15 +202,25 @@ class Controller(QObject):
 
     async def _start_monitor_with(self, conninfo: str, keychain_name: str | None) -> None:
         typed = self._session_passwords.get(keychain_name) if keychain_name else None
-        # A password typed in Settings without a secure keychain takes the keychain's
-        # place in the order (after the DSN's own and libpq's).
-        found = await resolve_password_async(
-            conninfo, keychain_name, keychain=(lambda _name: typed) if typed else None
-        )
-        log.info("password: %s%s", found.source.value, " (typed this session)" if typed else "")
-        kwargs = {"password": found.password} if found.password else {}
+        if is_relay(conninfo):
+            # A traystatus server: the profile's keychain entry is its token.
+            token = typed or (
+                await asyncio.to_thread(credentials.get_password, keychain_name)
+                if keychain_name else None
+            )
+            kwargs = {"password": token} if token else {}
+            self.password_source = Source.KEYCHAIN if token else None
+        else:
+            # A password typed in Settings without a secure keychain takes the keychain's
+            # place in the order (after the DSN's own and libpq's).
+            found = await resolve_password_async(
+                conninfo, keychain_name, keychain=(lambda _name: typed) if typed else None
+            )
+            log.info("password: %s%s", found.source.value,
+                     " (typed this session)" if typed else "")
+            kwargs = {"password": found.password} if found.password else {}
+            self.password_source = found.source
         monitor = open_source(conninfo, monitor_options(self.store.settings), **kwargs)
-        self.password_source = found.source
         self.adapter = MonitorAdapter(monitor, self)
         self.adapter.statusChanged.connect(self._on_status)
         self.adapter.detailsChanged.connect(self._on_details)

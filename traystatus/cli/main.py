@@ -151,6 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
         pa.add_argument(f"--{key}", default=None)
     pa.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
                     help="any other libpq keyword (service, connect_timeout, ...); repeatable")
+    pa.add_argument("--relay", metavar="URL", default=None,
+                    help="a traystatus server (ws://HOST:8765, wss://..., https://...) instead "
+                    "of a database; its token goes to the keychain like a password "
+                    "(--password-stdin)")
     pa.add_argument("--default", action="store_true", help="make it the default profile")
     pw = pa.add_mutually_exclusive_group()
     pw.add_argument("--password-stdin", action="store_true",

@@ -72,7 +72,7 @@ def cmd_add(args: argparse.Namespace) -> int:
     try:
         profile = ConnectionProfile(
             name=args.name, dsn=getattr(args, "dsn", None), options=_options(args.option),
-            **fields,
+            relay=getattr(args, "relay", None), **fields,
         )
     except ProfileError as ex:
         raise CliError(str(ex), ExitCode.USAGE) from ex
@@ -118,7 +118,8 @@ def cmd_add(args: argparse.Namespace) -> int:
                     credentials.store_password(args.name, previous)
         raise CliError(f"{ex}. Profile {args.name!r} was not saved.",
                        ExitCode.UNUSABLE) from ex
-    where = "password in the keychain" if password is not None else "no password stored"
+    secret = "token" if profile.relay else "password"
+    where = f"{secret} in the keychain" if password is not None else f"no {secret} stored"
     default = " (default)" if store.default_name == args.name else ""
     print(f"saved profile {args.name!r}{default}: {profile.describe()}; {where}")
     print(f"settings file: {store.path}")

@@ -167,9 +167,23 @@ def _conninfo(args: argparse.Namespace) -> SourceSpec:
         except RelayError as ex:
             raise CliError(str(ex), ExitCode.USAGE) from None
         return SourceSpec(url, token)
+    target = resolve_target(args.dsn, args.profile)
+    if target.profile.relay is not None:
+        # A profile that names a traystatus server: its keychain entry is the token.
+        if getattr(args, "token_file", None):
+            from traystatus.core.relay import RelayError, read_token_file
+
+            try:
+                return SourceSpec(target.profile.to_conninfo(), read_token_file(args.token_file))
+            except RelayError as ex:
+                raise CliError(str(ex), ExitCode.USAGE) from None
+        from traystatus.core import credentials
+
+        token = credentials.get_password(target.profile.name)
+        return SourceSpec(target.profile.to_conninfo(), token)
     if getattr(args, "token_file", None):
         raise CliError("--token-file goes with --relay URL", ExitCode.USAGE)
-    return SourceSpec(resolve_conninfo(resolve_target(args.dsn, args.profile)))
+    return SourceSpec(resolve_conninfo(target))
 
 
 def first_answer_limit(conninfo: str | SourceSpec) -> float:

@@ -30,6 +30,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import platformdirs
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -43,6 +44,7 @@ CONFIG_FILE = "profiles.toml"
 log = logging.getLogger(__name__)
 
 # The profile fields that map one to one on libpq keywords, in the order they are written.
+RELAY_URL_SCHEMES = ("ws", "wss", "http", "https")
 _LIBPQ_FIELDS = (
     "host",
     "port",
@@ -122,9 +124,20 @@ class ConnectionProfile:
     sslnegotiation: str | None = None
     sslsni: str | None = None
     options: Mapping[str, str] = field(default_factory=dict)
+    # A traystatus server (``traystatus serve``) instead of a database: ws://, wss://,
+    # http:// or https://. Its token is the profile's keychain entry (where a database
+    # profile keeps its password). Exclusive with every libpq setting.
+    relay: str | None = None
 
     def __post_init__(self) -> None:
         check_profile_name(self.name)
+        if self.relay is not None:
+            _check_relay(self.name, self.relay)
+            if self.dsn or self.options or any(getattr(self, k) for k in _LIBPQ_FIELDS):
+                raise ProfileError(
+                    f"profile {self.name!r} names a traystatus server (relay) and database "
+                    "settings; a profile reads one or the other"
+                )
         if self.dsn is not None:
             try:
                 conninfo_to_dict(self.dsn)
@@ -152,6 +165,8 @@ class ConnectionProfile:
         ``fallback_application_name`` lets a DBA see traystatus in ``pg_stat_activity``
         without overriding ``application_name`` or ``PGAPPNAME`` if the user set one.
         """
+        if self.relay is not None:
+            return relay_target(self.relay)  # what open_source takes for a server
         params = self.params()
         params.setdefault("fallback_application_name", APP_NAME)
         params.update(extra)
@@ -183,10 +198,16 @@ class ConnectionProfile:
 
     def describe(self) -> str:
         """A one-line description for lists and logs: never contains a secret."""
+        if self.relay is not None:
+            parts = urlsplit(self.relay)
+            host = parts.netloc.rsplit("@", 1)[-1]  # never a user:password@ part
+            return f"traystatus server {parts.scheme}://{host}{parts.path}"
         return redact_conninfo(make_conninfo("", **self.params())) or "(libpq defaults)"
 
     def to_table(self) -> dict[str, Any]:
         table: dict[str, Any] = {}
+        if self.relay:
+            table["relay"] = self.relay
         if self.dsn:
             table["dsn"] = self.dsn
         for key in _LIBPQ_FIELDS:
@@ -199,7 +220,7 @@ class ConnectionProfile:
 
     @classmethod
     def from_table(cls, name: str, table: Mapping[str, Any]) -> ConnectionProfile:
-        known = {"dsn", "options", *_LIBPQ_FIELDS}
+        known = {"dsn", "options", "relay", *_LIBPQ_FIELDS}
         unknown = set(table) - known
         if unknown:
             raise ProfileError(
@@ -210,7 +231,7 @@ class ConnectionProfile:
         if not isinstance(options, Mapping):
             raise ProfileError(f"profile {name!r}: 'options' must be a table of libpq keywords")
         kwargs: dict[str, Any] = {}
-        for key in ("dsn", *_LIBPQ_FIELDS):
+        for key in ("dsn", "relay", *_LIBPQ_FIELDS):
             value = table.get(key)
             if value is None:
                 continue
@@ -230,6 +251,26 @@ class ConnectionProfile:
                     "text in quotes"
                 )
         return cls(name=name, options={str(k): str(v) for k, v in options.items()}, **kwargs)
+
+
+def _check_relay(name: str, url: str) -> None:
+    try:
+        parts = urlsplit(url.strip())
+        parts.port  # noqa: B018 - validates the port
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme.lower() not in RELAY_URL_SCHEMES or not parts.hostname:
+        raise ProfileError(
+            f"profile {name!r}: relay {url!r} is not a traystatus server URL; give "
+            "ws://HOST:8765, wss://HOST or https://HOST"
+        )
+
+
+def relay_target(url: str) -> str:
+    """A relay URL as ``open_source`` recognises it: http(s) becomes ws(s)."""
+    url = url.strip()
+    scheme, sep, rest = url.partition("://")
+    return {"http": "ws", "https": "wss"}.get(scheme.lower(), scheme.lower()) + sep + rest
 
 
 def redact_conninfo(conninfo: str) -> str:

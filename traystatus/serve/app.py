@@ -81,6 +81,31 @@ def _error(status: int, message: str, **headers: str) -> web.Response:
     return _json(dumps({"error": message}), status, **headers)
 
 
+class WebSocketSink:
+    """The hub's view of one aiohttp WebSocket: awaited sends, and immediate writes of a
+    pre-encoded frame while the connection keeps up (its write buffer under the limit)."""
+
+    __slots__ = ("transport", "ws")
+
+    BUFFER_LIMIT = 64 * 1024
+
+    def __init__(self, ws: web.WebSocketResponse, transport: asyncio.Transport | None) -> None:
+        self.ws = ws
+        self.transport = transport
+
+    async def send_str(self, data: str) -> None:
+        await self.ws.send_str(data)
+
+    def try_write(self, frame: bytes) -> bool:
+        t = self.transport
+        if self.ws.closed or t is None or t.is_closing():
+            return False
+        if t.get_write_buffer_size() > self.BUFFER_LIMIT:
+            return False
+        t.write(frame)  # one call, one whole frame: never interleaves with aiohttp's own
+        return True
+
+
 def _tokens(request: web.Request) -> list[str]:
     out = []
     header = request.headers.get("Authorization", "")
@@ -142,6 +167,7 @@ async def _websocket(request: web.Request, *, details: bool) -> web.StreamRespon
     await ws.prepare(request)
     st.sockets.add(ws)
     transport = request.transport
+    sink = WebSocketSink(ws, transport if isinstance(transport, asyncio.Transport) else None)
 
     def abort() -> None:
         if transport is not None:
@@ -155,7 +181,7 @@ async def _websocket(request: web.Request, *, details: bool) -> web.StreamRespon
 
     try:
         await st.hub.serve_client(
-            ws, details=details, abort=abort, receive_until_closed=receive_until_closed
+            sink, details=details, abort=abort, receive_until_closed=receive_until_closed
         )
     finally:
         st.sockets.discard(ws)

@@ -50,9 +50,28 @@ class Source(Protocol):
 
 
 class Sink(Protocol):
-    """One client connection as the hub sees it (aiohttp's WebSocketResponse fits)."""
+    """One client connection as the hub sees it (app.py's WebSocketSink)."""
 
-    async def send_str(self, data: str, compress: int | None = None) -> None: ...
+    async def send_str(self, data: str) -> None:
+        """Send one text message, waiting for the client's TCP window when it is full."""
+
+    def try_write(self, frame: bytes) -> bool:
+        """Write an encoded frame now if the connection takes it without queueing much;
+        False (nothing written) when the connection is slow, closing or closed."""
+
+
+def text_frame(text: str) -> bytes:
+    """A final, unmasked WebSocket text frame (RFC 6455 5.2), as a server sends it.
+    The same bytes go to every client, so a broadcast encodes once."""
+    payload = text.encode("utf-8")
+    n = len(payload)
+    if n < 126:
+        header = bytes((0x81, n))
+    elif n < 65536:
+        header = bytes((0x81, 126)) + n.to_bytes(2, "big")
+    else:
+        header = bytes((0x81, 127)) + n.to_bytes(8, "big")
+    return header + payload
 
 
 def stable_of(status: Status) -> bool | None:
@@ -86,15 +105,20 @@ def dumps(value: Any) -> str:
 class Client:
     """A connected WebSocket: the latest text not yet sent, and the task sending it."""
 
-    __slots__ = ("abort", "details", "event", "latest", "sink", "task")
+    __slots__ = ("abort", "details", "event", "latest", "sending", "sink", "task")
 
     def __init__(self, sink: Sink, details: bool, abort: Callable[[], None]) -> None:
         self.sink = sink
         self.details = details
         self.abort = abort
         self.latest: str | None = None
+        self.sending = False  # the writer task is inside a send (waiting on a slow client)
         self.event = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
+
+    @property
+    def idle(self) -> bool:
+        return self.latest is None and not self.sending
 
     def offer(self, text: str) -> None:
         self.latest = text  # replaces what the writer has not sent yet: latest only
@@ -174,12 +198,23 @@ class Hub:
         self._broadcast(self._details_text, details=True)
 
     def _broadcast(self, text: str, *, details: bool) -> None:
+        """Every client of the kind gets ``text``: written at once (one frame encoded for
+        all) to clients whose connection keeps up; put in the slot of the others, whose
+        writer sends it when their connection drains (replacing any older one there)."""
+        frame: bytes | None = None
         for client in self._clients:
-            if client.details is details:
-                if client.latest is not None:
-                    self.counters.messages_replaced += 1
-                self.counters.messages_offered += 1
-                client.offer(text)
+            if client.details is not details:
+                continue
+            self.counters.messages_offered += 1
+            if client.idle:
+                if frame is None:
+                    frame = text_frame(text)
+                if client.sink.try_write(frame):
+                    self.counters.messages_sent += 1
+                    continue
+            if client.latest is not None:
+                self.counters.messages_replaced += 1
+            client.offer(text)
 
     # -- details refcount -------------------------------------------------------------------
     def _want_details(self) -> None:
@@ -237,6 +272,7 @@ class Hub:
             text, client.latest = client.latest, None
             if text is None:
                 continue
+            client.sending = True
             try:
                 async with asyncio.timeout(self.options.send_timeout):
                     await client.sink.send_str(text)
@@ -249,6 +285,8 @@ class Hub:
             except (ConnectionError, RuntimeError) as ex:
                 log.debug("client gone while sending: %s", ex)
                 return
+            finally:
+                client.sending = False
             self.counters.messages_sent += 1
 
     # -- HTTP details -----------------------------------------------------------------------

@@ -1,0 +1,177 @@
+"""The hub's fan-out, with sinks that stand for fast, slow and stuck connections.
+
+The network is not the point here (test_serve.py has real sockets): what is, is that one
+stuck client neither delays nor grows memory for the others, and gets the latest state
+(never a backlog) when it catches up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+
+import pytest
+
+from traystatus.core.details import Details, WorkSummary
+from traystatus.core.state import State, Status
+from traystatus.serve.hub import Hub, HubOptions, text_frame
+
+
+class FakeSource:
+    def __init__(self) -> None:
+        self.status = Status(State.STABLE)
+        self.details_snapshot: Details | None = None
+        self.listeners: list[Callable[[Status], None]] = []
+        self.subscribed = 0
+
+    def add_listener(self, cb: Callable[[Status], None]) -> None:
+        self.listeners.append(cb)
+
+    def add_details_listener(self, cb: Callable[[Details], None]) -> None:
+        pass
+
+    def add_summary_listener(self, cb: Callable[[WorkSummary], None]) -> None:
+        pass
+
+    def subscribe_details(self) -> None:
+        self.subscribed += 1
+
+    def unsubscribe_details(self) -> None:
+        self.subscribed -= 1
+
+    def emit(self, status: Status) -> None:
+        self.status = status
+        for cb in self.listeners:
+            cb(status)
+
+
+class Fast:
+    """A connection that keeps up: every frame is written at once."""
+
+    def __init__(self) -> None:
+        self.frames: list[bytes] = []
+        self.sent: list[str] = []
+
+    async def send_str(self, data: str) -> None:
+        self.sent.append(data)
+
+    def try_write(self, frame: bytes) -> bool:
+        self.frames.append(frame)
+        return True
+
+    def texts(self) -> list[str]:
+        return self.sent + [_decode(f) for f in self.frames]
+
+
+class Stuck:
+    """A client that stopped reading: its buffer is full and a send never completes."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.sent: list[str] = []
+        self.aborted = False
+
+    async def send_str(self, data: str) -> None:
+        await self.release.wait()
+        self.sent.append(data)
+
+    def try_write(self, frame: bytes) -> bool:
+        return False
+
+
+def _decode(frame: bytes) -> str:
+    assert frame[0] == 0x81
+    n = frame[1]
+    start = 2
+    if n == 126:
+        n, start = int.from_bytes(frame[2:4], "big"), 4
+    elif n == 127:
+        n, start = int.from_bytes(frame[2:10], "big"), 10
+    assert len(frame) == start + n
+    return frame[start:].decode()
+
+
+def test_text_frames_follow_rfc6455_lengths() -> None:
+    for size in (0, 125, 126, 65535, 65536, 70000):
+        text = "x" * size
+        assert _decode(text_frame(text)) == text
+
+
+@pytest.mark.asyncio
+async def test_a_stuck_client_delays_nobody_and_ends_on_the_latest_state() -> None:
+    source = FakeSource()
+    hub = Hub(source, HubOptions(send_timeout=60))  # type: ignore[arg-type]
+    fast = [Fast() for _ in range(5)]
+    stuck = Stuck()
+    closed: list[asyncio.Event] = []
+
+    async def connect(sink: Fast | Stuck) -> None:
+        done = asyncio.Event()
+        closed.append(done)
+        await hub.serve_client(sink, details=False,
+                               abort=lambda: setattr(sink, "aborted", True),
+                               receive_until_closed=done.wait)
+
+    tasks = [asyncio.create_task(connect(s)) for s in [*fast, stuck]]
+    await asyncio.sleep(0.05)  # initial messages: the fast ones got theirs
+    assert all(len(f.texts()) == 1 for f in fast)
+
+    for i in range(200):
+        state = State.PROCESSING if i % 2 == 0 else State.STABLE
+        source.emit(Status(state, message=f"m{i}"))
+    # Written synchronously, in order, to everyone who keeps up; no task switch needed.
+    for f in fast:
+        texts = f.texts()
+        assert len(texts) == 201 and json.loads(texts[-1])["reason"] == "m199"
+    # The stuck client holds at most one unsent message: the newest.
+    stuck_client = next(c for c in hub._clients if c.sink is stuck)
+    assert stuck_client.latest is not None and json.loads(stuck_client.latest)["reason"] == "m199"
+    assert hub.counters.messages_replaced >= 198
+
+    stuck.release.set()  # it reads again: the message in flight, then the latest only
+    await asyncio.sleep(0.05)
+    assert len(stuck.sent) == 2
+    assert json.loads(stuck.sent[-1])["reason"] == "m199"
+    for done in closed:
+        done.set()
+    await asyncio.gather(*tasks)
+    assert hub.clients == 0
+
+
+@pytest.mark.asyncio
+async def test_a_client_stuck_past_the_send_timeout_is_dropped() -> None:
+    source = FakeSource()
+    hub = Hub(source, HubOptions(send_timeout=0.2))  # type: ignore[arg-type]
+    stuck = Stuck()
+    done = asyncio.Event()
+
+    def abort() -> None:
+        stuck.aborted = True
+        done.set()  # as a real connection ends when its transport is aborted
+
+    task = asyncio.create_task(hub.serve_client(
+        stuck, details=False, abort=abort, receive_until_closed=done.wait))
+    await asyncio.wait_for(task, 5)
+    assert stuck.aborted and hub.counters.slow_clients_dropped == 1 and hub.clients == 0
+
+
+@pytest.mark.asyncio
+async def test_details_are_refcounted_onto_the_source() -> None:
+    source = FakeSource()
+    hub = Hub(source)  # type: ignore[arg-type]
+    events = [asyncio.Event() for _ in range(3)]
+    tasks = [
+        asyncio.create_task(hub.serve_client(Fast(), details=True, abort=lambda: None,
+                                             receive_until_closed=e.wait))
+        for e in events
+    ]
+    await asyncio.sleep(0.01)
+    assert source.subscribed == 1 and hub.details_clients == 3
+    events[0].set()
+    events[1].set()
+    await asyncio.sleep(0.01)
+    assert source.subscribed == 1
+    events[2].set()
+    await asyncio.gather(*tasks)
+    assert source.subscribed == 0

@@ -321,3 +321,17 @@ def test_config_dir_without_a_home_is_a_profile_error(monkeypatch: pytest.Monkey
     monkeypatch.setattr(platformdirs, "user_config_path", no_home)
     with pytest.raises(ProfileError, match="set HOME, or set TRAYSTATUS_CONFIG_DIR"):
         ProfileStore()
+
+
+def test_a_profile_may_name_a_traystatus_server() -> None:
+    from traystatus.core.profiles import ConnectionProfile, ProfileError
+
+    p = ConnectionProfile(name="office", relay="https://statbus.example.org/tray")
+    assert p.to_conninfo() == "wss://statbus.example.org/tray"
+    assert p.describe() == "traystatus server https://statbus.example.org/tray"
+    assert ConnectionProfile.from_table("office", p.to_table()) == p
+    for bad in ("ftp://x", "statbus.example.org", "ws://:1", "ws://h:port"):
+        with pytest.raises(ProfileError):
+            ConnectionProfile(name="x", relay=bad)
+    with pytest.raises(ProfileError, match="one or the other"):
+        ConnectionProfile(name="x", relay="ws://h", host="db")

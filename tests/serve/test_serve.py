@@ -35,6 +35,8 @@ from tests.serve.conftest import (
     until,
 )
 
+STATS_FLUSH = 11.0
+
 
 def _run(conn_dsn: str, *statements: str) -> None:
     with psycopg.connect(conn_dsn, autocommit=True) as c:
@@ -211,12 +213,14 @@ async def test_details_read_only_while_a_details_socket_is_open(
             await until(lambda: details_calls(db_dsn) >= 2, what="details counted by PG")
         await until(lambda: srv.hub.details_clients == 0, what="details client gone")
         await until(lambda: srv.monitor.details_subscribers == 0, what="unsubscribed")
-        await asyncio.sleep(0.5)
+        # PostgreSQL flushes an idle backend's function statistics at most every 10 s
+        # (PGSTAT_IDLE_INTERVAL): let reads made before the close reach the counter.
+        await asyncio.sleep(STATS_FLUSH)
         reads = srv.monitor.counters.details_reads
         calls = details_calls(db_dsn)
         _run(db_dsn, START_TASK)  # a change: would be read if anyone were subscribed
         await json_until(status_ws, lambda m: m["stable"] is False)
-        await asyncio.sleep(2.0)
+        await asyncio.sleep(STATS_FLUSH)
         assert srv.monitor.counters.details_reads == reads
         assert details_calls(db_dsn) == calls
         await status_ws.close()

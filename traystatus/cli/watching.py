@@ -280,10 +280,11 @@ def _probe_status(conninfo: str, error: psycopg.Error) -> Status:
 def cmd_status(args: argparse.Namespace) -> int:
     status: Status | None = None
     details: Details | None = None
-    if getattr(args, "relay", None):
-        spec = _conninfo(args)
+    target = None if getattr(args, "relay", None) else resolve_target(args.dsn, args.profile)
+    if target is None or target.profile.relay is not None:
+        spec = _conninfo(args)  # a traystatus server: --relay, or a profile that names one
     else:
-        conninfo, probe_error = resolve_connection(resolve_target(args.dsn, args.profile))
+        conninfo, probe_error = resolve_connection(target)
         spec = SourceSpec(conninfo)
         if probe_error is not None:
             status = _probe_status(conninfo, probe_error)

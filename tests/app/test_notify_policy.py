@@ -8,19 +8,17 @@ from traystatus.app.notify_policy import (
     KEY_CONNECTION,
     KEY_FINISHED,
     Action,
-    EndedJob,
     Kind,
     Notice,
     NotificationPolicy,
     NotifyOptions,
-    RunSummary,
     Urgency,
     Withdraw,
     fibonacci_hit,
-    format_duration,
-    summary_text,
 )
+from traystatus.core.details import EndedJob, WorkSummary
 from traystatus.core.state import Problem, State, Status
+from traystatus.core.wording import format_duration
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
@@ -33,8 +31,39 @@ def st(state: State, **kw: object) -> Status:
     return Status(state, **kw)  # type: ignore[arg-type]
 
 
-def run(start: float, end: float, **kw: object) -> RunSummary:
-    return RunSummary(s(start), s(end), **kw)  # type: ignore[arg-type]
+def run(
+    start: float,
+    end: float,
+    imports_finished: int = 0,
+    imports_failed: int = 0,
+    analytics_completed: int = 0,
+    jobs: tuple[EndedJob, ...] = (),
+) -> WorkSummary:
+    """A work summary as the monitor hands it over: the run from ``start`` to ``end`` s."""
+    return WorkSummary(
+        since=s(start),
+        until=s(end),
+        import_jobs_finished=imports_finished,
+        import_jobs_failed=imports_failed,
+        import_jobs_with_errors=0,
+        import_jobs=jobs,
+        analytics_tasks_completed=analytics_completed,
+        analytics_tasks_failed=0,
+        duration_seconds=end - start,
+    )
+
+
+def ended(
+    id: int,
+    slug: str,
+    description: str | None,
+    state: str,
+    error: str | None = None,
+    error_count: int = 0,
+    warning_count: int = 0,
+) -> EndedJob:
+    """An ended import job (the core's EndedJob), with the arguments in a handy order."""
+    return EndedJob(id, slug, description, state, error_count, warning_count, error, None)
 
 
 def notices(ds: list[object]) -> list[Notice]:
@@ -60,13 +89,13 @@ def started(p: NotificationPolicy | None = None, at: float = -600) -> Notificati
 
 def test_summary_text_reads_like_a_person_wrote_it() -> None:
     r = run(0, 252, imports_finished=2, analytics_completed=1412)
-    assert summary_text(r) == "2 imports and 1,412 analytics tasks finished in 4 min 12 s"
-    assert summary_text(run(0, 45, imports_finished=1)) == "1 import finished in 45 s"
+    assert r.text == "2 imports and 1,412 analytics tasks finished in 4 min 12 s"
+    assert run(0, 45, imports_finished=1).text == "1 import finished in 45 s"
     r = run(0, 3900, imports_finished=1, imports_failed=1, analytics_completed=1)
-    assert summary_text(r) == (
+    assert r.text == (
         "2 imports and 1 analytics task finished in 1 h 5 min (1 import failed)"
     )
-    assert format_duration(timedelta(minutes=4)) == "4 min"
+    assert format_duration(timedelta(minutes=4).total_seconds()) == "4 min"
 
 
 def test_fibonacci_rate_limit() -> None:
@@ -108,9 +137,9 @@ def test_flapping_gives_one_notice_replaced_in_place() -> None:
 
 def test_failed_job_gets_its_own_critical_notice_once() -> None:
     p = started()
-    failed = EndedJob(7, "lu_2026", "Legal units 2026", "failed", "bad dates\nline 2", 50, 0)
-    ok = EndedJob(8, "es_2026", None, "finished")
-    errs = EndedJob(9, "es_errs", None, "finished", None, 3, 1)
+    failed = ended(7, "lu_2026", "Legal units 2026", "failed", "bad dates\nline 2", 50, 0)
+    ok = ended(8, "es_2026", None, "finished")
+    errs = ended(9, "es_errs", None, "finished", None, 3, 1)
     out = notices(p.on_summary(run(0, 40, imports_finished=2, imports_failed=1,
                                    jobs=(failed, ok, errs)), s(40)))
     by_key = {n.key: n for n in out}
@@ -211,7 +240,7 @@ def test_each_kind_can_be_switched_off() -> None:
     assert p.on_summary(run(0, 100, analytics_completed=5), s(100)) == []
     p.on_status(st(State.DISCONNECTED), s(200))
     assert notices(ticking(p, 201, 400)) == []
-    failed = EndedJob(1, "x", None, "failed", "boom")
+    failed = ended(1, "x", None, "failed", "boom")
     assert len(notices(p.on_summary(run(500, 501, jobs=(failed,)), s(501)))) == 1
 
 

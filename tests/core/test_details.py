@@ -12,8 +12,8 @@ from traystatus.core.details import (
     DetailsError,
     ImportJob,
     WorkSummary,
-    format_duration,
 )
+from traystatus.core.wording import format_duration, plural
 
 JOB = {
     "id": 1,
@@ -153,8 +153,41 @@ def test_summary_text_names_counts_duration_and_failures() -> None:
 
 def test_format_duration() -> None:
     assert format_duration(0) == "0 s"
+    assert format_duration(-3) == "0 s"
     assert format_duration(59.6) == "1 min"
+    assert format_duration(252) == "4 min 12 s"
     assert format_duration(3600) == "1 h"
+    assert format_duration(3900) == "1 h 5 min"
+
+
+def test_plural() -> None:
+    assert plural(1, "import") == "1 import"
+    assert plural(0, "import") == "0 imports"
+    assert plural(1412, "analytics task") == "1,412 analytics tasks"
+    assert plural(2, "entry", "entries") == "2 entries"
+
+
+def test_summaries_of_a_burst_merge_into_one() -> None:
+    """Two runs close together become one notice: counts added, each job once, the
+    duration from the first start to the last end."""
+    job = {"id": 7, "slug": "lu", "state": "failed", "error": "bad"}
+    first = WorkSummary.from_json(
+        {"since": "2026-11-28T10:00:00+00:00", "until": "2026-11-28T10:01:00+00:00",
+         "import_jobs_finished": 1, "import_jobs": [job], "analytics_tasks_completed": 10},
+        duration_seconds=60,
+    )
+    second = WorkSummary.from_json(
+        {"since": "2026-11-28T10:01:30+00:00", "until": "2026-11-28T10:02:00+00:00",
+         "import_jobs_failed": 1, "import_jobs": [job], "analytics_tasks_completed": 5},
+        duration_seconds=30,
+    )
+    both = first.merged(second)
+    assert (both.import_jobs_finished, both.import_jobs_failed) == (1, 1)
+    assert both.analytics_tasks_completed == 15 and len(both.import_jobs) == 1
+    assert both.duration_seconds == 120
+    assert both.text == (
+        "2 imports and 15 analytics tasks finished in 2 min (1 import failed)"
+    )
 
 
 def test_parses_what_the_installed_sql_returns(

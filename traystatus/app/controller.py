@@ -29,7 +29,7 @@ from traystatus.app import texts
 from traystatus.app.adapter import MonitorAdapter
 from traystatus.app.details import DetailsWindow
 from traystatus.app.icons import IconCache, IconStyle, platform_dark_scheme, resolve_style
-from traystatus.app.notifications import NotificationSender, run_summary_from
+from traystatus.app.notifications import NotificationSender
 from traystatus.app.notify_policy import (
     Action,
     Kind,
@@ -315,7 +315,7 @@ class Controller(QObject):
         self._show(bug_status(what, error))
 
     def _on_summary(self, summary: WorkSummary) -> None:
-        self.notifier.handle(self.policy.on_summary(run_summary_from(summary), self.clock()))
+        self.notifier.handle(self.policy.on_summary(summary, self.clock()))
 
     def _on_tick(self) -> None:
         now = self.clock()

@@ -36,8 +36,9 @@ from PySide6.QtWidgets import (
 from traystatus.app import texts
 from traystatus.app.adapter import MonitorAdapter
 from traystatus.app.icons import IconCache, IconStyle, accessible_name, kind_for, render_pixmap
-from traystatus.core.details import PHASE_LABELS, Details, ImportJob, format_duration
+from traystatus.core.details import PHASE_LABELS, Details, ImportJob
 from traystatus.core.state import State, Status, utcnow
+from traystatus.core.wording import format_duration, plural
 
 STATE_WORDS = {
     "waiting_for_upload": "Waiting for upload",
@@ -176,11 +177,9 @@ class JobRow(QFrame):
 
         problems = []
         if job.error_count:
-            problems.append(f"{job.error_count:,} error{'s' if job.error_count != 1 else ''}")
+            problems.append(plural(job.error_count, "error"))
         if job.warning_count:
-            problems.append(
-                f"{job.warning_count:,} warning{'s' if job.warning_count != 1 else ''}"
-            )
+            problems.append(plural(job.warning_count, "warning"))
         text = ", ".join(problems)
         if job.error:
             text = (text + ": " if text else "") + job.error.strip().splitlines()[0][:300]
@@ -439,7 +438,7 @@ class DetailsWindow(QWidget):
             return
         self.analytics_title.setText("Analytics (derive pipeline)")
         self.analytics_line.setText(
-            f"{a.active_total:,} task{'s' if a.active_total != 1 else ''} to go: "
+            f"{plural(a.active_total, 'task')} to go: "
             f"{a.count_in('processing'):,} running, {a.count_in('waiting'):,} waiting for "
             f"their sub-tasks, {a.queued:,} queued"
         )

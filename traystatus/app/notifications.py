@@ -21,7 +21,6 @@ import contextlib
 import logging
 from collections import OrderedDict
 from collections.abc import Callable
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +30,7 @@ from traystatus._paths import resources_dir
 from traystatus.app.notify_policy import (
     Action,
     Decision,
-    EndedJob,
     Notice,
-    RunSummary,
     Urgency,
     Withdraw,
 )
@@ -240,43 +237,3 @@ def _app_icon_path() -> Path | None:
     except FileNotFoundError:
         return None
     return path if path.exists() else None
-
-
-def run_summary_from(summary: Any, fallback_end: datetime | None = None) -> RunSummary:
-    """The core's WorkSummary as the policy's RunSummary (field names per architecture.md)."""
-
-    def get(name: str, default: Any = 0) -> Any:
-        if isinstance(summary, dict):
-            return summary.get(name, default)
-        return getattr(summary, name, default)
-
-    jobs = []
-    for j in get("import_jobs", ()) or ():
-        g = j.get if isinstance(j, dict) else (lambda n, d=None, j=j: getattr(j, n, d))
-        jobs.append(
-            EndedJob(
-                id=int(g("id", 0)),
-                slug=str(g("slug", "")),
-                description=g("description", None),
-                state=str(g("state", "finished")),
-                error=g("error", None),
-                error_count=int(g("error_count", 0) or 0),
-                warning_count=int(g("warning_count", 0) or 0),
-            )
-        )
-    end = get("until", None) or fallback_end or datetime.now().astimezone()
-    duration = get("duration_seconds", None)
-    if duration is not None:
-        # The core measured how long the system was processing; "since" may lie earlier.
-        start = end - timedelta(seconds=float(duration))
-    else:
-        start = get("since", None) or end
-    return RunSummary(
-        started_at=start,
-        ended_at=end,
-        imports_finished=int(get("import_jobs_finished") or 0),
-        imports_failed=int(get("import_jobs_failed") or 0),
-        analytics_completed=int(get("analytics_tasks_completed") or 0),
-        analytics_failed=int(get("analytics_tasks_failed") or 0),
-        jobs=tuple(jobs),
-    )

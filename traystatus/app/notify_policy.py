@@ -31,8 +31,10 @@ import enum
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from traystatus.core.details import EndedJob, WorkSummary
 from traystatus.core.profiles import Settings
 from traystatus.core.state import Problem, State, Status
+from traystatus.core.wording import plural
 
 # Keys for replace-in-place: one notice per key is on screen at a time.
 KEY_FINISHED = "finished"
@@ -84,44 +86,6 @@ class Withdraw:
 Decision = Notice | Withdraw
 
 
-@dataclass(frozen=True)
-class EndedJob:
-    """An import job that ended during the processing run."""
-
-    id: int
-    slug: str
-    description: str | None
-    state: str  # "finished" or "failed"
-    error: str | None = None
-    error_count: int = 0
-    warning_count: int = 0
-
-    @property
-    def failed(self) -> bool:
-        return self.state == "failed"
-
-    @property
-    def has_errors(self) -> bool:
-        return self.failed or bool(self.error) or self.error_count > 0
-
-
-@dataclass(frozen=True)
-class RunSummary:
-    """What one processing run (processing -> stable) did; built from the core's summary."""
-
-    started_at: datetime
-    ended_at: datetime
-    imports_finished: int = 0
-    imports_failed: int = 0
-    analytics_completed: int = 0
-    analytics_failed: int = 0
-    jobs: tuple[EndedJob, ...] = ()
-
-    @property
-    def duration(self) -> timedelta:
-        return max(self.ended_at - self.started_at, timedelta(0))
-
-
 @dataclass
 class NotifyOptions:
     """The user's notification settings (Settings dialog)."""
@@ -170,49 +134,11 @@ def fibonacci_hit(n: int) -> bool:
     return a == n
 
 
-def format_count(n: int, one: str, many: str) -> str:
-    return f"{n:,} {one if n == 1 else many}"
-
-
-def format_duration(d: timedelta) -> str:
-    """'45 s', '4 min 12 s', '4 min', '1 h 5 min' - short, as a person says it."""
-    s = round(d.total_seconds())
-    if s < 60:
-        return f"{s} s"
-    if s < 3600:
-        m, s = divmod(s, 60)
-        return f"{m} min {s} s" if s else f"{m} min"
-    h, rest = divmod(s, 3600)
-    m = rest // 60
-    return f"{h} h {m} min" if m else f"{h} h"
-
-
-def summary_text(s: RunSummary) -> str:
-    """'2 imports and 1,412 analytics tasks finished in 4 min 12 s' (+ failures named)."""
-    parts = []
-    imports = s.imports_finished + s.imports_failed
-    if imports:
-        parts.append(format_count(imports, "import", "imports"))
-    if s.analytics_completed or not parts:
-        parts.append(format_count(s.analytics_completed, "analytics task", "analytics tasks"))
-    text = f"{' and '.join(parts)} finished in {format_duration(s.duration)}"
-    failures = []
-    if s.imports_failed:
-        failures.append(format_count(s.imports_failed, "import", "imports") + " failed")
-    if s.analytics_failed:
-        failures.append(
-            format_count(s.analytics_failed, "analytics task", "analytics tasks") + " failed"
-        )
-    if failures:
-        text += f" ({', '.join(failures)})"
-    return text
-
-
 @dataclass
 class _Burst:
     """The finished notice on screen, and what it has added up so far."""
 
-    summary: RunSummary
+    summary: WorkSummary
     shown_at: datetime
 
 
@@ -294,16 +220,16 @@ class NotificationPolicy:
             return out
         return out + self.tick(now)
 
-    def on_summary(self, summary: RunSummary, now: datetime) -> list[Decision]:
+    def on_summary(self, summary: WorkSummary, now: datetime) -> list[Decision]:
         """A processing run ended (the system turned stable)."""
         out: list[Decision] = []
-        for job in summary.jobs:
+        for job in summary.import_jobs:
             if job.has_errors and job.id not in self._seen_jobs:
                 self._seen_jobs.add(job.id)
                 out += self._emit(self._job_notice(job), now)
         burst = self._burst
         if burst is not None and now - burst.shown_at <= self.options.burst_window:
-            merged = _merge(burst.summary, summary)
+            merged = burst.summary.merged(summary)
             self._burst = _Burst(merged, now)
             out += self._emit(self._finished_notice(merged), now)
             return out
@@ -375,12 +301,12 @@ class NotificationPolicy:
         return [notice]
 
     @staticmethod
-    def _finished_notice(s: RunSummary) -> Notice:
+    def _finished_notice(s: WorkSummary) -> Notice:
         return Notice(
             Kind.FINISHED,
             KEY_FINISHED,
             "Processing finished",
-            summary_text(s),
+            s.text,
             Urgency.NORMAL,
             (Action.SHOW_DETAILS,),
         )
@@ -396,9 +322,9 @@ class NotificationPolicy:
             lines.append(job.description)
         counts = []
         if job.error_count:
-            counts.append(format_count(job.error_count, "error", "errors"))
+            counts.append(plural(job.error_count, "error"))
         if job.warning_count:
-            counts.append(format_count(job.warning_count, "warning", "warnings"))
+            counts.append(plural(job.warning_count, "warning"))
         if counts:
             lines.append(", ".join(counts))
         if job.error:
@@ -414,16 +340,3 @@ class NotificationPolicy:
             (Action.SHOW_DETAILS,),
             "error",
         )
-
-
-def _merge(a: RunSummary, b: RunSummary) -> RunSummary:
-    seen = {j.id for j in a.jobs}
-    return RunSummary(
-        started_at=min(a.started_at, b.started_at),
-        ended_at=max(a.ended_at, b.ended_at),
-        imports_finished=a.imports_finished + b.imports_finished,
-        imports_failed=a.imports_failed + b.imports_failed,
-        analytics_completed=a.analytics_completed + b.analytics_completed,
-        analytics_failed=a.analytics_failed + b.analytics_failed,
-        jobs=a.jobs + tuple(j for j in b.jobs if j.id not in seen),
-    )

@@ -7,11 +7,11 @@ the user's local time zone, as HH:MM (what a person compares with the clock on t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from traystatus.app.notify_policy import format_count, format_duration
 from traystatus.core.details import Details
 from traystatus.core.state import Problem, State, Status
+from traystatus.core.wording import format_duration, plural
 
 APP_TITLE = "StatBus status"
 
@@ -55,7 +55,7 @@ def _elapsed(since: datetime, now: datetime) -> str:
     s = max(0, int((now - since).total_seconds()))
     if s >= 60:
         s -= s % 60
-    return format_duration(timedelta(seconds=s))
+    return format_duration(s)
 
 
 def retry_text(status: Status, now: datetime) -> str:
@@ -77,10 +77,10 @@ def headline(status: Status, now: datetime, counts: WorkCounts | None = None) ->
         parts = []
         if counts is not None:
             if counts.imports:
-                parts.append(format_count(counts.imports, "import", "imports"))
+                parts.append(plural(counts.imports, "import"))
             if counts.analytics_tasks:
                 parts.append(
-                    format_count(counts.analytics_tasks, "analytics task", "analytics tasks")
+                    plural(counts.analytics_tasks, "analytics task")
                 )
         if parts:
             text += ": " + ", ".join(parts)

@@ -38,10 +38,11 @@ from traystatus.cli.target import (
     resolve_target,
 )
 from traystatus.core import errors
-from traystatus.core.details import Details, format_duration
+from traystatus.core.details import Details
 from traystatus.core.monitor import MonitorOptions
 from traystatus.core.source import SourceError, StateSource, is_relay, open_source
 from traystatus.core.state import State, Status
+from traystatus.core.wording import format_duration
 
 log = logging.getLogger(__name__)
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
+from traystatus.core.wording import format_duration, plural
+
 
 class DetailsError(ValueError):
     """The JSON does not have the documented shape (docs/architecture.md)."""
@@ -186,7 +188,7 @@ class ImportJob:
             return f"{label} {self.progress_pct:.0f} %"
         if self.phase == "done" and self.has_errors:
             n = self.error_count
-            return f"{label} with {n} error{'s' if n != 1 else ''}" if n else f"{label} with errors"
+            return f"{label} with {plural(n, 'error')}" if n else f"{label} with errors"
         return label
 
     @property
@@ -355,10 +357,9 @@ class Details:
         parts = []
         n_jobs = len(self.active_jobs)
         if n_jobs:
-            parts.append(f"{n_jobs} import{'s' if n_jobs != 1 else ''} running")
+            parts.append(f"{plural(n_jobs, 'import')} running")
         if self.analytics.active_total:
-            n = self.analytics.active_total
-            parts.append(f"{n:,} analytics task{'s' if n != 1 else ''}")
+            parts.append(plural(self.analytics.active_total, "analytics task"))
         if not parts:
             return "Stable" if self.system_stable else "Processing"
         return ", ".join(parts)
@@ -391,20 +392,12 @@ class EndedJob:
         )
 
     @property
+    def failed(self) -> bool:
+        return self.state == "failed"
+
+    @property
     def has_errors(self) -> bool:
-        return self.state == "failed" or bool(self.error) or self.error_count > 0
-
-
-def format_duration(seconds: float) -> str:
-    """'4 min 12 s', '1 h 3 min', '12 s'."""
-    total = max(0, round(seconds))
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
-    if minutes:
-        return f"{minutes} min {secs} s" if secs else f"{minutes} min"
-    return f"{secs} s"
+        return self.failed or bool(self.error) or self.error_count > 0
 
 
 @dataclass(frozen=True)
@@ -462,23 +455,48 @@ class WorkSummary:
         """'2 imports and 1,412 analytics tasks finished in 4 min 12 s' (+ what failed)."""
         parts = []
         if self.imports_ended:
-            n = self.imports_ended
-            parts.append(f"{n:,} import{'s' if n != 1 else ''}")
+            parts.append(plural(self.imports_ended, "import"))
         if self.analytics_tasks_completed:
-            n = self.analytics_tasks_completed
-            parts.append(f"{n:,} analytics task{'s' if n != 1 else ''}")
+            parts.append(plural(self.analytics_tasks_completed, "analytics task"))
         what = " and ".join(parts) if parts else "Work"
         text = f"{what} finished in {format_duration(self.duration_seconds)}"
         problems = []
         if self.import_jobs_failed:
-            n = self.import_jobs_failed
-            problems.append(f"{n} import{'s' if n != 1 else ''} failed")
+            problems.append(plural(self.import_jobs_failed, "import") + " failed")
         if self.import_jobs_with_errors:
-            n = self.import_jobs_with_errors
-            problems.append(f"{n} import{'s' if n != 1 else ''} with errors")
+            problems.append(plural(self.import_jobs_with_errors, "import") + " with errors")
         if self.analytics_tasks_failed:
-            n = self.analytics_tasks_failed
-            problems.append(f"{n:,} analytics task{'s' if n != 1 else ''} failed")
+            problems.append(plural(self.analytics_tasks_failed, "analytics task") + " failed")
         if problems:
             text += " (" + ", ".join(problems) + ")"
         return text
+
+    @property
+    def duration(self) -> timedelta:
+        return timedelta(seconds=self.duration_seconds)
+
+    def merged(self, later: WorkSummary) -> WorkSummary:
+        """This run and a ``later`` one as one: counts added, jobs once each, the duration
+        from the first start to the last end (so a pause in between counts too)."""
+        seen = {j.id for j in self.import_jobs}
+        duration = self.duration_seconds + later.duration_seconds
+        if self.until is not None and later.until is not None:
+            start = min(
+                self.until - self.duration, later.until - later.duration
+            )
+            duration = (max(self.until, later.until) - start).total_seconds()
+        since = min((t for t in (self.since, later.since) if t is not None), default=None)
+        until = max((t for t in (self.until, later.until) if t is not None), default=None)
+        return WorkSummary(
+            since=since,
+            until=until,
+            import_jobs_finished=self.import_jobs_finished + later.import_jobs_finished,
+            import_jobs_failed=self.import_jobs_failed + later.import_jobs_failed,
+            import_jobs_with_errors=self.import_jobs_with_errors + later.import_jobs_with_errors,
+            import_jobs=self.import_jobs
+            + tuple(j for j in later.import_jobs if j.id not in seen),
+            analytics_tasks_completed=self.analytics_tasks_completed
+            + later.analytics_tasks_completed,
+            analytics_tasks_failed=self.analytics_tasks_failed + later.analytics_tasks_failed,
+            duration_seconds=max(0.0, duration),
+        )

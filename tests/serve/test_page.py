@@ -8,13 +8,12 @@ import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import playwright.async_api as playwright_api  # the test extra: never skipped
 import psycopg
 import pytest
 import pytest_asyncio
 
 from tests.serve.conftest import START_TASK, TOKEN, served, until
-
-playwright_api = pytest.importorskip("playwright.async_api")
 
 CHROMIUM = os.environ.get("TRAYSTATUS_CHROMIUM", "/usr/bin/chromium")
 ARGS = [

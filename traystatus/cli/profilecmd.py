@@ -130,15 +130,24 @@ def cmd_add(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     store = _store()
     rows: list[dict[str, object]] = []
+    unreadable = ""
     for profile in store:
+        stored: bool | None = None
+        if not unreadable:
+            try:
+                stored = credentials.peek_password(profile.name) is not None
+            except credentials.BrokenKeychain as ex:
+                unreadable = str(ex)
         rows.append(
             {
                 "name": profile.name,
                 "default": profile.name == store.default_name,
                 "connection": profile.describe(),
-                "password_in_keychain": credentials.get_password(profile.name) is not None,
+                "password_in_keychain": stored,  # None: the keychain could not be read
             }
         )
+    if unreadable:
+        print(f"traystatus: {unreadable}", file=sys.stderr)
     for name, why in store.invalid.items():
         rows.append({"name": name, "default": name == store.default_name, "connection": None,
                      "password_in_keychain": None, "error": why})
@@ -155,7 +164,8 @@ def cmd_list(args: argparse.Namespace) -> int:
             print(f"{mark} {r['name']:<{width}}  NOT VALID: {r['error']} (fix it in "
                   f"{store.path}, or `traystatus profile remove {shlex.quote(str(r['name']))}`)")
             continue
-        pw = "keychain" if r["password_in_keychain"] else "no password stored"
+        pw = {True: "keychain", False: "no password stored",
+              None: "keychain not readable"}[r["password_in_keychain"]]  # type: ignore[index]
         print(f"{mark} {r['name']:<{width}}  {r['connection']}  [{pw}]")
     return int(ExitCode.OK)
 

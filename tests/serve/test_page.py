@@ -71,8 +71,8 @@ async def test_page_shows_states_live_and_opens_details(
             c.execute(
                 "INSERT INTO public.import_job (slug, description, definition_id, state, "
                 "total_rows, imported_rows, import_completed_pct, import_rows_per_sec) "
-                "VALUES ('q3', %s, 1, 'processing_data', 12000, 5100, 42.5, 800)",
-                (HOSTILE,),
+                "VALUES ('lu_2026_q3', 'Legal units 2026 Q3', 1, 'processing_data', "
+                "12000, 5100, 42.5, 800)"
             )
             c.execute(START_TASK)
         await expect(word).to_have_text("Processing", timeout=15_000)  # no reload
@@ -87,13 +87,21 @@ async def test_page_shows_states_live_and_opens_details(
         await expect(dialog).to_contain_text("Importing 43 %")
         await expect(dialog).to_contain_text("5,100 of 12,000 rows")
         await expect(dialog).to_contain_text("Analytics tasks: 1")
-        # A job description is data, never markup.
-        await expect(dialog).to_contain_text(HOSTILE)
-        assert await dialog.locator("img").count() == 0
-        assert await page.title() == "StatBus status"
+        await expect(dialog).to_contain_text("Legal units 2026 Q3")
         await until(lambda: srv.hub.details_clients == 1, what="the modal's details socket")
         shot = _save(await page.screenshot(), tmp_path, "serve-page-details.png")
         assert shot.stat().st_size > 5000
+
+        # Live while open; and a job description is data, never markup.
+        with psycopg.connect(db_dsn, autocommit=True) as c:
+            c.execute(
+                "INSERT INTO public.import_job (slug, description, definition_id, state) "
+                "VALUES ('hostile', %s, 1, 'upload_completed')",
+                (HOSTILE,),
+            )
+        await expect(dialog).to_contain_text(HOSTILE, timeout=15_000)
+        assert await dialog.locator("img").count() == 0
+        assert await page.title() == "StatBus status"
 
         await page.click("#close")
         await expect(dialog).to_be_hidden()
@@ -101,3 +109,56 @@ async def test_page_shows_states_live_and_opens_details(
         await until(lambda: srv.monitor.details_subscribers == 0, what="details unsubscribed")
         assert errors == []
         await page.close()
+
+
+@pytest.mark.asyncio
+async def test_page_names_every_state_in_words_and_the_review_hold(
+    tmp_path: Path, browser: object
+) -> None:
+    """Every state the server can send, pushed through the real hub and endpoints by a
+    source that says what the test wants (the database side has its own tests)."""
+    from aiohttp import web
+
+    from tests.serve.test_hub import FakeSource
+    from traystatus.core.state import Problem, ReviewBlock, State, Status
+    from traystatus.serve.app import make_app
+    from traystatus.serve.auth import Authenticator
+    from traystatus.serve.hub import Hub
+
+    expect = playwright_api.expect
+    source = FakeSource()
+    source.status = Status(State.CONNECTING)
+    app = make_app(Hub(source), Authenticator(no_auth=True))  # type: ignore[arg-type]
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        page = await browser.new_page(viewport={"width": 720, "height": 360})  # type: ignore[attr-defined]
+        await page.goto(f"http://127.0.0.1:{port}/")
+        word, badge = page.locator("#word"), page.locator("#badge")
+        await expect(word).to_have_text("Connecting…")
+        cases = [
+            (Status(State.STABLE, review=ReviewBlock(((7, "lu_2026_q3"),), 2)),
+             "Stable", "Waiting for review: lu_2026_q3. 2 imports are held back"),
+            (Status(State.PROCESSING), "Processing", None),
+            (Status(State.DISCONNECTED, problem=Problem.STALE,
+                    message="The server at db:5432 stopped answering."),
+             "Disconnected", "stopped answering"),
+            (Status(State.ERROR, problem=Problem.AUTH_FAILED,
+                    message="The password for serve@db was refused."),
+             "Error", "password for serve@db was refused"),
+        ]
+        for status, text, extra in cases:
+            source.emit(status)
+            await expect(word).to_have_text(text)
+            await expect(badge).to_have_attribute("data-state", status.state.value)
+            if extra:
+                await expect(page.locator("main")).to_contain_text(extra)
+            if status.review is not None:
+                _save(await page.screenshot(), tmp_path, "serve-page-review.png")
+        assert await page.locator("#review").is_hidden()  # gone with the hold
+        await page.close()
+    finally:
+        await runner.cleanup()

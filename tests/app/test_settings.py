@@ -66,17 +66,17 @@ def test_test_connection_reports_what_is_wrong(
 
     _fill(dialog, db_dsn, user, password)
     ok = run(qloop, dialog.run_check())
-    assert ok.ok and ok.message == "Connected. The system is stable."
+    assert ok.ok and ok.detail == "Connected. The system is stable."
     assert "Connected" in dialog.check_result.text()
 
     _fill(dialog, db_dsn, user, "wrong-" + password)
     bad = run(qloop, dialog.run_check())
     assert not bad.ok and bad.problem == Problem.AUTH_FAILED
-    assert dialog.check_result.text() == bad.message
+    assert dialog.check_result.text() == bad.detail
 
     _fill(dialog, bare_db_dsn)
     missing = run(qloop, dialog.run_check())
-    assert missing.problem == Problem.SQL_MISSING and "install-sql" in missing.message
+    assert missing.problem == Problem.SQL_MISSING and "install-sql" in missing.detail
 
     params = conninfo_to_dict(db_dsn)
     closed = run(qloop, check_connection(

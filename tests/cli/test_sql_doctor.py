@@ -133,8 +133,10 @@ def test_outdated_sql(
     assert (status["state"], status["problem"]) == ("error", "sql_outdated")
     r = cli.run("doctor", "--dsn", db_dsn)
     assert r.returncode == 3
-    assert ("FAIL  SQL installed: version 0 is installed, this traystatus expects "
-            f"{EXPECTED_SQL_VERSION}") in r.stdout
+    assert ("FAIL  SQL installed: The traystatus SQL in database "
+            f"'{conninfo_to_dict(db_dsn)['dbname']}' is version 0; this traystatus expects "
+            f"version {EXPECTED_SQL_VERSION}. To fix: Ask a StatBus administrator to run "
+            "`traystatus install-sql` again.") in r.stdout
     # install-sql is the fix, and it says so with both versions.
     fixed = cli.run("install-sql", "--dsn", db_dsn)
     assert fixed.returncode == 0 and f"version 0 -> {EXPECTED_SQL_VERSION}" in fixed.stdout

@@ -15,7 +15,7 @@ from traystatus.core import readers
 from traystatus.core.monitor import Monitor, MonitorOptions
 from traystatus.core.pgio import Link
 from traystatus.core.source import SourceError, StateSource, is_relay, open_source
-from traystatus.core.sqlfiles import EXPECTED_SQL_VERSION, version_diagnosis
+from traystatus.core.sqlfiles import EXPECTED_SQL_VERSION, version_problem
 from traystatus.core.state import Problem, ReviewBlock, State, Status
 
 
@@ -74,12 +74,13 @@ def test_a_review_block_or_a_source_change_is_news() -> None:
     ],
 )
 def test_one_version_rule(version: object, problem: Problem | None) -> None:
-    diag = version_diagnosis(version, "db on h:5432")
+    found = version_problem(version, "db on h:5432")
     if problem is None:
-        assert diag is None
+        assert found is None
     else:
-        assert diag is not None and diag.problem is problem
-        assert "db on h:5432" in diag.message and "traystatus" in diag.message
+        assert found is not None and found.problem is problem
+        assert "db on h:5432" in found.fact and "traystatus" in found.fix
+        assert found.diagnosis().message == f"{found.fact}. {found.fix}"
 
 
 def test_reader_mode_is_checked() -> None:

@@ -39,10 +39,11 @@ from PySide6.QtWidgets import (
 
 from traystatus.app.tasks import TaskSet
 from traystatus.core import credentials
+from traystatus.core.checks import CheckResult, Level
 from traystatus.core.errors import Phase, diagnose
 from traystatus.core.password import resolve_async as resolve_password_async
 from traystatus.core.profiles import ConnectionProfile, ProfileError, ProfileStore, Settings
-from traystatus.core.sqlfiles import EXPECTED_SQL_VERSION, installed_version
+from traystatus.core.sqlfiles import installed_version, version_problem
 from traystatus.core.state import Problem
 
 log = logging.getLogger(__name__)
@@ -54,13 +55,6 @@ ICON_STYLE_LABELS = {
     "mono-light": "Monochrome, light (for dark panels)",
     "mono-dark": "Monochrome, dark (for light panels)",
 }
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    ok: bool
-    problem: Problem | None
-    message: str
 
 
 @dataclass(frozen=True)
@@ -81,6 +75,13 @@ class SavedChange:
     password_stored: bool = False
 
 
+TEST = "connection"  # the name of Test connection's CheckResult
+
+
+def _failed(problem: Problem | None, message: str) -> CheckResult:
+    return CheckResult(TEST, Level.FAIL, message, problem=problem)
+
+
 async def check_connection(conninfo: str, password: str | None, seconds: float = 10) -> CheckResult:
     """Connect, check the installed SQL version and call is_system_stable() once."""
     extra: dict[str, str | int] = {"connect_timeout": max(2, int(seconds))}
@@ -93,34 +94,20 @@ async def check_connection(conninfo: str, password: str | None, seconds: float =
         )
     except Exception as ex:
         d = await diagnose(ex, conninfo, Phase.CONNECT)
-        return CheckResult(False, d.problem, d.message + (f" ({d.detail})" if d.detail else ""))
+        return _failed(d.problem, d.full_message)
     try:
         async with conn:
-            version = await installed_version(conn)
-            if version is None:
-                return CheckResult(
-                    False,
-                    Problem.SQL_MISSING,
-                    "Connected, but traystatus's SQL is not installed in this database. "
-                    "Ask a StatBus administrator to run `traystatus install-sql`.",
-                )
-            if version != EXPECTED_SQL_VERSION:
-                newer = version > EXPECTED_SQL_VERSION
-                return CheckResult(
-                    False,
-                    Problem.SQL_NEWER if newer else Problem.SQL_OUTDATED,
-                    f"Connected, but the database has traystatus SQL version {version} and this "
-                    f"app expects {EXPECTED_SQL_VERSION}: "
-                    + ("update this app." if newer else "run `traystatus install-sql` again."),
-                )
+            wrong = version_problem(await installed_version(conn), "this database")
+            if wrong is not None:
+                return _failed(wrong.problem, f"Connected, but: {wrong.message}")
             cur = await conn.execute("SELECT public.is_system_stable()")
             row = await cur.fetchone()
     except Exception as ex:
         d = await diagnose(ex, conninfo, Phase.QUERY)
-        return CheckResult(False, d.problem, d.message + (f" ({d.detail})" if d.detail else ""))
+        return _failed(d.problem, d.full_message)
     stable = bool(row and row[0])
     return CheckResult(
-        True, None, f"Connected. The system is {'stable' if stable else 'processing data'}."
+        TEST, Level.OK, f"Connected. The system is {'stable' if stable else 'processing data'}."
     )
 
 
@@ -445,7 +432,7 @@ class SettingsDialog(QDialog):
         try:
             profile, secrets = self.profile().without_secrets()
         except ProfileError as ex:
-            result = CheckResult(False, Problem.CONFIG, str(ex))
+            result = _failed(Problem.CONFIG, str(ex))
         else:
             self.test_button.setEnabled(False)
             self.check_result.setText("Testing…")
@@ -461,7 +448,7 @@ class SettingsDialog(QDialog):
             finally:
                 self.test_button.setEnabled(True)
         self.last_check = result
-        self.check_result.setText(result.message)
+        self.check_result.setText(result.detail)
         self.check_result.setStyleSheet("color: #2e7d32;" if result.ok else "color: #c62828;")
         return result
 

@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import enum
 import ipaddress
 import json
 import logging
 import re
 import shlex
-from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -26,6 +24,7 @@ import psycopg
 from traystatus.cli.exitcodes import CliError, ExitCode
 from traystatus.cli.target import connect_limit, resolve_connection, resolve_target
 from traystatus.core import credentials, errors, sqlfiles
+from traystatus.core.checks import CheckResult, Level
 from traystatus.core.profiles import ProfileError, ProfileStore
 
 log = logging.getLogger(__name__)
@@ -45,36 +44,6 @@ DESKTOP_TIMEOUT = 3.0
 QUERY_TIMEOUT = 30.0  # all the checks' queries together, once connected
 
 
-class Level(enum.Enum):
-    OK = "ok"
-    INFO = "info"
-    WARN = "warn"
-    FAIL = "FAIL"
-
-
-@dataclass(frozen=True)
-class Check:
-    """One line of the report: what was checked, what was found, what to do."""
-
-    name: str
-    level: Level
-    detail: str
-    fix: str = ""
-
-    def line(self) -> str:
-        text = f"{self.level.value:<5} {self.name}: {_sentence(self.detail)}"
-        return f"{text} To fix: {_sentence(self.fix)}" if self.fix else text
-
-    def to_json(self) -> dict[str, Any]:
-        return {"check": self.name, "level": self.level.value.lower(), "detail": self.detail,
-                "fix": self.fix}
-
-
-def _sentence(text: str) -> str:
-    text = text.rstrip()
-    return text if text.endswith((".", "!", "?")) else text + "."
-
-
 def _option(conn: psycopg.AsyncConnection[Any], keyword: str) -> str:
     """The effective value of a libpq keyword on an open connection (defaults included)."""
     for opt in conn.pgconn.info:
@@ -92,7 +61,7 @@ def _is_local(host: str) -> bool:
         return False
 
 
-async def tls_check(conn: psycopg.AsyncConnection[Any]) -> Check:
+async def tls_check(conn: psycopg.AsyncConnection[Any]) -> CheckResult:
     """TLS as it is on this connection: libpq's ssl_in_use, the server's pg_stat_ssl."""
     host = conn.info.host
     sslmode = _option(conn, "sslmode") or "prefer"
@@ -112,39 +81,39 @@ async def tls_check(conn: psycopg.AsyncConnection[Any]) -> Check:
         except psycopg.Error:  # only decoration: the line stands without it
             log.debug("pg_stat_ssl not readable", exc_info=True)
         if sslmode == "verify-full":
-            return Check("TLS", Level.OK, f"{what}; certificate and host name verified "
+            return CheckResult("TLS", Level.OK, f"{what}; certificate and host name verified "
                          "(sslmode=verify-full)")
         if sslmode == "verify-ca":
-            return Check("TLS", Level.WARN, f"{what}; the certificate is verified but not "
+            return CheckResult("TLS", Level.WARN, f"{what}; the certificate is verified but not "
                          "that it names this host (sslmode=verify-ca)",
                          "set sslmode=verify-full in the profile")
-        return Check("TLS", Level.WARN, f"{what}, but the server's certificate is NOT "
+        return CheckResult("TLS", Level.WARN, f"{what}, but the server's certificate is NOT "
                      f"verified (sslmode={sslmode}): a machine in between could pose as the "
                      "server and read your password",
                      "set sslmode=verify-full and sslrootcert=<the CA file> in the profile "
                      "(see docs/tls.md)")
     if _is_local(host):
-        return Check("TLS", Level.OK, f"not encrypted, which is fine for a local connection "
+        return CheckResult("TLS", Level.OK, f"not encrypted, which is fine for a local connection "
                      f"({host or 'default socket'})")
-    return Check("TLS", Level.WARN, f"NOT encrypted: the password and the data cross the "
+    return CheckResult("TLS", Level.WARN, f"NOT encrypted: the password and the data cross the "
                  f"network to {host} in clear text (sslmode={sslmode})",
                  "use the deployment's TLS port with sslmode=verify-full and "
                  "sslnegotiation=direct")
 
 
-def _connect_failed(diag: errors.Diagnosis) -> Check:
-    return Check("database reachable", Level.FAIL, diag.full_message)
+def _connect_failed(diag: errors.Diagnosis) -> CheckResult:
+    return CheckResult("database reachable", Level.FAIL, diag.full_message)
 
 
 async def database_checks(
     conninfo: str, probe_error: psycopg.Error | None = None
-) -> list[Check]:
+) -> list[CheckResult]:
     """The database's lines. ``probe_error``: the password probe's own failure (the same
     connection failed a moment ago): reported as it is, without a second wait."""
     if probe_error is not None:
         return [_connect_failed(await errors.diagnose(probe_error, conninfo,
                                                       errors.Phase.CONNECT))]
-    checks: list[Check] = []
+    checks: list[CheckResult] = []
     try:
         conn = await asyncio.wait_for(
             psycopg.AsyncConnection.connect(conninfo, autocommit=True), connect_limit(conninfo)
@@ -157,44 +126,40 @@ async def database_checks(
         info = conn.info
         server = f"PostgreSQL {info.server_version // 10000}.{info.server_version % 10000}"
         where = f"{info.host}:{info.port}" if not info.host.startswith("/") else info.host
-        checks.append(Check("database reachable", Level.OK,
+        checks.append(CheckResult("database reachable", Level.OK,
                             f"{server} at {where}, database {info.dbname!r}, user {info.user!r}"))
         checks.append(await tls_check(conn))
         checks.extend(await _sql_checks(conn))
     return checks
 
 
-async def _sql_checks(conn: psycopg.AsyncConnection[Any]) -> list[Check]:
-    expected = sqlfiles.EXPECTED_SQL_VERSION
+async def _sql_checks(conn: psycopg.AsyncConnection[Any]) -> list[CheckResult]:
     cur = await conn.execute(
         "SELECT p IS NOT NULL, p IS NOT NULL AND has_function_privilege(p, 'EXECUTE')"
         " FROM to_regprocedure('public.system_stability_sql_version()') AS p"
     )
     row = await cur.fetchone()
     present, may_call = (bool(row[0]), bool(row[1])) if row else (False, False)
+    where = f"database {conn.info.dbname!r}"
     if not present:
-        return [Check("SQL installed", Level.FAIL,
-                      f"the traystatus SQL is not installed in database {conn.info.dbname!r}",
-                      "ask a StatBus administrator to run `traystatus install-sql` on it")]
+        missing = sqlfiles.version_problem(None, where)
+        assert missing is not None
+        return [CheckResult("SQL installed", Level.FAIL, missing.fact, missing.fix,
+                            missing.problem)]
     if not may_call:
-        sql_line = Check("SQL installed", Level.WARN,
-                         "installed, but this user may not even read its version")
+        sql_line = CheckResult("SQL installed", Level.WARN,
+                               "installed, but this user may not even read its version")
         return [sql_line, await _privilege_check(conn)]
     version = await sqlfiles.installed_version(conn)
-    if version is None or version < expected:
-        sql_line = Check("SQL installed", Level.FAIL,
-                         f"version {version} is installed, this traystatus expects {expected}",
-                         "ask a StatBus administrator to run `traystatus install-sql` (upgrade)")
-    elif version > expected:
-        sql_line = Check("SQL installed", Level.FAIL,
-                         f"version {version} is installed, newer than the {expected} this "
-                         "traystatus knows", "upgrade traystatus")
+    wrong = sqlfiles.version_problem(version, where)
+    if wrong is None:
+        sql_line = CheckResult("SQL installed", Level.OK, f"version {version}, as expected")
     else:
-        sql_line = Check("SQL installed", Level.OK, f"version {version}, as expected")
+        sql_line = CheckResult("SQL installed", Level.FAIL, wrong.fact, wrong.fix, wrong.problem)
     return [sql_line, await _privilege_check(conn)]
 
 
-async def _privilege_check(conn: psycopg.AsyncConnection[Any]) -> Check:
+async def _privilege_check(conn: psycopg.AsyncConnection[Any]) -> CheckResult:
     missing = []
     for fn in granted_functions():
         cur = await conn.execute(
@@ -207,7 +172,7 @@ async def _privilege_check(conn: psycopg.AsyncConnection[Any]) -> Check:
             missing.append(fn)
     user = conn.info.user
     if missing:
-        return Check("privileges", Level.FAIL,
+        return CheckResult("privileges", Level.FAIL,
                      f"{user!r} may not execute {', '.join(missing)}",
                      "ask an administrator to grant the role `authenticated` to this user, "
                      "or to re-run `traystatus install-sql` so the grants exist")
@@ -216,35 +181,35 @@ async def _privilege_check(conn: psycopg.AsyncConnection[Any]) -> Check:
         row = await cur.fetchone()
     except psycopg.Error as ex:
         diag = errors.classify(ex, "", errors.Phase.QUERY)
-        return Check("privileges", Level.FAIL, f"calling is_system_stable() failed: "
+        return CheckResult("privileges", Level.FAIL, f"calling is_system_stable() failed: "
                      f"{diag.message}")
     state = "stable" if row and row[0] else "processing"
-    return Check("privileges", Level.OK,
+    return CheckResult("privileges", Level.OK,
                  f"{user!r} may call the traystatus functions (the system is {state} now)")
 
 
-def profile_checks() -> list[Check]:
+def profile_checks() -> list[CheckResult]:
     """One warning per profile in the settings file that is not valid (others still work)."""
     try:
         store = ProfileStore()
     except ProfileError as ex:
-        return [Check("settings file", Level.WARN, str(ex))]
+        return [CheckResult("settings file", Level.WARN, str(ex))]
     return [
-        Check("profiles", Level.WARN, why,
+        CheckResult("profiles", Level.WARN, why,
               f"fix it in {store.path}, or `traystatus profile remove {shlex.quote(name)}`")
         for name, why in store.invalid.items()
     ]
 
 
-def keychain_check() -> Check:
+def keychain_check() -> CheckResult:
     info = credentials.keychain_info()
     if info.secure:
-        return Check("keychain", Level.OK, f"passwords are kept in {info.backend_name}")
-    return Check("keychain", Level.WARN, f"no secure keychain: {info.reason}; passwords "
+        return CheckResult("keychain", Level.OK, f"passwords are kept in {info.backend_name}")
+    return CheckResult("keychain", Level.WARN, f"no secure keychain: {info.reason}; passwords "
                  "will be asked for each time, never stored in plain text", credentials.ADVICE)
 
 
-async def desktop_checks() -> list[Check]:
+async def desktop_checks() -> list[CheckResult]:
     """traystatus.desktop.check's findings: tray host, notification server."""
     try:
         from traystatus.desktop import check as desktop_check
@@ -254,23 +219,20 @@ async def desktop_checks() -> list[Check]:
         results = await desktop_check.check_desktop_async(probe_timeout=DESKTOP_TIMEOUT)
     except Exception as ex:  # a broken desktop must not break the database report
         log.debug("desktop checks failed", exc_info=True)
-        return [Check("desktop", Level.WARN, f"could not be checked ({type(ex).__name__}: {ex})")]
+        why = f"could not be checked ({type(ex).__name__}: {ex})"
+        return [CheckResult("desktop", Level.WARN, why)]
     # The keychain line is ours (same judgement, in traystatus.core.credentials).
-    return [
-        Check(r.name, Level.OK if r.ok else Level.WARN, r.detail, r.fix)
-        for r in results
-        if r.name != "keychain"
-    ]
+    return [r for r in results if r.name != "keychain"]
 
 
-async def run_checks(args: argparse.Namespace) -> list[Check]:
+async def run_checks(args: argparse.Namespace) -> list[CheckResult]:
     target = resolve_target(args.dsn, args.profile)
     source = f"profile {target.label}" if target.stored else "--dsn / libpq defaults"
-    checks = [Check("connection", Level.INFO, f"{source}: {target.profile.describe()}")]
+    checks = [CheckResult("connection", Level.INFO, f"{source}: {target.profile.describe()}")]
     try:
         conninfo, probe_error = await asyncio.to_thread(resolve_connection, target)
     except CliError as ex:
-        checks.append(Check("database reachable", Level.FAIL, str(ex)))
+        checks.append(CheckResult("database reachable", Level.FAIL, str(ex)))
     else:
         try:
             checks.extend(await asyncio.wait_for(
@@ -278,7 +240,7 @@ async def run_checks(args: argparse.Namespace) -> list[Check]:
                 connect_limit(conninfo) + QUERY_TIMEOUT,
             ))
         except TimeoutError:
-            checks.append(Check(
+            checks.append(CheckResult(
                 "database", Level.FAIL,
                 f"connected, but the server did not answer the checks within "
                 f"{QUERY_TIMEOUT:g} s (a lock or an overloaded server)",

@@ -32,7 +32,7 @@ from traystatus.core.details import Details, DetailsError, WorkSummary
 from traystatus.core.errors import Diagnosis, Phase, Target, classify
 from traystatus.core.pgio import Link
 from traystatus.core.schedule import Channel
-from traystatus.core.sqlfiles import version_diagnosis
+from traystatus.core.sqlfiles import version_problem
 from traystatus.core.stability import Owed
 from traystatus.core.state import Problem
 
@@ -155,9 +155,9 @@ class InstalledReader:
                 raise Unusable(diag) from ex
             raise
         assert row is not None
-        wrong = version_diagnosis(row[0], Target.from_conninfo(self._conninfo).where)
+        wrong = version_problem(row[0], Target.from_conninfo(self._conninfo).where)
         if wrong is not None:
-            raise Unusable(wrong)
+            raise Unusable(wrong.diagnosis())
         return _stable_read(row[1], row[2])
 
     async def read_stable(self, link: Link, with_mark: bool) -> StableRead:
@@ -245,7 +245,7 @@ async def choose_reader(link: Link, mode: ReaderMode, conninfo: str) -> Reader:
     except psycopg.errors.InsufficientPrivilege:
         row = (None,)
     version = row[0] if row else None
-    if version_diagnosis(version, "") is None:
+    if version_problem(version, "") is None:
         return InstalledReader(conninfo)
     log.info("installed SQL absent or not current (version %s): reading StatBus directly", version)
     return _builtin(conninfo)

@@ -8,6 +8,7 @@ autocommit connection exactly as ``psql -f`` would run them.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import psycopg
@@ -23,7 +24,23 @@ EXPECTED_SQL_VERSION = 2
 SqlFile = Literal["install", "uninstall"]
 
 
-def version_diagnosis(version: object, where: str) -> Diagnosis | None:
+@dataclass(frozen=True)
+class VersionProblem:
+    """Why an installed SQL version is not the one expected: the kind, the fact, the fix."""
+
+    problem: Problem
+    fact: str
+    fix: str
+
+    @property
+    def message(self) -> str:
+        return f"{self.fact}. {self.fix}"
+
+    def diagnosis(self) -> Diagnosis:
+        return Diagnosis(self.problem, self.message)
+
+
+def version_problem(version: object, where: str) -> VersionProblem | None:
     """What an installed SQL version means for this traystatus: None when it is the one
     expected, else SQL_MISSING / SQL_OUTDATED / SQL_NEWER with the fix. ``where`` names
     the database for the message ("mydb on db.example.org:5432").
@@ -34,21 +51,23 @@ def version_diagnosis(version: object, where: str) -> Diagnosis | None:
     if version == EXPECTED_SQL_VERSION:
         return None
     if version is None:
-        return Diagnosis(
+        return VersionProblem(
             Problem.SQL_MISSING,
-            f"The traystatus SQL is not installed in {where}. Ask a StatBus administrator "
-            "to run `traystatus install-sql` on that database.",
+            f"The traystatus SQL is not installed in {where}",
+            "Ask a StatBus administrator to run `traystatus install-sql` on that database.",
         )
-    if isinstance(version, int) and version > EXPECTED_SQL_VERSION:
-        problem = Problem.SQL_NEWER
-        fix = "Update traystatus to a version that knows this SQL."
-    else:
-        problem = Problem.SQL_OUTDATED
-        fix = "Ask a StatBus administrator to run `traystatus install-sql` again."
-    return Diagnosis(
-        problem,
+    fact = (
         f"The traystatus SQL in {where} is version {version}; this traystatus expects "
-        f"version {EXPECTED_SQL_VERSION}. {fix}",
+        f"version {EXPECTED_SQL_VERSION}"
+    )
+    if isinstance(version, int) and version > EXPECTED_SQL_VERSION:
+        return VersionProblem(
+            Problem.SQL_NEWER, fact, "Update traystatus to a version that knows this SQL."
+        )
+    return VersionProblem(
+        Problem.SQL_OUTDATED,
+        fact,
+        "Ask a StatBus administrator to run `traystatus install-sql` again.",
     )
 
 

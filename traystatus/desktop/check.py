@@ -1,6 +1,8 @@
 """What ``traystatus doctor`` says about the desktop: tray host, notification server, keychain.
 
-Each check returns a ``CheckResult``: ``ok`` says whether that part works; ``detail`` is
+Each check returns a ``traystatus.core.checks.CheckResult`` (the one type of every report):
+level OK when that part works, WARN when it does not (a desktop piece is never a FAIL: a
+CLI-only user needs no tray); ``detail`` is
 what was found; ``fix`` is what to do (it may be advice even when ``ok``, e.g. a
 notification server that cannot show buttons). Nothing here raises for a missing or broken
 desktop piece, and nothing waits longer than its timeout: a doctor must answer on a machine
@@ -42,6 +44,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from traystatus.core.checks import CheckResult, Level
+
 SNI_WATCHER = "org.kde.StatusNotifierWatcher"
 SNI_WATCHER_PATH = "/StatusNotifierWatcher"
 NOTIFICATIONS = "org.freedesktop.Notifications"
@@ -67,16 +71,6 @@ HOSTLESS_WATCHER_FIX = (
     "session). Until then traystatus shows a small status window and moves to the tray "
     "when a host registers."
 )
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    """One line of the doctor's report."""
-
-    name: str
-    ok: bool
-    detail: str
-    fix: str = ""
 
 
 T = TypeVar("T")
@@ -348,12 +342,12 @@ def _tray_result(bus: _BusFindings, env: Mapping[str, str], timeout: float) -> C
         notes.append("no DISPLAY: no X11 tray")
 
     if found:
-        return CheckResult("tray host", True, "; ".join(found))
+        return CheckResult("tray host", Level.OK, "; ".join(found))
     if hostless:
         fix = HOSTLESS_WATCHER_FIX
     else:
         fix = GNOME_TRAY_FIX if _is_gnome(env) else GENERIC_TRAY_FIX
-    return CheckResult("tray host", False, "not found: " + "; ".join(notes), fix)
+    return CheckResult("tray host", Level.WARN, "not found: " + "; ".join(notes), fix)
 
 
 def _notification_result(bus: _BusFindings) -> CheckResult:
@@ -361,7 +355,7 @@ def _notification_result(bus: _BusFindings) -> CheckResult:
     if bus.error:
         return CheckResult(
             name,
-            False,
+            Level.WARN,
             f"not checked: {bus.error}",
             "Notifications need a D-Bus session bus: start traystatus from your desktop "
             "session (not over ssh or from a cron job).",
@@ -369,7 +363,7 @@ def _notification_result(bus: _BusFindings) -> CheckResult:
     if bus.notif_info is None:
         return CheckResult(
             name,
-            False,
+            Level.WARN,
             f"not found: nothing answers {NOTIFICATIONS} on the session bus ({bus.notif_error})",
             "Start your desktop's notification service (GNOME/KDE/XFCE have one; on a "
             "window manager install one such as dunst or mako). traystatus still shows the "
@@ -384,7 +378,7 @@ def _notification_result(bus: _BusFindings) -> CheckResult:
             "This server shows no buttons on notifications: use the tray menu for "
             '"Show details" and "Reconnect now".'
         )
-    return CheckResult(name, True, detail, fix)
+    return CheckResult(name, Level.OK, detail, fix)
 
 
 def keychain_result(
@@ -405,23 +399,23 @@ def keychain_result(
 
         from traystatus.core import credentials
     except ImportError as ex:
-        return CheckResult(name, False, f"cannot be checked: {ex}", "reinstall traystatus")
+        return CheckResult(name, Level.WARN, f"cannot be checked: {ex}", "reinstall traystatus")
     if backend is None:
         try:
             backend = _in_thread(keyring.get_keyring, timeout)
         except TimeoutError as ex:
             return CheckResult(
-                name, False, f"choosing a keyring backend hung ({ex})", credentials.ADVICE
+                name, Level.WARN, f"choosing a keyring backend hung ({ex})", credentials.ADVICE
             )
         except Exception:  # a backend that cannot start: the judgement says which and why
             backend = None
     info = credentials.keychain_info(backend)  # type: ignore[arg-type]
     if info.secure:
-        return CheckResult(name, True, f"passwords are kept in {info.backend_name}")
+        return CheckResult(name, Level.OK, f"passwords are kept in {info.backend_name}")
     detail = f"no secure keychain: {info.reason}"
     if bus is not None and not bus.error and not bus.secrets_owner:
         detail += f"; nothing owns {SECRETS} on the session bus"
-    return CheckResult(name, False, detail, credentials.ADVICE)
+    return CheckResult(name, Level.WARN, detail, credentials.ADVICE)
 
 
 def _native_desktop() -> bool:
@@ -482,10 +476,10 @@ def _native_results(timeout: float) -> list[CheckResult]:
     where = "the Windows notification area" if sys.platform == "win32" else "the macOS menu bar"
     centre = "Windows notifications" if sys.platform == "win32" else "macOS Notification Center"
     return [
-        CheckResult("tray host", True, f"{where} is always present"),
+        CheckResult("tray host", Level.OK, f"{where} is always present"),
         CheckResult(
             "notification server",
-            True,
+            Level.OK,
             f"{centre} (allowed or not in the system settings)",
             "If no notification appears, allow notifications for traystatus in the system "
             "settings.",

@@ -19,8 +19,8 @@ from traystatus.core.profiles import (
     ProfileStore,
     Settings,
     config_dir,
-    redact_conninfo,
 )
+from traystatus.core.redact import redact_conninfo, redact_url
 
 
 def test_unset_fields_are_left_to_libpq() -> None:
@@ -74,6 +74,16 @@ def test_redact_conninfo() -> None:
     shown = redact_conninfo("host=h user=u password=topsecret sslpassword=x2")
     assert "topsecret" not in shown and "x2" not in shown
     assert "password=***" in shown
+    uri = redact_conninfo("postgresql://u:topsecret@h:5432/db?sslpassword=x2")
+    assert "topsecret" not in uri and "x2" not in uri and "user=u" in uri
+    assert redact_conninfo("not = a = conninfo") == "(unparsable conninfo)"
+
+
+def test_redact_url() -> None:
+    shown = redact_url("wss://me:pw123@stat.example.org:8443/ts?token=abc&x=1")
+    assert "pw123" not in shown and "abc" not in shown
+    assert shown == "wss://me:***@stat.example.org:8443/ts?token=***&x=1"
+    assert redact_url("ws://h:1/") == "ws://h:1/"
 
 
 def test_libpq_environment_is_honoured(db_dsn: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -36,6 +36,7 @@ import platformdirs
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from traystatus.core import conncheck
+from traystatus.core.redact import SECRET_KEYS, redact_conninfo
 
 APP_NAME = "traystatus"
 CONFIG_ENV = "TRAYSTATUS_CONFIG_DIR"
@@ -56,7 +57,6 @@ _LIBPQ_FIELDS = (
     "sslsni",
 )
 # libpq keywords that hold secrets: never stored, never shown.
-SECRET_KEYS = frozenset({"password", "sslpassword", "oauth_client_secret"})
 _NAME_RE = re.compile(r"^[\w.@+-][\w .@+-]{0,63}$")
 
 
@@ -272,15 +272,6 @@ def relay_target(url: str) -> str:
     scheme, sep, rest = url.partition("://")
     return {"http": "ws", "https": "wss"}.get(scheme.lower(), scheme.lower()) + sep + rest
 
-
-def redact_conninfo(conninfo: str) -> str:
-    """``conninfo`` with every secret replaced by ``***``: safe for logs and messages."""
-    try:
-        params = conninfo_to_dict(conninfo)
-    except Exception:
-        return "(unparsable conninfo)"
-    shown = {k: ("***" if k in SECRET_KEYS else str(v)) for k, v in params.items() if v is not None}
-    return make_conninfo("", **shown)
 
 
 # -- app settings ---------------------------------------------------------------------------

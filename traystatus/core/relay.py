@@ -40,6 +40,7 @@ import aiohttp
 
 from traystatus.core.backoff import Backoff
 from traystatus.core.details import Details, DetailsError, WorkSummary
+from traystatus.core.redact import redact_url
 from traystatus.core.state import Counters, Problem, ReviewBlock, State, Status, utcnow
 
 if TYPE_CHECKING:
@@ -69,13 +70,13 @@ def endpoints(url: str) -> tuple[str, str, str]:
     scheme = {"http": "ws", "https": "wss"}.get(parts.scheme.lower(), parts.scheme.lower())
     if scheme not in ("ws", "wss") or not parts.hostname:
         raise RelayError(
-            f"{url!r} is not a traystatus server URL: give ws://HOST:PORT or "
+            f"{redact_url(url)!r} is not a traystatus server URL: give ws://HOST:PORT or "
             "wss://HOST (http:// and https:// work too)"
         )
     try:
         parts.port  # noqa: B018 - validates the port
     except ValueError:
-        raise RelayError(f"{url!r}: the port is not a number") from None
+        raise RelayError(f"{redact_url(url)!r}: the port is not a number") from None
     base = parts.path.rstrip("/")
     for suffix in (STABILITY_PATH, DETAILS_PATH):
         if base.endswith(suffix):

@@ -23,7 +23,6 @@ from typing import Any
 
 import keyring
 import pytest
-from keyring.backend import KeyringBackend
 from keyring.backends import fail
 from psycopg.conninfo import conninfo_to_dict
 from PySide6.QtCore import Qt
@@ -33,9 +32,10 @@ from tests.app.conftest import ARTIFACTS, MemoryKeyring, run, wait_until
 from traystatus.app.adapter import MonitorAdapter
 from traystatus.app.controller import Controller
 from traystatus.app.icons import IconCache
-from traystatus.app.settings import SettingsDialog
+from traystatus.app.settings import CheckResult, SettingsDialog
 from traystatus.app.tray import TrayIcon
 from traystatus.core.monitor import Monitor
+from traystatus.core.password import resolve_async
 from traystatus.core.profiles import ConnectionProfile, ProfileStore
 from traystatus.core.state import Problem, State
 
@@ -259,41 +259,28 @@ def test_details_window_renders_once_per_update(
     run(qloop, scenario())
 
 
-class BrokenKeyring(KeyringBackend):
-    """A keychain whose daemon fails in a way keyring does not wrap (as D-Bus libraries
-    sometimes do)."""
+class BuggyController(Controller):
+    """The real controller with a bug in its start: it finds the password for real, then
+    fails the way no one planned for."""
 
-    priority = 1  # type: ignore[assignment]
-
-    def get_password(self, service: str, username: str) -> str | None:
-        raise RuntimeError("the keychain daemon crashed")
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        raise RuntimeError("the keychain daemon crashed")
-
-    def delete_password(self, service: str, username: str) -> None:
-        raise RuntimeError("the keychain daemon crashed")
+    async def _start_monitor_with(self, conninfo: str, keychain_name: str | None) -> None:
+        await resolve_async(conninfo, keychain_name)
+        raise RuntimeError("a bug while starting")
 
 
-@pytest.fixture
-def broken_keychain() -> Iterator[None]:
-    old = keyring.get_keyring()
-    keyring.set_keyring(BrokenKeyring())
-    try:
-        yield
-    finally:
-        keyring.set_keyring(old)
+class BuggySettings(SettingsDialog):
+    async def run_check(self) -> CheckResult:
+        await asyncio.sleep(0)
+        raise RuntimeError("a bug in the test")
 
 
 def test_an_unexpected_error_in_a_task_is_shown_not_swallowed(
     qapp: QApplication, qloop: asyncio.AbstractEventLoop, config_dir: Path,
-    broken_keychain: None, no_libpq_password: None, db_dsn: str,
-    login_role: tuple[str, str], caplog: pytest.LogCaptureFixture,
+    memory_keyring: MemoryKeyring, db_dsn: str, caplog: pytest.LogCaptureFixture,
 ) -> None:
-    user, _ = login_role
-    store = ProfileStore()
-    store.put(_profile("work", db_dsn, user))
-    ctl = _controller(store)
+    ctl = BuggyController(ProfileStore(), dsn=db_dsn, tray_available=lambda: False,
+                          use_desktop_notifier=False)
+    dialog = BuggySettings(ProfileStore())
     unretrieved: list[dict[str, Any]] = []
     qloop.set_exception_handler(lambda _loop, ctx: unretrieved.append(ctx))
     caplog.set_level(logging.ERROR)
@@ -303,16 +290,12 @@ def test_an_unexpected_error_in_a_task_is_shown_not_swallowed(
         try:
             await wait_until(lambda: ctl.tray.status.state == State.ERROR, within=60)
             assert ctl.tray.status.problem == Problem.INTERNAL
-            assert "keychain daemon crashed" in ctl.tray.status.message
-            assert ctl.tray.status.problem == Problem.INTERNAL
-            assert "keychain daemon crashed" in ctl.tray.tooltip_text()
-
-            # The same bug under Settings' "Test connection": said in the dialog.
-            ctl.show_settings()
-            dialog = ctl.settings_dialog
-            assert dialog is not None
+            assert "a bug while starting" in ctl.tray.tooltip_text()
+            assert ctl.window.status.problem == Problem.INTERNAL
+            # The same under Settings' "Test connection": said in the dialog.
             dialog._start_check()
             await wait_until(lambda: "unexpected error" in dialog.check_result.text())
+            assert "a bug in the test" in dialog.check_result.text()
             assert dialog.test_button.isEnabled()
         finally:
             await ctl.shutdown()
@@ -321,7 +304,27 @@ def test_an_unexpected_error_in_a_task_is_shown_not_swallowed(
     gc.collect()
     qloop.run_until_complete(asyncio.sleep(0))
     assert not unretrieved, unretrieved
-    assert any("keychain daemon crashed" in (r.exc_text or "") for r in caplog.records)
+    logged = "\n".join(r.exc_text or "" for r in caplog.records)
+    assert "a bug while starting" in logged and "a bug in the test" in logged
+
+
+def test_a_server_url_it_cannot_open_is_a_config_error(
+    qapp: QApplication, qloop: asyncio.AbstractEventLoop, config_dir: Path,
+    memory_keyring: MemoryKeyring,
+) -> None:
+    ctl = Controller(ProfileStore(), dsn="ws://host:99999/x", tray_available=lambda: False,
+                     use_desktop_notifier=False)
+
+    async def scenario() -> None:
+        ctl.start()
+        try:
+            await wait_until(lambda: ctl.tray.status.state == State.ERROR, within=60)
+            assert ctl.tray.status.problem == Problem.CONFIG
+            assert "the port is not a number" in ctl.tray.status.message
+        finally:
+            await ctl.shutdown()
+
+    run(qloop, scenario(), timeout=120)
 
 
 def test_a_monitor_that_dies_of_a_bug_turns_the_icon_red_not_stale(

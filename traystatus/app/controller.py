@@ -49,7 +49,7 @@ from traystatus.core.monitor import MonitorOptions
 from traystatus.core.password import Source
 from traystatus.core.password import resolve_async as resolve_password_async
 from traystatus.core.profiles import ProfileError, ProfileStore, Settings
-from traystatus.core.source import is_relay, open_source
+from traystatus.core.source import SourceError, is_relay, open_source
 from traystatus.core.state import Problem, State, Status, utcnow
 
 log = logging.getLogger(__name__)
@@ -220,7 +220,12 @@ class Controller(QObject):
                      " (typed this session)" if typed else "")
             kwargs = {"password": found.password} if found.password else {}
             self.password_source = found.source
-        monitor = open_source(conninfo, monitor_options(self.store.settings), **kwargs)
+        try:
+            monitor = open_source(conninfo, monitor_options(self.store.settings), **kwargs)
+        except SourceError as ex:  # the user's target, not our bug: say what is wrong
+            log.warning("cannot watch: %s", ex)
+            self._show(Status(State.ERROR, problem=Problem.CONFIG, message=str(ex)))
+            return
         self.adapter = MonitorAdapter(monitor, self)
         self.adapter.statusChanged.connect(self._on_status)
         self.adapter.detailsChanged.connect(self._on_details)

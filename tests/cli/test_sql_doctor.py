@@ -21,7 +21,7 @@ def _has_sql(dsn: str) -> bool:
 
 
 def test_install_then_uninstall(cli: Cli, bare_db_dsn: str) -> None:
-    assert cli.run("status", "--dsn", bare_db_dsn).returncode == 3
+    assert cli.run("status", "--source", "installed", "--dsn", bare_db_dsn).returncode == 3
 
     r = cli.run("install-sql", "--dsn", bare_db_dsn)
     assert r.returncode == 0, r.stderr
@@ -86,22 +86,36 @@ def test_doctor_all_good(cli: Cli, db_dsn: str) -> None:
 
 
 def test_doctor_sql_missing_and_json(cli: Cli, bare_db_dsn: str) -> None:
-    r = cli.run("doctor", "--json", "--dsn", bare_db_dsn)
+    r = cli.run("doctor", "--json", "--source", "installed", "--dsn", bare_db_dsn)
     assert r.returncode == 3
     checks = {c["check"]: c for c in json.loads(r.stdout)}
     assert checks["SQL installed"]["level"] == "fail"
     assert "install-sql" in checks["SQL installed"]["fix"]
     assert checks["database reachable"]["level"] == "ok"
+    # auto (the default): missing SQL is a warning, StatBus is read directly.
+    r = cli.run("doctor", "--json", "--dsn", bare_db_dsn)
+    assert r.returncode == 0, r.stdout
+    checks = {c["check"]: c for c in json.loads(r.stdout)}
+    assert checks["SQL installed"]["level"] == "warn"
+    assert checks["source"]["level"] == "ok"
+    assert "watching StatBus directly" in checks["source"]["detail"]
 
 
 def test_doctor_no_privilege(cli: Cli, db_dsn: str, make_role) -> None:  # type: ignore[no-untyped-def]
     name, password = make_role()
-    r = cli.run("doctor", "--dsn", make_conninfo(db_dsn, user=name),
+    r = cli.run("doctor", "--source", "installed", "--dsn", make_conninfo(db_dsn, user=name),
                 env={"PGPASSWORD": password})
     assert r.returncode == 3
     lines = _lines(r.stdout)
     assert lines["privileges"] == "FAIL"
     assert "grant the role `authenticated`" in r.stdout
+    # auto: the built-in reading is tried next, and it names the missing grant too.
+    r = cli.run("doctor", "--dsn", make_conninfo(db_dsn, user=name),
+                env={"PGPASSWORD": password})
+    assert r.returncode == 3
+    lines = _lines(r.stdout)
+    assert (lines["privileges"], lines["source"]) == ("warn", "FAIL")
+    assert "USAGE on schema worker" in r.stdout and 'GRANT authenticated TO "' in r.stdout
 
 
 def test_doctor_analyst_ok(cli: Cli, analyst_dsn: str, login_role: tuple[str, str]) -> None:
@@ -129,14 +143,23 @@ def test_outdated_sql(
         "CREATE OR REPLACE FUNCTION public.system_stability_sql_version() RETURNS integer"
         " LANGUAGE sql IMMUTABLE AS $$ SELECT 0 $$"
     )
-    status = json.loads(cli.run("status", "--json", "--dsn", db_dsn).stdout)
+    status = json.loads(cli.run("status", "--json", "--source", "installed", "--dsn",
+                                db_dsn).stdout)
     assert (status["state"], status["problem"]) == ("error", "sql_outdated")
-    r = cli.run("doctor", "--dsn", db_dsn)
+    r = cli.run("doctor", "--source", "installed", "--dsn", db_dsn)
     assert r.returncode == 3
     assert ("FAIL  SQL installed: The traystatus SQL in database "
             f"'{conninfo_to_dict(db_dsn)['dbname']}' is version 0; this traystatus expects "
             f"version {EXPECTED_SQL_VERSION}. To fix: Ask a StatBus administrator to run "
             "`traystatus install-sql` again.") in r.stdout
+    # In auto mode (the default) outdated SQL is a warning: traystatus reads StatBus directly.
+    auto = json.loads(cli.run("status", "--json", "--dsn", db_dsn).stdout)
+    assert (auto["state"], auto["source"]) == ("stable", "builtin")
+    assert "version 0" in auto["note"] and "reads StatBus directly" in auto["note"]
+    r = cli.run("doctor", "--dsn", db_dsn)
+    assert r.returncode == 0, r.stdout
+    assert "warn  SQL installed: The traystatus SQL in database " in r.stdout
+    assert "ok    source: builtin (auto): watching StatBus directly" in r.stdout
     # install-sql is the fix, and it says so with both versions.
     fixed = cli.run("install-sql", "--dsn", db_dsn)
     assert fixed.returncode == 0 and f"version 0 -> {EXPECTED_SQL_VERSION}" in fixed.stdout

@@ -65,11 +65,19 @@ def test_unreachable(cli: Cli) -> None:
 
 
 def test_sql_missing(cli: Cli, bare_db_dsn: str) -> None:
-    r = cli.run("status", "--json", "--dsn", bare_db_dsn)
+    r = cli.run("status", "--json", "--source", "installed", "--dsn", bare_db_dsn)
     assert r.returncode == 3
     obj = json.loads(r.stdout)
     assert (obj["state"], obj["problem"]) == ("error", "sql_missing")
     assert "install-sql" in obj["reason"]
+
+
+def test_sql_missing_in_auto_mode_reads_statbus_directly(cli: Cli, bare_db_dsn: str) -> None:
+    r = cli.run("status", "--json", "--dsn", bare_db_dsn)
+    assert r.returncode == 0, r.stdout + r.stderr
+    obj = json.loads(r.stdout)
+    assert (obj["state"], obj["source"]) == ("stable", "builtin")
+    assert "watching StatBus directly" in obj["note"] and "docs/sql.md" in obj["note"]
 
 
 def test_wrong_password(cli: Cli, analyst_dsn: str) -> None:

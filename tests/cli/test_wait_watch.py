@@ -79,7 +79,7 @@ def test_wait_when_already_stable_and_timeout(
 
 
 def test_wait_exits_3_on_an_error_that_waiting_cannot_fix(cli: Cli, bare_db_dsn: str) -> None:
-    r = cli.run("wait", "--timeout", "60", "--dsn", bare_db_dsn)
+    r = cli.run("wait", "--timeout", "60", "--source", "installed", "--dsn", bare_db_dsn)
     assert r.returncode == 3
     assert "install-sql" in r.stderr
 

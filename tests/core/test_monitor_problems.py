@@ -52,7 +52,8 @@ async def test_tls_failure(db_dsn: str, login_role: tuple[str, str]) -> None:
 
 @pytest.mark.asyncio
 async def test_sql_missing_then_installed_is_picked_up(bare_db_dsn: str) -> None:
-    m = Monitor(bare_db_dsn, FAST)
+    # Installed mode: in auto mode a database without our SQL is read directly instead.
+    m = Monitor(bare_db_dsn, replace(FAST, reader="installed"))
     async with running(m) as rec:
         s = await rec.state(State.ERROR)
         assert s.problem is Problem.SQL_MISSING
@@ -70,7 +71,7 @@ async def test_sql_outdated_names_both_versions(
         "CREATE OR REPLACE FUNCTION public.system_stability_sql_version() RETURNS integer "
         "LANGUAGE sql IMMUTABLE AS $$ SELECT 0 $$"
     )
-    m = Monitor(db_dsn, FAST)
+    m = Monitor(db_dsn, replace(FAST, reader="installed"))  # auto would read StatBus directly
     async with running(m) as rec:
         s = await rec.state(State.ERROR)
         assert s.problem is Problem.SQL_OUTDATED
@@ -116,7 +117,7 @@ async def test_no_connection_is_held_while_waiting_to_retry(
         "CREATE OR REPLACE FUNCTION public.system_stability_sql_version() RETURNS integer "
         "LANGUAGE sql IMMUTABLE AS $$ SELECT 0 $$"
     )
-    m = Monitor(db_dsn, replace(FAST, error_retry=30.0))
+    m = Monitor(db_dsn, replace(FAST, error_retry=30.0, reader="installed"))
     async with running(m) as rec:
         await rec.state(State.ERROR)
 

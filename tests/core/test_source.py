@@ -94,6 +94,9 @@ class FakeBuiltin(readers.InstalledReader):
 
     name = "builtin"
 
+    def __init__(self, conninfo: str, reason: str = "") -> None:
+        super().__init__(conninfo)
+
     async def first_read(self, link: Link, with_mark: bool) -> readers.StableRead:
         return await self.read_stable(link, with_mark)
 
@@ -105,11 +108,22 @@ class FakeBuiltin(readers.InstalledReader):
 
 @pytest.fixture
 def builtin() -> Iterator[None]:
+    previous = readers.builtin_factory()
     readers.register_builtin(FakeBuiltin)
     try:
         yield
     finally:
-        readers.register_builtin(None)
+        readers.register_builtin(previous)
+
+
+@pytest.fixture
+def no_builtin() -> Iterator[None]:
+    previous = readers.builtin_factory()
+    readers.register_builtin(None)
+    try:
+        yield
+    finally:
+        readers.register_builtin(previous)
 
 
 @pytest.mark.asyncio
@@ -129,8 +143,10 @@ async def test_auto_falls_back_to_builtin_without_our_sql(bare_db_dsn: str, buil
 
 
 @pytest.mark.asyncio
-async def test_auto_without_a_builtin_reader_is_installed(bare_db_dsn: str) -> None:
-    """Until a built-in reader exists, auto behaves as installed: SQL missing is an ERROR."""
+async def test_auto_without_a_builtin_reader_is_installed(
+    bare_db_dsn: str, no_builtin: None
+) -> None:
+    """Without a built-in reader, auto behaves as installed: SQL missing is an ERROR."""
     m = Monitor(bare_db_dsn, replace(FAST, reader="auto"))
     async with running(m) as rec:
         status = await rec.state(State.ERROR)

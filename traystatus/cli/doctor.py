@@ -23,9 +23,12 @@ import psycopg
 
 from traystatus.cli.exitcodes import CliError, ExitCode
 from traystatus.cli.target import connect_limit, resolve_connection, resolve_target
-from traystatus.core import credentials, errors, sqlfiles
+from traystatus.core import builtin_sql, credentials, errors, sqlfiles
+from traystatus.core.builtin import Probe
+from traystatus.core.builtin_reader import BUILTIN_NOTE, OLD_STATBUS_NOTE
 from traystatus.core.checks import CheckResult, Level
 from traystatus.core.profiles import ProfileError, ProfileStore
+from traystatus.core.readers import ReaderMode
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +109,7 @@ def _connect_failed(diag: errors.Diagnosis) -> CheckResult:
 
 
 async def database_checks(
-    conninfo: str, probe_error: psycopg.Error | None = None
+    conninfo: str, probe_error: psycopg.Error | None = None, source: ReaderMode = "auto"
 ) -> list[CheckResult]:
     """The database's lines. ``probe_error``: the password probe's own failure (the same
     connection failed a moment ago): reported as it is, without a second wait."""
@@ -129,8 +132,57 @@ async def database_checks(
         checks.append(CheckResult("database reachable", Level.OK,
                             f"{server} at {where}, database {info.dbname!r}, user {info.user!r}"))
         checks.append(await tls_check(conn))
-        checks.extend(await _sql_checks(conn))
+        checks.extend(await _source_checks(conn, source))
     return checks
+
+
+async def _source_checks(conn: psycopg.AsyncConnection[Any], mode: ReaderMode) -> list[CheckResult]:
+    """The SQL checks and how traystatus will read this database (the ``source`` line).
+
+    ``installed``: our SQL must be there. ``builtin``: only StatBus's tables matter.
+    ``auto``: our SQL when present and current; otherwise its absence is only a warning
+    and the built-in reading decides.
+    """
+    if mode == "builtin":
+        return [await _builtin_check(conn, "--source builtin")]
+    sql = await _sql_checks(conn)
+    if mode == "installed" or all(c.level is Level.OK for c in sql):
+        how = "as asked (--source installed)" if mode == "installed" else "present and current"
+        return [*sql, CheckResult("source", Level.INFO, f"installed: traystatus's SQL, {how}")]
+    demoted = [
+        CheckResult(c.name, Level.WARN, c.detail, c.fix, c.problem)
+        if c.level is Level.FAIL else c
+        for c in sql
+    ]
+    return [*demoted, await _builtin_check(conn, "auto")]
+
+
+async def _builtin_check(conn: psycopg.AsyncConnection[Any], why: str) -> CheckResult:
+    """Whether this login may watch StatBus directly (builtin_sql.PROBE) and its state."""
+    try:
+        cur = await conn.execute(builtin_sql.PROBE.encode())
+        row = await cur.fetchone()
+    except psycopg.Error as ex:
+        diag = errors.classify(ex, "", errors.Phase.QUERY)
+        return CheckResult("source", Level.FAIL, f"builtin ({why}): {diag.message}")
+    assert row is not None
+    probe = Probe.from_row(row)
+    wrong = probe.problem(f"database {conn.info.dbname!r}")
+    if wrong is not None:
+        return CheckResult("source", Level.FAIL, f"builtin ({why}): {wrong.message}")
+    by_migration = None
+    if probe.ask_migrations:
+        cur = await conn.execute(builtin_sql.MIGRATION_HOLDS_QUEUE.encode())
+        held = await cur.fetchone()
+        by_migration = bool(held and held[0])
+    holds = probe.settle(by_migration).holds_queue
+    cur = await conn.execute(builtin_sql.RULE_FULL.encode(), {"holds": holds})
+    state_row = await cur.fetchone()
+    state = "stable" if state_row and state_row[0] else "processing"
+    detail = f"builtin ({why}): {BUILTIN_NOTE} (the system is {state} now)"
+    if not probe.task_changed_channel:
+        return CheckResult("source", Level.WARN, f"{detail}; {OLD_STATBUS_NOTE}")
+    return CheckResult("source", Level.OK, detail)
 
 
 async def _sql_checks(conn: psycopg.AsyncConnection[Any]) -> list[CheckResult]:
@@ -236,7 +288,8 @@ async def run_checks(args: argparse.Namespace) -> list[CheckResult]:
     else:
         try:
             checks.extend(await asyncio.wait_for(
-                database_checks(conninfo, probe_error),
+                database_checks(conninfo, probe_error,
+                                target.source(getattr(args, "source", None))),
                 connect_limit(conninfo) + QUERY_TIMEOUT,
             ))
         except TimeoutError:

@@ -54,6 +54,14 @@ def _connection_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
         "--profile", "-p", default=dflt, help="connection profile name (default: the default one)"
     )
     parser.add_argument(
+        "--source",
+        choices=("installed", "builtin", "auto"),
+        default=dflt,
+        help="how to read the database: traystatus's installed SQL, StatBus's own channels "
+        "(builtin), or auto (default: the profile's setting, else auto: installed when present "
+        "and current, else builtin)",
+    )
+    parser.add_argument(
         "-v",
         "--verbose",
         action="count",

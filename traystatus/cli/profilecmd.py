@@ -72,7 +72,8 @@ def cmd_add(args: argparse.Namespace) -> int:
     try:
         profile = ConnectionProfile(
             name=args.name, dsn=getattr(args, "dsn", None), options=_options(args.option),
-            relay=getattr(args, "relay", None), **fields,
+            relay=getattr(args, "relay", None), source=getattr(args, "source", None),
+            **fields,
         )
     except ProfileError as ex:
         raise CliError(str(ex), ExitCode.USAGE) from ex

@@ -26,6 +26,7 @@ from traystatus.core import conncheck
 from traystatus.core.password import Source
 from traystatus.core.password import resolve as resolve_password
 from traystatus.core.profiles import ConnectionProfile, ProfileError, ProfileStore
+from traystatus.core.readers import READER_MODES, ReaderMode
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,11 @@ class Target:
     def label(self) -> str:
         return self.profile.name if self.stored else "--dsn"
 
+    def source(self, given: str | None) -> ReaderMode:
+        """How to read the database: ``--source``, else the profile's, else auto."""
+        mode = given or self.profile.source or "auto"
+        return mode if mode in READER_MODES else "auto"
+
 
 def resolve_target(dsn: str | None, profile_name: str | None,
                    store: ProfileStore | None = None) -> Target:
@@ -59,7 +65,7 @@ def resolve_target(dsn: str | None, profile_name: str | None,
         base = store.get(profile_name)
         if dsn is not None:
             merged = make_conninfo(make_conninfo("", **base.params()), **_parse(dsn))
-            base = ConnectionProfile(name=base.name, dsn=merged)
+            base = ConnectionProfile(name=base.name, dsn=merged, source=base.source)
         return Target(base, stored=True)
     except ProfileError as ex:
         raise CliError(str(ex), ExitCode.UNUSABLE) from ex

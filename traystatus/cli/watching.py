@@ -40,6 +40,7 @@ from traystatus.cli.target import (
 from traystatus.core import errors
 from traystatus.core.details import Details
 from traystatus.core.monitor import MonitorOptions
+from traystatus.core.readers import ReaderMode
 from traystatus.core.source import SourceError, StateSource, is_relay, open_source
 from traystatus.core.state import State, Status
 from traystatus.core.wording import format_duration
@@ -78,6 +79,7 @@ class SourceSpec:
 
     target: str
     token: str | None = None
+    source: ReaderMode = "auto"  # a database: installed | builtin | auto (--source)
 
     def open(self) -> StateSource:
         if self.token is not None:
@@ -86,7 +88,8 @@ class SourceSpec:
             return open_source(self.target)
         # A database: the monitor's connect deadline is the conninfo's connect_timeout.
         return open_source(self.target,
-                           MonitorOptions(connect_timeout=connect_timeout(self.target)))
+                           MonitorOptions(connect_timeout=connect_timeout(self.target),
+                                          reader=self.source))
 
 
 @contextlib.asynccontextmanager
@@ -184,7 +187,9 @@ def _conninfo(args: argparse.Namespace) -> SourceSpec:
         return SourceSpec(target.profile.to_conninfo(), token)
     if getattr(args, "token_file", None):
         raise CliError("--token-file goes with --relay URL", ExitCode.USAGE)
-    return SourceSpec(resolve_conninfo(target))
+    return SourceSpec(
+        resolve_conninfo(target), source=target.source(getattr(args, "source", None))
+    )
 
 
 def first_answer_limit(conninfo: str | SourceSpec) -> float:
@@ -286,7 +291,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         spec = _conninfo(args)  # a traystatus server: --relay, or a profile that names one
     else:
         conninfo, probe_error = resolve_connection(target)
-        spec = SourceSpec(conninfo)
+        spec = SourceSpec(conninfo, source=target.source(getattr(args, "source", None)))
         if probe_error is not None:
             status = _probe_status(conninfo, probe_error)
     if status is None:

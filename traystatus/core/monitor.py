@@ -67,6 +67,7 @@ import psycopg
 from psycopg import Notify
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from traystatus.core import builtin_reader as _builtin_reader  # noqa: F401  (registers it)
 from traystatus.core import pgio
 from traystatus.core.backoff import Backoff
 from traystatus.core.details import Details, WorkSummary
@@ -181,6 +182,7 @@ class Monitor:
         self._backoff = Backoff(o.backoff_initial, o.backoff_cap, jitter=o.backoff_jitter)
         self._schedule = ReadSchedule(o.health_interval, o.details_interval, o.coalesce_window)
         self._tracker = StabilityTracker()
+        self._note = ""  # the reader's notes, carried by STABLE/PROCESSING statuses
         self._malformed_logged_at = -1e9
 
     # -- public API -------------------------------------------------------------------------
@@ -396,11 +398,13 @@ class Monitor:
         link = pgio.Link(conn, self.options.health_timeout, self._count_query)
         reader = await choose_reader(link, self.options.reader, self.conninfo)
         self._source = reader.name
+        schedule = self._schedule
+        schedule.set_window(reader.coalesce_window or self.options.coalesce_window)
         for channel in reader.channels:
             await link.listen(channel)
         self.counters.stability_reads += 1
         first = await reader.first_read(link, bool(self._summary_listeners))
-        schedule = self._schedule
+        self._note = " ".join(reader.notes)
         schedule.start(time.monotonic())
         await self._apply(link, reader, first)
         self._backoff.reset()
@@ -471,6 +475,8 @@ class Monitor:
 
     async def _apply(self, link: pgio.Link, reader: Reader, answer: StableRead) -> None:
         now = time.monotonic()
+        within = reader.read_within()
+        self._schedule.read_by(None if within is None else now + within)
         seen = self._tracker.observe(
             answer.stable, answer.mark, utcnow(), now, bool(self._summary_listeners)
         )
@@ -507,6 +513,8 @@ class Monitor:
     def _set_status(self, new: Status) -> None:
         if new.source != self._source:
             new = replace(new, source=self._source)
+        if new.is_known and new.note != self._note:
+            new = replace(new, note=self._note)
         old = self._status
         if old.same_news(new):
             return

@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -31,6 +31,8 @@ from psycopg import Notify, sql
 from psycopg.conninfo import conninfo_to_dict
 
 log = logging.getLogger(__name__)
+
+Params = Sequence[Any] | Mapping[str, Any] | None
 
 
 class Stale(Exception):
@@ -124,12 +126,12 @@ class Link:
         self.timeout = timeout
         self._on_query = on_query
 
-    async def one(self, query: str, params: Sequence[Any] | None = None) -> tuple[Any, ...] | None:
+    async def one(self, query: str, params: Params = None) -> tuple[Any, ...] | None:
         """Run one statement; its first row, or None."""
         rows = await self._run(query, params, many=False)
         return rows[0] if rows else None
 
-    async def all(self, query: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+    async def all(self, query: str, params: Params = None) -> list[tuple[Any, ...]]:
         """Run one statement; all its rows."""
         return await self._run(query, params, many=True)
 
@@ -143,7 +145,7 @@ class Link:
         await self._run(stmt.as_string(self.conn), None, many=False)
 
     async def _run(
-        self, query: str, params: Sequence[Any] | None, many: bool
+        self, query: str, params: Params, many: bool
     ) -> list[tuple[Any, ...]]:
         if self._on_query is not None:
             self._on_query()
@@ -221,7 +223,7 @@ class Link:
 
 
 async def _fetch(
-    conn: psycopg.AsyncConnection[Any], query: str, params: Sequence[Any] | None, many: bool
+    conn: psycopg.AsyncConnection[Any], query: str, params: Params, many: bool
 ) -> list[tuple[Any, ...]]:
     cur = await conn.execute(query.encode(), params)
     if cur.description is None:

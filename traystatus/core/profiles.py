@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 
 # The profile fields that map one to one on libpq keywords, in the order they are written.
 RELAY_URL_SCHEMES = ("ws", "wss", "http", "https")
+SOURCE_MODES = ("installed", "builtin", "auto")  # = core.readers.READER_MODES
+
 _LIBPQ_FIELDS = (
     "host",
     "port",
@@ -109,7 +111,9 @@ class ConnectionProfile:
     """Where one StatBus database is and how to reach it (no password).
 
     ``options`` holds any further libpq keywords (``service``, ``connect_timeout``,
-    ``application_name``, ``sslcert``...). ``port`` is kept as text, as libpq does, so a
+    ``application_name``, ``sslcert``...). ``source``: how to read the database,
+    ``installed`` (traystatus's SQL), ``builtin`` (StatBus's own channels) or ``auto``
+    (None means auto). ``port`` is kept as text, as libpq does, so a
     multi-host ``"3015,3015"`` stays possible.
     """
 
@@ -128,9 +132,15 @@ class ConnectionProfile:
     # http:// or https://. Its token is the profile's keychain entry (where a database
     # profile keeps its password). Exclusive with every libpq setting.
     relay: str | None = None
+    source: str | None = None  # installed | builtin | auto (None: auto); not a libpq keyword
 
     def __post_init__(self) -> None:
         check_profile_name(self.name)
+        if self.source is not None and self.source not in SOURCE_MODES:
+            raise ProfileError(
+                f"profile {self.name!r}: source {self.source!r} is not one of "
+                f"{', '.join(SOURCE_MODES)}"
+            )
         if self.relay is not None:
             _check_relay(self.name, self.relay)
             if self.dsn or self.options or any(getattr(self, k) for k in _LIBPQ_FIELDS):
@@ -216,11 +226,13 @@ class ConnectionProfile:
                 table[key] = value
         if self.options:
             table["options"] = dict(self.options)
+        if self.source is not None:
+            table["source"] = self.source
         return table
 
     @classmethod
     def from_table(cls, name: str, table: Mapping[str, Any]) -> ConnectionProfile:
-        known = {"dsn", "options", "relay", *_LIBPQ_FIELDS}
+        known = {"dsn", "options", "relay", "source", *_LIBPQ_FIELDS}
         unknown = set(table) - known
         if unknown:
             raise ProfileError(
@@ -250,7 +262,18 @@ class ConnectionProfile:
                     f"profile {name!r}: options.{key} = {value!r} is not valid: write it as "
                     "text in quotes"
                 )
-        return cls(name=name, options={str(k): str(v) for k, v in options.items()}, **kwargs)
+        source = table.get("source")
+        if source is not None and not isinstance(source, str):
+            raise ProfileError(
+                f"profile {name!r}: source = {source!r} is not valid: write one of "
+                f"{', '.join(SOURCE_MODES)} in quotes"
+            )
+        return cls(
+            name=name,
+            options={str(k): str(v) for k, v in options.items()},
+            source=source,
+            **kwargs,
+        )
 
 
 def _check_relay(name: str, url: str) -> None:

@@ -98,6 +98,21 @@ class Reader(Protocol):
         """What finished since ``owed.mark``; None when it cannot be told (logged)."""
         ...
 
+    @property
+    def coalesce_window(self) -> float | None:
+        """This reader's coalescing window in seconds (None: the monitor's option)."""
+        ...
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """What a person should know about this way of reading (Status.note); () if none."""
+        ...
+
+    def read_within(self) -> float | None:
+        """Seconds within which the next stability read is due for the reader's own
+        reasons (asked after every read), or None for none."""
+        ...
+
 
 _READ_STABLE = (
     "SELECT s, CASE WHEN s THEN public.system_work_mark() END FROM public.is_system_stable() AS s"
@@ -120,9 +135,14 @@ class InstalledReader:
     ``get_system_status_details()``, ``system_work_mark()`` / ``get_system_work_summary()``."""
 
     name = "installed"
+    coalesce_window: float | None = None
+    notes: tuple[str, ...] = ()
 
     def __init__(self, conninfo: str) -> None:
         self._conninfo = conninfo  # for messages (where), never the password
+
+    def read_within(self) -> float | None:
+        return None  # the health interval covers what no notification announces
 
     @property
     def channels(self) -> tuple[str, ...]:
@@ -209,18 +229,25 @@ def stability_payload_problem(payload: str) -> str:
 MAX_PAYLOAD_BYTES = 8000  # PostgreSQL's own limit for a NOTIFY payload
 
 # -- choosing -------------------------------------------------------------------------------
-BuiltinFactory = Callable[[str], Reader]
+BuiltinFactory = Callable[[str, str], Reader]
+"""``factory(conninfo, reason)``: ``reason`` says why auto mode fell back to it ("" when the
+built-in reader was asked for, or our SQL is simply not installed)."""
 _builtin: BuiltinFactory | None = None
 
 
 def register_builtin(factory: BuiltinFactory | None) -> None:
-    """Make ``factory(conninfo)`` the built-in reader (None: there is none)."""
+    """Make ``factory(conninfo, reason)`` the built-in reader (None: there is none)."""
     global _builtin
     _builtin = factory
 
 
 def builtin_available() -> bool:
     return _builtin is not None
+
+
+def builtin_factory() -> BuiltinFactory | None:
+    """The registered built-in reader factory (tests swap it and put it back)."""
+    return _builtin
 
 
 async def choose_reader(link: Link, mode: ReaderMode, conninfo: str) -> Reader:
@@ -237,7 +264,7 @@ async def choose_reader(link: Link, mode: ReaderMode, conninfo: str) -> Reader:
             )
         return InstalledReader(conninfo)
     if mode == "builtin":
-        return _builtin(conninfo)
+        return _builtin(conninfo, "")
     try:
         row = await link.one(_READ_VERSION)
     except (psycopg.errors.UndefinedFunction, psycopg.errors.InvalidSchemaName):
@@ -245,7 +272,12 @@ async def choose_reader(link: Link, mode: ReaderMode, conninfo: str) -> Reader:
     except psycopg.errors.InsufficientPrivilege:
         row = (None,)
     version = row[0] if row else None
-    if version_problem(version, "") is None:
+    wrong = version_problem(version, Target.from_conninfo(conninfo).where)
+    if wrong is None:
         return InstalledReader(conninfo)
-    log.info("installed SQL absent or not current (version %s): reading StatBus directly", version)
-    return _builtin(conninfo)
+    if version is None:
+        log.info("traystatus's SQL is not installed: reading StatBus directly")
+        return _builtin(conninfo, "")
+    # Installed but outdated (or newer than this app): a warning, not a red cross.
+    log.warning("%s Reading StatBus directly meanwhile.", wrong.message)
+    return _builtin(conninfo, f"{wrong.message} Meanwhile traystatus reads StatBus directly.")

@@ -40,6 +40,16 @@ class ReadSchedule:
         self.next_health = 0.0
         self.next_details = 0.0
         self.details_on = False
+        self.next_forced: float | None = None  # the reader's own "read by" time
+
+    def set_window(self, window: float) -> None:
+        """The reader's coalescing window (chatty channels want a longer one)."""
+        self._stable.window = window
+        self._details.window = window
+
+    def read_by(self, when: float | None) -> None:
+        """The reader wants a stability read at ``when`` (monotonic) at the latest."""
+        self.next_forced = when
 
     def start(self, now: float) -> None:
         """A new connection: its first read just happened at ``now``."""
@@ -49,6 +59,7 @@ class ReadSchedule:
         self.details_on = False
         self.next_health = now + self.health_interval
         self.next_details = 0.0
+        self.next_forced = None
 
     # -- details on/off -------------------------------------------------------------------
     def details_started(self) -> None:
@@ -74,11 +85,13 @@ class ReadSchedule:
 
     # -- stability reads ------------------------------------------------------------------
     def stable_due(self, now: float) -> bool:
-        return self._want_stable or self._stable.due(now) or now >= self.next_health
+        forced = self.next_forced is not None and now >= self.next_forced
+        return self._want_stable or self._stable.due(now) or now >= self.next_health or forced
 
     def is_health_check(self, now: float) -> bool:
         """The read due now is owed to the interval alone, not to a notification."""
-        return now >= self.next_health and not self._want_stable
+        forced = self.next_forced is not None and now >= self.next_forced
+        return now >= self.next_health and not self._want_stable and not forced
 
     def stable_reading(self, now: float) -> None:
         """A stability read starts: it covers every notification before ``now``."""
@@ -108,6 +121,8 @@ class ReadSchedule:
     def deadline(self, processing: bool) -> float:
         """When the next read is due, if no notification comes first."""
         deadline = self.next_health
+        if self.next_forced is not None:
+            deadline = min(deadline, self.next_forced)
         for c in (self._stable, self._details):
             d = c.deadline()
             if d is not None:

@@ -79,6 +79,8 @@ class Status:
     number and when the next one starts.
     ``source``: how the state was learnt (one of ``SOURCES``).
     ``review``: imports held up by a job waiting for review, or None.
+    ``note``: what a person should know about how the state is read ("watching StatBus
+    directly; ..."), "" when nothing; shown by doctor, About and the details window.
 
     ``to_json()`` is the one JSON shape of a Status: ``status --json``, ``watch --json``
     lines and what a traystatus server sends all use it.
@@ -92,6 +94,7 @@ class Status:
     next_retry_at: datetime | None = None
     source: str = "installed"
     review: ReviewBlock | None = None
+    note: str = ""
 
     @property
     def is_known(self) -> bool:
@@ -108,6 +111,7 @@ class Status:
             "next_retry_at": self.next_retry_at.isoformat() if self.next_retry_at else None,
             "source": self.source,
             "review": self.review.to_json() if self.review is not None else None,
+            "note": self.note,
         }
 
     def same_news(self, other: Status) -> bool:
@@ -120,6 +124,7 @@ class Status:
             self.next_retry_at,
             self.source,
             self.review,
+            self.note,
         ) == (
             other.state,
             other.problem,
@@ -128,6 +133,7 @@ class Status:
             other.next_retry_at,
             other.source,
             other.review,
+            other.note,
         )
 
 

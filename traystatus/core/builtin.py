@@ -1,0 +1,202 @@
+"""The "StatBus built-in" source's protocol: what to LISTEN on, what to read, what to keep.
+
+Pure (no I/O): the monitor's ``BuiltinReader`` and the tests' clients drive it.
+
+1. LISTEN on StatBus's channels (``builtin_sql.CHANNELS``), THEN read with
+   ``RULE_FULL`` (every row once: learns the tasks already processing or interrupted).
+2. On every notification, whatever its payload, read again (coalesced), with ``RULE``:
+   pending and waiting tasks through StatBus's partial indexes, processing and
+   interrupted ones by id. ``worker_task_changed`` names the task whose state changed
+   (``{"id": N, "parent_id": M}``); its id joins the tracked set, and every read keeps only
+   the ids still processing or interrupted. The id is a fact about a row, not a snapshot
+   of a state, so a stale or repeated notification costs one probe, never a wrong answer.
+3. A payload we cannot use (not JSON, no integer id, a forged flood beyond ``cap`` ids)
+   makes the next read a full one: the answer stays right, at a full read's price.
+4. ``next_due``: the earliest future ``scheduled_at`` of a pending analytics task; the
+   monitor reads again when it falls due (no write announces that).
+
+On a StatBus without ``worker_task_changed`` (before 2026-03-20) every read is a full one,
+on a timer (``OLD_STATBUS_INTERVAL``) as well as on the other channels.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from traystatus.core import builtin_sql
+from traystatus.core.errors import Diagnosis
+from traystatus.core.state import Problem
+
+OLD_STATBUS_INTERVAL = 5.0  # seconds between timed reads without worker_task_changed
+DEFAULT_CAP = 10_000  # tracked ids; more than that between two reads -> one full read
+MAX_PAYLOAD_BYTES = 8000
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What ``builtin_sql.PROBE`` found: this login's grants and this StatBus's channels."""
+
+    login: str
+    worker_usage: bool | None  # None: no schema "worker" (not a StatBus database)
+    import_job_select: bool | None  # None: no such table
+    tasks_select: bool | None
+    registry_select: bool | None
+    sees_all_jobs: bool | None
+    task_changed_channel: bool
+    holds_queue: bool = True  # a review holds StatBus's import queue (since 2026-03-10)
+    migrations_readable: bool = False  # ask builtin_sql.MIGRATION_HOLDS_QUEUE if not holds
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> Probe:
+        return cls(
+            login=str(row[0]),
+            worker_usage=row[1],
+            import_job_select=row[2],
+            tasks_select=row[3],
+            registry_select=row[4],
+            sees_all_jobs=row[5],
+            task_changed_channel=bool(row[6]),
+            holds_queue=bool(row[7]),
+            migrations_readable=bool(row[8]),
+        )
+
+    @property
+    def ask_migrations(self) -> bool:
+        """True when ``builtin_sql.MIGRATION_HOLDS_QUEUE`` must settle ``holds_queue``."""
+        return not self.holds_queue and self.migrations_readable
+
+    def settle(self, by_migration: bool | None) -> Probe:
+        """This probe with ``holds_queue`` decided: the worker procedure says so, else
+        db.migration (``by_migration``, when this login may read it), else the
+        worker_task_changed trigger (2026-03-20) proves a StatBus newer than the pause
+        (2026-03-10)."""
+        holds = self.holds_queue or bool(by_migration)
+        if by_migration is None and not holds:
+            holds = self.task_changed_channel
+        return dataclasses.replace(self, holds_queue=holds)
+
+    def problem(self, where: str) -> Diagnosis | None:
+        """One clear sentence naming what is missing, or None when the login may read."""
+        if self.worker_usage is None or self.import_job_select is None or (
+            self.tasks_select is None and self.worker_usage
+        ):
+            return Diagnosis(
+                Problem.SQL_MISSING,
+                f"{where} does not look like a StatBus database (no public.import_job or "
+                "worker.tasks), and traystatus's SQL is not installed. Check the database "
+                "name in the connection settings.",
+            )
+        missing = []
+        if not self.worker_usage:
+            missing.append("USAGE on schema worker")
+        if not self.import_job_select:
+            missing.append("SELECT on public.import_job")
+        if self.worker_usage and not self.tasks_select:
+            missing.append("SELECT on worker.tasks")
+        if self.worker_usage and not self.registry_select:
+            missing.append("SELECT on worker.command_registry")
+        if missing:
+            return Diagnosis(
+                Problem.PERMISSION,
+                f"The login {self.login} may not read what traystatus needs in {where}: "
+                f"it lacks {_join(missing)}. StatBus grants these to the role "
+                f"authenticated: ask an administrator to run GRANT authenticated TO "
+                f'"{self.login}", or to install traystatus\'s SQL (docs/sql.md).',
+            )
+        if self.sees_all_jobs is False:
+            return Diagnosis(
+                Problem.PERMISSION,
+                f"The login {self.login} sees only some import jobs in {where} (row level "
+                "security lets members of authenticated see all of them). Ask an "
+                f'administrator to run GRANT authenticated TO "{self.login}", or to install '
+                "traystatus's SQL (docs/sql.md).",
+            )
+        return None
+
+
+def _join(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+class RuleQuery(NamedTuple):
+    sql: str
+    params: dict[str, Any]
+    full: bool
+
+
+@dataclass(frozen=True)
+class RuleResult:
+    stable: bool
+    next_due: datetime | None
+
+
+class TaskTracker:
+    """Ids of tasks that may be processing or interrupted (see the module docstring)."""
+
+    def __init__(self, cap: int = DEFAULT_CAP) -> None:
+        self.cap = cap
+        self._ids: set[int] = set()
+        self._added: set[int] = set()  # noted since the last read began
+        self.need_full = True  # the first read of a connection is a full one
+        self.unusable_payloads = 0
+        self.holds_queue = True  # from Probe.holds_queue: the job half of the line
+
+    def reset(self) -> None:
+        """A new connection: forget everything, read everything."""
+        self._ids.clear()
+        self._added.clear()
+        self.need_full = True
+
+    @property
+    def ids(self) -> list[int]:
+        return sorted(self._ids)
+
+    def note(self, payload: str) -> bool:
+        """A ``worker_task_changed`` payload; False (and a full read next) if unusable."""
+        task_id: Any = None
+        if len(payload) <= MAX_PAYLOAD_BYTES:
+            try:
+                value = json.loads(payload)
+            except (ValueError, RecursionError):
+                value = None
+            if isinstance(value, dict):
+                task_id = value.get("id")
+        if isinstance(task_id, bool) or not isinstance(task_id, int) or not (
+            0 < task_id < 1 << 63
+        ):
+            self.unusable_payloads += 1
+            self.need_full = True
+            return False
+        if len(self._ids) >= self.cap and task_id not in self._ids:
+            self.need_full = True  # a flood: one full read is cheaper than a huge probe
+            return True
+        self._ids.add(task_id)
+        self._added.add(task_id)
+        return True
+
+    def query(self) -> RuleQuery:
+        """The statement for the next read, its parameters, and whether it reads every row
+        (pass ``full`` back to ``apply``)."""
+        self._added.clear()
+        if self.need_full:
+            return RuleQuery(builtin_sql.RULE_FULL, {"holds": self.holds_queue}, True)
+        return RuleQuery(builtin_sql.RULE, {"ids": self.ids, "holds": self.holds_queue}, False)
+
+    def params(self) -> dict[str, Any]:
+        """Parameters of the details and work mark queries."""
+        return {"ids": self.ids, "holds": self.holds_queue}
+
+    def apply(self, row: Sequence[Any], full: bool) -> RuleResult:
+        """The read's row: (stable, ids still processing/interrupted, next_due)."""
+        still = {int(i) for i in (row[1] or ())}
+        # Ids noted while the read ran (none on one connection, but be safe) stay.
+        self._ids = still | self._added
+        self._added.clear()
+        if full:
+            self.need_full = False
+        return RuleResult(bool(row[0]), row[2])

@@ -1,0 +1,184 @@
+"""``BuiltinReader``: watch an unmodified StatBus through its own channels and plain reads.
+
+For a database where traystatus's SQL is not installed (or, in ``auto`` mode, is not
+current). The protocol, and why it ends on the truth, is in builtin.py and
+docs/architecture.md ("StatBus built-in"); the queries are in builtin_sql.py. This module
+maps them onto the monitor's ``Reader`` strategy (readers.py):
+
+* channels: ``worker_tasks`` and ``worker_queue_change`` (a task was queued, a command
+  moved queue), ``worker_task_changed`` (a task changed state: its id), ``import_job``
+  (a job row changed); ``import_job_progress`` only while details are wanted;
+  ``worker_status`` only on a StatBus too old for ``worker_task_changed``;
+* the first read of a connection checks what the login may read (one clear error naming
+  the missing grant), then reads every row once; later reads use StatBus's partial
+  indexes and the tracked ids;
+* its own timing, which the monitor honours: a coalescing window of ``COALESCE_WINDOW``
+  (StatBus's channels are chatty: hundreds of notifications per import), a read when a
+  future-scheduled analytics task falls due, and on a StatBus without
+  ``worker_task_changed`` a full read every ``OLD_STATBUS_INTERVAL`` seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+import psycopg
+
+from traystatus.core import builtin_sql, readers
+from traystatus.core.builtin import OLD_STATBUS_INTERVAL, Probe, TaskTracker
+from traystatus.core.details import Details, DetailsError, WorkSummary
+from traystatus.core.errors import Phase, Target, classify
+from traystatus.core.pgio import Link
+from traystatus.core.readers import StableRead, Unusable
+from traystatus.core.schedule import Channel
+from traystatus.core.stability import Owed
+from traystatus.core.state import Problem, utcnow
+
+log = logging.getLogger(__name__)
+
+COALESCE_WINDOW = 0.5  # seconds: at most ~2 re-reads a second during a burst
+WORKER_STATUS_CHANNEL = "worker_status"
+QUEUE_CHANNEL = "worker_queue_change"
+
+BUILTIN_NOTE = (
+    "watching StatBus directly; an administrator can install traystatus's SQL for fewer "
+    "notifications: see docs/sql.md"
+)
+OLD_STATBUS_NOTE = (
+    f"this StatBus is too old to announce task changes (worker_task_changed, added "
+    f"2026-03-20): reading every {OLD_STATBUS_INTERVAL:g} s"
+)
+
+
+class BuiltinReader:
+    """The ``Reader`` for StatBus's own channels and plain reads (see the module doc)."""
+
+    name = "builtin"
+    coalesce_window: float | None = COALESCE_WINDOW
+
+    def __init__(self, conninfo: str, reason: str = "") -> None:
+        # reason: why auto mode chose this reader ("" when it was asked for or the SQL is
+        # simply not installed); outdated SQL says so here, as a warning, not an error.
+        self._conninfo = conninfo  # for messages (where), never the password
+        self.reason = reason  # why built-in was chosen in auto mode ("" when asked for)
+        self.tracker = TaskTracker()
+        self.old_statbus = False
+        self.probe: Probe | None = None
+        self._next_due: datetime | None = None
+
+    # -- what the monitor asks ------------------------------------------------------------
+    @property
+    def channels(self) -> tuple[str, ...]:
+        return builtin_sql.CHANNELS
+
+    @property
+    def details_channels(self) -> tuple[str, ...]:
+        return builtin_sql.DETAILS_CHANNELS
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """What a person should know about this way of watching (doctor, About, details)."""
+        out = [BUILTIN_NOTE]
+        if self.reason:
+            out.insert(0, self.reason)
+        if self.old_statbus:
+            out.append(OLD_STATBUS_NOTE)
+        return tuple(out)
+
+    def channel(self, name: str) -> Channel:
+        if name in builtin_sql.DETAILS_CHANNELS:
+            return Channel.DETAILS
+        if name in builtin_sql.CHANNELS or (self.old_statbus and name == WORKER_STATUS_CHANNEL):
+            return Channel.STABILITY
+        return Channel.IGNORED
+
+    def check_payload(self, name: str, payload: str) -> str:
+        """Payloads are hints, with one use: ``worker_task_changed`` names the task whose
+        state changed, and the next read looks at that row (builtin.TaskTracker). An
+        unusable one makes the next read a full one; it is also reported as malformed."""
+        if name == builtin_sql.TASK_CHANGED_CHANNEL:
+            if not self.tracker.note(payload):
+                return 'not {"id": <task id>, ...}: the next read reads every row'
+        elif name == QUEUE_CHANNEL:
+            self.tracker.need_full = True  # a command moved queue: look at everything once
+        return ""
+
+    def read_within(self) -> float | None:
+        """Seconds within which the next stability read is due for this reader's own
+        reasons (a scheduled task falls due; an old StatBus), or None."""
+        out: float | None = OLD_STATBUS_INTERVAL if self.old_statbus else None
+        if self._next_due is not None:
+            left = (self._next_due - utcnow()).total_seconds() + 0.05
+            out = max(0.0, left) if out is None else min(out, max(0.0, left))
+        return out
+
+    # -- reads ----------------------------------------------------------------------------
+    async def first_read(self, link: Link, with_mark: bool) -> StableRead:
+        where = Target.from_conninfo(self._conninfo).where
+        try:
+            row = await link.one(builtin_sql.PROBE)
+        except psycopg.Error as ex:
+            diag = classify(ex, self._conninfo, Phase.QUERY)
+            if diag.problem in (Problem.SQL_MISSING, Problem.PERMISSION):
+                raise Unusable(diag) from ex
+            raise
+        assert row is not None
+        probe = Probe.from_row(row)
+        by_migration = None
+        if probe.ask_migrations:
+            held = await link.one(builtin_sql.MIGRATION_HOLDS_QUEUE)
+            by_migration = bool(held and held[0])
+        probe = probe.settle(by_migration)
+        self.probe = probe
+        wrong = probe.problem(where)
+        if wrong is not None:
+            raise Unusable(wrong)
+        self.old_statbus = not probe.task_changed_channel
+        self.tracker.reset()
+        self.tracker.holds_queue = probe.holds_queue
+        if self.old_statbus:
+            log.warning("%s: %s", where, OLD_STATBUS_NOTE)
+            # Every analytics task sends a pipeline_progress here: a hint to read sooner.
+            await link.listen(WORKER_STATUS_CHANNEL)
+        return await self.read_stable(link, with_mark)
+
+    async def read_stable(self, link: Link, with_mark: bool) -> StableRead:
+        if self.old_statbus:
+            self.tracker.need_full = True
+        query = self.tracker.query()
+        try:
+            row = await link.one(query.sql, query.params)
+        except psycopg.errors.InsufficientPrivilege as ex:
+            raise Unusable(classify(ex, self._conninfo, Phase.QUERY)) from ex
+        assert row is not None
+        result = self.tracker.apply(row, query.full)
+        self._next_due = result.next_due
+        mark = row[3] if with_mark and result.stable else None
+        return StableRead(result.stable, int(mark) if isinstance(mark, int) else None)
+
+    async def read_details(self, link: Link) -> Details | None:
+        row = await link.one(builtin_sql.DETAILS, self.tracker.params())
+        try:
+            return Details.from_json(row[0] if row else None)
+        except DetailsError as ex:
+            log.warning("ignoring malformed status details: %s", ex)
+            return None
+
+    async def read_summary(self, link: Link, owed: Owed) -> WorkSummary | None:
+        row = await link.one(
+            builtin_sql.WORK_SUMMARY,
+            {"mark": owed.mark, "since": owed.since},
+        )
+        try:
+            return WorkSummary.from_json(row[0] if row else None, owed.duration)
+        except DetailsError as ex:
+            log.warning("ignoring a malformed work summary: %s", ex)
+            return None
+
+
+def _factory(conninfo: str, reason: str) -> readers.Reader:
+    return BuiltinReader(conninfo, reason)
+
+
+readers.register_builtin(_factory)

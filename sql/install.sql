@@ -65,6 +65,7 @@ SELECT pg_advisory_xact_lock(hashtext('traystatus.install'));
 -- 1. Preflight ---------------------------------------------------------------------------------
 DO $preflight$
 DECLARE
+    problems text[] := '{}';
     missing text;
     owner_name text;
     rel text;
@@ -94,15 +95,14 @@ BEGIN
     END IF;
 
     -- May this role install? CREATE INDEX needs ownership of the tables, CREATE TRIGGER
-    -- the TRIGGER privilege, the functions and our table CREATE on schema public.
+    -- the TRIGGER privilege, the functions and our table CREATE on schema public. Every
+    -- problem is collected: the error names the first, its DETAIL all of them.
     IF NOT has_schema_privilege('worker', 'USAGE') THEN
-        RAISE EXCEPTION USING
-            ERRCODE = 'insufficient_privilege',
-            MESSAGE = format('traystatus: role %s cannot install: it may not use schema worker; '
-                             'run install.sql as the owner of public.import_job and '
-                             'worker.tasks (%s) or a superuser', current_user,
-                             (SELECT c.relowner::regrole::text FROM pg_catalog.pg_class AS c
-                              WHERE c.oid = 'public.import_job'::regclass));
+        problems := problems || format(
+            'role %s cannot install: it may not use schema worker; run install.sql as the '
+            'owner of public.import_job and worker.tasks (%s) or a superuser', current_user,
+            (SELECT c.relowner::regrole::text FROM pg_catalog.pg_class AS c
+             WHERE c.oid = 'public.import_job'::regclass));
     END IF;
     FOREACH rel IN ARRAY ARRAY['public.import_job', 'worker.tasks'] LOOP
         SELECT c.relowner::regrole::text INTO owner_name
@@ -110,30 +110,25 @@ BEGIN
         IF NOT pg_has_role(current_user,
                            (SELECT c.relowner FROM pg_catalog.pg_class AS c
                             WHERE c.oid = rel::regclass), 'USAGE') THEN
-            RAISE EXCEPTION USING
-                ERRCODE = 'insufficient_privilege',
-                MESSAGE = format('traystatus: role %s cannot install: it does not own %s '
-                                 '(owner: %s); run install.sql as %s or a superuser',
-                                 current_user, rel, owner_name, owner_name);
+            problems := problems || format(
+                'role %s cannot install: it does not own %s (owner: %s); run install.sql as '
+                '%s or a superuser', current_user, rel, owner_name, owner_name);
         END IF;
     END LOOP;
     -- The functions run as their owner (the installer) and read the command registry.
-    IF NOT has_table_privilege('worker.command_registry', 'SELECT') THEN
-        RAISE EXCEPTION USING
-            ERRCODE = 'insufficient_privilege',
-            MESSAGE = format('traystatus: role %s cannot install: it may not read '
-                             'worker.command_registry; run install.sql as the owner of '
-                             'public.import_job and worker.tasks or a superuser', current_user);
+    IF has_schema_privilege('worker', 'USAGE')
+       AND NOT has_table_privilege('worker.command_registry', 'SELECT') THEN
+        problems := problems || format(
+            'role %s cannot install: it may not read worker.command_registry; run install.sql '
+            'as the owner of public.import_job and worker.tasks or a superuser', current_user);
     END IF;
     -- (the index on worker.tasks is created in schema worker, everything else in public)
     FOREACH rel IN ARRAY ARRAY['public', 'worker'] LOOP
         IF NOT has_schema_privilege(rel, 'CREATE') THEN
-            RAISE EXCEPTION USING
-                ERRCODE = 'insufficient_privilege',
-                MESSAGE = format('traystatus: role %s cannot install: it may not create objects '
-                                 'in schema %s; run install.sql as the owner of '
-                                 'public.import_job and worker.tasks or a superuser',
-                                 current_user, rel);
+            problems := problems || format(
+                'role %s cannot install: it may not create objects in schema %s; run '
+                'install.sql as the owner of public.import_job and worker.tasks or a superuser',
+                current_user, rel);
         END IF;
     END LOOP;
     -- Functions of an earlier install can only be replaced by their owner.
@@ -145,11 +140,15 @@ BEGIN
                'get_system_status_details', 'system_work_mark', 'get_system_work_summary'))
       AND NOT pg_has_role(current_user, p.proowner, 'USAGE');
     IF owner_name IS NOT NULL THEN
+        problems := problems || format(
+            'role %s cannot install: traystatus''s functions were installed by %s; run '
+            'install.sql as %s or a superuser', current_user, owner_name, owner_name);
+    END IF;
+    IF cardinality(problems) > 0 THEN
         RAISE EXCEPTION USING
             ERRCODE = 'insufficient_privilege',
-            MESSAGE = format('traystatus: role %s cannot install: traystatus''s functions '
-                             'were installed by %s; run install.sql as %s or a superuser',
-                             current_user, owner_name, owner_name);
+            MESSAGE = 'traystatus: ' || problems[1],
+            DETAIL = array_to_string(problems, E'\n');
     END IF;
 
     -- New enough? (each check names what the installed SQL reads)

@@ -114,11 +114,12 @@ def pg_server() -> Iterator[PgServer]:
 def _create_real_template(server: PgServer, name: str, *files: Path) -> None:
     """A copy of the real StatBus template, plus ``files``, marked as a template.
 
-    The copy starts stable: the maintenance queue's two self-rescheduling tasks (24 h ahead)
-    go, because StatBus allows one pending task per maintenance command and the tests
-    insert their own. One CHECK goes too: ``error_required_when_failed`` (a task's error is
-    set exactly when it failed), because the SQL suite writes bare state changes. Everything
-    else is StatBus's own; tests/statbus_real drives StatBus's own code with nothing removed.
+    The copy starts stable: StatBus's worker runs until idle, and the maintenance queue's
+    two self-rescheduling tasks (24 h ahead) go, because StatBus allows one pending task per
+    maintenance command and the tests insert their own. One CHECK goes too:
+    ``error_required_when_failed`` (a task's error is set exactly when it failed), because
+    the SQL suite writes bare state changes. Everything else is StatBus's own;
+    tests/statbus_real drives StatBus's own code with nothing removed.
     """
     source = os.environ.get("STATBUS_REAL_TEMPLATE", "statbus_template")
     with server.admin() as conn:
@@ -126,6 +127,9 @@ def _create_real_template(server: PgServer, name: str, *files: Path) -> None:
         conn.execute(sql.SQL(
             "CREATE DATABASE {} TEMPLATE {} OWNER statbus_app STRATEGY FILE_COPY"
         ).format(sql.Identifier(name), sql.Identifier(source)))
+    from tests.statbus_real.statbus import run_worker
+
+    run_worker(server.dsn(name))  # whatever the migrations queued: done, as on a live StatBus
     with psycopg.connect(server.dsn(name), autocommit=True) as conn:
         conn.execute("DELETE FROM worker.tasks AS t USING worker.command_registry AS cr "
                      "WHERE cr.command = t.command AND cr.queue = 'maintenance'")

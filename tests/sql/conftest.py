@@ -6,6 +6,7 @@ Every helper talks to a real server through psycopg; nothing is mocked.
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
@@ -38,8 +39,13 @@ def jobs_busy(states: list[str] | set[str]) -> bool:
     return "approved" in states or (
         bool(states & HELD_JOB_STATES) and "waiting_for_review" not in states
     )
-TASK_STATES = ["pending", "processing", "interrupted", "waiting", "completed", "failed"]
-BUSY_TASK_STATES = {"pending", "processing", "waiting", "interrupted"}
+# On a real StatBus older than 20260325114130 (STATBUS_REAL_TEMPLATE=statbus_template_<V>),
+# worker.task_state has no 'interrupted' yet.
+_REAL_AT = os.environ.get("STATBUS_REAL_TEMPLATE", "").rpartition("_")[2] if STATBUS_REAL else ""
+HAS_INTERRUPTED = not (_REAL_AT.isdigit() and int(_REAL_AT) < 20260325114130)
+TASK_STATES = [s for s in ["pending", "processing", "interrupted", "waiting", "completed",
+                           "failed"] if HAS_INTERRUPTED or s != "interrupted"]
+BUSY_TASK_STATES = {"pending", "processing", "waiting", "interrupted"} & set(TASK_STATES)
 # one real command per queue
 QUEUE_COMMAND = {
     "analytics": "derive_statistical_unit",

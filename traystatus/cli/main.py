@@ -136,6 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
         "install or upgrade the traystatus SQL (as a StatBus administrator)",
     )
     p.add_argument("--json", action="store_true", help="print versions before/after as JSON")
+    p.add_argument("--check", action="store_true",
+                   help="run the whole install in a transaction and roll it back: say "
+                   "'would install version N', or each problem and what to do")
+    p.add_argument("--print", dest="print_sql", action="store_true",
+                   help="write the exact SQL to stdout (review it, run it with psql)")
     p = command(
         "uninstall-sql", "sqlcmd:cmd_uninstall",
         "remove the traystatus SQL (StatBus's own objects stay)",

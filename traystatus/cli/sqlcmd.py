@@ -11,6 +11,8 @@ import argparse
 import asyncio
 import contextlib
 import json
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
 import psycopg
 
@@ -18,16 +20,23 @@ from traystatus.cli.exitcodes import CliError, ExitCode
 from traystatus.cli.target import connect_limit, resolve_connection, resolve_target
 from traystatus.core import errors, sqlfiles
 
+T = TypeVar("T")
+
 
 def _version(v: int | None) -> str:
     return "not installed" if v is None else str(v)
 
 
 def _run(args: argparse.Namespace, which: sqlfiles.SqlFile) -> int:
+    if which == "install" and getattr(args, "print_sql", False):
+        print(sqlfiles.read("install"), end="")
+        return int(ExitCode.OK)
     target = resolve_target(args.dsn, args.profile)
     conninfo, probe_error = resolve_connection(target)
     if probe_error is not None:  # the same connection just failed: say why, at once
         raise CliError(_explain(probe_error, conninfo, which), ExitCode.UNUSABLE)
+    if which == "install" and getattr(args, "check", False):
+        return _check(args, conninfo)
     try:
         before, after = asyncio.run(_apply(conninfo, which))
     except (psycopg.Error, TimeoutError) as ex:
@@ -50,11 +59,45 @@ def _run(args: argparse.Namespace, which: sqlfiles.SqlFile) -> int:
     return int(ExitCode.OK)
 
 
-async def _apply(conninfo: str, which: sqlfiles.SqlFile) -> tuple[int | None, int | None]:
-    """sqlfiles.apply with a deadline on connecting (libpq's connect_timeout, and an outer
-    limit); the SQL itself may wait for StatBus's table locks as long as it needs."""
+def _check(args: argparse.Namespace, conninfo: str) -> int:
+    """install-sql --check: the whole install in a transaction, rolled back."""
+    try:
+        before, would, info = asyncio.run(_deadline(
+            conninfo, lambda on_connect: sqlfiles.check(conninfo, on_connect=on_connect)))
+    except (psycopg.Error, TimeoutError) as ex:
+        problems = _problems(ex, conninfo)
+        if args.json:
+            print(json.dumps({"action": "check", "ok": False, "version_before": None,
+                              "problems": problems}))
+        raise CliError("\n".join(problems), ExitCode.UNUSABLE) from ex
+    if args.json:
+        print(json.dumps({"action": "check", "ok": True, "version_before": before,
+                          "would_install": would, "generated_for": info}))
+    else:
+        print(f"install-sql --check: would install version {would} "
+              f"(installed now: {_version(before)}); nothing was changed")
+    return int(ExitCode.OK)
+
+
+def _problems(ex: psycopg.Error | TimeoutError, conninfo: str) -> list[str]:
+    """Each problem the check met, with what to do (install.sql's preflight lists every
+    privilege it lacks in its DETAIL, one per line)."""
+    first = _explain(ex, conninfo, "install").replace(
+        "install-sql failed and changed nothing (it runs as one transaction)",
+        "install-sql --check: the install would fail").replace(
+        "install-sql failed and changed nothing", "install-sql --check: the install would fail")
+    more = []
+    if isinstance(ex, psycopg.Error) and ex.diag.message_detail:
+        more = [ln.strip() for ln in ex.diag.message_detail.splitlines() if ln.strip()]
+    return [first, *[f"also: {m}" for m in more if m not in first]]
+
+
+async def _deadline(
+    conninfo: str, work: Callable[[Callable[[], None]], Coroutine[Any, Any, T]]
+) -> T:
+    """``work(on_connect)`` with a deadline on connecting only."""
     connected = asyncio.Event()
-    task = asyncio.create_task(sqlfiles.apply(conninfo, which, on_connect=connected.set))
+    task = asyncio.create_task(work(connected.set))
     waiter = asyncio.create_task(connected.wait())
     try:
         await asyncio.wait({task, waiter}, timeout=connect_limit(conninfo),
@@ -69,6 +112,14 @@ async def _apply(conninfo: str, which: sqlfiles.SqlFile) -> tuple[int | None, in
     return await task
 
 
+async def _apply(conninfo: str, which: sqlfiles.SqlFile) -> tuple[int | None, int | None]:
+    """sqlfiles.apply with a deadline on connecting (libpq's connect_timeout, and an outer
+    limit); the SQL itself may wait for StatBus's table locks as long as it needs."""
+    return await _deadline(conninfo,
+                           lambda on_connect: sqlfiles.apply(conninfo, which,
+                                                             on_connect=on_connect))
+
+
 def _explain(ex: psycopg.Error | TimeoutError, conninfo: str, which: str) -> str:
     """The fact, the state (nothing changed: one transaction) and the fix."""
     if not isinstance(ex, psycopg.Error) or not ex.sqlstate:  # failed while connecting
@@ -76,6 +127,11 @@ def _explain(ex: psycopg.Error | TimeoutError, conninfo: str, which: str) -> str
         return f"{which}-sql could not connect: {diag.full_message}"
     said = ex.diag.message_primary or str(ex)
     head = f"{which}-sql failed and changed nothing (it runs as one transaction): {said}"
+    if said.startswith("traystatus: "):  # install.sql's own preflight: it says what to do
+        return f"{which}-sql failed and changed nothing: {said.removeprefix('traystatus: ')}"
+    if ex.sqlstate == "55P03":  # lock_not_available
+        return (f"{head}. StatBus's worker holds public.import_job or worker.tasks: try again "
+                "when it is idle.")
     if ex.sqlstate == "42501":  # insufficient_privilege, "must be owner of ..."
         return (
             f"{head}. Run it as a StatBus administrator: the owner of public.import_job and "

@@ -115,3 +115,49 @@ async def apply(
         await conn.execute(text.encode("utf-8"))
         after = await installed_version(conn)
     return before, after
+
+
+def without_commit(text: str) -> str:
+    """``install.sql`` minus its final COMMIT: the whole install, left open.
+
+    The file is one transaction (``BEGIN;`` first, ``COMMIT;`` last, none in between); a
+    file of another shape is refused rather than run half-committed.
+    """
+    lines = [ln.strip() for ln in text.splitlines()]
+    statements = [ln for ln in lines if ln and not ln.startswith("--")]
+    if (not statements or statements[0] != "BEGIN;" or statements[-1] != "COMMIT;"
+            or statements.count("COMMIT;") != 1):
+        raise ValueError("install.sql is not one BEGIN ... COMMIT transaction")
+    head, _, tail = text.rpartition("COMMIT;")
+    return head + tail
+
+
+async def check(
+    conninfo: str, on_connect: Callable[[], None] | None = None, **connect_kwargs: Any,
+) -> tuple[int | None, int | None, Any]:
+    """Run the whole install inside a transaction and roll it back.
+
+    Returns (version before, version the install would leave, the vocabulary it would be
+    generated for: ``system_stability_sql_info()``). A failure anywhere propagates as the
+    psycopg error, after the rollback. Nothing is ever committed: the COMMIT is taken out
+    of the text, and the connection ends with ROLLBACK whatever happens. Locks are waited
+    for at most 10 s (the install takes short SHARE locks on import_job and worker.tasks).
+    """
+    text = without_commit(read("install"))
+    async with await psycopg.AsyncConnection.connect(
+        conninfo, autocommit=True, **connect_kwargs
+    ) as conn:
+        if on_connect is not None:
+            on_connect()
+        before = await installed_version(conn)
+        await conn.execute("SET lock_timeout = '10s'")
+        try:
+            await conn.execute(text.encode("utf-8"))
+            cur = await conn.execute(
+                "SELECT public.system_stability_sql_version(), "
+                "public.system_stability_sql_info()")
+            row = await cur.fetchone()
+        finally:
+            await conn.execute("ROLLBACK")
+    assert row is not None
+    return before, row[0], row[1]

@@ -4,6 +4,8 @@ StatBus upgrade with traystatus installed (rows in the tables) applies every mig
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -220,6 +222,10 @@ def test_statbus_upgrade_with_traystatus_installed(kit: Kit, new_db: Callable[..
     drift = one(dsn, "SELECT public.system_stability_sql_drift()")
     assert isinstance(drift, list) and len(drift) == 2, drift
     assert any("'interrupted'" in d for d in drift) and any("review" in d for d in drift)
+    doctor = subprocess.run([sys.executable, "-m", "traystatus", "doctor", "--dsn", dsn],
+                            capture_output=True, text=True, timeout=120, check=False)
+    line = next(ln for ln in doctor.stdout.splitlines() if "SQL covers StatBus" in ln)
+    assert line.startswith("warn") and "'interrupted'" in line and "install-sql" in line, line
     assert psql_file(kit, dsn, INSTALL)[0] == 0
     assert one(dsn, "SELECT public.system_stability_sql_drift()") == []
     # the answer matches the worker's own test on the upgraded schema; interrupted now counts

@@ -146,7 +146,10 @@ async def _source_checks(conn: psycopg.AsyncConnection[Any], mode: ReaderMode) -
     if mode == "builtin":
         return [await _builtin_check(conn, "--source builtin")]
     sql = await _sql_checks(conn)
-    if mode == "installed" or all(c.level is Level.OK for c in sql):
+    # (whether the SQL covers a newer StatBus's enum values is advice for the administrator,
+    # not a reason to read StatBus another way)
+    if mode == "installed" or all(c.level is Level.OK for c in sql
+                                  if c.name != "SQL covers StatBus"):
         how = "as asked (--source installed)" if mode == "installed" else "present and current"
         return [*sql, CheckResult("source", Level.INFO, f"installed: traystatus's SQL, {how}")]
     demoted = [
@@ -208,7 +211,29 @@ async def _sql_checks(conn: psycopg.AsyncConnection[Any]) -> list[CheckResult]:
         sql_line = CheckResult("SQL installed", Level.OK, f"version {version}, as expected")
     else:
         sql_line = CheckResult("SQL installed", Level.FAIL, wrong.fact, wrong.fix, wrong.problem)
-    return [sql_line, await _privilege_check(conn)]
+        return [sql_line, await _privilege_check(conn)]
+    return [sql_line, await _coverage_check(conn), await _privilege_check(conn)]
+
+
+async def _coverage_check(conn: psycopg.AsyncConnection[Any]) -> CheckResult:
+    """Whether the installed SQL covers this StatBus as it is now: install.sql is generated
+    from the enum values present at install time, and a StatBus upgrade can add one (e.g.
+    worker.task_state 'interrupted') or start holding the import queue during a review."""
+    try:
+        async with conn.transaction():
+            cur = await conn.execute("SELECT public.system_stability_sql_drift()")
+            row = await cur.fetchone()
+    except psycopg.Error as ex:
+        diag = errors.classify(ex, "", errors.Phase.QUERY)
+        return CheckResult("SQL covers StatBus", Level.WARN,
+                           f"could not compare the installed SQL with StatBus: {diag.message}")
+    drift = list(row[0]) if row and row[0] else []
+    if not drift:
+        return CheckResult("SQL covers StatBus", Level.OK,
+                           "generated for the enum values and review hold StatBus has now")
+    return CheckResult("SQL covers StatBus", Level.WARN, "; ".join(str(d) for d in drift),
+                       "ask a StatBus administrator to run `traystatus install-sql` again "
+                       "(after every StatBus upgrade)")
 
 
 async def _privilege_check(conn: psycopg.AsyncConnection[Any]) -> CheckResult:

@@ -14,6 +14,7 @@ import pytest
 import pytest_asyncio
 
 from tests.serve.conftest import START_TASK, TOKEN, served, until
+from tests.sql.conftest import add_job
 
 CHROMIUM = os.environ.get("TRAYSTATUS_CHROMIUM", "/usr/bin/chromium")
 ARGS = [
@@ -68,12 +69,9 @@ async def test_page_shows_states_live_and_opens_details(
         _save(await page.screenshot(), tmp_path, "serve-page-stable.png")
 
         with psycopg.connect(db_dsn, autocommit=True) as c:
-            c.execute(
-                "INSERT INTO public.import_job (slug, description, definition_id, state, "
-                "total_rows, imported_rows, import_completed_pct, import_rows_per_sec) "
-                "VALUES ('lu_2026_q3', 'Legal units 2026 Q3', 1, 'processing_data', "
-                "12000, 5100, 42.5, 800)"
-            )
+            add_job(c, "processing_data", slug="lu_2026_q3",
+                    description="Legal units 2026 Q3", total_rows=12000, imported_rows=5100,
+                    import_completed_pct=42.5, import_rows_per_sec=800)
             c.execute(START_TASK)
         await expect(word).to_have_text("Processing", timeout=15_000)  # no reload
         await expect(page.locator("#badge")).to_have_attribute("data-state", "processing")
@@ -94,11 +92,7 @@ async def test_page_shows_states_live_and_opens_details(
 
         # Live while open; and a job description is data, never markup.
         with psycopg.connect(db_dsn, autocommit=True) as c:
-            c.execute(
-                "INSERT INTO public.import_job (slug, description, definition_id, state) "
-                "VALUES ('hostile', %s, 1, 'upload_completed')",
-                (HOSTILE,),
-            )
+            add_job(c, "upload_completed", slug="hostile", description=HOSTILE)
         await expect(dialog).to_contain_text(HOSTILE, timeout=15_000)
         assert await dialog.locator("img").count() == 0
         assert await page.title() == "StatBus status"

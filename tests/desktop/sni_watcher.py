@@ -12,7 +12,7 @@ import asyncio
 import sys
 
 from dbus_fast.aio import MessageBus
-from dbus_fast.service import PropertyAccess, ServiceInterface, dbus_property, method
+from dbus_fast.service import PropertyAccess, ServiceInterface, dbus_property, method, signal
 
 NAME = "org.kde.StatusNotifierWatcher"
 
@@ -30,6 +30,11 @@ class Watcher(ServiceInterface):
     @method()
     def RegisterStatusNotifierHost(self, service: "s") -> None:  # noqa: F821
         self.host_registered = True
+        self.StatusNotifierHostRegistered()
+
+    @signal()
+    def StatusNotifierHostRegistered(self) -> None:
+        return None
 
     @dbus_property(access=PropertyAccess.READ)
     def RegisteredStatusNotifierItems(self) -> "as":  # noqa: F722

@@ -42,8 +42,9 @@ async def main():
     threading.Thread(target=lambda: (sys.stdin.readline(), loop.call_soon_threadsafe(go.set)),
                      daemon=True).start()
     await go.wait()
-    ctl._place()  # what the 5 s timer does
-    for _ in range(100):
+    # No ctl._place() here: the watcher's StatusNotifierHostRegistered signal moves the
+    # icon, well before the 5 s timer would.
+    for _ in range(40):
         if ctl.in_tray:
             break
         await asyncio.sleep(0.05)

@@ -11,7 +11,9 @@ the item and nobody draws it: the app would be invisible, and its fallback windo
 never appear.
 
 So the app asks the watcher itself (``IsStatusNotifierHostRegistered``, asynchronously on
-the session bus; no answer in ``TIMEOUT_MS`` counts as "no host"):
+the session bus; no answer in ``TIMEOUT_MS`` counts as "no host") when the controller's
+timer says so, and at once when the watcher announces a host (StatusNotifierHostRegistered
+/ ...Unregistered) or the watcher's name changes owner:
 
 - the watcher was there when the app started (Qt uses SNI): the tray counts as available
   only while a host is registered;
@@ -27,11 +29,12 @@ from __future__ import annotations
 import logging
 import sys
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import SLOT, QObject, Signal, Slot
 from PySide6.QtDBus import (
     QDBusConnection,
     QDBusMessage,
     QDBusPendingCallWatcher,
+    QDBusServiceWatcher,
     QDBusVariant,
 )
 from PySide6.QtWidgets import QSystemTrayIcon
@@ -70,9 +73,27 @@ class TrayHost(QObject):
                 bus = QDBusConnection.connectToBus(address, self._name)
                 if bus.isConnected():
                     self._bus = bus
+                    self._follow_watcher(bus)
                 else:
                     log.info("tray check: no session bus at %s (%s)", address,
                              bus.lastError().message())
+
+    def _follow_watcher(self, bus: QDBusConnection) -> None:
+        """Ask again at once when a host comes or goes, or the watcher itself does."""
+        for name in ("StatusNotifierHostRegistered", "StatusNotifierHostUnregistered"):
+            # The stubs want bytes for the slot; PySide6 itself takes only the str.
+            bus.connect(  # type: ignore[call-overload]
+                "", SNI_WATCHER_PATH, SNI_WATCHER, name, self, SLOT("_changed()")
+            )
+        self._names = QDBusServiceWatcher(SNI_WATCHER, bus,
+                                          QDBusServiceWatcher.WatchModeFlag.WatchForOwnerChange,
+                                          self)
+        self._names.serviceOwnerChanged.connect(self._changed)
+
+    @Slot()
+    def _changed(self) -> None:
+        if self.uses_sni is not None:  # after the first answer, which the controller asks
+            self.check()
 
     def check(self) -> None:
         """Ask; ``answered`` follows (at once where no D-Bus question is needed)."""

@@ -156,3 +156,73 @@ async def test_page_names_every_state_in_words_and_the_review_hold(
         await page.close()
     finally:
         await runner.cleanup()
+
+
+SEED_HOOK = """
+async () => {
+  // The original plan's useSystemStability() and SystemStatusModal, verbatim where they
+  // talk to the server: no token in the URL, the browser's cookie does the rest.
+  const protocol = window.location.protocol === 'https:' ? 'wss:' : 'ws:';
+  const wsUrl = `${protocol}//${window.location.host}/api/system-stability`;
+  const socket = new WebSocket(wsUrl);
+  const first = await new Promise((resolve) => {
+    socket.onmessage = (event) => resolve(JSON.parse(event.data));
+    socket.onerror = () => resolve(null);
+  });
+  socket.close();
+  const response = await fetch('/api/system-status-details');
+  const detailedStatus = response.ok ? await response.json() : null;
+  return {
+    stable: first === null ? 'refused' : first.stable,
+    status: response.status,
+    jobs: detailedStatus && detailedStatus.import_jobs.length,
+    tasks: detailedStatus && detailedStatus.analytics_tasks.length,
+    system_stable: detailedStatus && detailedStatus.system_stable,
+  };
+}
+"""
+
+
+@pytest.mark.asyncio
+async def test_the_seed_react_hook_works_unchanged_with_statbus_cookie(
+    db_dsn: str, tmp_path: Path, browser: object
+) -> None:
+    """Behind StatBus's proxy the page's origin is the server's, and StatBus's login has set
+    the `statbus` cookie (an HS256 access token): docs/serve.md's claim, in a browser."""
+    import base64
+    import hashlib
+    import hmac
+    import json
+    import time
+
+    secret = b"k" * 48
+    secret_file = tmp_path / "jwt-secret"
+    secret_file.write_bytes(secret)
+    secret_file.chmod(0o600)
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    body = b64(json.dumps({"email": "analyst@example.org", "role": "analyst@example.org",
+                           "type": "access", "exp": int(time.time()) + 600}).encode())
+    sig = b64(hmac.new(secret, f"{head}.{body}".encode(), hashlib.sha256).digest())
+    jwt = f"{head}.{body}.{sig}"
+
+    async with served(db_dsn, tmp_path, jwt_secret_file=str(secret_file)) as srv:
+        for cookie, expected in ((None, "refused"), (jwt, True)):
+            context = await browser.new_context()  # type: ignore[attr-defined]
+            if cookie:
+                await context.add_cookies([{"name": "statbus", "value": cookie,
+                                            "url": srv.url, "httpOnly": True,
+                                            "sameSite": "Strict"}])
+            page = await context.new_page()
+            await page.goto(f"{srv.url}/healthz")  # any page of the same origin
+            result = await page.evaluate(SEED_HOOK)
+            assert result["stable"] == expected, result
+            if cookie:
+                assert result == {"stable": True, "status": 200, "jobs": 0, "tasks": 0,
+                                  "system_stable": True}
+            else:
+                assert result["status"] == 401
+            await context.close()

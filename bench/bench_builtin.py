@@ -155,6 +155,82 @@ def explain(c: Conn, query: str, params: dict[str, Any] | None) -> tuple[float, 
     return float(plan["Execution Time"]), f"buffers={buffers}; " + "; ".join(nodes)
 
 
+async def live(db: KitDb, imports: int, idle_seconds: float, details: bool) -> None:
+    """Re-reads per second of one built-in monitor (the kit's analyst, default options)
+    during real imports + derive at the worker's full speed, then its idle cost."""
+    import asyncio
+
+    from traystatus.core.monitor import Monitor, MonitorOptions
+    from traystatus.core.state import State
+
+    m = Monitor(db.analyst_dsn, MonitorOptions(reader="builtin"))
+    seen: list[State] = []
+    stable = asyncio.Event()
+
+    def on_status(st: Any) -> None:
+        seen.append(st.state)
+        if st.state is State.STABLE:
+            stable.set()
+        else:
+            stable.clear()
+
+    m.add_listener(on_status)
+    task = asyncio.create_task(m.run())
+    await stable.wait()
+    if details:
+        m.subscribe_details()
+    base = dict(vars(m.counters))
+    samples: list[tuple[float, int, int, int]] = []
+    done = asyncio.Event()
+
+    async def sample() -> None:
+        while not done.is_set():
+            c = m.counters
+            samples.append((time.monotonic(), c.stability_reads, c.details_reads,
+                            c.notifications))
+            await asyncio.sleep(0.1)
+
+    sampler = asyncio.create_task(sample())
+    t0 = time.monotonic()
+    for _ in range(imports):
+        await asyncio.to_thread(db.start_import)
+    with db.connect() as c, Worker(db.dsn) as w:
+        await asyncio.to_thread(w.wait_idle, c, 600)
+    await stable.wait()
+    busy = time.monotonic() - t0
+    await asyncio.sleep(1.0)
+    done.set()
+    await sampler
+    c = m.counters
+    reads = c.stability_reads - base["stability_reads"]
+    dreads = c.details_reads - base["details_reads"]
+    notes = c.notifications - base["notifications"]
+    # The worst 1-second window.
+    worst = worst_d = 0
+    for i, (t, r, d, _) in enumerate(samples):
+        for t2, r2, d2, _ in samples[i:]:
+            if t2 - t > 1.0:
+                break
+            worst, worst_d = max(worst, r2 - r), max(worst_d, d2 - d)
+    print(f"{imports} imports + derive: {busy:.1f} s busy, {notes} notifications, "
+          f"{reads} stability re-reads ({reads / busy:.2f}/s average, worst 1-s window "
+          f"{worst}), details {'on' if details else 'off'}: {dreads} details reads "
+          f"({dreads / busy:.2f}/s, worst 1-s window {worst_d}); states {seen}")
+    # Idle: what one monitor costs when nothing happens.
+    before = dict(vars(m.counters))
+    cpu0 = time.process_time()
+    t1 = time.monotonic()
+    await asyncio.sleep(idle_seconds)
+    idle = time.monotonic() - t1
+    cpu = time.process_time() - cpu0
+    q = m.counters.queries - before["queries"]
+    print(f"idle {idle:.0f} s: {q} queries ({q / idle * 60:.1f} a minute: health reads), "
+          f"client CPU {cpu * 1000 / idle:.2f} ms per second "
+          f"({cpu / idle * 100:.3f} % of a core, this process)")
+    m.stop()
+    await task
+
+
 def main() -> None:
     global SPAN, TEMPLATE_ROWS
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -163,10 +239,24 @@ def main() -> None:
     parser.add_argument("--slow-calls", type=int, default=9, help="calls of full scans")
     parser.add_argument("--keep", action="store_true", help="keep the database")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument("--live", type=int, default=0, metavar="N",
+                        help="instead: re-reads per second of one monitor during N real "
+                        "imports + derive, then its idle cost")
+    parser.add_argument("--idle", type=float, default=60.0, help="--live: idle seconds")
+    parser.add_argument("--details", action="store_true", help="--live: details subscribed")
     args = parser.parse_args()
     kit = Kit.from_env()
     if kit is None:
         sys.exit("bench_builtin: the statbus-real kit is not set up (STATBUS_REAL_DSN etc.)")
+    if args.live:
+        import asyncio
+
+        print(f"load average {os.getloadavg()}", flush=True)
+        with kit.database("ts_bench_live") as live_db:
+            live_db.setup_demo()
+            asyncio.run(live(live_db, args.live, args.idle, args.details))
+        print(f"load average {os.getloadavg()}")
+        return
     sizes = [int(s) for s in args.sizes.split(",")]
     print(f"load average {os.getloadavg()}; sizes {sizes}", flush=True)
     ctx = kit.database("ts_bench_builtin")

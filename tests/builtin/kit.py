@@ -217,3 +217,24 @@ class Worker:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def work_left(conn: Conn) -> bool:
+    row = conn.execute(_WORK_LEFT).fetchone()
+    return bool(row and row[0])
+
+
+def step_worker(conn: Conn) -> None:
+    """One task of each queue, as the worker would pick it (serial, then one concurrent
+    analytics child), each call its own transactions. Between two calls the database is
+    quiescent: nobody else writes."""
+    for queue in QUEUES:
+        conn.execute(
+            "CALL worker.process_tasks(p_queue => %s, p_batch_size => 1, "
+            "p_mode => 'serial'::worker.process_mode)",
+            (queue,),
+        )
+    conn.execute(
+        "CALL worker.process_tasks(p_queue => 'analytics', p_batch_size => 1, "
+        "p_mode => 'concurrent'::worker.process_mode)"
+    )

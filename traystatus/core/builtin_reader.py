@@ -37,7 +37,7 @@ from traystatus.core.state import Problem, utcnow
 
 log = logging.getLogger(__name__)
 
-COALESCE_WINDOW = 0.5  # seconds: at most ~2 re-reads a second during a burst
+COALESCE_WINDOW = 0.6  # seconds: at most 2 re-reads in any second of a burst
 WORKER_STATUS_CHANNEL = "worker_status"
 QUEUE_CHANNEL = "worker_queue_change"
 

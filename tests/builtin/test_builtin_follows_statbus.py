@@ -1,0 +1,123 @@
+"""The built-in source follows a real import on the real StatBus, traystatus's SQL NOT
+installed, as the kit's analyst (made by public.user_create): upload by COPY, analysis,
+processing, derive, stable, driven by StatBus's own worker.process_tasks.
+
+The worker is stepped one task at a time; after every step the database is quiescent,
+and the monitor must reach the value of is_system_stable()'s rule (RULE_NAIVE, read by the
+superuser) and never show anything else at rest. The CLI's status, wait and watch follow
+the same import as child processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.builtin.kit import Conn, KitDb, Worker, step_worker, work_left
+from tests.builtin.test_builtin_race import probe
+from tests.core.conftest import FAST, running
+from traystatus.core import builtin_sql
+from traystatus.core.monitor import Monitor
+from traystatus.core.state import State
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def truth(c: Conn) -> bool:
+    holds = probe(c).holds_queue
+    row = c.execute(builtin_sql.RULE_NAIVE.encode(), {"holds": holds}).fetchone()
+    assert row is not None
+    return bool(row[0])
+
+
+def want(stable: bool) -> State:
+    return State.STABLE if stable else State.PROCESSING
+
+
+@pytest.mark.asyncio
+async def test_monitor_follows_a_real_import_step_by_step(kit_db: KitDb) -> None:
+    await asyncio.to_thread(kit_db.setup_demo)
+    m = Monitor(kit_db.analyst_dsn, replace(FAST, reader="builtin", health_interval=15.0))
+    with kit_db.connect() as c:
+        async with running(m) as rec:
+            await rec.state(State.STABLE)
+            assert m.status.source == "builtin" and "watching StatBus directly" in m.status.note
+            job_id, _ = await asyncio.to_thread(kit_db.start_import)
+            seen_truths = [True]
+            steps = 0
+            while True:
+                now_true = truth(c)
+                seen_truths.append(now_true)
+                await rec.state(want(now_true), within=10)
+                if not await asyncio.to_thread(work_left, c):
+                    break
+                await asyncio.to_thread(step_worker, c)
+                steps += 1
+                assert steps < 2000, "the worker never finished"
+            job = c.execute("SELECT state FROM public.import_job WHERE id = %s",
+                            (job_id,)).fetchone()
+            assert job is not None and job[0] == "finished"
+            await rec.state(State.STABLE)
+    known = [s for s in rec.states if s in (State.STABLE, State.PROCESSING)]
+    # No flicker: one busy spell, as the truth had.
+    assert known == [State.STABLE, State.PROCESSING, State.STABLE], rec.states
+    assert seen_truths.count(False) > 10
+    # Only the first read of the connection read every row; the rest used the indexes.
+    assert m.counters.stability_reads < m.counters.notifications
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "traystatus", *args]
+
+
+def test_cli_status_wait_watch_follow_a_real_import(kit_db: KitDb) -> None:
+    kit_db.setup_demo()
+    dsn_params = psycopg.conninfo.conninfo_to_dict(kit_db.analyst_dsn)
+    password = str(dsn_params.pop("password"))
+    dsn = psycopg.conninfo.make_conninfo("", **dsn_params)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    env.update(PGPASSWORD=password, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1",
+               TRAYSTATUS_CONFIG_DIR=str(REPO / ".pytest_cache" / "builtin-cli"))
+    base = ["--source", "builtin", "--dsn", dsn]
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(_cli(*args), env=env, capture_output=True, text=True,
+                              timeout=120, check=False)
+
+    stable = run("status", "--json", *base)
+    assert stable.returncode == 0, stable.stdout + stable.stderr
+    assert json.loads(stable.stdout)["source"] == "builtin"
+    watch = subprocess.Popen(_cli("watch", "--json", *base), env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(3)  # watch is connected and has printed "stable"
+        kit_db.start_import()
+        busy = run("status", "--json", *base)
+        assert busy.returncode == 1, busy.stdout + busy.stderr
+        assert json.loads(busy.stdout)["state"] == "processing"
+        waiter = subprocess.Popen(_cli("wait", "--timeout", "300", *base), env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        started = time.monotonic()
+        with kit_db.connect() as c, Worker(kit_db.dsn, step_pause=0.02) as w:
+            w.wait_idle(c)
+        _, wait_err = waiter.communicate(None, 120)
+        assert waiter.returncode == 0, wait_err
+        assert time.monotonic() - started < 120
+        after = run("status", *base)
+        assert after.returncode == 0 and after.stdout.startswith("stable"), after.stdout
+        time.sleep(2)
+    finally:
+        watch.terminate()
+        out, err = watch.communicate(timeout=30)
+    states = [json.loads(line)["state"] for line in out.splitlines() if line.strip()]
+    known = [s for s in states if s in ("stable", "processing")]
+    assert known == ["stable", "processing", "stable"], (states, err)

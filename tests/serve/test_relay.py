@@ -194,6 +194,19 @@ async def test_a_profile_can_name_a_server_with_its_token_in_the_keychain(
         done = await asyncio.to_thread(cli_env.run, "status", "--json")
         assert done.returncode == 0, done.stderr
         assert json.loads(done.stdout)["source"] == "relay"
+        doctor = await asyncio.to_thread(cli_env.run, "doctor")
+        assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+        assert "ok    server reachable: traystatus serve" in doctor.stdout
+        assert "ok    token: accepted" in doctor.stdout
+        assert "ok    server's database: connected (stable)" in doctor.stdout
+        assert "database reachable" not in doctor.stdout  # no libpq probe of a URL
+        wrong = await asyncio.to_thread(
+            cli_env.run, "profile", "add", "srv", "--relay", srv.url, "--password-stdin",
+            input="a-wrong-token-0123456789\n",
+        )
+        assert wrong.returncode == 0, wrong.stderr
+        doctor = await asyncio.to_thread(cli_env.run, "doctor")
+        assert doctor.returncode == 3 and "FAIL  token: the server refused" in doctor.stdout
         listed = await asyncio.to_thread(cli_env.run, "profile", "list")
         assert f"traystatus server {srv.url}" in listed.stdout
         bad = await asyncio.to_thread(

@@ -306,6 +306,15 @@ async def run_checks(args: argparse.Namespace) -> list[CheckResult]:
     target = resolve_target(args.dsn, args.profile)
     source = f"profile {target.label}" if target.stored else "--dsn / libpq defaults"
     checks = [CheckResult("connection", Level.INFO, f"{source}: {target.profile.describe()}")]
+    if target.profile.relay is not None:
+        # A traystatus server, not a database: its own checks, the token from the keychain.
+        from traystatus.core.relay import server_checks
+
+        token = await asyncio.to_thread(credentials.get_password, target.profile.name)
+        checks.extend(await server_checks(target.profile.relay, token))
+        checks.append(keychain_check())
+        checks.extend(await desktop_checks())
+        return checks
     try:
         conninfo, probe_error = await asyncio.to_thread(resolve_connection, target)
     except CliError as ex:

@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
@@ -554,6 +555,13 @@ def _seconds(value: float) -> timedelta:
 
 
 def _why(ex: object) -> str:
+    """A short reason: "Connection refused", not aiohttp's whole sentence."""
+    if isinstance(ex, aiohttp.ClientConnectorCertificateError):
+        return f"certificate not trusted: {ex.certificate_error}"
+    if isinstance(ex, aiohttp.ClientConnectorDNSError):
+        return "host name not found"
+    if isinstance(ex, aiohttp.ClientConnectorError) and ex.os_error.errno:
+        return os.strerror(ex.os_error.errno)
     text = str(ex).strip()
     return text or type(ex).__name__
 
@@ -570,3 +578,55 @@ def read_token_file(path: str) -> str:
         if token and not token.startswith("#"):
             return token
     raise RelayError(f"{path} holds no token (one per line)")
+
+
+async def server_checks(url: str, token: str | None, within: float = 10.0) -> list[Any]:
+    """``doctor`` for a profile that names a server: reachable, token accepted, and the
+    server's own database. A list of ``checks.CheckResult``; never raises."""
+    from traystatus.core.checks import CheckResult, Level
+
+    status_url, _, where = endpoints(url)
+    http_url = "http" + status_url[2:] if status_url.startswith("ws") else status_url
+    base = http_url[: http_url.index(STABILITY_PATH)]
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    out: list[Any] = []
+    limit = aiohttp.ClientTimeout(total=within)
+    try:
+        async with aiohttp.ClientSession(timeout=limit) as http:
+            async with http.get(f"{base}/healthz") as r:
+                health = await r.json(content_type=None) if r.status in (200, 503) else None
+            if not isinstance(health, dict):
+                out.append(CheckResult(
+                    "server reachable", Level.FAIL,
+                    f"{where} answered HTTP {r.status} on /healthz: not a traystatus server",
+                    "check the profile's relay URL (the server's own address)"))
+                return out
+            out.append(CheckResult(
+                "server reachable", Level.OK,
+                f"traystatus serve {health.get('version', '?')} at {where}"))
+            async with http.get(http_url, headers=headers) as r:
+                body = await r.json(content_type=None) if r.status == 200 else None
+                refused = r.status
+    except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as ex:
+        out.append(CheckResult(
+            "server reachable", Level.FAIL, f"cannot reach {where} ({_why(ex)})",
+            "check the URL, the network, and that `traystatus serve` runs there",
+            Problem.UNREACHABLE))
+        return out
+    if not isinstance(body, dict):
+        fix = ("store the server's token: traystatus profile add NAME --relay URL "
+               "--password-stdin" if refused == 401 else "ask the server's administrator")
+        out.append(CheckResult("token", Level.FAIL,
+                               f"the server refused this client (HTTP {refused})", fix,
+                               Problem.AUTH_FAILED if refused == 401 else Problem.PERMISSION))
+        return out
+    out.append(CheckResult("token", Level.OK, "accepted"))
+    if health.get("database_connected"):
+        out.append(CheckResult("server's database", Level.OK,
+                               f"connected ({body.get('state')})"))
+    else:
+        out.append(CheckResult(
+            "server's database", Level.FAIL,
+            f"{body.get('state')}: {body.get('reason') or 'not connected'}",
+            "the server's administrator: see its log and `traystatus doctor` on that machine"))
+    return out

@@ -51,8 +51,18 @@ def test_status_json_is_one_shape_with_source_and_review() -> None:
     ).to_json()
     assert blocked["source"] == "builtin"
     assert blocked["review"] == {"waiting": [{"id": 7, "slug": "census_2026"}], "queued_behind": 3}
+    assert (plain["blocked_by_review"], blocked["blocked_by_review"]) == ([], [7])
     assert set(plain) == set(blocked)
     json.dumps(blocked)  # serialisable as is
+
+
+def test_the_review_line_a_person_reads() -> None:
+    one = ReviewBlock(waiting=((7, "census_2026"),), queued_behind=2)
+    assert one.text == "Waiting for review: census_2026; 2 imports queued behind it"
+    assert ReviewBlock(((7, "a"),), 1).text == "Waiting for review: a; 1 import queued behind it"
+    assert ReviewBlock(((7, "a"),)).text == "Waiting for review: a"
+    two = ReviewBlock(((7, "a"), (9, "")), 3)
+    assert two.text == "Waiting for review: a, job 9; 3 imports queued behind them"
 
 
 def test_a_review_block_or_a_source_change_is_news() -> None:

@@ -6,6 +6,9 @@ the same with and without traystatus installed."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -53,6 +56,26 @@ class Client:
     def close(self) -> None:
         self.listener.close()
         self.conn.close()
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "traystatus", *args], capture_output=True,
+                          text=True, timeout=120, check=False)
+
+
+def _cli_sees_the_review(dsn: str, job: int) -> None:
+    """status --json, watch's line and wait's two readings, while the review holds."""
+    status = _cli("status", "--json", "--dsn", dsn)
+    assert status.returncode == 0, status.stderr
+    out = json.loads(status.stdout)
+    assert (out["state"], out["blocked_by_review"]) == ("stable", [job])
+    assert out["review"] == {"waiting": [{"id": job, "slug": "lu_reviewed"}], "queued_behind": 1}
+    text = _cli("status", "--dsn", dsn)
+    assert text.stdout.strip() == (
+        "stable: Waiting for review: lu_reviewed; 1 import queued behind it")
+    assert _cli("wait", "--timeout", "0", "--dsn", dsn).returncode == 0
+    held = _cli("wait", "--timeout", "0", "--until-reviewed", "--dsn", dsn)
+    assert held.returncode == 1, held.stderr
 
 
 def install(kit: Kit, dsn: str) -> None:
@@ -141,6 +164,7 @@ def test_review_holds_the_queue_and_is_reported(
                 assert jobs[first]["phase"] == "review"
                 mark = conn.execute("SELECT public.system_work_mark(), now()").fetchone()
                 assert mark is not None
+                _cli_sees_the_review(dsn, first)
             statbus.set_state(conn, first, decision)  # the app's UPDATE
             if client:
                 assert client.catch_up() is False  # the queue runs again

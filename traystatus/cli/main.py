@@ -105,13 +105,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command(
         "wait", "watching:cmd_wait",
-        "block until the system is stable (exit 0) or the timeout passes (exit 1)",
+        "block until the system is stable (exit 0) or the timeout passes (exit 1); a job "
+        "waiting for review holds StatBus's import queue and counts as stable (nothing runs "
+        "until a person acts): --until-reviewed waits for the review too",
     )
     p.add_argument("--timeout", type=_seconds, default=None, metavar="S",
                    help="seconds to wait after the first answer (default: no limit); "
                    "0: exit 0 if stable now, else 1. Connecting has its own limit, "
                    "connect_timeout (10 s)")
     p.add_argument("--quiet", "-q", action="store_true", help="print nothing while waiting")
+    p.add_argument("--until-reviewed", action="store_true",
+                   help="also wait until no import job waits for review (by default a review "
+                   "that holds StatBus's import queue counts as stable: nothing runs until "
+                   "a person acts)")
     _relay_options(p)
 
     p = command(

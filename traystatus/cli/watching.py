@@ -217,9 +217,15 @@ def details_to_json(details: Details) -> dict[str, Any]:
 
 
 def status_line(status: Status) -> str:
-    """``stable`` / ``error: <what to do>``: what a person or a Polybar label shows."""
+    """``stable`` / ``error: <what to do>``: what a person or a Polybar label shows.
+
+    A review that holds the import queue is said too: ``stable: Waiting for review: x; 2
+    imports queued behind it``."""
     label = LABELS[status.state]
-    return f"{label}: {status.message}" if status.message else label
+    said = [status.message] if status.message else []
+    if status.review is not None and status.is_known:
+        said.append(status.review.text)
+    return f"{label}: {'; '.join(said)}" if said else label
 
 
 def status_object(status: Status) -> dict[str, Any]:
@@ -227,12 +233,14 @@ def status_object(status: Status) -> dict[str, Any]:
     out = status.to_json()
     label = LABELS[status.state]
     since = status.since.astimezone().strftime("%H:%M:%S")
+    review = status.review.text if status.review is not None and status.is_known else ""
     out.update(
         text=label,
-        alt=label,
+        alt="review" if review and status.state is State.STABLE else label,
         tooltip=f"StatBus {label} since {since}"
-        + (f"\n{status.message}" if status.message else ""),
-        **{"class": label},
+        + (f"\n{status.message}" if status.message else "")
+        + (f"\n{review}" if review else ""),
+        **{"class": "review" if review and status.state is State.STABLE else label},
     )
     return out
 
@@ -317,12 +325,18 @@ def cmd_status(args: argparse.Namespace) -> int:
     return int(exit_code(status))
 
 
-async def _wait(conninfo: str | SourceSpec, seconds: float | None, quiet: bool) -> int:
+async def _wait(conninfo: str | SourceSpec, seconds: float | None, quiet: bool,
+                until_reviewed: bool = False) -> int:
     """``seconds`` counts from the first answer (the state, or why there is none), so
-    ``--timeout 0`` asks "is it stable now?" and connecting is bounded by connect_timeout."""
+    ``--timeout 0`` asks "is it stable now?" and connecting is bounded by connect_timeout.
+
+    Stable is what it waits for: nothing running and nothing due, so the register does not
+    change. A job waiting for review holds StatBus's import queue and counts as stable (the
+    imports behind it start only when a person acts). ``until_reviewed``: the other
+    reading, "every import has ended": also wait until no job waits for review."""
     loop = asyncio.get_running_loop()
     deadline: float | None = loop.time() + first_answer_limit(conninfo)
-    last: tuple[State, object] | None = None
+    last: tuple[State, object, object] | None = None
     answered = False
     async with monitoring(conninfo) as session:
         while True:
@@ -341,29 +355,30 @@ async def _wait(conninfo: str | SourceSpec, seconds: float | None, quiet: bool) 
                 print(f"traystatus wait: not stable after {seconds:g} s{last_text}",
                       file=sys.stderr)
                 return int(ExitCode.TIMEOUT)
-            if status.state is State.STABLE:
+            if status.state is State.STABLE and not (until_reviewed and status.review):
                 return int(ExitCode.STABLE)
             if status.state is State.ERROR:
                 print(f"traystatus wait: {status_line(status)}", file=sys.stderr)
                 return int(ExitCode.UNUSABLE)
-            key = (status.state, status.problem)
+            key = (status.state, status.problem, status.review)
             if key != last and not quiet:
                 print(f"traystatus wait: {status_line(status)}", file=sys.stderr, flush=True)
             last = key
 
 
 def cmd_wait(args: argparse.Namespace) -> int:
-    return run(_wait(_conninfo(args), args.timeout, args.quiet))
+    return run(_wait(_conninfo(args), args.timeout, args.quiet,
+                     getattr(args, "until_reviewed", False)))
 
 
 async def _watch(conninfo: str | SourceSpec, as_json: bool, out: TextIO) -> int:
-    last: tuple[State, object] | None = None
+    last: tuple[State, object, object] | None = None
     async with monitoring(conninfo) as session:
         while True:
             status = await next_status(session, None, skip_connecting=False)
             if status is None:  # pragma: no cover - no deadline
                 continue
-            key = (status.state, status.problem)
+            key = (status.state, status.problem, status.review)
             if key == last:
                 continue
             last = key

@@ -481,7 +481,8 @@ class Monitor:
             answer.stable, answer.mark, utcnow(), now, bool(self._summary_listeners)
         )
         self._schedule.stable_read(now, seen.changed)
-        self._set_status(Status(State.STABLE if answer.stable else State.PROCESSING))
+        self._set_status(Status(State.STABLE if answer.stable else State.PROCESSING,
+                                review=answer.review))
         if seen.owed is not None:
             self.counters.summary_reads += 1
             summary = await reader.read_summary(link, seen.owed)

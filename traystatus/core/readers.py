@@ -34,7 +34,7 @@ from traystatus.core.pgio import Link
 from traystatus.core.schedule import Channel
 from traystatus.core.sqlfiles import version_problem
 from traystatus.core.stability import Owed
-from traystatus.core.state import Problem
+from traystatus.core.state import Problem, ReviewBlock
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +55,12 @@ class Unusable(Exception):
 
 @dataclass(frozen=True)
 class StableRead:
-    """One stability answer, with the work mark when it was asked for and stable."""
+    """One stability answer, with the work mark when it was asked for and stable, and the
+    review block (jobs waiting for a person's review, imports queued behind them)."""
 
     stable: bool
     mark: int | None = None
+    review: ReviewBlock | None = None
 
 
 class Reader(Protocol):
@@ -115,10 +117,13 @@ class Reader(Protocol):
 
 
 _READ_STABLE = (
-    "SELECT s, CASE WHEN s THEN public.system_work_mark() END FROM public.is_system_stable() AS s"
+    "SELECT s, CASE WHEN s THEN public.system_work_mark() END, "
+    "public.system_stability_review() FROM public.is_system_stable() AS s"
 )
 # Without summary listeners the mark is not needed: the same row shape, one function less.
-_READ_STABLE_NO_MARK = "SELECT public.is_system_stable(), NULL::bigint"
+_READ_STABLE_NO_MARK = (
+    "SELECT public.is_system_stable(), NULL::bigint, public.system_stability_review()"
+)
 _READ_FIRST = (
     "SELECT public.system_stability_sql_version(), s, "
     "CASE WHEN s THEN public.system_work_mark() END "
@@ -127,6 +132,9 @@ _READ_FIRST = (
 _READ_FIRST_NO_MARK = (
     "SELECT public.system_stability_sql_version(), public.is_system_stable(), NULL::bigint"
 )
+# Read after the version check (an older install has no system_stability_review(), and must
+# be reported as outdated, not as missing).
+_READ_REVIEW = "SELECT public.system_stability_review()"
 _READ_VERSION = "SELECT public.system_stability_sql_version()"
 
 
@@ -178,12 +186,13 @@ class InstalledReader:
         wrong = version_problem(row[0], Target.from_conninfo(self._conninfo).where)
         if wrong is not None:
             raise Unusable(wrong.diagnosis())
-        return _stable_read(row[1], row[2])
+        review = await link.one(_READ_REVIEW)
+        return _stable_read(row[1], row[2], review[0] if review else None)
 
     async def read_stable(self, link: Link, with_mark: bool) -> StableRead:
         row = await link.one(_READ_STABLE if with_mark else _READ_STABLE_NO_MARK)
         assert row is not None
-        return _stable_read(row[0], row[1])
+        return _stable_read(row[0], row[1], row[2])
 
     async def read_details(self, link: Link) -> Details | None:
         row = await link.one("SELECT public.get_system_status_details()")
@@ -208,9 +217,25 @@ class InstalledReader:
             return None
 
 
-def _stable_read(stable: object, mark: object) -> StableRead:
+def _stable_read(stable: object, mark: object, review: object = None) -> StableRead:
     ok = bool(stable)
-    return StableRead(ok, int(mark) if ok and isinstance(mark, int) else None)
+    return StableRead(ok, int(mark) if ok and isinstance(mark, int) else None,
+                      review_block(review))
+
+
+def review_block(value: object) -> ReviewBlock | None:
+    """``system_stability_review()``'s jsonb as a ReviewBlock (None: no job waits)."""
+    if not isinstance(value, dict):
+        return None
+    waiting = tuple(
+        (int(job["id"]), str(job.get("slug") or ""))
+        for job in value.get("jobs") or []
+        if isinstance(job, dict) and isinstance(job.get("id"), int)
+    )
+    if not waiting:
+        return None
+    queued = value.get("queued_behind")
+    return ReviewBlock(waiting, queued if isinstance(queued, int) and queued > 0 else 0)
 
 
 def stability_payload_problem(payload: str) -> str:

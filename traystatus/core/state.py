@@ -68,6 +68,21 @@ class ReviewBlock:
             "queued_behind": self.queued_behind,
         }
 
+    @property
+    def job_ids(self) -> list[int]:
+        return [job_id for job_id, _ in self.waiting]
+
+    @property
+    def text(self) -> str:
+        """One line for a person: "Waiting for review: lu_2026; 2 imports queued behind it"."""
+        names = ", ".join(slug or f"job {job_id}" for job_id, slug in self.waiting)
+        line = f"Waiting for review: {names}"
+        if self.queued_behind:
+            imports = "import" if self.queued_behind == 1 else "imports"
+            them = "it" if len(self.waiting) == 1 else "them"
+            line += f"; {self.queued_behind} {imports} queued behind {them}"
+        return line
+
 
 @dataclass(frozen=True)
 class Status:
@@ -111,6 +126,9 @@ class Status:
             "next_retry_at": self.next_retry_at.isoformat() if self.next_retry_at else None,
             "source": self.source,
             "review": self.review.to_json() if self.review is not None else None,
+            # the ids of the jobs waiting for review ([] when none): while one waits, StatBus
+            # holds its import queue, and the register stays stable until a person acts
+            "blocked_by_review": self.review.job_ids if self.review is not None else [],
             "note": self.note,
         }
 

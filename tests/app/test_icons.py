@@ -152,3 +152,21 @@ def test_render_icon_sheet(qapp: QApplication) -> None:
                     str(ARTIFACTS / f"icon-{kind.value}-{style.value}-{size}.png"))
     publish_doc_image(out, "icons.png")
     assert QImage(str(out)).width() > 0
+
+
+def test_a_review_holding_the_queue_has_its_own_icon_and_tooltip_line() -> None:
+    from datetime import UTC, datetime
+
+    from traystatus.app import texts
+    from traystatus.app.icons import accessible_name, kind_for
+    from traystatus.core.state import ReviewBlock, State, Status
+
+    block = ReviewBlock(((7, "lu_2026"),), queued_behind=2)
+    t = datetime(2026, 3, 1, 12, tzinfo=UTC)
+    held = Status(State.STABLE, since=t, review=block)
+    assert kind_for(held) is IconKind.REVIEW
+    assert kind_for(Status(State.PROCESSING, since=t, review=block)) is IconKind.PROCESSING
+    assert kind_for(Status(State.STABLE, since=t)) is IconKind.STABLE
+    assert "waits for review" in accessible_name(held)
+    assert texts.tooltip(held, t).splitlines()[-1] == (
+        "Waiting for review: lu_2026; 2 imports queued behind it")

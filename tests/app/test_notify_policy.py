@@ -258,3 +258,38 @@ def test_min_processing_and_grace_come_from_settings() -> None:
     p0 = started(NotificationPolicy(NotifyOptions.from_settings(
         Settings(notify_min_processing_s=0)), started_at=s(-600)))
     assert [x.key for x in notices(p0.on_summary(run(0, 2), s(2)))] == [KEY_FINISHED]
+
+
+# -- a review holds the import queue ---------------------------------------------------------
+def test_a_review_is_announced_once_per_job_and_when_it_clears() -> None:
+    from traystatus.app.notify_policy import KEY_REVIEW
+    from traystatus.core.state import ReviewBlock
+
+    p = NotificationPolicy(started_at=T0)
+    p.on_status(st(State.STABLE), s(0))
+    one = ReviewBlock(((7, "lu_2026"),), queued_behind=2)
+    got = p.on_status(st(State.STABLE, review=one), s(1))
+    assert len(got) == 1 and isinstance(got[0], Notice)
+    assert (got[0].kind, got[0].key, got[0].icon) == (Kind.REVIEW, KEY_REVIEW, "review")
+    assert got[0].title == "Waiting for review: lu_2026; 2 imports queued behind it"
+    assert "holds 2 imports" in got[0].body
+    # the same job again (more queued behind, a processing spell): not repeated
+    assert p.on_status(st(State.STABLE, review=ReviewBlock(((7, "lu_2026"),), 3)), s(2)) == []
+    assert p.on_status(st(State.PROCESSING, review=one), s(3)) == []
+    # a second job starts waiting: announced
+    two = ReviewBlock(((7, "lu_2026"), (9, "es_2026")), 3)
+    assert [n.title for n in p.on_status(st(State.STABLE, review=two), s(4))
+            if isinstance(n, Notice)] == [two.text]
+    # the block clears: said once
+    done = p.on_status(st(State.PROCESSING), s(5))
+    assert len(done) == 1 and isinstance(done[0], Notice) and done[0].title == "Review done"
+    assert p.on_status(st(State.STABLE), s(6)) == []
+
+
+def test_a_rejected_job_is_reported() -> None:
+    p = NotificationPolicy(started_at=T0)
+    job = EndedJob(7, "lu_2026", None, "rejected", 0, 0, None, s(1))
+    summary = WorkSummary(s(0), s(40), 0, 0, 0, (job,), 0, 0, 40.0, import_jobs_rejected=1)
+    titles = [n.title for n in p.on_summary(summary, s(40)) if isinstance(n, Notice)]
+    assert "Import job rejected at review: lu_2026" in titles
+    assert "1 import rejected at review" in summary.text

@@ -2,7 +2,9 @@
 
 stable = green disc with a check, processing = amber disc with an hourglass (and a ring
 that fills with the overall progress when it is known), disconnected / stale = grey disc
-with a slashed plug, error = red disc with a cross, connecting = grey disc with dots.
+with a slashed plug, error = red disc with a cross, connecting = grey disc with dots,
+review = blue rounded SQUARE with a pause sign (stable, but an import waits for a person's
+review and StatBus holds the imports behind it: nothing runs until someone acts).
 Shapes as well as colours, so colour-blind users can tell them apart.
 
 The SVGs (resources/icons/) are rendered with QSvgRenderer at every size the platform
@@ -46,6 +48,7 @@ class IconKind(enum.Enum):
     PROCESSING = "processing"
     DISCONNECTED = "disconnected"
     ERROR = "error"
+    REVIEW = "review"
 
 
 class IconStyle(enum.Enum):
@@ -115,6 +118,11 @@ RING_COLOR = {IconStyle.COLOR: "#5a3600"}
 
 
 def kind_for(status: Status) -> IconKind:
+    """The icon of a Status. A review that holds the import queue while nothing else runs
+    gets its own (the register is stable, but a person must act); while analytics still run
+    the hourglass stays, which is true too."""
+    if status.state is State.STABLE and status.review is not None:
+        return IconKind.REVIEW
     return IconKind(status.state.value)
 
 
@@ -124,6 +132,7 @@ _WORDS = {
     IconKind.PROCESSING: "processing data",
     IconKind.DISCONNECTED: "disconnected from the database",
     IconKind.ERROR: "error, cannot watch the database",
+    IconKind.REVIEW: "stable, an import waits for review",
 }
 
 

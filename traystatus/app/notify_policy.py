@@ -39,6 +39,7 @@ from traystatus.core.wording import plural
 # Keys for replace-in-place: one notice per key is on screen at a time.
 KEY_FINISHED = "finished"
 KEY_CONNECTION = "connection"
+KEY_REVIEW = "review"
 
 
 class Kind(enum.Enum):
@@ -48,6 +49,7 @@ class Kind(enum.Enum):
     JOB_FAILED = "job_failed"
     CONNECTION = "connection"
     ERROR = "error"
+    REVIEW = "review"  # a job waits for review (StatBus holds its import queue), and when done
 
 
 class Urgency(enum.Enum):
@@ -94,6 +96,7 @@ class NotifyOptions:
     job_failed: bool = True
     connection: bool = True
     error: bool = True
+    review: bool = True
     min_processing: timedelta = timedelta(seconds=30)
     grace: timedelta = timedelta(seconds=60)
     grace_after_start: timedelta = timedelta(minutes=3)
@@ -109,6 +112,7 @@ class NotifyOptions:
             Kind.JOB_FAILED: self.job_failed,
             Kind.CONNECTION: self.connection,
             Kind.ERROR: self.error,
+            Kind.REVIEW: self.review,
         }[kind]
 
     @classmethod
@@ -120,6 +124,7 @@ class NotifyOptions:
             job_failed=settings.notify_import_failed,
             connection=settings.notify_disconnected,
             error=settings.notify_error,
+            review=bool(getattr(settings, "notify_review", True)),
             min_processing=timedelta(seconds=settings.notify_min_processing_s),
             grace=grace,
             grace_after_start=max(grace * 3, timedelta(minutes=3)),
@@ -161,6 +166,8 @@ class NotificationPolicy:
         self._burst: _Burst | None = None
         self._seen_jobs: set[int] = set()
         self._paused_until: datetime | None = None
+        self._review_announced: set[int] = set()  # jobs whose review was announced, once
+        self._review_shown = False  # a review notice is out: say when the block clears
 
     # -- inputs ------------------------------------------------------------------------
     def pause(self, until: datetime) -> None:
@@ -181,6 +188,7 @@ class NotificationPolicy:
         self._status = status
         out: list[Decision] = []
         if status.state in (State.STABLE, State.PROCESSING):
+            out += self._review(status, now)
             if self._healthy_since is None:
                 self._healthy_since = now
             self._lost_since = None
@@ -220,11 +228,35 @@ class NotificationPolicy:
             return out
         return out + self.tick(now)
 
+    def _review(self, status: Status, now: datetime) -> list[Decision]:
+        """A job starts waiting for review: say so once per job (the analysts who can act
+        should know that StatBus holds the imports behind it). The block clears: say so
+        once, replacing the first notice."""
+        block = status.review
+        waiting = set(block.job_ids) if block is not None else set()
+        out: list[Decision] = []
+        new = waiting - self._review_announced
+        if block is not None and new:
+            self._review_announced |= new
+            self._review_shown = True
+            body = "A person must review it in StatBus before the imports go on."
+            if block.queued_behind:
+                body = (f"StatBus holds {plural(block.queued_behind, 'import')} behind it "
+                        "until someone reviews it.")
+            out += self._emit(Notice(Kind.REVIEW, KEY_REVIEW, block.text, body, Urgency.NORMAL,
+                                     (Action.SHOW_DETAILS,), icon="review"), now)
+        elif block is None and self._review_shown:
+            self._review_shown = False
+            out += self._emit(Notice(Kind.REVIEW, KEY_REVIEW, "Review done",
+                                     "No import waits for review: the import queue runs again.",
+                                     Urgency.LOW, icon="stable"), now) or [Withdraw(KEY_REVIEW)]
+        return out
+
     def on_summary(self, summary: WorkSummary, now: datetime) -> list[Decision]:
         """A processing run ended (the system turned stable)."""
         out: list[Decision] = []
         for job in summary.import_jobs:
-            if job.has_errors and job.id not in self._seen_jobs:
+            if (job.has_errors or job.rejected) and job.id not in self._seen_jobs:
                 self._seen_jobs.add(job.id)
                 out += self._emit(self._job_notice(job), now)
         burst = self._burst
@@ -315,6 +347,8 @@ class NotificationPolicy:
     def _job_notice(job: EndedJob) -> Notice:
         if job.failed:
             title = f"Import job failed: {job.slug}"
+        elif job.rejected:
+            title = f"Import job rejected at review: {job.slug}"
         else:
             title = f"Import job finished with errors: {job.slug}"
         lines = []

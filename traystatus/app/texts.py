@@ -116,6 +116,9 @@ def tooltip(
     extra = detail_line(status, now)
     if extra:
         lines.append(extra)
+    if status.review is not None and status.is_known:
+        # "Waiting for review: lu_2026; 2 imports queued behind it"
+        lines.append(status.review.text)
     return "\n".join(lines)
 
 

@@ -396,6 +396,11 @@ class EndedJob:
         return self.state == "failed"
 
     @property
+    def rejected(self) -> bool:
+        """Rejected at review: final (the app rejects with an UPDATE; nothing moves it on)."""
+        return self.state == "rejected"
+
+    @property
     def has_errors(self) -> bool:
         return self.failed or bool(self.error) or self.error_count > 0
 
@@ -413,6 +418,7 @@ class WorkSummary:
     analytics_tasks_completed: int
     analytics_tasks_failed: int
     duration_seconds: float
+    import_jobs_rejected: int = 0
 
     @classmethod
     def from_json(cls, value: Any, duration_seconds: float | None = None) -> WorkSummary:
@@ -432,6 +438,7 @@ class WorkSummary:
             analytics_tasks_completed=_int(d, "analytics_tasks_completed", 0) or 0,
             analytics_tasks_failed=_int(d, "analytics_tasks_failed", 0) or 0,
             duration_seconds=max(0.0, duration_seconds),
+            import_jobs_rejected=_int(d, "import_jobs_rejected", 0) or 0,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -441,7 +448,7 @@ class WorkSummary:
 
     @property
     def imports_ended(self) -> int:
-        return self.import_jobs_finished + self.import_jobs_failed
+        return self.import_jobs_finished + self.import_jobs_failed + self.import_jobs_rejected
 
     @property
     def needs_attention(self) -> bool:
@@ -465,6 +472,8 @@ class WorkSummary:
             problems.append(plural(self.import_jobs_failed, "import") + " failed")
         if self.import_jobs_with_errors:
             problems.append(plural(self.import_jobs_with_errors, "import") + " with errors")
+        if self.import_jobs_rejected:
+            problems.append(plural(self.import_jobs_rejected, "import") + " rejected at review")
         if self.analytics_tasks_failed:
             problems.append(plural(self.analytics_tasks_failed, "analytics task") + " failed")
         if problems:
@@ -499,4 +508,5 @@ class WorkSummary:
             + later.analytics_tasks_completed,
             analytics_tasks_failed=self.analytics_tasks_failed + later.analytics_tasks_failed,
             duration_seconds=max(0.0, duration),
+            import_jobs_rejected=self.import_jobs_rejected + later.import_jobs_rejected,
         )

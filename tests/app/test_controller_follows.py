@@ -103,7 +103,8 @@ def test_rename_and_remove_of_the_watched_profile(
             assert store.default_name == "office"  # the default follows the rename
 
             # A second profile (a database without our SQL), then remove the watched one:
-            # the other one is watched now and its truth (an error) shows.
+            # the other one is watched now (directly: StatBus's own channels) and its truth
+            # shows.
             dialog._add()
             dialog.name.setText("other")
             p = conninfo_to_dict(bare_db_dsn)
@@ -117,7 +118,8 @@ def test_rename_and_remove_of_the_watched_profile(
             dialog._remove()
             assert got[-1].removed == ("office",)
             await wait_until(lambda: ctl.profile_name == "other")
-            await wait_until(lambda: ctl.tray.status.problem == Problem.SQL_MISSING)
+            await wait_until(lambda: ctl.tray.status.source == "builtin"
+                             and ctl.tray.status.state == State.STABLE)
 
             # Remove the last one: no profile left -> an error, never the last state.
             _select(dialog, "other")
@@ -145,7 +147,7 @@ def test_rename_to_stable_never_shows_a_stale_green_on_the_way(
     store = ProfileStore()
     store.put(_profile("work", db_dsn), make_default=True)
     ctl = _controller(store)
-    seen: list[State] = []
+    seen: list[tuple[State, str]] = []
 
     async def scenario() -> None:
         ctl.start()
@@ -159,14 +161,17 @@ def test_rename_to_stable_never_shows_a_stale_green_on_the_way(
             original = ctl.tray.set_status
 
             def record(status: Any) -> None:
-                seen.append(status.state)
+                seen.append((status.state, status.source))
                 original(status)
 
             ctl.tray.set_status = record  # type: ignore[method-assign]
             assert dialog.save(), dialog.message.text()
             assert ctl.tray.status.state == State.CONNECTING  # at once, not after the stop
-            await wait_until(lambda: ctl.tray.status.problem == Problem.SQL_MISSING)
-            assert State.STABLE not in seen, seen
+            # The new database has no traystatus SQL: it is watched directly, and the old
+            # one's green never shows in between.
+            await wait_until(lambda: ctl.tray.status.source == "builtin"
+                             and ctl.tray.status.state == State.STABLE)
+            assert (State.STABLE, "installed") not in seen, seen
         finally:
             await ctl.shutdown()
 

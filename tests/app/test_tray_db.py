@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import Any
 
 import psycopg
@@ -56,7 +57,8 @@ def test_icon_and_tooltip_follow_the_database(
 def test_missing_sql_shows_error_with_the_fix(
     qapp: QApplication, qloop: asyncio.AbstractEventLoop, bare_db_dsn: str
 ) -> None:
-    adapter = MonitorAdapter(Monitor(bare_db_dsn, FAST))
+    # Installed mode: in auto mode (the default) such a database is watched directly.
+    adapter = MonitorAdapter(Monitor(bare_db_dsn, replace(FAST, reader="installed")))
     tray = TrayIcon(IconCache())
     adapter.statusChanged.connect(tray.set_status)
 

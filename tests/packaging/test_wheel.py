@@ -162,7 +162,7 @@ def test_version(installed: Installed) -> None:
 
 def test_install_sql_then_status_from_the_wheel(installed: Installed, bare_db_dsn: str) -> None:
     """The packaged SQL installs into a bare StatBus database; then status reads it."""
-    before = installed.run("status", "--dsn", bare_db_dsn)
+    before = installed.run("status", "--source", "installed", "--dsn", bare_db_dsn)
     assert before.returncode == 3, before.stdout + before.stderr  # SQL not installed
     assert "install-sql" in before.stdout + before.stderr  # the message names the fix
     proc = installed.run("install-sql", "--dsn", bare_db_dsn)

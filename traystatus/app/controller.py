@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from PySide6.QtCore import QObject, QTimer, Signal
@@ -49,6 +50,7 @@ from traystatus.core.monitor import MonitorOptions
 from traystatus.core.password import Source
 from traystatus.core.password import resolve_async as resolve_password_async
 from traystatus.core.profiles import ProfileError, ProfileStore, Settings
+from traystatus.core.readers import READER_MODES
 from traystatus.core.source import SourceError, is_relay, open_source
 from traystatus.core.state import Problem, State, Status, utcnow
 
@@ -91,11 +93,15 @@ class Controller(QObject):
         tray_host: TrayHost | None = None,
         use_desktop_notifier: bool = True,
         clock: Callable[[], datetime] = utcnow,
+        source: str | None = None,
     ) -> None:
         super().__init__()
         self.store = store
         self.profile_name = profile
         self.dsn = dsn
+        # How to read the database: --source, else the watched profile's, else auto.
+        self.source_override = source
+        self._source_mode = source or "auto"
         self.clock = clock
         # Whether a tray shows the icon: asked of ``tray_host`` (Qt 6 is not enough on
         # Linux: trayhost.py); a ``tray_available`` callable replaces it (tests).
@@ -171,6 +177,7 @@ class Controller(QObject):
         """The conninfo and the profile whose keychain entry may supply the password (None
         for ``--dsn``, as in the CLI); None when no profile is set up yet."""
         if self.dsn:
+            self._source_mode = self.source_override or "auto"
             return self.dsn, None
         if self.profile_name is None and self.store.default_name is None:
             self._profile_problem = NO_PROFILE
@@ -182,6 +189,7 @@ class Controller(QObject):
             self._profile_problem = f"{ex}. Choose or add a profile in Settings."
             return None
         self.profile_name = profile.name
+        self._source_mode = self.source_override or profile.source or "auto"
         return profile.to_conninfo(), profile.name
 
     def _start_monitor(self) -> bool:
@@ -221,7 +229,10 @@ class Controller(QObject):
             kwargs = {"password": found.password} if found.password else {}
             self.password_source = found.source
         try:
-            monitor = open_source(conninfo, monitor_options(self.store.settings), **kwargs)
+            options = monitor_options(self.store.settings)
+            if self._source_mode in READER_MODES:
+                options = replace(options, reader=self._source_mode)
+            monitor = open_source(conninfo, options, **kwargs)
         except SourceError as ex:  # the user's target, not our bug: say what is wrong
             log.warning("cannot watch: %s", ex)
             self._show(Status(State.ERROR, problem=Problem.CONFIG, message=str(ex)))
@@ -438,7 +449,8 @@ class Controller(QObject):
             None,
             "About traystatus",
             f"traystatus {__version__}\n\nTells StatBus analysts whether the register is "
-            "stable or processing data.",
+            "stable or processing data."
+            + (f"\n\n{line}" if (line := texts.source_line(self.status)) else ""),
         )
 
     def _on_action(self, action: object) -> None:

@@ -242,8 +242,13 @@ class DetailsWindow(QWidget):
         self.headline.setFont(f)
         self.subline = QLabel()
         self.subline.setWordWrap(True)
+        self.source_note = QLabel()
+        self.source_note.setWordWrap(True)
+        self.source_note.setAccessibleName("How the state is read")
+        self.source_note.setStyleSheet("color: palette(mid);")
         col.addWidget(self.headline)
         col.addWidget(self.subline)
+        col.addWidget(self.source_note)
         col.addStretch(1)  # keep the text at the top when the lists below are hidden
         head.addLayout(col, 1)
         self.reconnect = QPushButton("Reconnect now")
@@ -385,6 +390,10 @@ class DetailsWindow(QWidget):
             sub = "Recently ended import jobs are listed below."
         self.subline.setText(sub)
         self.subline.setVisible(bool(sub))
+        # Said only when it matters to the reader: StatBus watched directly (or a server).
+        note = texts.source_line(st) if st.is_known and st.source != "installed" else ""
+        self.source_note.setText(note)
+        self.source_note.setVisible(bool(note))
         self.reconnect.setVisible(st.state in (State.DISCONNECTED, State.ERROR))
         self.review_note.setVisible(details is not None and details.review_blocks_imports)
 

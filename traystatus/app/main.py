@@ -77,6 +77,7 @@ def run_app(args: Any) -> int:
     """Run the tray app until Quit; the exit code for the shell."""
     dsn: str | None = getattr(args, "dsn", None)
     profile: str | None = getattr(args, "profile", None)
+    source: str | None = getattr(args, "source", None)  # --source: installed|builtin|auto
     replace: bool = bool(getattr(args, "replace", False))
     verbose = int(getattr(args, "verbose", 0) or 0)
 
@@ -117,7 +118,7 @@ def run_app(args: Any) -> int:
     asyncio.set_event_loop(loop)
     single = SingleInstance(name)
     try:
-        code = _serve(loop, single, store, profile, dsn)
+        code = _serve(loop, single, store, profile, dsn, source)
     finally:
         single.close()  # idempotent; removes the socket file whatever way we leave
         _cancel_pending(loop)
@@ -132,11 +133,12 @@ def _serve(
     store: ProfileStore,
     profile: str | None,
     dsn: str | None,
+    source: str | None = None,
 ) -> int:
     """Listen, run the controller until Quit (or until the loop is stopped from outside)."""
     if not single.listen():
         log.warning("cannot listen on %s; single-instance hand-over is off", single.name)
-    controller = Controller(store, profile=profile, dsn=dsn)
+    controller = Controller(store, profile=profile, dsn=dsn, source=source)
     done = asyncio.Event()
     quitting: list[asyncio.Future[None]] = []
 

@@ -127,3 +127,19 @@ def needs_ticking(status: Status) -> bool:
     if status.state == State.PROCESSING:
         return True
     return status.state in (State.DISCONNECTED, State.ERROR) and status.next_retry_at is not None
+
+
+def source_line(status: Status) -> str:
+    """How the state is read, for the About box and the details window: "Watching StatBus
+    directly; an administrator can install traystatus's SQL ..." ("" before any answer)."""
+    if status.source == "builtin":
+        note = status.note or (
+            "watching StatBus directly; an administrator can install traystatus's SQL for "
+            "fewer notifications: see docs/sql.md"
+        )
+        return note[:1].upper() + note[1:]
+    if status.source == "relay":
+        return "Reading a traystatus server."
+    if status.is_known:
+        return "Reading traystatus's SQL installed in the StatBus database."
+    return ""

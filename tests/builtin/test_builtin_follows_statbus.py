@@ -121,3 +121,26 @@ def test_cli_status_wait_watch_follow_a_real_import(kit_db: KitDb) -> None:
     states = [json.loads(line)["state"] for line in out.splitlines() if line.strip()]
     known = [s for s in states if s in ("stable", "processing")]
     assert known == ["stable", "processing", "stable"], (states, err)
+
+
+@pytest.mark.asyncio
+async def test_a_statbus_too_old_for_the_channels_is_read_every_5_s(kit: object) -> None:
+    """Before 2026-03-20 StatBus sent no worker_task_changed: the built-in source reads the
+    whole rule on a timer (5 s) and says so; a task that starts with no notification at all
+    is still seen within that time."""
+    from tests.builtin.kit import Kit
+
+    assert isinstance(kit, Kit)
+    with kit.database(template="statbus_template_20260301000000") as old:
+        m = Monitor(old.analyst_dsn, replace(FAST, reader="builtin", health_interval=60.0))
+        async with running(m) as rec:
+            await rec.state(State.STABLE)
+            assert "too old" in m.status.note and "5 s" in m.status.note
+            with old.connect() as c:
+                # A plain INSERT: announced on no channel at all.
+                c.execute("INSERT INTO worker.tasks (command) VALUES ('derive_reports')")
+                took = await rec.until(lambda: m.status.state is State.PROCESSING,
+                                       within=15, what="the timed read")
+                assert took < 8
+                c.execute("DELETE FROM worker.tasks WHERE command = 'derive_reports'")
+                await rec.state(State.STABLE, within=15)

@@ -28,18 +28,15 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import SLOT, QObject, Signal, Slot
-from PySide6.QtDBus import (
-    QDBusConnection,
-    QDBusMessage,
-    QDBusPendingCallWatcher,
-    QDBusServiceWatcher,
-    QDBusVariant,
-)
 from PySide6.QtWidgets import QSystemTrayIcon
 
 from traystatus.desktop.check import SNI_WATCHER, SNI_WATCHER_PATH, session_bus_address
+
+if TYPE_CHECKING:  # QtDBus is imported where it is used: on Linux only
+    from PySide6.QtDBus import QDBusConnection, QDBusPendingCallWatcher
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +65,8 @@ class TrayHost(QObject):
         self._bus: QDBusConnection | None = None
         self._name = f"traystatus-tray-host-{id(self):x}"
         if self.platform.startswith("linux"):
+            from PySide6.QtDBus import QDBusConnection
+
             address = bus_address or session_bus_address()
             if address:
                 bus = QDBusConnection.connectToBus(address, self._name)
@@ -80,6 +79,8 @@ class TrayHost(QObject):
 
     def _follow_watcher(self, bus: QDBusConnection) -> None:
         """Ask again at once when a host comes or goes, or the watcher itself does."""
+        from PySide6.QtDBus import QDBusServiceWatcher
+
         for name in ("StatusNotifierHostRegistered", "StatusNotifierHostUnregistered"):
             # The stubs want bytes for the slot; PySide6 itself takes only the str.
             bus.connect(  # type: ignore[call-overload]
@@ -105,12 +106,16 @@ class TrayHost(QObject):
             return
         if self._pending is not None:
             return  # the last question is still out
+        from PySide6.QtDBus import QDBusMessage, QDBusPendingCallWatcher
+
         msg = QDBusMessage.createMethodCall(SNI_WATCHER, SNI_WATCHER_PATH, PROPERTIES, "Get")
         msg.setArguments([SNI_WATCHER, "IsStatusNotifierHostRegistered"])
         self._pending = QDBusPendingCallWatcher(self._bus.asyncCall(msg, TIMEOUT_MS), self)
         self._pending.finished.connect(self._on_reply)
 
     def _on_reply(self, call: QDBusPendingCallWatcher) -> None:
+        from PySide6.QtDBus import QDBusVariant
+
         self._pending = None
         call.deleteLater()
         reply = call.reply()
@@ -147,4 +152,6 @@ class TrayHost(QObject):
     def close(self) -> None:
         if self._bus is not None:
             self._bus = None
+            from PySide6.QtDBus import QDBusConnection
+
             QDBusConnection.disconnectFromBus(self._name)

@@ -25,6 +25,11 @@ def _details_clients(url: str) -> int:
         return int(json.load(r)["details_clients"])
 
 
+def _database_connected(url: str) -> bool:
+    with urllib.request.urlopen(f"{url}/healthz", timeout=10) as r:
+        return bool(json.load(r)["database_connected"])
+
+
 def test_the_tray_watches_through_a_server_and_details_only_while_visible(
     qapp: QApplication, qloop: asyncio.AbstractEventLoop, config_dir: Path,
     memory_keyring: MemoryKeyring, db_dsn: str, conn: psycopg.Connection[Any],
@@ -66,5 +71,45 @@ def test_the_tray_watches_through_a_server_and_details_only_while_visible(
                 await ctl.shutdown()
 
         run(qloop, scenario(), timeout=120)
+    finally:
+        server.stop()
+
+
+def test_settings_shows_tests_and_saves_a_server_profile(
+    qapp: QApplication, qloop: asyncio.AbstractEventLoop, config_dir: Path,
+    memory_keyring: MemoryKeyring, db_dsn: str, tmp_path: Path,
+) -> None:
+    from traystatus.app.settings import SettingsDialog
+
+    server = ServeProcess("--dsn", db_dsn, "--listen", "127.0.0.1:0",
+                          "--token-file", token_file(tmp_path))
+    try:
+        url = server.wait_ready()
+        store = ProfileStore()
+        store.put(ConnectionProfile(name="srv", relay=url), make_default=True)
+        dialog = SettingsDialog(store)
+        dialog.load()
+        assert dialog.dsn.text() == url  # the server's URL where a DSN would be
+
+        async def scenario() -> None:
+            for _ in range(300):  # the server connects to its database first
+                if await asyncio.to_thread(_database_connected, url):
+                    break
+                await asyncio.sleep(0.05)
+            dialog.password.setText("not-the-token-0123456789")
+            bad = await dialog.run_check()
+            assert not bad.ok and "token" in bad.detail
+            dialog.password.setText(TOKEN)
+            good = await dialog.run_check()
+            assert good.ok and "traystatus server" in good.detail, good.detail
+            dialog.dsn.setText("wss://statbus.example.org")
+            assert dialog.profile().relay == "wss://statbus.example.org"
+            dialog.dsn.setText("host=db dbname=statbus")
+            back = dialog.profile()
+            assert back.relay is None and back.dsn == "host=db dbname=statbus"
+
+        run(qloop, scenario(), timeout=60)
+        dialog.close()
+        dialog.deleteLater()
     finally:
         server.stop()

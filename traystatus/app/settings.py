@@ -111,6 +111,26 @@ async def check_connection(conninfo: str, password: str | None, seconds: float =
     )
 
 
+RELAY_PREFIXES = ("ws://", "wss://", "http://", "https://")
+
+
+async def check_server(profile: ConnectionProfile, token: str | None) -> CheckResult:
+    """Test connection for a profile that names a traystatus server: reachable, token
+    accepted, the server's database connected (traystatus.core.relay.server_checks)."""
+    from traystatus.core.relay import server_checks
+
+    assert profile.relay is not None
+    if not token:
+        token = await asyncio.to_thread(credentials.get_password, profile.name)
+    results = await server_checks(profile.relay, token)
+    for r in results:
+        if not r.ok:
+            return _failed(r.problem, f"{r.name}: {r.detail}. {r.fix}".strip())
+    state = results[-1].detail if results else ""
+    return CheckResult(TEST, Level.OK, f"Connected to the traystatus server; its database is "
+                       f"{state}.")
+
+
 class SettingsDialog(QDialog):
     """Edits a ProfileStore; ``saved(SavedChange)`` is emitted after every change stored."""
 
@@ -148,7 +168,9 @@ class SettingsDialog(QDialog):
         form = QFormLayout()
         self.name = QLineEdit()
         self.dsn = QLineEdit()
-        self.dsn.setPlaceholderText("optional: host=... port=... or postgresql://...")
+        self.dsn.setPlaceholderText(
+            "optional: host=... port=..., postgresql://..., or a traystatus server wss://..."
+        )
         self.host = QLineEdit()
         self.host.setPlaceholderText("statbus.example.org")
         self.port = QLineEdit()
@@ -279,7 +301,7 @@ class SettingsDialog(QDialog):
 
     def _show_profile(self, p: ConnectionProfile) -> None:
         self.name.setText(p.name)
-        self.dsn.setText(p.dsn or "")
+        self.dsn.setText(p.relay or p.dsn or "")  # a traystatus server's URL shows here too
         self.host.setText(p.host or "")
         self.port.setText(p.port or "")
         self.dbname.setText(p.dbname or "")
@@ -320,10 +342,13 @@ class SettingsDialog(QDialog):
             if self._current is not None and self._current in self.store
             else ConnectionProfile(name="default")
         )
+        dsn = text(self.dsn)
+        relay = dsn if dsn and dsn.lower().startswith(RELAY_PREFIXES) else None
         return replace(
             base,
             name=self.name.text().strip(),
-            dsn=text(self.dsn),
+            relay=relay,
+            dsn=None if relay else dsn,
             host=text(self.host),
             port=text(self.port),
             dbname=text(self.dbname),
@@ -441,12 +466,18 @@ class SettingsDialog(QDialog):
                 # A password typed here is tested as typed; else the app's own order (DSN,
                 # PGPASSWORD / ~/.pgpass, keychain), so the test says what the tray will do.
                 password = self.password.text() or secrets.get("password")
+                if profile.relay is not None:
+                    result = await check_server(profile, password)
+                    return self._show_check(result)
                 if not password:
                     found = await resolve_password_async(profile.to_conninfo(), profile.name)
                     password = found.password
                 result = await check_connection(profile.to_conninfo(), password)
             finally:
                 self.test_button.setEnabled(True)
+        return self._show_check(result)
+
+    def _show_check(self, result: CheckResult) -> CheckResult:
         self.last_check = result
         self.check_result.setText(result.detail)
         self.check_result.setStyleSheet("color: #2e7d32;" if result.ok else "color: #c62828;")

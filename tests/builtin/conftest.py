@@ -1,23 +1,41 @@
 """Fixtures for the built-in source: the real StatBus from the kit, fresh per test.
 
-Without the kit's environment (``eval "$(bash statbus-real/build.sh --env)"``) these tests
-are skipped with a reason; CI builds the kit first.
+The kit is found exactly as tests/statbus_real/ finds it (its ``build.sh --env`` next to
+the repository, else the ``STATBUS_REAL_*`` variables). Without it these tests are skipped
+with the reason; with ``CI=true`` a missing kit fails them: CI must run them.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
 from collections.abc import Iterator
 
 import pytest
 
 from tests.builtin.kit import Kit, KitDb
+from tests.statbus_real import conftest as real
 
 
 @pytest.fixture(scope="session")
 def kit() -> Kit:
-    found = Kit.from_env()
+    reason = real._missing()
+    if reason is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must run the real StatBus tests: {reason}")
+        pytest.skip(reason)
+    env = {k: v for k, v in os.environ.items() if k.startswith("STATBUS_REAL_")}
+    if real.KIT_SCRIPT.exists():
+        proc = subprocess.run(
+            ["bash", str(real.KIT_SCRIPT), "--env", "--at", f"{real.OLDEST},{real.MIDDLE}"],
+            capture_output=True, text=True, timeout=1800, check=False,
+        )
+        if proc.returncode != 0:
+            pytest.fail(f"the real StatBus kit did not build: {proc.stderr.strip()[-2000:]}")
+        env.update(real._parse_env(proc.stdout))
+    found = Kit.from_env(env)
     if found is None:
-        pytest.skip("the real StatBus kit is not set up (STATBUS_REAL_DSN etc.)")
+        pytest.fail("the real StatBus kit gave no analyst login (STATBUS_REAL_ANALYST_DSN)")
     return found
 
 
@@ -26,3 +44,6 @@ def kit_db(kit: Kit) -> Iterator[KitDb]:
     """A fresh copy of the StatBus template, traystatus's SQL NOT installed."""
     with kit.database() as db:
         yield db
+
+
+OLDEST_TEMPLATE = f"statbus_template_{real.OLDEST}"  # before worker_task_changed

@@ -6,8 +6,8 @@ Everything here drives StatBus the way StatBus itself does: users made by
 worker as ``cli/src/worker.cr`` runs it: per queue a serial loop of
 ``CALL worker.process_tasks(...)``, plus ``default_concurrency`` concurrent loops.
 
-The kit is found through its environment (``STATBUS_REAL_DSN`` and friends, printed by
-``build.sh --env``); without it the tests that need it are skipped.
+The kit is found as tests/statbus_real/conftest.py finds it (``build.sh --env`` next to the
+repository, else the ``STATBUS_REAL_*`` variables); tests/builtin/conftest.py does that.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,8 +49,9 @@ class Kit:
     bin: Path
 
     @classmethod
-    def from_env(cls) -> Kit | None:
-        env = os.environ
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Kit | None:
+        """From the kit's variables (``build.sh --env``), by default the process's own."""
+        env = os.environ if env is None else env
         needed = ("STATBUS_REAL_DSN", "STATBUS_REAL_ANALYST_DSN", "STATBUS_REAL_SRC",
                   "STATBUS_REAL_BIN")
         if not all(env.get(k) for k in needed):

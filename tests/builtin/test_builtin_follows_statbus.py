@@ -128,10 +128,11 @@ async def test_a_statbus_too_old_for_the_channels_is_read_every_5_s(kit: object)
     """Before 2026-03-20 StatBus sent no worker_task_changed: the built-in source reads the
     whole rule on a timer (5 s) and says so; a task that starts with no notification at all
     is still seen within that time."""
+    from tests.builtin.conftest import OLDEST_TEMPLATE
     from tests.builtin.kit import Kit
 
     assert isinstance(kit, Kit)
-    with kit.database(template="statbus_template_20260301000000") as old:
+    with kit.database(template=OLDEST_TEMPLATE) as old:
         m = Monitor(old.analyst_dsn, replace(FAST, reader="builtin", health_interval=60.0))
         async with running(m) as rec:
             await rec.state(State.STABLE)

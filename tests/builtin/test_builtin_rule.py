@@ -270,10 +270,11 @@ def test_not_a_statbus_database(templates: PgServer) -> None:
 
 
 def test_a_statbus_too_old_for_worker_task_changed(kit: object) -> None:
+    from tests.builtin.conftest import OLDEST_TEMPLATE
     from tests.builtin.kit import Kit
 
     assert isinstance(kit, Kit)
-    with kit.database(template="statbus_template_20260301000000") as old:
+    with kit.database(template=OLDEST_TEMPLATE) as old:
         p = probe(old.analyst_dsn)
         assert p.problem("statbus") is None
         assert p.task_changed_channel is False

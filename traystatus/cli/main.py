@@ -10,7 +10,6 @@ one-paragraph message on stderr and exit 3, never a traceback.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import os
 import sys
@@ -249,26 +248,11 @@ def _resolve(handler: str) -> Handler:
     return result
 
 
-# Commands that keep running or own other processes end the normal way: the interpreter's
-# own shutdown is part of how they clean up.
-LONG_RUNNING = {None, "main:cmd_demo", "servecmd:cmd_serve"}
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; its exit code. ``argv`` None means this is the program itself (the
-    console script, ``python -m traystatus``): then a one-shot command ends the process as
-    soon as its output is flushed (``_exit_now``)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_stderr_logging(args.verbose)
     use_system_ca_bundle()  # sslrootcert=system with psycopg-binary's own OpenSSL
-    code = _run(args)
-    if argv is None and args.handler not in LONG_RUNNING:
-        _exit_now(code)
-    return code
-
-
-def _run(args: argparse.Namespace) -> int:
     try:
         if args.handler is None:
             return run_tray(args)
@@ -284,22 +268,6 @@ def _run(args: argparse.Namespace) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
-
-
-def _exit_now(code: int) -> None:
-    """End a finished one-shot command without the interpreter's shutdown.
-
-    Tearing down the ~300 modules a command loaded (psycopg, asyncio...) costs about 25 ms
-    of CPU, a sixth of what ``traystatus status`` costs a status bar that runs it every few
-    seconds. Nothing is left to clean up by then: asyncio.run() has closed the loop and the
-    connection, and the output and the log are flushed here.
-    """
-    logging.shutdown()
-    for stream in (sys.stdout, sys.stderr):
-        # A closed pipe or stream: nothing more can be said.
-        with contextlib.suppress(OSError, ValueError):
-            stream.flush()
-    os._exit(code)
 
 
 def entry() -> None:

@@ -34,7 +34,6 @@ from traystatus.cli.target import (
     connect_limit,
     connect_timeout,
     resolve_connection,
-    resolve_conninfo,
     resolve_target,
 )
 from traystatus.core import errors
@@ -159,6 +158,12 @@ def run(coro: Coroutine[Any, Any, int]) -> int:
 
 def _conninfo(args: argparse.Namespace) -> SourceSpec:
     """--relay URL [--token-file F] (a traystatus server), else the database's conninfo."""
+    return _source(args)[0]
+
+
+def _source(args: argparse.Namespace) -> tuple[SourceSpec, psycopg.Error | None]:
+    """What ``_conninfo`` gives, and for a database the password probe's own failure (the
+    same connection just failed: a one-shot answer reports it instead of waiting again)."""
     relay = getattr(args, "relay", None)
     if relay:
         if getattr(args, "dsn", None) or getattr(args, "profile", None):
@@ -170,7 +175,7 @@ def _conninfo(args: argparse.Namespace) -> SourceSpec:
             token = read_token_file(args.token_file) if args.token_file else None
         except RelayError as ex:
             raise CliError(str(ex), ExitCode.USAGE) from None
-        return SourceSpec(url, token)
+        return SourceSpec(url, token), None
     target = resolve_target(args.dsn, args.profile)
     if target.profile.relay is not None:
         # A profile that names a traystatus server: its keychain entry is the token.
@@ -178,18 +183,18 @@ def _conninfo(args: argparse.Namespace) -> SourceSpec:
             from traystatus.core.relay import RelayError, read_token_file
 
             try:
-                return SourceSpec(target.profile.to_conninfo(), read_token_file(args.token_file))
+                return SourceSpec(target.profile.to_conninfo(),
+                                  read_token_file(args.token_file)), None
             except RelayError as ex:
                 raise CliError(str(ex), ExitCode.USAGE) from None
         from traystatus.core import credentials
 
         token = credentials.get_password(target.profile.name)
-        return SourceSpec(target.profile.to_conninfo(), token)
+        return SourceSpec(target.profile.to_conninfo(), token), None
     if getattr(args, "token_file", None):
         raise CliError("--token-file goes with --relay URL", ExitCode.USAGE)
-    return SourceSpec(
-        resolve_conninfo(target), source=target.source(getattr(args, "source", None))
-    )
+    conninfo, probe_error = resolve_connection(target)
+    return SourceSpec(conninfo, source=target.source(getattr(args, "source", None))), probe_error
 
 
 def first_answer_limit(conninfo: str | SourceSpec) -> float:
@@ -283,10 +288,10 @@ async def _status(
     return status, details
 
 
-def _probe_status(conninfo: str, error: psycopg.Error) -> Status:
+async def probe_status(conninfo: str, error: psycopg.Error) -> Status:
     """The Status the monitor would report for the password probe's failure: the same
-    connection, tried a moment ago, so ``status`` does not wait for it twice."""
-    diag = asyncio.run(errors.diagnose(error, conninfo, errors.Phase.CONNECT))
+    connection, tried a moment ago, so ``status`` and ``wait`` do not wait for it twice."""
+    diag = await errors.diagnose(error, conninfo, errors.Phase.CONNECT)
     state = State.DISCONNECTED if diag.transient else State.ERROR
     return Status(state, problem=diag.problem, message=diag.full_message)
 
@@ -294,14 +299,9 @@ def _probe_status(conninfo: str, error: psycopg.Error) -> Status:
 def cmd_status(args: argparse.Namespace) -> int:
     status: Status | None = None
     details: Details | None = None
-    target = None if getattr(args, "relay", None) else resolve_target(args.dsn, args.profile)
-    if target is None or target.profile.relay is not None:
-        spec = _conninfo(args)  # a traystatus server: --relay, or a profile that names one
-    else:
-        conninfo, probe_error = resolve_connection(target)
-        spec = SourceSpec(conninfo, source=target.source(getattr(args, "source", None)))
-        if probe_error is not None:
-            status = _probe_status(conninfo, probe_error)
+    spec, probe_error = _source(args)
+    if probe_error is not None:
+        status = asyncio.run(probe_status(spec.target, probe_error))
     if status is None:
         status, details = asyncio.run(_status(spec, args.timeout, args.details))
     if status is None:
@@ -326,9 +326,11 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 async def _wait(conninfo: str | SourceSpec, seconds: float | None, quiet: bool,
-                until_reviewed: bool = False) -> int:
+                until_reviewed: bool = False,
+                probe_error: psycopg.Error | None = None) -> int:
     """``seconds`` counts from the first answer (the state, or why there is none), so
     ``--timeout 0`` asks "is it stable now?" and connecting is bounded by connect_timeout.
+    ``probe_error``: the password probe's failure, which is the first answer then.
 
     Stable is what it waits for: nothing running and nothing due, so the register does not
     change. A job waiting for review holds StatBus's import queue and counts as stable (the
@@ -338,9 +340,28 @@ async def _wait(conninfo: str | SourceSpec, seconds: float | None, quiet: bool,
     deadline: float | None = loop.time() + first_answer_limit(conninfo)
     last: tuple[State, object, object] | None = None
     answered = False
+    first: Status | None = None
+    if probe_error is not None:
+        target = conninfo.target if isinstance(conninfo, SourceSpec) else conninfo
+        first = await probe_status(target, probe_error)
+        answered = True
+        deadline = None if seconds is None else loop.time() + seconds
+        if first.state is State.ERROR:  # waiting cannot fix it
+            print(f"traystatus wait: {status_line(first)}", file=sys.stderr)
+            return int(ExitCode.UNUSABLE)
+        if seconds == 0:  # "is it stable now?": no, it cannot be reached
+            if not quiet:
+                print(f"traystatus wait: {status_line(first)}", file=sys.stderr)
+            print(f"traystatus wait: not stable after 0 s (still {LABELS[first.state]})",
+                  file=sys.stderr)
+            return int(ExitCode.TIMEOUT)
     async with monitoring(conninfo) as session:
         while True:
-            status = await next_status(session, deadline)
+            if first is not None:
+                status: Status | None = first
+                first = None
+            else:
+                status = await next_status(session, deadline)
             if not answered:
                 if status is None:
                     print(f"traystatus wait: no answer within {first_answer_limit(conninfo):g}"
@@ -367,8 +388,9 @@ async def _wait(conninfo: str | SourceSpec, seconds: float | None, quiet: bool,
 
 
 def cmd_wait(args: argparse.Namespace) -> int:
-    return run(_wait(_conninfo(args), args.timeout, args.quiet,
-                     getattr(args, "until_reviewed", False)))
+    spec, probe_error = _source(args)
+    return run(_wait(spec, args.timeout, args.quiet, getattr(args, "until_reviewed", False),
+                     probe_error))
 
 
 async def _watch(conninfo: str | SourceSpec, as_json: bool, out: TextIO) -> int:

@@ -313,6 +313,41 @@ def test_an_unexpected_error_in_a_task_is_shown_not_swallowed(
     assert "a bug while starting" in logged and "a bug in the test" in logged
 
 
+class FailsOnce(Controller):
+    starts = 0
+
+    async def _start_monitor_with(self, conninfo: str, keychain_name: str | None) -> None:
+        self.starts += 1
+        if self.starts == 1:
+            raise RuntimeError("a bug on the first start")
+        await super()._start_monitor_with(conninfo, keychain_name)
+
+
+def test_reconnect_now_in_the_details_window_starts_over_after_a_bug(
+    qapp: QApplication, qloop: asyncio.AbstractEventLoop, config_dir: Path,
+    memory_keyring: MemoryKeyring, db_dsn: str,
+) -> None:
+    """The details window's button goes through the controller, which starts the monitor
+    again when a bug stopped its start (there is no monitor to reconnect)."""
+    ctl = FailsOnce(ProfileStore(), dsn=db_dsn, tray_available=lambda: False,
+                    use_desktop_notifier=False)
+
+    async def scenario() -> None:
+        ctl.start()
+        try:
+            await wait_until(lambda: ctl.tray.status.problem == Problem.INTERNAL)
+            ctl.show_details()
+            w = ctl.details_window
+            assert w is not None and w.reconnect.isVisible()
+            w.reconnect.click()
+            await wait_until(lambda: ctl.tray.status.state == State.STABLE)
+            assert ctl.starts == 2
+        finally:
+            await ctl.shutdown()
+
+    run(qloop, scenario(), timeout=120)
+
+
 def test_a_server_url_it_cannot_open_is_a_config_error(
     qapp: QApplication, qloop: asyncio.AbstractEventLoop, config_dir: Path,
     memory_keyring: MemoryKeyring,

@@ -363,6 +363,7 @@ class Controller(QObject):
     def show_details(self) -> None:
         if self.details_window is None:
             self.details_window = DetailsWindow(self.adapter, self.icons, clock=self.clock)
+            self.details_window.reconnectRequested.connect(self.reconnect_now)
             self.details_window.set_status(self.status)
         w = self.details_window
         w.show()

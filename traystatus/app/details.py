@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QCloseEvent, QHideEvent, QShowEvent
 from PySide6.QtWidgets import (
     QFrame,
@@ -209,7 +209,10 @@ def rows_text(job: ImportJob) -> str:
 
 
 class DetailsWindow(QWidget):
-    """The window; ``set_details`` and ``set_status`` are called by the controller."""
+    """The window; ``set_details`` and ``set_status`` are called by the controller, which
+    also answers ``reconnectRequested`` (the "Reconnect now" button)."""
+
+    reconnectRequested = Signal()
 
     def __init__(
         self,
@@ -252,7 +255,7 @@ class DetailsWindow(QWidget):
         col.addStretch(1)  # keep the text at the top when the lists below are hidden
         head.addLayout(col, 1)
         self.reconnect = QPushButton("Reconnect now")
-        self.reconnect.clicked.connect(self._reconnect)
+        self.reconnect.clicked.connect(self.reconnectRequested.emit)
         head.addWidget(self.reconnect, 0, Qt.AlignmentFlag.AlignTop)
         outer.addLayout(head)
 
@@ -349,10 +352,6 @@ class DetailsWindow(QWidget):
             self._subscribed = True
             adapter.want_details(True)
         self._render()
-
-    def _reconnect(self) -> None:
-        if self.adapter is not None:
-            self.adapter.reconnect_now()
 
     # -- inputs -------------------------------------------------------------------------------
     def set_status(self, status: Status) -> None:

@@ -32,17 +32,30 @@ WATCHED_JOB_STATES = ACTIVE_JOB_STATES | {"waiting_for_review"}
 HELD_JOB_STATES = ACTIVE_JOB_STATES - {"approved"}
 
 
+_REAL_AT = os.environ.get("STATBUS_REAL_TEMPLATE", "").rpartition("_")[2] if STATBUS_REAL else ""
+# StatBus holds its import queue during a review since 20260310132309.
+REVIEW_HOLDS = not (_REAL_AT.isdigit() and int(_REAL_AT) < 20260310132309)
+
+
 def jobs_busy(states: list[str] | set[str]) -> bool:
     """The job half of the line: an approved job, or an active one while no job waits for
     review (StatBus holds its import queue during a review)."""
     states = set(states)
     return "approved" in states or (
-        bool(states & HELD_JOB_STATES) and "waiting_for_review" not in states
+        bool(states & HELD_JOB_STATES)
+        and not (REVIEW_HOLDS and "waiting_for_review" in states)
     )
+
+
 # On a real StatBus older than 20260325114130 (STATBUS_REAL_TEMPLATE=statbus_template_<V>),
 # worker.task_state has no 'interrupted' yet.
-_REAL_AT = os.environ.get("STATBUS_REAL_TEMPLATE", "").rpartition("_")[2] if STATBUS_REAL else ""
 HAS_INTERRUPTED = not (_REAL_AT.isdigit() and int(_REAL_AT) < 20260325114130)
+# Tests that write columns or commands StatBus added in March 2026 (process_duration_ms,
+# error/warning counts, derive_units_phase) run from v2026.03.0 on.
+NEEDS_2026_03 = pytest.mark.skipif(
+    _REAL_AT.isdigit() and int(_REAL_AT) < 20260328092344,
+    reason="writes columns/commands this older StatBus lacks (process_duration_ms, "
+    "warning_count, derive_units_phase); install.sql reads them when present")
 TASK_STATES = [s for s in ["pending", "processing", "interrupted", "waiting", "completed",
                            "failed"] if HAS_INTERRUPTED or s != "interrupted"]
 BUSY_TASK_STATES = {"pending", "processing", "waiting", "interrupted"} & set(TASK_STATES)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tests.fix_db import STATBUS_REAL
-from tests.sql.conftest import Conn, add_job, add_task
+from tests.sql.conftest import NEEDS_2026_03, Conn, add_job, add_task
 from traystatus.core.sqlfiles import EXPECTED_SQL_VERSION
 
 
@@ -30,6 +30,7 @@ def test_empty_register(conn: Conn) -> None:
     assert d["analytics"] == {"active_total": 0, "by_command": [], "tasks": [], "tasks_shown": 0}
 
 
+@NEEDS_2026_03
 def test_phases_progress_and_rates(conn: Conn) -> None:
     cases = {
         "waiting_for_upload": ("upload", None, None),
@@ -103,6 +104,7 @@ def test_job_list_is_capped(conn: Conn) -> None:
     assert d["import_jobs"][0]["slug"] == "busy"
 
 
+@NEEDS_2026_03
 def test_analytics_counts_and_fifty_tasks(conn: Conn) -> None:
     conn.execute(
         "INSERT INTO worker.tasks (command, state) "
@@ -149,6 +151,7 @@ def test_size_stays_bounded_with_a_hundred_thousand_tasks(conn: Conn) -> None:
     assert size < 32_000, size
 
 
+@NEEDS_2026_03
 def test_analytics_tasks_in_progress(conn: Conn) -> None:
     a = add_task(conn, "processing", "derive_statistical_unit", priority=2,
                  process_duration_ms=5.5, process_start_at="now")
@@ -168,6 +171,7 @@ def test_analytics_tasks_in_progress(conn: Conn) -> None:
         "derive_statistical_unit", "processing", 5.5)
 
 
+@NEEDS_2026_03
 def test_work_mark_and_summary(conn: Conn) -> None:
     before = add_task(conn, "completed", "derive_statistical_unit")  # an older run
     root = add_task(conn, "processing", "collect_changes")  # made the system busy
@@ -199,6 +203,7 @@ def test_work_mark_and_summary(conn: Conn) -> None:
     assert ok in {j["id"] for j in summary["import_jobs"]}
 
 
+@NEEDS_2026_03
 def test_work_mark_when_idle_is_the_newest_task(conn: Conn) -> None:
     """Stable (future-scheduled work does not count): the newest id, whatever its queue."""
     add_task(conn, "pending", "derive_statistical_history", scheduled_at="2999-01-01")

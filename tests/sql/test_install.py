@@ -22,6 +22,7 @@ from tests.sql.conftest import (
     BUSY_TASK_STATES,
     HELD_JOB_STATES,
     IMPORT_JOB_STATES,
+    NEEDS_2026_03,
     TASK_STATES,
     WATCHED_JOB_STATES,
     Conn,
@@ -83,6 +84,7 @@ def test_install_twice_is_a_no_op(conn: Conn, listener: Listener) -> None:
     assert listener.drain() == [payload(False)]
 
 
+@NEEDS_2026_03
 def test_uninstall_leaves_nothing_behind_and_is_safe_twice(
     db_dsn: str, bare_db_dsn: str, conn: Conn
 ) -> None:

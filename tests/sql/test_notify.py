@@ -16,6 +16,7 @@ from tests.fix_db import STATBUS_REAL
 from tests.sql.conftest import (
     BUSY_TASK_STATES,
     IMPORT_JOB_STATES,
+    NEEDS_2026_03,
     QUEUE_COMMAND,
     TASK_STATES,
     Conn,
@@ -52,6 +53,7 @@ def test_thousand_row_crossing_statements_send_one_notification_each(
     assert stable(conn)
 
 
+@NEEDS_2026_03
 def test_thousand_tasks_pending_to_processing_send_nothing(conn: Conn, listener: Listener) -> None:
     conn.execute(INSERT_N, (1000,))
     assert listener.drain() == [payload(False)]
@@ -75,6 +77,7 @@ def test_update_touching_no_row_sends_nothing(conn: Conn, listener: Listener) ->
     assert listener.drain() == []
 
 
+@NEEDS_2026_03
 def test_progress_updates_send_nothing(conn: Conn, listener: Listener) -> None:
     job = add_job(conn, "processing_data", total_rows=1000)
     task = add_task(conn, "processing")

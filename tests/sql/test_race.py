@@ -22,6 +22,8 @@ import pytest
 from psycopg import errors
 
 from tests.sql.conftest import (
+    BUSY_TASK_STATES,
+    TASK_STATES,
     Conn,
     Listener,
     add_job,
@@ -83,7 +85,7 @@ class ProtocolClient(threading.Thread):
         return bool(row[0])
 
 
-BUSY = ["pending", "processing", "waiting", "interrupted"]
+BUSY = [s for s in TASK_STATES if s in BUSY_TASK_STATES]  # no 'interrupted' on older StatBus
 IDLE_TASK = ["completed", "failed"]
 ACTIVE_JOB = ["upload_completed", "preparing_data", "analysing_data", "approved",
               "processing_data"]

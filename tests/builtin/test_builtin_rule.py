@@ -19,6 +19,7 @@ from tests.core.conftest import with_params
 from tests.fix_db import PgServer, temporary_role
 from traystatus.core import builtin_sql
 from traystatus.core.builtin import Probe, TaskTracker
+from traystatus.core.readers import review_block
 from traystatus.core.state import Problem
 
 Conn = psycopg.Connection[tuple[object, ...]]
@@ -81,6 +82,12 @@ def test_a_review_holds_the_queue_as_install_sql_says(conn: Conn, behind: str) -
     assert builtin_reads(conn, tracker) == (truth, truth)
     if probe_conn(conn).holds_queue:
         assert truth is (behind != "approved")
+    # The review block the tray shows: the same as system_stability_review() says.
+    q = tracker.query()
+    row = conn.execute(q.sql.encode(), q.params).fetchone()
+    installed = conn.execute("SELECT public.system_stability_review()").fetchone()
+    assert row is not None and installed is not None
+    assert review_block(row[4]) == review_block(installed[0]) is not None
 
 
 def test_every_task_case_agrees_with_is_system_stable(conn: Conn) -> None:

@@ -30,7 +30,7 @@ from traystatus.core.builtin import OLD_STATBUS_INTERVAL, Probe, TaskTracker
 from traystatus.core.details import Details, DetailsError, WorkSummary
 from traystatus.core.errors import Phase, Target, classify
 from traystatus.core.pgio import Link
-from traystatus.core.readers import StableRead, Unusable
+from traystatus.core.readers import StableRead, Unusable, review_block
 from traystatus.core.schedule import Channel
 from traystatus.core.stability import Owed
 from traystatus.core.state import Problem, utcnow
@@ -155,7 +155,8 @@ class BuiltinReader:
         result = self.tracker.apply(row, query.full)
         self._next_due = result.next_due
         mark = row[3] if with_mark and result.stable else None
-        return StableRead(result.stable, int(mark) if isinstance(mark, int) else None)
+        return StableRead(result.stable, int(mark) if isinstance(mark, int) else None,
+                          review_block(row[4]))
 
     async def read_details(self, link: Link) -> Details | None:
         row = await link.one(builtin_sql.DETAILS, self.tracker.params())

@@ -69,10 +69,23 @@ EXISTS (SELECT FROM worker.tasks AS t
 
 _TRACKED = "t.state::text IN ('processing', 'interrupted')"
 
+# system_stability_review()'s jsonb: the jobs waiting for review and how many imports wait
+# behind them (when the queue is held); NULL when no job waits.
+_REVIEW = f"""(
+    SELECT CASE WHEN count(*) > 0 THEN jsonb_build_object(
+        'jobs', jsonb_agg(jsonb_build_object('id', j.id, 'slug', j.slug,
+                                             'description', j.description) ORDER BY j.id),
+        'holds_queue', %(holds)s::boolean,
+        'queued_behind', CASE WHEN %(holds)s::boolean THEN (
+            SELECT count(*) FROM public.import_job AS q
+            WHERE q.state::text IN ({_quoted(WORK_JOB_STATES)})) ELSE 0 END) END
+    FROM public.import_job AS j
+    WHERE j.state::text IN ({_quoted(REVIEW_JOB_STATES)}))"""
+
 # The everyday read. Parameter: the ids of tasks that may be processing or interrupted.
 # Returns (stable, ids still processing/interrupted, the next future due time of a pending
 # analytics task or null, the newest task id: the work mark when stable, as
-# system_work_mark() gives it).
+# system_work_mark() gives it, and the review block as system_stability_review() gives it).
 RULE = f"""
 WITH tracked AS (
     SELECT t.id, t.command, t.scheduled_at
@@ -90,7 +103,8 @@ SELECT NOT {_JOBS_ACTIVE}
         JOIN worker.command_registry AS cr ON cr.command = t.command
         WHERE t.state = 'pending' AND t.scheduled_at > pg_catalog.now()
           AND cr.queue = 'analytics') AS next_due,
-       (SELECT max(t.id) FROM worker.tasks AS t) AS newest
+       (SELECT max(t.id) FROM worker.tasks AS t) AS newest,
+       {_REVIEW} AS review
 """
 
 # The full read: the same answer, processing/interrupted found by reading every row (a
@@ -114,7 +128,8 @@ SELECT NOT {_JOBS_ACTIVE}
         JOIN worker.command_registry AS cr ON cr.command = t.command
         WHERE t.state = 'pending' AND t.scheduled_at > pg_catalog.now()
           AND cr.queue = 'analytics') AS next_due,
-       (SELECT max(t.id) FROM worker.tasks AS t) AS newest
+       (SELECT max(t.id) FROM worker.tasks AS t) AS newest,
+       {_REVIEW} AS review
 """
 
 # The naive plain read, for comparison in bench/bench_builtin.py and as the oracle in

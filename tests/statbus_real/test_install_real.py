@@ -243,3 +243,29 @@ def test_statbus_upgrade_with_traystatus_installed(kit: Kit, new_db: Callable[..
                   "            WHERE command = 'derive_statistical_unit')")
         assert c.execute("SELECT public.is_system_stable()").fetchone() == (False,)
     assert MIDDLE and HEAD  # the other versions are covered by the install test
+
+
+def test_install_sql_check_and_print_on_the_real_statbus(
+    kit: Kit, new_db: Callable[..., str]
+) -> None:
+    """--check runs the whole install and rolls it back: nothing is left on the real schema,
+    after a success or a failure midway (a view where our table goes)."""
+    dsn = new_db()
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "traystatus", *args], capture_output=True,
+                              text=True, timeout=120, check=False)
+
+    before = snapshot(dsn)
+    ok = cli("install-sql", "--check", "--dsn", dsn)
+    assert ok.returncode == 0, ok.stderr
+    assert f"would install version {EXPECTED_SQL_VERSION}" in ok.stdout
+    assert snapshot(dsn) == before
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute("CREATE VIEW public.system_stability_commit_hook AS SELECT 1 AS x")
+    before = snapshot(dsn)
+    bad = cli("install-sql", "--check", "--dsn", dsn)
+    assert bad.returncode == 3 and "the install would fail" in bad.stderr, bad.stderr
+    assert snapshot(dsn) == before
+    printed = cli("install-sql", "--print")
+    assert printed.stdout == INSTALL.read_text(encoding="utf-8")

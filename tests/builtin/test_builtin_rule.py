@@ -285,3 +285,20 @@ def test_a_statbus_too_old_for_worker_task_changed(kit: object) -> None:
         p = probe(old.analyst_dsn)
         assert p.problem("statbus") is None
         assert p.task_changed_channel is False
+
+
+def test_full_reads_asked_for_by_notifications_are_rate_limited() -> None:
+    """Anyone may NOTIFY: a forged flood must not make every client scan the table."""
+    tracker = TaskTracker(min_full_interval=30.0)
+    assert tracker.query(now=100.0).full  # the first read of a connection: always
+    tracker.apply((True, [], None), full=True, now=100.0)
+    assert tracker.note("garbage") is False
+    q = tracker.query(now=101.0)
+    assert not q.full  # held back; the cheap read goes on
+    tracker.apply((True, [], None), full=False, now=101.0)
+    assert tracker.full_due_in(101.0) == pytest.approx(29.0)
+    assert tracker.query(now=130.5).full
+    tracker.apply((True, [], None), full=True, now=130.5)
+    assert tracker.full_due_in(131.0) is None
+    tracker.reset()  # a new connection reads everything at once
+    assert tracker.query(now=131.0).full

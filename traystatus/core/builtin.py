@@ -11,7 +11,9 @@ Pure (no I/O): the monitor's ``BuiltinReader`` and the tests' clients drive it.
    the ids still processing or interrupted. The id is a fact about a row, not a snapshot
    of a state, so a stale or repeated notification costs one probe, never a wrong answer.
 3. A payload we cannot use (not JSON, no integer id, a forged flood beyond ``cap`` ids)
-   makes the next read a full one: the answer stays right, at a full read's price.
+   makes a full read owed: the answer stays right, at a full read's price, paid at most
+   once per ``min_full_interval`` (30 s) so that a forged flood (anyone may NOTIFY) cannot
+   make every client scan worker.tasks continuously; meanwhile the cheap reads go on.
 4. ``next_due``: the earliest future ``scheduled_at`` of a pending analytics task; the
    monitor reads again when it falls due (no write announces that).
 
@@ -34,6 +36,7 @@ from traystatus.core.state import Problem
 
 OLD_STATBUS_INTERVAL = 5.0  # seconds between timed reads without worker_task_changed
 DEFAULT_CAP = 10_000  # tracked ids; more than that between two reads -> one full read
+MIN_FULL_INTERVAL = 30.0  # seconds between full reads asked for by notifications
 MAX_PAYLOAD_BYTES = 8000
 
 
@@ -138,11 +141,18 @@ class RuleResult:
 class TaskTracker:
     """Ids of tasks that may be processing or interrupted (see the module docstring)."""
 
-    def __init__(self, cap: int = DEFAULT_CAP) -> None:
+    def __init__(self, cap: int = DEFAULT_CAP,
+                 min_full_interval: float = MIN_FULL_INTERVAL) -> None:
         self.cap = cap
+        # A full read asked for by what a notification said (a payload we cannot use, a
+        # flood of ids, a queue change) comes at most this often: anyone may NOTIFY, and a
+        # forged flood must not make every client scan worker.tasks twice a second.
+        self.min_full_interval = min_full_interval
         self._ids: set[int] = set()
         self._added: set[int] = set()  # noted since the last read began
         self.need_full = True  # the first read of a connection is a full one
+        self._first = True
+        self._last_full: float | None = None
         self.unusable_payloads = 0
         self.holds_queue = True  # from Probe.holds_queue: the job half of the line
 
@@ -151,6 +161,19 @@ class TaskTracker:
         self._ids.clear()
         self._added.clear()
         self.need_full = True
+        self._first = True
+
+    def _full_allowed(self, now: float | None) -> bool:
+        if self._first or now is None or self._last_full is None:
+            return True
+        return now - self._last_full >= self.min_full_interval
+
+    def full_due_in(self, now: float) -> float | None:
+        """Seconds until a full read that is owed but held back may run (None: none owed)."""
+        if not self.need_full or self._full_allowed(now):
+            return None if not self.need_full else 0.0
+        assert self._last_full is not None
+        return max(0.0, self._last_full + self.min_full_interval - now)
 
     @property
     def ids(self) -> list[int]:
@@ -179,11 +202,12 @@ class TaskTracker:
         self._added.add(task_id)
         return True
 
-    def query(self) -> RuleQuery:
+    def query(self, now: float | None = None) -> RuleQuery:
         """The statement for the next read, its parameters, and whether it reads every row
-        (pass ``full`` back to ``apply``)."""
+        (pass ``full`` back to ``apply``). ``now`` (monotonic seconds) holds an owed full
+        read back to ``min_full_interval``; None: no limit."""
         self._added.clear()
-        if self.need_full:
+        if self.need_full and self._full_allowed(now):
             return RuleQuery(builtin_sql.RULE_FULL, {"holds": self.holds_queue}, True)
         return RuleQuery(builtin_sql.RULE, {"ids": self.ids, "holds": self.holds_queue}, False)
 
@@ -191,12 +215,14 @@ class TaskTracker:
         """Parameters of the details and work mark queries."""
         return {"ids": self.ids, "holds": self.holds_queue}
 
-    def apply(self, row: Sequence[Any], full: bool) -> RuleResult:
-        """The read's row: (stable, ids still processing/interrupted, next_due)."""
+    def apply(self, row: Sequence[Any], full: bool, now: float | None = None) -> RuleResult:
+        """The read's row: (stable, ids still processing/interrupted, next_due, ...)."""
         still = {int(i) for i in (row[1] or ())}
         # Ids noted while the read ran (none on one connection, but be safe) stay.
         self._ids = still | self._added
         self._added.clear()
         if full:
             self.need_full = False
+            self._first = False
+            self._last_full = now
         return RuleResult(bool(row[0]), row[2])

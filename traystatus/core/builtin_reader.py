@@ -21,6 +21,7 @@ maps them onto the monitor's ``Reader`` strategy (readers.py):
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime
 
 import psycopg
@@ -108,6 +109,9 @@ class BuiltinReader:
         """Seconds within which the next stability read is due for this reader's own
         reasons (a scheduled task falls due; an old StatBus), or None."""
         out: float | None = OLD_STATBUS_INTERVAL if self.old_statbus else None
+        held = self.tracker.full_due_in(time.monotonic())
+        if held is not None:  # a full read owed, held back by the rate limit
+            out = held if out is None else min(out, held)
         if self._next_due is not None:
             left = (self._next_due - utcnow()).total_seconds() + 0.05
             out = max(0.0, left) if out is None else min(out, max(0.0, left))
@@ -138,6 +142,8 @@ class BuiltinReader:
         self.tracker.reset()
         self.tracker.holds_queue = probe.holds_queue
         if self.old_statbus:
+            self.tracker.min_full_interval = 0.0  # every read is a full one there
+        if self.old_statbus:
             log.warning("%s: %s", where, OLD_STATBUS_NOTE)
             # Every analytics task sends a pipeline_progress here: a hint to read sooner.
             await link.listen(WORKER_STATUS_CHANNEL)
@@ -146,13 +152,14 @@ class BuiltinReader:
     async def read_stable(self, link: Link, with_mark: bool) -> StableRead:
         if self.old_statbus:
             self.tracker.need_full = True
-        query = self.tracker.query()
+        now = time.monotonic()
+        query = self.tracker.query(now)
         try:
             row = await link.one(query.sql, query.params)
         except psycopg.errors.InsufficientPrivilege as ex:
             raise Unusable(classify(ex, self._conninfo, Phase.QUERY)) from ex
         assert row is not None
-        result = self.tracker.apply(row, query.full)
+        result = self.tracker.apply(row, query.full, now)
         self._next_due = result.next_due
         mark = row[3] if with_mark and result.stable else None
         return StableRead(result.stable, int(mark) if isinstance(mark, int) else None,

@@ -136,3 +136,16 @@ def test_the_rule_catches_what_it_should() -> None:
         Import("traystatus.demo.cli", "traystatus._paths", False, 1),
     ]
     assert violations(fine) == []
+
+
+def test_no_private_attribute_of_an_asyncio_loop_is_read() -> None:
+    """Sources record the loop's thread when run() starts (``loop._thread_id`` is private
+    and qasync's loops need not have it)."""
+    bad = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and node.value == "_thread_id":
+                bad.append(f"{path.name}:{node.lineno}")
+            if isinstance(node, ast.Attribute) and node.attr == "_thread_id":
+                bad.append(f"{path.name}:{node.lineno}")
+    assert bad == []

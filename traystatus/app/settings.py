@@ -45,6 +45,7 @@ from traystatus.core.password import resolve_async as resolve_password_async
 from traystatus.core.profiles import ConnectionProfile, ProfileError, ProfileStore, Settings
 from traystatus.core.sqlfiles import installed_version, version_problem
 from traystatus.core.state import Problem
+from traystatus.desktop import autostart
 
 log = logging.getLogger(__name__)
 
@@ -269,10 +270,8 @@ class SettingsDialog(QDialog):
         i = self.icon_style.findData(s.icon_style)
         self.icon_style.setCurrentIndex(max(0, i))
         try:
-            from traystatus.desktop import autostart
-
             self.autostart.setChecked(autostart.is_enabled())
-        except (ImportError, OSError):
+        except OSError:
             self.autostart.setEnabled(False)
         info = credentials.keychain_info()
         if info.secure:
@@ -411,12 +410,8 @@ class SettingsDialog(QDialog):
                     f"To keep it: {credentials.ADVICE}."
                 )
         try:
-            from traystatus.desktop import autostart
-
             if self.autostart.isEnabled() and autostart.is_enabled() != self.autostart.isChecked():
                 autostart.set_enabled(self.autostart.isChecked())
-        except ImportError:
-            pass
         except OSError as ex:
             problems.append(f"Saved, but start at login could not be changed: {ex}")
         if problems:

@@ -22,17 +22,9 @@ from PySide6.QtWidgets import QMenu, QSystemTrayIcon
 from traystatus.app import texts
 from traystatus.app.icons import IconCache, IconStyle, accessible_name, quantize
 from traystatus.core.state import State, Status, utcnow
+from traystatus.desktop import autostart
 
 log = logging.getLogger(__name__)
-
-
-def _autostart() -> tuple[Callable[[], bool], Callable[[bool], None]] | None:
-    """The start-at-login switch (traystatus.desktop.autostart), if this installation has it."""
-    try:
-        from traystatus.desktop import autostart
-    except ImportError:
-        return None
-    return autostart.is_enabled, autostart.set_enabled
 
 
 class TrayIcon(QObject):
@@ -173,17 +165,14 @@ class TrayIcon(QObject):
                 sub.addAction(act)
         menu.addSeparator()
         menu.addAction("Settings…").triggered.connect(self.settingsRequested.emit)
-        auto = _autostart()
-        if auto is not None:
-            is_enabled, _ = auto
-            act = menu.addAction("Start at login")
-            act.setCheckable(True)
-            try:
-                act.setChecked(is_enabled())
-            except OSError as ex:
-                log.warning("cannot read the start-at-login setting: %s", ex)
-                act.setEnabled(False)
-            act.toggled.connect(self._toggle_autostart)
+        act = menu.addAction("Start at login")
+        act.setCheckable(True)
+        try:
+            act.setChecked(autostart.is_enabled())
+        except OSError as ex:
+            log.warning("cannot read the start-at-login setting: %s", ex)
+            act.setEnabled(False)
+        act.toggled.connect(self._toggle_autostart)
         menu.addAction("About traystatus").triggered.connect(self.aboutRequested.emit)
         menu.addSeparator()
         menu.addAction("Quit").triggered.connect(self.quitRequested.emit)
@@ -201,11 +190,8 @@ class TrayIcon(QObject):
         return [a.text() for a in self.menu.actions() if not a.isSeparator()]
 
     def _toggle_autostart(self, checked: bool) -> None:
-        auto = _autostart()
-        if auto is None:
-            return
         try:
-            auto[1](checked)
+            autostart.set_enabled(checked)
         except OSError as ex:
             self.autostartFailed.emit(
                 f"Could not {'enable' if checked else 'disable'} start at login: {ex}. "

@@ -288,10 +288,8 @@ def keychain_check() -> CheckResult:
 
 async def desktop_checks() -> list[CheckResult]:
     """traystatus.desktop.check's findings: tray host, notification server."""
-    try:
-        from traystatus.desktop import check as desktop_check
-    except ImportError:
-        return []
+    from traystatus.desktop import check as desktop_check  # only doctor needs it
+
     try:
         results = await desktop_check.check_desktop_async(probe_timeout=DESKTOP_TIMEOUT)
     except Exception as ex:  # a broken desktop must not break the database report

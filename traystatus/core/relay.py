@@ -180,6 +180,7 @@ class RelaySource:
         self._restart = False
         self._running = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None  # the thread run() runs in
         self._wake: asyncio.Event | None = None
         self._details_wake: asyncio.Event | None = None
         self._backoff = Backoff(
@@ -256,6 +257,7 @@ class RelaySource:
             raise RuntimeError("RelaySource.run() is already running")
         self._running = True
         self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
         self._wake = asyncio.Event()
         self._details_wake = asyncio.Event()
         timeout = aiohttp.ClientTimeout(
@@ -538,7 +540,7 @@ class RelaySource:
                 if event is not None:
                     event.set()
 
-        if threading.get_ident() == getattr(loop, "_thread_id", None):
+        if threading.get_ident() == self._loop_thread:
             wake()
         else:
             loop.call_soon_threadsafe(wake)

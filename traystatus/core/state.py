@@ -9,6 +9,8 @@ import enum
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from traystatus.core.wording import plural
+
 
 class State(enum.Enum):
     """The states a monitor can be in.
@@ -78,9 +80,8 @@ class ReviewBlock:
         names = ", ".join(slug or f"job {job_id}" for job_id, slug in self.waiting)
         line = f"Waiting for review: {names}"
         if self.queued_behind:
-            imports = "import" if self.queued_behind == 1 else "imports"
             them = "it" if len(self.waiting) == 1 else "them"
-            line += f"; {self.queued_behind} {imports} queued behind {them}"
+            line += f"; {plural(self.queued_behind, 'import')} queued behind {them}"
         return line
 
 

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from traystatus.core import credentials
 from traystatus.core.checks import CheckResult, Level
 
 SNI_WATCHER = "org.kde.StatusNotifierWatcher"
@@ -393,13 +394,9 @@ def keychain_result(
     backend may ask the session bus for a Secret Service, and what the bus says about it.
     ``backend``: the keyring backend to judge; default ``keyring.get_keyring()``.
     """
-    name = "keychain"
-    try:
-        import keyring
+    import keyring  # here, not at the top: choosing a backend is this check's business
 
-        from traystatus.core import credentials
-    except ImportError as ex:
-        return CheckResult(name, Level.WARN, f"cannot be checked: {ex}", "reinstall traystatus")
+    name = "keychain"
     if backend is None:
         try:
             backend = _in_thread(keyring.get_keyring, timeout)

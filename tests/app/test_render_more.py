@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QLabel
 
 from tests.app.conftest import ARTIFACTS, publish_doc_image
 from tests.app.sample_data import NOW
@@ -54,3 +54,27 @@ def test_render_menu_window_and_disconnected_details(qapp: QApplication) -> None
     assert not details.scroll_area.isVisible()
     assert details.grab().save(str(ARTIFACTS / "details-disconnected.png"))
     details.close()
+
+
+def test_details_window_says_who_the_queue_waits_for(qapp: QApplication) -> None:
+    from tests.app.sample_data import _iso, job
+    from traystatus.core.details import Details
+    from traystatus.core.state import ReviewBlock
+
+    jobs = [
+        job(3, "lu_nov", "waiting_for_review", "review", 100.0, None, 812, active=False,
+            needs_person=True),
+        {**job(4, "lu_redo", "upload_completed", "queued"), "held_by_review": True},
+    ]
+    d = Details.from_json({
+        "system_stable": True, "generated_at": _iso(NOW), "sql_version": 2,
+        "import_jobs": jobs, "import_jobs_total": 2,
+        "analytics": {"active_total": 0, "by_command": [], "tasks": [], "tasks_shown": 0}})
+    assert d.active_jobs == ()  # held, not running
+    w = DetailsWindow(None, IconCache(), clock=lambda: NOW)
+    w.set_status(Status(State.STABLE, since=NOW, review=ReviewBlock(((3, "lu_nov"),), 1)))
+    w.set_details(d)
+    assert w.subline.text() == "Waiting for review: lu_nov; 1 import queued behind it."
+    labels = [lbl.text() for lbl in w.findChildren(QLabel)]
+    assert "Held: queued behind the review" in labels
+    w.close()

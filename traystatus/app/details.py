@@ -133,6 +133,9 @@ class JobRow(QFrame):
         elif job.needs_person:
             words = "Needs a person: waiting for upload"
             style = "color: #b35c00;"
+        elif job.held_by_review:
+            words = "Held: queued behind the review"
+            style = "color: #2f6fb5;"
         elif job.state == "failed":
             style = "color: #c62828; font-weight: bold;"
         elif job.state == "finished" and job.has_errors:
@@ -387,6 +390,9 @@ class DetailsWindow(QWidget):
         sub = texts.detail_line(st, now)
         if st.state == State.STABLE and details is not None and not empty:
             sub = "Recently ended import jobs are listed below."
+        if st.review is not None and st.is_known:
+            # "Waiting for review: lu_2026; 2 imports queued behind it"
+            sub = st.review.text + "."
         self.subline.setText(sub)
         self.subline.setVisible(bool(sub))
         # Said only when it matters to the reader: StatBus watched directly (or a server).

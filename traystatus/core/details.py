@@ -145,6 +145,9 @@ class ImportJob:
     ended_at: datetime | None
     active: bool
     needs_person: bool
+    # queued or mid-way, but held back while another job waits for review (StatBus holds its
+    # import queue then): not running, though the worker owes it work
+    held_by_review: bool = False
 
     @classmethod
     def from_json(cls, value: Any) -> ImportJob:
@@ -173,6 +176,7 @@ class ImportJob:
             ended_at=_time(d, "ended_at"),
             active=bool(_bool(d, "active")),
             needs_person=bool(_bool(d, "needs_person")),
+            held_by_review=bool(_bool(d, "held_by_review")),
         )
 
     @property
@@ -340,7 +344,8 @@ class Details:
 
     @property
     def active_jobs(self) -> tuple[ImportJob, ...]:
-        return tuple(j for j in self.import_jobs if j.active)
+        """Jobs the worker is on or about to start (not those a review holds back)."""
+        return tuple(j for j in self.import_jobs if j.active and not j.held_by_review)
 
     @property
     def jobs_needing_person(self) -> tuple[ImportJob, ...]:

@@ -459,7 +459,9 @@ $$;
 -- whole session, while a SQL function called from a trigger is parsed and planned again in
 -- every transaction (~0.2 ms here, ten times the query itself): that was most of the
 -- triggers' cost on the worker's hot path.
-CREATE OR REPLACE FUNCTION public.is_system_stable() RETURNS boolean
+-- system_stability_answer(at) is the answer at a given moment: the commit-time decision asks
+-- it at clock_timestamp(), clients through is_system_stable() at now().
+CREATE OR REPLACE FUNCTION public.system_stability_answer(at_time timestamptz) RETURNS boolean
 LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -472,11 +474,53 @@ BEGIN
                JOIN worker.command_registry AS cr ON cr.command = t.command
                WHERE cr.queue = 'analytics'
                  AND t.state IN ({{task_busy}})
-                 AND (t.scheduled_at IS NULL OR t.scheduled_at <= now()));
+                 AND (t.scheduled_at IS NULL OR t.scheduled_at <= at_time));
+END;
+$$;
+COMMENT ON FUNCTION public.system_stability_answer(timestamptz) IS
+    'traystatus: is_system_stable() at a given moment (the commit-time decision asks it)';
+
+CREATE OR REPLACE FUNCTION public.is_system_stable() RETURNS boolean
+LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN public.system_stability_answer(now());
 END;
 $$;
 COMMENT ON FUNCTION public.is_system_stable() IS
     'traystatus: true when no import job is queued or being worked on (a queue held by a review does not count) and no analytics task is due or running';
+
+-- When the next future-scheduled analytics task falls due after a given moment (NULL: none).
+-- Time alone makes such a task due, without any write and so without any notification:
+-- clients read system_stability_next_due() with the answer and re-read at that moment.
+CREATE OR REPLACE FUNCTION public.system_stability_next_due_at(at_time timestamptz)
+RETURNS timestamptz
+LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN (SELECT min(t.scheduled_at)
+            FROM worker.tasks AS t
+            JOIN worker.command_registry AS cr ON cr.command = t.command
+            WHERE cr.queue = 'analytics'
+              AND t.state IN ({{task_busy}})
+              AND t.scheduled_at > at_time);
+END;
+$$;
+COMMENT ON FUNCTION public.system_stability_next_due_at(timestamptz) IS
+    'traystatus: when the next future-scheduled analytics task falls due after a moment, or NULL';
+
+CREATE OR REPLACE FUNCTION public.system_stability_next_due() RETURNS timestamptz
+LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN public.system_stability_next_due_at(now());
+END;
+$$;
+COMMENT ON FUNCTION public.system_stability_next_due() IS
+    'traystatus: when the next future-scheduled analytics task falls due (re-read is_system_stable() then), or NULL';
 
 -- The review block: which jobs wait for a person's review and how many imports wait behind
 -- them. NULL when no job waits. Cheap (the partial index holds these rows), so a client reads
@@ -775,80 +819,139 @@ END;
 $generate$;
 
 -- 7. The notification ---------------------------------------------------------------------------
--- The line is watched row by row, and the WHEN clauses (evaluated in C, no function call) let
--- through only rows that may change the answer: a 1,000-row "pending -> processing", a
--- progress update or an UPDATE touching no row fires no trigger function and runs no query.
---  * worker.tasks, a row moving IN (an AFTER ROW trigger): the function checks the queue
---    precisely and sends {"stable": false} at once; no query is needed, the writer's own row
---    is busy. PostgreSQL folds identical notifications of one transaction into one, so a
---    1,000-row insert of pending analytics tasks sends one notification.
---  * worker.tasks, a row moving OUT, and every import_job change into, out of or between the
---    watched states (a review can hold other jobs, so a job's move can change the answer in
---    either direction): the first such row of the transaction notes in a transaction-local
---    setting that the transaction must announce, and queues ONE event of a DEFERRABLE
---    INITIALLY DEFERRED constraint trigger on our own small table
---    public.system_stability_commit_hook; at COMMIT that trigger runs is_system_stable() once,
---    as late as possible, and sends it. The transaction's other rows only read the note.
---    Why not a deferred trigger on import_job / worker.tasks themselves (the first version)?
---    PostgreSQL refuses ALTER TABLE, CREATE INDEX, TRUNCATE and DROP TABLE on a table that
---    has deferred trigger events pending in the same transaction (SQLSTATE 55006). StatBus
+-- The announcement: one NOTIFY per change of the answer ------------------------------------------
+-- A notification is sent when, and only when, a committed transaction changes the answer of
+-- is_system_stable() as seen after it commits; its payload is that answer. docs/sql.md has the
+-- argument; in short:
+--  * Row triggers whose WHEN clauses (evaluated in C, no function call) let through only rows
+--    that may change the answer (a task moving into or out of the busy set; an import job
+--    moving into, out of or between the watched states, since a review can hold other jobs)
+--    mark the transaction as "crossing": the first such row queues ONE
+--    event of a DEFERRABLE INITIALLY DEFERRED constraint trigger on our own always-empty table
+--    public.system_stability_commit_hook (insert a row and delete it at once; the event
+--    stays). A 1,000-row "pending -> processing", a progress update or an UPDATE touching no
+--    row fires no trigger function and runs no query at all.
+--  * At COMMIT that trigger makes the decision, serialised among crossing transactions by a
+--    transaction-level advisory lock held until the transaction ends: it reads what was last
+--    announced (public.system_stability_announced) and the fresh answer (a new READ COMMITTED
+--    snapshot taken after the lock, so it sees every earlier decision's commit), notifies only
+--    when they differ, and records the new answer. Record and NOTIFY are both transactional:
+--    a transaction that aborts after deciding (another deferred trigger failing after ours)
+--    takes both back, so the record never claims an announcement that was not made.
+--    Transactions that cross nothing never take the lock.
+--  * Why the deferred event sits on our own table, not on import_job / worker.tasks:
+--    PostgreSQL refuses ALTER TABLE, CREATE INDEX, TRUNCATE and DROP TABLE on a table that has
+--    deferred trigger events pending in the same transaction (SQLSTATE 55006). StatBus
 --    migrations change worker.tasks and import_job rows and then ALTER those tables in one
---    transaction; the pending event now sits on our own table, which nothing else alters.
---  * TRUNCATE has no rows: a BEFORE TRUNCATE trigger notes whether watched rows are about to
---    go (the table is locked ACCESS EXCLUSIVE, nothing changes under it) and an AFTER TRUNCATE
---    trigger announces if so.
+--    transaction; nothing else ever alters our table.
+--  * REPEATABLE READ and SERIALIZABLE writers cannot see a fresh snapshot: they take the same
+--    lock (an advisory lock never causes a serialization failure), always notify, and insert an
+--    "unknown" row into the record (an INSERT never conflicts), so that the next decision
+--    announces whatever it finds. SERIALIZABLE ones read nothing (a read would add predicate
+--    locks and could make StatBus's transaction fail).
+--  * No deadlock through our lock: before waiting for it, a deciding transaction locks the
+--    tables it will read (ACCESS SHARE, which only an ACCESS EXCLUSIVE holder - DDL, TRUNCATE -
+--    blocks); while holding it, it takes no other lock. StatBus has no initially deferred
+--    triggers that would run after ours at COMMIT. sql_saga's temporal_merge runs
+--    SET CONSTRAINTS ALL IMMEDIATE inside a function, which fires pending deferred events early:
+--    the hook sees that in its call stack, defers itself again and queues a new event, so that
+--    the lock is still taken only at COMMIT.
+--  * TRUNCATE has no rows: a BEFORE TRUNCATE trigger queues the decision when active rows are
+--    about to go.
+--  * Time: a future-scheduled analytics task falls due without any write. The record keeps the
+--    moment the next one falls due (stable_until); clients read it too
+--    (system_stability_next_due()) and re-read at that moment. A transaction that schedules an
+--    analytics task into the future while the system is stable announces the new moment
+--    ({"stable": true}), so clients learn it (StatBus never schedules analytics tasks ahead).
 -- Fail-safe: every trigger function catches its own errors (RAISE WARNING, then a
--- {"stable": false} hint so that clients re-read and meet the error in is_system_stable()).
--- If a StatBus upgrade renames a column or value, the failure must stay in traystatus and
--- never abort the worker's or a user's transaction. The memo checks stay outside the
--- guarded block: a 10^5-row statement enters it once, not 10^5 times.
+-- {"stable": false} hint and an "unknown" record so that clients re-read and meet the error in
+-- is_system_stable()). The functions name StatBus columns and enum values in their text; if a
+-- StatBus upgrade renames one, the failure must stay in traystatus and never abort the
+-- worker's or a user's transaction. The memo checks stay outside the guarded blocks: a
+-- 10^5-row statement enters them once, not 10^5 times.
 
--- The commit hook: an empty UNLOGGED table (no WAL) that never holds a committed row. A
--- transaction that moved a row out inserts one row and deletes it at once; the insert has
--- already queued the deferred trigger event, which runs at COMMIT (a row this transaction
--- deleted is still readable by its own AFTER trigger). A new table has no PUBLIC grant (and
--- none is given), so plain users cannot reach it except through our triggers.
+-- The commit hook: an empty UNLOGGED table (no WAL) that never holds a committed row.
 CREATE UNLOGGED TABLE IF NOT EXISTS public.system_stability_commit_hook ();
 COMMENT ON TABLE public.system_stability_commit_hook IS
-    'traystatus: always empty; its deferred trigger announces system_stability at COMMIT';
+    'traystatus: always empty; its deferred trigger decides at COMMIT whether to NOTIFY system_stability';
+
+-- What was last announced. One row after a decision; no row, more than one row or a NULL
+-- `stable` mean "unknown" (the next decision announces). UNLOGGED: a crash empties it, which
+-- also means "unknown" (clients reconnect and read anyway).
+CREATE UNLOGGED TABLE IF NOT EXISTS public.system_stability_announced (
+    stable boolean,
+    stable_until timestamptz,
+    decided_at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp()
+);
+COMMENT ON TABLE public.system_stability_announced IS
+    'traystatus: the answer last announced on system_stability (written at COMMIT under an advisory lock)';
 
 DO $generate$
 DECLARE
     vocab jsonb := current_setting('system_stability.install_vocabulary')::jsonb;
     body text := $sql$
+-- Queue the commit-time decision once per transaction. `out_too`: a row left the active set
+-- (the decision must then read the fresh answer; otherwise it is "processing" for sure).
+CREATE OR REPLACE FUNCTION public.system_stability_queue_decision(out_too boolean)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    hook_row tid;
+BEGIN
+    -- Rolling back a savepoint reverts these notes together with the queued event.
+    IF out_too THEN
+        PERFORM set_config('system_stability.out', 'yes', true);
+    END IF;
+    IF current_setting('system_stability.queued', true) IS DISTINCT FROM 'yes' THEN
+        PERFORM set_config('system_stability.queued', 'yes', true);
+        INSERT INTO public.system_stability_commit_hook DEFAULT VALUES RETURNING ctid INTO hook_row;
+        DELETE FROM public.system_stability_commit_hook WHERE ctid = hook_row;
+    END IF;
+END;
+$$;
+
 CREATE OR REPLACE FUNCTION public.system_stability_row_in() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    -- Once this transaction has sent {"stable": false}, PostgreSQL would fold another one into
-    -- it anyway: skip the look-ups (a derive run inserts 10^5 pending tasks in one statement).
-    -- Rolling back a savepoint reverts this note together with the notification it stands for.
-    IF current_setting('system_stability.announced_in', true) = 'yes' THEN
+    -- Already queued in this transaction: nothing to add (a derive run inserts 10^5 pending
+    -- tasks in one statement).
+    -- With an argument ('ahead': an analytics task scheduled into the future), the decision
+    -- must read the fresh answer and the next due moment, as for a row that left.
+    IF TG_NARGS = 0 THEN
+        IF current_setting('system_stability.queued', true) = 'yes' THEN
+            RETURN NULL;
+        END IF;
+    ELSIF current_setting('system_stability.out', true) = 'yes' THEN
         RETURN NULL;
     END IF;
     BEGIN
-        -- worker.tasks only: the WHEN clause is exact about state and due time; the queue
-        -- needs a look at the registry. It counts only in the analytics queue, and (for an
-        -- UPDATE) only when OLD did not count already.
-        -- (One small query per test, each with one parameter, so that PL/pgSQL settles on a
-        -- cached generic plan; a single big condition mixing OLD and NEW got planned anew on
-        -- every call, which cost more than everything else here.)
-        IF NOT EXISTS (SELECT FROM worker.command_registry AS cr
-                       WHERE cr.command = NEW.command AND cr.queue = 'analytics') THEN
-            RETURN NULL;
-        END IF;
-        IF TG_OP = 'UPDATE' THEN
-            IF OLD.state IN ({{task_busy}})
-               AND (OLD.scheduled_at IS NULL OR OLD.scheduled_at <= now()) THEN
-                IF EXISTS (SELECT FROM worker.command_registry AS cr
-                           WHERE cr.command = OLD.command AND cr.queue = 'analytics') THEN
-                    RETURN NULL;
+        -- import_job: the WHEN clause is exact. worker.tasks: it is exact about state and due
+        -- time; the queue needs a look at the registry.
+        IF TG_TABLE_NAME = 'tasks' THEN
+            -- The WHEN clause made sure that NEW is busy and due. It counts only in the analytics
+            -- queue, and (for an UPDATE) only when OLD did not count already.
+            -- (One small query per test, each with one parameter, so that PL/pgSQL settles on a
+            -- cached generic plan; a single big condition mixing OLD and NEW got planned anew on
+            -- every call, which cost more than everything else here.)
+            IF NOT EXISTS (SELECT FROM worker.command_registry AS cr
+                           WHERE cr.command = NEW.command AND cr.queue = 'analytics') THEN
+                RETURN NULL;
+            END IF;
+            IF TG_OP = 'UPDATE' THEN
+                IF OLD.state IN ({{task_busy}})
+                   AND (OLD.scheduled_at IS NULL OR OLD.scheduled_at <= now()) THEN
+                    IF EXISTS (SELECT FROM worker.command_registry AS cr
+                               WHERE cr.command = OLD.command AND cr.queue = 'analytics') THEN
+                        RETURN NULL;
+                    END IF;
                 END IF;
             END IF;
         END IF;
-        PERFORM pg_notify('system_stability', '{"stable": false}');
-        PERFORM set_config('system_stability.announced_in', 'yes', true);
+        PERFORM public.system_stability_queue_decision(TG_NARGS > 0);
     EXCEPTION WHEN OTHERS THEN
         -- Never break StatBus's own write (see "Fail-safe" above): warn, and make listeners
         -- re-read is_system_stable(), where they meet the error themselves.
@@ -860,17 +963,15 @@ BEGIN
 END;
 $$;
 COMMENT ON FUNCTION public.system_stability_row_in() IS
-    'traystatus: row trigger, NOTIFY system_stability {"stable": false} when a task became busy';
+    'traystatus: row trigger, queues the commit-time announcement decision when a row became active (or an analytics task was scheduled ahead)';
 
 CREATE OR REPLACE FUNCTION public.system_stability_row_out() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    hook_row tid;
 BEGIN
-    IF current_setting('system_stability.announced', true) = 'out' THEN
-        RETURN NULL;  -- this transaction will announce at COMMIT already
+    IF current_setting('system_stability.out', true) = 'yes' THEN
+        RETURN NULL;  -- this transaction decides at COMMIT already, with a fresh read
     END IF;
     BEGIN
         IF TG_TABLE_NAME = 'tasks' THEN
@@ -890,11 +991,9 @@ BEGIN
                 END IF;
             END IF;
         END IF;
-        -- import_job: the WHEN clause let through a change that may change the answer.
-        -- Rolling back a savepoint reverts this note together with the queued event.
-        PERFORM set_config('system_stability.announced', 'out', true);
-        INSERT INTO public.system_stability_commit_hook DEFAULT VALUES RETURNING ctid INTO hook_row;
-        DELETE FROM public.system_stability_commit_hook WHERE ctid = hook_row;
+        -- import_job: the WHEN clause let through a change that may change the answer either
+        -- way (a review can hold other jobs): the decision reads the fresh answer.
+        PERFORM public.system_stability_queue_decision(true);
     EXCEPTION WHEN OTHERS THEN
         -- Never break StatBus's own write (see "Fail-safe" above): warn, and make listeners
         -- re-read is_system_stable(), where they meet the error themselves.
@@ -906,28 +1005,110 @@ BEGIN
 END;
 $$;
 COMMENT ON FUNCTION public.system_stability_row_out() IS
-    'traystatus: row trigger, makes the transaction announce system_stability at COMMIT when a change may have changed the answer';
+    'traystatus: row trigger, queues the commit-time announcement decision (with a fresh read) when a row left the active set';
 
+-- The decision, at COMMIT. Serialised by the advisory lock (1953724787, 1) ('tsys', 1; the
+-- two-key form never meets StatBus's one-key advisory locks).
 CREATE OR REPLACE FUNCTION public.system_stability_commit_announce() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    stack text;
+    moved_out boolean;
+    isolation text;
+    n integer;
+    rec_stable boolean;
+    rec_until timestamptz;
+    at_time timestamptz;
+    believed boolean;
+    fresh boolean;
+    fresh_until timestamptz;
+    hook_row tid;
 BEGIN
+    -- Fired early by SET CONSTRAINTS ... IMMEDIATE run inside a function (sql_saga's
+    -- temporal_merge does this in the middle of an import)? Then this is not the COMMIT: defer
+    -- ourselves again and queue a new event, so that the lock is taken only at COMMIT.
+    GET DIAGNOSTICS stack = PG_CONTEXT;
+    IF stack ILIKE '%statement "set constraints%' THEN
+        SET CONSTRAINTS public.system_stability_commit DEFERRED;
+        INSERT INTO public.system_stability_commit_hook DEFAULT VALUES RETURNING ctid INTO hook_row;
+        DELETE FROM public.system_stability_commit_hook WHERE ctid = hook_row;
+        RETURN NULL;
+    END IF;
+    moved_out := current_setting('system_stability.out', true) = 'yes';
+    -- A later crossing in this transaction (possible only after a top-level SET CONSTRAINTS)
+    -- queues a new decision.
+    PERFORM set_config('system_stability.queued', '', true);
+    PERFORM set_config('system_stability.out', '', true);
+    isolation := current_setting('transaction_isolation');
     BEGIN
-        PERFORM pg_notify('system_stability',
-                          jsonb_build_object('stable', public.is_system_stable())::text);
+        IF moved_out THEN
+            -- Lock what we will read BEFORE waiting for our lock (see "No deadlock" above).
+            LOCK TABLE public.import_job, worker.tasks, worker.command_registry IN ACCESS SHARE MODE;
+        END IF;
+        PERFORM pg_advisory_xact_lock(1953724787, 1);
+        IF isolation <> 'read committed' THEN
+            -- Our snapshot predates the lock: no fresh answer. Announce whatever it is, and tell
+            -- the next decision that the record no longer knows what clients were told.
+            INSERT INTO public.system_stability_announced (stable) VALUES (NULL);
+            IF moved_out AND isolation = 'repeatable read' THEN
+                fresh := public.is_system_stable();  -- this snapshot's answer: a hint
+            ELSE
+                fresh := false;
+            END IF;
+            PERFORM pg_notify('system_stability', jsonb_build_object('stable', fresh)::text);
+            RETURN NULL;
+        END IF;
+        -- READ COMMITTED: every statement from here on takes a new snapshot, after the lock.
+        SELECT count(*), bool_and(a.stable), min(a.stable_until)
+        INTO n, rec_stable, rec_until
+        FROM public.system_stability_announced AS a;
+        at_time := clock_timestamp();
+        IF n = 1 AND NOT coalesce(rec_stable AND at_time >= rec_until, false) THEN
+            -- Once the next scheduled task has fallen due, clients have re-read and hold
+            -- whatever was true at that moment (the task may have gone since): unknown.
+            believed := rec_stable;
+        END IF;
+        IF moved_out THEN
+            fresh := public.system_stability_answer(at_time);
+        ELSE
+            fresh := false;  -- a row of ours moved in and none moved out: it is active now
+        END IF;
+        IF fresh THEN
+            fresh_until := public.system_stability_next_due_at(at_time);
+        END IF;
+        IF fresh IS DISTINCT FROM believed
+           OR (fresh AND fresh_until < coalesce(rec_until, 'infinity')) THEN
+            PERFORM pg_notify('system_stability', jsonb_build_object('stable', fresh)::text);
+        END IF;
+        IF n <> 1 OR rec_stable IS DISTINCT FROM fresh OR rec_until IS DISTINCT FROM fresh_until THEN
+            IF n = 1 THEN
+                UPDATE public.system_stability_announced
+                SET stable = fresh, stable_until = fresh_until, decided_at = at_time;
+            ELSE
+                DELETE FROM public.system_stability_announced;
+                INSERT INTO public.system_stability_announced (stable, stable_until, decided_at)
+                VALUES (fresh, fresh_until, at_time);
+            END IF;
+        END IF;
     EXCEPTION WHEN OTHERS THEN
-        -- Never break StatBus's own write (see "Fail-safe" above): warn, and make listeners
-        -- re-read is_system_stable(), where they meet the error themselves.
+        -- Never break StatBus's own write (see "Fail-safe" above): warn, make listeners re-read,
+        -- and leave a record that makes the next decision announce.
         RAISE WARNING 'traystatus: trigger % on %.% failed: % (SQLSTATE %); the change it watched goes on. Re-run sql/install.sql (or sql/uninstall.sql) after a StatBus upgrade.',
             TG_NAME, TG_TABLE_SCHEMA, TG_TABLE_NAME, SQLERRM, SQLSTATE;
         PERFORM pg_notify('system_stability', '{"stable": false}');
+        BEGIN
+            INSERT INTO public.system_stability_announced (stable) VALUES (NULL);
+        EXCEPTION WHEN OTHERS THEN
+            NULL;  -- the notification above is what matters
+        END;
     END;
     RETURN NULL;
 END;
 $$;
 COMMENT ON FUNCTION public.system_stability_commit_announce() IS
-    'traystatus: deferred trigger on system_stability_commit_hook, NOTIFY system_stability at COMMIT';
+    'traystatus: deferred trigger on system_stability_commit_hook, at COMMIT: NOTIFY system_stability when the answer changed';
 
 CREATE OR REPLACE FUNCTION public.system_stability_truncate_before() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
@@ -945,11 +1126,10 @@ BEGIN
                 SELECT FROM worker.tasks AS t
                 JOIN worker.command_registry AS cr ON cr.command = t.command
                 WHERE cr.queue = 'analytics'
-                  AND t.state IN ({{task_busy}})
-                  AND (t.scheduled_at IS NULL OR t.scheduled_at <= now()));
+                  AND t.state IN ({{task_busy}}));
         END IF;
         IF had_active THEN
-            PERFORM set_config('system_stability.truncated', 'yes', true);
+            PERFORM public.system_stability_queue_decision(true);
         END IF;
     EXCEPTION WHEN OTHERS THEN
         -- Never break StatBus's own write (see "Fail-safe" above): warn, and make listeners
@@ -962,30 +1142,7 @@ BEGIN
 END;
 $$;
 COMMENT ON FUNCTION public.system_stability_truncate_before() IS
-    'traystatus: BEFORE TRUNCATE trigger, notes that watched rows are about to be removed';
-
-CREATE OR REPLACE FUNCTION public.system_stability_truncate_after() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    IF current_setting('system_stability.truncated', true) = 'yes' THEN
-        PERFORM set_config('system_stability.truncated', '', true);
-        BEGIN
-            PERFORM pg_notify('system_stability',
-                              jsonb_build_object('stable', public.is_system_stable())::text);
-        EXCEPTION WHEN OTHERS THEN
-            -- Never break StatBus's own write (see "Fail-safe" above).
-            RAISE WARNING 'traystatus: trigger % on %.% failed: % (SQLSTATE %); the change it watched goes on. Re-run sql/install.sql (or sql/uninstall.sql) after a StatBus upgrade.',
-                TG_NAME, TG_TABLE_SCHEMA, TG_TABLE_NAME, SQLERRM, SQLSTATE;
-            PERFORM pg_notify('system_stability', '{"stable": false}');
-        END;
-    END IF;
-    RETURN NULL;
-END;
-$$;
-COMMENT ON FUNCTION public.system_stability_truncate_after() IS
-    'traystatus: AFTER TRUNCATE trigger, NOTIFY system_stability when the TRUNCATE removed watched rows';
+    'traystatus: BEFORE TRUNCATE trigger, queues the commit-time announcement decision when active rows are about to go';
 
 -- Triggers of earlier versions that this one does not have (version 1 had separate in/out
 -- triggers on import_job; a development build had DEFERRABLE constraint triggers, which
@@ -1002,10 +1159,10 @@ BEGIN
           AND (tg.tgconstraint <> 0 OR tg.tgname NOT IN (
                    'system_stability_job_insert', 'system_stability_job_update',
                    'system_stability_job_delete', 'system_stability_job_truncate_before',
-                   'system_stability_job_truncate_after',
                    'system_stability_task_in_insert', 'system_stability_task_in_update',
+                   'system_stability_task_ahead_insert', 'system_stability_task_ahead_update',
                    'system_stability_task_out_update', 'system_stability_task_out_delete',
-                   'system_stability_task_truncate_before', 'system_stability_task_truncate_after'))
+                   'system_stability_task_truncate_before'))
     LOOP
         EXECUTE format('DROP TRIGGER %I ON %s', old.tgname, old.tbl);
     END LOOP;
@@ -1034,10 +1191,6 @@ CREATE OR REPLACE TRIGGER system_stability_job_truncate_before
     BEFORE TRUNCATE ON public.import_job
     FOR EACH STATEMENT
     EXECUTE FUNCTION public.system_stability_truncate_before();
-CREATE OR REPLACE TRIGGER system_stability_job_truncate_after
-    AFTER TRUNCATE ON public.import_job
-    FOR EACH STATEMENT
-    EXECUTE FUNCTION public.system_stability_truncate_after();
 
 -- worker.tasks (WHEN clauses exact about state and due time)
 CREATE OR REPLACE TRIGGER system_stability_task_in_insert
@@ -1055,6 +1208,24 @@ CREATE OR REPLACE TRIGGER system_stability_task_in_update
                OR OLD.scheduled_at > now()
                OR OLD.command IS DISTINCT FROM NEW.command))
     EXECUTE FUNCTION public.system_stability_row_in();
+-- An analytics task scheduled into the future while nothing else runs: the decision records
+-- (and announces) the moment it falls due. (StatBus schedules only maintenance tasks ahead:
+-- the function returns after one registry look-up for those, once a day.)
+CREATE OR REPLACE TRIGGER system_stability_task_ahead_insert
+    AFTER INSERT ON worker.tasks
+    FOR EACH ROW
+    WHEN (NEW.state IN ({{task_busy}})
+          AND NEW.scheduled_at > now())
+    EXECUTE FUNCTION public.system_stability_row_in('ahead');
+CREATE OR REPLACE TRIGGER system_stability_task_ahead_update
+    AFTER UPDATE OF state, scheduled_at, command ON worker.tasks
+    FOR EACH ROW
+    WHEN (NEW.state IN ({{task_busy}})
+          AND NEW.scheduled_at > now()
+          AND (OLD.state NOT IN ({{task_busy}})
+               OR OLD.scheduled_at IS DISTINCT FROM NEW.scheduled_at
+               OR OLD.command IS DISTINCT FROM NEW.command))
+    EXECUTE FUNCTION public.system_stability_row_in('ahead');
 CREATE OR REPLACE TRIGGER system_stability_task_out_update
     AFTER UPDATE OF state, scheduled_at, command ON worker.tasks
     FOR EACH ROW
@@ -1074,10 +1245,6 @@ CREATE OR REPLACE TRIGGER system_stability_task_truncate_before
     BEFORE TRUNCATE ON worker.tasks
     FOR EACH STATEMENT
     EXECUTE FUNCTION public.system_stability_truncate_before();
-CREATE OR REPLACE TRIGGER system_stability_task_truncate_after
-    AFTER TRUNCATE ON worker.tasks
-    FOR EACH STATEMENT
-    EXECUTE FUNCTION public.system_stability_truncate_after();
 $sql$;
     k text;
 BEGIN
@@ -1092,6 +1259,10 @@ BEGIN
     EXECUTE body;
 END;
 $generate$;
+
+-- Version 1 announced after TRUNCATE; the decision now runs at COMMIT (the DO block above
+-- dropped its triggers).
+DROP FUNCTION IF EXISTS public.system_stability_truncate_after();
 
 -- The commit-time announcer. CREATE OR REPLACE does not work for constraint triggers: create
 -- it only when missing. (A later version that changes it must drop it first.)
@@ -1133,7 +1304,8 @@ BEGIN
                 'public.is_system_stable(), public.system_stability_review(), '
                 'public.get_analytics_tasks_in_progress(), '
                 'public.get_system_status_details(), public.system_work_mark(), '
-                'public.get_system_work_summary(bigint, timestamptz) TO %I', r);
+                'public.get_system_work_summary(bigint, timestamptz), '
+                'public.system_stability_next_due() TO %I', r);
         END IF;
     END LOOP;
     SELECT string_agg(p.oid::regprocedure::text, ', ') INTO leaked

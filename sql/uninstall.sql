@@ -31,6 +31,7 @@ BEGIN
               'system_stability_task_in_insert', 'system_stability_task_in_update',
               'system_stability_task_out_update', 'system_stability_task_out_delete',
               'system_stability_task_truncate_before', 'system_stability_task_truncate_after',
+              'system_stability_task_ahead_insert', 'system_stability_task_ahead_update',
               -- development version 1 (statement-level announce)
               'system_stability_job_announce',
               'system_stability_job_truncate', 'system_stability_job_truncate_mark',
@@ -45,11 +46,13 @@ $$;
 
 -- Our commit hook table (its trigger goes with it), then the trigger functions.
 DROP TABLE IF EXISTS public.system_stability_commit_hook;
+DROP TABLE IF EXISTS public.system_stability_announced;
 DROP FUNCTION IF EXISTS public.system_stability_commit_announce();
 DROP FUNCTION IF EXISTS public.system_stability_row_in();
 DROP FUNCTION IF EXISTS public.system_stability_row_out();
 DROP FUNCTION IF EXISTS public.system_stability_truncate_before();
 DROP FUNCTION IF EXISTS public.system_stability_truncate_after();
+DROP FUNCTION IF EXISTS public.system_stability_queue_decision(boolean);
 -- the first development version's trigger functions, quietly (nothing released had them)
 DO $$
 DECLARE
@@ -70,6 +73,9 @@ DROP FUNCTION IF EXISTS public.get_system_status_details();
 DROP FUNCTION IF EXISTS public.get_analytics_tasks_in_progress();
 DROP FUNCTION IF EXISTS public.system_stability_review();
 DROP FUNCTION IF EXISTS public.is_system_stable();
+DROP FUNCTION IF EXISTS public.system_stability_next_due();
+DROP FUNCTION IF EXISTS public.system_stability_next_due_at(timestamptz);
+DROP FUNCTION IF EXISTS public.system_stability_answer(timestamptz);
 DO $$
 BEGIN
     -- This one names a StatBus type in its signature; without the type there is nothing.

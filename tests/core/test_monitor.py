@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import time
 
 import psycopg
 import pytest
@@ -163,22 +165,30 @@ async def test_work_summary_at_processing_to_stable(db_dsn: str) -> None:
 
 
 @pytest.mark.asyncio
-async def test_a_future_task_becoming_due_is_seen_by_the_health_check(db_dsn: str) -> None:
-    """No write announces the moment a scheduled task becomes due; the periodic read does."""
-    m = Monitor(db_dsn, FAST)  # health_interval 1 s
+async def test_a_future_task_becoming_due_is_read_at_its_due_moment(db_dsn: str) -> None:
+    """No write announces the moment a scheduled task becomes due. The database says when
+    (system_stability_next_due(), read with every answer), and the monitor re-reads right
+    after it: well before any health read (60 s here)."""
+    m = Monitor(db_dsn, dataclasses.replace(FAST, health_interval=60.0))
     writer = await aconnect(db_dsn)
     async with running(m) as rec:
         await rec.state(State.STABLE)
-        await writer.execute(
+        cur = await writer.execute(
             "INSERT INTO worker.tasks (command, state, scheduled_at) "
-            "VALUES ('derive_statistical_unit', 'pending', now() + interval '1.5 seconds')"
+            "VALUES ('derive_statistical_unit', 'pending', now() + interval '1.5 seconds') "
+            "RETURNING extract(epoch FROM scheduled_at)::float8"
         )
+        row = await cur.fetchone()
+        assert row is not None
+        due_at = float(row[0])  # type: ignore[arg-type]
         await asyncio.sleep(0.5)
         assert m.status.state is State.STABLE  # not due yet
         notes = m.counters.notifications
         await rec.state(State.PROCESSING)
-        assert m.counters.notifications == notes  # nothing was sent: the health read saw it
-        assert m.counters.health_checks >= 1
+        late = time.time() - due_at
+        assert m.counters.notifications == notes  # nothing was sent at the due moment
+        assert m.counters.health_checks == 0
+        assert late < 1.0, f"seen {late:.3f} s after the task fell due"
     await writer.close()
 
 

@@ -7,6 +7,7 @@ so "none" is a real observation, not a timeout.
 from __future__ import annotations
 
 import json
+import time
 
 import psycopg
 from hypothesis import HealthCheck, given, settings
@@ -81,7 +82,7 @@ def test_update_touching_no_row_sends_nothing(conn: Conn, listener: Listener) ->
 def test_progress_updates_send_nothing(conn: Conn, listener: Listener) -> None:
     job = add_job(conn, "processing_data", total_rows=1000)
     task = add_task(conn, "processing")
-    assert listener.drain() == [payload(False), payload(False)]
+    assert listener.drain() == [payload(False)]  # the second one changed nothing
     for i in range(1, 11):
         conn.execute(
             "UPDATE public.import_job SET imported_rows = %s, import_completed_pct = %s, "
@@ -114,16 +115,47 @@ def test_maintenance_and_import_queue_tasks_send_nothing(conn: Conn, listener: L
     assert stable(conn)
 
 
-def test_future_scheduled_analytics_tasks_send_nothing(conn: Conn, listener: Listener) -> None:
+def test_future_scheduled_analytics_tasks_announce_their_due_moment_once(
+    conn: Conn, listener: Listener
+) -> None:
+    """Scheduling analytics work ahead does not change the answer, but clients must learn when
+    it falls due (no write happens then): one {"stable": true} when the next due moment moves
+    earlier, nothing when it moves later or goes away."""
     conn.execute(
         "INSERT INTO worker.tasks (command, state, scheduled_at) "
         "SELECT 'derive_statistical_history', 'pending', now() + interval '1 hour' "
         "FROM generate_series(1, 100)"
     )
+    assert listener.drain() == [payload(True)]
+    due = conn.execute("SELECT public.system_stability_next_due() - now()").fetchone()
+    assert due is not None and 3590 < due[0].total_seconds() <= 3600  # type: ignore[union-attr]
     conn.execute("UPDATE worker.tasks SET scheduled_at = scheduled_at + interval '1 hour' "
                  "WHERE command = 'derive_statistical_history'")
     conn.execute("DELETE FROM worker.tasks WHERE command = 'derive_statistical_history'")
     assert listener.drain() == []
+    assert stable(conn)
+    assert conn.execute("SELECT public.system_stability_next_due()").fetchone() == (None,)
+
+
+def test_a_task_falling_due_is_seen_by_time_and_its_end_is_announced(
+    conn: Conn, listener: Listener
+) -> None:
+    """Time alone makes a scheduled task due: no notification (no write), but the database
+    said when; once it ran, its end is announced (the record no longer knows what clients
+    read at the due moment, so it announces)."""
+    conn.execute("INSERT INTO worker.tasks (command, state, scheduled_at) "
+                 "VALUES ('derive_statistical_history', 'pending', now() + interval '1 s')")
+    assert listener.drain() == [payload(True)]
+    row = conn.execute("SELECT public.system_stability_next_due()").fetchone()
+    assert row is not None and row[0] is not None
+    time.sleep(1.2)
+    assert not stable(conn)
+    assert listener.drain() == []
+    conn.execute("UPDATE worker.tasks SET state = 'processing' "
+                 "WHERE command = 'derive_statistical_history'")
+    conn.execute("UPDATE worker.tasks SET state = 'completed' "
+                 "WHERE command = 'derive_statistical_history'")
+    assert listener.drain() == [payload(True)]
     assert stable(conn)
 
 
@@ -132,7 +164,7 @@ def test_delete_of_active_rows_crosses(conn: Conn, listener: Listener) -> None:
     job = add_job(conn, "analysing_data")
     listener.drain()
     conn.execute("DELETE FROM worker.tasks WHERE command = 'derive_statistical_unit'")
-    assert listener.drain() == [payload(False)]  # the job is still active
+    assert listener.drain() == []  # the job is still active: the answer did not change
     conn.execute("DELETE FROM public.import_job WHERE id = %s", (job,))
     assert listener.drain() == [payload(True)]
 
@@ -182,6 +214,12 @@ def test_one_transaction_many_crossings(conn: Conn, listener: Listener) -> None:
                      "AND command = 'derive_statistical_unit'")
         conn.execute("UPDATE public.import_job SET state = 'finished'")
     assert listener.drain() == [payload(True)]
+
+
+def next_due(conn: Conn) -> object:
+    row = conn.execute("SELECT public.system_stability_next_due()").fetchone()
+    assert row is not None
+    return row[0]
 
 
 # -- a property over random statements ---------------------------------------------------------
@@ -236,10 +274,15 @@ def test_a_statement_notifies_once_iff_a_row_crossed(
         _active(*rows[i]) != _active(new_state, rows[i][1], rows[i][2])
         for i in sorted(pick) if i < len(ids)
     )
+    before, due_before = stable(conn), next_due(conn)
     conn.execute("UPDATE worker.tasks SET state = %s WHERE id = ANY(%s)", (new_state, chosen))
     sent = listener.drain()
-    if crossed:
-        assert sent == [payload(stable(conn))]
+    after, due_after = stable(conn), next_due(conn)
+    if before != after:
+        assert crossed
+        assert sent == [payload(after)]
+    elif after and due_after is not None and (due_before is None or due_after < due_before):
+        assert sent == [payload(True)]  # clients must learn the earlier due moment
     else:
         assert sent == []
     assert stable(conn) == (

@@ -15,7 +15,7 @@ import queue
 import random
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import psycopg
 import pytest
@@ -91,60 +91,158 @@ ACTIVE_JOB = ["upload_completed", "preparing_data", "analysing_data", "approved"
               "processing_data"]
 IDLE_JOB = ["waiting_for_upload", "waiting_for_review", "rejected", "failed", "finished"]
 
+# A deferred trigger of "StatBus" that runs at COMMIT after ours and may fail: the
+# transaction then aborts after our decision was made.
+LATE_FAILURE = """
+    CREATE TABLE public.race_late (fail boolean NOT NULL);
+    CREATE FUNCTION public.race_late_check() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF NEW.fail THEN
+            RAISE EXCEPTION 'late failure' USING ERRCODE = 'P0001';
+        END IF;
+        RETURN NULL;
+    END $$;
+    CREATE CONSTRAINT TRIGGER race_late_check AFTER INSERT ON public.race_late
+        DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION public.race_late_check();
+"""
+
+
+@dataclass
+class Tally:
+    """What the writers did, and what went wrong that must not."""
+
+    commits: int = 0
+    late_aborts: int = 0
+    savepoints_rolled_back: int = 0
+    rr_commits: int = 0
+    errors: list[str] = field(default_factory=list)  # deadlocks, serialization failures
+
 
 def _task_state(rng: random.Random) -> str:
-    return rng.choice(BUSY) if rng.random() < 0.3 else rng.choice(IDLE_TASK)
+    return rng.choice(BUSY) if rng.random() < 0.2 else rng.choice(IDLE_TASK)
 
 
-def _writer(c: Conn, rng: random.Random, tasks: list[int], jobs: list[int], ops: int) -> None:
-    """A few random writes, each its own transaction or several in one, with small pauses.
-    Biased so that the truth is "stable" about half of the time: it flips often."""
-    for _ in range(ops):
+def _job_state(rng: random.Random) -> str:
+    return rng.choice(ACTIVE_JOB) if rng.random() < 0.2 else rng.choice(IDLE_JOB)
+
+
+class Writer:
+    """One connection. Never deadlocks with the other writers on its own: every transaction
+    locks its rows in ascending id order, tasks before jobs, and deletes one row it can lock
+    at once. So a deadlock or a serialization failure can only come from our triggers."""
+
+    def __init__(self, dsn: str, tasks: list[int], jobs: list[int], repeatable_read: bool,
+                 lock: threading.Lock, tally: Tally) -> None:
+        self.conn: Conn = psycopg.connect(dsn, autocommit=True)
+        self.tasks, self.jobs = tasks, jobs
+        self.rr = repeatable_read
+        self.lock, self.tally = lock, tally
+
+    def _count(self, what: str) -> None:
+        with self.lock:
+            setattr(self.tally, what, getattr(self.tally, what) + 1)
+
+    def _update_tasks(self, rng: random.Random, n: int) -> None:
+        for tid in sorted(rng.sample(self.tasks, min(n, len(self.tasks)))):
+            self.conn.execute("UPDATE worker.tasks SET state = %s WHERE id = %s",
+                              (_task_state(rng), tid))
+            time.sleep(rng.random() * 0.002)
+
+    def step(self, rng: random.Random) -> None:
+        c = self.conn
         try:
+            if self.rr:  # REPEATABLE READ: its own rows only, so no conflict is StatBus's
+                with c.transaction():
+                    c.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                    self._update_tasks(rng, rng.randint(1, 2))
+                    if rng.random() < 0.1:
+                        c.execute("INSERT INTO worker.tasks (command, state) "
+                                  "VALUES ('derive_statistical_unit', 'pending')")
+                self._count("rr_commits")
+                return
             kind = rng.random()
-            if kind < 0.35:
-                c.execute("UPDATE worker.tasks SET state = %s WHERE id = %s",
-                          (_task_state(rng), rng.choice(tasks)))
-            elif kind < 0.55:
-                state = rng.choice(ACTIVE_JOB) if rng.random() < 0.2 else rng.choice(IDLE_JOB)
+            if kind < 0.25:
+                self._update_tasks(rng, 1)
+            elif kind < 0.40:
                 c.execute("UPDATE public.import_job SET state = %s WHERE id = %s",
-                          (state, rng.choice(jobs)))
-            elif kind < 0.65:
+                          (_job_state(rng), rng.choice(self.jobs)))
+            elif kind < 0.45:
                 c.execute("INSERT INTO worker.tasks (command, state) "
                           "VALUES ('derive_statistical_unit', 'pending')")
-            elif kind < 0.75:
-                c.execute("DELETE FROM worker.tasks WHERE id <> ALL(%s) "
-                          "AND command = 'derive_statistical_unit'", (tasks,))
-            else:  # a transaction of several statements, with a pause inside
+            elif kind < 0.60:
+                c.execute("DELETE FROM worker.tasks WHERE id = (SELECT id FROM worker.tasks "
+                          "WHERE command = 'derive_statistical_unit' AND id <> ALL(%s) "
+                          "LIMIT 1 FOR UPDATE SKIP LOCKED)", (ALL_FIXED,))
+            elif kind < 0.75:  # several statements, with pauses
                 with c.transaction():
-                    for _ in range(rng.randint(2, 3)):
+                    self._update_tasks(rng, rng.randint(2, 3))
+                    if rng.random() < 0.5:
+                        c.execute("UPDATE public.import_job SET state = %s WHERE id = %s",
+                                  (_job_state(rng), rng.choice(self.jobs)))
+            elif kind < 0.87:  # a savepoint rolled back in the middle
+                with c.transaction():
+                    a, b = sorted(rng.sample(self.tasks, 2))
+                    c.execute("UPDATE worker.tasks SET state = %s WHERE id = %s",
+                              (_task_state(rng), a))
+                    with c.transaction(force_rollback=True):
                         c.execute("UPDATE worker.tasks SET state = %s WHERE id = %s",
-                                  (_task_state(rng), rng.choice(tasks)))
-                        time.sleep(rng.random() * 0.002)
-        except (errors.DeadlockDetected, errors.SerializationFailure):
-            pass  # the transaction rolled back as a whole: a legitimate outcome
-        time.sleep(rng.random() * 0.001)
+                                  (_task_state(rng), b))
+                        c.execute("INSERT INTO worker.tasks (command, state) "
+                                  "VALUES ('derive_statistical_unit', 'pending')")
+                self._count("savepoints_rolled_back")
+            else:  # aborts at COMMIT, after our decision: another deferred trigger fails
+                try:
+                    with c.transaction():
+                        self._update_tasks(rng, rng.randint(1, 2))
+                        c.execute("INSERT INTO public.race_late VALUES (true)")
+                except errors.RaiseException:
+                    self._count("late_aborts")
+                    return
+                raise AssertionError("the late failure did not abort the transaction")
+            self._count("commits")
+        except (errors.DeadlockDetected, errors.SerializationFailure) as ex:
+            with self.lock:
+                self.tally.errors.append(f"{type(ex).__name__}: {ex}")
+
+    def close(self) -> None:
+        self.conn.close()
 
 
-def race(dsn: str, rounds: int, writers: int, seed: int) -> list[tuple[int, bool, Views]]:
-    """Run the rounds; return (round, truth, views) for each."""
+ALL_FIXED: list[int] = []  # the rows the writers update; DELETE leaves them alone
+
+
+def race(dsn: str, rounds: int, writers: int, rr_writers: int, seed: int,
+         ) -> tuple[list[tuple[int, bool, Views]], Tally, list[str]]:
+    """Run the rounds; return (round, truth, views) for each, the tally, and every payload
+    in commit order."""
     with psycopg.connect(dsn, autocommit=True) as c:
-        tasks = [add_task(c, "completed") for _ in range(3)]
+        c.execute(LATE_FAILURE)  # type: ignore[arg-type]
+        # few rows, so that "all idle" (stable) is frequent and the truth flips often
+        shared = [add_task(c, "completed") for _ in range(4)]
+        private = [[add_task(c, "completed")] for _ in range(rr_writers)]
         jobs = [add_job(c, "finished", error="x") for _ in range(2)]
-        conns = [psycopg.connect(dsn, autocommit=True) for _ in range(writers)]
+        ALL_FIXED[:] = shared + [t for p in private for t in p]
+        lock, tally = threading.Lock(), Tally()
+        pool = [Writer(dsn, shared, jobs, False, lock, tally) for _ in range(writers)]
+        pool += [Writer(dsn, p, jobs, True, lock, tally) for p in private]
         client = ProtocolClient(dsn)
         client.start()
         assert client.ready.wait(30) and client.failure is None, client.failure
+        payloads = Listener(dsn)
+        sent: list[str] = []
         results = []
         rng = random.Random(seed)
         try:
             for r in range(rounds):
+                def work(w: Writer, wrng: random.Random, ops: int) -> None:
+                    for _ in range(ops):
+                        w.step(wrng)
+                        time.sleep(wrng.random() * 0.001)
+
                 threads = [
-                    threading.Thread(
-                        target=_writer,
-                        args=(w, random.Random(rng.random()), tasks, jobs, rng.randint(1, 4)),
-                    )
-                    for w in conns
+                    threading.Thread(target=work,
+                                     args=(w, random.Random(rng.random()), rng.randint(1, 3)))
+                    for w in pool
                 ]
                 for t in threads:
                     t.start()
@@ -156,28 +254,75 @@ def race(dsn: str, rounds: int, writers: int, seed: int) -> list[tuple[int, bool
                 c.execute("SELECT pg_notify(%s, %s)", (SENTINEL, str(r)))
                 got_round, views = client.reports.get(timeout=60)
                 assert got_round == r
+                sent.extend(payloads.drain())
                 results.append((r, truth, views))
         finally:
             c.execute("SELECT pg_notify(%s, 'stop')", (SENTINEL,))
             client.join(30)
-            for w in conns:
+            payloads.close()
+            for w in pool:
                 w.close()
         assert client.failure is None, client.failure
-        return results
+        return results, tally, sent
 
 
-def test_randomized_race_protocol_always_ends_on_the_truth(db_dsn: str) -> None:
+def _flips(results: list[tuple[int, bool, Views]]) -> int:
+    return sum(1 for i in range(1, len(results)) if results[i][1] != results[i - 1][1])
+
+
+def _repeats(sent: list[str]) -> int:
+    """Notifications that say what the one before said: none unless a transaction could not
+    decide (REPEATABLE READ writers, the fail-safe)."""
+    return sum(1 for i in range(1, len(sent)) if sent[i] == sent[i - 1])
+
+
+def test_race_read_committed_writers_notify_exactly_on_changes(db_dsn: str) -> None:
+    """8 READ COMMITTED writers: every notification says the opposite of the one before it
+    (so none is sent for a transaction that changed nothing), and at every quiescent point
+    even a client that trusts payloads holds the truth (so every change was announced, with
+    the true value at its commit)."""
     seed = int(os.environ.get("TRAYSTATUS_RACE_SEED", random.randrange(1 << 30)))
-    results = race(db_dsn, rounds=200, writers=4, seed=seed)
+    rounds = int(os.environ.get("TRAYSTATUS_RACE_ROUNDS", "1000"))
+    results, tally, sent = race(db_dsn, rounds=rounds, writers=8, rr_writers=0, seed=seed)
     wrong = [(r, truth, v) for r, truth, v in results if v.protocol != truth]
     assert wrong == [], f"seed {seed}: the protocol client ended wrong in {wrong[:5]}"
-    flips = sum(1 for i in range(1, len(results)) if results[i][1] != results[i - 1][1])
-    assert flips >= 10, f"seed {seed}: the truth changed only {flips} times: a weak race"
-    assert results[-1][2].notifications > 100
-    trusting_wrong = sum(1 for _, truth, v in results if v.trusting != truth)
-    print(f"seed {seed}: 200 rounds, truth flipped {flips} times, "
-          f"{results[-1][2].notifications} notifications; a payload-trusting client "
-          f"ended wrong in {trusting_wrong} rounds, the protocol client in 0")
+    trusting_wrong = [(r, truth, v) for r, truth, v in results if v.trusting != truth]
+    assert trusting_wrong == [], f"seed {seed}: a payload was not the truth: {trusting_wrong[:5]}"
+    assert tally.errors == [], f"seed {seed}: {tally.errors[:3]}"
+    assert _repeats(sent) == 0, f"seed {seed}: a notification that changed nothing: {sent}"
+    flips = _flips(results)
+    assert flips >= rounds // 10, f"seed {seed}: the truth changed only {flips} times"
+    assert tally.late_aborts > rounds // 10 and tally.savepoints_rolled_back > rounds // 10
+    print(f"seed {seed}: {rounds} rounds, 8 writers, {tally.commits} commits, "
+          f"{tally.late_aborts} aborted after our decision, {tally.savepoints_rolled_back} "
+          f"with a savepoint rolled back; the truth flipped {flips} times between rounds; "
+          f"{len(sent)} notifications, none repeating the one before")
+
+
+def test_race_with_repeatable_read_writers_protocol_always_ends_on_the_truth(
+    db_dsn: str,
+) -> None:
+    """10 writers, 2 of them REPEATABLE READ: they never fail because of us (they touch only
+    their own rows, so any serialization failure or deadlock would be ours), and a client
+    following the protocol holds the truth at every quiescent point. REPEATABLE READ commits
+    cannot decide (their snapshot is old): each notifies, which is the only source of
+    repeated notifications."""
+    seed = int(os.environ.get("TRAYSTATUS_RACE_SEED", random.randrange(1 << 30)))
+    rounds = int(os.environ.get("TRAYSTATUS_RACE_ROUNDS", "1000"))
+    results, tally, sent = race(db_dsn, rounds=rounds, writers=8, rr_writers=2, seed=seed)
+    wrong = [(r, truth, v) for r, truth, v in results if v.protocol != truth]
+    assert wrong == [], f"seed {seed}: the protocol client ended wrong in {wrong[:5]}"
+    assert tally.errors == [], f"seed {seed}: {tally.errors[:3]}"
+    assert tally.rr_commits > rounds
+    repeats = _repeats(sent)
+    # each REPEATABLE READ commit that crossed sends one, and the decision after it may
+    # repeat the truth once (the record says "unknown")
+    assert repeats <= 2 * tally.rr_commits
+    flips = _flips(results)
+    print(f"seed {seed}: {rounds} rounds, 8+2 writers, {tally.commits} commits, "
+          f"{tally.rr_commits} REPEATABLE READ commits, {tally.late_aborts} aborted after our "
+          f"decision; the truth flipped {flips} times between rounds; {len(sent)} "
+          f"notifications, {repeats} repeating the one before")
 
 
 # -- deterministic: a stale payload, and who is fooled by it --------------------------------------
@@ -224,13 +369,29 @@ def _stale_scenario(dsn: str, hold_commit: bool) -> tuple[list[str], bool, bool,
                 time.sleep(0.05)
             else:
                 pytest.fail("T1 never reached the gate")
-        add_task(t2, "pending")  # T2 commits first
+        t2_done = threading.Event()
+        t2_thread = threading.Thread(target=lambda: (add_task(t2, "pending"), t2_done.set()))
+        t2_thread.start()  # the seed's T2 commits first; ours waits for T1's decision
         if hold_commit:
-            controller.execute("COMMIT")  # release the gate: T1 commits its stale payload
+            for _ in range(600):
+                if t2_done.is_set():
+                    break
+                row = controller.execute(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                    "AND NOT granted").fetchone()
+                if row == (2,):  # T1 on the gate, T2 on our decision lock
+                    break
+                time.sleep(0.05)
+            else:
+                pytest.fail("T2 neither committed nor waited")
+            controller.execute("COMMIT")  # release the gate: T1 commits
             committer.join(30)
             assert done.is_set()
         else:
+            t2_thread.join(30)
             t1.execute("COMMIT")
+        t2_thread.join(30)
+        assert t2_done.is_set()
         controller.execute("SELECT 1")
         truth = ProtocolClient._read(controller)
         sent = lst.drain()
@@ -254,9 +415,13 @@ def test_seed_triggers_fool_a_client_that_trusts_payloads(bare_db_dsn: str) -> N
     assert protocol is False  # re-reading ends on the truth
 
 
-def test_our_payloads_are_hints_too_and_the_protocol_copes(db_dsn: str) -> None:
+def test_our_payload_is_the_truth_at_its_commit(db_dsn: str) -> None:
+    """The same race with ours: T1 decided "stable" and is held at COMMIT after its decision.
+    T2 cannot decide before T1 has committed (the decision lock), so T2 decides on a
+    snapshot that includes T1, and its "processing" comes last: even a client that trusted
+    payloads would be right (ours does not trust them anyway)."""
     sent, truth, trusting, protocol = _stale_scenario(db_dsn, hold_commit=True)
     assert truth is False
-    assert sent == [payload(False), payload(True)]  # T2's, then T1's stale one
-    assert trusting is True
+    assert sent == [payload(True), payload(False)]  # T1's, then T2's
+    assert trusting is False
     assert protocol is False

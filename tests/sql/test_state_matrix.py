@@ -15,7 +15,6 @@ from tests.sql.conftest import (
     IMPORT_JOB_STATES,
     QUEUE_COMMAND,
     TASK_STATES,
-    WATCHED_JOB_STATES,
     Conn,
     Listener,
     add_job,
@@ -42,10 +41,9 @@ def test_every_import_job_state(conn: Conn, listener: Listener) -> None:
         ).fetchone()
         conn.execute("DELETE FROM public.import_job WHERE id = %s", (job,))
         sent_on_delete = listener.drain()
-        # every watched state announces at commit what is true then
-        watched = state in WATCHED_JOB_STATES
-        expected_sent = [payload(not active)] if watched else []
-        expected_sent_on_delete = [payload(True)] if watched else []
+        # announced exactly when the answer changes (a single job: when it is active)
+        expected_sent = [payload(False)] if active else []
+        expected_sent_on_delete = [payload(True)] if active else []
         if (got, sent, sent_on_delete) != (not active, expected_sent, expected_sent_on_delete):
             wrong.append((state, got, sent, sent_on_delete))
         if in_details is not None and in_details[0] != json.dumps(active):
@@ -77,7 +75,10 @@ def test_every_task_state_queue_and_schedule(conn: Conn, listener: Listener) -> 
                 case = (queue, state, when)
                 if got != (not active):
                     wrong.append((*case, "is_system_stable", got))
-                if sent != ([payload(False)] if active else []):
+                # a busy analytics task scheduled ahead changes nothing, but its due moment is
+                # announced (the one before it, if any, was deleted along with its task)
+                ahead = queue == "analytics" and state in BUSY_TASK_STATES and when == "future"
+                if sent != ([payload(False)] if active else [payload(True)] if ahead else []):
                     wrong.append((*case, "insert sent", sent))
                 if sent_on_delete != ([payload(True)] if active else []):
                     wrong.append((*case, "delete sent", sent_on_delete))
@@ -123,8 +124,10 @@ def test_every_job_transition_notifies_exactly_when_it_crosses(
             listener.drain()
             conn.execute("UPDATE public.import_job SET state = %s WHERE id = %s", (new, job))
             sent = listener.drain()
-            crosses = old != new and (old in WATCHED_JOB_STATES or new in WATCHED_JOB_STATES)
-            expected = [payload(new not in ACTIVE_JOB_STATES)] if crosses else []
+            # one notification exactly when the answer changes (a single job: it is
+            # "processing" in the active states)
+            changes = (old in ACTIVE_JOB_STATES) != (new in ACTIVE_JOB_STATES)
+            expected = [payload(new not in ACTIVE_JOB_STATES)] if changes else []
             if sent != expected:
                 wrong.append((old, new, sent))
         conn.execute("DELETE FROM public.import_job WHERE id = %s", (job,))

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -116,14 +117,22 @@ class Reader(Protocol):
         ...
 
 
+# The third column: seconds until the next future-scheduled analytics task falls due (time
+# alone makes it due, and no notification says so: read_within() asks for a read then).
+_DUE_IN = "extract(epoch FROM public.system_stability_next_due() - now())::float8"
 _READ_STABLE = (
     "SELECT s, CASE WHEN s THEN public.system_work_mark() END, "
-    "public.system_stability_review() FROM public.is_system_stable() AS s"
+    "public.system_stability_review(), " + _DUE_IN + " FROM public.is_system_stable() AS s"
 )
 # Without summary listeners the mark is not needed: the same row shape, one function less.
 _READ_STABLE_NO_MARK = (
-    "SELECT public.is_system_stable(), NULL::bigint, public.system_stability_review()"
+    "SELECT public.is_system_stable(), NULL::bigint, public.system_stability_review(), "
+    + _DUE_IN
 )
+_READ_DUE_IN = "SELECT " + _DUE_IN
+DUE_SLACK = 0.05
+"""Seconds after a scheduled task's due moment at which it is read: the database's clock
+must have passed the moment for the task to count."""
 _READ_FIRST = (
     "SELECT public.system_stability_sql_version(), s, "
     "CASE WHEN s THEN public.system_work_mark() END "
@@ -148,9 +157,18 @@ class InstalledReader:
 
     def __init__(self, conninfo: str) -> None:
         self._conninfo = conninfo  # for messages (where), never the password
+        self._due_at: float | None = None  # monotonic: a scheduled task falls due
 
     def read_within(self) -> float | None:
-        return None  # the health interval covers what no notification announces
+        """Just after the next scheduled analytics task falls due (the database said when,
+        with the last answer); None when none is scheduled."""
+        if self._due_at is None:
+            return None
+        return max(0.0, self._due_at - time.monotonic()) + DUE_SLACK
+
+    def _note_due(self, due_in: object) -> None:
+        self._due_at = (time.monotonic() + float(due_in)
+                        if isinstance(due_in, (int, float)) else None)
 
     @property
     def channels(self) -> tuple[str, ...]:
@@ -186,12 +204,16 @@ class InstalledReader:
         wrong = version_problem(row[0], Target.from_conninfo(self._conninfo).where)
         if wrong is not None:
             raise Unusable(wrong.diagnosis())
-        review = await link.one(_READ_REVIEW)
+        # (a second query: only a current install has system_stability_review() and
+        # system_stability_next_due(), and the version had to be checked first)
+        review = await link.one(_READ_REVIEW + ", " + _DUE_IN)
+        self._note_due(review[1] if review else None)
         return _stable_read(row[1], row[2], review[0] if review else None)
 
     async def read_stable(self, link: Link, with_mark: bool) -> StableRead:
         row = await link.one(_READ_STABLE if with_mark else _READ_STABLE_NO_MARK)
         assert row is not None
+        self._note_due(row[3])
         return _stable_read(row[0], row[1], row[2])
 
     async def read_details(self, link: Link) -> Details | None:

@@ -18,7 +18,14 @@ measures:
        stable again (the worst case for ours: two crossings per lifecycle);
      * backlog: the worker keeps 10 tasks queued, as during a derive run (the common case:
        the system stays busy, nothing crosses).
-   A listener on each database counts the notifications on ``system_stability``.
+   A listener on each database counts the notifications on ``system_stability``. The
+   seed's triggers (``--with-seed``) are 20x slower and left out by default.
+3. A busy period: one long analytics task runs while 4 worker threads run 1,000 task
+   lifecycles (each step its own transaction); then the long task ends. Notifications on
+   ``system_stability`` per busy period (target: at most 2, whatever the number of tasks).
+4. The same busy period's throughput with 200 idle listeners on ``system_stability`` as a
+   ratio to none (target: at least 0.90), interleaved runs, medians; and the sequential shape
+   (where every lifecycle changes the answer twice, so 2 notifications are owed) likewise.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import signal
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -272,12 +280,12 @@ def report(title: str, result: dict[str, Result]) -> None:
               f"{r.notifies:>17.4f}")
 
 
-def bench_workload(server: EmbeddedPostgres, lifecycles: int, chunks: int) -> None:
-    variants = [
-        Variant("none", create_db(server, "w_none", FIXTURE)),
-        Variant("seed", create_db(server, "w_seed", FIXTURE, SEED)),
-        Variant("ours", create_db(server, "w_ours", FIXTURE, INSTALL)),
-    ]
+def bench_workload(server: EmbeddedPostgres, lifecycles: int, chunks: int,
+                   with_seed: bool) -> None:
+    variants = [Variant("none", create_db(server, "w_none", FIXTURE))]
+    if with_seed:
+        variants.append(Variant("seed", create_db(server, "w_seed", FIXTURE, SEED)))
+    variants.append(Variant("ours", create_db(server, "w_ours", FIXTURE, INSTALL)))
     try:
         print(f"  {lifecycles:,} lifecycles per variant and shape, {chunks} interleaved chunks, "
               "3 statements (3 transactions) each")
@@ -290,6 +298,94 @@ def bench_workload(server: EmbeddedPostgres, lifecycles: int, chunks: int) -> No
             v.close()
 
 
+# -- 3./4. a busy period, and idle listeners ---------------------------------------------------
+def busy_period(dsn: str, lifecycles: int, workers: int = 4) -> tuple[float, int]:
+    """One long task runs while ``workers`` threads run ``lifecycles`` task lifecycles; then
+    it ends. Returns the seconds the lifecycles took and the notifications sent."""
+    with psycopg.connect(dsn, autocommit=True) as c:
+        listener: Conn = psycopg.connect(dsn, autocommit=True)
+        listener.execute("LISTEN system_stability")
+        row = c.execute("INSERT INTO worker.tasks (command, state) "
+                        "VALUES ('derive_statistical_unit', 'processing') RETURNING id").fetchone()
+        assert row is not None
+        per = lifecycles // workers
+
+        def work() -> None:
+            with psycopg.connect(dsn, autocommit=True) as w:
+                for _ in range(per):
+                    r = w.execute(INSERT, prepare=True).fetchone()
+                    assert r is not None
+                    w.execute(TO_PROCESSING, (r[0],), prepare=True)
+                    w.execute(TO_COMPLETED, (r[0],), prepare=True)
+
+        threads = [threading.Thread(target=work) for _ in range(workers)]
+        t0 = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        took = time.perf_counter() - t0
+        c.execute(TO_COMPLETED, (row[0],))
+        sent = sum(1 for _ in listener.notifies(timeout=0.5))
+        listener.close()
+    return took, sent
+
+
+def sequential_run(dsn: str, lifecycles: int) -> float:
+    with psycopg.connect(dsn, autocommit=True) as c:
+        t0 = time.perf_counter()
+        for _ in range(lifecycles):
+            r = c.execute(INSERT, prepare=True).fetchone()
+            assert r is not None
+            c.execute(TO_PROCESSING, (r[0],), prepare=True)
+            c.execute(TO_COMPLETED, (r[0],), prepare=True)
+        return time.perf_counter() - t0
+
+
+def bench_busy_period(server: EmbeddedPostgres, lifecycles: int, runs: int,
+                      listeners: int) -> None:
+    dsn = create_db(server, "busy", FIXTURE, INSTALL)
+    with psycopg.connect(dsn, autocommit=True) as c:
+        fill(c, 10_000, 1_000)
+    busy_period(dsn, 200)  # warm up
+    took, sent = busy_period(dsn, lifecycles)
+    print(f"  one busy period of {lifecycles:,} lifecycles (4 worker threads): "
+          f"{sent} notifications (target: at most 2); {lifecycles / took:,.0f} lifecycles/s")
+    idle: list[Conn] = []
+    ratios_busy: list[float] = []
+    ratios_seq: list[float] = []
+    seq_n = max(200, lifecycles // 5)
+    try:
+        for run in range(runs):
+            # interleaved: alternately none first and listeners first
+            results: dict[bool, tuple[float, float]] = {}
+            for with_listeners in ((False, True) if run % 2 == 0 else (True, False)):
+                if with_listeners and not idle:
+                    for _ in range(listeners):
+                        lc: Conn = psycopg.connect(dsn, autocommit=True)
+                        lc.execute("LISTEN system_stability")
+                        idle.append(lc)
+                elif not with_listeners:
+                    for lc in idle:
+                        lc.close()
+                    idle.clear()
+                t_busy, n_busy = busy_period(dsn, lifecycles)
+                assert n_busy <= 2, n_busy
+                t_seq = sequential_run(dsn, seq_n)
+                results[with_listeners] = (t_busy, t_seq)
+            ratios_busy.append(results[False][0] / results[True][0])
+            ratios_seq.append(results[False][1] / results[True][1])
+    finally:
+        for lc in idle:
+            lc.close()
+    print(f"  throughput with {listeners} idle listeners / none, median of {runs} interleaved "
+          f"runs: busy period {statistics.median(ratios_busy):.3f} "
+          f"(min {min(ratios_busy):.2f}, max {max(ratios_busy):.2f}; target at least 0.90); "
+          f"sequential shape ({seq_n} lifecycles, 2 notifications each, owed) "
+          f"{statistics.median(ratios_seq):.3f} (min {min(ratios_seq):.2f}, "
+          f"max {max(ratios_seq):.2f})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--lifecycles", type=int, default=20_000)
@@ -298,25 +394,40 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--calls", type=int, default=2_000)
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    parser.add_argument("--with-seed", action="store_true", help="also the seed's triggers")
+    parser.add_argument("--busy-lifecycles", type=int, default=1_000)
+    parser.add_argument("--listener-runs", type=int, default=6)
+    parser.add_argument("--listeners", type=int, default=200)
+    parser.add_argument("--skip", default="", help="comma list of sections to skip: 1,2,3")
     parser.add_argument("--version", type=int, default=None, help="PostgreSQL major (16, 18)")
     args = parser.parse_args()
     if args.quick:
         args.lifecycles, args.tasks, args.jobs, args.calls = 2_000, 50_000, 1_000, 200
+        args.listener_runs = 2
 
     # Ctrl-C or kill: unwind through the finally below, so the server is stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     with tempfile.TemporaryDirectory(prefix="traystatus-bench-") as tmp:
-        server = EmbeddedPostgres(Path(tmp) / "data", version=args.version)
+        server = EmbeddedPostgres(Path(tmp) / "data", version=args.version,
+                                  settings={"max_connections": str(args.listeners + 50)})
         server.start()
         try:
             with psycopg.connect(server.dsn(), autocommit=True) as c:
                 row = c.execute("SHOW server_version").fetchone()
             print(f"PostgreSQL {row[0] if row else '?'} (embedded, fsync off, "
                   "synchronous_commit off), client on the same machine over TCP")
-            print("1. is_system_stable() on a big idle register")
-            bench_stable_call(server, args.tasks, args.jobs, args.calls)
-            print("2. worker-like workload")
-            bench_workload(server, args.lifecycles, args.chunks)
+            skip = set(args.skip.split(","))
+            print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (shared)")
+            if "1" not in skip:
+                print("1. is_system_stable() on a big idle register")
+                bench_stable_call(server, args.tasks, args.jobs, args.calls)
+            if "2" not in skip:
+                print("2. worker-like workload")
+                bench_workload(server, args.lifecycles, args.chunks, args.with_seed)
+            if "3" not in skip:
+                print("3./4. a busy period, and idle listeners")
+                bench_busy_period(server, args.busy_lifecycles, args.listener_runs,
+                                  args.listeners)
         finally:
             server.destroy()
 

@@ -53,9 +53,11 @@
 -- Notification protocol (docs/sql.md has the proof):
 --   1. a client LISTENs on system_stability, THEN reads is_system_stable();
 --   2. on every notification, whatever the payload, it re-reads is_system_stable().
---   Every committed transaction that moves a row across the line notifies, and NOTIFY is
---   delivered after commit, so the last change is always followed by a re-read that sees it.
---   Time alone can make a future-scheduled task due; clients re-read periodically for that.
+--   A committed transaction notifies when, and only when, it changes the answer (section 7:
+--   the deciding transactions are serialised at COMMIT), and NOTIFY is delivered after
+--   commit, so the last change is always followed by a re-read that sees it.
+--   3. time alone can make a future-scheduled task due: clients read
+--      system_stability_next_due() and re-read at that moment.
 
 BEGIN;
 

@@ -892,32 +892,12 @@ DO $generate$
 DECLARE
     vocab jsonb := current_setting('system_stability.install_vocabulary')::jsonb;
     body text := $sql$
--- Queue the commit-time decision once per transaction. `out_too`: a row left the active set
--- (the decision must then read the fresh answer; otherwise it is "processing" for sure).
-CREATE OR REPLACE FUNCTION public.system_stability_queue_decision(out_too boolean)
-RETURNS void
+CREATE OR REPLACE FUNCTION public.system_stability_row_in() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     hook_row tid;
-BEGIN
-    -- Rolling back a savepoint reverts these notes together with the queued event.
-    IF out_too THEN
-        PERFORM set_config('system_stability.out', 'yes', true);
-    END IF;
-    IF current_setting('system_stability.queued', true) IS DISTINCT FROM 'yes' THEN
-        PERFORM set_config('system_stability.queued', 'yes', true);
-        INSERT INTO public.system_stability_commit_hook DEFAULT VALUES RETURNING ctid INTO hook_row;
-        DELETE FROM public.system_stability_commit_hook WHERE ctid = hook_row;
-    END IF;
-END;
-$$;
-
-CREATE OR REPLACE FUNCTION public.system_stability_row_in() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
 BEGIN
     -- Already queued in this transaction: nothing to add (a derive run inserts 10^5 pending
     -- tasks in one statement).
@@ -953,7 +933,17 @@ BEGIN
                 END IF;
             END IF;
         END IF;
-        PERFORM public.system_stability_queue_decision(TG_NARGS > 0);
+        IF TG_NARGS > 0 THEN
+            PERFORM set_config('system_stability.out', 'yes', true);
+        END IF;
+        -- Queue the commit-time decision once per transaction (rolling back a savepoint
+        -- reverts these notes together with the queued event).
+        IF current_setting('system_stability.queued', true) IS DISTINCT FROM 'yes' THEN
+            PERFORM set_config('system_stability.queued', 'yes', true);
+            INSERT INTO public.system_stability_commit_hook DEFAULT VALUES
+                RETURNING ctid INTO hook_row;
+            DELETE FROM public.system_stability_commit_hook WHERE ctid = hook_row;
+        END IF;
     EXCEPTION WHEN OTHERS THEN
         -- Never break StatBus's own write (see "Fail-safe" above): warn, and make listeners
         -- re-read is_system_stable(), where they meet the error themselves.
@@ -971,6 +961,8 @@ CREATE OR REPLACE FUNCTION public.system_stability_row_out() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    hook_row tid;
 BEGIN
     IF current_setting('system_stability.out', true) = 'yes' THEN
         RETURN NULL;  -- this transaction decides at COMMIT already, with a fresh read
@@ -995,7 +987,15 @@ BEGIN
         END IF;
         -- import_job: the WHEN clause let through a change that may change the answer either
         -- way (a review can hold other jobs): the decision reads the fresh answer.
-        PERFORM public.system_stability_queue_decision(true);
+        PERFORM set_config('system_stability.out', 'yes', true);
+        -- Queue the commit-time decision once per transaction (rolling back a savepoint
+        -- reverts these notes together with the queued event).
+        IF current_setting('system_stability.queued', true) IS DISTINCT FROM 'yes' THEN
+            PERFORM set_config('system_stability.queued', 'yes', true);
+            INSERT INTO public.system_stability_commit_hook DEFAULT VALUES
+                RETURNING ctid INTO hook_row;
+            DELETE FROM public.system_stability_commit_hook WHERE ctid = hook_row;
+        END IF;
     EXCEPTION WHEN OTHERS THEN
         -- Never break StatBus's own write (see "Fail-safe" above): warn, and make listeners
         -- re-read is_system_stable(), where they meet the error themselves.
@@ -1047,7 +1047,9 @@ BEGIN
     BEGIN
         IF moved_out THEN
             -- Lock what we will read BEFORE waiting for our lock (see "No deadlock" above).
-            LOCK TABLE public.import_job, worker.tasks, worker.command_registry IN ACCESS SHARE MODE;
+            -- (a statement over the three tables takes their ACCESS SHARE locks when it
+            -- starts, like LOCK TABLE but from a cached plan: cheaper on the hot path)
+            PERFORM FROM public.import_job, worker.tasks, worker.command_registry WHERE false;
         END IF;
         PERFORM pg_advisory_xact_lock(1953724787, 1);
         IF isolation <> 'read committed' THEN
@@ -1118,6 +1120,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     had_active boolean;
+    hook_row tid;
 BEGIN
     BEGIN
         IF TG_TABLE_NAME = 'import_job' THEN
@@ -1131,7 +1134,15 @@ BEGIN
                   AND t.state IN ({{task_busy}}));
         END IF;
         IF had_active THEN
-            PERFORM public.system_stability_queue_decision(true);
+            PERFORM set_config('system_stability.out', 'yes', true);
+        -- Queue the commit-time decision once per transaction (rolling back a savepoint
+        -- reverts these notes together with the queued event).
+        IF current_setting('system_stability.queued', true) IS DISTINCT FROM 'yes' THEN
+            PERFORM set_config('system_stability.queued', 'yes', true);
+            INSERT INTO public.system_stability_commit_hook DEFAULT VALUES
+                RETURNING ctid INTO hook_row;
+            DELETE FROM public.system_stability_commit_hook WHERE ctid = hook_row;
+        END IF;
         END IF;
     EXCEPTION WHEN OTHERS THEN
         -- Never break StatBus's own write (see "Fail-safe" above): warn, and make listeners
@@ -1265,6 +1276,7 @@ $generate$;
 -- Version 1 announced after TRUNCATE; the decision now runs at COMMIT (the DO block above
 -- dropped its triggers).
 DROP FUNCTION IF EXISTS public.system_stability_truncate_after();
+DROP FUNCTION IF EXISTS public.system_stability_queue_decision(boolean);
 
 -- The commit-time announcer. CREATE OR REPLACE does not work for constraint triggers: create
 -- it only when missing. (A later version that changes it must drop it first.)

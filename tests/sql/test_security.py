@@ -108,7 +108,7 @@ def test_notify_reader_is_granted(conn: Conn) -> None:
 
 def test_public_has_no_execute_on_anything_of_ours(conn: Conn) -> None:
     rows = conn.execute(OUR_FUNCTIONS).fetchall()
-    assert len(rows) == 18  # every function install.sql creates
+    assert len(rows) == 17  # every function install.sql creates
     for sig, _, _ in rows:
         row = conn.execute(
             "SELECT proacl IS NULL, "  # NULL = the default ACL, which includes PUBLIC

@@ -117,7 +117,7 @@ class Reader(Protocol):
         ...
 
 
-# The third column: seconds until the next future-scheduled analytics task falls due (time
+# The last column: seconds until the next future-scheduled analytics task falls due (time
 # alone makes it due, and no notification says so: read_within() asks for a read then).
 _DUE_IN = "extract(epoch FROM public.system_stability_next_due() - now())::float8"
 _READ_STABLE = (

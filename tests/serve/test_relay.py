@@ -73,6 +73,8 @@ async def test_cli_relay_gives_the_same_output_and_exit_codes(
         assert rc_d == rc_r == 0
         assert jr["source"] == "relay" and jd["source"] in ("installed", "builtin")
         assert set(jd) == set(jr) and jd["state"] == jr["state"] == "stable"
+        same = {k for k in jd if k not in ("since", "source")}
+        assert {k: jd[k] for k in same} == {k: jr[k] for k in same}
 
         _run(db_dsn, START_TASK)
         await until(lambda: srv.monitor.status.state is State.PROCESSING, what="processing")
@@ -214,3 +216,17 @@ async def test_a_profile_can_name_a_server_with_its_token_in_the_keychain(
             "--no-password",
         )
         assert bad.returncode == 2 and "one or the other" in bad.stderr
+
+
+@pytest.mark.asyncio
+async def test_relay_passes_the_builtin_source_and_its_note_on(
+    bare_db_dsn: str, tmp_path: Path
+) -> None:
+    """No traystatus SQL: the server reads StatBus's own channels; its clients say so too."""
+    tokens = token_file(tmp_path)
+    async with served(bare_db_dsn, tmp_path) as srv:
+        rc_d, out_d, _ = await cli("status", "--json", "--dsn", bare_db_dsn)
+        rc_r, out_r, _ = await cli("status", "--json", "--relay", srv.url, "--token-file", tokens)
+        jd, jr = json.loads(out_d), json.loads(out_r)
+        assert rc_d == rc_r == 0 and jd["source"] == "builtin" and jr["source"] == "relay"
+        assert jd["note"] and jr["note"] == jd["note"]

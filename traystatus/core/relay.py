@@ -113,6 +113,7 @@ def status_from_json(value: Any) -> Status:
     except ValueError:
         problem = Problem.INTERNAL if state in (State.DISCONNECTED, State.ERROR) else None
     message = value.get("reason")
+    note = value.get("note")
     review = _review(value.get("review"))
     attempt = value.get("attempt")
     return Status(
@@ -124,6 +125,7 @@ def status_from_json(value: Any) -> Status:
         next_retry_at=_time(value.get("next_retry_at")),
         source="relay",
         review=review,
+        note=note if isinstance(note, str) else "",
     )
 
 

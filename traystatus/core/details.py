@@ -29,6 +29,7 @@ PHASE_LABELS = {
     "review": "Waiting for review",
     "processing": "Importing",
     "done": "Finished",
+    "rejected": "Rejected at review",
     "failed": "Failed",
 }
 

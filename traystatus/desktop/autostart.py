@@ -313,7 +313,7 @@ class RunKeyAutostart:
     """``HKCU\\Software\\Microsoft\\Windows\\CurrentVersion\\Run``, value ``traystatus``.
 
     The registry calls sit in functions defined only on Windows; ``mypy --platform win32``
-    checks them from Linux (tests/packaging/test_autostart.py).
+    checks them from Linux (tests/desktop/test_autostart.py).
     """
 
     @property

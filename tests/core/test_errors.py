@@ -177,3 +177,20 @@ async def test_messages_promise_no_retry(db_dsn: str) -> None:
     dsn = with_params(db_dsn, port=str(free_port()))
     diag = await diagnose(await _connect_error(dsn), dsn, Phase.CONNECT)
     assert "Retrying" not in diag.full_message and "on its own" not in diag.full_message
+
+
+@pytest.mark.asyncio
+async def test_a_wrong_password_is_probed_once_per_conninfo(
+    db_dsn: str, login_role: tuple[str, str]
+) -> None:
+    """A monitor retrying a wrong password must not double the failed logins: the verdict
+    of the second login (to template1) is remembered for that conninfo."""
+    from traystatus.core import errors
+
+    dsn = with_params(db_dsn, user=login_role[0], password="wrong-" + login_role[1])
+    before = errors.login_probes
+    first = await diagnose(await _connect_error(dsn), dsn, Phase.CONNECT)
+    second = await diagnose(await _connect_error(dsn), dsn, Phase.CONNECT)
+    assert first == second and first.problem is Problem.AUTH_FAILED
+    assert errors.login_probes == before + 1
+    assert all("wrong-" not in key for key in errors._WRONG_LOGINS)  # hashed

@@ -21,6 +21,12 @@ How the kind is found, without reading message text:
   and the TLS handshake is what failed. The TCP probe is what separates "TLS failed" from
   "nothing listens there": both look the same in ``PGconn``.
 
+A login refused after the password was sent (or a server that answered without asking
+for one) is told apart by a second login to ``template1`` with the same credentials: if it
+works, ``pg_database`` says whether the database is missing or only closed to this user;
+if the password is refused there too, it is the password or the user. The verdict is
+remembered per conninfo, so a retrying monitor does not double the failed logins.
+
 The server's own words are kept as ``detail`` and appended to the message (people need
 them), but nothing branches on them.
 """
@@ -29,8 +35,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import enum
+import hashlib
 import socket
+import time
 from dataclasses import dataclass
 
 import psycopg
@@ -238,10 +247,20 @@ async def diagnose(
             reachable = port.isdigit() and await tcp_reachable(host, int(port), probe_timeout)
         if pgconn.used_password or (reachable and not target.wants_tls):
             # The server answered and refused: which database, or which login?
-            found = await _login_probe(conninfo, target, _db_name(pgconn, target),
-                                       _detail(ex), probe_timeout)
+            key = hashlib.sha256(conninfo.encode()).hexdigest()
+            now = time.monotonic()
+            remembered = _WRONG_LOGINS.get(key)
+            if remembered is not None and now - remembered[0] < WRONG_LOGIN_MEMORY:
+                found: Diagnosis | None = remembered[1]  # do not try the same login again
+            else:
+                found = await _login_probe(conninfo, target, _db_name(pgconn, target),
+                                           _detail(ex), probe_timeout)
+                if found is not None and found.problem is Problem.AUTH_FAILED:
+                    if len(_WRONG_LOGINS) >= 64:
+                        _WRONG_LOGINS.clear()
+                    _WRONG_LOGINS[key] = (now, found)
             if found is not None:
-                return found
+                return dataclasses.replace(found, detail=_detail(ex))
         if reachable is not None:
             return _classify_connect(ex, target, _detail(ex), reachable=reachable)
     return classify(ex, conninfo, phase)
@@ -263,6 +282,13 @@ def _db_name(pgconn: object, target: Target) -> str:
     return _decode(raw) or target.dbname or target.user
 
 
+# A refused login's verdict per conninfo (hashed: it holds the password), for 10 minutes:
+# a monitor that retries a wrong password every minute must not double the failed logins
+# the server sees. Only that verdict: a missing database costs no failed login to probe.
+WRONG_LOGIN_MEMORY = 600.0
+_WRONG_LOGINS: dict[str, tuple[float, Diagnosis]] = {}
+login_probes = 0  # how many second logins were tried (for tests and logs)
+
 PROBE_DATABASE = "template1"  # exists on every PostgreSQL server and accepts connections
 
 
@@ -277,8 +303,10 @@ async def _login_probe(
     whether it exists. If the password is refused there too, it is the password or the
     user. Anything else (pg_hba.conf refusing template1) decides nothing: None.
     """
+    global login_probes
     if not dbname or dbname == PROBE_DATABASE:
         return None
+    login_probes += 1
     timeout = str(max(1, min(int(seconds), int(target.connect_timeout or seconds))))
     probe = make_conninfo(conninfo, dbname=PROBE_DATABASE, connect_timeout=timeout)
     try:

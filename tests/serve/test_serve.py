@@ -327,6 +327,11 @@ async def test_database_lost_and_back_without_client_reconnect(
         async with http.get(f"{srv.url}/healthz") as r:
             body = await r.json()
             assert r.status == 200 and body["database_connected"] is False
+        asked = time.monotonic()
+        async with http.get(f"{srv.url}/api/system-status-details",
+                            headers=srv.headers()) as r:
+            assert r.status == 503 and "no details" in (await r.json())["error"]
+        assert time.monotonic() - asked < 3  # said at once, not after the read's time limit
         proxy.cut()
         proxy.restore()
         back = await json_until(ws, lambda m: m["stable"] is True, within=WAIT)

@@ -217,7 +217,9 @@ async def status_details(request: web.Request) -> web.StreamResponse:
     if refusal is not None:
         return refusal
     hub = request.app[_KEY].hub
-    text = await hub.details_text()
+    status = hub.source.status
+    # Not connected to the database: say so now rather than after the read's time limit.
+    text = await hub.details_text() if status.is_known else None
     if text is None:
         status = hub.source.status
         why = status.message or f"the database side is {status.state.value}"

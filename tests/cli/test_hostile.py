@@ -328,6 +328,7 @@ def test_a_forced_keyring_backend_that_cannot_work(
     no_traceback(add)
     assert add.returncode == 3
     assert "was not saved" in add.stderr and "cannot start" in add.stderr
+    assert len(add.stderr.strip().splitlines()) == 1, add.stderr
     assert "'q'" not in cli.run("profile", "list").stdout
 
     remove = cli.run("profile", "remove", "p", env=broken)

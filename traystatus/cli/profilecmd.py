@@ -99,7 +99,10 @@ def cmd_add(args: argparse.Namespace) -> int:
     previous: str | None = None
     if password is not None:
         # The keychain first: if it cannot take the password, nothing is changed at all.
-        previous = credentials.get_password(args.name)
+        try:  # to put it back if the file cannot be written
+            previous = credentials.peek_password(args.name)
+        except credentials.NoSecureKeychain:
+            previous = None  # storing fails just below, and says why
         try:
             credentials.store_password(args.name, password)
         except credentials.NoSecureKeychain as ex:

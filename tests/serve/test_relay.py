@@ -230,3 +230,22 @@ async def test_relay_passes_the_builtin_source_and_its_note_on(
         jd, jr = json.loads(out_d), json.loads(out_r)
         assert rc_d == rc_r == 0 and jd["source"] == "builtin" and jr["source"] == "relay"
         assert jd["note"] and jr["note"] == jd["note"]
+
+
+@pytest.mark.asyncio
+async def test_relay_reconnect_now_and_stop_from_another_thread(
+    db_dsn: str, tmp_path: Path
+) -> None:
+    async with served(db_dsn, tmp_path) as srv:
+        relay = RelaySource(srv.url, FAST, token="test-token-0123456789abcdef")
+        seen: list[State] = []
+        relay.add_listener(lambda s: seen.append(s.state))
+        task = asyncio.create_task(relay.run())
+        await until(lambda: relay.status.state is State.STABLE, what="stable")
+        relay.reconnect_now()
+        await until(lambda: relay.counters.reconnects == 1, what="reconnected")
+        await until(lambda: relay.status.state is State.STABLE, what="stable again")
+        assert seen[-2:] == [State.CONNECTING, State.STABLE]
+        await asyncio.to_thread(relay.stop)  # safe from any thread
+        await asyncio.wait_for(task, 10)
+        await until(lambda: srv.hub.clients == 0, what="the relay's socket closed")

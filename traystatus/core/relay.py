@@ -336,6 +336,8 @@ class RelaySource:
         wake = self._wake
         assert wake is not None
         wake.clear()
+        if self._stopping or self._restart:
+            wake.set()  # asked before we started waiting: do not miss it
         waker: asyncio.Future[Any] = asyncio.ensure_future(wake.wait())
         try:
             while True:

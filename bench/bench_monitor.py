@@ -20,6 +20,11 @@
    how much slower the worker gets and what the listening backends and the monitor
    processes spend per notification.
 
+5. Due moment: an analytics task scheduled 1 s ahead falls due without any write; the
+   monitor (health interval 60 s) re-reads just after the moment the database gave it
+   (system_stability_next_due()). Latency from the due moment to the listener seeing
+   PROCESSING, over --due-flips tasks (target: under 1 s). ``--due-only`` runs just this.
+
 The server is a fresh EmbeddedPostgres with max_connections raised; nothing else shares it.
 Timing figures depend on the machine's load: run it on a quiet machine for the record.
 """
@@ -441,6 +446,52 @@ def bench_storm_many(dsn: str, n: int, procs: int, tasks: int) -> None:
     )
 
 
+# -- 5. a scheduled task falls due ------------------------------------------------------------
+async def bench_due(dsn: str, flips: int) -> None:
+    monitor = Monitor(dsn, QUIET)  # health interval 60 s: only the due moment can do it
+    seen = threading.Event()
+    want: list[State] = [State.STABLE]
+    stamp: list[float] = [0.0]
+
+    def on_status(s: Status) -> None:
+        if s.state is want[0]:
+            stamp[0] = time.time()
+            seen.set()
+
+    monitor.add_listener(on_status)
+    task = asyncio.create_task(monitor.run())
+    await asyncio.to_thread(seen.wait, 30)
+
+    def writer() -> list[float]:
+        out: list[float] = []
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            for i in range(flips):
+                want[0] = State.PROCESSING
+                seen.clear()
+                row = conn.execute(
+                    "INSERT INTO worker.tasks (command, state, scheduled_at) "
+                    "VALUES ('derive_statistical_unit', 'pending', now() + interval '1 s') "
+                    "RETURNING id, extract(epoch FROM scheduled_at)::float8").fetchone()
+                assert row is not None
+                if not seen.wait(10):
+                    raise RuntimeError(f"due task {i} not seen within 10 s")
+                out.append(stamp[0] - float(row[1]))
+                want[0] = State.STABLE
+                seen.clear()
+                conn.execute("UPDATE worker.tasks SET state = 'completed' WHERE id = %s",
+                             (row[0],))
+                if not seen.wait(10):
+                    raise RuntimeError(f"task {i}'s end not seen within 10 s")
+        return out
+
+    latencies = await asyncio.to_thread(writer)
+    monitor.stop()
+    await task
+    print(f"[due] scheduled task falls due -> Monitor listener, {flips} tasks: "
+          f"{summary(latencies)} (target: under 1 s); health checks "
+          f"{monitor.counters.health_checks}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--flips", type=int, default=1000)
@@ -450,12 +501,17 @@ def main() -> None:
     ap.add_argument("--procs", type=int, default=4, help="processes for the 2nd fan-out run")
     ap.add_argument("--storm-listeners", type=int, default=200)
     ap.add_argument("--storm-tasks", type=int, default=1000)
+    ap.add_argument("--due-flips", type=int, default=10)
+    ap.add_argument("--due-only", action="store_true")
     args = ap.parse_args()
     base = Path(tempfile.mkdtemp(prefix="traystatus-bench-"))
     os.chmod(base, 0o755)
     server, dsn = start_server(base, max_connections=args.monitors + 50)
     try:
         print(f"# bench_monitor on {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}")
+        if args.due_only:
+            asyncio.run(bench_due(dsn, args.due_flips))
+            return
         asyncio.run(bench_latency(dsn, args.flips))
         asyncio.run(bench_fanout(server, dsn, args.monitors, args.fanout_flips))
         if args.procs > 1:
@@ -463,6 +519,7 @@ def main() -> None:
         bench_storm(dsn, args.tasks)
         if args.storm_listeners:
             bench_storm_many(dsn, args.storm_listeners, args.procs, args.storm_tasks)
+        asyncio.run(bench_due(dsn, args.due_flips))
     finally:
         server.destroy()
 

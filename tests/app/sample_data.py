@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from traystatus.core.details import Details
+from traystatus.core.progress import Progress
 
 NOW = datetime(2026, 11, 28, 14, 30, tzinfo=UTC)
 
@@ -87,3 +88,23 @@ def realistic_json() -> dict[str, Any]:
 
 def realistic() -> Details:
     return Details.from_json(realistic_json())
+
+
+def realistic_progress() -> Progress:
+    """The progress aggregate that goes with ``realistic()``: the same running and queued
+    jobs, and the derive pipeline 120 of 412 tasks into its statistical-units step."""
+    jobs = [
+        {"id": 1, "slug": "lu_2026_q3", "state": "processing_data", "total_rows": 48_210,
+         "import_pct": 42.5, "user_id": 1},
+        {"id": 2, "slug": "es_2026_q3", "state": "analysing_data", "total_rows": 131_002,
+         "analysis_pct": 7.25, "user_id": 2},
+        {"id": 4, "slug": "lu_2026_q2_redo", "state": "upload_completed", "total_rows": 47_990,
+         "user_id": 1},
+    ]
+    phases = [
+        {"phase": "derive_units_phase", "state": "waiting", "step": "derive_statistical_unit",
+         "total": 412, "completed": 120},
+        {"phase": "derive_reports_phase", "state": "pending", "step": None, "total": 0,
+         "completed": 0},
+    ]
+    return Progress.from_json({"jobs": jobs, "phases": phases, "derive_queued": False})

@@ -19,7 +19,7 @@ from tests.app.conftest import (
     run,
     wait_until,
 )
-from tests.app.sample_data import NOW, realistic
+from tests.app.sample_data import NOW, realistic, realistic_progress
 from traystatus.app.adapter import MonitorAdapter
 from traystatus.app.details import DetailsWindow
 from traystatus.app.icons import IconCache
@@ -69,13 +69,13 @@ def test_details_read_only_while_the_window_is_visible(
         row = window.rows[0]
         assert row.title.text() == "Legal units 2026 Q3"
         assert row.bar.value() == 425 and row.bar.maximum() == 1000
-        assert row.bar.format() == "Importing 42.5 %"
+        assert row.bar.format() == "Importing 42 %"  # one rounding: down, as the tooltip
         assert row.rows.text().startswith("4,250 of 10,000 rows imported · 812 rows/s · ETA ")
         assert row.problems.text() == "3 warnings"
         review = window.rows[1]
         assert "Needs a person" in review.state.text()
         assert window.review_note.isVisible()
-        assert "5 analytics tasks" in window.headline.text()
+        assert "1 import (42 %)" in window.headline.text()  # Status.progress, as the tray
         assert window.analytics_line.text().startswith("5 tasks to go")
 
         window.close()
@@ -119,7 +119,8 @@ def test_adapter_throttles_detail_repaints(
 
 def test_render_details_window(qapp: QApplication) -> None:
     window = DetailsWindow(None, IconCache(), clock=lambda: NOW)
-    window.set_status(Status(State.PROCESSING, since=NOW - timedelta(minutes=3)))
+    window.set_status(Status(State.PROCESSING, since=NOW - timedelta(minutes=3),
+                             progress=realistic_progress()))
     window.set_details(realistic())
     window.toggle_tasks.setChecked(True)
     window.resize(680, 1180)
@@ -129,7 +130,14 @@ def test_render_details_window(qapp: QApplication) -> None:
     out = ARTIFACTS / "details-processing.png"
     assert window.grab().save(str(out))
     # The headline and the rows say what the data says.
-    assert window.headline.text() == "Processing for 3 min: 3 imports, 412 analytics tasks"
+    # Status.progress: the tray's tooltip says the same, with the same rounding.
+    assert window.headline.text() == (
+        "Processing for 3 min: 2 imports (16 %), 1 import queued, derive 120 of 412 tasks")
+    label, bar = window.phase_rows[0]
+    assert window.pipeline_box.isVisible()
+    assert label.text() == "Statistical units · step: derive statistical unit"
+    assert bar.format() == "120 of 412 tasks (29 %)"
+    assert window.phase_rows[1][0].text() == "Reports: queued"
     assert [r.title.text() for r in window.rows if r.isVisible()][:2] == [
         "Legal units, 2026 Q3 (Statistics Norway upload)",
         "Establishments for legal units, 2026 Q3",

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from PySide6.QtWidgets import QApplication
 
 from traystatus.app.icons import IconCache
-from traystatus.app.texts import WorkCounts, tooltip
+from traystatus.app.texts import tooltip
 from traystatus.app.tray import TrayIcon
+from traystatus.core.progress import Progress
 from traystatus.core.state import Problem, State, Status
 
 NOW = datetime(2026, 11, 28, 14, 5, 30, tzinfo=UTC)
@@ -61,10 +63,14 @@ def test_tooltips_for_each_state() -> None:
     assert tooltip(Status(State.STABLE, since=since), NOW).splitlines()[1] == (
         f"Stable since {hhmm}")
     proc = Status(State.PROCESSING, since=NOW - timedelta(minutes=3, seconds=20))
-    assert tooltip(proc, NOW, WorkCounts(2, 412)).splitlines()[1] == (
-        "Processing for 3 min: 2 imports, 412 analytics tasks")
-    assert tooltip(proc, NOW, WorkCounts(1, 0, 42.4)).splitlines()[1] == (
-        "Processing for 3 min: 1 import (42 % done)")
+    assert tooltip(proc, NOW).splitlines()[1] == "Processing for 3 min"
+    busy = Progress.from_json({
+        "jobs": [{"id": 1, "state": "processing_data", "total_rows": 10, "import_pct": 42.9},
+                 {"id": 2, "state": "analysing_data", "total_rows": 10, "analysis_pct": 42.0}],
+        "phases": [{"phase": "derive_units_phase", "state": "waiting",
+                    "step": "derive_statistical_unit", "total": 412, "completed": 120}]})
+    assert tooltip(replace(proc, progress=busy), NOW).splitlines()[1] == (
+        "Processing for 3 min: 2 imports (42 %), derive 120 of 412 tasks")
     down = Status(State.DISCONNECTED, since=since, problem=Problem.CONNECTION_LOST,
                   message="The connection to db:5432 was lost.",
                   next_retry_at=NOW + timedelta(seconds=7.2))

@@ -319,10 +319,8 @@ class Controller(QObject):
             self.notifier.handle(self.policy.on_status(status, self.clock()))
 
     def _on_details(self, details: Details) -> None:
-        counts = texts.work_counts(details)
-        self.tray.set_counts(counts)
-        self.window.counts = counts
-        self.window.refresh()
+        # The icon's ring and the tooltip take their numbers from Status.progress (read
+        # while processing, window or not): details feed only the details window.
         if self.details_window is not None:
             self.details_window.set_details(details)
 

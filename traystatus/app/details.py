@@ -37,6 +37,7 @@ from traystatus.app import texts
 from traystatus.app.adapter import MonitorAdapter
 from traystatus.app.icons import IconCache, IconStyle, accessible_name, kind_for, render_pixmap
 from traystatus.core.details import PHASE_LABELS, Details, ImportJob
+from traystatus.core.progress import percent
 from traystatus.core.state import State, Status, utcnow
 from traystatus.core.wording import format_duration, plural
 
@@ -160,7 +161,7 @@ class JobRow(QFrame):
             self.bar.setRange(0, 1000)
             self.bar.setValue(round(pct * 10))
             label = BAR_LABELS.get(job.phase, PHASE_LABELS.get(job.phase, job.phase))
-            _format(self.bar, f"{label} {pct:.1f} %")
+            _format(self.bar, f"{label} {percent(pct)} %")  # the tooltip's rounding
         self.bar.setAccessibleName(f"{job.title}: {self.bar.format()}")
 
         parts = []
@@ -242,6 +243,7 @@ class DetailsWindow(QWidget):
         head.addWidget(self.icon, 0, Qt.AlignmentFlag.AlignTop)
         col = QVBoxLayout()
         self.headline = QLabel()
+        self.headline.setWordWrap(True)
         f = self.headline.font()
         f.setPointSizeF(f.pointSizeF() * 1.35)
         f.setBold(True)
@@ -271,6 +273,26 @@ class DetailsWindow(QWidget):
             "background: #fff3e0; color: #7a3e00; padding: 6px; border-radius: 4px;"
         )
         outer.addWidget(self.review_note)
+
+        # The derive pipeline as progress: StatBus's phases, their step, tasks done of
+        # the total (Status.progress: the numbers of the tray's tooltip).
+        self.pipeline_box = QFrame()
+        self.pipeline_box.setObjectName("pipeline")
+        pipe = QVBoxLayout(self.pipeline_box)
+        pipe.setContentsMargins(0, 4, 0, 4)
+        self.pipeline_title = QLabel("Derive pipeline")
+        self.pipeline_title.setStyleSheet("font-weight: bold;")
+        pipe.addWidget(self.pipeline_title)
+        self.phase_rows: list[tuple[QLabel, QProgressBar]] = []
+        for _ in range(2):  # statistical units, reports
+            label = QLabel()
+            bar = QProgressBar()
+            bar.setRange(0, 1000)
+            bar.setTextVisible(True)
+            pipe.addWidget(label)
+            pipe.addWidget(bar)
+            self.phase_rows.append((label, bar))
+        outer.addWidget(self.pipeline_box)
 
         self.scroll_area = QScrollArea()
         self.scroll_area.setWidgetResizable(True)
@@ -370,14 +392,11 @@ class DetailsWindow(QWidget):
         now = self.clock()
         st = self.status
         details = self.details if st.is_known else None
-        counts = texts.work_counts(details)
+        pct = texts.progress_pct(st)  # the same number as the tray's ring and tooltip
         self.icon.setPixmap(
-            render_pixmap(
-                kind_for(st), 48, IconStyle.COLOR, counts.progress_pct if counts else None,
-                self.devicePixelRatioF(),
-            )
+            render_pixmap(kind_for(st), 48, IconStyle.COLOR, pct, self.devicePixelRatioF())
         )
-        self.icon.setAccessibleName(accessible_name(st))
+        self.icon.setAccessibleName(accessible_name(st, pct))
         empty = details is not None and not details.import_jobs and not (
             details.analytics.active_total
         )
@@ -386,7 +405,7 @@ class DetailsWindow(QWidget):
                 f"All data processing complete, stable since {texts.local_hhmm(st.since)}"
             )
         else:
-            self.headline.setText(texts.headline(st, now, counts))
+            self.headline.setText(texts.headline(st, now))
         sub = texts.detail_line(st, now)
         if st.state == State.STABLE and details is not None and not empty:
             sub = "Recently ended import jobs are listed below."
@@ -403,10 +422,56 @@ class DetailsWindow(QWidget):
         self.review_note.setVisible(details is not None and details.review_blocks_imports)
 
         jobs = details.import_jobs if details is not None else ()
+        self._render_pipeline(st)
         self._render_jobs(jobs, details, now)
         self._render_analytics(details, now)
         # Nothing to list (stable, or not connected): no empty frame under the headline.
         self.scroll_area.setVisible(details is not None and not empty)
+
+    def _render_pipeline(self, st: Status) -> None:
+        progress = st.progress if st.state == State.PROCESSING else None
+        phases = progress.phases if progress is not None else ()
+        shown = 0
+        for (label, bar), phase in zip(self.phase_rows, phases, strict=False):
+            if phase.state in ("completed", "failed"):
+                _text(label, f"{phase.title}: done")
+                bar.setRange(0, 1000)
+                bar.setValue(1000)
+                _format(bar, "Done")
+            elif phase.pending:
+                _text(label, f"{phase.title}: queued")
+                bar.setRange(0, 1000)
+                bar.setValue(0)
+                _format(bar, "Queued")
+            else:
+                _text(label, f"{phase.title} · step: {phase.step_words}")
+                pct = percent(phase.pct)
+                if pct is None:
+                    bar.setRange(0, 0)  # busy, no count yet
+                    _format(bar, phase.step_words)
+                else:
+                    bar.setRange(0, 1000)
+                    bar.setValue(round(phase.completed * 1000 / phase.total))
+                    _format(bar, f"{phase.completed:,} of {phase.total:,} tasks ({pct} %)")
+            bar.setAccessibleName(f"{phase.title}: {bar.format()}")
+            _visible(label, True)
+            _visible(bar, True)
+            shown += 1
+        for label, bar in self.phase_rows[shown:]:
+            _visible(label, False)
+            _visible(bar, False)
+        queued = progress is not None and not phases and (
+            progress.derive_queued
+        )
+        if queued:
+            label, bar = self.phase_rows[0]
+            _text(label, "Statistical units: queued")
+            bar.setRange(0, 1000)
+            bar.setValue(0)
+            _format(bar, "Queued")
+            _visible(label, True)
+            _visible(bar, True)
+        _visible(self.pipeline_box, bool(phases) or queued)
 
     def _render_jobs(
         self, jobs: tuple[ImportJob, ...], details: Details | None, now: datetime

@@ -35,6 +35,7 @@ from PySide6.QtGui import QColor, QGuiApplication, QIcon, QPainter, QPen, QPixma
 from PySide6.QtSvg import QSvgRenderer
 
 from traystatus._paths import resources_dir
+from traystatus.core.progress import percent
 from traystatus.core.state import Problem, State, Status
 
 MONO_PLACEHOLDER = "#010101"
@@ -141,8 +142,9 @@ def accessible_name(status: Status, progress: float | None = None) -> str:
     text = f"StatBus {_WORDS[kind_for(status)]}"
     if status.state == State.DISCONNECTED and status.problem == Problem.STALE:
         text = "StatBus connection stale, the database stopped answering"
-    if status.state == State.PROCESSING and progress is not None:
-        text += f", {progress:.0f} percent done"
+    pct = percent(progress)
+    if status.state == State.PROCESSING and pct is not None:
+        text += f", {pct} percent done"
     return text
 
 
@@ -156,12 +158,10 @@ def _svg_bytes(kind: IconKind, style: IconStyle, folder: Path | None = None) -> 
 
 
 def quantize(progress: float | None) -> int | None:
-    """Progress in 5 % steps: a tray icon that changes on every row would cost CPU and
-    flicker, and nobody reads a 16 px ring to better than that."""
-    if progress is None:
-        return None
-    p = max(0.0, min(100.0, progress))
-    return int(round(p / 5.0) * 5)
+    """The ring's whole percentage: the same rounding as every number shown
+    (core.progress.percent), so ring, tooltip and details agree. The progress is read at
+    most once a second, so the icon changes at most that often."""
+    return percent(progress)
 
 
 def render_pixmap(
@@ -207,8 +207,13 @@ def device_pixel_ratio() -> float:
     return 1.0
 
 
+PROGRESS_ICONS_KEPT = 8
+
+
 class IconCache:
-    """QIcons per (state, style, progress step): built once, reused on every repaint."""
+    """QIcons per (state, style, progress): built once, reused on every repaint. Icons
+    with a ring are kept only for the last few percentages (a run passes through up to
+    101 of them; each holds a pixmap per size)."""
 
     def __init__(self) -> None:
         self._icons: dict[tuple[IconKind, IconStyle, int | None, float], QIcon] = {}
@@ -228,6 +233,9 @@ class IconCache:
                     icon.addPixmap(render_pixmap(kind, size, style, q, dpr))
             icon.setIsMask(style is IconStyle.TEMPLATE)
             self._icons[key] = icon
+            rings = [k for k in self._icons if k[2] is not None]
+            for old in rings[: max(0, len(rings) - PROGRESS_ICONS_KEPT)]:
+                del self._icons[old]
         return icon
 
     def for_status(

@@ -25,7 +25,6 @@ class StatusWindow(QWidget):
         super().__init__()
         self.clock = clock
         self.status = Status(State.CONNECTING)
-        self.counts: texts.WorkCounts | None = None
         self.setWindowTitle("StatBus status")
         lay = QVBoxLayout(self)
         top = QHBoxLayout()
@@ -68,14 +67,14 @@ class StatusWindow(QWidget):
         self.refresh()
 
     def refresh(self) -> None:
-        progress = self.counts.progress_pct if self.counts else None
+        progress = texts.progress_pct(self.status)
         self.icon.setPixmap(
             render_pixmap(kind_for(self.status), 32, IconStyle.COLOR, progress,
                           self.devicePixelRatioF())
         )
         self.icon.setAccessibleName(accessible_name(self.status, progress))
         now = self.clock()
-        lines = [texts.headline(self.status, now, self.counts)]
+        lines = [texts.headline(self.status, now)]
         extra = texts.detail_line(self.status, now)
         if extra:
             lines.append(extra)

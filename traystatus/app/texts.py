@@ -6,44 +6,12 @@ the user's local time zone, as HH:MM (what a person compares with the clock on t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
-from traystatus.core.details import Details
 from traystatus.core.state import Problem, State, Status
-from traystatus.core.wording import format_duration, plural
+from traystatus.core.wording import format_duration
 
 APP_TITLE = "StatBus status"
-
-
-@dataclass(frozen=True)
-class WorkCounts:
-    """How much work is in flight, when the details are known (None fields: unknown)."""
-
-    imports: int | None = None
-    analytics_tasks: int | None = None
-    progress_pct: float | None = None
-
-
-def work_counts(details: Details | None) -> WorkCounts | None:
-    """What the tooltip and the icon ring show from a details snapshot.
-
-    Overall progress is only claimed when it means something: import jobs are running and
-    no analytics work is pending (the derive pipeline reports no percentage). It is the
-    row-weighted mean of the running jobs' progress in their current phase.
-    """
-    if details is None:
-        return None
-    active = details.active_jobs
-    progress: float | None = None
-    if active and details.analytics.active_total == 0:
-        known = [j for j in active if j.progress_pct is not None]
-        if known and len(known) == len(active):
-            weights = [max(1, j.total_rows or 1) for j in known]
-            progress = sum(
-                (j.progress_pct or 0.0) * w for j, w in zip(known, weights, strict=True)
-            ) / sum(weights)
-    return WorkCounts(len(active), details.analytics.active_total, progress)
 
 
 def local_hhmm(when: datetime) -> str:
@@ -67,26 +35,23 @@ def retry_text(status: Status, now: datetime) -> str:
     return f"retrying in {int(left + 0.999)} s"
 
 
-def headline(status: Status, now: datetime, counts: WorkCounts | None = None) -> str:
-    """One line: 'Stable since 14:02', 'Processing for 3 min: 2 imports, 412 analytics tasks'."""
+def progress_pct(status: Status) -> int | None:
+    """The ring's number: ``Status.progress`` (the one source), only while processing."""
+    if status.state is not State.PROCESSING or status.progress is None:
+        return None
+    return status.progress.overall_pct
+
+
+def headline(status: Status, now: datetime) -> str:
+    """One line: 'Stable since 14:02',
+    'Processing for 3 min: 2 imports (42 %), derive 120 of 412 tasks'."""
     st = status.state
     if st == State.STABLE:
         return f"Stable since {local_hhmm(status.since)}"
     if st == State.PROCESSING:
         text = f"Processing for {_elapsed(status.since, now)}"
-        parts = []
-        if counts is not None:
-            if counts.imports:
-                parts.append(plural(counts.imports, "import"))
-            if counts.analytics_tasks:
-                parts.append(
-                    plural(counts.analytics_tasks, "analytics task")
-                )
-        if parts:
-            text += ": " + ", ".join(parts)
-        if counts is not None and counts.progress_pct is not None:
-            text += f" ({counts.progress_pct:.0f} % done)"
-        return text
+        words = status.progress.text if status.progress is not None else ""
+        return f"{text}: {words}" if words else text
     if st == State.CONNECTING:
         return "Connecting to the database…"
     if st == State.DISCONNECTED:
@@ -109,10 +74,8 @@ def detail_line(status: Status, now: datetime) -> str:
     return text
 
 
-def tooltip(
-    status: Status, now: datetime, counts: WorkCounts | None = None, profile: str | None = None
-) -> str:
-    lines = [APP_TITLE + (f" ({profile})" if profile else ""), headline(status, now, counts)]
+def tooltip(status: Status, now: datetime, profile: str | None = None) -> str:
+    lines = [APP_TITLE + (f" ({profile})" if profile else ""), headline(status, now)]
     extra = detail_line(status, now)
     if extra:
         lines.append(extra)

@@ -20,7 +20,7 @@ from PySide6.QtGui import QAction, QActionGroup, QIcon
 from PySide6.QtWidgets import QMenu, QSystemTrayIcon
 
 from traystatus.app import texts
-from traystatus.app.icons import IconCache, IconStyle, accessible_name, quantize
+from traystatus.app.icons import IconCache, IconStyle, accessible_name
 from traystatus.core.state import State, Status, utcnow
 from traystatus.desktop import autostart
 
@@ -51,7 +51,6 @@ class TrayIcon(QObject):
         self.style = style
         self.clock = clock
         self.status = Status(State.CONNECTING)
-        self.counts: texts.WorkCounts | None = None
         self.profile: str | None = None
         self.profiles: list[str] = []
         self.paused_until: datetime | None = None
@@ -69,13 +68,6 @@ class TrayIcon(QObject):
     # -- inputs ----------------------------------------------------------------------------
     def set_status(self, status: Status) -> None:
         self.status = status
-        if status.state != State.PROCESSING:
-            self.counts = None
-        self._render()
-
-    def set_counts(self, counts: texts.WorkCounts | None) -> None:
-        """Work in flight, known while the details are subscribed (else None)."""
-        self.counts = counts
         self._render()
 
     def set_style(self, style: IconStyle) -> None:
@@ -99,14 +91,15 @@ class TrayIcon(QObject):
 
     # -- rendering -------------------------------------------------------------------------
     @property
-    def progress(self) -> float | None:
-        return self.counts.progress_pct if self.counts is not None else None
+    def progress(self) -> int | None:
+        """The ring's percentage: ``Status.progress``, read while processing."""
+        return texts.progress_pct(self.status)
 
     def current_icon(self) -> QIcon:
         return self.icons.for_status(self.status, self.style, self.progress)
 
     def tooltip_text(self) -> str:
-        return texts.tooltip(self.status, self.clock(), self.counts, self.profile)
+        return texts.tooltip(self.status, self.clock(), self.profile)
 
     def accessible_text(self) -> str:
         return accessible_name(self.status, self.progress)
@@ -125,7 +118,7 @@ class TrayIcon(QObject):
             self._timer.stop()
 
     def icons_progress_key(self) -> int | None:
-        return quantize(self.progress) if self.status.state == State.PROCESSING else None
+        return self.progress
 
     def _refresh_tooltip(self) -> None:
         text = self.tooltip_text()

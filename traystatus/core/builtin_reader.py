@@ -52,8 +52,17 @@ OLD_STATBUS_NOTE = (
 )
 
 
-class BuiltinReader:
-    """The ``Reader`` for StatBus's own channels and plain reads (see the module doc)."""
+class BuiltinReader(readers.ProgressReading):
+    """The ``Reader`` for StatBus's own channels and plain reads (see the module doc).
+
+    Progress (readers.ProgressReading): the same plain aggregate as the installed reader.
+    While processing only ``import_job_progress`` is added: ``worker_task_changed``
+    already tells of every task that starts or ends (and an old StatBus's
+    ``worker_status`` is this reader's own, never UNLISTENed by the monitor)."""
+
+    @property
+    def progress_channels(self) -> tuple[str, ...]:
+        return builtin_sql.DETAILS_CHANNELS
 
     name = "builtin"
     coalesce_window: float | None = COALESCE_WINDOW

@@ -190,7 +190,7 @@ class ImportJob:
         """'Importing 42 %', 'Analysing 7 %', 'Queued', 'Finished with 3 errors'..."""
         label = PHASE_LABELS.get(self.phase, self.phase.replace("_", " ").capitalize())
         if self.phase in ("analysing", "processing") and self.progress_pct is not None:
-            return f"{label} {self.progress_pct:.0f} %"
+            return f"{label} {math.floor(max(0.0, min(100.0, self.progress_pct)))} %"
         if self.phase == "done" and self.has_errors:
             n = self.error_count
             return f"{label} with {plural(n, 'error')}" if n else f"{label} with errors"

@@ -35,6 +35,12 @@ monitor also LISTENs ``import_job_progress`` and re-reads details on notificatio
 either channel (coalesced) and every ``details_interval`` seconds while processing; when
 the last subscriber leaves it UNLISTENs and reads nothing more.
 
+Progress (``Status.progress``, core/progress.py): while processing, whoever watches, the
+monitor also LISTENs StatBus's ``import_job_progress`` and ``worker_status`` and reads
+the reader's small progress aggregate on notifications of any channel, at most once per
+``progress_interval`` (1 s), and every ``progress_refresh`` (10 s) when nothing notifies.
+At stable it UNLISTENs them and reads no progress at all.
+
 Work summary (only while someone listens for summaries): every stable read also takes
 ``system_work_mark()`` (the newest task id; a PK lookup). When the state goes
 stable -> processing, the mark of the last stable read and the time are kept; at
@@ -72,6 +78,7 @@ from traystatus.core import pgio
 from traystatus.core.backoff import Backoff
 from traystatus.core.details import Details, WorkSummary
 from traystatus.core.errors import Diagnosis, Phase, Target, classify, diagnose
+from traystatus.core.progress import Progress
 from traystatus.core.readers import (
     MAX_PAYLOAD_BYTES,
     PROGRESS_CHANNEL,
@@ -118,6 +125,8 @@ class MonitorOptions:
     backoff_jitter: float = 0.2
     error_retry: float = 60.0
     details_interval: float = 3.0
+    progress_interval: float = 1.0
+    progress_refresh: float = 10.0
     keepalives_idle: int = 30
     keepalives_interval: int = 10
     keepalives_count: int = 3
@@ -132,6 +141,8 @@ class MonitorOptions:
             "backoff_initial",
             "error_retry",
             "details_interval",
+            "progress_interval",
+            "progress_refresh",
         ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"MonitorOptions.{name} must be > 0")
@@ -180,7 +191,15 @@ class Monitor:
         self._wake: asyncio.Event | None = None
         o = self.options
         self._backoff = Backoff(o.backoff_initial, o.backoff_cap, jitter=o.backoff_jitter)
-        self._schedule = ReadSchedule(o.health_interval, o.details_interval, o.coalesce_window)
+        self._schedule = ReadSchedule(
+            o.health_interval,
+            o.details_interval,
+            o.coalesce_window,
+            o.progress_interval,
+            o.progress_refresh,
+        )
+        self._progress: Progress | None = None
+        self._listening: set[str] = set()
         self._tracker = StabilityTracker()
         self._note = ""  # the reader's notes, carried by STABLE/PROCESSING statuses
         self._malformed_logged_at = -1e9
@@ -400,8 +419,11 @@ class Monitor:
         self._source = reader.name
         schedule = self._schedule
         schedule.set_window(reader.coalesce_window or self.options.coalesce_window)
+        self._listening = set()
+        self._progress = None
         for channel in reader.channels:
             await link.listen(channel)
+            self._listening.add(channel)
         self.counters.stability_reads += 1
         first = await reader.first_read(link, bool(self._summary_listeners))
         self._note = " ".join(reader.notes)
@@ -424,6 +446,9 @@ class Monitor:
             processing = self._tracker.known is False
             if schedule.details_due(time.monotonic(), processing):
                 await self._read_details(link, reader)
+            await self._sync_progress(link, reader, processing)
+            if schedule.progress_due(time.monotonic()):
+                await self._read_progress(link, reader)
             seconds = max(0.0, schedule.deadline(processing) - time.monotonic())
             wake.clear()
             if self._interrupted() or self._details_change_pending():
@@ -489,16 +514,51 @@ class Monitor:
             if summary is not None:
                 self._emit(self._summary_listeners, summary)
 
+    async def _sync_channels(self, link: pgio.Link, reader: Reader) -> None:
+        """LISTEN to exactly what is wanted now: the reader's channels, its details
+        channels while details are on, its progress channels while processing. A channel
+        two of them share stays LISTENed while either wants it."""
+        schedule = self._schedule
+        want = set(reader.channels)
+        if schedule.details_on:
+            want.update(reader.details_channels)
+        if schedule.progress_on:
+            want.update(reader.progress_channels)
+        for channel in sorted(want - self._listening):
+            await link.listen(channel)
+            self._listening.add(channel)
+        for channel in sorted(self._listening - want):
+            await link.unlisten(channel)
+            self._listening.discard(channel)
+
     async def _sync_details(self, link: pgio.Link, reader: Reader) -> None:
         want = self._details_refs > 0
         if want and not self._schedule.details_on:
-            for channel in reader.details_channels:
-                await link.listen(channel)
             self._schedule.details_started()
+            await self._sync_channels(link, reader)
         elif not want and self._schedule.details_on:
-            for channel in reader.details_channels:
-                await link.unlisten(channel)
             self._schedule.details_stopped()
+            await self._sync_channels(link, reader)
+
+    async def _sync_progress(self, link: pgio.Link, reader: Reader, processing: bool) -> None:
+        """Progress exists only while processing: listen and read then, never otherwise."""
+        if processing and not self._schedule.progress_on:
+            self._schedule.progress_started()
+            await self._sync_channels(link, reader)
+        elif not processing and self._schedule.progress_on:
+            self._schedule.progress_stopped()
+            self._progress = None
+            await self._sync_channels(link, reader)
+
+    async def _read_progress(self, link: pgio.Link, reader: Reader) -> None:
+        self._schedule.progress_reading(time.monotonic())
+        self.counters.progress_reads += 1
+        progress = await reader.read_progress(link)
+        if progress is None or not self._schedule.progress_on:
+            return
+        self._progress = progress
+        if self._status.state is State.PROCESSING:
+            self._set_status(replace(self._status, progress=progress))
 
     async def _read_details(self, link: pgio.Link, reader: Reader) -> None:
         self._schedule.details_reading(time.monotonic())
@@ -516,6 +576,10 @@ class Monitor:
             new = replace(new, source=self._source)
         if new.is_known and new.note != self._note:
             new = replace(new, note=self._note)
+        if new.state is not State.PROCESSING:
+            self._progress = None
+        if new.progress != self._progress:
+            new = replace(new, progress=self._progress)
         old = self._status
         if old.same_news(new):
             return

@@ -32,6 +32,7 @@ import psycopg
 from traystatus.core.details import Details, DetailsError, WorkSummary
 from traystatus.core.errors import Diagnosis, Phase, Target, classify
 from traystatus.core.pgio import Link
+from traystatus.core.progress import Progress
 from traystatus.core.schedule import Channel
 from traystatus.core.sqlfiles import version_problem
 from traystatus.core.stability import Owed
@@ -44,6 +45,7 @@ READER_MODES: tuple[ReaderMode, ...] = ("installed", "builtin", "auto")
 
 STABILITY_CHANNEL = "system_stability"
 PROGRESS_CHANNEL = "import_job_progress"
+WORKER_STATUS_CHANNEL = "worker_status"  # StatBus's: pipeline_progress after every task
 
 
 class Unusable(Exception):
@@ -116,6 +118,98 @@ class Reader(Protocol):
         reasons (asked after every read), or None for none."""
         ...
 
+    @property
+    def progress_channels(self) -> tuple[str, ...]:
+        """LISTENed only while processing: hints that progress moved."""
+        ...
+
+    async def read_progress(self, link: Link) -> Progress | None:
+        """The progress aggregate; None when this login cannot read it (logged once)."""
+        ...
+
+
+# -- progress: the same plain query in every reader mode -----------------------------------
+# Read-only, on StatBus's own tables, runnable by any login in ``authenticated``: no
+# function of ours is needed. Cheap on a worker.tasks of 10^6 rows: the pipeline root is
+# found through StatBus's partial index on waiting tasks, everything below it through the
+# parent_id index; import_job is small. Enum values are compared as text (except the
+# one that must use the partial index and has existed as long as parents have), so a
+# StatBus with fewer enum labels still answers.
+PROGRESS_SQL = """
+SELECT
+  (SELECT coalesce(jsonb_agg(jsonb_build_object(
+            'id', j.id, 'slug', j.slug, 'description', j.description,
+            'state', j.state::text, 'total_rows', j.total_rows,
+            'analysis_pct', j.analysis_completed_pct, 'import_pct', j.import_completed_pct,
+            'user_id', j.user_id)
+          ORDER BY j.priority NULLS LAST, j.id), '[]'::jsonb)
+     FROM public.import_job AS j
+    WHERE j.state::text IN ('upload_completed', 'preparing_data', 'analysing_data',
+                            'approved', 'processing_data')),
+  (SELECT coalesce(jsonb_agg(jsonb_build_object(
+            'phase', ph.command, 'state', ph.state::text, 'step', st.command,
+            'total', cnt.total, 'completed', cnt.completed) ORDER BY ph.id), '[]'::jsonb)
+     FROM (SELECT t.id FROM worker.tasks AS t
+            WHERE t.state = 'waiting' AND t.command = 'collect_changes'
+            ORDER BY t.id DESC LIMIT 1) AS root
+     JOIN worker.tasks AS ph
+       ON ph.parent_id = root.id
+      AND ph.command IN ('derive_units_phase', 'derive_reports_phase')
+     LEFT JOIN LATERAL (
+           SELECT t.command FROM worker.tasks AS t
+            WHERE t.parent_id = ph.id AND t.state::text IN ('processing', 'waiting')
+            ORDER BY t.id DESC LIMIT 1) AS st ON true
+     LEFT JOIN LATERAL (
+           SELECT t.id FROM worker.tasks AS t
+            WHERE t.parent_id = ph.id AND t.child_mode::text = 'concurrent'
+              AND t.state::text IN ('processing', 'waiting')
+            ORDER BY t.depth DESC, t.id DESC LIMIT 1) AS cp ON true
+     LEFT JOIN LATERAL (
+           SELECT count(*) AS total,
+                  count(*) FILTER (WHERE t.state::text IN ('completed', 'failed')) AS completed
+             FROM worker.tasks AS t WHERE t.parent_id = cp.id) AS cnt ON true),
+  EXISTS (SELECT 1 FROM worker.tasks AS t
+           WHERE t.state = 'pending' AND t.command = 'collect_changes')
+"""
+
+
+class ProgressReading:
+    """``progress_channels`` and ``read_progress`` for any reader: StatBus's own channels
+    and tables, so they work with and without our installed SQL."""
+
+    _progress_broken = False
+
+    @property
+    def progress_channels(self) -> tuple[str, ...]:
+        return (PROGRESS_CHANNEL, WORKER_STATUS_CHANNEL)
+
+    async def read_progress(self, link: Link) -> Progress | None:
+        if self._progress_broken:
+            return None
+        try:
+            row = await link.one(PROGRESS_SQL)
+        except (
+            psycopg.errors.InsufficientPrivilege,
+            psycopg.errors.UndefinedTable,
+            psycopg.errors.UndefinedColumn,
+            psycopg.errors.UndefinedObject,
+            psycopg.errors.InvalidSchemaName,
+            psycopg.errors.InvalidTextRepresentation,
+        ) as ex:
+            # This login or this StatBus cannot tell progress: the state still can.
+            self._progress_broken = True
+            log.warning("no progress for this connection: %s", str(ex).splitlines()[0])
+            return None
+        if row is None:
+            return None
+        try:
+            return Progress.from_json(
+                {"jobs": row[0], "phases": row[1], "derive_queued": row[2]}
+            )
+        except DetailsError as ex:
+            log.warning("ignoring a malformed progress aggregate: %s", ex)
+            return None
+
 
 # The last column: seconds until the next future-scheduled analytics task falls due (time
 # alone makes it due, and no notification says so: read_within() asks for a read then).
@@ -147,7 +241,7 @@ _READ_REVIEW = "SELECT public.system_stability_review()"
 _READ_VERSION = "SELECT public.system_stability_sql_version()"
 
 
-class InstalledReader:
+class InstalledReader(ProgressReading):
     """Our installed SQL: ``is_system_stable()``, ``system_stability`` notifications,
     ``get_system_status_details()``, ``system_work_mark()`` / ``get_system_work_summary()``."""
 
@@ -184,6 +278,8 @@ class InstalledReader:
         if name == PROGRESS_CHANNEL:
             # StatBus's own payload; only a hint that details changed. Not parsed.
             return Channel.DETAILS
+        if name == WORKER_STATUS_CHANNEL:
+            return Channel.PROGRESS
         return Channel.IGNORED
 
     def check_payload(self, name: str, payload: str) -> str:

@@ -9,6 +9,7 @@ import enum
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from traystatus.core.progress import Progress
 from traystatus.core.wording import plural
 
 
@@ -97,6 +98,8 @@ class Status:
     ``review``: imports held up by a job waiting for review, or None.
     ``note``: what a person should know about how the state is read ("watching StatBus
     directly; ..."), "" when nothing; shown by doctor, About and the details window.
+    ``progress``: how far along the work is, while PROCESSING and once it has been read
+    (core/progress.py); None otherwise. The one source of every percentage shown.
 
     ``to_json()`` is the one JSON shape of a Status: ``status --json``, ``watch --json``
     lines and what a traystatus server sends all use it.
@@ -111,6 +114,7 @@ class Status:
     source: str = "installed"
     review: ReviewBlock | None = None
     note: str = ""
+    progress: Progress | None = None
 
     @property
     def is_known(self) -> bool:
@@ -131,6 +135,7 @@ class Status:
             # holds its import queue, and the register stays stable until a person acts
             "blocked_by_review": self.review.job_ids if self.review is not None else [],
             "note": self.note,
+            "progress": self.progress.to_json() if self.progress is not None else None,
         }
 
     def same_news(self, other: Status) -> bool:
@@ -144,6 +149,7 @@ class Status:
             self.source,
             self.review,
             self.note,
+            self.progress,
         ) == (
             other.state,
             other.problem,
@@ -153,6 +159,7 @@ class Status:
             other.source,
             other.review,
             other.note,
+            other.progress,
         )
 
 
@@ -167,6 +174,7 @@ class Counters:
     queries: int = 0  # every statement sent, LISTEN included
     stability_reads: int = 0
     details_reads: int = 0
+    progress_reads: int = 0  # the small aggregate, only while processing
     summary_reads: int = 0
     health_checks: int = 0  # stability reads made because the interval passed
     notifications: int = 0

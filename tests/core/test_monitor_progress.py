@@ -1,0 +1,154 @@
+"""Progress at a glance against a real server: Status.progress while processing, whoever
+watches (no details subscriber), at a bounded cost; nothing at all while stable. And the
+same aggregate on the real StatBus kit, as an analyst login."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+
+import psycopg
+import pytest
+
+from tests.core.conftest import FAST, aconnect, running, with_params
+from traystatus.core import readers, sqlfiles
+from traystatus.core.monitor import Monitor
+from traystatus.core.readers import PROGRESS_SQL
+from traystatus.core.state import State
+
+PIPELINE = """
+WITH r AS (INSERT INTO worker.tasks (command, state, child_mode)
+           VALUES ('collect_changes', 'waiting', 'serial') RETURNING id),
+ph AS (INSERT INTO worker.tasks (command, state, parent_id, depth, child_mode)
+       SELECT 'derive_units_phase', 'waiting', id, 1, 'serial' FROM r RETURNING id),
+cp AS (INSERT INTO worker.tasks (command, state, parent_id, depth, child_mode)
+       SELECT 'derive_statistical_unit', 'waiting', id, 2, 'concurrent' FROM ph RETURNING id)
+INSERT INTO worker.tasks (command, state, parent_id, depth)
+SELECT 'statistical_unit_refresh_batch',
+       (CASE WHEN g <= 120 THEN 'completed' WHEN g <= 124 THEN 'processing'
+             ELSE 'pending' END)::worker.task_state, cp.id, 3
+  FROM cp, generate_series(1, 412) AS g
+"""
+
+
+async def add_job(conn: psycopg.AsyncConnection[tuple[object, ...]], state: str,
+                  **cols: object) -> int:
+    cols.setdefault("slug", f"job_{uuid.uuid4().hex[:10]}")
+    cols.setdefault("definition_id", 1)
+    names = ["state", *cols]
+    values = [state, *cols.values()]
+    cur = await conn.execute(
+        f"INSERT INTO public.import_job ({', '.join(names)}) "
+        f"VALUES ({', '.join(['%s'] * len(values))}) RETURNING id",
+        values,
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return int(row[0])  # type: ignore[call-overload]
+
+
+@pytest.mark.asyncio
+async def test_progress_flows_while_processing_without_a_details_window(db_dsn: str) -> None:
+    m = Monitor(db_dsn, FAST)
+    w = await aconnect(db_dsn)
+    async with running(m) as rec:
+        await rec.state(State.STABLE)
+        assert m.status.progress is None
+        job = await add_job(w, "processing_data", total_rows=1000, import_completed_pct=42.4)
+        await w.execute(PIPELINE)
+        await rec.until(lambda: m.status.progress is not None
+                        and m.status.progress.text == "1 import (42 %), derive 120 of 412 tasks",
+                        what="progress in the Status")
+        assert m.details_subscribers == 0 and m.counters.details_reads == 0
+        assert m.status.state is State.PROCESSING and m.status.progress.overall_pct == 42
+        assert m.status.to_json()["progress"]["text"].startswith("1 import (42 %)")
+        # StatBus's import_job_progress moves it on (no stability change at all).
+        await w.execute("UPDATE public.import_job SET import_completed_pct = 77 WHERE id = %s",
+                        (job,))
+        await w.execute("SELECT pg_notify('import_job_progress', '{}')")
+        await rec.until(lambda: m.status.progress is not None
+                        and m.status.progress.overall_pct == 77, what="progress moved")
+        await w.execute("UPDATE public.import_job SET state = 'finished' WHERE id = %s", (job,))
+        await w.execute("UPDATE worker.tasks SET state = 'completed'")
+        await rec.state(State.STABLE)
+        assert m.status.progress is None
+    await w.close()
+
+
+@pytest.mark.asyncio
+async def test_cost_one_read_a_second_while_processing_none_while_stable(db_dsn: str) -> None:
+    """The proof of the bounded cost: a storm of StatBus's progress notifications costs at
+    most one progress read per second while processing, and zero while stable."""
+    m = Monitor(db_dsn, FAST)
+    w = await aconnect(db_dsn)
+
+    async def storm(seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            await w.execute("SELECT pg_notify('worker_status', '{\"type\":\"pipeline_progress\"}'),"
+                            " pg_notify('import_job_progress', '{}')")
+            await asyncio.sleep(0.01)
+
+    async with running(m) as rec:
+        await rec.state(State.STABLE)
+        before = m.counters.progress_reads
+        await storm(3.0)
+        assert m.counters.progress_reads == before == 0, "no progress read while stable"
+        await add_job(w, "processing_data", total_rows=10, import_completed_pct=1)
+        await rec.state(State.PROCESSING)
+        await rec.until(lambda: m.status.progress is not None, what="first progress")
+        start, reads0 = time.monotonic(), m.counters.progress_reads
+        await storm(4.0)
+        elapsed = time.monotonic() - start
+        reads = m.counters.progress_reads - reads0
+        assert 2 <= reads <= elapsed / FAST.progress_interval + 1, (reads, elapsed)
+    await w.close()
+
+
+KIT = os.environ.get("STATBUS_REAL_ANALYST_DSN")
+
+
+@pytest.mark.skipif(not KIT, reason="the real StatBus kit is not set up (STATBUS_REAL_*)")
+def test_the_aggregate_runs_as_an_analyst_on_the_real_statbus() -> None:
+    assert KIT is not None
+    with psycopg.connect(KIT, autocommit=True) as conn:
+        row = conn.execute(PROGRESS_SQL).fetchone()
+        assert row is not None and row[0] is not None and row[1] is not None
+
+
+@pytest.mark.skipif(not KIT, reason="the real StatBus kit is not set up (STATBUS_REAL_*)")
+@pytest.mark.asyncio
+async def test_an_analyst_monitor_on_the_real_statbus_reads_pipeline_progress() -> None:
+    """A fresh copy of the real StatBus with a running derive pipeline: the analyst's
+    monitor shows StatBus's own step and counts."""
+    su = os.environ["STATBUS_REAL_DSN"]
+    name = f"i12_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(su, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}" TEMPLATE statbus_template OWNER statbus_app '
+                      "STRATEGY FILE_COPY")
+    try:
+        db = with_params(su, dbname=name)
+        # Our SQL where installable; else the built-in reader (StatBus's own channels),
+        # when this traystatus has one: the progress aggregate is the same in both.
+        try:
+            await sqlfiles.apply(db, "install")
+        except psycopg.Error as ex:
+            if not readers.builtin_available():
+                pytest.skip(f"install.sql does not install on the kit yet: {ex}")
+        w = await aconnect(db)
+        await w.execute("SET session_replication_role = replica")  # no worker triggers
+        await w.execute(PIPELINE)
+        m = Monitor(with_params(KIT, dbname=name), FAST)  # type: ignore[arg-type]
+        try:
+            async with running(m) as rec:
+                await rec.until(lambda: m.status.progress is not None
+                                and m.status.progress.text == "derive 120 of 412 tasks",
+                                what="real StatBus progress")
+                assert m.status.source in ("installed", "builtin")
+        finally:
+            await w.close()
+    finally:
+        with psycopg.connect(su, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

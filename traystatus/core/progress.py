@@ -1,0 +1,287 @@
+"""How far along the work is: a small aggregate read while processing, and its words.
+
+Pure: no I/O. The monitor reads the aggregate (``readers.read_progress``: one plain,
+read-only query on StatBus's own tables, the same in every reader mode) at most once a
+second while the system is processing and never while it is stable, and hands it out as
+``Status.progress``. The tray's ring, its tooltip, the details window's headline and
+``status --json`` all take their numbers from here, and every percentage shown is
+``percent()`` of the same value: one source, one rounding.
+
+* Import jobs: the running ones (preparing, analysing, processing), each with the
+  progress of its current phase (StatBus's ``analysis_completed_pct`` while analysing,
+  ``import_completed_pct`` while importing; preparing counts as 0 %), and how many are
+  queued. The imports' share done is the mean of the running jobs' progress weighted by
+  their rows.
+* The derive pipeline, as StatBus's own ``pipeline_progress`` describes it: per phase
+  (statistical units, then reports) whether it runs, its current step and the tasks
+  completed of the total under the step's concurrent parent.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from traystatus.core.details import DetailsError
+from traystatus.core.wording import plural
+
+RUNNING_JOB_STATES = ("preparing_data", "analysing_data", "processing_data")
+QUEUED_JOB_STATES = ("upload_completed", "approved")
+PHASE_NAMES = {"derive_units_phase": "derive", "derive_reports_phase": "reports"}
+PHASE_TITLES = {"derive_units_phase": "Statistical units", "derive_reports_phase": "Reports"}
+
+
+def percent(value: float | None) -> int | None:
+    """The one rounding of every percentage shown: down to a whole number, 0-100.
+
+    Down, so 99.6 % never reads as done before it is."""
+    if value is None or not math.isfinite(value):
+        return None
+    return math.floor(max(0.0, min(100.0, value)))
+
+
+def _num(d: Mapping[str, Any], key: str) -> float | None:
+    value = d.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise DetailsError(f"{key}: expected a number, got {type(value).__name__}")
+    try:
+        out = float(value)
+    except ValueError:
+        raise DetailsError(f"{key}: not a number: {value!r}") from None
+    return out if math.isfinite(out) else None
+
+
+def _int(d: Mapping[str, Any], key: str) -> int | None:
+    value = _num(d, key)
+    return None if value is None else int(value)
+
+
+def _str(d: Mapping[str, Any], key: str) -> str | None:
+    value = d.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise DetailsError(f"{key}: expected a string, got {type(value).__name__}")
+    return value
+
+
+def _objects(value: Any, what: str) -> list[Mapping[str, Any]]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, Mapping) for v in value):
+        raise DetailsError(f"{what}: expected a list of objects")
+    return value
+
+
+@dataclass(frozen=True)
+class JobProgress:
+    """One import job that is running or queued."""
+
+    id: int
+    slug: str
+    description: str | None
+    state: str
+    total_rows: int | None
+    pct: float | None  # in the current phase; None while queued
+    user_id: int | None
+
+    @property
+    def running(self) -> bool:
+        return self.state in RUNNING_JOB_STATES
+
+    @property
+    def phase(self) -> str:
+        return {
+            "preparing_data": "preparing",
+            "analysing_data": "analysing",
+            "processing_data": "importing",
+        }.get(self.state, "queued")
+
+    @property
+    def title(self) -> str:
+        return self.description or self.slug or f"import job {self.id}"
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> JobProgress:
+        job_id = _int(value, "id")
+        if job_id is None:
+            raise DetailsError("import job: id missing")
+        state = _str(value, "state") or ""
+        if state == "analysing_data":
+            pct = _num(value, "analysis_pct")
+        elif state == "processing_data":
+            pct = _num(value, "import_pct")
+        elif state == "preparing_data":
+            pct = 0.0
+        else:
+            pct = None
+        return cls(
+            id=job_id,
+            slug=_str(value, "slug") or "",
+            description=_str(value, "description"),
+            state=state,
+            total_rows=_int(value, "total_rows"),
+            pct=None if pct is None else max(0.0, min(100.0, pct)),
+            user_id=_int(value, "user_id"),
+        )
+
+
+@dataclass(frozen=True)
+class PhaseProgress:
+    """One phase of the derive pipeline (StatBus's ``pipeline_progress`` phase)."""
+
+    command: str  # derive_units_phase | derive_reports_phase
+    state: str  # the phase root's task state
+    step: str | None  # the command of the step running now
+    total: int
+    completed: int
+
+    @property
+    def active(self) -> bool:
+        return self.state in ("processing", "waiting")
+
+    @property
+    def pending(self) -> bool:
+        return self.state in ("pending", "interrupted")
+
+    @property
+    def name(self) -> str:
+        """'derive' or 'reports': the word in the tooltip."""
+        return PHASE_NAMES.get(self.command, self.command.replace("_", " "))
+
+    @property
+    def title(self) -> str:
+        return PHASE_TITLES.get(self.command, self.command.replace("_", " ").capitalize())
+
+    @property
+    def step_words(self) -> str:
+        return (self.step or "starting").replace("_", " ")
+
+    @property
+    def pct(self) -> float | None:
+        if self.total <= 0:
+            return None
+        return 100.0 * min(self.completed, self.total) / self.total
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> PhaseProgress:
+        return cls(
+            command=_str(value, "phase") or "",
+            state=_str(value, "state") or "",
+            step=_str(value, "step"),
+            total=max(0, _int(value, "total") or 0),
+            completed=max(0, _int(value, "completed") or 0),
+        )
+
+
+@dataclass(frozen=True)
+class Progress:
+    """The aggregate: running and queued import jobs, the pipeline's phases."""
+
+    jobs: tuple[JobProgress, ...] = ()
+    phases: tuple[PhaseProgress, ...] = ()
+    derive_queued: bool = False
+
+    @classmethod
+    def from_json(cls, value: Any) -> Progress:
+        if not isinstance(value, Mapping):
+            raise DetailsError("progress: expected an object")
+        jobs = tuple(JobProgress.from_json(j) for j in _objects(value.get("jobs"), "jobs"))
+        phases = tuple(
+            PhaseProgress.from_json(p) for p in _objects(value.get("phases"), "phases")
+        )
+        queued = value.get("derive_queued")
+        return cls(jobs, phases, bool(queued) if isinstance(queued, bool) else False)
+
+    # -- what the faces show ------------------------------------------------------------
+    @property
+    def running_jobs(self) -> tuple[JobProgress, ...]:
+        return tuple(j for j in self.jobs if j.running)
+
+    @property
+    def queued_jobs(self) -> tuple[JobProgress, ...]:
+        return tuple(j for j in self.jobs if not j.running)
+
+    @property
+    def imports_pct(self) -> float | None:
+        """The running jobs' progress, weighted by their rows (None: none running)."""
+        running = [j for j in self.running_jobs if j.pct is not None]
+        if not running:
+            return None
+        weights = [max(1, j.total_rows or 1) for j in running]
+        total = sum((j.pct or 0.0) * w for j, w in zip(running, weights, strict=True))
+        return total / sum(weights)
+
+    @property
+    def phase(self) -> PhaseProgress | None:
+        """The phase of the pipeline that runs now (units before reports)."""
+        for p in self.phases:
+            if p.active:
+                return p
+        return None
+
+    @property
+    def overall_pct(self) -> int | None:
+        """The ring's number: the imports' share done while imports run, else the
+        running pipeline step's tasks completed of its total."""
+        if self.running_jobs:
+            return percent(self.imports_pct)
+        phase = self.phase
+        return percent(phase.pct) if phase is not None else None
+
+    @property
+    def text(self) -> str:
+        """'2 imports (42 %), derive 120 of 412 tasks' ('' when nothing is known)."""
+        parts = []
+        running = self.running_jobs
+        if running:
+            part = plural(len(running), "import")
+            pct = percent(self.imports_pct)
+            if pct is not None:
+                part += f" ({pct} %)"
+            parts.append(part)
+        queued = len(self.queued_jobs)
+        if queued:
+            parts.append(f"{plural(queued, 'import')} queued")
+        phase = self.phase
+        if phase is not None:
+            if phase.total:
+                parts.append(f"{phase.name} {phase.completed:,} of {phase.total:,} tasks")
+            else:
+                parts.append(f"{phase.name}: {phase.step_words}")
+        elif self.derive_queued or any(p.pending for p in self.phases):
+            parts.append("derive queued")
+        return ", ".join(parts)
+
+    def to_json(self) -> dict[str, object]:
+        phase = self.phase
+        return {
+            "overall_pct": self.overall_pct,
+            "text": self.text,
+            "imports_running": len(self.running_jobs),
+            "imports_queued": len(self.queued_jobs),
+            "imports_pct": percent(self.imports_pct),
+            "derive": None
+            if phase is None
+            else {
+                "phase": phase.name,
+                "step": phase.step,
+                "completed": phase.completed,
+                "total": phase.total,
+            },
+            "jobs": [
+                {
+                    "id": j.id,
+                    "slug": j.slug,
+                    "state": j.state,
+                    "pct": percent(j.pct),
+                    "total_rows": j.total_rows,
+                    "user_id": j.user_id,
+                }
+                for j in self.jobs
+            ],
+        }

@@ -94,11 +94,14 @@ def test_progress_ring_shows_on_processing(qapp: QApplication) -> None:
 def test_icon_cache_reuses_icons(qapp: QApplication) -> None:
     cache = IconCache()
     st = Status(State.PROCESSING)
-    a = cache.for_status(st, progress=41)
-    b = cache.for_status(st, progress=39)  # same 5 % step
+    a = cache.for_status(st, progress=41.2)
+    b = cache.for_status(st, progress=41.9)  # the same whole percent, as the tooltip says
     assert a.cacheKey() == b.cacheKey()
     assert cache.for_status(st, progress=60).cacheKey() != a.cacheKey()
     assert not a.isNull() and a.availableSizes()
+    for p in range(100):  # a whole run: only the last few ring icons are kept
+        cache.for_status(st, progress=p)
+    assert sum(1 for key in cache._icons if key[2] is not None) <= 8
 
 
 def test_accessible_names_say_the_state_in_words() -> None:

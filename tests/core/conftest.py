@@ -49,6 +49,16 @@ class Recorder:
     def states(self) -> list[State]:
         return [s.state for s in self.statuses]
 
+    @property
+    def flips(self) -> list[State]:
+        """The states with repeats collapsed: while processing, every progress read that
+        moved on is a Status of its own, with the same state and since."""
+        out: list[State] = []
+        for state in self.states:
+            if not out or out[-1] is not state:
+                out.append(state)
+        return out
+
     async def until(
         self, predicate: Callable[[], bool], within: float = WAIT, what: str = "condition"
     ) -> float:

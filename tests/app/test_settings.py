@@ -74,8 +74,16 @@ def test_test_connection_reports_what_is_wrong(
     assert not bad.ok and bad.problem == Problem.AUTH_FAILED
     assert dialog.check_result.text() == bad.detail
 
+    # No traystatus SQL: the app watches StatBus directly, and the test says so.
     _fill(dialog, bare_db_dsn)
-    missing = run(qloop, dialog.run_check())
+    direct = run(qloop, dialog.run_check())
+    assert direct.ok, direct.detail
+    assert direct.detail == (
+        "Connected. traystatus's SQL is not installed: watching StatBus directly (an "
+        "administrator can install it for fewer notifications). The system is stable."
+    )
+    # Asked for the installed SQL only, its absence is the error with the fix.
+    missing = run(qloop, check_connection(bare_db_dsn, None, seconds=10, source="installed"))
     assert missing.problem == Problem.SQL_MISSING and "install-sql" in missing.detail
 
     params = conninfo_to_dict(db_dsn)

@@ -39,6 +39,7 @@ from PySide6.QtWidgets import (
 
 from traystatus.app.tasks import TaskSet
 from traystatus.core import credentials
+from traystatus.core.builtin_reader import check_builtin
 from traystatus.core.checks import CheckResult, Level
 from traystatus.core.errors import Phase, diagnose
 from traystatus.core.password import resolve_async as resolve_password_async
@@ -83,8 +84,12 @@ def _failed(problem: Problem | None, message: str) -> CheckResult:
     return CheckResult(TEST, Level.FAIL, message, problem=problem)
 
 
-async def check_connection(conninfo: str, password: str | None, seconds: float = 10) -> CheckResult:
-    """Connect, check the installed SQL version and call is_system_stable() once."""
+async def check_connection(
+    conninfo: str, password: str | None, seconds: float = 10, source: str = "auto"
+) -> CheckResult:
+    """Connect, check the installed SQL version and call is_system_stable() once. Without
+    current SQL (and unless ``source`` is "installed"), check that this login may watch
+    StatBus directly instead, as the monitor then will."""
     extra: dict[str, str | int] = {"connect_timeout": max(2, int(seconds))}
     if password:
         extra["password"] = password
@@ -99,6 +104,19 @@ async def check_connection(conninfo: str, password: str | None, seconds: float =
     try:
         async with conn:
             wrong = version_problem(await installed_version(conn), "this database")
+            if wrong is not None and source != "installed":
+                found = await check_builtin(conn, "this database")
+                if found.problem is not None:
+                    return _failed(found.problem.problem,
+                                   f"Connected, but: {found.problem.message}")
+                state = "stable" if found.stable else "processing data"
+                sql = ("traystatus's SQL is not installed" if wrong.problem is Problem.SQL_MISSING
+                       else wrong.fact)
+                return CheckResult(
+                    TEST, Level.OK,
+                    f"Connected. {sql}: watching StatBus directly (an administrator can install "
+                    f"it for fewer notifications). The system is {state}.",
+                )
             if wrong is not None:
                 return _failed(wrong.problem, f"Connected, but: {wrong.message}")
             cur = await conn.execute("SELECT public.is_system_stable()")
@@ -467,7 +485,8 @@ class SettingsDialog(QDialog):
                 if not password:
                     found = await resolve_password_async(profile.to_conninfo(), profile.name)
                     password = found.password
-                result = await check_connection(profile.to_conninfo(), password)
+                result = await check_connection(profile.to_conninfo(), password,
+                                                source=profile.source or "auto")
             finally:
                 self.test_button.setEnabled(True)
         return self._show_check(result)

@@ -23,9 +23,8 @@ import psycopg
 
 from traystatus.cli.exitcodes import CliError, ExitCode
 from traystatus.cli.target import connect_limit, resolve_connection, resolve_target
-from traystatus.core import builtin_sql, credentials, errors, sqlfiles
-from traystatus.core.builtin import Probe
-from traystatus.core.builtin_reader import BUILTIN_NOTE, OLD_STATBUS_NOTE
+from traystatus.core import credentials, errors, sqlfiles
+from traystatus.core.builtin_reader import BUILTIN_NOTE, OLD_STATBUS_NOTE, check_builtin
 from traystatus.core.checks import CheckResult, Level
 from traystatus.core.profiles import ProfileError, ProfileStore
 from traystatus.core.readers import ReaderMode
@@ -161,29 +160,14 @@ async def _source_checks(conn: psycopg.AsyncConnection[Any], mode: ReaderMode) -
 
 
 async def _builtin_check(conn: psycopg.AsyncConnection[Any], why: str) -> CheckResult:
-    """Whether this login may watch StatBus directly (builtin_sql.PROBE) and its state."""
-    try:
-        cur = await conn.execute(builtin_sql.PROBE.encode())
-        row = await cur.fetchone()
-    except psycopg.Error as ex:
-        diag = errors.classify(ex, "", errors.Phase.QUERY)
-        return CheckResult("source", Level.FAIL, f"builtin ({why}): {diag.message}")
-    assert row is not None
-    probe = Probe.from_row(row)
-    wrong = probe.problem(f"database {conn.info.dbname!r}")
-    if wrong is not None:
-        return CheckResult("source", Level.FAIL, f"builtin ({why}): {wrong.message}")
-    by_migration = None
-    if probe.ask_migrations:
-        cur = await conn.execute(builtin_sql.MIGRATION_HOLDS_QUEUE.encode())
-        held = await cur.fetchone()
-        by_migration = bool(held and held[0])
-    holds = probe.settle(by_migration).holds_queue
-    cur = await conn.execute(builtin_sql.RULE_FULL.encode(), {"holds": holds})
-    state_row = await cur.fetchone()
-    state = "stable" if state_row and state_row[0] else "processing"
+    """Whether this login may watch StatBus directly (builtin_reader.check_builtin)."""
+    found = await check_builtin(conn, f"database {conn.info.dbname!r}")
+    if found.problem is not None:
+        return CheckResult("source", Level.FAIL, f"builtin ({why}): {found.problem.message}",
+                           problem=found.problem.problem)
+    state = "stable" if found.stable else "processing"
     detail = f"builtin ({why}): {BUILTIN_NOTE} (the system is {state} now)"
-    if not probe.task_changed_channel:
+    if found.old_statbus:
         return CheckResult("source", Level.WARN, f"{detail}; {OLD_STATBUS_NOTE}")
     return CheckResult("source", Level.OK, detail)
 

@@ -22,14 +22,16 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import psycopg
 
 from traystatus.core import builtin_sql, readers
 from traystatus.core.builtin import OLD_STATBUS_INTERVAL, Probe, TaskTracker
 from traystatus.core.details import Details, DetailsError, WorkSummary
-from traystatus.core.errors import Phase, Target, classify
+from traystatus.core.errors import Diagnosis, Phase, Target, classify
 from traystatus.core.pgio import Link
 from traystatus.core.readers import StableRead, Unusable, review_block
 from traystatus.core.schedule import Channel
@@ -199,3 +201,37 @@ def _factory(conninfo: str, reason: str) -> readers.Reader:
 
 
 readers.register_builtin(_factory)
+
+
+@dataclass(frozen=True)
+class BuiltinCheck:
+    """What one connection found about watching StatBus directly (doctor, Settings)."""
+
+    problem: Diagnosis | None  # the login may not (a missing grant), or not a StatBus
+    stable: bool | None  # the state now, when it could be read
+    old_statbus: bool = False  # no worker_task_changed: read every OLD_STATBUS_INTERVAL s
+
+
+async def check_builtin(conn: psycopg.AsyncConnection[Any], where: str) -> BuiltinCheck:
+    """May this login watch StatBus directly, and what does the rule say now? One probe, at
+    most one db.migration question and one full read; never raises for the database's
+    answers (a failure is the ``problem``)."""
+    try:
+        cur = await conn.execute(builtin_sql.PROBE.encode())
+        row = await cur.fetchone()
+        assert row is not None
+        probe = Probe.from_row(row)
+        wrong = probe.problem(where)
+        if wrong is not None:
+            return BuiltinCheck(wrong, None)
+        by_migration = None
+        if probe.ask_migrations:
+            cur = await conn.execute(builtin_sql.MIGRATION_HOLDS_QUEUE.encode())
+            held = await cur.fetchone()
+            by_migration = bool(held and held[0])
+        holds = probe.settle(by_migration).holds_queue
+        cur = await conn.execute(builtin_sql.RULE_FULL.encode(), {"holds": holds})
+        state = await cur.fetchone()
+    except psycopg.Error as ex:
+        return BuiltinCheck(classify(ex, "", Phase.QUERY), None)
+    return BuiltinCheck(None, bool(state and state[0]), not probe.task_changed_channel)

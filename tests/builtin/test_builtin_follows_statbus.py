@@ -145,3 +145,22 @@ async def test_a_statbus_too_old_for_the_channels_is_read_every_5_s(kit: object)
                 assert took < 8
                 c.execute("DELETE FROM worker.tasks WHERE command = 'derive_reports'")
                 await rec.state(State.STABLE, within=15)
+
+
+def test_a_login_without_the_grants_gets_one_line_naming_them(kit_db: KitDb) -> None:
+    """StatBus's own listener login (notify_reader) may read import_job but not schema
+    worker: the built-in source says which grant is missing, in one line, exit 3."""
+    params = psycopg.conninfo.conninfo_to_dict(kit_db.dsn)
+    params.update(user="statbus_notify")
+    dsn = psycopg.conninfo.make_conninfo("", **params)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    env.update(PGPASSWORD="statbus-real-notify", PYTHONPATH=str(REPO),
+               TRAYSTATUS_CONFIG_DIR=str(REPO / ".pytest_cache" / "builtin-cli"))
+    r = subprocess.run(_cli("status", "--dsn", dsn), env=env, capture_output=True, text=True,
+                       timeout=120, check=False)
+    assert r.returncode == 3, r.stdout + r.stderr
+    out = (r.stdout + r.stderr).strip()
+    assert len(out.splitlines()) == 1, out
+    assert "statbus_notify" in out and "USAGE on schema worker" in out
+    assert 'GRANT authenticated TO "statbus_notify"' in out
+    assert "Traceback" not in out

@@ -226,3 +226,23 @@ async def test_the_seed_react_hook_works_unchanged_with_statbus_cookie(
             else:
                 assert result["status"] == 401
             await context.close()
+
+
+@pytest.mark.asyncio
+async def test_page_says_when_its_token_is_withdrawn(
+    db_dsn: str, tmp_path: Path, browser: object
+) -> None:
+    expect = playwright_api.expect
+    async with served(db_dsn, tmp_path) as srv:
+        page = await browser.new_page()  # type: ignore[attr-defined]
+        await page.goto(f"{srv.url}/?token={TOKEN}")
+        await expect(page.locator("#word")).to_have_text("Stable", timeout=15_000)
+        # The administrator rotates the tokens (read again on change), and the page's
+        # connection drops: its handshakes are now refused, and the page says why.
+        (tmp_path / "tokens").write_text("a-brand-new-token-0123456789\n")
+        await until(lambda: srv.hub.clients == 1, what="the page's socket")
+        for client in list(srv.hub._clients):
+            client.abort()
+        await expect(page.locator("#word")).to_have_text("Error", timeout=15_000)
+        await expect(page.locator("#reason")).to_contain_text("token is not accepted")
+        await page.close()

@@ -933,24 +933,27 @@ BEGIN
                 END IF;
             END IF;
         END IF;
-        IF TG_NARGS > 0 THEN
-            PERFORM set_config('system_stability.out', 'yes', true);
-        END IF;
-        -- Queue the commit-time decision once per transaction (rolling back a savepoint
-        -- reverts these notes together with the queued event).
-        IF current_setting('system_stability.queued', true) IS DISTINCT FROM 'yes' THEN
-            PERFORM set_config('system_stability.queued', 'yes', true);
-            INSERT INTO public.system_stability_commit_hook DEFAULT VALUES
-                RETURNING ctid INTO hook_row;
-            DELETE FROM public.system_stability_commit_hook WHERE ctid = hook_row;
-        END IF;
     EXCEPTION WHEN OTHERS THEN
         -- Never break StatBus's own write (see "Fail-safe" above): warn, and make listeners
         -- re-read is_system_stable(), where they meet the error themselves.
         RAISE WARNING 'traystatus: trigger % on %.% failed: % (SQLSTATE %); the change it watched goes on. Re-run sql/install.sql (or sql/uninstall.sql) after a StatBus upgrade.',
             TG_NAME, TG_TABLE_SCHEMA, TG_TABLE_NAME, SQLERRM, SQLSTATE;
         PERFORM pg_notify('system_stability', '{"stable": false}');
+        RETURN NULL;
     END;
+    -- (outside the guarded block: its subtransaction would otherwise get an XID of its own
+    -- for the hook row, in every crossing transaction)
+    IF TG_NARGS > 0 THEN
+        PERFORM set_config('system_stability.out', 'yes', true);
+    END IF;
+    -- Queue the commit-time decision once per transaction (rolling back a savepoint
+    -- reverts these notes together with the queued event).
+    IF current_setting('system_stability.queued', true) IS DISTINCT FROM 'yes' THEN
+        PERFORM set_config('system_stability.queued', 'yes', true);
+        INSERT INTO public.system_stability_commit_hook DEFAULT VALUES
+            RETURNING ctid INTO hook_row;
+        DELETE FROM public.system_stability_commit_hook WHERE ctid = hook_row;
+    END IF;
     RETURN NULL;
 END;
 $$;
@@ -987,22 +990,25 @@ BEGIN
         END IF;
         -- import_job: the WHEN clause let through a change that may change the answer either
         -- way (a review can hold other jobs): the decision reads the fresh answer.
-        PERFORM set_config('system_stability.out', 'yes', true);
-        -- Queue the commit-time decision once per transaction (rolling back a savepoint
-        -- reverts these notes together with the queued event).
-        IF current_setting('system_stability.queued', true) IS DISTINCT FROM 'yes' THEN
-            PERFORM set_config('system_stability.queued', 'yes', true);
-            INSERT INTO public.system_stability_commit_hook DEFAULT VALUES
-                RETURNING ctid INTO hook_row;
-            DELETE FROM public.system_stability_commit_hook WHERE ctid = hook_row;
-        END IF;
     EXCEPTION WHEN OTHERS THEN
         -- Never break StatBus's own write (see "Fail-safe" above): warn, and make listeners
         -- re-read is_system_stable(), where they meet the error themselves.
         RAISE WARNING 'traystatus: trigger % on %.% failed: % (SQLSTATE %); the change it watched goes on. Re-run sql/install.sql (or sql/uninstall.sql) after a StatBus upgrade.',
             TG_NAME, TG_TABLE_SCHEMA, TG_TABLE_NAME, SQLERRM, SQLSTATE;
         PERFORM pg_notify('system_stability', '{"stable": false}');
+        RETURN NULL;
     END;
+    -- (outside the guarded block: its subtransaction would otherwise get an XID of its own
+    -- for the hook row, in every crossing transaction)
+    PERFORM set_config('system_stability.out', 'yes', true);
+    -- Queue the commit-time decision once per transaction (rolling back a savepoint
+    -- reverts these notes together with the queued event).
+    IF current_setting('system_stability.queued', true) IS DISTINCT FROM 'yes' THEN
+        PERFORM set_config('system_stability.queued', 'yes', true);
+        INSERT INTO public.system_stability_commit_hook DEFAULT VALUES
+            RETURNING ctid INTO hook_row;
+        DELETE FROM public.system_stability_commit_hook WHERE ctid = hook_row;
+    END IF;
     RETURN NULL;
 END;
 $$;
@@ -1075,7 +1081,16 @@ BEGIN
             believed := rec_stable;
         END IF;
         IF moved_out THEN
-            fresh := public.system_stability_answer(at_time);
+            -- system_stability_answer(at_time), inlined (one SECURITY DEFINER call less)
+            fresh := NOT EXISTS (
+                         SELECT FROM public.import_job AS j
+                         WHERE {{j.counts}})
+                 AND NOT EXISTS (
+                         SELECT FROM worker.tasks AS t
+                         JOIN worker.command_registry AS cr ON cr.command = t.command
+                         WHERE cr.queue = 'analytics'
+                           AND t.state IN ({{task_busy}})
+                           AND (t.scheduled_at IS NULL OR t.scheduled_at <= at_time));
         ELSE
             fresh := false;  -- a row of ours moved in and none moved out: it is active now
         END IF;

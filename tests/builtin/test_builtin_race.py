@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 
 import psycopg
+import pytest
 from psycopg import errors
 
 from tests.builtin.kit import KitDb
@@ -265,3 +266,63 @@ def test_race_on_the_real_statbus(kit_db: KitDb) -> None:
     seed = _seed()
     check(race(kit_db.dsn, kit_db.analyst_dsn, jobs, rounds=150, seed=seed, installed=False),
           seed)
+
+
+@pytest.mark.asyncio
+async def test_the_monitor_in_builtin_mode_ends_on_the_truth_after_every_round(
+    db_dsn: str, login_role: tuple[str, str]
+) -> None:
+    """The same race, read by the real Monitor (coalescing, schedule, rate-limited full
+    reads): after every round it settles on the truth and stays there."""
+    import asyncio
+    from dataclasses import replace
+
+    from tests.core.conftest import FAST, running, with_params
+    from traystatus.core.monitor import Monitor
+    from traystatus.core.state import State
+
+    with psycopg.connect(db_dsn, autocommit=True) as c:
+        jobs = []
+        for i in range(2):
+            r = c.execute("INSERT INTO public.import_job (slug, definition_id, state, error) "
+                          "VALUES (%s, 1, 'finished', 'x') RETURNING id", (f"mrace{i}",)
+                          ).fetchone()
+            assert r is not None
+            jobs.append(int(r[0]))  # type: ignore[call-overload]
+        tasks = []
+        for _ in range(3):
+            new = c.execute("INSERT INTO worker.tasks (command, state) "
+                            "VALUES ('derive_statistical_unit', 'completed') RETURNING id"
+                            ).fetchone()
+            assert new is not None
+            tasks.append(int(new[0]))  # type: ignore[call-overload]
+    name, password = login_role
+    m = Monitor(with_params(db_dsn, user=name, password=password),
+                replace(FAST, reader="builtin", health_interval=60.0))
+    seed = _seed()
+    rng = random.Random(seed)
+    conns = [psycopg.connect(db_dsn, autocommit=True) for _ in range(3)]
+    flips = 0
+    try:
+        async with running(m) as rec:
+            await rec.state(State.STABLE)
+            with psycopg.connect(db_dsn, autocommit=True) as c:
+                before = True
+                for r in range(40):
+                    failures: list[BaseException] = []
+                    await asyncio.gather(*(
+                        asyncio.to_thread(_writer, w, random.Random(rng.random()), tasks, jobs,
+                                          rng.randint(1, 4), False, failures)
+                        for w in conns))
+                    assert not failures, failures[0]
+                    now_true = truth(c, installed=True)
+                    flips += now_true != before
+                    before = now_true
+                    want = State.STABLE if now_true else State.PROCESSING
+                    await rec.state(want, within=10)
+                    await asyncio.sleep(0.7)  # one coalescing window more: still there
+                    assert m.status.state is want, (seed, r, m.status)
+    finally:
+        for w in conns:
+            w.close()
+    assert flips >= 3, f"seed {seed}: the truth changed only {flips} times"

@@ -37,7 +37,9 @@ examples:
 """
 
 
-def _connection_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
+def _connection_options(
+    parser: argparse.ArgumentParser, *, top: bool, many_profiles: bool = False
+) -> None:
     """--dsn/--profile/-v on the top parser and again on every sub-command.
 
     On sub-commands the defaults are SUPPRESS, so ``traystatus -v status`` is not undone by
@@ -50,9 +52,17 @@ def _connection_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
         help="libpq conninfo or URL; overrides the profile's keywords (no password on the "
         "command line: it shows in `ps`; use the keychain, PGPASSWORD or ~/.pgpass)",
     )
-    parser.add_argument(
-        "--profile", "-p", default=dflt, help="connection profile name (default: the default one)"
-    )
+    if many_profiles:
+        parser.add_argument(
+            "--profile", "-p", action="append", default=dflt,
+            help="connection profile name (default: the default one); give it again to "
+            "wait until every one of those deployments is stable",
+        )
+    else:
+        parser.add_argument(
+            "--profile", "-p", default=dflt,
+            help="connection profile name (default: the default one)",
+        )
     parser.add_argument(
         "--source",
         choices=("installed", "builtin", "auto"),
@@ -86,9 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.set_defaults(handler=None)
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
 
-    def command(name: str, handler_path: str, help_text: str) -> argparse.ArgumentParser:
+    def command(
+        name: str, handler_path: str, help_text: str, many_profiles: bool = False
+    ) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
-        _connection_options(p, top=False)
+        _connection_options(p, top=False, many_profiles=many_profiles)
         p.set_defaults(handler=handler_path)
         return p
 
@@ -98,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="one JSON object")
     p.add_argument("--details", action="store_true", help="also import jobs and analytics tasks")
+    p.add_argument("--all", action="store_true",
+                   help="every stored profile: one line each (--json: an array), exit code "
+                   "the worst of them")
     p.add_argument("--timeout", type=_seconds, default=30.0, metavar="S",
                    help="seconds to wait, once connected, for the answer (and --details) "
                    "(default 30); connecting has its own limit, connect_timeout (10 s)")
@@ -107,7 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
         "wait", "watching:cmd_wait",
         "block until the system is stable (exit 0) or the timeout passes (exit 1); a job "
         "waiting for review holds StatBus's import queue and counts as stable (nothing runs "
-        "until a person acts): --until-reviewed waits for the review too",
+        "until a person acts): --until-reviewed waits for the review too; several "
+        "--profile: until all of them are stable",
+        many_profiles=True,
     )
     p.add_argument("--timeout", type=_seconds, default=None, metavar="S",
                    help="seconds to wait after the first answer (default: no limit); "

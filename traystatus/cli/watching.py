@@ -297,6 +297,15 @@ async def probe_status(conninfo: str, error: psycopg.Error) -> Status:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    if getattr(args, "all", False):
+        if getattr(args, "dsn", None) or getattr(args, "profile", None) or getattr(
+            args, "relay", None
+        ) or getattr(args, "details", False):
+            raise CliError("--all asks every stored profile: give no --dsn, --profile, "
+                           "--relay or --details with it", ExitCode.USAGE)
+        from traystatus.cli import many
+
+        return many.cmd_status_all(args)
     status: Status | None = None
     details: Details | None = None
     spec, probe_error = _source(args)
@@ -388,6 +397,15 @@ async def _wait(conninfo: str | SourceSpec, seconds: float | None, quiet: bool,
 
 
 def cmd_wait(args: argparse.Namespace) -> int:
+    from traystatus.cli import many
+
+    names = many.profiles_of(args)
+    if len(names) > 1:
+        if getattr(args, "dsn", None) or getattr(args, "relay", None):
+            raise CliError("several --profile: give no --dsn or --relay with them",
+                           ExitCode.USAGE)
+        return many.cmd_wait_many(args, names)
+    args.profile = names[0] if names else None
     spec, probe_error = _source(args)
     return run(_wait(spec, args.timeout, args.quiet, getattr(args, "until_reviewed", False),
                      probe_error))

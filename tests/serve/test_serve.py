@@ -7,6 +7,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import signal
 import time
 import uuid
@@ -34,6 +35,7 @@ from tests.serve.conftest import (
     token_file,
     until,
 )
+from traystatus.cli.doctor import granted_functions
 
 STATS_FLUSH = 11.0
 
@@ -410,13 +412,19 @@ async def test_two_servers_share_nothing_and_serve_clients_spread_over_both(
 
 
 # -- the database role the server needs ------------------------------------------------------
-SERVE_GRANTS = (  # docs/serve.md's GRANT, word for word
-    "GRANT EXECUTE ON FUNCTION public.system_stability_sql_version(), "
-    "public.system_stability_sql_info(), public.system_stability_sql_drift(), "
-    "public.is_system_stable(), public.system_stability_review(), "
-    "public.get_system_status_details(), "
-    "public.system_work_mark(), public.get_system_work_summary(bigint, timestamptz) TO {}"
-)
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "serve.md"
+
+
+def _docs_grant() -> str:
+    """docs/serve.md's GRANT for the server's role, as written there."""
+    text = DOCS.read_text()
+    start = text.index("GRANT EXECUTE ON FUNCTION")
+    return text[start:text.index(";", start)]
+
+
+def test_the_documented_grant_is_install_sqls() -> None:
+    documented = set(re.findall(r"public\.\w+\([^)]*\)", _docs_grant()))
+    assert documented == set(granted_functions())
 
 
 @pytest.mark.asyncio
@@ -426,7 +434,8 @@ async def test_a_role_with_execute_on_our_functions_only_is_enough(
     """docs/serve.md's role: LOGIN, EXECUTE on our functions, no table, no other role."""
     name = f"serve_{uuid.uuid4().hex[:8]}"
     for role, password in temporary_role(templates, name):
-        _run(db_dsn, sql.SQL(SERVE_GRANTS).format(sql.Identifier(role)).as_string(None))
+        grant = _docs_grant().replace("TO traystatus_serve", "TO {}")
+        _run(db_dsn, sql.SQL(grant).format(sql.Identifier(role)).as_string(None))
         dsn = make_conninfo(db_dsn, user=role, password=password)
         with psycopg.connect(dsn) as c, pytest.raises(psycopg.errors.InsufficientPrivilege):
             c.execute("SELECT count(*) FROM public.import_job")  # really nothing else

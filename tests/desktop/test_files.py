@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtGui import QImage
+from PySide6.QtWidgets import QApplication
 
 from traystatus import __version__
 from traystatus._paths import linux_data_dir, resources_dir
@@ -74,8 +75,12 @@ def test_scalable_icon_is_the_app_svg() -> None:
     )
 
 
-def test_rendered_icons_follow_the_svg() -> None:
-    """The committed 48 px PNG is what the current SVG renders to (within antialiasing)."""
+def test_rendered_icons_follow_the_svg(qapp: QApplication) -> None:
+    """The committed 48 px PNG is what the current SVG renders to (within antialiasing).
+
+    ``qapp``: pytest-qt's QApplication, made before render_icons would make a bare
+    QGuiApplication, which every later Qt test in the session would then trip over.
+    """
     sys.path.insert(0, str(ROOT / "packaging"))
     try:
         import render_icons

@@ -249,3 +249,30 @@ async def test_relay_reconnect_now_and_stop_from_another_thread(
         await asyncio.to_thread(relay.stop)  # safe from any thread
         await asyncio.wait_for(task, 10)
         await until(lambda: srv.hub.clients == 0, what="the relay's socket closed")
+
+
+@pytest.mark.asyncio
+async def test_relay_carries_the_progress_the_server_shows(db_dsn: str, tmp_path: Path) -> None:
+    from tests.sql.conftest import add_job
+
+    async with served(db_dsn, tmp_path) as srv:
+        relay = RelaySource(srv.url, FAST, token="test-token-0123456789abcdef")
+        task = asyncio.create_task(relay.run())
+        try:
+            await until(lambda: relay.status.state is State.STABLE, what="stable")
+            with psycopg.connect(db_dsn, autocommit=True) as c:
+                add_job(c, "processing_data", slug="lu_q3", total_rows=1000,
+                        imported_rows=420, import_completed_pct=42)
+                c.execute(START_TASK)
+
+            def same() -> bool:
+                mine, theirs = relay.status.progress, srv.monitor.status.progress
+                return (mine is not None and theirs is not None
+                        and mine.to_json() == theirs.to_json())
+
+            await until(same, what="the same progress via the relay")
+            progress = relay.status.progress
+            assert progress is not None and progress.overall_pct == 42
+        finally:
+            relay.stop()
+            await asyncio.wait_for(task, 10)

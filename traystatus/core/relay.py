@@ -41,6 +41,7 @@ import aiohttp
 
 from traystatus.core.backoff import Backoff
 from traystatus.core.details import Details, DetailsError, WorkSummary
+from traystatus.core.progress import PHASE_NAMES, Progress
 from traystatus.core.redact import redact_url
 from traystatus.core.state import Counters, Problem, ReviewBlock, State, Status, utcnow
 
@@ -126,7 +127,43 @@ def status_from_json(value: Any) -> Status:
         source="relay",
         review=review,
         note=note if isinstance(note, str) else "",
+        progress=_progress(value.get("progress")),
     )
+
+
+def _progress(value: Any) -> Progress | None:
+    """``Progress.to_json()`` (what the server sends) back into a Progress: the jobs with
+    their (rounded) percentages and the running derive phase. Descriptions are not sent;
+    titles fall back to the slug. None when absent or malformed."""
+    if not isinstance(value, dict):
+        return None
+    jobs = []
+    for j in value.get("jobs") or []:
+        if not isinstance(j, dict):
+            continue
+        item = {k: j.get(k) for k in ("id", "slug", "state", "total_rows", "user_id")}
+        key = {"analysing_data": "analysis_pct", "processing_data": "import_pct"}.get(
+            str(j.get("state")))
+        if key:
+            item[key] = j.get("pct")
+        jobs.append(item)
+    phases = []
+    derive = value.get("derive")
+    if isinstance(derive, dict):
+        commands = {name: command for command, name in PHASE_NAMES.items()}
+        phases.append({
+            "phase": commands.get(str(derive.get("phase")), derive.get("phase")),
+            "state": "processing",
+            "step": derive.get("step"),
+            "total": derive.get("total"),
+            "completed": derive.get("completed"),
+        })
+    text = value.get("text")
+    queued = isinstance(text, str) and "derive queued" in text
+    try:
+        return Progress.from_json({"jobs": jobs, "phases": phases, "derive_queued": queued})
+    except (DetailsError, ValueError, TypeError):
+        return None
 
 
 def _time(value: Any) -> datetime | None:

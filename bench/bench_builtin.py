@@ -180,14 +180,14 @@ async def live(db: KitDb, imports: int, idle_seconds: float, details: bool) -> N
     if details:
         m.subscribe_details()
     base = dict(vars(m.counters))
-    samples: list[tuple[float, int, int, int]] = []
+    samples: list[tuple[float, int, int, int]] = []  # time, stability, details, queries
     done = asyncio.Event()
 
     async def sample() -> None:
         while not done.is_set():
             c = m.counters
             samples.append((time.monotonic(), c.stability_reads, c.details_reads,
-                            c.notifications))
+                            c.queries))
             await asyncio.sleep(0.1)
 
     sampler = asyncio.create_task(sample())
@@ -205,17 +205,22 @@ async def live(db: KitDb, imports: int, idle_seconds: float, details: bool) -> N
     reads = c.stability_reads - base["stability_reads"]
     dreads = c.details_reads - base["details_reads"]
     notes = c.notifications - base["notifications"]
+    preads = c.progress_reads - base["progress_reads"]
+    queries = c.queries - base["queries"]
     # The worst 1-second window.
-    worst = worst_d = 0
-    for i, (t, r, d, _) in enumerate(samples):
-        for t2, r2, d2, _ in samples[i:]:
+    worst = worst_d = worst_q = 0
+    for i, (t, r, d, q) in enumerate(samples):
+        for t2, r2, d2, q2 in samples[i:]:
             if t2 - t > 1.0:
                 break
             worst, worst_d = max(worst, r2 - r), max(worst_d, d2 - d)
+            worst_q = max(worst_q, q2 - q)
     print(f"{imports} imports + derive: {busy:.1f} s busy, {notes} notifications, "
           f"{reads} stability re-reads ({reads / busy:.2f}/s average, worst 1-s window "
           f"{worst}), details {'on' if details else 'off'}: {dreads} details reads "
-          f"({dreads / busy:.2f}/s, worst 1-s window {worst_d}); states {seen}")
+          f"({dreads / busy:.2f}/s, worst 1-s window {worst_d}); {preads} progress reads; "
+          f"all statements {queries} ({queries / busy:.2f}/s, worst 1-s window {worst_q}); "
+          f"states {[st.value for st in seen]}")
     # Idle: what one monitor costs when nothing happens.
     before = dict(vars(m.counters))
     cpu0 = time.process_time()

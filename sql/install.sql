@@ -1061,6 +1061,9 @@ BEGIN
         IF isolation <> 'read committed' THEN
             -- Our snapshot predates the lock: no fresh answer. Announce whatever it is, and tell
             -- the next decision that the record no longer knows what clients were told.
+            -- (Always insert: this snapshot may be older than the last decision, so it cannot
+            -- tell whether an "unknown" row is still there. The next READ COMMITTED decision
+            -- deletes them all.)
             INSERT INTO public.system_stability_announced (stable) VALUES (NULL);
             IF moved_out AND isolation = 'repeatable read' THEN
                 fresh := public.is_system_stable();  -- this snapshot's answer: a hint

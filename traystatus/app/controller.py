@@ -28,11 +28,13 @@ from PySide6.QtWidgets import QMessageBox, QSystemTrayIcon
 from traystatus import __version__
 from traystatus.app import texts
 from traystatus.app.adapter import MonitorAdapter
+from traystatus.app.deployments import Deployments, named
 from traystatus.app.details import DetailsWindow
 from traystatus.app.icons import IconCache, IconStyle, platform_dark_scheme, resolve_style
 from traystatus.app.notifications import NotificationSender
 from traystatus.app.notify_policy import (
     Action,
+    Decision,
     Kind,
     Notice,
     NotificationPolicy,
@@ -137,6 +139,12 @@ class Controller(QObject):
         self._session_passwords: dict[str, str] = {}
         self.status = Status(State.CONNECTING)
         self._profile_problem = NO_PROFILE
+        # The other watched deployments (Settings.watched): one icon shows the worst.
+        self.deployments = Deployments(
+            store, lambda: monitor_options(self.store.settings), clock, self
+        )
+        self.deployments.changed.connect(self._deployments_changed)
+        self.deployments.noticed.connect(self.notifier.handle)
 
         t = self.tray
         t.showDetailsRequested.connect(self.show_details)
@@ -172,6 +180,24 @@ class Controller(QObject):
         self.tray.set_profiles(self.store.names(), self.profile_name)
         if not self._start_monitor():
             self.show_settings()
+        self._start_deployments()
+
+    def _start_deployments(self) -> None:
+        # The profile shown in detail is known now (the default one when none was named).
+        self.tray.set_profiles(self.store.names(), self.profile_name)
+        others = [n for n in self.store.settings.watched
+                  if n != self.profile_name or self.dsn is not None]
+        if others:
+            self.deployments.start(others)
+
+    def _deployments_changed(self) -> None:
+        self.tray.set_deployments(self.deployments.rows())
+
+    def _named(self, decisions: list[Decision]) -> list[Decision]:
+        """With several deployments watched, this one's notices name it too."""
+        if not self.deployments.names or not decisions:
+            return decisions
+        return [named(d, self.profile_name or "this database") for d in decisions]
 
     def _conninfo(self) -> tuple[str, str | None] | None:
         """The conninfo and the profile whose keychain entry may supply the password (None
@@ -271,6 +297,7 @@ class Controller(QObject):
         self._tick.stop()
         self._tray_check.stop()
         await self.tasks.cancel_all()
+        await self.deployments.stop()
         await self._stop_monitor()
         await self.notifier.close()
         if self.tray_host is not None:
@@ -316,7 +343,7 @@ class Controller(QObject):
         if self.details_window is not None:
             self.details_window.set_status(status)
         if notify:
-            self.notifier.handle(self.policy.on_status(status, self.clock()))
+            self.notifier.handle(self._named(self.policy.on_status(status, self.clock())))
 
     def _on_details(self, details: Details) -> None:
         # The icon's ring and the tooltip take their numbers from Status.progress (read
@@ -329,7 +356,7 @@ class Controller(QObject):
         self._show(bug_status(what, error))
 
     def _on_summary(self, summary: WorkSummary) -> None:
-        self.notifier.handle(self.policy.on_summary(summary, self.clock()))
+        self.notifier.handle(self._named(self.policy.on_summary(summary, self.clock())))
 
     def _on_tick(self) -> None:
         now = self.clock()
@@ -339,9 +366,10 @@ class Controller(QObject):
             # dead; do not wait for the health check to find out.
             log.info("woke up after %s; reconnecting now", now - last)
             self.reconnect_now()
-        decisions = self.policy.tick(now)
+        decisions = self._named(self.policy.tick(now))
         if decisions:
             self.notifier.handle(decisions)
+        self.deployments.tick(now)
         if self.tray.paused_until is not None and self.policy.paused_until is None:
             self.tray.set_paused(None)
         if not self.in_tray and texts.needs_ticking(self.window.status):
@@ -418,7 +446,10 @@ class Controller(QObject):
 
     async def _restart_monitor(self) -> None:
         await self._stop_monitor()
+        await self.deployments.stop()
+        self.tray.set_deployments([])
         self._start_monitor()
+        self._start_deployments()
 
     def switch_profile(self, name: str) -> None:
         if name == self.profile_name:
@@ -433,14 +464,17 @@ class Controller(QObject):
             self._restart()  # a bug stopped the monitor or its start: start over
         elif self.adapter is not None:
             self.adapter.reconnect_now()
+        self.deployments.reconnect_now()
 
     def _pause(self, pause: object) -> None:
         if pause:
             until = self.clock() + timedelta(hours=1)
             self.policy.pause(until)
+            self.deployments.pause(until)
             self.tray.set_paused(until)
         else:
             self.policy.resume()
+            self.deployments.pause(None)
             self.tray.set_paused(None)
 
     def show_about(self) -> None:

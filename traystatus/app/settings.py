@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QListWidget,
+    QListWidgetItem,
     QPushButton,
     QVBoxLayout,
     QWidget,
@@ -262,6 +263,15 @@ class SettingsDialog(QDialog):
         aform.addRow(self.autostart)
         outer.addWidget(abox)
 
+        # -- several deployments: which profiles the one icon also watches
+        wbox = QGroupBox("Also watch these deployments (one icon shows the worst state)")
+        wlay = QVBoxLayout(wbox)
+        self.watched = QListWidget()
+        self.watched.setAccessibleName("Watched deployments")
+        self.watched.setMaximumHeight(90)
+        wlay.addWidget(self.watched)
+        outer.addWidget(wbox)
+
         self.message = QLabel()
         self.message.setWordWrap(True)
         outer.addWidget(self.message)
@@ -287,6 +297,14 @@ class SettingsDialog(QDialog):
         self.min_processing.setValue(s.notify_min_processing_s)
         i = self.icon_style.findData(s.icon_style)
         self.icon_style.setCurrentIndex(max(0, i))
+        self.watched.clear()
+        for name in self.store.names():
+            item = QListWidgetItem(name)
+            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            item.setCheckState(
+                Qt.CheckState.Checked if name in s.watched else Qt.CheckState.Unchecked
+            )
+            self.watched.addItem(item)
         try:
             self.autostart.setChecked(autostart.is_enabled())
         except OSError:
@@ -383,6 +401,11 @@ class SettingsDialog(QDialog):
             disconnect_grace_s=float(self.grace.value()),
             notify_min_processing_s=float(self.min_processing.value()),
             icon_style=str(self.icon_style.currentData()),
+            watched=tuple(
+                self.watched.item(i).text()
+                for i in range(self.watched.count())
+                if self.watched.item(i).checkState() == Qt.CheckState.Checked
+            ),
         )
 
     # -- saving ----------------------------------------------------------------------------------

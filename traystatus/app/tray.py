@@ -20,6 +20,7 @@ from PySide6.QtGui import QAction, QActionGroup, QIcon
 from PySide6.QtWidgets import QMenu, QSystemTrayIcon
 
 from traystatus.app import texts
+from traystatus.app.deployments import worst
 from traystatus.app.icons import IconCache, IconStyle, accessible_name
 from traystatus.core.state import State, Status, utcnow
 from traystatus.desktop import autostart
@@ -54,6 +55,9 @@ class TrayIcon(QObject):
         self.profile: str | None = None
         self.profiles: list[str] = []
         self.paused_until: datetime | None = None
+        # Other watched deployments (app/deployments.py): (profile, Status), in order.
+        self.others: list[tuple[str, Status]] = []
+        self._deployment_actions: list[QAction] = []
         self.tray = QSystemTrayIcon(self)
         self.tray.activated.connect(self._on_activated)
         self._menu: QMenu | None = None
@@ -79,6 +83,17 @@ class TrayIcon(QObject):
         self.rebuild_menu()
         self._render()
 
+    def set_deployments(self, rows: Sequence[tuple[str, Status]]) -> None:
+        """The other watched deployments: the icon shows the worst state of all, the
+        tooltip and the menu a line each."""
+        names_changed = [n for n, _ in rows] != [n for n, _ in self.others]
+        self.others = list(rows)
+        if names_changed:
+            self.rebuild_menu()
+        else:
+            self._relabel_deployments()
+        self._render()
+
     def set_paused(self, until: datetime | None) -> None:
         self.paused_until = until
         self.rebuild_menu()
@@ -91,27 +106,38 @@ class TrayIcon(QObject):
 
     # -- rendering -------------------------------------------------------------------------
     @property
+    def shown(self) -> Status:
+        """What the one icon shows: this deployment's state, or the worst of all watched."""
+        return worst([self.status, *(st for _, st in self.others)]) or self.status
+
+    @property
     def progress(self) -> int | None:
-        """The ring's percentage: ``Status.progress``, read while processing."""
-        return texts.progress_pct(self.status)
+        """The ring's percentage: ``Status.progress`` of the state shown, while processing."""
+        return texts.progress_pct(self.shown)
 
     def current_icon(self) -> QIcon:
-        return self.icons.for_status(self.status, self.style, self.progress)
+        return self.icons.for_status(self.shown, self.style, self.progress)
 
     def tooltip_text(self) -> str:
-        return texts.tooltip(self.status, self.clock(), self.profile)
+        now = self.clock()
+        if not self.others:
+            return texts.tooltip(self.status, now, self.profile)
+        lines = [texts.APP_TITLE]
+        for name, st in [(self.profile or "this database", self.status), *self.others]:
+            lines.append(f"{name}: {texts.headline(st, now)}")
+        return "\n".join(lines)
 
     def accessible_text(self) -> str:
-        return accessible_name(self.status, self.progress)
+        return accessible_name(self.shown, self.progress)
 
     def _render(self) -> None:
-        key = (self.status.state, self.style, self.icons_progress_key())
+        key = (self.shown.state, self.style, self.icons_progress_key())
         if key != self._icon_key:
             self._icon_key = key
             self.tray.setIcon(self.current_icon())
             self.repaints += 1
         self._refresh_tooltip()
-        if texts.needs_ticking(self.status):
+        if any(texts.needs_ticking(st) for st in [self.status, *(st for _, st in self.others)]):
             if not self._timer.isActive():
                 self._timer.start()
         else:
@@ -134,6 +160,15 @@ class TrayIcon(QObject):
         menu = QMenu()
         menu.setAccessibleName("traystatus menu")
         menu.addAction("Show details").triggered.connect(self.showDetailsRequested.emit)
+        self._deployment_actions = []
+        if self.others:
+            # A line per watched deployment, its state in words (informational).
+            menu.addSection("Deployments")
+            for _ in range(len(self.others) + 1):
+                act = menu.addAction("")
+                act.setEnabled(False)
+                self._deployment_actions.append(act)
+            self._relabel_deployments()
         menu.addSeparator()
         menu.addAction("Reconnect now").triggered.connect(self.reconnectRequested.emit)
         if self.paused_until is not None:
@@ -173,6 +208,20 @@ class TrayIcon(QObject):
         self.tray.setContextMenu(menu)  # the new one first ...
         if old is not None:
             old.deleteLater()  # ... then the old one goes
+
+    def deployment_lines(self) -> list[str]:
+        """'prod: processing (42 %)', one per watched deployment, this one first."""
+        out = []
+        for name, st in [(self.profile or "this database", self.status), *self.others]:
+            word = st.state.value
+            pct = texts.progress_pct(st)
+            out.append(f"{name}: {word}" + (f" ({pct} %)" if pct is not None else ""))
+        return out
+
+    def _relabel_deployments(self) -> None:
+        for act, text in zip(self._deployment_actions, self.deployment_lines(), strict=False):
+            if act.text() != text:
+                act.setText(text)
 
     @property
     def menu(self) -> QMenu:

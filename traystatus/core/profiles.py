@@ -338,6 +338,9 @@ class Settings:
     anyone is told (longer right after start and after wake from sleep).
     ``notify_min_processing_s``: "Processing finished" only after processing lasted at least
     this long (a short flip is not news).
+    ``watched``: more profiles the tray app watches besides the one it shows in detail
+    (several deployments: one icon with the worst state, a line per deployment); names
+    that are not (or no longer) profiles are skipped.
     """
 
     notify_stable: bool = True
@@ -349,6 +352,7 @@ class Settings:
     health_interval_s: float = 15.0
     health_timeout_s: float = 5.0
     icon_style: str = "auto"
+    watched: tuple[str, ...] = ()
 
     def validate(self) -> Settings:
         """Strict: raise ProfileError naming the first bad value (the dialog shows it)."""
@@ -404,6 +408,10 @@ class Settings:
                         ok = False
             elif f.name == "icon_style":
                 ok = value in ICON_STYLES
+            elif f.name == "watched":
+                ok = isinstance(value, list) and all(isinstance(x, str) for x in value)
+                if ok:
+                    kwargs[f.name] = tuple(dict.fromkeys(value))
             else:
                 ok = isinstance(value, str)
             if not ok:
@@ -416,7 +424,9 @@ class Settings:
         return cls(**kwargs).validate()
 
     def to_table(self) -> dict[str, Any]:
-        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        table = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        table["watched"] = list(self.watched)
+        return table
 
 
 # -- the store --------------------------------------------------------------------------------

@@ -164,6 +164,31 @@ def test_icon_appears_green_when_stable(desktop: Desktop, app: App) -> None:
     tray_shot(desktop, "01-tray-stable")
 
 
+def test_ring_shows_progress_with_the_details_window_never_opened(
+    desktop: Desktop, app: App, database: Database
+) -> None:
+    """Progress at a glance: the details window has not been opened yet, and the icon's
+    ring still fills as the import moves on (Status.progress, read while processing)."""
+    database.execute(JOB_SQL, ("e2e_glance", "Glance", 1000, 10.0))
+    wait_colour(desktop, app, "amber", "an import job is processing")
+    assert not desktop.find_windows("StatBus status: details")
+    time.sleep(3)  # the first progress read lands within a second or so
+    at_10 = desktop.colors(app.icon, "02a-ring-10pct")["amber"]
+    set_progress(database, "e2e_glance", 90.0)
+    database.execute("SELECT pg_notify('import_job_progress', '{}')")
+
+    def ring_grew() -> bool:
+        # The dark ring covers the amber rim: 80 % more of it at 90 % than at 10 %.
+        return desktop.colors(app.icon, "02b-ring-90pct")["amber"] < at_10 * 0.85
+    wait_for(ring_grew, "the ring filling from 10 % to 90 % (window closed)", timeout=SLOW)
+    tray_shot(desktop, "02c-tray-ring-90pct")
+    assert not desktop.find_windows("StatBus status: details")
+    # Gone, not finished: a recently ended job would stay listed in the details window,
+    # which the next test measures.
+    database.execute("DELETE FROM public.import_job WHERE slug = 'e2e_glance'")
+    wait_colour(desktop, app, "green", "the glance job gone")
+
+
 def test_processing_amber_details_progress_then_finished_notice(
     desktop: Desktop, app: App, database: Database
 ) -> None:

@@ -152,3 +152,45 @@ async def test_an_analyst_monitor_on_the_real_statbus_reads_pipeline_progress() 
     finally:
         with psycopg.connect(su, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.mark.asyncio
+async def test_my_import_ending_is_told_once_with_how_it_ended(
+    db_dsn: str, login_role: tuple[str, str]
+) -> None:
+    """The login is mapped to its StatBus user (auth.uid(): the auth.user whose email is
+    the login's name); an import job that ends is told once, ``mine`` for the login's own,
+    with its rows, errors and warnings; one that ends with the spell is told too."""
+    from traystatus.core.progress import ImportEnd
+
+    role, password = login_role
+    w = await aconnect(db_dsn)
+    cur = await w.execute('INSERT INTO auth."user" (email) VALUES (%s), (%s) RETURNING id',
+                          (role, "someone.else@example.org"))
+    me, other = [r[0] for r in await cur.fetchall()]
+    mine = await add_job(w, "processing_data", total_rows=20_000, import_completed_pct=10,
+                         description="Legal units 2026", user_id=me)
+    theirs = await add_job(w, "processing_data", total_rows=50, import_completed_pct=10,
+                           user_id=other)
+    m = Monitor(with_params(db_dsn, user=role), FAST, password=password)
+    ended: list[ImportEnd] = []
+    m.add_import_listener(ended.append)
+    async with running(m) as rec:
+        await rec.until(lambda: m.status.progress is not None
+                        and len(m.status.progress.running_jobs) == 2, what="both jobs")
+        assert m.status.progress.me == me
+        assert [m.status.progress.mine(j) for j in m.status.progress.jobs] == [True, False]
+        await w.execute("UPDATE public.import_job SET state = 'finished', imported_rows = 20000,"
+                        " warning_count = 16, import_completed_pct = 100 WHERE id = %s", (mine,))
+        await rec.until(lambda: len(ended) == 1, what="my job ended")
+        assert (ended[0].id, ended[0].mine, ended[0].title) == (mine, True, "Legal units 2026")
+        assert ended[0].text == "20,000 rows imported, 16 warnings"
+        # The other one fails, and with it the system turns stable: the closing read.
+        await w.execute("UPDATE public.import_job SET state = 'failed', error = %s "
+                        "WHERE id = %s", ("worker crashed\ntraceback...", theirs))
+        await rec.state(State.STABLE)
+        await rec.until(lambda: len(ended) == 2, what="their job ended")
+        assert (ended[1].id, ended[1].mine, ended[1].text) == (theirs, False, "worker crashed")
+        await asyncio.sleep(1.5)
+        assert len(ended) == 2  # each told once
+    await w.close()

@@ -35,6 +35,7 @@ class MonitorAdapter(QObject):
     statusChanged = Signal(object)
     detailsChanged = Signal(object)
     workFinished = Signal(object)
+    importEnded = Signal(object)  # core.progress.ImportEnd (database sources only)
 
     def __init__(
         self, monitor: StateSource, parent: QObject | None = None, details_interval_ms: int = 300
@@ -54,6 +55,10 @@ class MonitorAdapter(QObject):
         monitor.add_listener(self._on_status)
         monitor.add_details_listener(self._on_details)
         monitor.add_summary_listener(self._on_summary)
+        # Which import jobs ended: a database monitor tells; a source that cannot, cannot.
+        add_import_listener = getattr(monitor, "add_import_listener", None)
+        if add_import_listener is not None:
+            add_import_listener(self.importEnded.emit)
 
     # -- life cycle ------------------------------------------------------------------------
     @property

@@ -52,6 +52,7 @@ from traystatus.core.monitor import MonitorOptions
 from traystatus.core.password import Source
 from traystatus.core.password import resolve_async as resolve_password_async
 from traystatus.core.profiles import ProfileError, ProfileStore, Settings
+from traystatus.core.progress import ImportEnd
 from traystatus.core.readers import READER_MODES
 from traystatus.core.source import SourceError, is_relay, open_source
 from traystatus.core.state import Problem, State, Status, utcnow
@@ -125,6 +126,8 @@ class Controller(QObject):
             fallback=self._balloon, parent=self, use_desktop_notifier=use_desktop_notifier
         )
         self.notifier.actionRequested.connect(self._on_action)
+        self.notifier.jobRequested.connect(self.show_job)
+        self.me: int | None = None  # the StatBus user behind the login, once known
         self.adapter: MonitorAdapter | None = None
         self.details_window: DetailsWindow | None = None
         self.settings_dialog: SettingsDialog | None = None
@@ -267,6 +270,7 @@ class Controller(QObject):
         self.adapter.statusChanged.connect(self._on_status)
         self.adapter.detailsChanged.connect(self._on_details)
         self.adapter.workFinished.connect(self._on_summary)
+        self.adapter.importEnded.connect(self._on_import_end)
         if self.details_window is not None:
             self.details_window.set_adapter(self.adapter)
         self._on_status(monitor.status)
@@ -285,6 +289,7 @@ class Controller(QObject):
         adapter.statusChanged.disconnect(self._on_status)
         adapter.detailsChanged.disconnect(self._on_details)
         adapter.workFinished.disconnect(self._on_summary)
+        adapter.importEnded.disconnect(self._on_import_end)
         if self.details_window is not None:
             self.details_window.hide()
             self.details_window.deleteLater()
@@ -338,6 +343,10 @@ class Controller(QObject):
     def _show(self, status: Status, notify: bool = True) -> None:
         """The one way a Status reaches the icon, the window and the details window."""
         self.status = status
+        if status.progress is not None and status.progress.me is not None:
+            if status.progress.me != self.me and self.details_window is not None:
+                self.details_window.set_me(status.progress.me)
+            self.me = status.progress.me
         self.tray.set_status(status)
         self.window.set_status(status)
         if self.details_window is not None:
@@ -354,6 +363,15 @@ class Controller(QObject):
     def _task_failed(self, what: str, error: BaseException) -> None:
         """A task of ours died of a bug: say so instead of staying on Connecting."""
         self._show(bug_status(what, error))
+
+    def _on_import_end(self, job: ImportEnd) -> None:
+        self.notifier.handle(self._named(self.policy.on_import_end(job, self.clock())))
+
+    def show_job(self, job_id: object) -> None:
+        """"Show details" on a notice about one import job: the window, on that job."""
+        self.show_details()
+        if self.details_window is not None and isinstance(job_id, int):
+            self.details_window.focus_job(job_id)
 
     def _on_summary(self, summary: WorkSummary) -> None:
         self.notifier.handle(self._named(self.policy.on_summary(summary, self.clock())))
@@ -390,6 +408,7 @@ class Controller(QObject):
         if self.details_window is None:
             self.details_window = DetailsWindow(self.adapter, self.icons, clock=self.clock)
             self.details_window.reconnectRequested.connect(self.reconnect_now)
+            self.details_window.set_me(self.me)
             self.details_window.set_status(self.status)
         w = self.details_window
         w.show()

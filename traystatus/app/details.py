@@ -19,6 +19,7 @@ from datetime import datetime
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QCloseEvent, QHideEvent, QShowEvent
 from PySide6.QtWidgets import (
+    QCheckBox,
     QFrame,
     QHBoxLayout,
     QHeaderView,
@@ -56,6 +57,7 @@ STATE_WORDS = {
 # The progress bar names the phase its percentage belongs to.
 BAR_LABELS = {"analysing": "Analysing", "processing": "Importing", "review": "Analysed",
               "done": "Done"}
+FOCUS_STYLE = "#jobRow { border: 2px solid #1565c0; }"  # the job a notice pointed at
 TASK_STATE_ORDER = ("processing", "waiting", "interrupted", "pending")
 
 
@@ -122,10 +124,10 @@ class JobRow(QFrame):
         lay.addWidget(self.problems)
         self.job_id: int | None = None
 
-    def show_job(self, job: ImportJob, now: datetime) -> None:
+    def show_job(self, job: ImportJob, now: datetime, mine: bool = False) -> None:
         self.job_id = job.id
         _text(self.title, job.title)
-        _text(self.slug, f"{job.slug} · job {job.id}")
+        _text(self.slug, f"{job.slug} · job {job.id}" + (" · ★ yours" if mine else ""))
         words = STATE_WORDS.get(job.state, job.state.replace("_", " ").capitalize())
         style = ""
         if job.needs_person and job.state == "waiting_for_review":
@@ -301,7 +303,16 @@ class DetailsWindow(QWidget):
         self.body = QVBoxLayout(body)
         self.jobs_title = QLabel()
         self.jobs_title.setStyleSheet("font-weight: bold;")
-        self.body.addWidget(self.jobs_title)
+        jobs_head = QHBoxLayout()
+        jobs_head.addWidget(self.jobs_title, 1)
+        # My imports: the jobs whose user is the StatBus user behind the login.
+        self.only_mine = QCheckBox("Only my imports")
+        self.only_mine.setVisible(False)
+        self.only_mine.toggled.connect(self._render)
+        jobs_head.addWidget(self.only_mine)
+        self.body.addLayout(jobs_head)
+        self.me: int | None = None
+        self._focus: int | None = None
         self.jobs_box = QVBoxLayout()
         self.jobs_box.setSpacing(4)
         self.body.addLayout(self.jobs_box)
@@ -387,6 +398,25 @@ class DetailsWindow(QWidget):
         self.details = details
         self._render()
 
+    def set_me(self, me: int | None) -> None:
+        """The StatBus user behind the login: their jobs are marked and can be filtered."""
+        self.me = me
+        self._render()
+
+    def focus_job(self, job_id: int) -> None:
+        """Bring one job's row into view and frame it (a notice's "Show details")."""
+        self._focus = job_id
+        if job_id not in {j.id for j in self._shown_jobs()}:
+            self.only_mine.setChecked(False)
+        self._render()
+
+    def _shown_jobs(self) -> tuple[ImportJob, ...]:
+        details = self.details if self.status.is_known else None
+        jobs = details.import_jobs if details is not None else ()
+        if self.only_mine.isChecked() and self.me is not None:
+            jobs = tuple(j for j in jobs if j.user_id == self.me)
+        return jobs
+
     # -- rendering ----------------------------------------------------------------------------
     def _render(self) -> None:
         now = self.clock()
@@ -421,7 +451,7 @@ class DetailsWindow(QWidget):
         self.reconnect.setVisible(st.state in (State.DISCONNECTED, State.ERROR))
         self.review_note.setVisible(details is not None and details.review_blocks_imports)
 
-        jobs = details.import_jobs if details is not None else ()
+        jobs = self._shown_jobs()
         self._render_pipeline(st)
         self._render_jobs(jobs, details, now)
         self._render_analytics(details, now)
@@ -486,7 +516,8 @@ class DetailsWindow(QWidget):
         body.setUpdatesEnabled(False)
         try:
             for row, job in zip(self.rows, jobs, strict=False):
-                row.show_job(job, now)
+                row.show_job(job, now, mine=self.me is not None and job.user_id == self.me)
+                _style(row, FOCUS_STYLE if job.id == self._focus else "")
                 _visible(row, True)
             for row in self.rows[len(jobs):]:
                 _visible(row, False)
@@ -503,7 +534,12 @@ class DetailsWindow(QWidget):
         elif len(jobs) > active:
             title += f", {len(jobs) - active} waiting or recently ended"
         self.jobs_title.setText(title)
-        self.jobs_title.setVisible(bool(jobs))
+        self.jobs_title.setVisible(bool(jobs) or self.only_mine.isChecked())
+        self.only_mine.setVisible(self.me is not None and bool(details.import_jobs))
+        focused = next((r for r in self.rows if r.job_id == self._focus and r.isVisible()),
+                       None)
+        if focused is not None:
+            self.scroll_area.ensureWidgetVisible(focused)
 
     def _render_analytics(self, details: Details | None, now: datetime) -> None:
         a = details.analytics if details is not None else None

@@ -46,6 +46,7 @@ class NotificationSender(QObject):
     """Shows notices; emits ``actionRequested(Action)`` when a button is pressed."""
 
     actionRequested = Signal(object)
+    jobRequested = Signal(object)  # "Show details" on a notice about one import job: its id
 
     def __init__(
         self,
@@ -183,10 +184,12 @@ class NotificationSender(QObject):
             Urgency.CRITICAL: DnUrgency.Critical,
         }[notice.urgency]
         buttons = [
-            Button(title=ACTION_TITLES[a], on_pressed=self._action_cb(a)) for a in notice.actions
+            Button(title=ACTION_TITLES[a], on_pressed=self._action_cb(a, notice.job_id))
+            for a in notice.actions
         ]
         on_clicked = (
-            self._action_cb(Action.SHOW_DETAILS) if Action.SHOW_DETAILS in notice.actions else None
+            self._action_cb(Action.SHOW_DETAILS, notice.job_id)
+            if Action.SHOW_DETAILS in notice.actions else None
         )
         icon_path = _state_icon_path(notice.icon)
         ident: str = await self._notifier.send(
@@ -200,7 +203,10 @@ class NotificationSender(QObject):
         )
         return ident if dispatched else None
 
-    def _action_cb(self, action: Action) -> Callable[[], None]:
+    def _action_cb(self, action: Action, job_id: int | None = None) -> Callable[[], None]:
+        if action is Action.SHOW_DETAILS and job_id is not None:
+            return lambda: self.jobRequested.emit(job_id)
+
         def fire() -> None:
             self.actionRequested.emit(action)
 

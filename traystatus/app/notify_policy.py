@@ -33,6 +33,7 @@ from datetime import datetime, timedelta
 
 from traystatus.core.details import EndedJob, WorkSummary
 from traystatus.core.profiles import Settings
+from traystatus.core.progress import ImportEnd
 from traystatus.core.state import Problem, State, Status
 from traystatus.core.wording import plural
 
@@ -50,6 +51,7 @@ class Kind(enum.Enum):
     CONNECTION = "connection"
     ERROR = "error"
     REVIEW = "review"  # a job waits for review (StatBus holds its import queue), and when done
+    IMPORT_ENDED = "import_ended"  # an import job ended: mine (or all, by Settings)
 
 
 class Urgency(enum.Enum):
@@ -76,6 +78,7 @@ class Notice:
     urgency: Urgency = Urgency.NORMAL
     actions: tuple[Action, ...] = ()
     icon: str = "stable"  # the state icon to show with it (resources/icons/<icon>.svg)
+    job_id: int | None = None  # "Show details" opens the details window on this job
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,7 @@ class NotifyOptions:
     connection: bool = True
     error: bool = True
     review: bool = True
+    imports: str = "mine"  # which ended imports get their own notice: mine | all
     min_processing: timedelta = timedelta(seconds=30)
     grace: timedelta = timedelta(seconds=60)
     grace_after_start: timedelta = timedelta(minutes=3)
@@ -113,6 +117,7 @@ class NotifyOptions:
             Kind.CONNECTION: self.connection,
             Kind.ERROR: self.error,
             Kind.REVIEW: self.review,
+            Kind.IMPORT_ENDED: True,
         }[kind]
 
     @classmethod
@@ -125,6 +130,7 @@ class NotifyOptions:
             connection=settings.notify_disconnected,
             error=settings.notify_error,
             review=bool(getattr(settings, "notify_review", True)),
+            imports=str(getattr(settings, "import_notices", "mine")),
             min_processing=timedelta(seconds=settings.notify_min_processing_s),
             grace=grace,
             grace_after_start=max(grace * 3, timedelta(minutes=3)),
@@ -270,6 +276,35 @@ class NotificationPolicy:
         self._burst = _Burst(summary, now)
         out += self._emit(self._finished_notice(summary), now)
         return out
+
+    def on_import_end(self, job: ImportEnd, now: datetime) -> list[Decision]:
+        """An import job ended: its own notice when it is the login's own (or for every
+        job, by Settings), once per job ("Processing finished" still sums up all)."""
+        if job.id in self._seen_jobs or (self.options.imports != "all" and not job.mine):
+            return []
+        self._seen_jobs.add(job.id)
+        whose = "Your import" if job.mine else "Import"
+        if job.failed:
+            how, urgency, icon = "failed", Urgency.CRITICAL, "error"
+        elif job.state == "rejected":
+            how, urgency, icon = "was rejected", Urgency.NORMAL, "stable"
+        elif job.has_errors:
+            how, urgency, icon = "finished with errors", Urgency.CRITICAL, "error"
+        else:
+            how, urgency, icon = "finished", Urgency.NORMAL, "stable"
+        return self._emit(
+            Notice(
+                Kind.IMPORT_ENDED,
+                f"job-{job.id}",
+                f"{whose} '{job.title}' {how}",
+                job.text,
+                urgency,
+                (Action.SHOW_DETAILS,),
+                icon,
+                job_id=job.id,
+            ),
+            now,
+        )
 
     def tick(self, now: datetime) -> list[Decision]:
         """Once a second: grace periods end, sleeps are noticed, pauses run out."""

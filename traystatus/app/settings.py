@@ -248,6 +248,14 @@ class SettingsDialog(QDialog):
         for w in (self.notify_stable, self.notify_import_failed, self.notify_disconnected,
                   self.notify_error):
             nform.addRow(w)
+        self.import_notices = QComboBox()
+        self.import_notices.addItem("My imports only", "mine")
+        self.import_notices.addItem("Every import", "all")
+        self.import_notices.setToolTip(
+            "Which import jobs get a notification of their own when they end. "
+            "\"Processing finished\" still sums up all of them."
+        )
+        nform.addRow("When an import ends, notify for", self.import_notices)
         nform.addRow("Announce finished processing only after", self.min_processing)
         nform.addRow("Announce a lost connection after", self.grace)
         outer.addWidget(nbox)
@@ -297,6 +305,7 @@ class SettingsDialog(QDialog):
         self.min_processing.setValue(s.notify_min_processing_s)
         i = self.icon_style.findData(s.icon_style)
         self.icon_style.setCurrentIndex(max(0, i))
+        self.import_notices.setCurrentIndex(max(0, self.import_notices.findData(s.import_notices)))
         self.watched.clear()
         for name in self.store.names():
             item = QListWidgetItem(name)
@@ -401,6 +410,7 @@ class SettingsDialog(QDialog):
             disconnect_grace_s=float(self.grace.value()),
             notify_min_processing_s=float(self.min_processing.value()),
             icon_style=str(self.icon_style.currentData()),
+            import_notices=str(self.import_notices.currentData()),
             watched=tuple(
                 self.watched.item(i).text()
                 for i in range(self.watched.count())

@@ -78,7 +78,7 @@ from traystatus.core import pgio
 from traystatus.core.backoff import Backoff
 from traystatus.core.details import Details, WorkSummary
 from traystatus.core.errors import Diagnosis, Phase, Target, classify, diagnose
-from traystatus.core.progress import Progress
+from traystatus.core.progress import ImportEnd, Progress
 from traystatus.core.readers import (
     MAX_PAYLOAD_BYTES,
     PROGRESS_CHANNEL,
@@ -181,6 +181,7 @@ class Monitor:
         self._listeners: list[Callable[[Status], None]] = []
         self._details_listeners: list[Callable[[Details], None]] = []
         self._summary_listeners: list[Callable[[WorkSummary], None]] = []
+        self._import_listeners: list[Callable[[ImportEnd], None]] = []
         self._details_refs = 0
         self._last_details: Details | None = None
         self._stopping = False
@@ -234,6 +235,11 @@ class Monitor:
 
     def add_summary_listener(self, callback: Callable[[WorkSummary], None]) -> None:
         self._summary_listeners.append(callback)
+
+    def add_import_listener(self, callback: Callable[[ImportEnd], None]) -> None:
+        """Called once per import job that ended while processing was watched (how it
+        ended, and whether it is the login's own: ``ImportEnd.mine``)."""
+        self._import_listeners.append(callback)
 
     def remove_summary_listener(self, callback: Callable[[WorkSummary], None]) -> None:
         with contextlib.suppress(ValueError):
@@ -549,11 +555,17 @@ class Monitor:
             self._schedule.progress_stopped()
             self._progress = None
             await self._sync_channels(link, reader)
+            if self._import_listeners:
+                # The closing read of a processing spell: the jobs that ended with it.
+                self.counters.progress_reads += 1
+                await reader.read_progress(link)
+                self._emit_ended(reader)
 
     async def _read_progress(self, link: pgio.Link, reader: Reader) -> None:
         self._schedule.progress_reading(time.monotonic())
         self.counters.progress_reads += 1
         progress = await reader.read_progress(link)
+        self._emit_ended(reader)
         if progress is None or not self._schedule.progress_on:
             return
         self._progress = progress
@@ -569,6 +581,10 @@ class Monitor:
             return  # malformed, or the last subscriber left while the query ran
         self._last_details = details
         self._emit(self._details_listeners, details)
+
+    def _emit_ended(self, reader: Reader) -> None:
+        for ended in reader.ended_imports():
+            self._emit(self._import_listeners, ended)
 
     # -- status and callbacks ---------------------------------------------------------------
     def _set_status(self, new: Status) -> None:

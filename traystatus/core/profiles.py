@@ -312,6 +312,7 @@ SECONDS_MIN = {
 }
 # Settings older versions stored but never used; a file that still has them loads (they
 # are dropped, with one info line) and loses them on the next save.
+IMPORT_NOTICES = ("mine", "all")
 RETIRED_SETTINGS = frozenset({
     "notify_processing_started", "notify_import_finished", "only_my_imports",
     "flap_damping_s", "quiet_hours_start", "quiet_hours_end",
@@ -338,6 +339,8 @@ class Settings:
     anyone is told (longer right after start and after wake from sleep).
     ``notify_min_processing_s``: "Processing finished" only after processing lasted at least
     this long (a short flip is not news).
+    ``import_notices``: which ended import jobs get a notice of their own: ``mine`` (the
+    StatBus user behind the login's) or ``all``.
     ``watched``: more profiles the tray app watches besides the one it shows in detail
     (several deployments: one icon with the worst state, a line per deployment); names
     that are not (or no longer) profiles are skipped.
@@ -353,8 +356,14 @@ class Settings:
     health_timeout_s: float = 5.0
     icon_style: str = "auto"
     watched: tuple[str, ...] = ()
+    import_notices: str = "mine"
 
     def validate(self) -> Settings:
+        if self.import_notices not in IMPORT_NOTICES:
+            raise ProfileError(
+                f"settings: import_notices {self.import_notices!r} is not one of "
+                f"{', '.join(IMPORT_NOTICES)}"
+            )
         """Strict: raise ProfileError naming the first bad value (the dialog shows it)."""
         if self.icon_style not in ICON_STYLES:
             raise ProfileError(
@@ -408,6 +417,8 @@ class Settings:
                         ok = False
             elif f.name == "icon_style":
                 ok = value in ICON_STYLES
+            elif f.name == "import_notices":
+                ok = value in IMPORT_NOTICES
             elif f.name == "watched":
                 ok = isinstance(value, list) and all(isinstance(x, str) for x in value)
                 if ok:

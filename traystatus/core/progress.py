@@ -179,12 +179,77 @@ class PhaseProgress:
 
 
 @dataclass(frozen=True)
+class ImportEnd:
+    """An import job that was running or queued and is not any more: how it ended.
+
+    ``mine``: its ``user_id`` is the StatBus user behind this login (``auth.uid()``: the
+    auth.user whose email is the login role's name)."""
+
+    id: int
+    slug: str
+    description: str | None
+    state: str  # finished | failed | rejected | ... (whatever StatBus says now)
+    total_rows: int | None
+    imported_rows: int | None
+    error_count: int
+    warning_count: int
+    error: str | None
+    user_id: int | None
+    mine: bool
+
+    @property
+    def title(self) -> str:
+        return self.description or self.slug or f"import job {self.id}"
+
+    @property
+    def failed(self) -> bool:
+        return self.state == "failed"
+
+    @property
+    def has_errors(self) -> bool:
+        return self.failed or bool(self.error) or self.error_count > 0
+
+    @property
+    def text(self) -> str:
+        """'20,000 rows imported, 16 warnings' / the first line of the error."""
+        if self.failed:
+            first = (self.error or "").strip().splitlines()
+            return first[0][:200] if first else "See the import job in StatBus."
+        if self.state == "rejected":
+            return "Rejected in review: nothing was imported."
+        parts = []
+        if self.imported_rows is not None:
+            parts.append(f"{plural(self.imported_rows, 'row')} imported")
+        if self.error_count:
+            parts.append(plural(self.error_count, "error"))
+        if self.warning_count:
+            parts.append(plural(self.warning_count, "warning"))
+        return ", ".join(parts) or "Finished."
+
+    @classmethod
+    def from_row(cls, row: Any, me: int | None) -> ImportEnd:
+        (job_id, slug, description, state, total, imported, errors, warnings, error,
+         user_id) = row
+        return cls(
+            id=int(job_id), slug=str(slug or ""), description=description,
+            state=str(state or ""), total_rows=total, imported_rows=imported,
+            error_count=int(errors or 0), warning_count=int(warnings or 0), error=error,
+            user_id=user_id, mine=me is not None and user_id == me,
+        )
+
+
+@dataclass(frozen=True)
 class Progress:
-    """The aggregate: running and queued import jobs, the pipeline's phases."""
+    """The aggregate: running and queued import jobs, the pipeline's phases, and ``me``:
+    the StatBus user behind this login (None when it cannot be told)."""
 
     jobs: tuple[JobProgress, ...] = ()
     phases: tuple[PhaseProgress, ...] = ()
     derive_queued: bool = False
+    me: int | None = None
+
+    def mine(self, job: JobProgress) -> bool:
+        return self.me is not None and job.user_id == self.me
 
     @classmethod
     def from_json(cls, value: Any) -> Progress:
@@ -195,7 +260,8 @@ class Progress:
             PhaseProgress.from_json(p) for p in _objects(value.get("phases"), "phases")
         )
         queued = value.get("derive_queued")
-        return cls(jobs, phases, bool(queued) if isinstance(queued, bool) else False)
+        me = _int(value, "me")
+        return cls(jobs, phases, bool(queued) if isinstance(queued, bool) else False, me)
 
     # -- what the faces show ------------------------------------------------------------
     @property
@@ -281,7 +347,9 @@ class Progress:
                     "pct": percent(j.pct),
                     "total_rows": j.total_rows,
                     "user_id": j.user_id,
+                    "mine": self.mine(j),
                 }
                 for j in self.jobs
             ],
+            "me": self.me,
         }

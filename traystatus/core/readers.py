@@ -32,7 +32,7 @@ import psycopg
 from traystatus.core.details import Details, DetailsError, WorkSummary
 from traystatus.core.errors import Diagnosis, Phase, Target, classify
 from traystatus.core.pgio import Link
-from traystatus.core.progress import Progress
+from traystatus.core.progress import ImportEnd, Progress
 from traystatus.core.schedule import Channel
 from traystatus.core.sqlfiles import version_problem
 from traystatus.core.stability import Owed
@@ -127,6 +127,10 @@ class Reader(Protocol):
         """The progress aggregate; None when this login cannot read it (logged once)."""
         ...
 
+    def ended_imports(self) -> tuple[ImportEnd, ...]:
+        """Import jobs the last ``read_progress`` found ended (each told once)."""
+        ...
+
 
 # -- progress: the same plain query in every reader mode -----------------------------------
 # Read-only, on StatBus's own tables, runnable by any login in ``authenticated``: no
@@ -173,11 +177,57 @@ SELECT
 """
 
 
+ENDED_SQL = """
+SELECT j.id, j.slug, j.description, j.state::text, j.total_rows, j.imported_rows,
+       j.error_count, j.warning_count, j.error, j.user_id
+  FROM public.import_job AS j WHERE j.id = ANY(%s) ORDER BY j.id
+"""
+# The StatBus user behind this login: auth.uid() is StatBus's own (the auth.user whose
+# email is current_user, the login role's name); the plain query is its body, for a
+# StatBus without the function.
+ME_SQL = ("SELECT auth.uid()", 'SELECT id FROM auth."user" WHERE email = current_user')
+
+
 class ProgressReading:
     """``progress_channels`` and ``read_progress`` for any reader: StatBus's own channels
-    and tables, so they work with and without our installed SQL."""
+    and tables, so they work with and without our installed SQL.
+
+    It also tells which import jobs ended (``ended_imports()`` after each read): a job
+    seen running or queued by one read and gone from the next has ended; its final row
+    (rows imported, errors, warnings, the error) is read once, with ``mine`` when its
+    ``user_id`` is the StatBus user behind the login."""
 
     _progress_broken = False
+    _me_known = False
+    _me: int | None = None
+    _seen: frozenset[int] = frozenset()
+    _ended: tuple[ImportEnd, ...] = ()
+
+    def ended_imports(self) -> tuple[ImportEnd, ...]:
+        """The jobs the last ``read_progress`` found ended (taken: asked once)."""
+        out, self._ended = self._ended, ()
+        return out
+
+    async def _read_me(self, link: Link) -> int | None:
+        if not self._me_known:
+            self._me_known = True
+            for query in ME_SQL:
+                try:
+                    row = await link.one(query)
+                except psycopg.Error as ex:
+                    log.debug("who am I in StatBus: %s", str(ex).splitlines()[0])
+                    continue
+                self._me = row[0] if row and isinstance(row[0], int) else None
+                break
+        return self._me
+
+    async def _read_ended(self, link: Link, now_seen: frozenset[int], me: int | None) -> None:
+        gone = sorted(self._seen - now_seen)
+        self._seen = now_seen
+        if not gone:
+            return
+        rows = await link.all(ENDED_SQL, (gone,))
+        self._ended += tuple(ImportEnd.from_row(r, me) for r in rows)
 
     @property
     def progress_channels(self) -> tuple[str, ...]:
@@ -202,13 +252,16 @@ class ProgressReading:
             return None
         if row is None:
             return None
+        me = await self._read_me(link)
         try:
-            return Progress.from_json(
-                {"jobs": row[0], "phases": row[1], "derive_queued": row[2]}
+            progress = Progress.from_json(
+                {"jobs": row[0], "phases": row[1], "derive_queued": row[2], "me": me}
             )
         except DetailsError as ex:
             log.warning("ignoring a malformed progress aggregate: %s", ex)
             return None
+        await self._read_ended(link, frozenset(j.id for j in progress.jobs), me)
+        return progress
 
 
 # The last column: seconds until the next future-scheduled analytics task falls due (time

@@ -13,7 +13,6 @@ from tests.core.conftest import with_params
 from tests.fix_db import PgServer
 from traystatus.core.errors import (
     Phase,
-    TraystatusError,
     classify,
     diagnose,
     tcp_reachable,
@@ -128,11 +127,8 @@ def test_terminated_backend_is_connection_lost(db_dsn: str) -> None:
     assert diag.problem is Problem.CONNECTION_LOST and diag.transient
 
 
-def test_bugs_are_internal_and_own_errors_keep_their_problem() -> None:
+def test_bugs_are_internal() -> None:
     assert classify(KeyError("x")).problem is Problem.INTERNAL
-    err = TraystatusError(Problem.NO_PASSWORD, "no password: store one")
-    assert classify(err).problem is Problem.NO_PASSWORD
-    assert str(err) == "no password: store one"
 
 
 @pytest.mark.asyncio

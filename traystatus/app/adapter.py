@@ -46,8 +46,6 @@ class MonitorAdapter(QObject):
         self._details_wanted = 0
         self._pending_details: Any = None
         self._has_pending = False
-        self.last_details: Any = None
-        self.details_emitted = 0  # for tests and the bench: how many repaints were asked
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(details_interval_ms)
@@ -136,8 +134,6 @@ class MonitorAdapter(QObject):
         if not self._has_pending:
             return
         details, self._pending_details, self._has_pending = self._pending_details, None, False
-        self.last_details = details
-        self.details_emitted += 1
         self.detailsChanged.emit(details)
         if not self._timer.isActive():
             self._timer.start()

@@ -58,7 +58,6 @@ STATE_WORDS = {
 BAR_LABELS = {"analysing": "Analysing", "processing": "Importing", "review": "Analysed",
               "done": "Done"}
 FOCUS_STYLE = "#jobRow { border: 2px solid #1565c0; }"  # the job a notice pointed at
-TASK_STATE_ORDER = ("processing", "waiting", "interrupted", "pending")
 
 
 def _n(value: int | None) -> str:

@@ -108,7 +108,6 @@ class NotificationSender(QObject):
         return self._server_ok
 
     # -- the worker -------------------------------------------------------------------------
-    _busy = False
 
     def _ensure_worker(self) -> None:
         if self._worker is None or self._worker.done():
@@ -120,15 +119,12 @@ class NotificationSender(QObject):
             self._wakeup.clear()
             while self._queue:
                 _, decision = self._queue.popitem(last=False)
-                self._busy = True
                 try:
                     await self._deliver(decision)
                 except asyncio.CancelledError:
                     raise
                 except Exception:  # never let one bad notice stop the others
                     log.exception("could not show a notification")
-                finally:
-                    self._busy = False
             self._idle.set()
 
     async def _deliver(self, decision: Decision) -> None:

@@ -164,7 +164,6 @@ class SettingsDialog(QDialog):
         self._current: str | None = None
         self._check_task: asyncio.Future[CheckResult] | None = None
         self.tasks = TaskSet(self._task_failed)
-        self.last_check: CheckResult | None = None
 
         outer = QVBoxLayout(self)
 
@@ -525,7 +524,6 @@ class SettingsDialog(QDialog):
         return self._show_check(result)
 
     def _show_check(self, result: CheckResult) -> CheckResult:
-        self.last_check = result
         self.check_result.setText(result.detail)
         self.check_result.setStyleSheet("color: #2e7d32;" if result.ok else "color: #c62828;")
         return result

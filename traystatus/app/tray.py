@@ -64,7 +64,6 @@ class TrayIcon(QObject):
         self._timer = QTimer(self)
         self._timer.setInterval(1000)
         self._timer.timeout.connect(self._refresh_tooltip)
-        self.repaints = 0  # icon changes, for tests and the bench
         self._icon_key: tuple[object, ...] | None = None
         self.rebuild_menu()
         self._render()
@@ -135,7 +134,6 @@ class TrayIcon(QObject):
         if key != self._icon_key:
             self._icon_key = key
             self.tray.setIcon(self.current_icon())
-            self.repaints += 1
         self._refresh_tooltip()
         if any(texts.needs_ticking(st) for st in [self.status, *(st for _, st in self.others)]):
             if not self._timer.isActive():

@@ -1,4 +1,4 @@
-"""Errors: one base for traystatus, and psycopg errors turned into a ``Problem``.
+"""Errors: psycopg errors (and anything else) turned into a ``Problem`` and a message.
 
 Two kinds of failure reach the monitor. Errors of the environment (server down, wrong
 password, SQL not installed, no privilege, TLS) are told to a person with the fix; they
@@ -50,19 +50,6 @@ from traystatus.core import conncheck
 from traystatus.core.state import Problem
 
 
-class TraystatusError(Exception):
-    """Base of every error traystatus raises on purpose: the environment's fault.
-
-    ``problem`` says what kind (for code to branch on), ``str(ex)`` says the fact, the
-    state and the fix (for a person).
-    """
-
-    def __init__(self, problem: Problem, message: str) -> None:
-        super().__init__(message)
-        self.problem = problem
-        self.message = message
-
-
 class Phase(enum.Enum):
     """Where an error happened: while connecting, or on an open connection."""
 
@@ -95,9 +82,6 @@ class Diagnosis:
         if not self.detail or self.detail in self.message:
             return self.message
         return f"{self.message} (details: {self.detail})"
-
-    def to_error(self) -> TraystatusError:
-        return TraystatusError(self.problem, self.message)
 
 
 @dataclass(frozen=True)
@@ -176,8 +160,6 @@ def classify(ex: BaseException, conninfo: str = "", phase: Phase = Phase.QUERY) 
     """
     target = Target.from_conninfo(conninfo)
     detail = _detail(ex)
-    if isinstance(ex, TraystatusError):
-        return Diagnosis(ex.problem, ex.message)
     if phase is Phase.CONNECT:
         invalid = _invalid_setting(conninfo)
         if invalid:

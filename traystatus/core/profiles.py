@@ -310,9 +310,9 @@ SECONDS_MIN = {
     "health_interval_s": 1.0,
     "health_timeout_s": 1.0,
 }
+IMPORT_NOTICES = ("mine", "all")
 # Settings older versions stored but never used; a file that still has them loads (they
 # are dropped, with one info line) and loses them on the next save.
-IMPORT_NOTICES = ("mine", "all")
 RETIRED_SETTINGS = frozenset({
     "notify_processing_started", "notify_import_finished", "only_my_imports",
     "flap_damping_s", "quiet_hours_start", "quiet_hours_end",
@@ -359,12 +359,12 @@ class Settings:
     import_notices: str = "mine"
 
     def validate(self) -> Settings:
+        """Strict: raise ProfileError naming the first bad value (the dialog shows it)."""
         if self.import_notices not in IMPORT_NOTICES:
             raise ProfileError(
                 f"settings: import_notices {self.import_notices!r} is not one of "
                 f"{', '.join(IMPORT_NOTICES)}"
             )
-        """Strict: raise ProfileError naming the first bad value (the dialog shows it)."""
         if self.icon_style not in ICON_STYLES:
             raise ProfileError(
                 f"settings: icon_style {self.icon_style!r} is not one of {', '.join(ICON_STYLES)}"

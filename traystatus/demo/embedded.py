@@ -183,10 +183,6 @@ class EmbeddedPostgres:
             return
         self._exec("pg_ctl", "-w", "-t", "30", "-D", str(self.datadir), "-m", mode, "stop")
 
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
     @property
     def running(self) -> bool:
         pidfile = self.datadir / "postmaster.pid"

@@ -420,20 +420,6 @@ def _native_desktop() -> bool:
     return sys.platform in ("win32", "darwin")
 
 
-def check_tray_host(
-    env: Mapping[str, str] | None = None, timeout: float = DEFAULT_TIMEOUT
-) -> CheckResult:
-    env = dict(os.environ if env is None else env)
-    return _run(lambda bus: [_tray_result(bus, env, timeout)], env, timeout)[0]
-
-
-def check_notifications(
-    env: Mapping[str, str] | None = None, timeout: float = DEFAULT_TIMEOUT
-) -> CheckResult:
-    env = dict(os.environ if env is None else env)
-    return _run(lambda bus: [_notification_result(bus)], env, timeout)[0]
-
-
 async def check_desktop_async(
     env: Mapping[str, str] | None = None, probe_timeout: float = DEFAULT_TIMEOUT
 ) -> list[CheckResult]:
@@ -458,15 +444,6 @@ def check_desktop(
 ) -> list[CheckResult]:
     """All desktop checks: tray host, notification server, keychain. Never raises."""
     return asyncio.run(check_desktop_async(env, timeout))
-
-
-def _run(
-    make: Callable[[_BusFindings], list[CheckResult]], env: Mapping[str, str], timeout: float
-) -> list[CheckResult]:
-    address = session_bus_address(env)
-    if address is None:
-        return make(_BusFindings(error="no session bus (DBUS_SESSION_BUS_ADDRESS is not set)"))
-    return make(asyncio.run(_probe_bus(address, timeout)))
 
 
 def _native_results(timeout: float) -> list[CheckResult]:

@@ -222,16 +222,8 @@ class Monitor:
     def add_listener(self, callback: Callable[[Status], None]) -> None:
         self._listeners.append(callback)
 
-    def remove_listener(self, callback: Callable[[Status], None]) -> None:
-        with contextlib.suppress(ValueError):
-            self._listeners.remove(callback)
-
     def add_details_listener(self, callback: Callable[[Details], None]) -> None:
         self._details_listeners.append(callback)
-
-    def remove_details_listener(self, callback: Callable[[Details], None]) -> None:
-        with contextlib.suppress(ValueError):
-            self._details_listeners.remove(callback)
 
     def add_summary_listener(self, callback: Callable[[WorkSummary], None]) -> None:
         self._summary_listeners.append(callback)
@@ -240,10 +232,6 @@ class Monitor:
         """Called once per import job that ended while processing was watched (how it
         ended, and whether it is the login's own: ``ImportEnd.mine``)."""
         self._import_listeners.append(callback)
-
-    def remove_summary_listener(self, callback: Callable[[WorkSummary], None]) -> None:
-        with contextlib.suppress(ValueError):
-            self._summary_listeners.remove(callback)
 
     def stop(self) -> None:
         """Ask ``run()`` to close its connection and return. Safe from any thread."""

@@ -70,6 +70,8 @@ def database() -> Iterator[Database]:
             conn.execute(sql.SQL(
                 "CREATE ROLE {} LOGIN PASSWORD {} IN ROLE authenticated, regular_user"
             ).format(sql.Identifier(ANALYST), sql.Literal(password)))
+            # The StatBus user behind the login (as StatBus's user_create makes one).
+            conn.execute('INSERT INTO auth."user" (email) VALUES (%s)', (ANALYST,))
         yield Database(server, admin, server.dsn("statbus", user=ANALYST, password=password))
     finally:
         server.destroy()
@@ -228,6 +230,33 @@ def test_processing_amber_details_progress_then_finished_notice(
     desktop.dunst_close_all()
     wait_for(lambda: any(h["summary"] == "Processing finished"
                          for h in desktop.dunst_history()), "dunst's history", timeout=30)
+
+
+def test_my_import_gets_its_own_notice_whose_action_opens_the_job(
+    desktop: Desktop, app: App, database: Database
+) -> None:
+    database.execute(
+        JOB_SQL.replace("priority)", "priority, user_id)").replace(
+            "now(), 1)", "now(), 1, (SELECT id FROM auth.\"user\" WHERE email = %s))"),
+        ("e2e_mine", "Legal units 2026", 5000, 50.0, ANALYST))
+    wait_colour(desktop, app, "amber", "my import is processing")
+    time.sleep(2)  # a progress read sees it running
+    database.execute(
+        "UPDATE public.import_job SET state = 'finished', imported_rows = 20000, "
+        "total_rows = 20000, warning_count = 16, import_completed_pct = 100, "
+        "processing_stop_at = now() WHERE slug = 'e2e_mine'")
+    title = "Your import 'Legal units 2026' finished"
+    wait_for(lambda: any(n.summary == title for n in desktop.notifications()),
+             "my import's own notice", timeout=SLOW)
+    notice = [n for n in desktop.notifications() if n.summary == title][-1]
+    assert notice.body == "20,000 rows imported, 16 warnings", notice.body
+    time.sleep(1)
+    desktop.screenshot("10-notification-my-import")
+    # Its "Show details" (the job framed in the details window) is checked with the real
+    # Controller in tests/app/test_my_imports.py: dunst 1.9 here does not invoke a
+    # desktop-notifier default action from dunstctl or a middle click.
+    desktop.dunst_close_all()
+    wait_colour(desktop, app, "green", "my import ended")
 
 
 def test_job_with_errors_gets_its_own_notice(

@@ -369,6 +369,8 @@ class Controller(QObject):
 
     def show_job(self, job_id: object) -> None:
         """"Show details" on a notice about one import job: the window, on that job."""
+        log.info("showing import job %s in the details window (a notification's action)",
+                 job_id)
         self.show_details()
         if self.details_window is not None and isinstance(job_id, int):
             self.details_window.focus_job(job_id)

@@ -186,6 +186,7 @@ SELECT j.id, j.slug, j.description, j.state::text, j.total_rows, j.imported_rows
 # email is current_user, the login role's name); the plain query is its body, for a
 # StatBus without the function.
 ME_SQL = ("SELECT auth.uid()", 'SELECT id FROM auth."user" WHERE email = current_user')
+ME_RETRY = 60.0  # seconds between two "who am I" while the answer is "nobody"
 
 
 class ProgressReading:
@@ -198,8 +199,8 @@ class ProgressReading:
     ``user_id`` is the StatBus user behind the login."""
 
     _progress_broken = False
-    _me_known = False
-    _me: int | None = None
+    _me_asked = -1e18  # monotonic time of the last "who am I" (asked again after a minute
+    _me: int | None = None  # while unknown: the StatBus user may be created meanwhile)
     _seen: frozenset[int] = frozenset()
     _ended: tuple[ImportEnd, ...] = ()
 
@@ -209,8 +210,9 @@ class ProgressReading:
         return out
 
     async def _read_me(self, link: Link) -> int | None:
-        if not self._me_known:
-            self._me_known = True
+        now = time.monotonic()
+        if self._me is None and now - self._me_asked >= ME_RETRY:
+            self._me_asked = now
             for query in ME_SQL:
                 try:
                     row = await link.one(query)

@@ -877,16 +877,32 @@ CREATE UNLOGGED TABLE IF NOT EXISTS public.system_stability_commit_hook ();
 COMMENT ON TABLE public.system_stability_commit_hook IS
     'traystatus: always empty; its deferred trigger decides at COMMIT whether to NOTIFY system_stability';
 
--- What was last announced. One row after a decision; no row, more than one row or a NULL
--- `stable` mean "unknown" (the next decision announces). UNLOGGED: a crash empties it, which
--- also means "unknown" (clients reconnect and read anyway).
+-- What was last announced: the answer is the boolean AND the review block (what a client
+-- shows). One row after a decision; no row, more than one row or a NULL `stable` mean
+-- "unknown" (the next decision announces); a NULL `review` means the review part is unknown
+-- (the next decision reads it and announces). `review` is the review block's fingerprint:
+-- {"jobs": [ids waiting for review], "queued_behind": n}, or JSON null when no job waits.
+-- UNLOGGED: a crash empties it, which also means "unknown" (clients reconnect and read anyway).
 CREATE UNLOGGED TABLE IF NOT EXISTS public.system_stability_announced (
     stable boolean,
     stable_until timestamptz,
-    decided_at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp()
+    decided_at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    review jsonb
 );
+-- Upgrade from an install whose record had no review part (the column comes last either way,
+-- so a fresh install and an upgraded one have the same table). Its rows then say "review
+-- unknown": the next decision reads the review block and announces once.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_attribute
+                   WHERE attrelid = 'public.system_stability_announced'::regclass
+                     AND attname = 'review' AND attnum > 0 AND NOT attisdropped) THEN
+        ALTER TABLE public.system_stability_announced ADD COLUMN review jsonb;
+    END IF;
+END;
+$$;
 COMMENT ON TABLE public.system_stability_announced IS
-    'traystatus: the answer last announced on system_stability (written at COMMIT under an advisory lock)';
+    'traystatus: the answer last announced on system_stability, the boolean and the review block (written at COMMIT under an advisory lock)';
 
 DO $generate$
 DECLARE
@@ -907,7 +923,7 @@ BEGIN
         IF current_setting('system_stability.queued', true) = 'yes' THEN
             RETURN NULL;
         END IF;
-    ELSIF current_setting('system_stability.out', true) = 'yes' THEN
+    ELSIF current_setting('system_stability.out', true) IN ('yes', 'job') THEN
         RETURN NULL;
     END IF;
     BEGIN
@@ -966,9 +982,12 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     hook_row tid;
+    noted text := current_setting('system_stability.out', true);
 BEGIN
-    IF current_setting('system_stability.out', true) = 'yes' THEN
-        RETURN NULL;  -- this transaction decides at COMMIT already, with a fresh read
+    -- 'yes': a row moved out; 'job': an import job moved (the decision also reads the review
+    -- block then). Either way this transaction decides at COMMIT already, with a fresh read.
+    IF noted = 'job' OR (noted = 'yes' AND TG_TABLE_NAME = 'tasks') THEN
+        RETURN NULL;
     END IF;
     BEGIN
         IF TG_TABLE_NAME = 'tasks' THEN
@@ -1000,7 +1019,8 @@ BEGIN
     END;
     -- (outside the guarded block: its subtransaction would otherwise get an XID of its own
     -- for the hook row, in every crossing transaction)
-    PERFORM set_config('system_stability.out', 'yes', true);
+    PERFORM set_config('system_stability.out',
+                       CASE WHEN TG_TABLE_NAME = 'tasks' THEN 'yes' ELSE 'job' END, true);
     -- Queue the commit-time decision once per transaction (rolling back a savepoint
     -- reverts these notes together with the queued event).
     IF current_setting('system_stability.queued', true) IS DISTINCT FROM 'yes' THEN
@@ -1023,15 +1043,22 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     stack text;
+    noted text;
     moved_out boolean;
+    job_moved boolean;
     isolation text;
     n integer;
     rec_stable boolean;
     rec_until timestamptz;
+    rec_review jsonb;
     at_time timestamptz;
     believed boolean;
+    believed_review jsonb;
     fresh boolean;
     fresh_until timestamptz;
+    fresh_review jsonb;
+    readable boolean;
+    note jsonb;
     hook_row tid;
 BEGIN
     -- Fired early by SET CONSTRAINTS ... IMMEDIATE run inside a function (sql_saga's
@@ -1044,7 +1071,11 @@ BEGIN
         DELETE FROM public.system_stability_commit_hook WHERE ctid = hook_row;
         RETURN NULL;
     END IF;
-    moved_out := current_setting('system_stability.out', true) = 'yes';
+    -- 'yes': a row left the busy set; 'job': an import job moved (the review block may have
+    -- changed too); neither: only rows moved in.
+    noted := current_setting('system_stability.out', true);
+    moved_out := coalesce(noted IN ('yes', 'job'), false);
+    job_moved := coalesce(noted = 'job', false);
     -- A later crossing in this transaction (possible only after a top-level SET CONSTRAINTS)
     -- queues a new decision.
     PERFORM set_config('system_stability.queued', '', true);
@@ -1074,14 +1105,47 @@ BEGIN
             RETURN NULL;
         END IF;
         -- READ COMMITTED: every statement from here on takes a new snapshot, after the lock.
-        SELECT count(*), bool_and(a.stable), min(a.stable_until)
-        INTO n, rec_stable, rec_until
+        SELECT count(*), bool_and(a.stable), min(a.stable_until), (array_agg(a.review))[1]
+        INTO n, rec_stable, rec_until, rec_review
         FROM public.system_stability_announced AS a;
         at_time := clock_timestamp();
         IF n = 1 AND NOT coalesce(rec_stable AND at_time >= rec_until, false) THEN
             -- Once the next scheduled task has fallen due, clients have re-read and hold
             -- whatever was true at that moment (the task may have gone since): unknown.
             believed := rec_stable;
+        END IF;
+        IF n = 1 THEN
+            believed_review := rec_review;  -- (time changes nothing in the review block)
+        END IF;
+        -- The review block changes only with import job rows, and every transaction that
+        -- moves a watched job decides here ('job'). So a transaction that moved only tasks
+        -- carries the recorded review part over without reading it: the hot path reads
+        -- nothing more. It is read when a job moved, or when the record does not know it.
+        IF job_moved OR believed_review IS NULL THEN
+            readable := moved_out;  -- import_job was locked before our lock (see above)
+            IF NOT readable THEN
+                -- Only rows moved in, so import_job is not locked yet, and waiting for it
+                -- while holding our lock could deadlock with a DDL transaction waiting for
+                -- ours: take it only if free at once, else leave the review part unknown.
+                BEGIN
+                    LOCK TABLE public.import_job IN ACCESS SHARE MODE NOWAIT;
+                    readable := true;
+                EXCEPTION WHEN lock_not_available THEN
+                    readable := false;
+                END;
+            END IF;
+            IF readable THEN
+                -- the fingerprint of system_stability_review(): the ids waiting, the count held
+                SELECT CASE WHEN count(*) = 0 THEN 'null'::jsonb ELSE jsonb_build_object(
+                           'jobs', jsonb_agg(j.id ORDER BY j.id),
+                           'queued_behind', CASE WHEN {{review_holds_queue}} THEN
+                               (SELECT count(*) FROM public.import_job AS q
+                                WHERE q.state IN ({{job_work}})) ELSE 0 END) END
+                INTO fresh_review
+                FROM public.import_job AS j WHERE j.state IN ({{job_review}});
+            END IF;
+        ELSE
+            fresh_review := believed_review;
         END IF;
         IF moved_out THEN
             -- system_stability_answer(at_time), inlined (one SECURITY DEFINER call less)
@@ -1101,17 +1165,31 @@ BEGIN
             fresh_until := public.system_stability_next_due_at(at_time);
         END IF;
         IF fresh IS DISTINCT FROM believed
-           OR (fresh AND fresh_until < coalesce(rec_until, 'infinity')) THEN
-            PERFORM pg_notify('system_stability', jsonb_build_object('stable', fresh)::text);
+           OR (fresh AND fresh_until < coalesce(rec_until, 'infinity'))
+           OR fresh_review IS NULL OR believed_review IS NULL
+           OR fresh_review IS DISTINCT FROM believed_review THEN
+            -- {"stable": <bool>}, plus "review" (the fingerprint) while a job waits for
+            -- review; older clients ignore it, and every client re-reads anyway.
+            note := jsonb_build_object('stable', fresh);
+            IF jsonb_typeof(fresh_review) = 'object' THEN
+                note := note || jsonb_build_object('review', fresh_review);
+                IF octet_length(note::text) > 7000 THEN  -- NOTIFY's limit is 8000 bytes
+                    note := jsonb_build_object('stable', fresh);
+                END IF;
+            END IF;
+            PERFORM pg_notify('system_stability', note::text);
         END IF;
-        IF n <> 1 OR rec_stable IS DISTINCT FROM fresh OR rec_until IS DISTINCT FROM fresh_until THEN
+        IF n <> 1 OR rec_stable IS DISTINCT FROM fresh OR rec_until IS DISTINCT FROM fresh_until
+           OR rec_review IS DISTINCT FROM fresh_review THEN
             IF n = 1 THEN
                 UPDATE public.system_stability_announced
-                SET stable = fresh, stable_until = fresh_until, decided_at = at_time;
+                SET stable = fresh, stable_until = fresh_until, review = fresh_review,
+                    decided_at = at_time;
             ELSE
                 DELETE FROM public.system_stability_announced;
-                INSERT INTO public.system_stability_announced (stable, stable_until, decided_at)
-                VALUES (fresh, fresh_until, at_time);
+                INSERT INTO public.system_stability_announced
+                    (stable, stable_until, review, decided_at)
+                VALUES (fresh, fresh_until, fresh_review, at_time);
             END IF;
         END IF;
     EXCEPTION WHEN OTHERS THEN
@@ -1152,7 +1230,11 @@ BEGIN
                   AND t.state IN ({{task_busy}}));
         END IF;
         IF had_active THEN
-            PERFORM set_config('system_stability.out', 'yes', true);
+            IF TG_TABLE_NAME = 'import_job' THEN
+                PERFORM set_config('system_stability.out', 'job', true);
+            ELSIF current_setting('system_stability.out', true) IS DISTINCT FROM 'job' THEN
+                PERFORM set_config('system_stability.out', 'yes', true);
+            END IF;
         -- Queue the commit-time decision once per transaction (rolling back a savepoint
         -- reverts these notes together with the queued event).
         IF current_setting('system_stability.queued', true) IS DISTINCT FROM 'yes' THEN

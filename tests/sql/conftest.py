@@ -114,8 +114,12 @@ def stable(conn: Conn) -> bool:
     return bool(row[0])
 
 
-def payload(stable_value: bool) -> str:
-    """The exact text the triggers send."""
+def payload(stable_value: bool, review: list[int] | None = None, queued_behind: int = 0) -> str:
+    """The exact text the triggers send: ``{"stable": ...}``, with the review block's
+    fingerprint while a job waits for review (the ids waiting, the imports queued behind)."""
+    if review:
+        return json.dumps({"review": {"jobs": sorted(review), "queued_behind": queued_behind},
+                           "stable": stable_value})
     return json.dumps({"stable": stable_value})
 
 

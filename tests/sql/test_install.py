@@ -27,6 +27,7 @@ from tests.sql.conftest import (
     WATCHED_JOB_STATES,
     Conn,
     Listener,
+    add_job,
     add_task,
     payload,
 )
@@ -242,3 +243,43 @@ def test_psql_install_and_uninstall_on_each_server_version(
         assert int(str(major[0])) // 10000 in expected.values()
     finally:
         server.destroy()
+
+
+def test_upgrade_from_the_record_without_a_review_part(conn: Conn, listener: Listener) -> None:
+    """The previous install's record had no review column. Re-running install.sql over it
+    adds the column (last, as in a fresh install: the same table), keeps the row, whose
+    review part is then unknown: the next decision reads it and announces once, and the one
+    after is silent again. Uninstall removes it all."""
+    def columns() -> list[tuple[object, ...]]:
+        return conn.execute(
+            "SELECT attname, format_type(atttypid, atttypmod), attnotnull, attnum "
+            "FROM pg_attribute WHERE attrelid = 'public.system_stability_announced'::regclass "
+            "AND attnum > 0 AND NOT attisdropped ORDER BY attnum").fetchall()
+
+    fresh = columns()
+    assert [c[0] for c in fresh] == ["stable", "stable_until", "decided_at", "review"]
+    before = snapshot(conn)
+    conn.execute("""
+        DROP TABLE public.system_stability_announced;
+        CREATE UNLOGGED TABLE public.system_stability_announced (
+            stable boolean,
+            stable_until timestamptz,
+            decided_at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp());
+        INSERT INTO public.system_stability_announced (stable) VALUES (true);
+    """)
+    run_file(conn, INSTALL)
+    assert columns() == fresh and snapshot(conn) == before
+    assert conn.execute("SELECT stable, review IS NULL FROM public.system_stability_announced"
+                        ).fetchall() == [(True, True)]
+    listener.drain()
+    job = add_job(conn, "waiting_for_upload")
+    conn.execute("UPDATE public.import_job SET state = 'waiting_for_review' WHERE id = %s",
+                 (job,))
+    assert listener.drain() == [payload(True, [job])]
+    add_task(conn, "pending")
+    assert listener.drain() == [payload(False, [job])]
+    run_file(conn, INSTALL)  # idempotent over the upgraded table
+    assert columns() == fresh
+    run_file(conn, UNINSTALL)
+    assert conn.execute("SELECT to_regclass('public.system_stability_announced')"
+                        ).fetchone() == (None,)

@@ -6,10 +6,12 @@ so "none" is a real observation, not a timeout.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
 import psycopg
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -19,6 +21,7 @@ from tests.sql.conftest import (
     IMPORT_JOB_STATES,
     NEEDS_2026_03,
     QUEUE_COMMAND,
+    REVIEW_HOLDS,
     TASK_STATES,
     Conn,
     Listener,
@@ -28,6 +31,8 @@ from tests.sql.conftest import (
     payload,
     stable,
 )
+from traystatus.core.pgio import Link
+from traystatus.core.readers import InstalledReader, StableRead
 
 INSERT_N = (
     "INSERT INTO worker.tasks (command, state) "
@@ -308,3 +313,115 @@ def test_a_rolled_back_savepoint_takes_its_announcement_with_it(
         assert listener.drain() == []  # nothing delivered before commit
         conn.execute("UPDATE public.import_job SET state = 'rejected'")
     assert listener.drain() == [payload(True)]
+
+
+# -- the review block is part of the answer -----------------------------------------------------
+def _reader_sees(dsn: str) -> StableRead:
+    """What the installed reader reads (its own query, one round trip), as a client would."""
+
+    async def read() -> StableRead:
+        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as aconn:
+            reader = InstalledReader(dsn)
+            link = Link(aconn, timeout=30)
+            await reader.first_read(link, with_mark=False)
+            return await reader.read_stable(link, with_mark=False)
+
+    return asyncio.run(read())
+
+
+def test_a_job_starting_to_wait_for_review_alone_notifies_once(
+    db_dsn: str, conn: Conn, listener: Listener
+) -> None:
+    """Nothing runs; a job goes waiting_for_upload -> waiting_for_review (the register stays
+    stable, the boolean does not change). The review block changes what a client shows, so
+    one notification, and the reader then sees the review."""
+    job = add_job(conn, "waiting_for_upload")
+    listener.drain()
+    assert stable(conn)
+    conn.execute("UPDATE public.import_job SET state = 'waiting_for_review' WHERE id = %s",
+                 (job,))
+    assert listener.drain() == [payload(True, [job])]
+    seen = _reader_sees(db_dsn)
+    assert seen.stable is True and seen.review is not None
+    assert [i for i, _ in seen.review.waiting] == [job] and seen.review.queued_behind == 0
+    # the same again changes nothing: nothing sent
+    conn.execute("UPDATE public.import_job SET state = 'waiting_for_review' WHERE id = %s",
+                 (job,))
+    assert listener.drain() == []
+
+
+def test_an_upload_behind_a_review_notifies_once(
+    db_dsn: str, conn: Conn, listener: Listener
+) -> None:
+    """While a review waits (and holds the queue), another upload completes: the register
+    stays stable (the upload is held), the count queued behind goes 0 -> 1: one notification,
+    with the count; the reader sees it."""
+    if not REVIEW_HOLDS:
+        pytest.skip("this StatBus does not hold its import queue during a review")
+    reviewed = add_job(conn, "waiting_for_review")
+    queued = add_job(conn, "waiting_for_upload")
+    listener.drain()
+    conn.execute("UPDATE public.import_job SET state = 'upload_completed' WHERE id = %s",
+                 (queued,))
+    assert listener.drain() == [payload(True, [reviewed], 1)]
+    seen = _reader_sees(db_dsn)
+    assert seen.review is not None and seen.review.queued_behind == 1
+    # the held job moving on within the work states (the count stays 1): nothing
+    conn.execute("UPDATE public.import_job SET state = 'preparing_data' WHERE id = %s",
+                 (queued,))
+    assert listener.drain() == []
+
+
+def test_a_rejection_that_clears_the_hold_notifies_once(conn: Conn, listener: Listener) -> None:
+    """Rejecting the only job waiting for review, with nothing behind it: the register was
+    stable and stays stable, the block clears: one {"stable": true}. With an upload behind
+    it, the rejection releases it: one {"stable": false}."""
+    job = add_job(conn, "waiting_for_review")
+    listener.drain()
+    conn.execute("UPDATE public.import_job SET state = 'rejected' WHERE id = %s", (job,))
+    assert listener.drain() == [payload(True)]
+    assert stable(conn)
+    if REVIEW_HOLDS:
+        job = add_job(conn, "waiting_for_review")
+        add_job(conn, "upload_completed")
+        assert listener.drain() == [payload(True, [job]), payload(True, [job], 1)]
+        conn.execute("UPDATE public.import_job SET state = 'rejected' WHERE id = %s", (job,))
+        assert listener.drain() == [payload(False)]
+        assert not stable(conn)
+
+
+def test_task_lifecycles_while_busy_and_under_review_send_nothing(
+    conn: Conn, listener: Listener
+) -> None:
+    """A busy period with a job waiting for review: 30 task lifecycles (each step its own
+    transaction, as the worker commits) change neither the boolean nor the review block:
+    nothing is sent. (Task-only transactions carry the recorded review part over.)"""
+    add_job(conn, "waiting_for_review")
+    long_task = add_task(conn, "processing")
+    listener.drain()
+    for _ in range(30):
+        t = add_task(conn, "pending")
+        conn.execute("UPDATE worker.tasks SET state = 'processing' WHERE id = %s", (t,))
+        conn.execute("UPDATE worker.tasks SET state = 'completed' WHERE id = %s", (t,))
+    assert listener.drain() == []
+    conn.execute("UPDATE worker.tasks SET state = 'completed' WHERE id = %s", (long_task,))
+    sent = listener.drain()
+    assert len(sent) == 1 and json.loads(sent[0])["stable"] is True
+    assert json.loads(sent[0])["review"]["queued_behind"] == 0
+
+
+def test_an_upgraded_record_without_review_part_announces_once(
+    conn: Conn, listener: Listener
+) -> None:
+    """After an upgrade from an install whose record had no review part (the column is NULL:
+    unknown), the next decision reads the review block and announces, once."""
+    add_task(conn, "processing")
+    listener.drain()
+    conn.execute("UPDATE public.system_stability_announced SET review = NULL")
+    add_task(conn, "pending")  # a row moved in: the decision reads nothing else normally
+    assert listener.drain() == [payload(False)]
+    # known again (JSON null: no job waits), so the next task-only decision is silent
+    assert conn.execute("SELECT review IS NOT NULL FROM public.system_stability_announced"
+                        ).fetchone() == (True,)
+    add_task(conn, "pending")
+    assert listener.drain() == []

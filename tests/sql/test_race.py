@@ -36,21 +36,42 @@ SENTINEL = "race_sentinel"
 SEED_SQL = sql_dir() / "fixtures" / "seed_stability.sql"
 
 
+# The answer a client shows: the boolean and the review block's fingerprint (the ids of the
+# jobs waiting for review, the number of imports queued behind them; None when none waits).
+Review = tuple[tuple[int, ...], int] | None
+Answer = tuple[bool, Review]
+
+
 @dataclass
 class Views:
     """What two clients believe after each round: one follows the protocol, one trusts."""
 
-    protocol: bool | None = None
-    trusting: bool | None = None
+    protocol: Answer | None = None
+    trusting: Answer | None = None
     notifications: int = 0
+
+
+def _fingerprint(block: object) -> Review:
+    """system_stability_review()'s jsonb, or a payload's "review", as a fingerprint."""
+    if not isinstance(block, dict):
+        return None
+    ids = tuple(sorted(j["id"] if isinstance(j, dict) else j for j in block["jobs"]))
+    return (ids, int(block["queued_behind"])) if ids else None
+
+
+def answer_of(text: str) -> Answer:
+    """What a payload says: {"stable": ...} plus the review fingerprint while a job waits."""
+    value = json.loads(text)
+    return bool(value["stable"]), _fingerprint(value.get("review"))
 
 
 class ProtocolClient(threading.Thread):
     """LISTEN, then read; on every notification read again. Also tracks the last payload."""
 
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, review: bool = True) -> None:
         super().__init__(daemon=True)
         self.dsn = dsn
+        self.review = review  # False: the seed's SQL has no system_stability_review()
         self.reports: queue.Queue[tuple[int, Views]] = queue.Queue()
         self.ready = threading.Event()
         self.failure: BaseException | None = None
@@ -62,7 +83,7 @@ class ProtocolClient(threading.Thread):
                 listen.execute("LISTEN system_stability")
                 listen.execute(f"LISTEN {SENTINEL}")
                 views = Views()
-                views.protocol = self._read(read)  # after LISTEN: nothing can slip between
+                views.protocol = self._read(read, self.review)  # after LISTEN: nothing slips
                 views.trusting = views.protocol
                 self.ready.set()
                 for n in listen.notifies():
@@ -72,17 +93,20 @@ class ProtocolClient(threading.Thread):
                         self.reports.put((int(n.payload), Views(**vars(views))))
                         continue
                     views.notifications += 1
-                    views.trusting = json.loads(n.payload)["stable"]
-                    views.protocol = self._read(read)
+                    views.trusting = answer_of(n.payload)
+                    views.protocol = self._read(read, self.review)
         except BaseException as ex:  # reported to the test thread
             self.failure = ex
             self.ready.set()
 
     @staticmethod
-    def _read(conn: Conn) -> bool:
-        row = conn.execute("SELECT public.is_system_stable()").fetchone()
+    def _read(conn: Conn, review: bool = True) -> Answer:
+        """The installed reader's read: the boolean and the review block, one snapshot."""
+        row = conn.execute(
+            "SELECT public.is_system_stable(), "
+            + ("public.system_stability_review()" if review else "NULL")).fetchone()
         assert row is not None
-        return bool(row[0])
+        return bool(row[0]), _fingerprint(row[1])
 
 
 BUSY = [s for s in TASK_STATES if s in BUSY_TASK_STATES]  # no 'interrupted' on older StatBus
@@ -212,7 +236,7 @@ ALL_FIXED: list[int] = []  # the rows the writers update; DELETE leaves them alo
 
 
 def race(dsn: str, rounds: int, writers: int, rr_writers: int, seed: int,
-         ) -> tuple[list[tuple[int, bool, Views]], Tally, list[str]]:
+         ) -> tuple[list[tuple[int, Answer, Views]], Tally, list[str]]:
     """Run the rounds; return (round, truth, views) for each, the tally, and every payload
     in commit order."""
     with psycopg.connect(dsn, autocommit=True) as c:
@@ -266,21 +290,25 @@ def race(dsn: str, rounds: int, writers: int, rr_writers: int, seed: int,
         return results, tally, sent
 
 
-def _flips(results: list[tuple[int, bool, Views]]) -> int:
-    return sum(1 for i in range(1, len(results)) if results[i][1] != results[i - 1][1])
+def _flips(results: list[tuple[int, Answer, Views]], part: int) -> int:
+    """Rounds after which part 0 (the boolean) or 1 (the review block) of the truth differs
+    from the round before."""
+    return sum(1 for i in range(1, len(results))
+               if results[i][1][part] != results[i - 1][1][part])
 
 
 def _repeats(sent: list[str]) -> int:
-    """Notifications that say what the one before said: none unless a transaction could not
-    decide (REPEATABLE READ writers, the fail-safe)."""
-    return sum(1 for i in range(1, len(sent)) if sent[i] == sent[i - 1])
+    """Notifications that say what the one before said (the same boolean AND the same review
+    block): none unless a transaction could not decide (REPEATABLE READ writers, the
+    fail-safe). A change of either part is a change."""
+    return sum(1 for i in range(1, len(sent)) if answer_of(sent[i]) == answer_of(sent[i - 1]))
 
 
 def test_race_read_committed_writers_notify_exactly_on_changes(db_dsn: str) -> None:
-    """8 READ COMMITTED writers: every notification says the opposite of the one before it
-    (so none is sent for a transaction that changed nothing), and at every quiescent point
-    even a client that trusts payloads holds the truth (so every change was announced, with
-    the true value at its commit)."""
+    """8 READ COMMITTED writers: every notification says something other than the one before
+    it, in the boolean or in the review block (so none is sent for a transaction that changed
+    neither), and at every quiescent point even a client that trusts payloads holds the truth,
+    both parts (so every change was announced, with the true answer at its commit)."""
     seed = int(os.environ.get("TRAYSTATUS_RACE_SEED", random.randrange(1 << 30)))
     rounds = int(os.environ.get("TRAYSTATUS_RACE_ROUNDS", "1000"))
     results, tally, sent = race(db_dsn, rounds=rounds, writers=8, rr_writers=0, seed=seed)
@@ -290,13 +318,18 @@ def test_race_read_committed_writers_notify_exactly_on_changes(db_dsn: str) -> N
     assert trusting_wrong == [], f"seed {seed}: a payload was not the truth: {trusting_wrong[:5]}"
     assert tally.errors == [], f"seed {seed}: {tally.errors[:3]}"
     assert _repeats(sent) == 0, f"seed {seed}: a notification that changed nothing: {sent}"
-    flips = _flips(results)
+    flips, review_flips = _flips(results, 0), _flips(results, 1)
     assert flips >= rounds // 10, f"seed {seed}: the truth changed only {flips} times"
+    assert review_flips >= rounds // 20, f"seed {seed}: the review changed {review_flips} times"
+    # review-only changes: the notifications that repeat the boolean of the one before
+    review_only = sum(1 for i in range(1, len(sent))
+                      if answer_of(sent[i])[0] == answer_of(sent[i - 1])[0])
     assert tally.late_aborts > rounds // 10 and tally.savepoints_rolled_back > rounds // 10
     print(f"seed {seed}: {rounds} rounds, 8 writers, {tally.commits} commits, "
           f"{tally.late_aborts} aborted after our decision, {tally.savepoints_rolled_back} "
-          f"with a savepoint rolled back; the truth flipped {flips} times between rounds; "
-          f"{len(sent)} notifications, none repeating the one before")
+          f"with a savepoint rolled back; between rounds the boolean changed {flips} times, "
+          f"the review block {review_flips} times; {len(sent)} notifications ({review_only} "
+          f"for a change of the review block alone), none repeating the one before")
 
 
 def test_race_with_repeatable_read_writers_protocol_always_ends_on_the_truth(
@@ -318,7 +351,7 @@ def test_race_with_repeatable_read_writers_protocol_always_ends_on_the_truth(
     # each REPEATABLE READ commit that crossed sends one, and the decision after it may
     # repeat the truth once (the record says "unknown")
     assert repeats <= 2 * tally.rr_commits
-    flips = _flips(results)
+    flips = _flips(results, 0)
     print(f"seed {seed}: {rounds} rounds, 8+2 writers, {tally.commits} commits, "
           f"{tally.rr_commits} REPEATABLE READ commits, {tally.late_aborts} aborted after our "
           f"decision; the truth flipped {flips} times between rounds; {len(sent)} "
@@ -342,7 +375,7 @@ def _stale_scenario(dsn: str, hold_commit: bool) -> tuple[list[str], bool, bool,
                 CREATE CONSTRAINT TRIGGER zz_gate AFTER INSERT ON gate
                     DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION gate_wait();
             """)
-    client = ProtocolClient(dsn)
+    client = ProtocolClient(dsn, review=False)  # (no review in this scenario)
     client.start()
     assert client.ready.wait(30)
     lst = Listener(dsn)
@@ -393,7 +426,7 @@ def _stale_scenario(dsn: str, hold_commit: bool) -> tuple[list[str], bool, bool,
         t2_thread.join(30)
         assert t2_done.is_set()
         controller.execute("SELECT 1")
-        truth = ProtocolClient._read(controller)
+        truth = ProtocolClient._read(controller, review=False)[0]
         sent = lst.drain()
         controller.execute("SELECT pg_notify(%s, '0')", (SENTINEL,))
         _, views = client.reports.get(timeout=30)
@@ -401,7 +434,7 @@ def _stale_scenario(dsn: str, hold_commit: bool) -> tuple[list[str], bool, bool,
     client.join(30)
     lst.close()
     assert views.protocol is not None and views.trusting is not None
-    return sent, truth, views.trusting, views.protocol
+    return sent, truth, views.trusting[0], views.protocol[0]
 
 
 def test_seed_triggers_fool_a_client_that_trusts_payloads(bare_db_dsn: str) -> None:

@@ -41,9 +41,12 @@ def test_every_import_job_state(conn: Conn, listener: Listener) -> None:
         ).fetchone()
         conn.execute("DELETE FROM public.import_job WHERE id = %s", (job,))
         sent_on_delete = listener.drain()
-        # announced exactly when the answer changes (a single job: when it is active)
-        expected_sent = [payload(False)] if active else []
-        expected_sent_on_delete = [payload(True)] if active else []
+        # announced exactly when the answer changes (a single job: when it is active, or
+        # when it waits for review: the review block is part of the answer)
+        review = state == "waiting_for_review"
+        expected_sent = ([payload(False)] if active
+                         else [payload(True, [job])] if review else [])
+        expected_sent_on_delete = [payload(True)] if active or review else []
         if (got, sent, sent_on_delete) != (not active, expected_sent, expected_sent_on_delete):
             wrong.append((state, got, sent, sent_on_delete))
         if in_details is not None and in_details[0] != json.dumps(active):
@@ -110,10 +113,11 @@ def test_every_task_transition_notifies_exactly_when_it_crosses(
 def test_every_job_transition_notifies_exactly_when_it_crosses(
     conn: Conn, listener: Listener
 ) -> None:
-    """100 UPDATEs of state on an import job: one notification iff it may change the answer.
+    """100 UPDATEs of state on an import job: one notification iff it changes the answer.
 
-    A change into, out of or between the watched states (active ones and waiting_for_review,
-    which holds the others) announces; the payload is the answer after it.
+    The answer is the boolean and the review block (the jobs waiting for review, the imports
+    queued behind them): a change of either announces once, the payload is the answer after
+    it (with the review fingerprint while a job waits), and a change of neither sends nothing.
     """
     wrong = []
     for old in IMPORT_JOB_STATES:
@@ -126,8 +130,11 @@ def test_every_job_transition_notifies_exactly_when_it_crosses(
             sent = listener.drain()
             # one notification exactly when the answer changes (a single job: it is
             # "processing" in the active states)
-            changes = (old in ACTIVE_JOB_STATES) != (new in ACTIVE_JOB_STATES)
-            expected = [payload(new not in ACTIVE_JOB_STATES)] if changes else []
+            review = new == "waiting_for_review"
+            changes = ((old in ACTIVE_JOB_STATES) != (new in ACTIVE_JOB_STATES)
+                       or (old == "waiting_for_review") != review)
+            expected = ([payload(new not in ACTIVE_JOB_STATES, [job] if review else None)]
+                        if changes else [])
             if sent != expected:
                 wrong.append((old, new, sent))
         conn.execute("DELETE FROM public.import_job WHERE id = %s", (job,))

@@ -35,6 +35,8 @@ class Client:
         self.conn = psycopg.connect(dsn, autocommit=True)
         self.value = self.read()
         self.notifications = 0
+        self.sent: list[str] = []  # every payload received, in order
+        self._seen = 0  # how many of them news() has returned
 
     def read(self) -> bool:
         row = self.conn.execute("SELECT public.is_system_stable()").fetchone()
@@ -44,9 +46,16 @@ class Client:
     def catch_up(self) -> bool:
         got = self.listener.drain()
         self.notifications += len(got)
+        self.sent.extend(got)
         if got:
             self.value = self.read()
         return self.value
+
+    def news(self) -> list[Any]:
+        """The payloads received since the last call (parsed), after catching up."""
+        self.catch_up()
+        got, self._seen = self.sent[self._seen:], len(self.sent)
+        return [json.loads(p) for p in got]
 
     def review(self) -> Any:
         row = self.conn.execute("SELECT public.system_stability_review()").fetchone()
@@ -201,3 +210,59 @@ def test_review_holds_the_queue_and_is_reported(
                 client.close()
             outcome[with_ts] = statbus.results(conn)
     _same(outcome[True], outcome[False])
+
+
+def test_review_block_changes_are_announced_once_each(
+    kit: Kit, demo_template: str, new_db: Callable[..., str]
+) -> None:
+    """The answer is the boolean and the review block. On the real schema, through StatBus's
+    own paths: a job that stops for review while nothing else runs is announced (stable, with
+    the review); an upload queued behind the review (the boolean stays "stable") is announced
+    once, with the count; the worker, with nothing due, sends nothing; the rejection that
+    releases the queue is announced once; and a rejection with nothing behind it (stable
+    before and after) is announced once, clearing the block."""
+    dsn = new_db(demo_template)
+    install(kit, dsn)
+    client = Client(dsn)
+    try:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            first = statbus.create_job(conn, "lu_reviewed", review=True)
+            statbus.upload(conn, "lu_reviewed", demo_csv(kit))
+            worker_checked(dsn, client)
+            assert statbus.job_state(conn, first) == "waiting_for_review"
+            sent = client.news()
+            # busy for the import, then stable with the review: the last says so
+            assert sent and sent[-1] == {
+                "stable": True, "review": {"jobs": [first], "queued_behind": 0}}, sent
+            assert len(sent) <= 4, sent
+
+            second = statbus.create_job(conn, "lu_behind")
+            assert client.news() == []  # waiting_for_upload: nothing changes
+            statbus.upload(conn, "lu_behind", demo_csv(kit))
+            assert client.news() == [
+                {"stable": True, "review": {"jobs": [first], "queued_behind": 1}}]
+            assert client.read() is True and client.review()["queued_behind"] == 1
+            statbus.run_worker(dsn)  # nothing due: the queue is held
+            assert statbus.job_state(conn, second) == "upload_completed"
+            assert client.news() == []
+
+            statbus.set_state(conn, first, "rejected")  # the app's UPDATE
+            assert client.news() == [{"stable": False}]
+            assert client.review() is None
+            worker_checked(dsn, client)
+            assert statbus.job_state(conn, second) == "finished"
+            assert client.read() is True
+            client.news()
+
+            # a rejection with nothing behind: stable before and after, the block clears
+            third = statbus.create_job(conn, "lu_alone", review=True)
+            statbus.upload(conn, "lu_alone", demo_csv(kit))
+            worker_checked(dsn, client)
+            assert statbus.job_state(conn, third) == "waiting_for_review"
+            assert client.news()[-1] == {
+                "stable": True, "review": {"jobs": [third], "queued_behind": 0}}
+            statbus.set_state(conn, third, "rejected")
+            assert client.news() == [{"stable": True}]
+            assert client.read() is True and client.review() is None
+    finally:
+        client.close()

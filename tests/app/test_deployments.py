@@ -112,3 +112,19 @@ def test_settings_say_which_profiles_are_watched(
     again = ProfileStore()
     assert set(again.settings.watched) == set(dialog.settings().watched)
     dialog.close()
+
+
+def test_watched_deployments_follow_a_rename_and_a_removal(
+    qapp: QApplication, config_dir: Path, memory_keyring: MemoryKeyring,
+) -> None:
+    from traystatus.app.settings import SavedChange
+
+    store = ProfileStore()
+    for name in ("prod", "test", "se"):
+        store.put(ConnectionProfile(name=name, dsn=f"host=h{name} dbname=statbus"))
+    store.save_settings(replace(store.settings, watched=("prod", "test", "se")))
+    ctl = Controller(store, tray_available=lambda: False, use_desktop_notifier=False)
+    ctl._follow(SavedChange(profile="staging", renamed={"test": "staging"}))
+    assert store.settings.watched == ("prod", "staging", "se")
+    ctl._follow(SavedChange(removed=("se",)))
+    assert ProfileStore().settings.watched == ("prod", "staging")  # saved

@@ -455,6 +455,13 @@ class Controller(QObject):
                 passwords[change.profile] = change.session_password
             elif change.password_stored:
                 passwords.pop(change.profile, None)  # the keychain has the newer one
+        # The watched deployments follow renames and removals too.
+        watched = self.store.settings.watched
+        kept = tuple(dict.fromkeys(
+            change.renamed.get(n, n) for n in watched if n not in change.removed
+        ))
+        if kept != watched:
+            self.store.save_settings(replace(self.store.settings, watched=kept))
         if self.dsn is None and self.profile_name is None:
             # Removed, or the first profile: watch the default one (or none: error).
             self.profile_name = self.store.default_name

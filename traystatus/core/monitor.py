@@ -62,9 +62,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -76,7 +75,6 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from traystatus.core import builtin_reader as _builtin_reader  # noqa: F401  (registers it)
 from traystatus.core import pgio
 from traystatus.core.backoff import Backoff
-from traystatus.core.details import Details, WorkSummary
 from traystatus.core.errors import Diagnosis, Phase, Target, classify, diagnose
 from traystatus.core.progress import ImportEnd, Progress
 from traystatus.core.readers import (
@@ -91,6 +89,7 @@ from traystatus.core.readers import (
     choose_reader,
 )
 from traystatus.core.schedule import Channel, ReadSchedule
+from traystatus.core.sourcebase import SourceBase
 from traystatus.core.stability import StabilityTracker, carry_since
 from traystatus.core.state import Counters, Problem, State, Status, utcnow
 
@@ -156,7 +155,7 @@ class _Restart(Exception):
     """reconnect_now() was called: drop this connection and connect again at once."""
 
 
-class Monitor:
+class Monitor(SourceBase):
     """Watch one StatBus database; call listeners with every change of ``Status``.
 
     ``conninfo``: a libpq conninfo string or URI. ``connect_kwargs``: more libpq
@@ -174,22 +173,10 @@ class Monitor:
         self.conninfo = conninfo
         self.options = options or MonitorOptions()
         self._connect_kwargs = connect_kwargs
-        self.counters = Counters()
         # Until a reader is chosen, say what will most likely be used.
         self._source = "builtin" if self.options.reader == "builtin" else "installed"
-        self._status = Status(State.CONNECTING, source=self._source)
-        self._listeners: list[Callable[[Status], None]] = []
-        self._details_listeners: list[Callable[[Details], None]] = []
-        self._summary_listeners: list[Callable[[WorkSummary], None]] = []
+        super().__init__(Status(State.CONNECTING, source=self._source))
         self._import_listeners: list[Callable[[ImportEnd], None]] = []
-        self._details_refs = 0
-        self._last_details: Details | None = None
-        self._stopping = False
-        self._restart = False
-        self._running = False
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._loop_thread: int | None = None
-        self._wake: asyncio.Event | None = None
         o = self.options
         self._backoff = Backoff(o.backoff_initial, o.backoff_cap, jitter=o.backoff_jitter)
         self._schedule = ReadSchedule(
@@ -205,82 +192,20 @@ class Monitor:
         self._note = ""  # the reader's notes, carried by STABLE/PROCESSING statuses
         self._malformed_logged_at = -1e9
 
-    # -- public API -------------------------------------------------------------------------
-    @property
-    def status(self) -> Status:
-        return self._status
-
-    @property
-    def details_snapshot(self) -> Details | None:
-        """The last details read (None before the first, or when nobody subscribed)."""
-        return self._last_details
-
-    @property
-    def details_subscribers(self) -> int:
-        return self._details_refs
-
-    def add_listener(self, callback: Callable[[Status], None]) -> None:
-        self._listeners.append(callback)
-
-    def add_details_listener(self, callback: Callable[[Details], None]) -> None:
-        self._details_listeners.append(callback)
-
-    def add_summary_listener(self, callback: Callable[[WorkSummary], None]) -> None:
-        self._summary_listeners.append(callback)
-
+    # -- public API (the rest is SourceBase's) -------------------------------------------
     def add_import_listener(self, callback: Callable[[ImportEnd], None]) -> None:
         """Called once per import job that ended while processing was watched (how it
         ended, and whether it is the login's own: ``ImportEnd.mine``)."""
         self._import_listeners.append(callback)
 
-    def stop(self) -> None:
-        """Ask ``run()`` to close its connection and return. Safe from any thread."""
-        self._stopping = True
-        self._poke()
-
-    def reconnect_now(self) -> None:
-        """Drop the current connection (if any) or cut the retry wait short, and connect."""
-        self._restart = True
-        self._poke()
-
-    def subscribe_details(self) -> None:
-        """One more party wants details (refcounted); the first one starts them."""
-        self._details_refs += 1
-        if self._details_refs == 1:
-            self._poke()
-
-    def unsubscribe_details(self) -> None:
-        """One party less; when none is left, UNLISTEN and read no more details."""
-        if self._details_refs == 0:
-            log.warning("unsubscribe_details() without subscribe_details(): ignored")
-            return
-        self._details_refs -= 1
-        if self._details_refs == 0:
-            self._last_details = None
-            self._poke()
-
-    @contextlib.asynccontextmanager
-    async def details(self) -> AsyncIterator[Monitor]:
-        """``async with monitor.details():`` details flow while inside the block."""
-        self.subscribe_details()
-        try:
-            yield self
-        finally:
-            self.unsubscribe_details()
-
     async def run(self) -> None:
         """Watch until ``stop()``. Never raises for environment errors (they become a
         Status); a cancelled task closes its connection and re-raises CancelledError."""
-        if self._running:
-            raise RuntimeError("Monitor.run() is already running")
-        self._running = True
-        self._loop = asyncio.get_running_loop()
-        self._loop_thread = threading.get_ident()
-        self._wake = asyncio.Event()
+        self._begin_run()
         try:
             await self._run()
         finally:
-            self._running = False
+            self._end_run()
 
     # -- the loop ---------------------------------------------------------------------------
     def _conninfo(self) -> str:
@@ -591,21 +516,3 @@ class Monitor:
         self._status = new
         log.debug("status: %s", new)
         self._emit(self._listeners, new)
-
-    def _emit(self, listeners: list[Callable[[T], None]], value: T) -> None:
-        for callback in list(listeners):
-            try:
-                callback(value)
-            except Exception:
-                self.counters.callback_errors += 1
-                log.exception("a monitor listener raised; ignored")
-
-    def _poke(self) -> None:
-        """Wake the loop, from its own thread or another one."""
-        loop, wake = self._loop, self._wake
-        if loop is None or wake is None or loop.is_closed():
-            return
-        if threading.get_ident() == self._loop_thread:
-            wake.set()
-        else:
-            loop.call_soon_threadsafe(wake.set)

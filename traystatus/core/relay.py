@@ -30,8 +30,6 @@ import contextlib
 import json
 import logging
 import os
-import threading
-from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -43,7 +41,8 @@ from traystatus.core.backoff import Backoff
 from traystatus.core.details import Details, DetailsError, WorkSummary
 from traystatus.core.progress import PHASE_NAMES, Progress
 from traystatus.core.redact import redact_url
-from traystatus.core.state import Counters, Problem, ReviewBlock, State, Status, utcnow
+from traystatus.core.sourcebase import SourceBase
+from traystatus.core.state import Problem, ReviewBlock, State, Status, utcnow
 
 if TYPE_CHECKING:
     from traystatus.core.monitor import MonitorOptions
@@ -192,7 +191,7 @@ class _Refused(Exception):
         self.status = status
 
 
-class RelaySource:
+class RelaySource(SourceBase):
     """A StateSource fed by a ``traystatus serve`` server (see the module docstring)."""
 
     def __init__(
@@ -208,84 +207,15 @@ class RelaySource:
         self.options = options or MonitorOptions()
         self._status_url, self._details_url, self.where = endpoints(url)
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.counters = Counters()
-        self._status = Status(State.CONNECTING, source="relay")
-        self._listeners: list[Callable[[Status], None]] = []
-        self._details_listeners: list[Callable[[Details], None]] = []
-        self._summary_listeners: list[Callable[[WorkSummary], None]] = []
-        self._details_refs = 0
-        self._last_details: Details | None = None
-        self._stopping = False
-        self._restart = False
-        self._running = False
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._loop_thread: int | None = None  # the thread run() runs in
-        self._wake: asyncio.Event | None = None
+        super().__init__(Status(State.CONNECTING, source="relay"))
         self._details_wake: asyncio.Event | None = None
         self._backoff = Backoff(
             self.options.backoff_initial, self.options.backoff_cap,
             jitter=self.options.backoff_jitter,
         )
 
-    # -- StateSource ------------------------------------------------------------------------
-    @property
-    def status(self) -> Status:
-        return self._status
-
-    @property
-    def details_snapshot(self) -> Details | None:
-        return self._last_details
-
-    @property
-    def details_subscribers(self) -> int:
-        return self._details_refs
-
-    def add_listener(self, callback: Callable[[Status], None]) -> None:
-        self._listeners.append(callback)
-
-    def add_details_listener(self, callback: Callable[[Details], None]) -> None:
-        self._details_listeners.append(callback)
-
-    def add_summary_listener(self, callback: Callable[[WorkSummary], None]) -> None:
-        self._summary_listeners.append(callback)
-
-    def stop(self) -> None:
-        self._stopping = True
-        self._poke()
-
-    def reconnect_now(self) -> None:
-        self._restart = True
-        self._poke()
-
-    def subscribe_details(self) -> None:
-        self._details_refs += 1
-        if self._details_refs == 1:
-            self._poke()
-
-    def unsubscribe_details(self) -> None:
-        if self._details_refs == 0:
-            log.warning("unsubscribe_details() without subscribe_details(): ignored")
-            return
-        self._details_refs -= 1
-        if self._details_refs == 0:
-            self._last_details = None
-            self._poke()
-
-    @contextlib.asynccontextmanager
-    async def details(self) -> AsyncIterator[RelaySource]:
-        self.subscribe_details()
-        try:
-            yield self
-        finally:
-            self.unsubscribe_details()
-
     async def run(self) -> None:
-        if self._running:
-            raise RuntimeError("RelaySource.run() is already running")
-        self._running = True
-        self._loop = asyncio.get_running_loop()
-        self._loop_thread = threading.get_ident()
-        self._wake = asyncio.Event()
+        self._begin_run()
         self._details_wake = asyncio.Event()
         timeout = aiohttp.ClientTimeout(
             total=None, connect=self.options.connect_timeout,
@@ -295,7 +225,7 @@ class RelaySource:
             async with aiohttp.ClientSession(timeout=timeout) as session:
                 await self._run(session)
         finally:
-            self._running = False
+            self._end_run()
 
     # -- the loop ---------------------------------------------------------------------------
     async def _run(self, session: aiohttp.ClientSession) -> None:
@@ -551,28 +481,10 @@ class RelaySource:
         log.debug("status: %s", new)
         self._emit(self._listeners, new)
 
-    def _emit(self, listeners: list[Callable[[T], None]], value: T) -> None:
-        for callback in list(listeners):
-            try:
-                callback(value)
-            except Exception:
-                self.counters.callback_errors += 1
-                log.exception("a relay listener raised; ignored")
-
-    def _poke(self) -> None:
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            return
-
-        def wake() -> None:
-            for event in (self._wake, self._details_wake):
-                if event is not None:
-                    event.set()
-
-        if threading.get_ident() == self._loop_thread:
-            wake()
-        else:
-            loop.call_soon_threadsafe(wake)
+    def _set_wake(self) -> None:
+        super()._set_wake()
+        if self._details_wake is not None:
+            self._details_wake.set()
 
 
 async def _sleep_or(event: asyncio.Event, seconds: float) -> None:

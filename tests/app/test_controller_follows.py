@@ -246,13 +246,14 @@ def test_details_window_renders_once_per_update(
             await wait_until(lambda: w.details is not None)
             await asyncio.sleep(0.5)
             renders: list[int] = []
-            render = w._render
+            section = w.main  # the deployment shown in detail
+            render = section._render
 
             def counted() -> None:
                 renders.append(1)
                 render()
 
-            w._render = counted  # type: ignore[method-assign]
+            section._render = counted  # type: ignore[method-assign]
             ctl.adapter.statusChanged.emit(ctl.adapter.status)
             assert len(renders) == 1
             ctl.adapter.detailsChanged.emit(w.details)

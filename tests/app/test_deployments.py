@@ -15,14 +15,17 @@ from PySide6.QtWidgets import QApplication
 from tests.app.conftest import (
     ARTIFACTS,
     MemoryKeyring,
+    add_job,
     make_processing,
     make_stable,
+    publish_doc_image,
     run,
     wait_until,
 )
 from traystatus.app.controller import Controller
 from traystatus.app.deployments import worst
 from traystatus.app.icons import IconKind, render_pixmap
+from traystatus.app.notify_policy import Action
 from traystatus.app.settings import SettingsDialog
 from traystatus.core.profiles import ConnectionProfile, ProfileStore
 from traystatus.core.state import Problem, State, Status
@@ -128,3 +131,99 @@ def test_watched_deployments_follow_a_rename_and_a_removal(
     assert store.settings.watched == ("prod", "staging", "se")
     ctl._follow(SavedChange(removed=("se",)))
     assert ProfileStore().settings.watched == ("prod", "staging")  # saved
+
+
+def reads(ctl: Controller, name: str | None) -> int:
+    """How often a deployment's source has read its details (its own counter)."""
+    adapter = ctl.adapter if name is None else ctl.deployments.adapters[name]
+    assert adapter is not None
+    monitor: Any = adapter.monitor
+    return int(monitor.counters.details_reads)
+
+
+def test_the_details_window_has_a_section_per_deployment(
+    qapp: QApplication, qloop: asyncio.AbstractEventLoop, config_dir: Path,
+    memory_keyring: MemoryKeyring, db_dsn: str, bare_db_dsn: str,
+    conn: psycopg.Connection[Any],
+) -> None:
+    """prod stable, test busy with an import: a section each, fed by its own source, read
+    only while the window is open; test's notice opens the window on test's section."""
+    store = two_deployments(db_dsn, bare_db_dsn)
+    ctl = Controller(store, tray_available=lambda: True, use_desktop_notifier=False)
+    with psycopg.connect(bare_db_dsn, autocommit=True) as test_db:
+
+        async def scenario() -> None:
+            ctl.start()
+            try:
+                await wait_until(lambda: ctl.status.state is State.STABLE and [
+                    st.state for _, st in ctl.deployments.rows()] == [State.STABLE])
+                add_job(test_db, "lu_test_2026", "processing_data",
+                        description="Legal units 2026 (test)", total_rows=10_000,
+                        imported_rows=4_250, import_completed_pct=42.5,
+                        import_rows_per_sec=812.3)
+                make_processing(test_db, 3)
+                await wait_until(lambda: ctl.deployments.statuses["test"].state
+                                 is State.PROCESSING)
+                # The no-tray window lists each deployment too (its worst-state icon).
+                lines = ctl.window.deployment_lines()
+                assert lines[0].startswith("prod: Stable since ")
+                assert lines[1].startswith("test: Processing for ")
+                ARTIFACTS.mkdir(exist_ok=True)
+                ctl.window.adjustSize()
+                assert ctl.window.grab().save(
+                    str(ARTIFACTS / "status-window-two-deployments.png"))
+                await asyncio.sleep(4)  # more than a details interval, the window closed
+                assert reads(ctl, None) == 0 and reads(ctl, "test") == 0
+
+                ctl.show_details()
+                w = ctl.details_window
+                assert w is not None
+                prod, test = w.sections()
+                assert (prod.name, test.name) == ("prod", "test")
+                assert prod.subscribed and test.subscribed
+                await wait_until(lambda: test.details is not None
+                                 and len(test.details.import_jobs) == 1)
+                await wait_until(lambda: prod.details is not None)
+                assert reads(ctl, None) >= 1 and reads(ctl, "test") >= 1
+                assert prod.headline.text().startswith(
+                    "prod: All data processing complete, stable since ")
+                assert test.headline.text().startswith("test: Processing for ")
+                row = test.rows[0]
+                assert row.isVisibleTo(w) and row.title.text() == "Legal units 2026 (test)"
+                assert row.bar.format() == "Importing 42 %" and row.bar.value() == 425
+                assert not any(r.isVisibleTo(w) for r in prod.rows)
+                w.resize(640, 620)
+                qapp.processEvents()
+                ARTIFACTS.mkdir(exist_ok=True)
+                png = ARTIFACTS / "details-two-deployments.png"
+                assert w.grab().save(str(png))
+                publish_doc_image(png, "details-two-deployments.png")
+
+                # Closed: neither deployment's details are read any more.
+                w.close()
+                assert not prod.subscribed and not test.subscribed
+                assert ctl.deployments.wanted == set()
+                before = reads(ctl, None), reads(ctl, "test")
+                await asyncio.sleep(7)  # two details intervals, test still processing
+                assert (reads(ctl, None), reads(ctl, "test")) == before
+
+                test_db.execute("UPDATE public.import_job SET state = 'finished', "
+                                "imported_rows = 10000, import_completed_pct = 100")
+                make_stable(test_db)
+                await wait_until(lambda: any(n.title == "test: Processing finished"
+                                             for n in ctl.notifier.sent))
+                notice = next(n for n in ctl.notifier.sent
+                              if n.title == "test: Processing finished")
+                assert notice.deployment == "test" and Action.SHOW_DETAILS in notice.actions
+                # What the notification's "Show details" button runs.
+                ctl.notifier._action_cb(Action.SHOW_DETAILS, notice.job_id, notice.deployment)()
+                assert ctl.details_window is w and w.isVisible()
+                assert w.focused is test and prod.subscribed and test.subscribed
+                qapp.processEvents()
+                await asyncio.sleep(0.05)
+                assert not test.headline.visibleRegion().isEmpty()
+                assert w.grab().save(str(ARTIFACTS / "details-two-deployments-focused.png"))
+            finally:
+                await ctl.shutdown()
+
+        run(qloop, scenario(), timeout=150)

@@ -20,6 +20,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
+from functools import partial
 
 from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtGui import QGuiApplication
@@ -127,6 +128,7 @@ class Controller(QObject):
         )
         self.notifier.actionRequested.connect(self._on_action)
         self.notifier.jobRequested.connect(self.show_job)
+        self.notifier.deploymentRequested.connect(self._show_deployment)
         self.me: int | None = None  # the StatBus user behind the login, once known
         self.adapter: MonitorAdapter | None = None
         self.details_window: DetailsWindow | None = None
@@ -148,6 +150,7 @@ class Controller(QObject):
         )
         self.deployments.changed.connect(self._deployments_changed)
         self.deployments.noticed.connect(self.notifier.handle)
+        self.deployments.detailsChanged.connect(self._on_deployment_details)
 
         t = self.tray
         t.showDetailsRequested.connect(self.show_details)
@@ -194,7 +197,40 @@ class Controller(QObject):
             self.deployments.start(others)
 
     def _deployments_changed(self) -> None:
-        self.tray.set_deployments(self.deployments.rows())
+        rows = self.deployments.rows()
+        self.tray.set_deployments(rows)
+        self.window.set_deployments(self.profile_name, rows)
+        if self.details_window is not None:
+            self._list_deployments(self.details_window)
+            for name, status in rows:
+                self.details_window.set_deployment_status(name, status)
+
+    def _list_deployments(self, window: DetailsWindow) -> None:
+        """The details window's sections: the deployment shown in detail, then each
+        watched one, fed by its own source."""
+        deployments = self.deployments
+        window.set_deployments(self.profile_name, [
+            (name, partial(deployments.want_details, name), status)
+            for name, status in deployments.rows()
+        ])
+
+    def _on_deployment_details(self, item: object) -> None:
+        if self.details_window is not None and isinstance(item, tuple):
+            name, details = item
+            self.details_window.set_deployment_details(name, details)
+
+    def _show_deployment(self, target: object) -> None:
+        """"Show details" on a deployment's notice: the window, on that deployment's
+        section (and job, when the notice is about one)."""
+        name, job_id = target if isinstance(target, tuple) else (None, None)
+        log.info("showing deployment %s in the details window (a notification's action)",
+                 name)
+        self.show_details()
+        if self.details_window is not None:
+            self.details_window.focus_deployment(
+                name if isinstance(name, str) else None,
+                job_id if isinstance(job_id, int) else None,
+            )
 
     def _named(self, decisions: list[Decision]) -> list[Decision]:
         """With several deployments watched, this one's notices name it too."""
@@ -392,7 +428,9 @@ class Controller(QObject):
         self.deployments.tick(now)
         if self.tray.paused_until is not None and self.policy.paused_until is None:
             self.tray.set_paused(None)
-        if not self.in_tray and texts.needs_ticking(self.window.status):
+        if not self.in_tray and any(texts.needs_ticking(st) for st in [
+            self.window.status, *(st for _, st in self.window.others)
+        ]):
             self.window.refresh()
 
     # -- user intents --------------------------------------------------------------------------
@@ -410,8 +448,10 @@ class Controller(QObject):
         if self.details_window is None:
             self.details_window = DetailsWindow(self.adapter, self.icons, clock=self.clock)
             self.details_window.reconnectRequested.connect(self.reconnect_now)
+            self.details_window.deploymentReconnectRequested.connect(self.deployments.reconnect)
             self.details_window.set_me(self.me)
             self.details_window.set_status(self.status)
+            self._list_deployments(self.details_window)
         w = self.details_window
         w.show()
         w.raise_()
@@ -476,6 +516,7 @@ class Controller(QObject):
         await self._stop_monitor()
         await self.deployments.stop()
         self.tray.set_deployments([])
+        self.window.set_deployments(self.profile_name, [])
         self._start_monitor()
         self._start_deployments()
 

@@ -55,16 +55,19 @@ def worst(statuses: Sequence[Status]) -> Status | None:
 def named(decision: Decision, name: str) -> Decision:
     """A notice of deployment ``name``: its title says which, its key is its own."""
     if isinstance(decision, Notice):
-        return replace(decision, title=f"{name}: {decision.title}", key=f"{name}/{decision.key}")
+        return replace(decision, title=f"{name}: {decision.title}", key=f"{name}/{decision.key}",
+                       deployment=name)
     return replace(decision, key=f"{name}/{decision.key}")
 
 
 class Deployments(QObject):
     """The watched deployments besides the one shown in detail. ``changed()`` after any
-    of their Status changes; ``noticed(list[Decision])`` with named notices to send."""
+    of their Status changes; ``noticed(list[Decision])`` with named notices to send;
+    ``detailsChanged((name, Details))`` while the details window reads them."""
 
     changed = Signal()
     noticed = Signal(object)
+    detailsChanged = Signal(object)
 
     def __init__(
         self,
@@ -81,6 +84,9 @@ class Deployments(QObject):
         self.statuses: dict[str, Status] = {}
         self.adapters: dict[str, MonitorAdapter] = {}
         self.policies: dict[str, NotificationPolicy] = {}
+        # Deployments whose details the window reads now (it is open): a source opened
+        # later is subscribed as it starts.
+        self.wanted: set[str] = set()
         self.tasks = TaskSet(self._failed)
 
     def start(self, names: Sequence[str]) -> None:
@@ -111,8 +117,24 @@ class Deployments(QObject):
         adapter = MonitorAdapter(source, self)
         adapter.statusChanged.connect(lambda st, n=name: self._set(n, st))
         adapter.workFinished.connect(lambda s, n=name: self._summary(n, s))
+        adapter.detailsChanged.connect(lambda d, n=name: self.detailsChanged.emit((n, d)))
         self.adapters[name] = adapter
+        if name in self.wanted:
+            adapter.want_details(True)
         adapter.start()
+
+    def want_details(self, name: str, wanted: bool) -> None:
+        """Read deployment ``name``'s details (True) or stop (False): the details window
+        subscribes while it is open, as it does for the deployment shown in detail."""
+        if wanted == (name in self.wanted):
+            return
+        if wanted:
+            self.wanted.add(name)
+        else:
+            self.wanted.discard(name)
+        adapter = self.adapters.get(name)
+        if adapter is not None:
+            adapter.want_details(wanted)
 
     def _set(self, name: str, status: Status) -> None:
         if name not in self.statuses:
@@ -151,6 +173,12 @@ class Deployments(QObject):
         for adapter in self.adapters.values():
             adapter.reconnect_now()
 
+    def reconnect(self, name: object) -> None:
+        """Reconnect one deployment now ("Reconnect now" in its details section)."""
+        adapter = self.adapters.get(name) if isinstance(name, str) else None
+        if adapter is not None:
+            adapter.reconnect_now()
+
     def rows(self) -> list[tuple[str, Status]]:
         return [(n, self.statuses[n]) for n in self.names if n in self.statuses]
 
@@ -159,6 +187,7 @@ class Deployments(QObject):
         adapters, self.adapters = self.adapters, {}
         self.statuses.clear()
         self.policies.clear()
+        self.wanted.clear()
         self.names = []
         await asyncio.gather(*(a.stop() for a in adapters.values()), return_exceptions=True)
         for a in adapters.values():

@@ -1,8 +1,10 @@
 """The details window: import jobs with progress, the analytics pipeline, the connection.
 
-A view of the core's ``Details`` snapshot (traystatus.core.details); it computes nothing
-beyond formatting. It asks the adapter for details only while it is visible (showEvent /
-hideEvent), so a closed window costs the database nothing. It does not connect to the
+A view of the core's ``Details`` snapshots (traystatus.core.details); it computes nothing
+beyond formatting. One ``DeploymentSection`` per deployment: the one chosen under Profile,
+then each watched one (app/deployments.py), each fed by its own source. The window asks
+every section's source for details only while it is visible (showEvent / hideEvent), so
+a closed window costs the databases nothing. It does not connect to the
 adapter's signals itself: the controller hands it every Status and Details (one render
 per update; connecting here as well rendered each update twice).
 
@@ -16,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QHideEvent, QShowEvent
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -58,6 +60,8 @@ STATE_WORDS = {
 BAR_LABELS = {"analysing": "Analysing", "processing": "Importing", "review": "Analysed",
               "done": "Done"}
 FOCUS_STYLE = "#jobRow { border: 2px solid #1565c0; }"  # the job a notice pointed at
+# The deployment a notice pointed at (several listed): a bar on the left of its section.
+FOCUS_SECTION = "#deployment { border: none; border-left: 3px solid #1565c0; padding-left: 6px; }"
 
 
 def _n(value: int | None) -> str:
@@ -213,37 +217,42 @@ def rows_text(job: ImportJob) -> str:
     return f"{_n(total)} rows"
 
 
-class DetailsWindow(QWidget):
-    """The window; ``set_details`` and ``set_status`` are called by the controller, which
-    also answers ``reconnectRequested`` (the "Reconnect now" button)."""
+class DeploymentSection(QFrame):
+    """One deployment in the details window: its state in words with the state icon, the
+    derive pipeline, its import jobs and analytics. ``name`` is shown (before the
+    headline) when the window lists several deployments. Its details are asked of
+    ``want`` (the deployment's own source) only while the window is open."""
 
-    reconnectRequested = Signal()
+    reconnectRequested = Signal(object)  # this section ("Reconnect now")
+    revealRequested = Signal(object)  # a widget of this section to scroll into view
 
     def __init__(
         self,
-        adapter: MonitorAdapter | None,
-        icons: IconCache,
+        want: Callable[[bool], None] | None,
+        status: Status,
         clock: Callable[[], datetime] = utcnow,
+        name: str | None = None,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
-        self.adapter = adapter
-        self.icons = icons
+        self.setObjectName("deployment")
+        self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)  # the focus bar
+        self.want = want
+        self.name = name
         self.clock = clock
-        self.setWindowTitle("StatBus status: details")
-        self.setAccessibleName("StatBus status details")
-        self.resize(640, 600)
-        self.status: Status = adapter.status if adapter is not None else Status(State.CONNECTING)
+        self.status = status
         self.details: Details | None = None
         self._subscribed = False
 
         outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
         head = QHBoxLayout()
         self.icon = QLabel()
         self.icon.setFixedSize(48, 48)
         head.addWidget(self.icon, 0, Qt.AlignmentFlag.AlignTop)
         col = QVBoxLayout()
         self.headline = QLabel()
+        self.headline.setTextFormat(Qt.TextFormat.PlainText)  # a profile's name is text
         self.headline.setWordWrap(True)
         f = self.headline.font()
         f.setPointSizeF(f.pointSizeF() * 1.35)
@@ -261,7 +270,7 @@ class DetailsWindow(QWidget):
         col.addStretch(1)  # keep the text at the top when the lists below are hidden
         head.addLayout(col, 1)
         self.reconnect = QPushButton("Reconnect now")
-        self.reconnect.clicked.connect(self.reconnectRequested.emit)
+        self.reconnect.clicked.connect(lambda: self.reconnectRequested.emit(self))
         head.addWidget(self.reconnect, 0, Qt.AlignmentFlag.AlignTop)
         outer.addLayout(head)
 
@@ -295,8 +304,6 @@ class DetailsWindow(QWidget):
             self.phase_rows.append((label, bar))
         outer.addWidget(self.pipeline_box)
 
-        self.scroll_area = QScrollArea()
-        self.scroll_area.setWidgetResizable(True)
         body = QWidget()
         self._body = body
         self.body = QVBoxLayout(body)
@@ -345,47 +352,38 @@ class DetailsWindow(QWidget):
         self.body.addWidget(self.tasks)
         self.tasks_note = QLabel()
         self.body.addWidget(self.tasks_note)
-        self.body.addStretch(1)
-        self.scroll_area.setWidget(body)
-        outer.addWidget(self.scroll_area, 1)
+        body.setContentsMargins(0, 0, 0, 0)
+        self.body.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(body)
 
         self._render()
 
-    # -- subscription follows visibility -----------------------------------------------------
-    def showEvent(self, event: QShowEvent) -> None:
-        super().showEvent(event)
-        if self.adapter is not None and not self._subscribed:
-            self._subscribed = True
-            self.adapter.want_details(True)
-
-    def hideEvent(self, event: QHideEvent) -> None:
-        super().hideEvent(event)
-        self._unsubscribe()
-
-    def closeEvent(self, event: QCloseEvent) -> None:
-        # Closing only hides: the app lives in the tray.
-        self._unsubscribe()
-        super().closeEvent(event)
-
-    def _unsubscribe(self) -> None:
-        if self.adapter is not None and self._subscribed:
-            self._subscribed = False
-            self.adapter.want_details(False)
+    # -- the details subscription (the window says when: while it is open) --------------------
+    def subscribe(self, on: bool) -> None:
+        if self.want is not None and on != self._subscribed:
+            self._subscribed = on
+            self.want(on)
+            if not on and self.details is not None:
+                # No longer refreshed: shown again, the window would list stale jobs
+                # until the next read. The headline (Status) stays current meanwhile.
+                self.details = None
+                self._render()
 
     @property
     def subscribed(self) -> bool:
         return self._subscribed
 
-    def set_adapter(self, adapter: MonitorAdapter | None) -> None:
-        """A new monitor (restart, other profile): move the details subscription to it."""
-        if adapter is self.adapter:
-            return
-        self._unsubscribe()
-        self.adapter = adapter
+    @property
+    def listing(self) -> QWidget:
+        """The jobs and analytics under the headline (hidden when there is nothing)."""
+        return self._body
+
+    def set_want(self, want: Callable[[bool], None] | None, open_now: bool) -> None:
+        """A new source (restart, other profile): move the details subscription to it."""
+        self.subscribe(False)
+        self.want = want
         self.details = None
-        if adapter is not None and self.isVisible():
-            self._subscribed = True
-            adapter.want_details(True)
+        self.subscribe(open_now)
         self._render()
 
     # -- inputs -------------------------------------------------------------------------------
@@ -430,11 +428,12 @@ class DetailsWindow(QWidget):
             details.analytics.active_total
         )
         if st.state == State.STABLE and (details is None or empty):
-            self.headline.setText(
+            headline = (
                 f"All data processing complete, stable since {texts.local_hhmm(st.since)}"
             )
         else:
-            self.headline.setText(texts.headline(st, now))
+            headline = texts.headline(st, now)
+        _text(self.headline, f"{self.name}: {headline}" if self.name else headline)
         sub = texts.detail_line(st, now)
         if st.state == State.STABLE and details is not None and not empty:
             sub = "Recently ended import jobs are listed below."
@@ -455,7 +454,7 @@ class DetailsWindow(QWidget):
         self._render_jobs(jobs, details, now)
         self._render_analytics(details, now)
         # Nothing to list (stable, or not connected): no empty frame under the headline.
-        self.scroll_area.setVisible(details is not None and not empty)
+        self._body.setVisible(details is not None and not empty)
 
     def _render_pipeline(self, st: Status) -> None:
         progress = st.progress if st.state == State.PROCESSING else None
@@ -538,7 +537,7 @@ class DetailsWindow(QWidget):
         focused = next((r for r in self.rows if r.job_id == self._focus and r.isVisible()),
                        None)
         if focused is not None:
-            self.scroll_area.ensureWidgetVisible(focused)
+            self.revealRequested.emit(focused)
 
     def _render_analytics(self, details: Details | None, now: datetime) -> None:
         a = details.analytics if details is not None else None
@@ -589,6 +588,192 @@ class DetailsWindow(QWidget):
         self.toggle_tasks.setText(
             "Hide individual tasks" if self.toggle_tasks.isChecked() else "Show individual tasks"
         )
+
+
+class DetailsWindow(QWidget):
+    """The window: a section per deployment, the one chosen under Profile first, then the
+    other watched ones (Settings), in one scrolling list. The controller feeds each
+    section its deployment's Status and Details and answers ``reconnectRequested`` (the
+    "Reconnect now" button of the first section). Every section's details are read only
+    while the window is open: showing it subscribes them all, hiding it unsubscribes."""
+
+    reconnectRequested = Signal()
+    # "Reconnect now" in a watched deployment's section: its name.
+    deploymentReconnectRequested = Signal(object)
+
+    def __init__(
+        self,
+        adapter: MonitorAdapter | None,
+        icons: IconCache,
+        clock: Callable[[], datetime] = utcnow,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.icons = icons
+        self.clock = clock
+        self.adapter = adapter
+        self.setWindowTitle("StatBus status: details")
+        self.setAccessibleName("StatBus status details")
+        self.resize(640, 600)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        self.scroll_area = QScrollArea()
+        self.scroll_area.setWidgetResizable(True)
+        self.scroll_area.setFrameShape(QFrame.Shape.NoFrame)
+        inner = QWidget()
+        self.list = QVBoxLayout(inner)
+        self.list.setContentsMargins(10, 10, 10, 10)
+        self.list.setSpacing(14)
+        status = adapter.status if adapter is not None else Status(State.CONNECTING)
+        self.main = self._section(adapter.want_details if adapter else None, status, None)
+        self.list.addWidget(self.main)
+        self.list.addStretch(1)
+        self.scroll_area.setWidget(inner)
+        outer.addWidget(self.scroll_area)
+        self.others: dict[str, DeploymentSection] = {}
+        self._rules: list[QFrame] = []
+        self.focused: DeploymentSection | None = None  # the section a notice pointed at
+
+    def _section(
+        self, want: Callable[[bool], None] | None, status: Status, name: str | None
+    ) -> DeploymentSection:
+        section = DeploymentSection(want, status, self.clock, name)
+        section.revealRequested.connect(self._reveal)
+        section.reconnectRequested.connect(self._reconnect)
+        return section
+
+    def _reconnect(self, section: object) -> None:
+        if section is self.main:
+            self.reconnectRequested.emit()
+        elif isinstance(section, DeploymentSection):
+            self.deploymentReconnectRequested.emit(section.name)
+
+    def _reveal(self, widget: object) -> None:
+        if isinstance(widget, QWidget):
+            self.scroll_area.ensureWidgetVisible(widget, 0, 40)
+
+    # -- the deployments listed ---------------------------------------------------------------
+    def set_deployments(
+        self, main_name: str | None, others: Sequence[tuple[str, Callable[[bool], None], Status]]
+    ) -> None:
+        """List ``others`` (name, its details subscription, its Status) after the main
+        deployment; with none, the window shows the main one alone and unnamed."""
+        names = [n for n, _w, _s in others]
+        if names == list(self.others) and (self.main.name is None) == (not names):
+            return
+        if self.focused is not None and self.focused is not self.main:
+            self.focused = None
+        for section in self.others.values():
+            section.subscribe(False)
+            self.list.removeWidget(section)
+            section.deleteLater()
+        for rule in self._rules:
+            self.list.removeWidget(rule)
+            rule.deleteLater()
+        self.others, self._rules = {}, []
+        self.main.name = (main_name or "this database") if names else None
+        self.main._render()
+        for name, want, status in others:
+            rule = QFrame()
+            rule.setFrameShape(QFrame.Shape.HLine)
+            rule.setFrameShadow(QFrame.Shadow.Sunken)
+            section = self._section(want, status, name)
+            self.list.insertWidget(self.list.count() - 1, rule)
+            self.list.insertWidget(self.list.count() - 1, section)
+            self._rules.append(rule)
+            self.others[name] = section
+            section.subscribe(self.isVisible())
+
+    def set_deployment_status(self, name: str, status: Status) -> None:
+        section = self.others.get(name)
+        if section is not None:
+            section.set_status(status)
+
+    def set_deployment_details(self, name: str, details: Details) -> None:
+        section = self.others.get(name)
+        if section is not None:
+            section.set_details(details)
+
+    def sections(self) -> list[DeploymentSection]:
+        return [self.main, *self.others.values()]
+
+    def section(self, name: str | None) -> DeploymentSection:
+        """The section of deployment ``name`` (the main one for None or an unknown name)."""
+        return self.others.get(name, self.main) if name is not None else self.main
+
+    def focus_deployment(self, name: str | None, job_id: int | None = None) -> None:
+        """Bring one deployment's section (and, given, one of its jobs) into view: a
+        notice's "Show details"."""
+        section = self.section(name)
+        self.focused = section
+        for s in self.sections():
+            _style(s, FOCUS_SECTION
+                   if s is section and self.others else "")
+        if job_id is not None:
+            section.focus_job(job_id)
+        # After the layout settles (a section just shown has no geometry yet).
+        self._reveal(section)
+        QTimer.singleShot(0, section, lambda: self._reveal(section.headline))
+
+    # -- subscription follows visibility -----------------------------------------------------
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        for section in self.sections():
+            section.subscribe(True)
+
+    def hideEvent(self, event: QHideEvent) -> None:
+        super().hideEvent(event)
+        self._unsubscribe()
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        # Closing only hides: the app lives in the tray.
+        self._unsubscribe()
+        super().closeEvent(event)
+
+    def _unsubscribe(self) -> None:
+        for section in self.sections():
+            section.subscribe(False)
+
+    @property
+    def subscribed(self) -> bool:
+        """Whether the main deployment's details are being read."""
+        return self.main.subscribed
+
+    # -- the main deployment (the one chosen under Profile) -----------------------------------
+    def set_adapter(self, adapter: MonitorAdapter | None) -> None:
+        """A new monitor (restart, other profile): move the details subscription to it."""
+        if adapter is self.adapter:
+            return
+        self.adapter = adapter
+        self.main.set_want(adapter.want_details if adapter else None, self.isVisible())
+
+    def set_status(self, status: Status) -> None:
+        self.main.set_status(status)
+
+    def set_details(self, details: Details) -> None:
+        self.main.set_details(details)
+
+    def set_me(self, me: int | None) -> None:
+        self.main.set_me(me)
+
+    def focus_job(self, job_id: int) -> None:
+        self.main.focus_job(job_id)
+
+    @property
+    def status(self) -> Status:
+        return self.main.status
+
+    @property
+    def details(self) -> Details | None:
+        return self.main.details
+
+    def __getattr__(self, name: str) -> object:
+        # The main section's widgets (headline, rows, phase_rows, ...), as before the
+        # window listed several deployments.
+        main = self.__dict__.get("main")
+        if main is None:
+            raise AttributeError(name)
+        return getattr(main, name)
 
 
 def _fill(table: QTableWidget, rows: Sequence[Sequence[str]]) -> None:

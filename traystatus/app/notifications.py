@@ -47,6 +47,8 @@ class NotificationSender(QObject):
 
     actionRequested = Signal(object)
     jobRequested = Signal(object)  # "Show details" on a notice about one import job: its id
+    # "Show details" on a notice of a watched deployment: (its name, the job id or None).
+    deploymentRequested = Signal(object)
 
     def __init__(
         self,
@@ -180,11 +182,12 @@ class NotificationSender(QObject):
             Urgency.CRITICAL: DnUrgency.Critical,
         }[notice.urgency]
         buttons = [
-            Button(title=ACTION_TITLES[a], on_pressed=self._action_cb(a, notice.job_id))
+            Button(title=ACTION_TITLES[a],
+                   on_pressed=self._action_cb(a, notice.job_id, notice.deployment))
             for a in notice.actions
         ]
         on_clicked = (
-            self._action_cb(Action.SHOW_DETAILS, notice.job_id)
+            self._action_cb(Action.SHOW_DETAILS, notice.job_id, notice.deployment)
             if Action.SHOW_DETAILS in notice.actions else None
         )
         icon_path = _state_icon_path(notice.icon)
@@ -199,7 +202,11 @@ class NotificationSender(QObject):
         )
         return ident if dispatched else None
 
-    def _action_cb(self, action: Action, job_id: int | None = None) -> Callable[[], None]:
+    def _action_cb(
+        self, action: Action, job_id: int | None = None, deployment: str | None = None
+    ) -> Callable[[], None]:
+        if action is Action.SHOW_DETAILS and deployment is not None:
+            return lambda: self.deploymentRequested.emit((deployment, job_id))
         if action is Action.SHOW_DETAILS and job_id is not None:
             return lambda: self.jobRequested.emit(job_id)
 

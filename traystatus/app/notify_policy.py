@@ -79,6 +79,7 @@ class Notice:
     actions: tuple[Action, ...] = ()
     icon: str = "stable"  # the state icon to show with it (resources/icons/<icon>.svg)
     job_id: int | None = None  # "Show details" opens the details window on this job
+    deployment: str | None = None  # a watched deployment's notice: the window opens on it
 
 
 @dataclass(frozen=True)

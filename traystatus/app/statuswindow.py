@@ -1,10 +1,13 @@
 """The small normal window shown when there is no tray (GNOME without AppIndicator, or
 an autostart that raced the panel). The app never exits for lack of a tray: it shows
-this, keeps checking, and moves to the tray when one appears (controller.py)."""
+this, keeps checking, and moves to the tray when one appears (controller.py).
+
+With several deployments watched it does what the tray does: the big icon shows the worst
+state, and a line per deployment (its state icon, its name, its state in words) follows."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from PySide6.QtCore import Qt, Signal
@@ -12,6 +15,7 @@ from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from traystatus.app import texts
+from traystatus.app.deployments import worst
 from traystatus.app.icons import IconStyle, accessible_name, kind_for, render_pixmap
 from traystatus.core.state import State, Status, utcnow
 
@@ -35,6 +39,14 @@ class StatusWindow(QWidget):
         self.text.setWordWrap(True)
         top.addWidget(self.text, 1)
         lay.addLayout(top)
+        # One row per deployment when several are watched: (icon, text) labels.
+        self.rows_box = QVBoxLayout()
+        self.rows_box.setSpacing(2)
+        self.rows_box.setContentsMargins(40, 0, 0, 0)
+        lay.addLayout(self.rows_box)
+        self.rows: list[tuple[QLabel, QLabel]] = []
+        self.main_name: str | None = None
+        self.others: list[tuple[str, Status]] = []
         self.note = QLabel(
             "No system tray was found; this window stands in for the tray icon "
             "(closing it quits traystatus)."
@@ -66,17 +78,55 @@ class StatusWindow(QWidget):
         self.status = status
         self.refresh()
 
+    def set_deployments(self, main_name: str | None, others: Sequence[tuple[str, Status]]) -> None:
+        """The other watched deployments (name, Status), listed after this one."""
+        self.main_name = main_name
+        self.others = list(others)
+        while len(self.rows) < len(self.others) + 1 and self.others:
+            icon, text = QLabel(), QLabel()
+            icon.setFixedSize(16, 16)
+            text.setTextFormat(Qt.TextFormat.PlainText)
+            text.setWordWrap(True)
+            row = QHBoxLayout()
+            row.addWidget(icon, 0, Qt.AlignmentFlag.AlignTop)
+            row.addWidget(text, 1)
+            self.rows_box.addLayout(row)
+            self.rows.append((icon, text))
+        self.refresh()
+
+    def deployment_lines(self) -> list[str]:
+        """'prod: Stable since 14:02', one per deployment, this one first (none alone)."""
+        return [text.text() for _icon, text in self.rows if not text.isHidden()]
+
     def refresh(self) -> None:
-        progress = texts.progress_pct(self.status)
+        now = self.clock()
+        listed = [(self.main_name or "this database", self.status), *self.others]
+        shown = worst([st for _, st in listed]) if self.others else self.status
+        assert shown is not None
+        progress = texts.progress_pct(shown)
         self.icon.setPixmap(
-            render_pixmap(kind_for(self.status), 32, IconStyle.COLOR, progress,
+            render_pixmap(kind_for(shown), 32, IconStyle.COLOR, progress,
                           self.devicePixelRatioF())
         )
-        self.icon.setAccessibleName(accessible_name(self.status, progress))
-        now = self.clock()
-        lines = [texts.headline(self.status, now)]
-        extra = texts.detail_line(self.status, now)
-        if extra:
-            lines.append(extra)
+        self.icon.setAccessibleName(accessible_name(shown, progress))
+        if self.others:
+            lines = ["Several deployments watched; the icon shows the worst state."]
+        else:
+            lines = [texts.headline(self.status, now)]
+            extra = texts.detail_line(self.status, now)
+            if extra:
+                lines.append(extra)
         self.text.setText("\n".join(lines))
+        ratio = self.devicePixelRatioF()
+        for i, (icon, text) in enumerate(self.rows):
+            visible = bool(self.others) and i < len(listed)
+            icon.setVisible(visible)
+            text.setVisible(visible)
+            if not visible:
+                continue
+            name, st = listed[i]
+            pct = texts.progress_pct(st)
+            icon.setPixmap(render_pixmap(kind_for(st), 16, IconStyle.COLOR, pct, ratio))
+            icon.setAccessibleName(accessible_name(st, pct))
+            text.setText(f"{name}: {texts.headline(st, now)}")
         self.adjustSize()  # wrapped reasons can be long: grow rather than clip

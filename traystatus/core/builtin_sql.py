@@ -82,17 +82,9 @@ _REVIEW = f"""(
     FROM public.import_job AS j
     WHERE j.state::text IN ({_quoted(REVIEW_JOB_STATES)}))"""
 
-# The everyday read. Parameter: the ids of tasks that may be processing or interrupted.
-# Returns (stable, ids still processing/interrupted, the next future due time of a pending
-# analytics task or null, the newest task id: the work mark when stable, as
-# system_work_mark() gives it, and the review block as system_stability_review() gives it).
-RULE = f"""
-WITH tracked AS (
-    SELECT t.id, t.command, t.scheduled_at
-    FROM worker.tasks AS t
-    WHERE t.id = ANY (%(ids)s::bigint[]) AND {_TRACKED}
-)
-SELECT NOT {_JOBS_ACTIVE}
+# What RULE and RULE_FULL return from the tasks they track (``tracked``): the answer, the
+# ids still processing/interrupted, the next due time, the newest id and the review block.
+_RULE_ANSWER = f"""SELECT NOT {_JOBS_ACTIVE}
        AND NOT {_indexed_active("pending")}
        AND NOT {_indexed_active("waiting")}
        AND NOT EXISTS (SELECT FROM tracked AS t
@@ -107,6 +99,18 @@ SELECT NOT {_JOBS_ACTIVE}
        {_REVIEW} AS review
 """
 
+# The everyday read. Parameter: the ids of tasks that may be processing or interrupted.
+# Returns (stable, ids still processing/interrupted, the next future due time of a pending
+# analytics task or null, the newest task id: the work mark when stable, as
+# system_work_mark() gives it, and the review block as system_stability_review() gives it).
+RULE = f"""
+WITH tracked AS (
+    SELECT t.id, t.command, t.scheduled_at
+    FROM worker.tasks AS t
+    WHERE t.id = ANY (%(ids)s::bigint[]) AND {_TRACKED}
+)
+{_RULE_ANSWER}"""
+
 # The full read: the same answer, processing/interrupted found by reading every row (a
 # sequential scan of worker.tasks). Made once per connection, after LISTEN, to learn the
 # tasks that were already running; and as the only read on a StatBus too old to send
@@ -117,20 +121,7 @@ WITH tracked AS (
     FROM worker.tasks AS t
     WHERE {_TRACKED}
 )
-SELECT NOT {_JOBS_ACTIVE}
-       AND NOT {_indexed_active("pending")}
-       AND NOT {_indexed_active("waiting")}
-       AND NOT EXISTS (SELECT FROM tracked AS t
-                       JOIN worker.command_registry AS cr ON cr.command = t.command
-                       WHERE cr.queue = 'analytics' AND {_DUE}) AS stable,
-       ARRAY(SELECT tr.id FROM tracked AS tr ORDER BY tr.id) AS tracked,
-       (SELECT min(t.scheduled_at) FROM worker.tasks AS t
-        JOIN worker.command_registry AS cr ON cr.command = t.command
-        WHERE t.state = 'pending' AND t.scheduled_at > pg_catalog.now()
-          AND cr.queue = 'analytics') AS next_due,
-       (SELECT max(t.id) FROM worker.tasks AS t) AS newest,
-       {_REVIEW} AS review
-"""
+{_RULE_ANSWER}"""
 
 # The naive plain read, for comparison in bench/bench_builtin.py and as the oracle in
 # tests: exactly is_system_stable()'s text, as a query.

@@ -108,3 +108,70 @@ def test_no_server_falls_back_and_logs_once(
     assert fell_back == notices
     warnings = [r for r in caplog.records if r.name == "traystatus.app.notifications"]
     assert len(warnings) == 1 and "tray balloons" in warnings[0].getMessage()
+
+
+class ExpiringDesktop(Desktop):
+    """The same private desktop, with a dunst that expires every notice after 1 s (as
+    a user's dunst with a short timeout does)."""
+
+    def _start_dunst(self) -> None:
+        from scripts import virtual_desktop as vd
+
+        conf = self.root / "dunstrc"
+        conf.write_text(
+            vd.DUNSTRC.format(offset=vd.TRAY_HEIGHT + 10).replace("timeout = 0", "timeout = 1")
+        )
+        self.spawn(["dunst", "-config", str(conf)])
+        vd.wait_for(lambda: self.has_bus_name("org.freedesktop.Notifications"), "dunst")
+
+
+@pytest.fixture(scope="module")
+def expiring_desktop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Desktop]:
+    d = ExpiringDesktop(tmp_path_factory.mktemp("tray-expiring"), ARTIFACTS / "app-expire")
+    try:
+        d.start()
+        yield d
+    finally:
+        d.close()
+
+
+def test_a_notice_replacing_an_expired_one_is_still_shown(
+    qapp: QApplication, qloop: asyncio.AbstractEventLoop, expiring_desktop: Desktop,
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Issue 18 item 4: dunst expired the first notice; replacing it (desktop-notifier's
+    clear() of a notice the server closed raises KeyError) must not drop the second."""
+    d = expiring_desktop
+    monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", d.env["DBUS_SESSION_BUS_ADDRESS"])
+    fell_back: list[Notice] = []
+    sender = NotificationSender(fallback=fell_back.append)
+    first = Notice(Kind.FINISHED, KEY_FINISHED, "Processing finished",
+                   "1 import finished in 45 s", Urgency.NORMAL, (Action.SHOW_DETAILS,))
+    second = Notice(Kind.FINISHED, KEY_FINISHED, "Processing finished",
+                    "2 imports finished in 1 min 3 s", Urgency.NORMAL, (Action.SHOW_DETAILS,))
+    review = Notice(Kind.REVIEW, "review", "Review done", "the import queue runs again",
+                    Urgency.LOW)
+
+    def in_history(body: str) -> bool:
+        return any(h.get("body") == body for h in d.dunst_history())
+
+    async def scenario() -> None:
+        with caplog.at_level(logging.DEBUG, logger="traystatus.app.notifications"):
+            sender.handle([first, review])
+            await sender.drain()
+            # Both expired on the server (dunst moved them to its history).
+            await wait_until(lambda: in_history(first.body) and in_history(review.body),
+                             within=30, step=0.2)
+            sender.handle([second, Withdraw("review")])
+            await sender.drain()
+            await wait_until(lambda: in_history(second.body), within=30, step=0.2)
+            await sender.close()
+
+    run(qloop, scenario(), timeout=120)
+    assert fell_back == []
+    assert [n.body for n in sender.sent] == [first.body, review.body, second.body]
+    bodies = [c.body for c in d.notifications()]
+    assert bodies.count(second.body) == 1
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], [
+        r.getMessage() for r in caplog.records
+    ]

@@ -5,7 +5,9 @@ native on Windows and macOS) from the asyncio loop, which under qasync is the Qt
 
 Replace in place: desktop-notifier always sends ``replaces_id = 0``, so a notice that
 replaces another (same key) first closes the old one (CloseNotification) and then shows the
-new: on screen one bubble per kind, never a stack.
+new: on screen one bubble per kind, never a stack. The old one may be gone already (the
+server expired it, the user dismissed it): closing it then fails, which is logged at debug
+level and never stops the new notice.
 
 Storms: sends go through one queue that keeps only the newest notice per key, so 10,000
 decisions in a burst cost a few D-Bus calls, not 10,000.
@@ -132,14 +134,14 @@ class NotificationSender(QObject):
     async def _deliver(self, decision: Decision) -> None:
         if isinstance(decision, Withdraw):
             ident = self._shown.pop(decision.key, None)
-            if ident is not None and self._notifier is not None:
-                await self._notifier.clear(ident)
+            if ident is not None:
+                await self._close(ident)
             return
         notice = decision
         if await self._probe():
             old = self._shown.pop(notice.key, None)
             if old is not None:
-                await self._notifier.clear(old)
+                await self._close(old)
             ident = await self._send_dn(notice)
             if ident is not None:
                 self._shown[notice.key] = ident
@@ -148,6 +150,20 @@ class NotificationSender(QObject):
             self._server_ok = False
             self._warn_once("the notification server did not take the notification")
         self._fall_back(notice)
+
+    async def _close(self, ident: str) -> None:
+        """Close a notice we showed, if it is still there. The server may have closed it
+        already (expired, dismissed): desktop-notifier then raises (``KeyError``), and a
+        notice already gone is what closing wants. Never let it cost the notice that
+        replaces it."""
+        if self._notifier is None:
+            return
+        try:
+            await self._notifier.clear(ident)
+        except asyncio.CancelledError:
+            raise
+        except Exception as ex:
+            log.debug("notice %s was already closed (%r)", ident, ex)
 
     # -- desktop-notifier -------------------------------------------------------------------
     async def _probe(self) -> bool:

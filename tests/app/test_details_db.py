@@ -132,7 +132,7 @@ def test_render_details_window(qapp: QApplication) -> None:
     # The headline and the rows say what the data says.
     # Status.progress: the tray's tooltip says the same, with the same rounding.
     assert window.headline.text() == (
-        "Processing for 3 min: 2 imports (16 %), 1 import queued, derive 120 of 412 tasks")
+        "Processing for 3 min: 2 imports (16 % overall), 1 import queued, derive 120 of 412 tasks")
     label, bar = window.phase_rows[0]
     assert window.pipeline_box.isVisible()
     assert label.text() == "Statistical units · step: derive statistical unit"

@@ -47,7 +47,7 @@ def test_ring_and_tooltip_show_progress_with_the_details_window_closed(
             add_job(conn, "es_2026", "analysing_data", total_rows=20_000,
                     analysis_completed_pct=41.9)
             conn.execute(PIPELINE)
-            want = "2 imports (42 %), derive 120 of 412 tasks"
+            want = "2 imports (42 % overall), derive 120 of 412 tasks"
             await wait_until(lambda: want in ctl.tray.tooltip_text())
             assert ctl.details_window is None  # never opened: no details read at all
             assert ctl.adapter is not None
@@ -72,7 +72,7 @@ def test_ring_and_tooltip_show_progress_with_the_details_window_closed(
             w = ctl.details_window
             assert w is not None
             await wait_until(lambda: w.details is not None)
-            assert "2 imports (65 %), derive 120 of 412 tasks" in w.headline.text()
+            assert "2 imports (65 % overall), derive 120 of 412 tasks" in w.headline.text()
             assert w.phase_rows[0][1].format() == "120 of 412 tasks (29 %)"
             w.hide()
 

@@ -70,7 +70,7 @@ def test_tooltips_for_each_state() -> None:
         "phases": [{"phase": "derive_units_phase", "state": "waiting",
                     "step": "derive_statistical_unit", "total": 412, "completed": 120}]})
     assert tooltip(replace(proc, progress=busy), NOW).splitlines()[1] == (
-        "Processing for 3 min: 2 imports (42 %), derive 120 of 412 tasks")
+        "Processing for 3 min: 2 imports (42 % overall), derive 120 of 412 tasks")
     down = Status(State.DISCONNECTED, since=since, problem=Problem.CONNECTION_LOST,
                   message="The connection to db:5432 was lost.",
                   next_retry_at=NOW + timedelta(seconds=7.2))

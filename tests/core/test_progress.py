@@ -27,7 +27,7 @@ def test_the_tooltip_words_of_the_issue() -> None:
         "phases": [phase("derive_units_phase", "waiting", "derive_statistical_unit", 412, 120)],
         "derive_queued": False,
     })
-    assert p.text == "2 imports (42 %), derive 120 of 412 tasks"
+    assert p.text == "2 imports (42 % overall), derive 120 of 412 tasks"
     assert p.overall_pct == 42  # imports run: the ring shows their share
     assert p.to_json()["overall_pct"] == 42 and p.to_json()["imports_pct"] == 42
 
@@ -46,7 +46,7 @@ def test_rows_weigh_the_imports_share() -> None:
     p = Progress.from_json({"jobs": [job(1, "processing_data", 9000, p=100.0),
                                      job(2, "preparing_data", 1000)]})
     assert p.imports_pct == pytest.approx(90.0)
-    assert p.text == "2 imports (90 %)"
+    assert p.text == "2 imports (90 % overall)"
 
 
 def test_one_rounding_never_says_done_too_early() -> None:

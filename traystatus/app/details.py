@@ -417,9 +417,11 @@ class DeploymentSection(QFrame):
     # -- rendering ----------------------------------------------------------------------------
     def _render(self) -> None:
         now = self.clock()
-        st = self.status
-        details = self.details if st.is_known else None
-        pct = texts.progress_pct(st)  # the same number as the tray's ring and tooltip
+        details = self.details if self.status.is_known else None
+        # One snapshot per redraw: the headline and the ring count the jobs as the rows
+        # below show them (texts.one_snapshot), never an older or newer reading.
+        st = texts.one_snapshot(self.status, details)
+        pct = texts.progress_pct(st)
         self.icon.setPixmap(
             render_pixmap(kind_for(st), 48, IconStyle.COLOR, pct, self.devicePixelRatioF())
         )

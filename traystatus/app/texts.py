@@ -6,8 +6,10 @@ the user's local time zone, as HH:MM (what a person compares with the clock on t
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 
+from traystatus.core.details import Details
 from traystatus.core.state import Problem, State, Status
 from traystatus.core.wording import format_duration
 
@@ -42,9 +44,17 @@ def progress_pct(status: Status) -> int | None:
     return status.progress.overall_pct
 
 
+def one_snapshot(status: Status, details: Details | None) -> Status:
+    """``status`` with its progress counting the import jobs as ``details`` lists them
+    (``Progress.with_jobs_from``), so a window that shows both says one number per job."""
+    if details is None or status.progress is None or status.state is not State.PROCESSING:
+        return status
+    return replace(status, progress=status.progress.with_jobs_from(details.import_jobs))
+
+
 def headline(status: Status, now: datetime) -> str:
     """One line: 'Stable since 14:02',
-    'Processing for 3 min: 2 imports (42 %), derive 120 of 412 tasks'."""
+    'Processing for 3 min: 2 imports (42 % overall), derive 120 of 412 tasks'."""
     st = status.state
     if st == State.STABLE:
         return f"Stable since {local_hhmm(status.since)}"

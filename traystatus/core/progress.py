@@ -20,11 +20,11 @@ second while the system is processing and never while it is stable, and hands it
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
-from traystatus.core.details import DetailsError
+from traystatus.core.details import DetailsError, ImportJob
 from traystatus.core.wording import plural
 
 RUNNING_JOB_STATES = ("preparing_data", "analysing_data", "processing_data")
@@ -115,8 +115,6 @@ class JobProgress:
             pct = _num(value, "analysis_pct")
         elif state == "processing_data":
             pct = _num(value, "import_pct")
-        elif state == "preparing_data":
-            pct = 0.0
         else:
             pct = None
         return cls(
@@ -125,9 +123,25 @@ class JobProgress:
             description=_str(value, "description"),
             state=state,
             total_rows=_int(value, "total_rows"),
-            pct=None if pct is None else max(0.0, min(100.0, pct)),
+            pct=_phase_pct(state, pct),
             user_id=_int(value, "user_id"),
         )
+
+    @classmethod
+    def from_details(cls, job: ImportJob) -> JobProgress:
+        """The same job as a details snapshot tells it (its ``progress_pct`` is the same
+        column of the current phase: analysis while analysing, import while importing)."""
+        return cls(job.id, job.slug, job.description, job.state, job.total_rows,
+                   _phase_pct(job.state, job.progress_pct), job.user_id)
+
+
+def _phase_pct(state: str, pct: float | None) -> float | None:
+    """A job's progress in its current phase: preparing counts as 0 %, queued as none."""
+    if state == "preparing_data":
+        return 0.0
+    if state not in ("analysing_data", "processing_data") or pct is None:
+        return None
+    return max(0.0, min(100.0, pct))
 
 
 @dataclass(frozen=True)
@@ -251,6 +265,28 @@ class Progress:
     def mine(self, job: JobProgress) -> bool:
         return self.me is not None and job.user_id == self.me
 
+    def with_jobs_from(self, jobs: Iterable[ImportJob]) -> Progress:
+        """This aggregate with its import jobs as a details snapshot tells them.
+
+        The details window draws each job's bar from its details snapshot, read at
+        another moment than this aggregate; a headline from this aggregate could say
+        "1 import (5 %)" beside a bar at "Importing 15 %". One snapshot per redraw: the
+        jobs the details list (state and percentage) replace the aggregate's, jobs the
+        details list as running or queued are added, jobs they list as no longer running
+        or queued are dropped; jobs they do not list (newer than the snapshot) stay as
+        they are. The pipeline's phases stay this aggregate's."""
+        listed = {j.id: j for j in jobs}
+        out: list[JobProgress] = []
+        for job in self.jobs:
+            found = listed.pop(job.id, None)
+            if found is None:
+                out.append(job)
+            elif found.state in RUNNING_JOB_STATES + QUEUED_JOB_STATES:
+                out.append(JobProgress.from_details(found))
+        out += [JobProgress.from_details(j) for j in listed.values()
+                if j.state in RUNNING_JOB_STATES + QUEUED_JOB_STATES]
+        return replace(self, jobs=tuple(out))
+
     @classmethod
     def from_json(cls, value: Any) -> Progress:
         if not isinstance(value, Mapping):
@@ -301,14 +337,18 @@ class Progress:
 
     @property
     def text(self) -> str:
-        """'2 imports (42 %), derive 120 of 412 tasks' ('' when nothing is known)."""
+        """'2 imports (42 % overall), derive 120 of 412 tasks' ('' when nothing is known).
+
+        With one import running its percentage is that job's, the one its bar shows;
+        with several, "overall" says the figure is their mean weighted by rows, not any
+        one job's."""
         parts = []
         running = self.running_jobs
         if running:
             part = plural(len(running), "import")
             pct = percent(self.imports_pct)
             if pct is not None:
-                part += f" ({pct} %)"
+                part += f" ({pct} %)" if len(running) == 1 else f" ({pct} % overall)"
             parts.append(part)
         queued = len(self.queued_jobs)
         if queued:

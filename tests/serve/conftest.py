@@ -78,8 +78,10 @@ async def served(
 ) -> AsyncIterator[Served]:
     """An in-process server on 127.0.0.1 (free port) for the body of the block."""
     monitor = Monitor(dsn, options)
-    config.setdefault("token_file", token_file(tmp))
+    if "token_file" not in config:  # (not setdefault: that would write the file anyway)
+        config["token_file"] = token_file(tmp)
     config.setdefault("port", 0)
+    config.setdefault("credential_conninfo", dsn)
     cfg = ServeConfig(host="127.0.0.1", **config)
     loop = asyncio.get_running_loop()
     started: asyncio.Future[Running] = loop.create_future()

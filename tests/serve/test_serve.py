@@ -74,7 +74,9 @@ async def test_initial_message_then_one_per_change(db_dsn: str, tmp_path: Path) 
             assert done["summary"]["analytics_tasks_completed"] == 1
             assert "1 analytics task finished" in done["summary"]["text"]
 
-        async with http.get(f"{srv.url}/healthz") as r:  # no token needed
+        async with http.get(f"{srv.url}/healthz") as r:  # no token: liveness only
+            assert r.status == 200 and await r.json() == {"ok": True}
+        async with http.get(f"{srv.url}/healthz", headers=srv.headers()) as r:
             body = await r.json()
             assert r.status == 200 and body["database_connected"] is True
             assert body["ok"] is True
@@ -121,7 +123,11 @@ async def test_auth_refusals_and_acceptances(db_dsn: str, tmp_path: Path) -> Non
     secret_file.write_bytes(secret + b"\n")
     secret_file.chmod(0o600)
     now = int(time.time())
-    good_jwt = _jwt(secret, {"role": "a@example.org", "email": "a@example.org",
+    # its role must exist: StatBus drops a deleted user's role, and a JWT naming a role
+    # that is gone is refused (credentials.py)
+    with psycopg.connect(db_dsn) as c:
+        role = str(c.execute("SELECT current_user").fetchone()[0])  # type: ignore[index]
+    good_jwt = _jwt(secret, {"role": role, "email": "a@example.org",
                              "type": "access", "exp": now + 600})
     bad = {
         "expired": _jwt(secret, {"email": "a@example.org", "exp": now - 5}),
@@ -326,7 +332,7 @@ async def test_database_lost_and_back_without_client_reconnect(
         assert time.monotonic() - lost_at < 6
         assert lost["state"] == "disconnected" and lost["problem"] == "stale"
         assert lost["reason"]
-        async with http.get(f"{srv.url}/healthz") as r:
+        async with http.get(f"{srv.url}/healthz", headers=srv.headers()) as r:
             body = await r.json()
             assert r.status == 200 and body["database_connected"] is False
         asked = time.monotonic()

@@ -5,9 +5,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 
 from traystatus.cli.exitcodes import CliError, ExitCode
 from traystatus.cli.target import resolve_conninfo, resolve_target
+
+log = logging.getLogger(__name__)
+
+# As the tray clamps its settings (core/profiles.py SECONDS_MIN / SECONDS_MAX): a health
+# read every 1e-9 s would keep a core busy, one every year would never notice anything.
+HEALTH_INTERVAL_RANGE = (1.0, 3600.0)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -36,6 +43,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--heartbeat", type=_positive_float, default=30.0, metavar="S",
                    help="ping every client every S seconds; no pong within S/2 closes it "
                    "(default 30)")
+    p.add_argument("--recheck-interval", type=_positive_float, default=5.0, metavar="S",
+                   help="check every open socket's credential again every S seconds "
+                   "(token file, expiry, revoked StatBus API keys, deleted users); one "
+                   "that no longer holds is closed with code 4401 (default 5)")
 
 
 def _positive_int(text: str) -> int:
@@ -60,7 +71,7 @@ def _positive_float(text: str) -> float:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from traystatus.core.monitor import MonitorOptions
-    from traystatus.core.source import SourceError, open_source
+    from traystatus.core.source import SourceError, is_relay, open_source
     from traystatus.serve.server import (
         ServeConfig,
         ServeConfigError,
@@ -71,6 +82,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         serve,
     )
 
+    low, high = HEALTH_INTERVAL_RANGE
+    health_interval = min(max(args.health_interval, low), high)
+    if health_interval != args.health_interval:
+        log.warning("--health-interval %g is out of range; using %g (%g to %g s)",
+                    args.health_interval, health_interval, low, high)
     try:
         host, port = parse_listen(args.listen)
         config = ServeConfig(
@@ -84,6 +100,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             allow_origins=list(args.allow_origin),
             max_clients=args.max_clients,
             heartbeat=args.heartbeat,
+            recheck=min(max(args.recheck_interval, 0.5), 3600.0),
         )
         # Checked before the database is asked for a password: a refusal comes at once.
         build_auth(config)
@@ -91,8 +108,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ServeConfigError as ex:
         raise CliError(str(ex), ExitCode.USAGE) from None
     conninfo = resolve_conninfo(resolve_target(args.dsn, args.profile))
+    if not is_relay(conninfo):
+        config.credential_conninfo = conninfo  # StatBus's own checks of its JWTs
     try:
-        source = open_source(conninfo, MonitorOptions(health_interval=args.health_interval))
+        source = open_source(conninfo, MonitorOptions(health_interval=health_interval))
     except SourceError as ex:
         raise CliError(str(ex), ExitCode.USAGE) from None
     try:

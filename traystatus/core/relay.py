@@ -536,7 +536,8 @@ async def server_checks(url: str, token: str | None, within: float = 10.0) -> li
     limit = aiohttp.ClientTimeout(total=within)
     try:
         async with aiohttp.ClientSession(timeout=limit) as http:
-            async with http.get(f"{base}/healthz") as r:
+            # with the token: without one, /healthz says only that the server is up
+            async with http.get(f"{base}/healthz", headers=headers) as r:
                 health = await r.json(content_type=None) if r.status in (200, 503) else None
             if not isinstance(health, dict):
                 out.append(CheckResult(

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from traystatus.core.details import Details, WorkSummary
-from traystatus.core.state import State, Status
+from traystatus.core.state import Problem, State, Status
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +83,40 @@ def stable_of(status: Status) -> bool | None:
     return None
 
 
+# What a client is told when the server cannot know the state: the problem's class and
+# one generic sentence. The core's own message (host, port, socket path, the server's
+# login, libpq's FATAL line) goes to the server's log only (Hub._on_status).
+PUBLIC_REASONS = {
+    Problem.UNREACHABLE: "The server cannot reach the database.",
+    Problem.CONNECTION_LOST: "The server lost its database connection; reconnecting.",
+    Problem.STALE: "The database stopped answering the server; reconnecting.",
+    Problem.AUTH_FAILED: "The server cannot log in to the database.",
+    Problem.TLS: "The server's encrypted connection to the database failed.",
+    Problem.SQL_MISSING: "The database lacks the SQL the server needs.",
+    Problem.SQL_OUTDATED: "The database's traystatus SQL is older than the server needs.",
+    Problem.SQL_NEWER: "The database's traystatus SQL is newer than the server knows.",
+    Problem.PERMISSION: "The server's database role lacks a privilege it needs.",
+    Problem.NO_PASSWORD: "The server has no database password.",
+    Problem.CONFIG: "The server's database settings are not usable.",
+    Problem.INTERNAL: "The server hit an internal error.",
+}
+LOG_HINT = " Its administrator finds the details in the server's log."
+
+
+def public_reason(status: Status) -> str:
+    """The reason a client may see: generic while the state is unknown, else the core's
+    (empty for stable/processing)."""
+    if status.is_known:
+        return status.message
+    if status.problem is None:
+        return "The server is connecting to the database."
+    return PUBLIC_REASONS.get(status.problem, "The server cannot read the state.") + LOG_HINT
+
+
 def status_message(status: Status) -> dict[str, Any]:
-    """What ``/api/system-stability`` sends: ``stable`` first, then the core's Status JSON."""
-    return {"stable": stable_of(status), **status.to_json()}
+    """What ``/api/system-stability`` sends: ``stable`` first, then the core's Status JSON
+    (its ``reason`` made generic while the state is unknown: :func:`public_reason`)."""
+    return {"stable": stable_of(status), **status.to_json(), "reason": public_reason(status)}
 
 
 def details_message(details: Details) -> dict[str, Any]:
@@ -150,6 +181,8 @@ class Hub:
         self.options = options or HubOptions()
         self.counters = HubCounters()
         self._clients: set[Client] = set()
+        self._reserved = 0  # handshakes admitted, not yet registered (see reserve())
+        self._logged_problem: tuple[object, str] | None = None
         self._details_refs = 0
         self._status_text = dumps(status_message(source.status))
         self._details_text: str | None = None
@@ -171,10 +204,29 @@ class Hub:
         return sum(1 for c in self._clients if c.details)
 
     def full(self) -> bool:
-        return len(self._clients) >= self.options.max_clients
+        return len(self._clients) + self._reserved >= self.options.max_clients
+
+    def reserve(self) -> bool:
+        """Take a client slot before the WebSocket handshake completes (False: none left).
+        Checked and taken in one step, so concurrent handshakes cannot overshoot
+        ``max_clients``; ``serve_client()`` turns it into the client, else ``release()``."""
+        if self.full():
+            return False
+        self._reserved += 1
+        return True
+
+    def release(self) -> None:
+        self._reserved = max(0, self._reserved - 1)
 
     # -- source events ----------------------------------------------------------------------
     def _on_status(self, status: Status) -> None:
+        if not status.is_known and status.message:
+            seen = (status.problem, status.message)
+            if seen != self._logged_problem:
+                self._logged_problem = seen
+                log.warning("database: %s", status.message)  # clients get a generic reason
+        elif status.is_known:
+            self._logged_problem = None
         self._status_text = dumps(status_message(status))
         self._broadcast(self._status_text, details=False)
 
@@ -241,10 +293,14 @@ class Hub:
         details: bool,
         abort: Callable[[], None],
         receive_until_closed: Callable[[], Awaitable[None]],
+        reserved: bool = False,
     ) -> None:
         """Register a connected client, send it the current state and every change until
-        ``receive_until_closed()`` returns (the peer closed, or the server closes it)."""
+        ``receive_until_closed()`` returns (the peer closed, or the server closes it).
+        ``reserved``: the slot was taken with ``reserve()``."""
         client = Client(sink, details, abort)
+        if reserved:
+            self.release()
         self._clients.add(client)
         self.counters.clients_accepted += 1
         if details:
@@ -283,7 +339,10 @@ class Hub:
                 client.abort()
                 return
             except (ConnectionError, RuntimeError) as ex:
+                # The connection is unusable: end it, so serve_client() unregisters the
+                # client now rather than when (if ever) its reader notices.
                 log.debug("client gone while sending: %s", ex)
+                client.abort()
                 return
             finally:
                 client.sending = False

@@ -4,8 +4,15 @@ Start-up checks (each a one-line refusal, exit 2): the listen address parses; ``
 only on a loopback address (every address the host name resolves to is loopback);
 without it, a token file and/or a JWT secret file that can be read; TLS certificate and
 key together. Then the source runs (the core's monitor: one database connection,
-reconnecting on its own) and the site listens. SIGTERM or SIGINT: close frames (1001) to
-every WebSocket client, the source closes its connection, exit 0.
+reconnecting on its own) and the site listens; what goes wrong with the database in the
+first seconds (a failing login, a missing grant) is a WARNING on stderr, so a service
+manager's log shows it. SIGTERM or SIGINT: close frames (1001) to every WebSocket
+client, the source closes its connection, exit 0. SIGHUP: the token file is read again
+and every open socket's credential checked at once.
+
+Misuse: a request head must be complete within ``header_timeout`` seconds (and an idle
+keep-alive connection is closed after as long); connections without a valid credential
+yet are limited per address and in all (guard.py).
 """
 
 from __future__ import annotations
@@ -25,8 +32,17 @@ from typing import Any, Protocol
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from traystatus.serve.app import AppOptions, close_all, make_app
-from traystatus.serve.auth import AuthConfigError, Authenticator, JwtVerifier, TokenFile
+from traystatus.core.state import Problem
+from traystatus.serve.app import AppOptions, close_all, make_app, reload_credentials
+from traystatus.serve.auth import (
+    AuthConfigError,
+    Authenticator,
+    JwtVerifier,
+    TokenFile,
+    own_origins,
+)
+from traystatus.serve.credentials import CredentialChecker
+from traystatus.serve.guard import ConnectionGuard, GuardedAppRunner
 from traystatus.serve.hub import Hub, HubOptions, Source
 
 log = logging.getLogger(__name__)
@@ -57,6 +73,14 @@ class ServeConfig:
     max_clients: int = 10_000
     heartbeat: float = 30.0
     send_timeout: float = 10.0
+    recheck: float = 5.0  # open sockets' credentials checked again every N s
+    header_timeout: float = 10.0  # a request head within N s; idle keep-alive as long
+    max_unauthenticated: int = 1024  # connections without a valid credential yet, in all
+    max_unauthenticated_per_address: int = 64
+    # The database for StatBus's own checks of JWTs (revoked API keys, deleted users):
+    # the same one the source watches. None: JWTs are checked without the database.
+    credential_conninfo: str | None = None
+    startup_grace: float = 10.0  # how long to wait for the database before warning
 
     @property
     def scheme(self) -> str:
@@ -158,12 +182,22 @@ async def serve(
     ssl_ctx = build_ssl(config)
     hub = Hub(source, HubOptions(max_clients=config.max_clients,
                                  send_timeout=config.send_timeout))
-    app = make_app(hub, auth, AppOptions(allow_origins=config.allow_origins,
-                                         heartbeat=config.heartbeat))
+    checker = (
+        CredentialChecker(config.credential_conninfo, ttl=config.recheck)
+        if auth.jwt is not None and config.credential_conninfo else None
+    )
+    guard = ConnectionGuard(config.max_unauthenticated_per_address,
+                            config.max_unauthenticated)
+    options = AppOptions(allow_origins=config.allow_origins, heartbeat=config.heartbeat,
+                         recheck=config.recheck)
+    app = make_app(hub, auth, options, checker=checker, guard=guard)
     server_log = logging.getLogger("aiohttp.server")
     if _QUIET not in server_log.filters:
         server_log.addFilter(_QUIET)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
+    # keepalive_timeout bounds the time to a complete request head, on a new connection
+    # and between requests alike (aiohttp closes a connection still waiting for one).
+    runner = GuardedAppRunner(app, guard=guard, access_log=None, handle_signals=False,
+                              shutdown_timeout=5.0, keepalive_timeout=config.header_timeout)
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port, ssl_context=ssl_ctx, backlog=2048,
                        reuse_address=True)
@@ -174,6 +208,8 @@ async def serve(
         raise ServeConfigError(
             f"cannot listen on {config.host}:{config.port}: {ex.strerror or ex}"
         ) from None
+    port = _bound_port(site, config)
+    options.own_origins = _own_origins(config, port)
     source_task = asyncio.create_task(source.run(), name="traystatus-serve-source")
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -181,13 +217,19 @@ async def serve(
     for sig in signals:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
+    if handle_signals:
+        with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
+            loop.add_signal_handler(signal.SIGHUP, reload_credentials, app)
     url = _bound_url(site, config)
     log.info("listening on %s", url)
     if ready is not None:
         ready(Running(url, hub))
+    startup = asyncio.create_task(_warn_at_start(source, checker, config.startup_grace),
+                                  name="traystatus-serve-startup-check")
     try:
         await stop.wait()
     finally:
+        startup.cancel()
         log.info("stopping: closing clients")
         await close_all(app)
         source.stop()
@@ -196,10 +238,41 @@ async def serve(
             await asyncio.wait_for(source_task, 10.0)
         except (TimeoutError, asyncio.CancelledError):
             log.warning("the state source did not stop within 10 s")
-        for sig in signals:
-            with contextlib.suppress(NotImplementedError, RuntimeError):
+        if checker is not None:
+            await checker.close()
+        for sig in (*signals, *((signal.SIGHUP,) if handle_signals else ())):
+            with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
                 loop.remove_signal_handler(sig)
     return 0
+
+
+# What a first status can say that waiting will not fix: worth a WARNING at start.
+_START_PROBLEMS = {Problem.AUTH_FAILED, Problem.PERMISSION, Problem.SQL_MISSING,
+                   Problem.SQL_OUTDATED, Problem.SQL_NEWER, Problem.NO_PASSWORD,
+                   Problem.CONFIG, Problem.TLS, Problem.UNREACHABLE}
+
+
+async def _warn_at_start(source: Source, checker: CredentialChecker | None,
+                         grace: float) -> None:
+    """A failing login or a missing grant, said on stderr at start (not only with -v):
+    a service manager's log should not show a healthy start of a server that serves
+    nothing."""
+    deadline = asyncio.get_running_loop().time() + grace
+    while asyncio.get_running_loop().time() < deadline:
+        status = source.status
+        if status.is_known or status.problem in _START_PROBLEMS:
+            break
+        await asyncio.sleep(0.1)
+    status = source.status
+    if not status.is_known:
+        why = status.message or f"the state is still {status.state.value}"
+        problem = status.problem.value if status.problem else status.state.value
+        log.warning("the database is not usable yet (%s): %s; clients get stable: null "
+                    "until it is", problem, why)
+    if checker is not None:
+        problem_text = await checker.probe()
+        if problem_text:
+            log.warning("%s", problem_text)
 
 
 class _QuietBadRequests(logging.Filter):
@@ -223,11 +296,26 @@ class _QuietBadRequests(logging.Filter):
 _QUIET = _QuietBadRequests()
 
 
-def _bound_url(site: web.TCPSite, config: ServeConfig) -> str:
+def _bound_port(site: web.TCPSite, config: ServeConfig) -> int:
     server: Any = site._server  # the asyncio Server: the real port when 0 was asked for
     port = config.port
     with contextlib.suppress(AttributeError, IndexError, TypeError):
-        port = server.sockets[0].getsockname()[1]
+        port = int(server.sockets[0].getsockname()[1])
+    return port
+
+
+def _own_origins(config: ServeConfig, port: int) -> list[str]:
+    """Origins of the pages this server serves itself: its listen address (and the other
+    loopback spellings on loopback); on every interface, this machine's name."""
+    host = config.host
+    if host in ("0.0.0.0", "::", ""):
+        return own_origins(config.scheme, socket.gethostname(), port) + own_origins(
+            config.scheme, "127.0.0.1", port)
+    return own_origins(config.scheme, host, port)
+
+
+def _bound_url(site: web.TCPSite, config: ServeConfig) -> str:
+    port = _bound_port(site, config)
     host = config.host
     if ":" in host:
         host = f"[{host}]"

@@ -24,6 +24,7 @@ from psycopg import sql
 
 from tests.fix_db import PgServer, temporary_role
 from tests.serve.conftest import TOKEN, next_json, served, token_file, until
+
 CLOSE_UNAUTHORIZED = 4401  # app.py: the credential no longer holds
 
 OTHER = "other-token-0123456789abcdef"
@@ -74,6 +75,27 @@ async def closed_with(ws: aiohttp.ClientWebSocketResponse, within: float) -> tup
 
 
 # -- item 2 and 3: the token file ----------------------------------------------------------
+NEW = "brand-new-token-0123456789abcdef"
+
+
+def _withdraw(path: Path, change: str) -> None:
+    """The administrator changes the token file so that TOKEN is no longer in it."""
+    if change == "removed":
+        path.write_text(f"{OTHER}\n")
+    elif change == "empty":
+        path.write_text("")
+    elif change == "commented":
+        path.write_text(f"# {TOKEN}\n# {OTHER}\n")
+    elif change == "deleted":
+        path.unlink()
+    elif change == "bad line":  # one short line must not keep the old tokens alive
+        path.write_text(f"short\n{NEW}\n")
+    else:
+        fresh = path.with_name("tokens.new")
+        fresh.write_text(f"{NEW}\n")
+        os.replace(fresh, path)
+
+
 @pytest.mark.asyncio
 @pytest.mark.parametrize("change", ["removed", "empty", "commented", "deleted", "bad line",
                                     "replaced by rename"])
@@ -88,21 +110,7 @@ async def test_a_withdrawn_token_closes_its_open_socket(
         other = await http.ws_connect(url, headers=srv.headers(OTHER))
         assert (await next_json(ws))["stable"] is True
         await next_json(other)
-        new = "brand-new-token-0123456789abcdef"
-        if change == "removed":
-            path.write_text(f"{OTHER}\n")
-        elif change == "empty":
-            path.write_text("")
-        elif change == "commented":
-            path.write_text(f"# {TOKEN}\n# {OTHER}\n")
-        elif change == "deleted":
-            path.unlink()
-        elif change == "bad line":  # one short line must not keep the old tokens alive
-            path.write_text(f"short\n{new}\n")
-        else:
-            fresh = tmp_path / "tokens.new"
-            fresh.write_text(f"{new}\n")
-            os.replace(fresh, path)
+        _withdraw(path, change)
         code, reason = await closed_with(ws, within=5)
         assert code == CLOSE_UNAUTHORIZED and "withdrawn" in reason
         with pytest.raises(aiohttp.WSServerHandshakeError) as ex:
@@ -117,7 +125,7 @@ async def test_a_withdrawn_token_closes_its_open_socket(
         else:
             assert (await closed_with(other, within=5))[0] == CLOSE_UNAUTHORIZED
         if change in ("bad line", "replaced by rename"):
-            async with http.get(url, headers=srv.headers(new)) as r:
+            async with http.get(url, headers=srv.headers(NEW)) as r:
                 assert r.status == 200
 
 

@@ -33,6 +33,7 @@ from traystatus.app.adapter import MonitorAdapter
 from traystatus.app.controller import Controller
 from traystatus.app.icons import IconCache
 from traystatus.app.settings import CheckResult, SettingsDialog
+from traystatus.app.slot import Opened, SourceSpec
 from traystatus.app.tray import TrayIcon
 from traystatus.core.monitor import Monitor
 from traystatus.core.password import resolve_async
@@ -215,11 +216,16 @@ def test_no_keychain_save_keeps_the_settings_and_uses_the_password_this_session(
             assert password not in (config_dir / "profiles.toml").read_text()
             # The typed password reaches the monitor: it connects.
             await wait_until(lambda: ctl.tray.status.state == State.STABLE, within=60)
-            # Saving again without retyping it keeps using it (for this session).
+            # Saving again without retyping it: a notification setting changes in place
+            # (no reconnect), and a restart later still uses the typed password.
+            opened = ctl.slot.opened
             dialog.grace.setValue(96)
             assert dialog.save(), dialog.message.text()
+            assert ctl.tray.status.state == State.STABLE and ctl.slot.opened == opened
+            ctl._restart()
             assert ctl.tray.status.state == State.CONNECTING
-            await wait_until(lambda: ctl.tray.status.state == State.STABLE, within=60)
+            await wait_until(lambda: ctl.tray.status.state == State.STABLE
+                             and ctl.slot.opened == opened + 1, within=60)
             dialog.resize(720, dialog.sizeHint().height())
             ARTIFACTS.mkdir(exist_ok=True)
             assert dialog.grab().save(str(ARTIFACTS / "settings-no-keychain.png"))
@@ -269,8 +275,8 @@ class BuggyController(Controller):
     """The real controller with a bug in its start: it finds the password for real, then
     fails the way no one planned for."""
 
-    async def _start_monitor_with(self, conninfo: str, keychain_name: str | None) -> None:
-        await resolve_async(conninfo, keychain_name)
+    async def _open(self, spec: SourceSpec) -> Opened:
+        await resolve_async(spec.conninfo, spec.keychain_name)
         raise RuntimeError("a bug while starting")
 
 
@@ -317,11 +323,11 @@ def test_an_unexpected_error_in_a_task_is_shown_not_swallowed(
 class FailsOnce(Controller):
     starts = 0
 
-    async def _start_monitor_with(self, conninfo: str, keychain_name: str | None) -> None:
+    async def _open(self, spec: SourceSpec) -> Opened:
         self.starts += 1
         if self.starts == 1:
             raise RuntimeError("a bug on the first start")
-        await super()._start_monitor_with(conninfo, keychain_name)
+        return await super()._open(spec)
 
 
 def test_reconnect_now_in_the_details_window_starts_over_after_a_bug(

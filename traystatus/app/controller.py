@@ -15,7 +15,6 @@ an error - never the state of a database nobody watches any more.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import replace
@@ -29,7 +28,7 @@ from PySide6.QtWidgets import QMessageBox, QSystemTrayIcon
 from traystatus import __version__
 from traystatus.app import texts
 from traystatus.app.adapter import MonitorAdapter
-from traystatus.app.deployments import Deployments, named
+from traystatus.app.deployments import Deployments, named, spec_for_profile
 from traystatus.app.details import DetailsWindow
 from traystatus.app.icons import IconCache, IconStyle, platform_dark_scheme, resolve_style
 from traystatus.app.notifications import NotificationSender
@@ -43,19 +42,16 @@ from traystatus.app.notify_policy import (
     Urgency,
 )
 from traystatus.app.settings import SavedChange, SettingsDialog
+from traystatus.app.slot import Opened, SourceSlot, SourceSpec, open_spec
 from traystatus.app.statuswindow import StatusWindow
-from traystatus.app.tasks import TaskSet, bug_status
+from traystatus.app.throttle import Throttle
 from traystatus.app.tray import TrayIcon
 from traystatus.app.trayhost import TrayHost
-from traystatus.core import credentials
 from traystatus.core.details import Details, WorkSummary
 from traystatus.core.monitor import MonitorOptions
 from traystatus.core.password import Source
-from traystatus.core.password import resolve_async as resolve_password_async
 from traystatus.core.profiles import ProfileError, ProfileStore, Settings
 from traystatus.core.progress import ImportEnd
-from traystatus.core.readers import READER_MODES
-from traystatus.core.source import SourceError, is_relay, open_source
 from traystatus.core.state import Problem, State, Status, utcnow
 
 log = logging.getLogger(__name__)
@@ -63,6 +59,7 @@ log = logging.getLogger(__name__)
 TRAY_CHECK_MS = 5000
 NO_PROFILE = "No connection profile is set up: add one in Settings."
 WAKE_GAP = timedelta(seconds=30)
+RENDER_MS = 250  # at most four repaints a second while progress streams in (throttle.py)
 
 
 def icon_style_for(settings: Settings) -> IconStyle:
@@ -130,15 +127,22 @@ class Controller(QObject):
         self.notifier.jobRequested.connect(self.show_job)
         self.notifier.deploymentRequested.connect(self._show_deployment)
         self.me: int | None = None  # the StatBus user behind the login, once known
-        self.adapter: MonitorAdapter | None = None
+        # The one owner of the running source of the profile shown in detail (slot.py).
+        self.slot = SourceSlot(self._open, "watching the database", self)
+        self.slot.statusChanged.connect(self._on_status)
+        self.slot.detailsChanged.connect(self._on_details)
+        self.slot.workFinished.connect(self._on_summary)
+        self.slot.importEnded.connect(self._on_import_end)
+        self.slot.adapterChanged.connect(self._adapter_changed)
+        # Every Status reaches the policy; the icon and windows are repainted at most
+        # every RENDER_MS (a state change at once), always with the latest.
+        self._render_throttle = Throttle(self._render, RENDER_MS, self)
+        self._rendered: tuple[object, ...] = ()
         self.details_window: DetailsWindow | None = None
         self.settings_dialog: SettingsDialog | None = None
         self.in_tray = False
         self._window_shown_once = False
         self._last_tick: datetime | None = None
-        self.tasks = TaskSet(self._task_failed)
-        self._starting: asyncio.Future[None] | None = None
-        self.password_source: Source | None = None  # where the monitor's password came from
         # Passwords typed in Settings that no secure keychain could keep, per profile:
         # used for this session only, never written anywhere.
         self._session_passwords: dict[str, str] = {}
@@ -146,7 +150,8 @@ class Controller(QObject):
         self._profile_problem = NO_PROFILE
         # The other watched deployments (Settings.watched): one icon shows the worst.
         self.deployments = Deployments(
-            store, lambda: monitor_options(self.store.settings), clock, self
+            store, lambda: monitor_options(self.store.settings), clock, self,
+            passwords=self._session_passwords,
         )
         self.deployments.changed.connect(self._deployments_changed)
         self.deployments.noticed.connect(self.notifier.handle)
@@ -179,6 +184,16 @@ class Controller(QObject):
             app.styleHints().colorSchemeChanged.connect(self._restyle)
 
     # -- start / stop --------------------------------------------------------------------------
+    @property
+    def adapter(self) -> MonitorAdapter | None:
+        """The running source of the profile shown in detail (its slot's)."""
+        return self.slot.adapter
+
+    @property
+    def password_source(self) -> Source | None:
+        """Where the running source's password came from."""
+        return self.slot.password_source
+
     def start(self) -> None:
         self._place()
         self._tray_check.start()
@@ -186,24 +201,41 @@ class Controller(QObject):
         self.tray.set_profiles(self.store.names(), self.profile_name)
         if not self._start_monitor():
             self.show_settings()
-        self._start_deployments()
+        self._sync_deployments()
 
-    def _start_deployments(self) -> None:
+    def _sync_deployments(self, forced: frozenset[str] = frozenset()) -> None:
+        """Watch the other deployments Settings lists: only those whose connection
+        changed (or in ``forced``) are restarted (Deployments.sync)."""
         # The profile shown in detail is known now (the default one when none was named).
         self.tray.set_profiles(self.store.names(), self.profile_name)
         others = [n for n in self.store.settings.watched
                   if n != self.profile_name or self.dsn is not None]
-        if others:
-            self.deployments.start(others)
+        self.deployments.sync(others, forced)
 
     def _deployments_changed(self) -> None:
-        rows = self.deployments.rows()
-        self.tray.set_deployments(rows)
-        self.window.set_deployments(self.profile_name, rows)
+        self._request_render()
+
+    def _request_render(self) -> None:
+        self._render_throttle.request(urgent=self._shown_key() != self._rendered)
+
+    def _render(self) -> None:
+        """Repaint the icon, the tooltip and the windows with the latest states (the
+        throttle calls this: at once for a change of state, else at most every
+        RENDER_MS)."""
+        status, rows = self.status, self.deployments.rows()
+        self._rendered = self._shown_key()
+        self.tray.show_states(status, rows)
+        self.window.show_states(self.profile_name, status, rows)
         if self.details_window is not None:
+            self.details_window.set_status(status)
             self._list_deployments(self.details_window)
-            for name, status in rows:
-                self.details_window.set_deployment_status(name, status)
+            for name, st in rows:
+                self.details_window.set_deployment_status(name, st)
+
+    def _shown_key(self) -> tuple[object, ...]:
+        """What makes a repaint urgent when it changes: each deployment's state."""
+        return (self.status.state, self.status.problem,
+                *((n, st.state, st.problem) for n, st in self.deployments.rows()))
 
     def _list_deployments(self, window: DetailsWindow) -> None:
         """The details window's sections: the deployment shown in detail, then each
@@ -238,12 +270,12 @@ class Controller(QObject):
             return decisions
         return [named(d, self.profile_name or "this database") for d in decisions]
 
-    def _conninfo(self) -> tuple[str, str | None] | None:
-        """The conninfo and the profile whose keychain entry may supply the password (None
-        for ``--dsn``, as in the CLI); None when no profile is set up yet."""
+    def _spec(self) -> SourceSpec | None:
+        """What the profile shown in detail (or ``--dsn``) is watched with; None when no
+        profile is set up yet (``_profile_problem`` says why)."""
+        options = monitor_options(self.store.settings)
         if self.dsn:
-            self._source_mode = self.source_override or "auto"
-            return self.dsn, None
+            return SourceSpec(self.dsn, None, self.source_override or "auto", options)
         if self.profile_name is None and self.store.default_name is None:
             self._profile_problem = NO_PROFILE
             return None
@@ -254,92 +286,48 @@ class Controller(QObject):
             self._profile_problem = f"{ex}. Choose or add a profile in Settings."
             return None
         self.profile_name = profile.name
-        self._source_mode = self.source_override or profile.source or "auto"
-        return profile.to_conninfo(), profile.name
+        return spec_for_profile(profile, options, self._session_passwords.get(profile.name),
+                                self.source_override)
 
-    def _start_monitor(self) -> bool:
-        """Start the monitor for the current profile; False when there is none. The
-        password is found first (traystatus.core.password: the CLI's order), so the
-        monitor itself starts a moment later on the loop. Without a profile the icon
+    def _start_monitor(self, force: bool = False) -> bool:
+        """Watch the current profile; False when there is none. Its slot restarts the
+        source only when what it is opened with changed (or ``force``): a Save of a
+        notification setting leaves the connection alone. Without a profile the icon
         says so (an error, not whatever it showed before)."""
-        target = self._conninfo()
-        if target is None:
+        spec = self._spec()
+        if spec is None:
+            if self.slot.spec is not None or self.slot.adapter is not None:
+                self.slot.restart(None)
             self._show(
                 Status(State.ERROR, problem=Problem.CONFIG, message=self._profile_problem),
                 notify=False,
             )
             return False
-        self._show(Status(State.CONNECTING), notify=False)
-        self._starting = self.tasks.start(self._start_monitor_with(*target), "starting the monitor")
+        if force or spec != self.slot.spec:
+            # The old state goes at once: it describes a connection being replaced.
+            self._show(Status(State.CONNECTING), notify=False)
+            self.slot.restart(spec)
         return True
 
-    async def _start_monitor_with(self, conninfo: str, keychain_name: str | None) -> None:
-        typed = self._session_passwords.get(keychain_name) if keychain_name else None
-        if is_relay(conninfo):
-            # A traystatus server: the profile's keychain entry is its token.
-            token = typed or (
-                await asyncio.to_thread(credentials.get_password, keychain_name)
-                if keychain_name else None
-            )
-            kwargs = {"password": token} if token else {}
-            self.password_source = Source.KEYCHAIN if token else None
-        else:
-            # A password typed in Settings without a secure keychain takes the keychain's
-            # place in the order (after the DSN's own and libpq's).
-            found = await resolve_password_async(
-                conninfo, keychain_name, keychain=(lambda _name: typed) if typed else None
-            )
-            log.info("password: %s%s", found.source.value,
-                     " (typed this session)" if typed else "")
-            kwargs = {"password": found.password} if found.password else {}
-            self.password_source = found.source
-        try:
-            options = monitor_options(self.store.settings)
-            if self._source_mode in READER_MODES:
-                options = replace(options, reader=self._source_mode)
-            monitor = open_source(conninfo, options, **kwargs)
-        except SourceError as ex:  # the user's target, not our bug: say what is wrong
-            log.warning("cannot watch: %s", ex)
-            self._show(Status(State.ERROR, problem=Problem.CONFIG, message=str(ex)))
-            return
-        self.adapter = MonitorAdapter(monitor, self)
-        self.adapter.statusChanged.connect(self._on_status)
-        self.adapter.detailsChanged.connect(self._on_details)
-        self.adapter.workFinished.connect(self._on_summary)
-        self.adapter.importEnded.connect(self._on_import_end)
-        if self.details_window is not None:
-            self.details_window.set_adapter(self.adapter)
-        self._on_status(monitor.status)
-        self.adapter.start()
+    async def _open(self, spec: SourceSpec) -> Opened:
+        """Open the source of ``spec`` (the slot calls this; tests replace it)."""
+        return await open_spec(spec)
 
-    async def _stop_monitor(self) -> None:
-        starting, self._starting = self._starting, None
-        if starting is not None and not starting.done():
-            starting.cancel()
-            await asyncio.gather(starting, return_exceptions=True)
-        adapter, self.adapter = self.adapter, None
-        if adapter is None:
-            return
-        # From here on nothing this monitor says reaches the views: it may be the state of
-        # a profile that was just renamed, removed or edited.
-        adapter.statusChanged.disconnect(self._on_status)
-        adapter.detailsChanged.disconnect(self._on_details)
-        adapter.workFinished.disconnect(self._on_summary)
-        adapter.importEnded.disconnect(self._on_import_end)
+    def _adapter_changed(self, adapter: object) -> None:
+        """A new source (or none, while the slot replaces it): the details window moves
+        its subscription along and drops the old source's details."""
         if self.details_window is not None:
-            self.details_window.hide()
-            self.details_window.deleteLater()
-            self.details_window = None
-        await adapter.stop()
-        adapter.deleteLater()
+            self.details_window.set_adapter(
+                adapter if isinstance(adapter, MonitorAdapter) else None
+            )
 
     async def shutdown(self) -> None:
         """Quit: stop the monitor (its connection closes), the timers and the notifier."""
         self._tick.stop()
         self._tray_check.stop()
-        await self.tasks.cancel_all()
+        self._render_throttle.stop()
         await self.deployments.stop()
-        await self._stop_monitor()
+        await self.slot.close()
         await self.notifier.close()
         if self.tray_host is not None:
             self.tray_host.close()
@@ -377,28 +365,22 @@ class Controller(QObject):
         self._show(status)
 
     def _show(self, status: Status, notify: bool = True) -> None:
-        """The one way a Status reaches the icon, the window and the details window."""
+        """The one way a Status reaches the icon, the window and the details window. The
+        policy sees every Status; the repaint is throttled (``_render``)."""
         self.status = status
         if status.progress is not None and status.progress.me is not None:
             if status.progress.me != self.me and self.details_window is not None:
                 self.details_window.set_me(status.progress.me)
             self.me = status.progress.me
-        self.tray.set_status(status)
-        self.window.set_status(status)
-        if self.details_window is not None:
-            self.details_window.set_status(status)
         if notify:
             self.notifier.handle(self._named(self.policy.on_status(status, self.clock())))
+        self._request_render()
 
     def _on_details(self, details: Details) -> None:
         # The icon's ring and the tooltip take their numbers from Status.progress (read
         # while processing, window or not): details feed only the details window.
         if self.details_window is not None:
             self.details_window.set_details(details)
-
-    def _task_failed(self, what: str, error: BaseException) -> None:
-        """A task of ours died of a bug: say so instead of staying on Connecting."""
-        self._show(bug_status(what, error))
 
     def _on_import_end(self, job: ImportEnd) -> None:
         self.notifier.handle(self._named(self.policy.on_import_end(job, self.clock())))
@@ -446,6 +428,7 @@ class Controller(QObject):
 
     def show_details(self) -> None:
         if self.details_window is None:
+            self._render_throttle.flush()
             self.details_window = DetailsWindow(self.adapter, self.icons, clock=self.clock)
             self.details_window.reconnectRequested.connect(self.reconnect_now)
             self.details_window.deploymentReconnectRequested.connect(self.deployments.reconnect)
@@ -466,14 +449,23 @@ class Controller(QObject):
         self.settings_dialog.raise_()
 
     def _settings_saved(self, change: object = None) -> None:
+        """Apply a Save (or Remove) in place; restart only the sources whose connection
+        changed: the profile's connection settings, its source setting, a new password
+        (docs/app.md, "Which changes restart what")."""
+        forced: frozenset[str] = frozenset()
         if isinstance(change, SavedChange):
             self._follow(change)
+            if change.profile is not None and (change.session_password
+                                               or change.password_stored):
+                forced = frozenset({change.profile})  # a new password: reconnect with it
         s = self.store.settings
         self.policy.options = NotifyOptions.from_settings(s)
+        self.deployments.set_notify_options(NotifyOptions.from_settings(s))
         self._restyle()
         self.tray.set_profiles(self.store.names(), self.profile_name)
-        # New connection settings or password: start over with them.
-        self._restart()
+        self._start_monitor(force=self.dsn is None and self.profile_name in forced)
+        self._sync_deployments(forced)
+        self._request_render()
 
     def _follow(self, change: SavedChange) -> None:
         """Keep watching the same profile under its new name; a removed one gives way to
@@ -482,6 +474,7 @@ class Controller(QObject):
         for old, new in change.renamed.items():
             if old in passwords:
                 passwords[new] = passwords.pop(old)
+            self.deployments.rename(old, new)  # its source keeps running
             if self.profile_name == old:
                 log.info("following the renamed profile %r -> %r", old, new)
                 self.profile_name = new
@@ -507,32 +500,25 @@ class Controller(QObject):
             self.profile_name = self.store.default_name
 
     def _restart(self) -> None:
-        """Stop the monitor and start it again with the current profile and settings. The
-        old state goes at once: it describes a connection that is being replaced."""
-        self._show(Status(State.CONNECTING), notify=False)
-        self.tasks.start(self._restart_monitor(), "restarting the monitor")
-
-    async def _restart_monitor(self) -> None:
-        await self._stop_monitor()
-        await self.deployments.stop()
-        self.tray.set_deployments([])
-        self.window.set_deployments(self.profile_name, [])
-        self._start_monitor()
-        self._start_deployments()
+        """Start the source over with the current profile and settings."""
+        if self._start_monitor(force=True):
+            self._sync_deployments()
 
     def switch_profile(self, name: str) -> None:
         if name == self.profile_name:
             return
         self.profile_name = name
         self.dsn = None
+        self.me = None
         self.tray.set_profiles(self.store.names(), name)
-        self._restart()
+        self._start_monitor()
+        self._sync_deployments()
 
     def reconnect_now(self) -> None:
         if self.status.problem is Problem.INTERNAL:
-            self._restart()  # a bug stopped the monitor or its start: start over
-        elif self.adapter is not None:
-            self.adapter.reconnect_now()
+            self._start_monitor(force=True)  # a bug stopped the monitor or its start
+        else:
+            self.slot.reconnect_now()
         self.deployments.reconnect_now()
 
     def _pause(self, pause: object) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 
@@ -22,12 +22,10 @@ from PySide6.QtCore import QObject, Signal
 
 from traystatus.app.adapter import MonitorAdapter
 from traystatus.app.notify_policy import Decision, Notice, NotificationPolicy, NotifyOptions
-from traystatus.app.tasks import TaskSet
+from traystatus.app.slot import Opener, SourceSlot, SourceSpec, open_spec
 from traystatus.core.details import WorkSummary
 from traystatus.core.monitor import MonitorOptions
-from traystatus.core.password import resolve_async
-from traystatus.core.profiles import ProfileError, ProfileStore
-from traystatus.core.source import SourceError, open_source
+from traystatus.core.profiles import ConnectionProfile, ProfileError, ProfileStore
 from traystatus.core.state import Problem, State, Status
 
 log = logging.getLogger(__name__)
@@ -60,10 +58,24 @@ def named(decision: Decision, name: str) -> Decision:
     return replace(decision, key=f"{name}/{decision.key}")
 
 
+def spec_for_profile(
+    profile: ConnectionProfile,
+    options: MonitorOptions,
+    typed_password: str | None = None,
+    source_override: str | None = None,
+) -> SourceSpec:
+    """How a profile is watched, the same for the one shown in detail and every other
+    watched one: its target, its ``source`` setting, its keychain entry (or a password
+    typed this session), the monitor's timing."""
+    return SourceSpec(profile.to_conninfo(), profile.name,
+                      source_override or profile.source or "auto", options, typed_password)
+
+
 class Deployments(QObject):
-    """The watched deployments besides the one shown in detail. ``changed()`` after any
-    of their Status changes; ``noticed(list[Decision])`` with named notices to send;
-    ``detailsChanged((name, Details))`` while the details window reads them."""
+    """The watched deployments besides the one shown in detail, a ``SourceSlot`` each.
+    ``changed()`` after any of their Status changes; ``noticed(list[Decision])`` with
+    named notices to send; ``detailsChanged((name, Details))`` while the details window
+    reads them."""
 
     changed = Signal()
     noticed = Signal(object)
@@ -75,53 +87,115 @@ class Deployments(QObject):
         options: Callable[[], MonitorOptions],
         clock: Callable[[], datetime],
         parent: QObject | None = None,
+        passwords: Mapping[str, str] | None = None,
+        opener: Opener = open_spec,
     ) -> None:
         super().__init__(parent)
         self.store = store
         self.options = options
         self.clock = clock
+        # Passwords typed in Settings that no keychain kept (the controller's, shared).
+        self.passwords: Mapping[str, str] = passwords if passwords is not None else {}
+        self.opener = opener
         self.names: list[str] = []
         self.statuses: dict[str, Status] = {}
-        self.adapters: dict[str, MonitorAdapter] = {}
+        self.slots: dict[str, SourceSlot] = {}
         self.policies: dict[str, NotificationPolicy] = {}
-        # Deployments whose details the window reads now (it is open): a source opened
-        # later is subscribed as it starts.
+        # Deployments whose details the window reads now (it is open).
         self.wanted: set[str] = set()
-        self.tasks = TaskSet(self._failed)
+        self._closing: set[asyncio.Future[None]] = set()
+
+    @property
+    def adapters(self) -> dict[str, MonitorAdapter]:
+        """The running source of each deployment (none while its slot replaces it)."""
+        return {n: s.adapter for n, s in self.slots.items() if s.adapter is not None}
 
     def start(self, names: Sequence[str]) -> None:
         """Watch ``names`` (in this order); names that are no profile are skipped."""
+        self.sync(names)
+
+    def sync(self, names: Sequence[str], forced: Collection[str] = ()) -> None:
+        """Watch ``names`` (in this order), names that are no profile skipped. A
+        deployment already watched keeps its source unless what it is opened with
+        changed (its connection settings, its source setting, a typed password) or it
+        is in ``forced`` (a new password went to its keychain entry); one no longer
+        listed is stopped."""
         known = set(self.store.names())
-        self.names = [n for n in dict.fromkeys(names) if n in known]
         for name in names:
             if name not in known:
                 log.warning("watched profile %r does not exist; skipped", name)
-        for name in self.names:
-            self.statuses[name] = Status(State.CONNECTING)
-            self.policies[name] = NotificationPolicy(
-                NotifyOptions.from_settings(self.store.settings), started_at=self.clock()
-            )
-            self.tasks.start(self._open(name), f"watching {name}")
+        wanted = [n for n in dict.fromkeys(names) if n in known]
+        for name in [n for n in self.slots if n not in wanted]:
+            self._drop(name)
+        self.names = wanted
+        for name in wanted:
+            try:
+                spec: SourceSpec | None = spec_for_profile(
+                    self.store.get(name), self.options(), self.passwords.get(name)
+                )
+                problem = None
+            except ProfileError as ex:
+                spec, problem = None, Status(State.ERROR, problem=Problem.CONFIG,
+                                             message=str(ex))
+            slot = self.slots.get(name)
+            if slot is None:
+                slot = self._slot(name)
+                self.statuses[name] = Status(State.CONNECTING)
+                self.policies[name] = NotificationPolicy(
+                    NotifyOptions.from_settings(self.store.settings), started_at=self.clock()
+                )
+            elif spec == slot.spec and name not in forced and spec is not None:
+                continue  # nothing it is opened with changed: it keeps running
+            else:
+                self.statuses[name] = Status(State.CONNECTING)
+            slot.restart(spec)
+            if problem is not None:
+                self.statuses[name] = problem
         self.changed.emit()
 
-    async def _open(self, name: str) -> None:
-        try:
-            profile = self.store.get(name)
-            conninfo = profile.to_conninfo()
-            found = await resolve_async(conninfo, name)
-            kwargs = {"password": found.password} if found.password else {}
-            source = open_source(conninfo, self.options(), **kwargs)
-        except (ProfileError, SourceError) as ex:
-            self._set(name, Status(State.ERROR, problem=Problem.CONFIG, message=str(ex)))
-            return
-        adapter = MonitorAdapter(source, self)
-        adapter.statusChanged.connect(lambda st, n=name: self._set(n, st))
-        adapter.workFinished.connect(lambda s, n=name: self._summary(n, s))
-        adapter.detailsChanged.connect(lambda d, n=name: self.detailsChanged.emit((n, d)))
-        self.adapters[name] = adapter
+    def _slot(self, name: str) -> SourceSlot:
+        slot = SourceSlot(self.opener, f"watching {name}", self)
+        slot.statusChanged.connect(lambda st: self._set(slot, st))
+        slot.workFinished.connect(lambda s: self._summary(slot, s))
+        slot.detailsChanged.connect(
+            lambda d: self.detailsChanged.emit((self._name_of(slot), d))
+        )
         if name in self.wanted:
-            adapter.want_details(True)
-        adapter.start()
+            slot.want_details(True)
+        self.slots[name] = slot
+        return slot
+
+    def _name_of(self, slot: SourceSlot) -> str | None:
+        return next((n for n, s in self.slots.items() if s is slot), None)
+
+    def _drop(self, name: str) -> None:
+        slot = self.slots.pop(name)
+        self.statuses.pop(name, None)
+        self.policies.pop(name, None)
+        self.wanted.discard(name)
+        closing = asyncio.ensure_future(slot.close())
+        self._closing.add(closing)
+        closing.add_done_callback(self._closing.discard)
+        closing.add_done_callback(lambda _f: slot.deleteLater())
+
+    def rename(self, old: str, new: str) -> None:
+        """Profile ``old`` is now called ``new``: its source keeps running."""
+        if old not in self.slots or new in self.slots:
+            return
+        self.slots[new] = self.slots.pop(old)
+        if old in self.statuses:
+            self.statuses[new] = self.statuses.pop(old)
+        if old in self.policies:
+            self.policies[new] = self.policies.pop(old)
+        if old in self.wanted:
+            self.wanted.discard(old)
+            self.wanted.add(new)
+        self.names = [new if n == old else n for n in self.names]
+
+    def set_notify_options(self, options: NotifyOptions) -> None:
+        """New notification settings: applied in place, no source restarted."""
+        for policy in self.policies.values():
+            policy.options = options
 
     def want_details(self, name: str, wanted: bool) -> None:
         """Read deployment ``name``'s details (True) or stop (False): the details window
@@ -132,12 +206,13 @@ class Deployments(QObject):
             self.wanted.add(name)
         else:
             self.wanted.discard(name)
-        adapter = self.adapters.get(name)
-        if adapter is not None:
-            adapter.want_details(wanted)
+        slot = self.slots.get(name)
+        if slot is not None:
+            slot.want_details(wanted)
 
-    def _set(self, name: str, status: Status) -> None:
-        if name not in self.statuses:
+    def _set(self, slot: SourceSlot, status: Status) -> None:
+        name = self._name_of(slot)
+        if name is None or name not in self.statuses:
             return  # stopped meanwhile
         self.statuses[name] = status
         decisions = self.policies[name].on_status(status, self.clock())
@@ -145,15 +220,13 @@ class Deployments(QObject):
             self.noticed.emit([named(d, name) for d in decisions])
         self.changed.emit()
 
-    def _summary(self, name: str, summary: WorkSummary) -> None:
-        policy = self.policies.get(name)
-        if policy is not None:
+    def _summary(self, slot: SourceSlot, summary: WorkSummary) -> None:
+        name = self._name_of(slot)
+        policy = self.policies.get(name) if name is not None else None
+        if name is not None and policy is not None:
             decisions = policy.on_summary(summary, self.clock())
             if decisions:
                 self.noticed.emit([named(d, name) for d in decisions])
-
-    def _failed(self, what: str, error: BaseException) -> None:
-        log.error("%s failed: %s", what, error)
 
     def tick(self, now: datetime) -> None:
         out: list[Decision] = []
@@ -170,25 +243,28 @@ class Deployments(QObject):
                 policy.pause(until)
 
     def reconnect_now(self) -> None:
-        for adapter in self.adapters.values():
-            adapter.reconnect_now()
+        for name in list(self.slots):
+            self.reconnect(name)
 
     def reconnect(self, name: object) -> None:
-        """Reconnect one deployment now ("Reconnect now" in its details section)."""
-        adapter = self.adapters.get(name) if isinstance(name, str) else None
-        if adapter is not None:
-            adapter.reconnect_now()
+        """Reconnect one deployment now ("Reconnect now" in its details section); one
+        that a bug stopped is started over."""
+        slot = self.slots.get(name) if isinstance(name, str) else None
+        if slot is None or not isinstance(name, str):
+            return
+        if self.statuses.get(name, Status(State.STABLE)).problem is Problem.INTERNAL:
+            self.statuses[name] = Status(State.CONNECTING)
+            slot.restart(slot.spec)
+            self.changed.emit()
+        else:
+            slot.reconnect_now()
 
     def rows(self) -> list[tuple[str, Status]]:
         return [(n, self.statuses[n]) for n in self.names if n in self.statuses]
 
     async def stop(self) -> None:
-        await self.tasks.cancel_all()
-        adapters, self.adapters = self.adapters, {}
-        self.statuses.clear()
-        self.policies.clear()
-        self.wanted.clear()
+        for name in list(self.slots):
+            self._drop(name)
         self.names = []
-        await asyncio.gather(*(a.stop() for a in adapters.values()), return_exceptions=True)
-        for a in adapters.values():
-            a.deleteLater()
+        if self._closing:
+            await asyncio.wait(list(self._closing))

@@ -80,6 +80,13 @@ class StatusWindow(QWidget):
 
     def set_deployments(self, main_name: str | None, others: Sequence[tuple[str, Status]]) -> None:
         """The other watched deployments (name, Status), listed after this one."""
+        self.show_states(main_name, self.status, others)
+
+    def show_states(
+        self, main_name: str | None, status: Status, others: Sequence[tuple[str, Status]]
+    ) -> None:
+        """This deployment's state and the other watched ones', in one repaint."""
+        self.status = status
         self.main_name = main_name
         self.others = list(others)
         while len(self.rows) < len(self.others) + 1 and self.others:

@@ -73,6 +73,17 @@ class TrayIcon(QObject):
         self.status = status
         self._render()
 
+    def show_states(self, status: Status, others: Sequence[tuple[str, Status]]) -> None:
+        """This deployment's state and the other watched ones', in one repaint."""
+        self.status = status
+        names_changed = [n for n, _ in others] != [n for n, _ in self.others]
+        self.others = list(others)
+        if names_changed:
+            self.rebuild_menu()
+        else:
+            self._relabel_deployments()
+        self._render()
+
     def set_style(self, style: IconStyle) -> None:
         self.style = style
         self._render()

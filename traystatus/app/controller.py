@@ -128,7 +128,7 @@ class Controller(QObject):
         self.notifier.deploymentRequested.connect(self._show_deployment)
         self.me: int | None = None  # the StatBus user behind the login, once known
         # The one owner of the running source of the profile shown in detail (slot.py).
-        self.slot = SourceSlot(self._open, "watching the database", self)
+        self.slot = SourceSlot(self._open, "the database", self)
         self.slot.statusChanged.connect(self._on_status)
         self.slot.detailsChanged.connect(self._on_details)
         self.slot.workFinished.connect(self._on_summary)
@@ -151,7 +151,7 @@ class Controller(QObject):
         # The other watched deployments (Settings.watched): one icon shows the worst.
         self.deployments = Deployments(
             store, lambda: monitor_options(self.store.settings), clock, self,
-            passwords=self._session_passwords,
+            passwords=self._session_passwords, opener=self._open,
         )
         self.deployments.changed.connect(self._deployments_changed)
         self.deployments.noticed.connect(self.notifier.handle)
@@ -310,7 +310,8 @@ class Controller(QObject):
         return True
 
     async def _open(self, spec: SourceSpec) -> Opened:
-        """Open the source of ``spec`` (the slot calls this; tests replace it)."""
+        """Open the source of ``spec``: every slot's opener, the profile shown in detail
+        and each watched deployment alike (tests replace it)."""
         return await open_spec(spec)
 
     def _adapter_changed(self, adapter: object) -> None:

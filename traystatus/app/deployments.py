@@ -154,7 +154,7 @@ class Deployments(QObject):
         self.changed.emit()
 
     def _slot(self, name: str) -> SourceSlot:
-        slot = SourceSlot(self.opener, f"watching {name}", self)
+        slot = SourceSlot(self.opener, name, self)
         slot.statusChanged.connect(lambda st: self._set(slot, st))
         slot.workFinished.connect(lambda s: self._summary(slot, s))
         slot.detailsChanged.connect(

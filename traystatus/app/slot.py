@@ -104,7 +104,7 @@ class SourceSlot(QObject):
     def __init__(self, opener: Opener, what: str, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.opener = opener
-        self.what = what  # "watching prod": names it in the log and in a bug's message
+        self.what = what  # "test", "the database": names it in the log and a bug's message
         self.adapter: MonitorAdapter | None = None
         # The spec of the source running or being started (None: none wanted).
         self.spec: SourceSpec | None = None
@@ -144,16 +144,16 @@ class SourceSlot(QObject):
             except asyncio.CancelledError:
                 raise
             except SourceError as ex:  # the user's target, not our bug: say what is wrong
-                log.warning("cannot start %s: %s", self.what, ex)
+                log.warning("cannot watch %s: %s", self.what, ex)
                 if generation == self._generation:
                     self.statusChanged.emit(
                         Status(State.ERROR, problem=Problem.CONFIG, message=str(ex))
                     )
                 return
             except Exception as ex:
-                log.error("unexpected error while starting %s", self.what, exc_info=ex)
+                log.error("unexpected error while starting to watch %s", self.what, exc_info=ex)
                 if generation == self._generation:
-                    self.statusChanged.emit(bug_status(f"starting {self.what}", ex))
+                    self.statusChanged.emit(bug_status(f"starting to watch {self.what}", ex))
                 return
             if generation != self._generation:
                 return  # replaced meanwhile; this source never ran: nothing to stop

@@ -25,10 +25,12 @@ from PySide6.QtWidgets import QApplication
 
 from tests.app.conftest import MemoryKeyring, make_processing, make_stable, run, wait_until
 from traystatus.app.controller import Controller
+from traystatus.app.deployments import Deployments
 from traystatus.app.settings import SavedChange, SettingsDialog
-from traystatus.app.slot import Opened, SourceSpec
+from traystatus.app.slot import Opened, SourceSlot, SourceSpec, open_spec
+from traystatus.core.monitor import MonitorOptions
 from traystatus.core.profiles import ConnectionProfile, ProfileStore
-from traystatus.core.state import Problem, State, Status
+from traystatus.core.state import Problem, State, Status, utcnow
 
 
 def backends(admin_dsn: str, *dsns: str) -> dict[str, list[int]]:
@@ -196,6 +198,97 @@ def test_an_old_source_never_reaches_the_icon(
         assert not any(s._running for s in opened)
 
     run(qloop, scenario())
+
+
+class Sampler:
+    """Checks, every few milliseconds, that at most one of ``sources`` runs at a time."""
+
+    def __init__(self, sources: list[Any]) -> None:
+        self.sources = sources
+        self.most = 0
+        self.samples = 0
+        self._task = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            self.most = max(self.most, sum(1 for s in self.sources if s._running))
+            self.samples += 1
+            await asyncio.sleep(0.003)
+
+    async def stop(self) -> None:
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+
+def test_a_slot_never_runs_two_sources_at_once(
+    qapp: QApplication, qloop: asyncio.AbstractEventLoop, db_dsn: str,
+) -> None:
+    """Restarts in quick succession: the next source starts only once the one before it
+    closed its connection, only the newest restart's source is started, and close()
+    leaves none running."""
+    opened: list[Any] = []
+
+    async def opener(spec: SourceSpec) -> Opened:
+        source, found = await open_spec(spec)
+        opened.append(source)
+        return source, found
+
+    slot = SourceSlot(opener, "the database")
+    rng = random.Random(7)
+
+    async def scenario() -> None:
+        sampler = Sampler(opened)
+        try:
+            for i in range(25):
+                slot.restart(SourceSpec(db_dsn + f" connect_timeout={5 + i % 2}"))
+                await asyncio.sleep(rng.choice([0, 0, 0.005, 0.05, 0.2]))
+            await wait_until(lambda: not slot.busy and slot.adapter is not None
+                             and slot.adapter.status.state is State.STABLE)
+            assert sampler.most == 1 and sampler.samples > 50
+            assert [s for s in opened if s._running] == [slot.adapter.monitor]
+            await slot.close()
+            assert not any(s._running for s in opened) and slot.adapter is None
+        finally:
+            await sampler.stop()
+
+    run(qloop, scenario())
+    slot.deleteLater()
+
+
+def test_a_deployment_unticked_and_ticked_again_has_one_source(
+    qapp: QApplication, qloop: asyncio.AbstractEventLoop, config_dir: Path,
+    memory_keyring: MemoryKeyring, db_dsn: str,
+) -> None:
+    opened: list[Any] = []
+
+    async def opener(spec: SourceSpec) -> Opened:
+        source, found = await open_spec(spec)
+        opened.append(source)
+        return source, found
+
+    store = ProfileStore()
+    store.put(ConnectionProfile(name="test", dsn=db_dsn))
+    deployments = Deployments(store, MonitorOptions, utcnow, opener=opener)
+
+    async def scenario() -> None:
+        sampler = Sampler(opened)
+        try:
+            for pause in (0, 0.3, 0, 0.01, 0.3, 0):
+                deployments.sync(["test"])
+                await wait_until(lambda: bool(opened) and opened[-1]._running)
+                deployments.sync([])
+                await asyncio.sleep(pause)
+            deployments.sync(["test"])
+            await wait_until(lambda: deployments.rows() == [("test", deployments.statuses[
+                "test"])] and deployments.statuses["test"].state is State.STABLE)
+            assert sampler.most == 1
+            await deployments.stop()
+            assert not any(s._running for s in opened)
+        finally:
+            await sampler.stop()
+
+    run(qloop, scenario())
+    deployments.deleteLater()
 
 
 # -- item 2: a Save restarts only what it changed ------------------------------------------

@@ -104,6 +104,7 @@ class Deployments(QObject):
         # Deployments whose details the window reads now (it is open).
         self.wanted: set[str] = set()
         self._closing: set[asyncio.Future[None]] = set()
+        self._closing_by_name: dict[str, asyncio.Future[None]] = {}
 
     @property
     def adapters(self) -> dict[str, MonitorAdapter]:
@@ -162,6 +163,9 @@ class Deployments(QObject):
         )
         if name in self.wanted:
             slot.want_details(True)
+        previous = self._closing_by_name.get(name)
+        if previous is not None:
+            slot.after(previous)  # its old source stops first
         self.slots[name] = slot
         return slot
 
@@ -175,7 +179,12 @@ class Deployments(QObject):
         self.wanted.discard(name)
         closing = asyncio.ensure_future(slot.close())
         self._closing.add(closing)
+        self._closing_by_name[name] = closing
         closing.add_done_callback(self._closing.discard)
+        closing.add_done_callback(
+            lambda f: self._closing_by_name.pop(name, None)
+            if self._closing_by_name.get(name) is f else None
+        )
         closing.add_done_callback(lambda _f: slot.deleteLater())
 
     def rename(self, old: str, new: str) -> None:

@@ -216,6 +216,13 @@ class SourceSlot(QObject):
         if self._stops:
             await asyncio.wait(list(self._stops))
 
+    def after(self, stopping: asyncio.Future[None]) -> None:
+        """Start nothing before ``stopping`` is done (the closing slot this one replaces:
+        a deployment unticked and ticked again never has two sources at once)."""
+        if not stopping.done():
+            self._stops.add(stopping)
+            stopping.add_done_callback(self._stops.discard)
+
     # -- while it runs ----------------------------------------------------------------------
     @property
     def busy(self) -> bool:

@@ -47,7 +47,11 @@ class _Pair:
 
 
 class Proxy:
-    """Forward 127.0.0.1:``port`` to ``target_host``:``target_port``."""
+    """Forward 127.0.0.1:``port`` to ``target_host``:``target_port``.
+
+    A ``target_host`` that is a folder (starts with ``/``) is PostgreSQL's Unix socket
+    folder, as libpq reads ``host``: the proxy connects to ``.s.PGSQL.<port>`` in it.
+    """
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
@@ -122,8 +126,7 @@ class Proxy:
             upstream = None
             if not silent:
                 try:
-                    upstream = socket.create_connection(self.target, timeout=10)
-                    upstream.settimeout(None)
+                    upstream = self._connect_upstream()
                 except OSError:
                     client.close()
                     continue
@@ -133,6 +136,21 @@ class Proxy:
             self._spawn(self._pump, pair, True)
             if upstream is not None:
                 self._spawn(self._pump, pair, False)
+
+    def _connect_upstream(self) -> socket.socket:
+        host, port = self.target
+        if host.startswith("/"):
+            upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            upstream.settimeout(10)
+            try:
+                upstream.connect(f"{host}/.s.PGSQL.{port}")
+            except OSError:
+                upstream.close()
+                raise
+        else:
+            upstream = socket.create_connection(self.target, timeout=10)
+        upstream.settimeout(None)
+        return upstream
 
     def _pump(self, pair: _Pair, from_client: bool) -> None:
         src = pair.client if from_client else pair.upstream

@@ -6,24 +6,32 @@ Against the real embedded server: no mocks. Connection-phase failures carry no S
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
+from dataclasses import replace
+
 import psycopg
+import psycopg.sql
 import pytest
 
-from tests.core.conftest import with_params
-from tests.fix_db import PgServer
+from tests.core.conftest import FAST, FINISH_TASKS, START_TASK, running, with_params
+from tests.fix_db import FIXTURE_SCHEMA, INSTALL_SQL, PgServer
+from traystatus.core import pgconnect
 from traystatus.core.errors import (
     Phase,
     classify,
     diagnose,
     tcp_reachable,
 )
-from traystatus.core.state import Problem
-from traystatus.demo.embedded import free_port
+from traystatus.core.monitor import Monitor
+from traystatus.core.state import Problem, State
+from traystatus.demo.embedded import EmbeddedPostgres, free_port
 
 
 async def _connect_error(dsn: str) -> BaseException:
     try:
-        conn = await psycopg.AsyncConnection.connect(dsn)
+        conn = await pgconnect.AsyncConnection.connect(dsn)
     except Exception as ex:
         return ex
     await conn.close()
@@ -176,17 +184,175 @@ async def test_messages_promise_no_retry(db_dsn: str) -> None:
 
 
 @pytest.mark.asyncio
-async def test_a_wrong_password_is_probed_once_per_conninfo(
+async def test_a_wrong_password_is_told_by_its_sqlstate_without_a_second_login(
     db_dsn: str, login_role: tuple[str, str]
 ) -> None:
-    """A monitor retrying a wrong password must not double the failed logins: the verdict
-    of the second login (to template1) is remembered for that conninfo."""
-    from traystatus.core import errors
-
+    """28P01 from the refused login itself: no login to template1 to find out."""
     dsn = with_params(db_dsn, user=login_role[0], password="wrong-" + login_role[1])
-    before = errors.login_probes
-    first = await diagnose(await _connect_error(dsn), dsn, Phase.CONNECT)
-    second = await diagnose(await _connect_error(dsn), dsn, Phase.CONNECT)
-    assert first == second and first.problem is Problem.AUTH_FAILED
-    assert errors.login_probes == before + 1
-    assert all("wrong-" not in key for key in errors._WRONG_LOGINS)  # hashed
+    ex = await _connect_error(dsn)
+    assert pgconnect.sqlstate_of(ex) == "28P01"
+    first = await diagnose(ex, dsn, Phase.CONNECT)
+    assert first.problem is Problem.AUTH_FAILED and not first.transient
+    assert "28P01" not in first.full_message  # libpq's verbose format is not shown
+
+
+# -- a server that cannot take a session now is transient, by SQLSTATE (issue 19 item 4) --
+
+SERVER_BUSY = ["57P01", "57P02", "57P03", "53300", "53100", "08006", "08001", "55000"]
+PERSONS = {"3D000": Problem.CONFIG, "42501": Problem.PERMISSION,
+           "28P01": Problem.AUTH_FAILED, "28000": Problem.AUTH_FAILED}
+DSN = "host=db.example.org port=5432 dbname=statbus user=ana"
+
+
+def _refused(sqlstate: str) -> psycopg.OperationalError:
+    """A refused start-up as a pgconnect connection reports it: libpq's verbose format."""
+    return psycopg.OperationalError(
+        'connection failed: connection to server at "10.0.0.5", port 5432 failed: '
+        f"FATAL:  {sqlstate}: the server's words, in any language\n"
+        "LOCATION:  ProcessStartupPacket, backend_startup.c:123")
+
+
+@pytest.mark.parametrize("sqlstate", SERVER_BUSY)
+def test_a_busy_server_is_transient_when_connecting(sqlstate: str) -> None:
+    diag = classify(_refused(sqlstate), DSN, Phase.CONNECT)
+    assert diag.transient, diag
+    assert diag.problem is Problem.UNREACHABLE
+    assert "administrator for access" not in diag.message and "Fix" not in diag.message
+    assert "LOCATION" not in diag.full_message and f"{sqlstate}:" not in diag.full_message
+
+
+@pytest.mark.parametrize(
+    "sqlstate", [c for c in SERVER_BUSY if c != "55000"] + ["57014", "57P04", "57P05"])
+def test_a_busy_server_is_transient_on_a_query(sqlstate: str) -> None:
+    ex = psycopg.errors.lookup(sqlstate)("the server's words")
+    diag = classify(ex, DSN, Phase.QUERY)
+    assert diag.transient and diag.problem is Problem.CONNECTION_LOST, (sqlstate, diag)
+
+
+@pytest.mark.parametrize(("sqlstate", "problem"), PERSONS.items())
+def test_a_refused_login_is_a_persons_problem_only_by_its_sqlstate(
+    sqlstate: str, problem: Problem
+) -> None:
+    diag = classify(_refused(sqlstate), DSN, Phase.CONNECT)
+    assert diag.problem is problem and not diag.transient, diag
+
+
+def test_starting_up_is_retried_soon() -> None:
+    assert classify(_refused("57P03"), DSN, Phase.CONNECT).retry_soon
+    assert not classify(_refused("53300"), DSN, Phase.CONNECT).retry_soon
+
+
+def test_connect_errors_keep_their_sqlstate() -> None:
+    """pgconnect found psycopg's libpq; without it every refusal would be 'cannot tell'."""
+    assert pgconnect.keeps_sqlstate()
+
+
+@pytest.mark.asyncio
+async def test_real_refusals_by_sqlstate(db_dsn: str, login_role: tuple[str, str],
+                                         templates: PgServer) -> None:
+    """Real refusals from the server: out of connections is grey; no CONNECT privilege
+    and no such database are a person's, each told by the refusal itself."""
+    name = login_role[0]
+    dbname = str(psycopg.conninfo.conninfo_to_dict(db_dsn)["dbname"])
+    dsn = with_params(db_dsn, user=name, password=login_role[1])
+    with templates.admin() as admin:
+        admin.execute(psycopg.sql.SQL("ALTER ROLE {} CONNECTION LIMIT 0").format(
+            psycopg.sql.Identifier(name)))
+    busy = await diagnose(await _connect_error(dsn), dsn, Phase.CONNECT)
+    assert busy.transient and "too many connections" in busy.message, busy
+    with templates.admin() as admin:
+        admin.execute(psycopg.sql.SQL("ALTER ROLE {} CONNECTION LIMIT -1").format(
+            psycopg.sql.Identifier(name)))
+        admin.execute(psycopg.sql.SQL("REVOKE CONNECT ON DATABASE {} FROM PUBLIC").format(
+            psycopg.sql.Identifier(dbname)))
+    closed = await diagnose(await _connect_error(dsn), dsn, Phase.CONNECT)
+    assert closed.problem is Problem.PERMISSION and "CONNECT privilege" in closed.message
+    missing = with_params(dsn, dbname="no_such_db_here")
+    gone = await diagnose(await _connect_error(missing), missing, Phase.CONNECT)
+    assert gone.problem is Problem.CONFIG, gone
+
+
+def _standby(server: EmbeddedPostgres) -> None:
+    """Restart ``server`` as a standby without hot standby: it answers every login with
+    57P03 ("not accepting connections") until promoted."""
+    with psycopg.connect(server.dsn(), autocommit=True) as c:
+        c.execute("ALTER SYSTEM SET hot_standby = off")
+    server.stop()
+    (server.datadir / "standby.signal").touch()
+    server.start()
+
+
+def _promote(server: EmbeddedPostgres) -> None:
+    server._exec("pg_ctl", "-w", "-t", "30", "-D", str(server.datadir), "promote")
+
+
+@pytest.mark.asyncio
+async def test_starting_up_is_not_blamed_on_a_person_when_the_server_is_up_a_moment_later(
+    own_server: EmbeddedPostgres,
+) -> None:
+    """The race of the chaos soak, made deterministic: the login is refused with 57P03;
+    by the time it is diagnosed the server accepts logins. Before the fix the diagnosis
+    logged in to template1, succeeded, and said "may not connect to it (no CONNECT
+    privilege)": red for a minute while the database was up."""
+    dsn = own_server.dsn()
+    await asyncio.to_thread(_standby, own_server)
+    ex = await _connect_error(dsn)
+    await asyncio.to_thread(_promote, own_server)
+    conn = await psycopg.AsyncConnection.connect(dsn)  # the server is up now
+    await conn.close()
+    diag = await diagnose(ex, dsn, Phase.CONNECT)
+    assert diag.transient and diag.problem is Problem.UNREACHABLE, diag
+    assert "may not connect" not in diag.message
+
+
+@pytest.mark.asyncio
+async def test_a_monitor_in_front_of_a_starting_server_stays_grey(
+    own_server: EmbeddedPostgres,
+) -> None:
+    """57P03 for as long as the server is not accepting: DISCONNECTED, never ERROR, and
+    the answer within 2 s of the server taking logins."""
+    dsn = _prepare_watched(own_server)
+    await asyncio.to_thread(_standby, own_server)
+    m = Monitor(dsn, replace(FAST, backoff_initial=0.5, backoff_cap=60.0))
+    async with running(m) as rec:
+        await rec.until(lambda: m.counters.connect_failures >= 3, what="refusals")
+        assert State.ERROR not in rec.states and m.status.state is State.DISCONNECTED
+        assert "not accept connections" in m.status.message
+        await asyncio.to_thread(_promote, own_server)
+        up = time.monotonic()
+        await rec.state(State.STABLE)
+        assert time.monotonic() - up < 2.0
+    assert State.ERROR not in rec.states
+
+
+def _prepare_watched(server: EmbeddedPostgres) -> str:
+    with psycopg.connect(server.dsn(), autocommit=True) as admin:
+        admin.execute("CREATE DATABASE watched")
+    dsn = server.dsn("watched")
+    with psycopg.connect(dsn, autocommit=True) as c:
+        for f in (FIXTURE_SCHEMA, INSTALL_SQL):
+            c.execute(f.read_text().encode())
+    return dsn
+
+
+@pytest.mark.asyncio
+async def test_fast_restarts_never_blame_a_person(own_server: EmbeddedPostgres) -> None:
+    """`pg_ctl restart -m fast` over and over while a Monitor with the installed SQL runs:
+    grey while it is down, never ERROR, and the right answer within 2 s of it being up."""
+    dsn = _prepare_watched(own_server)
+    m = Monitor(dsn, replace(FAST, backoff_initial=0.3, backoff_cap=60.0))
+    async with running(m) as rec:
+        await rec.state(State.STABLE)
+        for n in range(5):
+            processing = n % 2 == 0
+            await asyncio.to_thread(own_server.stop, "fast")
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(own_server.start)
+            up = time.monotonic()
+            with psycopg.connect(dsn, autocommit=True) as c:  # the truth changed meanwhile
+                c.execute(START_TASK if processing else FINISH_TASKS)
+            want = State.PROCESSING if processing else State.STABLE
+            await rec.state(want, within=10)
+            took = time.monotonic() - up
+            assert took < 2.0, (n, took, rec.states)
+    assert State.ERROR not in rec.states, [s for s in rec.statuses if s.state is State.ERROR]

@@ -17,7 +17,6 @@ import asyncio
 import logging
 from dataclasses import dataclass, field, replace
 
-import psycopg
 from psycopg.conninfo import make_conninfo
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
@@ -39,7 +38,7 @@ from PySide6.QtWidgets import (
 )
 
 from traystatus.app.tasks import TaskSet
-from traystatus.core import credentials
+from traystatus.core import credentials, pgconnect
 from traystatus.core.builtin_reader import check_builtin
 from traystatus.core.checks import CheckResult, Level
 from traystatus.core.errors import Phase, diagnose
@@ -97,7 +96,7 @@ async def check_connection(
     try:
         full = make_conninfo(conninfo, **extra)
         conn = await asyncio.wait_for(
-            psycopg.AsyncConnection.connect(full, autocommit=True), seconds
+            pgconnect.AsyncConnection.connect(full, autocommit=True), seconds
         )
     except Exception as ex:
         d = await diagnose(ex, conninfo, Phase.CONNECT)

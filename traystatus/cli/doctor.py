@@ -23,7 +23,7 @@ import psycopg
 
 from traystatus.cli.exitcodes import CliError, ExitCode
 from traystatus.cli.target import connect_limit, resolve_connection, resolve_target
-from traystatus.core import credentials, errors, sqlfiles
+from traystatus.core import credentials, errors, pgconnect, sqlfiles
 from traystatus.core.builtin_reader import BUILTIN_NOTE, OLD_STATBUS_NOTE, check_builtin
 from traystatus.core.checks import CheckResult, Level
 from traystatus.core.profiles import ProfileError, ProfileStore
@@ -118,7 +118,8 @@ async def database_checks(
     checks: list[CheckResult] = []
     try:
         conn = await asyncio.wait_for(
-            psycopg.AsyncConnection.connect(conninfo, autocommit=True), connect_limit(conninfo)
+            pgconnect.AsyncConnection.connect(conninfo, autocommit=True),
+            connect_limit(conninfo)
         )
     except (psycopg.Error, TimeoutError) as ex:
         diag = await errors.diagnose(ex, conninfo, errors.Phase.CONNECT)

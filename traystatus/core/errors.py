@@ -9,23 +9,21 @@ How the kind is found, without reading message text:
 
 * Errors raised by a query carry the server's SQLSTATE: 42883 undefined function means the
   SQL is missing, 42501 no privilege, class 08 and 57P0x a lost connection, and so on.
-* Errors raised while connecting do NOT: libpq keeps the server's SQLSTATE of a failed
-  start-up to itself (``PQconnectPoll`` only offers the text), so psycopg's
-  ``OperationalError`` has ``sqlstate = None``. For those we use the structured fields of
-  the failed ``PGconn`` that psycopg attaches (``ex.pgconn``): ``needs_password`` (the
-  server asked for a password and none was given), ``used_password`` (a password went to
-  the server and the login still failed: wrong password, unknown user or no such
-  database; libpq cannot tell us which), and for TLS the conninfo: when ``sslmode`` asks
-  for TLS (require, verify-ca, verify-full) or ``sslnegotiation=direct``, no password was
-  sent, and a plain TCP connection to the same address succeeds, the server was reachable
-  and the TLS handshake is what failed. The TCP probe is what separates "TLS failed" from
-  "nothing listens there": both look the same in ``PGconn``.
+* Errors raised while connecting carry it only through pgconnect: libpq keeps the
+  SQLSTATE of a refused start-up to itself, and pgconnect's connections ask libpq to write
+  it into the message (``pgconnect.sqlstate_of``). 57P03 starting up / shutting down /
+  recovering, 53300 no free connection, 57P01/57P02 and class 08 are a server that will
+  be back (grey, retried soon); 3D000 no such database, 42501 no CONNECT privilege, 28P01
+  wrong password or unknown user and 28000 no pg_hba.conf entry are a person's problem.
+* Without a SQLSTATE (libpq's own failures), the structured fields of the failed
+  ``PGconn`` that psycopg attaches (``ex.pgconn``): ``needs_password`` (the server asked
+  for a password and none was given), ``used_password`` (a password went to the server
+  and the login still failed), and for TLS the conninfo: when ``sslmode`` asks for TLS or
+  ``sslnegotiation=direct``, no password was sent, and a plain TCP connection to the same
+  address succeeds, the TLS handshake is what failed.
 
-A login refused after the password was sent (or a server that answered without asking
-for one) is told apart by a second login to ``template1`` with the same credentials: if it
-works, ``pg_database`` says whether the database is missing or only closed to this user;
-if the password is refused there too, it is the password or the user. The verdict is
-remembered per conninfo, so a retrying monitor does not double the failed logins.
+A diagnosis rests only on the failure it explains: no second login is made to find out
+more (a login a moment later may find a restarted server and blame a person for it).
 
 The server's own words are kept as ``detail`` and appended to the message (people need
 them), but nothing branches on them.
@@ -35,18 +33,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import enum
-import hashlib
 import socket
-import time
 from dataclasses import dataclass
 
 import psycopg
 from psycopg import errors as pgerrors
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import conninfo_to_dict
 
-from traystatus.core import conncheck
+from traystatus.core import conncheck, pgconnect
 from traystatus.core.state import Problem
 
 
@@ -71,6 +66,7 @@ class Diagnosis:
     problem: Problem
     message: str
     detail: str = ""  # the server's or libpq's own words, shown, never parsed
+    retry_soon: bool = False  # the server said it will accept in a moment: no long backoff
 
     @property
     def transient(self) -> bool:
@@ -148,13 +144,17 @@ def _detail(ex: BaseException) -> str:
         except Exception:  # a finished PGconn may refuse; the exception text will do
             raw = b""
         if raw:
-            return " ".join(bytes(raw).decode("utf-8", "replace").split())
-    return " ".join(str(ex).split())
+            return " ".join(pgconnect.plain(bytes(raw).decode("utf-8", "replace")).split())
+    return " ".join(pgconnect.plain(str(ex)).split())
 
 
-def classify(ex: BaseException, conninfo: str = "", phase: Phase = Phase.QUERY) -> Diagnosis:
+def classify(
+    ex: BaseException, conninfo: str = "", phase: Phase = Phase.QUERY, source: str = "installed"
+) -> Diagnosis:
     """Turn an exception into a Diagnosis, by class and SQLSTATE only.
 
+    ``source``: what the failed query read: ``installed`` (traystatus's functions) or
+    ``builtin`` (StatBus's own tables, with the analyst's login); only the fix differs.
     For connection failures that may be TLS, this cannot know whether the server was
     reachable; ``diagnose`` adds that (it probes TCP) and should be used for connects.
     """
@@ -170,9 +170,13 @@ def classify(ex: BaseException, conninfo: str = "", phase: Phase = Phase.QUERY) 
                 "profiles.toml).",
                 detail,
             )
-    sqlstate = getattr(ex, "sqlstate", None)
-    if isinstance(ex, psycopg.Error) and sqlstate:
-        by_state = _by_sqlstate(sqlstate, target, detail)
+    sqlstate = pgconnect.sqlstate_of(ex) if isinstance(ex, psycopg.Error) else None
+    if sqlstate and phase is Phase.CONNECT and isinstance(ex, psycopg.OperationalError):
+        by_state = _connect_by_sqlstate(sqlstate, target, detail)
+        if by_state is not None:
+            return by_state
+    if sqlstate:
+        by_state = _by_sqlstate(sqlstate, target, detail, source)
         if by_state is not None:
             return by_state
     if isinstance(ex, psycopg.ProgrammingError) and phase is Phase.CONNECT:
@@ -183,7 +187,7 @@ def classify(ex: BaseException, conninfo: str = "", phase: Phase = Phase.QUERY) 
             detail,
         )
     if isinstance(ex, (TimeoutError, asyncio.TimeoutError, pgerrors.ConnectionTimeout)):
-        return _unreachable(target, detail, timed_out=True)
+        return _timed_out(ex, target, conninfo, detail)
     if isinstance(ex, psycopg.OperationalError):
         if phase is Phase.QUERY:
             return Diagnosis(
@@ -206,10 +210,14 @@ def classify(ex: BaseException, conninfo: str = "", phase: Phase = Phase.QUERY) 
 async def diagnose(
     ex: BaseException, conninfo: str = "", phase: Phase = Phase.CONNECT, probe_timeout: float = 3.0
 ) -> Diagnosis:
-    """``classify``, plus a TCP probe when a TLS connection failed before authentication.
+    """``classify``, plus a TCP probe when a connect failed without a SQLSTATE and without
+    a password question: it tells "TLS failed" (the server answers TCP) from "nothing
+    listens there".
 
     The probe opens and closes a plain TCP connection to the same host and port; it sends
-    nothing, so no password or user name travels in clear text.
+    nothing, so no password or user name travels in clear text. No second login is ever
+    made: a verdict rests only on the failure it explains (a server that refused while
+    restarting must not be judged by a login that works a moment later).
     """
     target = Target.from_conninfo(conninfo)
     pgconn = getattr(ex, "pgconn", None)
@@ -217,34 +225,16 @@ async def diagnose(
         phase is Phase.CONNECT
         and isinstance(ex, psycopg.OperationalError)
         and not isinstance(ex, pgerrors.ConnectionTimeout)
-        and not getattr(ex, "sqlstate", None)
+        and pgconnect.sqlstate_of(ex) is None
         and pgconn is not None
         and not pgconn.needs_password
+        and not pgconn.used_password
         and not _invalid_setting(conninfo)
     ):
-        reachable: bool | None = None
-        if not pgconn.used_password:
-            host = _decode(pgconn.hostaddr) or _decode(pgconn.host) or target.host
-            port = _decode(pgconn.port) or target.port or "5432"
-            reachable = port.isdigit() and await tcp_reachable(host, int(port), probe_timeout)
-        if pgconn.used_password or (reachable and not target.wants_tls):
-            # The server answered and refused: which database, or which login?
-            key = hashlib.sha256(conninfo.encode()).hexdigest()
-            now = time.monotonic()
-            remembered = _WRONG_LOGINS.get(key)
-            if remembered is not None and now - remembered[0] < WRONG_LOGIN_MEMORY:
-                found: Diagnosis | None = remembered[1]  # do not try the same login again
-            else:
-                found = await _login_probe(conninfo, target, _db_name(pgconn, target),
-                                           _detail(ex), probe_timeout)
-                if found is not None and found.problem is Problem.AUTH_FAILED:
-                    if len(_WRONG_LOGINS) >= 64:
-                        _WRONG_LOGINS.clear()
-                    _WRONG_LOGINS[key] = (now, found)
-            if found is not None:
-                return dataclasses.replace(found, detail=_detail(ex))
-        if reachable is not None:
-            return _classify_connect(ex, target, _detail(ex), reachable=reachable)
+        host = _decode(pgconn.hostaddr) or _decode(pgconn.host) or target.host
+        port = _decode(pgconn.port) or target.port or "5432"
+        reachable = port.isdigit() and await tcp_reachable(host, int(port), probe_timeout)
+        return _classify_connect(ex, target, _detail(ex), reachable=reachable)
     return classify(ex, conninfo, phase)
 
 
@@ -254,82 +244,6 @@ def _invalid_setting(conninfo: str) -> str:
     except psycopg.Error:
         return ""  # not parsable: classify() reports it as such
     return conncheck.first_problem(params)
-
-
-def _db_name(pgconn: object, target: Target) -> str:
-    try:
-        raw = pgconn.db  # type: ignore[attr-defined]
-    except Exception:  # a failed PGconn may refuse; the conninfo will do
-        raw = b""
-    return _decode(raw) or target.dbname or target.user
-
-
-# A refused login's verdict per conninfo (hashed: it holds the password), for 10 minutes:
-# a monitor that retries a wrong password every minute must not double the failed logins
-# the server sees. Only that verdict: a missing database costs no failed login to probe.
-WRONG_LOGIN_MEMORY = 600.0
-_WRONG_LOGINS: dict[str, tuple[float, Diagnosis]] = {}
-login_probes = 0  # how many second logins were tried (for tests and logs)
-
-PROBE_DATABASE = "template1"  # exists on every PostgreSQL server and accepts connections
-
-
-async def _login_probe(
-    conninfo: str, target: Target, dbname: str, detail: str, seconds: float
-) -> Diagnosis | None:
-    """A failed login, told apart: no such database, no access to it, or the login itself.
-
-    libpq keeps the SQLSTATE of a failed start-up to itself, and the server's text is
-    translated, so instead the same login is tried once more on ``template1``. If that
-    works, the login is right and the database is the problem, and ``pg_database`` says
-    whether it exists. If the password is refused there too, it is the password or the
-    user. Anything else (pg_hba.conf refusing template1) decides nothing: None.
-    """
-    global login_probes
-    if not dbname or dbname == PROBE_DATABASE:
-        return None
-    login_probes += 1
-    timeout = str(max(1, min(int(seconds), int(target.connect_timeout or seconds))))
-    probe = make_conninfo(conninfo, dbname=PROBE_DATABASE, connect_timeout=timeout)
-    try:
-        conn = await asyncio.wait_for(
-            psycopg.AsyncConnection.connect(probe, autocommit=True), seconds * 2 + 1
-        )
-    except (psycopg.Error, TimeoutError, OSError) as ex:
-        pgconn = getattr(ex, "pgconn", None)
-        if pgconn is not None and pgconn.used_password and not getattr(ex, "sqlstate", None):
-            return Diagnosis(
-                Problem.AUTH_FAILED,
-                f"The server at {target.where} refused the login of {target.who}: the "
-                "password is wrong or the user does not exist (the server does not say "
-                "which). Fix the password (your StatBus web password) or the user name in "
-                "the profile.",
-                detail,
-            )
-        return None
-    try:
-        async with conn:
-            cur = await conn.execute(
-                "SELECT 1 FROM pg_catalog.pg_database WHERE datname = %s", (dbname,)
-            )
-            exists = await cur.fetchone() is not None
-    except (psycopg.Error, OSError):
-        return None
-    where = f"{target.host or 'the default host'}" + (f":{target.port}" if target.port else "")
-    if exists:
-        return Diagnosis(
-            Problem.PERMISSION,
-            f"The database {dbname!r} on {where} exists, but {target.who} may not connect to "
-            "it (no CONNECT privilege, or pg_hba.conf). Ask a StatBus administrator for "
-            "access, or fix the database name (dbname).",
-            detail,
-        )
-    return Diagnosis(
-        Problem.CONFIG,
-        f"The database {dbname!r} does not exist on {where} (the user and password work). "
-        "Fix the database name (dbname) in the DSN or profile.",
-        detail,
-    )
 
 
 def _decode(value: bytes | None) -> str:
@@ -385,30 +299,148 @@ def _classify_connect(
             "in the certificate; see docs/tls.md.",
             detail,
         )
+    if reachable:
+        # The server answered and the login did not finish, and no SQLSTATE says why (a
+        # crash mid-start-up, or a libpq without verbose errors): nothing to tell a person.
+        return Diagnosis(
+            Problem.UNREACHABLE,
+            f"The database server at {target.where} answered but did not let "
+            f"{target.who} in, without saying why in a way traystatus can read. If it "
+            "keeps happening, see the server's words here and ask its administrator.",
+            detail,
+        )
     return _unreachable(target, detail)
 
 
-def _unreachable(target: Target, detail: str, timed_out: bool = False) -> Diagnosis:
-    if timed_out:
-        limit = f" within {target.connect_timeout} s" if target.connect_timeout else " in time"
-        how = f"did not answer{limit} while connecting (connect_timeout)"
-        check = ("Check that the host and port are a PostgreSQL server (not a proxy or "
-                 "firewall that swallows the connection), the network or VPN")
+def _unreachable(target: Target, detail: str) -> Diagnosis:
+    return Diagnosis(Problem.UNREACHABLE, f"The database server at {target.where} cannot be "
+                     "reached. Check the host name, the port, the network or VPN, and that "
+                     "the server runs.", detail)
+
+
+def _timed_out(ex: BaseException, target: Target, conninfo: str, detail: str) -> Diagnosis:
+    """No answer while connecting: say how long was really waited. libpq applies
+    connect_timeout to each host (and each address of a name) in turn."""
+    hosts = pgconnect.host_count(conninfo)
+    if isinstance(ex, pgconnect.ConnectTimedOut):
+        waited = f" within {ex.waited:.0f} s"
+        if ex.hosts > 1:
+            waited += f" ({ex.hosts} hosts tried in turn"
+            waited += f", connect_timeout {ex.per_host:g} s each)" if ex.per_host else ")"
+    elif target.connect_timeout and hosts > 1:
+        waited = (f" within {target.connect_timeout} s per host ({hosts} hosts tried in "
+                  "turn)")
+    elif target.connect_timeout:
+        waited = f" within {target.connect_timeout} s"
     else:
-        how = "cannot be reached"
-        check = "Check the host name, the port, the network or VPN, and that the server runs"
-    return Diagnosis(Problem.UNREACHABLE, f"The database server at {target.where} {how}. "
-                     f"{check}.", detail)
+        waited = " in time"
+    where = target.where
+    if hosts > 1:
+        where = f"{where} (every host)"
+    return Diagnosis(
+        Problem.UNREACHABLE,
+        f"The database server at {where} did not answer{waited} while connecting "
+        "(connect_timeout). Check that the host and port are a PostgreSQL server (not a "
+        "proxy or firewall that swallows the connection), the network or VPN.",
+        detail)
 
 
-def _by_sqlstate(sqlstate: str, target: Target, detail: str) -> Diagnosis | None:
+# SQLSTATEs of a server that cannot take a session now but will (starting, shutting down,
+# recovering, out of connections or resources): grey and retried, never a person's problem.
+SERVER_BUSY = {
+    "57P01": "was shut down by its administrator (a restart, most likely)",
+    "57P02": "crashed and is restarting",
+    "57P03": "is starting up, shutting down or recovering, and does not accept "
+             "connections yet",
+    "53300": "has no free connection slot (too many connections)",
+    "55000": "does not accept connections to this database now (closed by an administrator, "
+             "for maintenance for instance)",
+}
+TRANSIENT_CLASSES = ("08", "53", "57")  # connection exception, resources, operator action
+RETRY_SOON = frozenset({"57P03"})  # the server says it will accept in a moment
+
+
+def transient_sqlstate(sqlstate: str) -> bool:
+    """True for the SQLSTATEs of a server that is there but cannot serve now."""
+    return sqlstate in SERVER_BUSY or sqlstate[:2] in TRANSIENT_CLASSES
+
+
+def _connect_by_sqlstate(sqlstate: str, target: Target, detail: str) -> Diagnosis | None:
+    """A refused login, by the SQLSTATE the server sent with the refusal."""
+    if transient_sqlstate(sqlstate):
+        what = SERVER_BUSY.get(sqlstate, "could not start a session now")
+        return Diagnosis(
+            Problem.UNREACHABLE,
+            f"The database server at {target.where} {what}. If it lasts, ask its "
+            "administrator.",
+            detail,
+            retry_soon=sqlstate in RETRY_SOON,
+        )
+    if sqlstate == "3D000":
+        return Diagnosis(
+            Problem.CONFIG,
+            f"The database {target.dbname or target.user!r} does not exist on "
+            f"{target.where}. Fix the database name (dbname) in the DSN or profile.",
+            detail,
+        )
+    if sqlstate == "42501":
+        return Diagnosis(
+            Problem.PERMISSION,
+            f"{target.who} may not connect to the database in {target.where} (no CONNECT "
+            "privilege). Ask a StatBus administrator for access, or fix the database name "
+            "(dbname).",
+            detail,
+        )
+    if sqlstate == "28P01":
+        return Diagnosis(
+            Problem.AUTH_FAILED,
+            f"The server at {target.where} refused the login of {target.who}: the password "
+            "is wrong or the user does not exist (the server does not say which). Fix the "
+            "password (your StatBus web password) or the user name in the profile.",
+            detail,
+        )
+    if sqlstate[:2] == "28":
+        return Diagnosis(
+            Problem.AUTH_FAILED,
+            f"The server at {target.where} does not let {target.who} log in (no such user, "
+            "or pg_hba.conf has no entry for this user, database and address). Fix the user "
+            "name in the profile, or ask a StatBus administrator for access.",
+            detail,
+        )
+    return None
+
+
+def _by_sqlstate(
+    sqlstate: str, target: Target, detail: str, source: str = "installed"
+) -> Diagnosis | None:
     cls = sqlstate[:2]
+    builtin = source == "builtin"
+    if sqlstate in ("42883", "3F000", "42P01") and builtin:
+        return Diagnosis(
+            Problem.SQL_MISSING,
+            f"{target.where} lacks a table or function that traystatus reads in StatBus "
+            f"({detail or 'undefined object'}): it may not be a StatBus database, or a "
+            "newer StatBus changed it. Check the database name; see docs/statbus-compat.md.",
+            detail,
+        )
     if sqlstate in ("42883", "3F000", "42P01"):
         return Diagnosis(
             Problem.SQL_MISSING,
             f"The traystatus SQL is not installed in {target.where} (the function "
             "public.is_system_stable() does not exist). Ask a StatBus administrator to run "
             "`traystatus install-sql` on that database.",
+            detail,
+        )
+    if sqlstate == "42501" and builtin:
+        # The server names the object ("permission denied for table tasks"); shown as said.
+        denied = f" ({detail})" if detail else ""
+        return Diagnosis(
+            Problem.PERMISSION,
+            f"{target.who} may no longer read StatBus's tables in {target.where}"
+            f"{denied}. Watching StatBus directly needs USAGE on schema worker and SELECT "
+            "on public.import_job, worker.tasks and worker.command_registry, which StatBus "
+            f"grants to the role authenticated: ask an administrator to run GRANT "
+            f"authenticated TO {target.who}, or to install traystatus's SQL (docs/sql.md).",
             detail,
         )
     if sqlstate == "42501":
@@ -433,7 +465,7 @@ def _by_sqlstate(sqlstate: str, target: Target, detail: str) -> Diagnosis | None
             "Fix the database name in the profile.",
             detail,
         )
-    if cls in ("08", "57") or sqlstate == "53300":
+    if cls in TRANSIENT_CLASSES:
         # 57P01 admin shutdown / terminated backend, 57P02 crash, 57P03 starting up,
         # 57014 statement timeout / cancel; 53300 too many connections: all pass.
         return Diagnosis(

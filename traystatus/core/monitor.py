@@ -268,6 +268,11 @@ class Monitor(SourceBase):
                 self._set_status(Status(State.CONNECTING))
             except Unusable as ex:
                 failure = ex.diagnosis
+                cause = ex.__cause__
+                if self._source != "installed" and isinstance(cause, psycopg.Error):
+                    # A grant revoked while watching StatBus directly: the fix is about
+                    # StatBus's tables, not traystatus's functions.
+                    failure = classify(cause, conninfo, Phase.QUERY, source=self._source)
                 log.info("%s: %s", failure.problem.value, failure.message)
             except pgio.Stale:
                 self.counters.stale += 1
@@ -279,7 +284,7 @@ class Monitor(SourceBase):
                 )
                 log.info("%s: %s", failure.problem.value, failure.message)
             except Exception as ex:
-                failure = classify(ex, conninfo, Phase.QUERY)
+                failure = classify(ex, conninfo, Phase.QUERY, source=self._source)
                 self._log_failure(failure, ex)
             finally:
                 # Close before waiting: no idle connection (and no LISTEN) is held on the
@@ -300,6 +305,12 @@ class Monitor(SourceBase):
             self._backoff.attempt += 1
             delay = self.options.error_retry
             state = State.ERROR
+        elif diag.retry_soon:
+            # The server answered that it is starting up: it will take connections in a
+            # moment, and the answer is owed within 2 s of that. No growing backoff.
+            self._backoff.attempt += 1
+            delay = min(self.options.backoff_initial, 1.0)
+            state = State.DISCONNECTED
         else:
             delay = self._backoff.next_delay()
             state = State.DISCONNECTED

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from traystatus.core import credentials
+from traystatus.core import credentials, pgconnect
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ def resolve(conninfo: str, keychain_name: str | None = None,
         return Resolution(Source.DSN)
     error: psycopg.Error | None = None
     try:
-        with psycopg.connect(_probe_conninfo(conninfo, params), autocommit=True):
+        with pgconnect.Connection.connect(_probe_conninfo(conninfo, params), autocommit=True):
             pass
     except psycopg.Error as ex:
         error = ex
@@ -130,7 +130,7 @@ async def resolve_async(conninfo: str, keychain_name: str | None = None,
         return Resolution(Source.DSN)
     error: psycopg.Error | None = None
     try:
-        conn = await psycopg.AsyncConnection.connect(
+        conn = await pgconnect.AsyncConnection.connect(
             _probe_conninfo(conninfo, params), autocommit=True
         )
     except psycopg.Error as ex:

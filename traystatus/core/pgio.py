@@ -23,12 +23,15 @@ import asyncio
 import contextlib
 import logging
 import socket
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import psycopg
 from psycopg import Notify, sql
 from psycopg.conninfo import conninfo_to_dict
+
+from traystatus.core import pgconnect
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +59,13 @@ async def connect(
 
     libpq applies connect_timeout per host and address; ``limit`` is a safety net for
     name resolution, which psycopg does itself before libpq starts. ``wake`` is set by
-    whoever changes what ``interrupted()`` says.
+    whoever changes what ``interrupted()`` says. A connect that runs out of time raises
+    ``pgconnect.ConnectTimedOut`` with the seconds really waited; a refused one keeps its
+    SQLSTATE (pgconnect).
     """
+    started = time.monotonic()
     attempt = asyncio.ensure_future(
-        asyncio.wait_for(psycopg.AsyncConnection.connect(conninfo, autocommit=True), limit)
+        asyncio.wait_for(pgconnect.AsyncConnection.connect(conninfo, autocommit=True), limit)
     )
     try:
         while not attempt.done():
@@ -78,7 +84,10 @@ async def connect(
                 await attempt
     if attempt.cancelled():
         return None
-    return attempt.result()
+    try:
+        return attempt.result()
+    except (TimeoutError, psycopg.errors.ConnectionTimeout) as ex:
+        raise pgconnect.timed_out(started, conninfo) from ex
 
 
 async def close(conn: psycopg.AsyncConnection[Any] | None, limit: float) -> None:

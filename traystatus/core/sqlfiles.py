@@ -15,6 +15,7 @@ import psycopg
 from psycopg import errors as pgerrors
 
 from traystatus._paths import sql_dir
+from traystatus.core import pgconnect
 from traystatus.core.errors import Diagnosis
 from traystatus.core.state import Problem
 
@@ -106,7 +107,7 @@ async def apply(
     ``on_connect`` is called once connected (a caller's connect deadline ends there).
     """
     text = read(which)
-    async with await psycopg.AsyncConnection.connect(
+    async with await pgconnect.AsyncConnection.connect(
         conninfo, autocommit=True, **connect_kwargs
     ) as conn:
         if on_connect is not None:
@@ -144,7 +145,7 @@ async def check(
     for at most 10 s (the install takes short SHARE locks on import_job and worker.tasks).
     """
     text = without_commit(read("install"))
-    async with await psycopg.AsyncConnection.connect(
+    async with await pgconnect.AsyncConnection.connect(
         conninfo, autocommit=True, **connect_kwargs
     ) as conn:
         if on_connect is not None:

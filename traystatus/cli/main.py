@@ -164,11 +164,13 @@ def build_parser() -> argparse.ArgumentParser:
                    "'would install version N', or each problem and what to do")
     p.add_argument("--print", dest="print_sql", action="store_true",
                    help="write the exact SQL to stdout (review it, run it with psql)")
+    _lock_timeout_option(p)
     p = command(
         "uninstall-sql", "sqlcmd:cmd_uninstall",
         "remove the traystatus SQL (StatBus's own objects stay)",
     )
     p.add_argument("--json", action="store_true", help="print versions before/after as JSON")
+    _lock_timeout_option(p)
 
     p = command(
         "doctor", "doctor:cmd_doctor",
@@ -231,6 +233,12 @@ def _relay_options(p: argparse.ArgumentParser) -> None:
                    "https://...) instead of the database; same output and exit codes")
     p.add_argument("--token-file", metavar="FILE",
                    help="with --relay: the server's token (first line of FILE)")
+
+
+def _lock_timeout_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--lock-timeout", type=_seconds, default=None, metavar="S",
+                   help="wait at most S seconds for each of StatBus's table locks, then "
+                   "give up with nothing changed (default 10; 0 waits as long as it takes)")
 
 
 def _seconds(text: str) -> float:

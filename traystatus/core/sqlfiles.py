@@ -7,6 +7,8 @@ autocommit connection exactly as ``psql -f`` would run them.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -96,8 +98,41 @@ async def installed_version(conn: psycopg.AsyncConnection[Any]) -> int | None:
     return int(row[0])
 
 
+DEFAULT_LOCK_TIMEOUT = 10.0
+"""Seconds the install waits for each of StatBus's table locks (0: as long as it takes)."""
+
+
+@dataclass
+class Applying:
+    """Where an ``apply`` is, for a caller that must say what a cancel left behind:
+    ``committing`` is set just before the COMMIT is sent (only then can a cancel leave the
+    SQL installed)."""
+
+    committing: bool = False
+
+
+async def bound_session(conn: psycopg.AsyncConnection[Any], lock_timeout: float) -> None:
+    """Session settings that keep an install from outliving its client or blocking
+    StatBus for long: ``lock_timeout`` (each lock waited for at most that long: StatBus's
+    worker queues behind a waiting lock request), ``client_connection_check_interval`` (a
+    backend whose client died stops even while it waits for a lock; PostgreSQL 14+, on
+    platforms that have it), ``idle_in_transaction_session_timeout`` (a client that
+    vanished without closing its socket). A setting the server lacks is skipped."""
+    settings = {
+        "lock_timeout": f"{max(0, round(lock_timeout * 1000))}ms",
+        "client_connection_check_interval": "1s",
+        "idle_in_transaction_session_timeout": "60s",
+    }
+    for name, value in settings.items():
+        try:
+            await conn.execute("SELECT pg_catalog.set_config(%s, %s, false)", (name, value))
+        except psycopg.Error:
+            continue  # an older server or another platform: the other bounds still hold
+
+
 async def apply(
     conninfo: str, which: SqlFile, on_connect: Callable[[], None] | None = None,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT, applying: Applying | None = None,
     **connect_kwargs: Any,
 ) -> tuple[int | None, int | None]:
     """Run ``sql/<which>.sql`` on the database; return the version before and after.
@@ -105,15 +140,39 @@ async def apply(
     Errors propagate as psycopg errors (classify them with ``errors.classify``): a
     failed install rolls back as a whole because the file is one transaction.
     ``on_connect`` is called once connected (a caller's connect deadline ends there).
+
+    The file's COMMIT is not sent with the file: the server runs the whole text and then
+    waits, in the transaction, for this client to send COMMIT. A client killed while the
+    text waits for StatBus's locks (SIGKILL included) therefore never commits: its backend
+    rolls back when it finds the client gone. ``lock_timeout`` bounds each lock wait
+    (55P03 lock_not_available when it runs out; 0 waits as long as it takes).
     """
-    text = read(which)
+    text = without_commit(read(which))
+    state = applying if applying is not None else Applying()
     async with await pgconnect.AsyncConnection.connect(
         conninfo, autocommit=True, **connect_kwargs
     ) as conn:
         if on_connect is not None:
             on_connect()
+        await bound_session(conn, lock_timeout)
         before = await installed_version(conn)
-        await conn.execute(text.encode("utf-8"))
+        try:
+            await conn.execute(text.encode("utf-8"))
+        except BaseException:
+            if not conn.closed and not conn.broken:
+                with contextlib.suppress(psycopg.Error):
+                    await conn.execute("ROLLBACK")
+            raise
+        state.committing = True
+        # A cancel now would leave it unknown whether the COMMIT happened: let it finish,
+        # then stop (the caller says the SQL may be installed).
+        commit = asyncio.ensure_future(conn.execute("COMMIT"))
+        try:
+            await asyncio.shield(commit)
+        except asyncio.CancelledError:
+            with contextlib.suppress(psycopg.Error):
+                await commit
+            raise
         after = await installed_version(conn)
     return before, after
 
@@ -134,7 +193,8 @@ def without_commit(text: str) -> str:
 
 
 async def check(
-    conninfo: str, on_connect: Callable[[], None] | None = None, **connect_kwargs: Any,
+    conninfo: str, on_connect: Callable[[], None] | None = None,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT, **connect_kwargs: Any,
 ) -> tuple[int | None, int | None, Any]:
     """Run the whole install inside a transaction and roll it back.
 
@@ -142,7 +202,8 @@ async def check(
     generated for: ``system_stability_sql_info()``). A failure anywhere propagates as the
     psycopg error, after the rollback. Nothing is ever committed: the COMMIT is taken out
     of the text, and the connection ends with ROLLBACK whatever happens. Locks are waited
-    for at most 10 s (the install takes short SHARE locks on import_job and worker.tasks).
+    for at most ``lock_timeout`` s (the install takes short SHARE locks on import_job and
+    worker.tasks).
     """
     text = without_commit(read("install"))
     async with await pgconnect.AsyncConnection.connect(
@@ -150,8 +211,8 @@ async def check(
     ) as conn:
         if on_connect is not None:
             on_connect()
+        await bound_session(conn, lock_timeout)
         before = await installed_version(conn)
-        await conn.execute("SET lock_timeout = '10s'")
         try:
             await conn.execute(text.encode("utf-8"))
             cur = await conn.execute(

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
+import socket
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 
 import psycopg
@@ -356,3 +359,54 @@ async def test_fast_restarts_never_blame_a_person(own_server: EmbeddedPostgres) 
             took = time.monotonic() - up
             assert took < 2.0, (n, took, rec.states)
     assert State.ERROR not in rec.states, [s for s in rec.statuses if s.state is State.ERROR]
+
+
+# -- several hosts that all swallow the connection: the message says the real wait ------------
+
+@contextlib.contextmanager
+def _blackholes(n: int) -> Iterator[list[int]]:
+    """``n`` ports that accept TCP (the kernel's backlog) and never answer."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            s.listen(16)
+            socks.append(s)
+        yield [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def _seconds_said(message: str) -> float:
+    found = re.search(r"did not answer within (\d+) s", message)
+    assert found, message
+    return float(found.group(1))
+
+
+@pytest.mark.asyncio
+async def test_three_silent_hosts_say_the_time_really_waited() -> None:
+    """libpq applies connect_timeout to each host in turn: three silent hosts with
+    connect_timeout=2 took 5 s (the outer limit: twice connect_timeout and 1 s) but said
+    "within 2 s"."""
+    with _blackholes(3) as ports:
+        dsn = ("host=127.0.0.1,127.0.0.1,127.0.0.1 "
+               f"port={','.join(map(str, ports))} dbname=x user=u connect_timeout=2")
+        m = Monitor(dsn, replace(FAST, connect_timeout=2.0, backoff_initial=30.0,
+                                 backoff_cap=60.0))
+        start = time.monotonic()
+        async with running(m) as rec:
+            status = await rec.state(State.DISCONNECTED, within=30)
+            waited = time.monotonic() - start
+    said = _seconds_said(status.message)
+    assert waited >= 4.5, waited  # more than one connect_timeout: every host was tried
+    assert abs(said - waited) <= 1.0, (said, waited, status.message)
+    assert "3 hosts" in status.message
+
+
+def test_a_timeout_of_several_hosts_without_a_measure_says_per_host() -> None:
+    dsn = "host=a.example,b.example port=5432 dbname=x user=u connect_timeout=10"
+    diag = classify(psycopg.errors.ConnectionTimeout("connection timeout expired"), dsn,
+                    Phase.CONNECT)
+    assert "within 10 s per host (2 hosts tried in turn: about 20 s in all)" in diag.message

@@ -328,8 +328,9 @@ def _timed_out(ex: BaseException, target: Target, conninfo: str, detail: str) ->
             waited += f" ({ex.hosts} hosts tried in turn"
             waited += f", connect_timeout {ex.per_host:g} s each)" if ex.per_host else ")"
     elif target.connect_timeout and hosts > 1:
+        per_host = pgconnect.per_host_timeout(conninfo)
         waited = (f" within {target.connect_timeout} s per host ({hosts} hosts tried in "
-                  "turn)")
+                  f"turn: about {per_host * hosts:g} s in all)")
     elif target.connect_timeout:
         waited = f" within {target.connect_timeout} s"
     else:

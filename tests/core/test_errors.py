@@ -410,3 +410,25 @@ def test_a_timeout_of_several_hosts_without_a_measure_says_per_host() -> None:
     diag = classify(psycopg.errors.ConnectionTimeout("connection timeout expired"), dsn,
                     Phase.CONNECT)
     assert "within 10 s per host (2 hosts tried in turn: about 20 s in all)" in diag.message
+
+
+@pytest.mark.asyncio
+async def test_a_grant_revoked_while_watching_statbus_directly_names_statbus_tables(
+    bare_db_dsn: str, login_role: tuple[str, str]
+) -> None:
+    """Built-in mode reads StatBus's tables with the analyst's login: a revoked grant is a
+    missing privilege on those tables, not on "the traystatus functions" (which are not
+    even installed there)."""
+    dsn = with_params(bare_db_dsn, user=login_role[0], password=login_role[1])
+    m = Monitor(dsn, replace(FAST, reader="builtin"))
+    async with running(m) as rec:
+        await rec.state(State.STABLE)
+        with psycopg.connect(bare_db_dsn, autocommit=True) as admin:
+            admin.execute(psycopg.sql.SQL("REVOKE authenticated FROM {}").format(
+                psycopg.sql.Identifier(login_role[0])))
+        status = await rec.state(State.ERROR)
+    assert status.problem is Problem.PERMISSION, status
+    assert "traystatus functions" not in status.message
+    assert "StatBus's tables" in status.message
+    assert "permission denied for " in status.message  # the server names what
+    assert "SELECT on public.import_job, worker.tasks" in status.message

@@ -435,13 +435,14 @@ def _by_sqlstate(
     if sqlstate == "42501" and builtin:
         # The server names the object ("permission denied for table tasks"); shown as said.
         denied = f" ({detail})" if detail else ""
+        grantee = '"' + target.user.replace('"', '""') + '"' if target.user else "<login>"
         return Diagnosis(
             Problem.PERMISSION,
             f"{target.who} may no longer read StatBus's tables in {target.where}"
             f"{denied}. Watching StatBus directly needs USAGE on schema worker and SELECT "
             "on public.import_job, worker.tasks and worker.command_registry, which StatBus "
-            f"grants to the role authenticated: ask an administrator to run GRANT "
-            f"authenticated TO {target.who}, or to install traystatus's SQL (docs/sql.md).",
+            "grants to the role authenticated: ask an administrator to run GRANT "
+            f"authenticated TO {grantee}, or to install traystatus's SQL (docs/sql.md).",
             detail,
         )
     if sqlstate == "42501":

@@ -31,6 +31,18 @@ def log_dir() -> Path:
     return platformdirs.user_log_path("traystatus", appauthor=False)
 
 
+def _say(line: str) -> None:
+    """One line on stderr, if there is one (a tray app may have none)."""
+    stream = sys.stderr
+    if stream is None:
+        return
+    try:
+        stream.write(line + "\n")
+        stream.flush()
+    except (OSError, ValueError):
+        pass
+
+
 def _install(handler: logging.Handler, level: int) -> logging.Logger:
     logger = logging.getLogger(LOGGER)
     for old in [h for h in logger.handlers if getattr(h, _MARK, False)]:
@@ -69,11 +81,33 @@ def setup_file_logging(
         users. Every file it opens (after each rollover too) is created 0600, and an
         older file with wider permissions is narrowed."""
 
+        failing = False  # the last write failed; said once on stderr, quiet since
+        _failed_now = False
+
         def _open(self) -> io.TextIOWrapper:
             fd = os.open(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             if hasattr(os, "fchmod"):  # POSIX: narrow a file an older version created
                 os.fchmod(fd, 0o600)
             return open(fd, "a", encoding=self.encoding, errors=self.errors)
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self._failed_now = False
+            super().emit(record)
+            if self.failing and not self._failed_now:
+                self.failing = False
+                _say(f"traystatus: the log file {self.baseFilename} can be written again")
+
+        def handleError(self, record: logging.LogRecord) -> None:
+            """A full disk (or a removed folder) fails every line: say so once, on one
+            line, instead of logging's traceback per record, and drop lines until a
+            write works again."""
+            self._failed_now = True
+            if self.failing:
+                return
+            self.failing = True
+            why = sys.exc_info()[1]
+            _say(f"traystatus: cannot write the log file {self.baseFilename} ({why}); "
+                 "log lines are dropped until it can be written again")
 
     handler = PrivateRotatingFileHandler(
         path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8"

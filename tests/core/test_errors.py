@@ -13,6 +13,7 @@ import socket
 import time
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import psycopg
 import psycopg.sql
@@ -275,6 +276,18 @@ async def test_real_refusals_by_sqlstate(db_dsn: str, login_role: tuple[str, str
     assert gone.problem is Problem.CONFIG, gone
 
 
+@pytest.fixture
+def restartable(pg_dir: Path) -> Iterator[EmbeddedPostgres]:
+    """A server of this test's own to restart (the shared one must stay up), outside
+    pytest's temporary root (tests/fix_db.py, pg_dir)."""
+    server = EmbeddedPostgres(pg_dir / "data")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
 def _standby(server: EmbeddedPostgres) -> None:
     """Restart ``server`` as a standby without hot standby: it answers every login with
     57P03 ("not accepting connections") until promoted."""
@@ -291,16 +304,16 @@ def _promote(server: EmbeddedPostgres) -> None:
 
 @pytest.mark.asyncio
 async def test_starting_up_is_not_blamed_on_a_person_when_the_server_is_up_a_moment_later(
-    own_server: EmbeddedPostgres,
+    restartable: EmbeddedPostgres,
 ) -> None:
     """The race of the chaos soak, made deterministic: the login is refused with 57P03;
     by the time it is diagnosed the server accepts logins. Before the fix the diagnosis
     logged in to template1, succeeded, and said "may not connect to it (no CONNECT
     privilege)": red for a minute while the database was up."""
-    dsn = own_server.dsn()
-    await asyncio.to_thread(_standby, own_server)
+    dsn = restartable.dsn()
+    await asyncio.to_thread(_standby, restartable)
     ex = await _connect_error(dsn)
-    await asyncio.to_thread(_promote, own_server)
+    await asyncio.to_thread(_promote, restartable)
     conn = await psycopg.AsyncConnection.connect(dsn)  # the server is up now
     await conn.close()
     diag = await diagnose(ex, dsn, Phase.CONNECT)
@@ -310,18 +323,18 @@ async def test_starting_up_is_not_blamed_on_a_person_when_the_server_is_up_a_mom
 
 @pytest.mark.asyncio
 async def test_a_monitor_in_front_of_a_starting_server_stays_grey(
-    own_server: EmbeddedPostgres,
+    restartable: EmbeddedPostgres,
 ) -> None:
     """57P03 for as long as the server is not accepting: DISCONNECTED, never ERROR, and
     the answer within 2 s of the server taking logins."""
-    dsn = _prepare_watched(own_server)
-    await asyncio.to_thread(_standby, own_server)
+    dsn = _prepare_watched(restartable)
+    await asyncio.to_thread(_standby, restartable)
     m = Monitor(dsn, replace(FAST, backoff_initial=0.5, backoff_cap=60.0))
     async with running(m) as rec:
         await rec.until(lambda: m.counters.connect_failures >= 3, what="refusals")
         assert State.ERROR not in rec.states and m.status.state is State.DISCONNECTED
         assert "not accept connections" in m.status.message
-        await asyncio.to_thread(_promote, own_server)
+        await asyncio.to_thread(_promote, restartable)
         up = time.monotonic()
         await rec.state(State.STABLE)
         assert time.monotonic() - up < 2.0
@@ -339,18 +352,18 @@ def _prepare_watched(server: EmbeddedPostgres) -> str:
 
 
 @pytest.mark.asyncio
-async def test_fast_restarts_never_blame_a_person(own_server: EmbeddedPostgres) -> None:
+async def test_fast_restarts_never_blame_a_person(restartable: EmbeddedPostgres) -> None:
     """`pg_ctl restart -m fast` over and over while a Monitor with the installed SQL runs:
     grey while it is down, never ERROR, and the right answer within 2 s of it being up."""
-    dsn = _prepare_watched(own_server)
+    dsn = _prepare_watched(restartable)
     m = Monitor(dsn, replace(FAST, backoff_initial=0.3, backoff_cap=60.0))
     async with running(m) as rec:
         await rec.state(State.STABLE)
         for n in range(5):
             processing = n % 2 == 0
-            await asyncio.to_thread(own_server.stop, "fast")
+            await asyncio.to_thread(restartable.stop, "fast")
             with contextlib.suppress(Exception):
-                await asyncio.to_thread(own_server.start)
+                await asyncio.to_thread(restartable.start)
             up = time.monotonic()
             with psycopg.connect(dsn, autocommit=True) as c:  # the truth changed meanwhile
                 c.execute(START_TASK if processing else FINISH_TASKS)

@@ -191,6 +191,7 @@ class Monitor(SourceBase):
         self._tracker = StabilityTracker()
         self._note = ""  # the reader's notes, carried by STABLE/PROCESSING statuses
         self._malformed_logged_at = -1e9
+        self._reading = ""  # the reader of the current session, once chosen (for messages)
 
     # -- public API (the rest is SourceBase's) -------------------------------------------
     def add_import_listener(self, callback: Callable[[ImportEnd], None]) -> None:
@@ -269,10 +270,10 @@ class Monitor(SourceBase):
             except Unusable as ex:
                 failure = ex.diagnosis
                 cause = ex.__cause__
-                if self._source != "installed" and isinstance(cause, psycopg.Error):
+                if self._reading == "builtin" and isinstance(cause, psycopg.Error):
                     # A grant revoked while watching StatBus directly: the fix is about
                     # StatBus's tables, not traystatus's functions.
-                    failure = classify(cause, conninfo, Phase.QUERY, source=self._source)
+                    failure = classify(cause, conninfo, Phase.QUERY, source=self._reading)
                 log.info("%s: %s", failure.problem.value, failure.message)
             except pgio.Stale:
                 self.counters.stale += 1
@@ -284,7 +285,8 @@ class Monitor(SourceBase):
                 )
                 log.info("%s: %s", failure.problem.value, failure.message)
             except Exception as ex:
-                failure = classify(ex, conninfo, Phase.QUERY, source=self._source)
+                failure = classify(ex, conninfo, Phase.QUERY,
+                                   source=self._reading or "installed")
                 self._log_failure(failure, ex)
             finally:
                 # Close before waiting: no idle connection (and no LISTEN) is held on the
@@ -345,8 +347,9 @@ class Monitor(SourceBase):
     # -- a connected session ----------------------------------------------------------------
     async def _session(self, conn: psycopg.AsyncConnection[Any]) -> None:
         link = pgio.Link(conn, self.options.health_timeout, self._count_query)
+        self._reading = ""
         reader = await choose_reader(link, self.options.reader, self.conninfo)
-        self._source = reader.name
+        self._source = self._reading = reader.name
         schedule = self._schedule
         schedule.set_window(reader.coalesce_window or self.options.coalesce_window)
         self._listening = set()

@@ -50,7 +50,15 @@ _LOCATION = re.compile(r"^\S+:  \S+, \S+:\d+\s*$")
 
 @functools.cache
 def _libpq() -> Callable[[int, int], int] | None:
-    """``PQsetErrorVerbosity`` of the libpq psycopg uses, or None when not found."""
+    """``PQsetErrorVerbosity`` of the libpq psycopg uses, or None when not found (never
+    raises: without it connects work as psycopg's own, only without the SQLSTATE)."""
+    try:
+        return _find_libpq()
+    except Exception:  # an unusual install: fall back, do not break connecting
+        return None
+
+
+def _find_libpq() -> Callable[[int, int], int] | None:
     candidates: list[str] = []
     if pq.__impl__ == "python":
         from psycopg.pq import _pq_ctypes

@@ -41,7 +41,9 @@ def _until(what: str, check: object, within: float) -> float:
 
 @pytest.mark.parametrize(
     ("signum", "code"),
-    [(signal.SIGTERM, 143), (signal.SIGHUP, 129), (signal.SIGKILL, -signal.SIGKILL)],
+    [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129),
+     (signal.SIGKILL, -signal.SIGKILL)],
+    ids=["SIGINT", "SIGTERM", "SIGHUP", "SIGKILL"],
 )
 def test_a_signal_while_waiting_for_locks_installs_nothing(
     cli: Cli, bare_db_dsn: str, signum: int, code: int
@@ -57,7 +59,7 @@ def test_a_signal_while_waiting_for_locks_installs_nothing(
         proc.send_signal(signum)
         _, err = proc.communicate(timeout=15)
         assert proc.returncode == code, err
-        if signum != signal.SIGKILL:
+        if signum in (signal.SIGTERM, signal.SIGHUP):
             name = signal.Signals(signum).name
             assert f"install-sql was stopped by {name} and cancelled: nothing changed" in err
             assert "Traceback" not in err

@@ -11,7 +11,9 @@ one loop (so N slow servers cost one connect timeout, not N):
   the others are still reported.
 * ``wait`` with several ``--profile``: returns 0 when every one of them is stable at the
   same moment (the latest answer of each), 3 at once when one is in ERROR (waiting will
-  not fix it; its name is said), 1 when the timeout passes first.
+  not fix it; its name is said), 1 when the timeout passes first. As for one profile,
+  connecting has its own limit and ``--timeout`` counts from the moment every profile
+  has answered.
 """
 
 from __future__ import annotations
@@ -125,7 +127,9 @@ async def _wait_all(args: argparse.Namespace, names: list[str]) -> int:
     loop = asyncio.get_running_loop()
     seconds = args.timeout
     limit = max(watching.first_answer_limit(s) for _, s in specs)
-    deadline = loop.time() + limit + (seconds if seconds is not None else 0)
+    # As single-profile ``wait``: connecting has its own limit, and ``--timeout`` counts
+    # from the moment every profile has answered (so --timeout 0 asks "all stable now?").
+    deadline: float | None = loop.time() + limit
     latest: dict[str, Status] = {}
     said: dict[str, tuple[object, ...]] = {}
     merged: asyncio.Queue[tuple[str, Status]] = asyncio.Queue()
@@ -143,8 +147,7 @@ async def _wait_all(args: argparse.Namespace, names: list[str]) -> int:
             task = asyncio.create_task(feed(name, session))
             stack.callback(task.cancel)
         while True:
-            timeout = None if seconds is None and len(latest) == len(specs) else max(
-                0.0, deadline - loop.time())
+            timeout = None if deadline is None else max(0.0, deadline - loop.time())
             try:
                 name, status = await asyncio.wait_for(merged.get(), timeout)
             except TimeoutError:
@@ -159,6 +162,8 @@ async def _wait_all(args: argparse.Namespace, names: list[str]) -> int:
                 print(f"traystatus wait: not all stable after {seconds or 0:g} s "
                       f"(still: {', '.join(busy)})", file=sys.stderr)
                 return int(ExitCode.TIMEOUT)
+            if name not in latest and len(latest) == len(specs) - 1:  # the last to answer
+                deadline = None if seconds is None else loop.time() + seconds
             latest[name] = status
             if status.state is State.ERROR:
                 print(f"traystatus wait: {name}: {watching.status_line(status)}",

@@ -197,10 +197,20 @@ def _source(args: argparse.Namespace) -> tuple[SourceSpec, psycopg.Error | None]
     return SourceSpec(conninfo, source=target.source(getattr(args, "source", None))), probe_error
 
 
+RELAY_SLACK = 2.0
+"""Seconds past a relay's connect deadline before the CLI gives up on its first answer:
+the relay itself answers by then (the state, or why there is none)."""
+
+
 def first_answer_limit(conninfo: str | SourceSpec) -> float:
     """How long the first answer may take: one connect attempt (the monitor's own limit)
-    and its first read. ``--timeout`` counts from that answer on."""
+    and its first read. ``--timeout`` counts from that answer on.
+
+    A traystatus server: the relay's own deadline (``connect_timeout``, 10 s) covers
+    connecting and the first state, and the relay reports at that deadline."""
     target = conninfo.target if isinstance(conninfo, SourceSpec) else conninfo
+    if is_relay(target):
+        return MonitorOptions().connect_timeout + RELAY_SLACK
     return connect_limit(target) + MonitorOptions().health_timeout + 1
 
 

@@ -27,22 +27,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
 from traystatus.core.backoff import Backoff
-from traystatus.core.details import Details, DetailsError, WorkSummary
-from traystatus.core.progress import PHASE_NAMES, Progress
+from traystatus.core.details import Details
 from traystatus.core.redact import redact_url
+from traystatus.core.relaymsg import ProtocolError, decode, parse_message, parse_status
+from traystatus.core.safetext import printable
 from traystatus.core.sourcebase import SourceBase
-from traystatus.core.state import Problem, ReviewBlock, State, Status, utcnow
+from traystatus.core.state import Problem, State, Status, utcnow
 
 if TYPE_CHECKING:
     from traystatus.core.monitor import MonitorOptions
@@ -93,96 +93,10 @@ def relay_url(url: str) -> str:
     return endpoints(url)[0]
 
 
-def status_from_json(value: Any) -> Status:
-    """A server's state message as a Status (``source="relay"``); ValueError if malformed."""
-    if not isinstance(value, dict):
-        raise ValueError("not a JSON object")
-    try:
-        state = State(value["state"])
-    except (KeyError, ValueError, TypeError):
-        stable = value.get("stable")
-        if stable is True:
-            state = State.STABLE
-        elif stable is False:
-            state = State.PROCESSING
-        else:
-            raise ValueError("no state") from None
-    problem_text = value.get("problem")
-    try:
-        problem = Problem(problem_text) if problem_text else None
-    except ValueError:
-        problem = Problem.INTERNAL if state in (State.DISCONNECTED, State.ERROR) else None
-    message = value.get("reason")
-    note = value.get("note")
-    review = _review(value.get("review"))
-    attempt = value.get("attempt")
-    return Status(
-        state,
-        since=_time(value.get("since")) or utcnow(),
-        problem=problem,
-        message=message if isinstance(message, str) else "",
-        attempt=attempt if isinstance(attempt, int) and not isinstance(attempt, bool) else 0,
-        next_retry_at=_time(value.get("next_retry_at")),
-        source="relay",
-        review=review,
-        note=note if isinstance(note, str) else "",
-        progress=_progress(value.get("progress")),
-    )
-
-
-def _progress(value: Any) -> Progress | None:
-    """``Progress.to_json()`` (what the server sends) back into a Progress: the jobs with
-    their (rounded) percentages and the running derive phase. Descriptions are not sent;
-    titles fall back to the slug. None when absent or malformed."""
-    if not isinstance(value, dict):
-        return None
-    jobs = []
-    for j in value.get("jobs") or []:
-        if not isinstance(j, dict):
-            continue
-        item = {k: j.get(k) for k in ("id", "slug", "state", "total_rows", "user_id")}
-        key = {"analysing_data": "analysis_pct", "processing_data": "import_pct"}.get(
-            str(j.get("state")))
-        if key:
-            item[key] = j.get("pct")
-        jobs.append(item)
-    phases = []
-    derive = value.get("derive")
-    if isinstance(derive, dict):
-        commands = {name: command for command, name in PHASE_NAMES.items()}
-        phases.append({
-            "phase": commands.get(str(derive.get("phase")), derive.get("phase")),
-            "state": "processing",
-            "step": derive.get("step"),
-            "total": derive.get("total"),
-            "completed": derive.get("completed"),
-        })
-    text = value.get("text")
-    queued = isinstance(text, str) and "derive queued" in text
-    try:
-        return Progress.from_json({"jobs": jobs, "phases": phases, "derive_queued": queued})
-    except (DetailsError, ValueError, TypeError):
-        return None
-
-
-def _time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError:
-        return None
-
-
-def _review(value: Any) -> ReviewBlock | None:
-    if not isinstance(value, dict):
-        return None
-    waiting = []
-    for item in value.get("waiting") or []:
-        if isinstance(item, dict) and isinstance(item.get("id"), int):
-            waiting.append((int(item["id"]), str(item.get("slug") or "")))
-    queued = value.get("queued_behind")
-    return ReviewBlock(tuple(waiting), queued if isinstance(queued, int) else 0)
+def status_from_json(value: Any, where: str = "the traystatus server") -> Status:
+    """A server's decoded state message as a Status (``source="relay"``); ProtocolError
+    (a ValueError) if it cannot be used. See core/relaymsg.py."""
+    return parse_status(value, where=where, now=utcnow())
 
 
 class _Refused(Exception):
@@ -209,6 +123,7 @@ class RelaySource(SourceBase):
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         super().__init__(Status(State.CONNECTING, source="relay"))
         self._details_wake: asyncio.Event | None = None
+        self._said = ""  # the protocol error of the current run of bad messages
         self._backoff = Backoff(
             self.options.backoff_initial, self.options.backoff_cap,
             jitter=self.options.backoff_jitter,
@@ -229,9 +144,11 @@ class RelaySource(SourceBase):
 
     # -- the loop ---------------------------------------------------------------------------
     async def _run(self, session: aiohttp.ClientSession) -> None:
+        loop = asyncio.get_running_loop()
         first = True
         while not self._stopping:
             self._restart = False
+            started = loop.time()
             try:
                 ws = await self._connect(session, self._status_url)
             except _Refused as ex:
@@ -246,7 +163,7 @@ class RelaySource(SourceBase):
             first = False
             details_task = asyncio.create_task(self._details_loop(session))
             try:
-                lost = await self._session(ws)
+                lost = await self._session(ws, started)
             finally:
                 details_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -262,16 +179,21 @@ class RelaySource(SourceBase):
     async def _connect(
         self, session: aiohttp.ClientSession, url: str
     ) -> aiohttp.ClientWebSocketResponse | None:
-        """The WebSocket, None when stop()/reconnect_now() came first; _Refused if not."""
-        attempt = asyncio.ensure_future(
+        """The WebSocket, None when stop()/reconnect_now() came first; _Refused if not.
+
+        The whole handshake (DNS, TCP, TLS, HTTP upgrade) has ``connect_timeout``: a server
+        that accepts TCP and never answers must not hold a client forever."""
+        limit = self.options.connect_timeout
+        attempt = asyncio.ensure_future(asyncio.wait_for(
             session.ws_connect(
                 url,
                 headers=self._headers,
                 heartbeat=self.options.health_interval,
                 max_msg_size=MAX_MESSAGE,
                 compress=0,
-            )
-        )
+            ),
+            limit,
+        ))
         result = await self._until_woken(attempt)
         if result is None:
             return None
@@ -279,15 +201,26 @@ class RelaySource(SourceBase):
             return attempt.result()
         except aiohttp.WSServerHandshakeError as ex:
             raise _Refused(self._refusal(ex.status, ex.message)) from None
-        except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as ex:
+        except TimeoutError:
             raise _Refused(self._problem(
                 State.DISCONNECTED, Problem.UNREACHABLE,
-                f"The traystatus server at {self.where} cannot be reached ({_why(ex)}). "
+                f"The traystatus server at {self.where} did not complete the connection "
+                f"within {limit:g} s. Retrying on its own; check the address and the network.",
+            )) from None
+        except (aiohttp.ClientError, OSError, ValueError) as ex:
+            raise _Refused(self._problem(
+                State.DISCONNECTED, Problem.UNREACHABLE,
+                f"The traystatus server at {self.where} cannot be reached "
+                f"({printable(_why(ex), 200)}). "
                 "Retrying on its own; check the address and the network.",
             )) from None
 
-    async def _until_woken(self, fut: asyncio.Future[T]) -> asyncio.Future[T] | None:
-        """Wait for ``fut`` or a wake-up (stop, reconnect); None (fut cancelled) if woken."""
+    async def _until_woken(
+        self, fut: asyncio.Future[T], until: float | None = None
+    ) -> asyncio.Future[T] | None:
+        """Wait for ``fut`` or a wake-up (stop, reconnect); None (fut cancelled) if woken.
+        TimeoutError when the loop time ``until`` passes first (``fut`` left running)."""
+        loop = asyncio.get_running_loop()
         wake = self._wake
         assert wake is not None
         wake.clear()
@@ -297,7 +230,9 @@ class RelaySource(SourceBase):
         try:
             while True:
                 pending: set[asyncio.Future[Any]] = {fut, waker}
-                await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                timeout = None if until is None else max(0.0, until - loop.time())
+                await asyncio.wait(pending, timeout=timeout,
+                                   return_when=asyncio.FIRST_COMPLETED)
                 if fut.done():
                     return fut
                 if self._stopping or self._restart:
@@ -309,8 +244,11 @@ class RelaySource(SourceBase):
                         if isinstance(res, aiohttp.ClientWebSocketResponse):
                             await res.close()
                     return None
-                wake.clear()  # a details change: not ours to handle
-                waker = asyncio.ensure_future(wake.wait())
+                if until is not None and loop.time() >= until:
+                    raise TimeoutError
+                if waker.done():
+                    wake.clear()  # a details change: not ours to handle
+                    waker = asyncio.ensure_future(wake.wait())
         finally:
             waker.cancel()
 
@@ -326,7 +264,7 @@ class RelaySource(SourceBase):
                 State.ERROR, Problem.PERMISSION,
                 f"The traystatus server at {self.where} refused this client (HTTP 403).",
             )
-        if status in (404, 405, 426) or 300 <= status < 400:
+        if status in (404, 405, 426) or 200 <= status < 400:
             return self._problem(
                 State.ERROR, Problem.CONFIG,
                 f"{self.where} did not answer as a traystatus server (HTTP {status}): "
@@ -335,7 +273,8 @@ class RelaySource(SourceBase):
         return self._problem(
             State.DISCONNECTED, Problem.UNREACHABLE,
             f"The traystatus server at {self.where} is not taking clients now "
-            f"(HTTP {status}{': ' + reason if reason else ''}). Retrying on its own.",
+            f"(HTTP {status}{': ' + printable(reason, 100) if reason else ''}). "
+            "Retrying on its own.",
         )
 
     def _problem(self, state: State, problem: Problem, message: str) -> Status:
@@ -357,61 +296,144 @@ class RelaySource(SourceBase):
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(wake.wait(), delay)
 
-    async def _session(self, ws: aiohttp.ClientWebSocketResponse) -> Status | None:
+    async def _session(
+        self, ws: aiohttp.ClientWebSocketResponse, started: float
+    ) -> Status | None:
         """Read state messages until the socket ends (-> the Status to report) or a
-        stop/reconnect (-> None)."""
-        while True:
-            receive = asyncio.ensure_future(ws.receive())
-            woken = await self._until_woken(receive)
-            if woken is None:
-                return None
-            msg = receive.result()
-            if msg.type is aiohttp.WSMsgType.TEXT:
-                self._on_text(msg.data)
-                continue
-            if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING,
-                            aiohttp.WSMsgType.CLOSED):
-                why = ws.close_code
-                text = f" (code {why}{': ' + str(msg.extra) if msg.extra else ''})" if why else ""
-                return self._problem(
-                    State.DISCONNECTED, Problem.CONNECTION_LOST,
-                    f"The traystatus server at {self.where} closed the connection{text}. "
-                    "Reconnecting on its own.",
-                )
-            if msg.type is aiohttp.WSMsgType.ERROR:
-                self.counters.stale += 1
-                return self._problem(
-                    State.DISCONNECTED, Problem.STALE,
-                    f"The traystatus server at {self.where} stopped answering "
-                    f"({_why(msg.data)}). Reconnecting on its own.",
-                )
-            # binary or other frames: not ours
+        stop/reconnect (-> None).
 
-    def _on_text(self, text: str) -> None:
+        Deadlines, as on the database path: the first usable state within
+        ``connect_timeout`` of starting to connect, and after a message that cannot be
+        used, a usable one within ``connect_timeout`` again; else the connection is given
+        up and made again (a server sends its state on connect). A server that says it is
+        still connecting to its database is alive: after the deadline the client is grey
+        with that reason and stays connected."""
+        loop = asyncio.get_running_loop()
+        limit = self.options.connect_timeout
+        need_by: float | None = started + limit
+        bad = False  # the last message could not be used
+        server_connecting = False
+        receive: asyncio.Future[aiohttp.WSMessage] | None = None
+        try:
+            while True:
+                if receive is None:
+                    receive = asyncio.ensure_future(ws.receive())
+                try:
+                    woken = await self._until_woken(receive, need_by)
+                except TimeoutError:
+                    need_by = None
+                    if server_connecting and not bad:
+                        self._set_status(self._problem(
+                            State.DISCONNECTED, Problem.UNREACHABLE,
+                            f"The traystatus server at {self.where} has had no answer from "
+                            f"its database for {limit:g} s; it retries on its own (if this "
+                            "lasts, ask its administrator).",
+                        ))
+                        continue
+                    self.counters.stale += 1
+                    if bad:
+                        return self._status
+                    return self._problem(
+                        State.DISCONNECTED, Problem.STALE,
+                        f"The traystatus server at {self.where} accepted the connection but "
+                        f"sent no state within {limit:g} s. Reconnecting on its own.",
+                    )
+                if woken is None:
+                    return None
+                msg = receive.result()
+                receive = None
+                if msg.type is aiohttp.WSMsgType.TEXT:
+                    status = self._on_text(msg.data)
+                elif msg.type is aiohttp.WSMsgType.BINARY:
+                    self._protocol_error("a binary frame (a traystatus server sends text)")
+                    status = None
+                elif msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING,
+                                  aiohttp.WSMsgType.CLOSED):
+                    why = ws.close_code
+                    extra = printable(str(msg.extra), 200) if msg.extra else ""
+                    text = f" (code {why}{': ' + extra if extra else ''})" if why else ""
+                    return self._problem(
+                        State.DISCONNECTED, Problem.CONNECTION_LOST,
+                        f"The traystatus server at {self.where} closed the connection{text}. "
+                        "Reconnecting on its own.",
+                    )
+                elif msg.type is aiohttp.WSMsgType.ERROR:
+                    error = msg.data
+                    if (isinstance(error, aiohttp.WebSocketError)
+                            and error.code == aiohttp.WSCloseCode.MESSAGE_TOO_BIG):
+                        self.counters.malformed_payloads += 1
+                        return self._protocol_status(
+                            f"a message larger than {MAX_MESSAGE // (1024 * 1024)} MiB")
+                    self.counters.stale += 1
+                    return self._problem(
+                        State.DISCONNECTED, Problem.STALE,
+                        f"The traystatus server at {self.where} stopped answering "
+                        f"({printable(_why(error), 200)}). Reconnecting on its own.",
+                    )
+                else:
+                    continue  # ping, pong: aiohttp's business
+                if status is None:  # a message that cannot be used
+                    bad = True
+                    if need_by is None:
+                        need_by = loop.time() + limit
+                    continue
+                bad = False
+                if status.state is State.CONNECTING:
+                    server_connecting = True
+                    if need_by is None:
+                        need_by = loop.time() + limit
+                else:
+                    server_connecting = False
+                    need_by = None
+        finally:
+            if receive is not None and not receive.done():
+                receive.cancel()
+                with contextlib.suppress(BaseException):
+                    await receive
+
+    def _on_text(self, text: str) -> Status | None:
+        """Apply one state message: the Status it gave, None when it cannot be used (then
+        the state is grey with the reason, and the next message is read as usual)."""
         self.counters.notifications += 1
         try:
-            value = json.loads(text)
-            status = status_from_json(value)
-        except (ValueError, RecursionError) as ex:
-            self.counters.malformed_payloads += 1
-            log.warning("ignoring a malformed message from %s: %s", self.where, ex)
-            return
+            message = parse_message(text, where=self.where, now=utcnow())
+        except ProtocolError as ex:
+            self._protocol_error(str(ex))
+            return None
+        self._said = ""
         self.counters.stability_reads += 1
+        status = message.status
         if status.is_known:
             self._backoff.reset()
         self._set_status(status)
-        summary = value.get("summary")
-        if isinstance(summary, dict) and self._summary_listeners:
-            duration = summary.get("duration_seconds")
-            try:
-                work = WorkSummary.from_json(
-                    summary, float(duration) if isinstance(duration, int | float) else None
-                )
-            except DetailsError as ex:
-                log.warning("ignoring a malformed work summary from %s: %s", self.where, ex)
-                return
+        if message.summary_error:
+            self.counters.malformed_payloads += 1
+            log.warning("ignoring a work summary from %s that cannot be used: %s",
+                        self.where, message.summary_error)
+        elif message.summary is not None and self._summary_listeners:
             self.counters.summary_reads += 1
-            self._emit(self._summary_listeners, work)
+            self._emit(self._summary_listeners, message.summary)
+        return status
+
+    def _protocol_error(self, why: str) -> None:
+        """A message that cannot be used: counted, logged once (the first of a run of bad
+        messages), and the state is grey with the reason (what it said may have changed the
+        state, so the last one is not the truth any more)."""
+        self.counters.malformed_payloads += 1
+        self._set_status(self._protocol_status(why))
+
+    def _protocol_status(self, why: str) -> Status:
+        why = printable(why, 300)
+        if not self._said:  # the first of a run of bad messages; a usable one ends the run
+            log.warning("a message from %s cannot be used: %s", self.where, why)
+        else:
+            log.debug("another message from %s cannot be used: %s", self.where, why)
+        self._said = why
+        return self._problem(
+            State.DISCONNECTED, Problem.PROTOCOL,
+            f"The traystatus server at {self.where} sent a message that cannot be used: "
+            f"{why}. Not trusted; if this goes on, ask its administrator.",
+        )
 
     # -- details ----------------------------------------------------------------------------
     async def _details_loop(self, session: aiohttp.ClientSession) -> None:
@@ -459,10 +481,11 @@ class RelaySource(SourceBase):
 
     def _on_details(self, text: str) -> None:
         try:
-            details = Details.from_json(json.loads(text))
-        except (ValueError, RecursionError) as ex:  # DetailsError is a ValueError
+            details = Details.from_json(decode(text))
+        except ValueError as ex:  # ProtocolError and DetailsError are ValueErrors
             self.counters.malformed_payloads += 1
-            log.warning("ignoring malformed details from %s: %s", self.where, ex)
+            log.warning("ignoring details from %s that cannot be used: %s", self.where,
+                        printable(str(ex), 300))
             return
         if self._details_refs == 0:
             return
@@ -509,6 +532,11 @@ def _why(ex: object) -> str:
     return text or type(ex).__name__
 
 
+def _said(value: Any, limit: int) -> str:
+    """A value a server sent, as printable text for a line of ``doctor``."""
+    return printable(value if isinstance(value, str) else str(value or ""), limit)
+
+
 def read_token_file(path: str) -> str:
     """The first token in a token file (one per line, # comments); RelayError if none."""
     try:
@@ -547,7 +575,7 @@ async def server_checks(url: str, token: str | None, within: float = 10.0) -> li
                 return out
             out.append(CheckResult(
                 "server reachable", Level.OK,
-                f"traystatus serve {health.get('version', '?')} at {where}"))
+                f"traystatus serve {_said(health.get('version', '?'), 40)} at {where}"))
             async with http.get(http_url, headers=headers) as r:
                 body = await r.json(content_type=None) if r.status == 200 else None
                 refused = r.status
@@ -567,10 +595,10 @@ async def server_checks(url: str, token: str | None, within: float = 10.0) -> li
     out.append(CheckResult("token", Level.OK, "accepted"))
     if health.get("database_connected"):
         out.append(CheckResult("server's database", Level.OK,
-                               f"connected ({body.get('state')})"))
+                               f"connected ({_said(body.get('state'), 40)})"))
     else:
         out.append(CheckResult(
             "server's database", Level.FAIL,
-            f"{body.get('state')}: {body.get('reason') or 'not connected'}",
+            f"{_said(body.get('state'), 40)}: {_said(body.get('reason'), 300) or 'not connected'}",
             "the server's administrator: see its log and `traystatus doctor` on that machine"))
     return out

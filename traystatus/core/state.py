@@ -44,6 +44,7 @@ class Problem(enum.Enum):
     NO_PASSWORD = "no_password"  # no password known and no keychain to ask
     CONFIG = "config"  # the profile itself is unusable (bad DSN)
     INTERNAL = "internal"  # a bug in traystatus; details in the log
+    PROTOCOL = "protocol"  # a traystatus server sent a message that cannot be used
 
 
 def utcnow() -> datetime:

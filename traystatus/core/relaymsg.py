@@ -1,0 +1,442 @@
+"""A traystatus server's messages, validated into our types. Pure: no I/O, no clock.
+
+Everything a server sends is a hint from the network. ``parse_message()`` decodes one
+text frame, checks each field against a table (its type, range and length), then the
+fields against each other (``stable`` must agree with ``state``; a ``problem`` or a
+``reason`` only with a state that has one; ``blocked_by_review`` must name the jobs of
+``review``; times carry a UTC offset and are plausible), makes every text printable
+(core/safetext.py) and returns a Status. Anything else raises ``ProtocolError``, one line
+saying what is wrong: the relay shows that as a grey state for that message and carries
+on, so a bad message costs one message, never the source.
+
+The tables below are the protocol. A field a server adds is ignored until it gets a row
+here (a newer server still works with an older client); a field in a table is checked
+whenever it is present, and ``REQUIRED`` ones must be.
+
+A server's own trouble (its database lost, its login refused) is relayed with advice for
+the person at this end: the server's administrator fixes it, not them; the server's words,
+written for its operator, follow as a quote.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, NoReturn
+
+from traystatus.core.details import DetailsError, WorkSummary
+from traystatus.core.progress import PHASE_NAMES, Progress
+from traystatus.core.safetext import MAX_CHARS, printable
+from traystatus.core.state import SOURCES, Problem, ReviewBlock, State, Status
+
+MAX_INT = 2**63 - 1  # StatBus ids and counts are bigint at most
+MAX_ITEMS = 10_000  # jobs in one list; a busy StatBus has tens
+MAX_ATTEMPT = 2**31 - 1
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+SKEW = timedelta(days=1)
+"""How far ahead of this computer's clock a server's time may be (clocks drift)."""
+
+REQUIRED = True
+OPTIONAL = False
+
+
+class ProtocolError(ValueError):
+    """The message cannot be used; ``str()`` says why in one printable line."""
+
+
+Check = Callable[[Any, str], Any]
+"""Validates one value at a path ("review.waiting[0].id"): the value in our types, or
+ProtocolError."""
+
+Table = Mapping[str, tuple[bool, Check]]
+
+
+def _fail(path: str, what: str) -> NoReturn:
+    raise ProtocolError(f"{path}: {what}")
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _show(value: Any) -> str:
+    """A value, short and printable, for an error message."""
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return printable(text, 40)
+
+
+# -- the checks -----------------------------------------------------------------------------
+def integer(lo: int = 0, hi: int = MAX_INT) -> Check:
+    def check(value: Any, path: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            _fail(path, f"expected a whole number, got {_kind(value)}")
+        if not lo <= value <= hi:
+            _fail(path, f"{_show(value)} is out of range ({lo} to {hi})")
+        return value
+
+    return check
+
+
+def number(lo: float, hi: float) -> Check:
+    def check(value: Any, path: str) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            _fail(path, f"expected a number, got {_kind(value)}")
+        out = float(value) if abs(value) < 1e300 else math.inf
+        if not (math.isfinite(out) and lo <= out <= hi):
+            _fail(path, f"{_show(value)} is out of range ({lo:g} to {hi:g})")
+        return out
+
+    return check
+
+
+def text(limit: int = MAX_CHARS) -> Check:
+    def check(value: Any, path: str) -> str:
+        if not isinstance(value, str):
+            _fail(path, f"expected text, got {_kind(value)}")
+        return printable(value, limit)
+
+    return check
+
+
+def word(values: Collection[str]) -> Check:
+    """One of ``values`` exactly (an enum's value)."""
+    allowed = frozenset(values)
+
+    def check(value: Any, path: str) -> str:
+        if not isinstance(value, str):
+            _fail(path, f"expected text, got {_kind(value)}")
+        if value not in allowed:
+            _fail(path, f"{_show(value)} is not one of {', '.join(sorted(allowed))}")
+        return value
+
+    return check
+
+
+def boolean(value: Any, path: str) -> bool:
+    if not isinstance(value, bool):
+        _fail(path, f"expected true/false, got {_kind(value)}")
+    return value
+
+
+def nullable(inner: Check) -> Check:
+    def check(value: Any, path: str) -> Any:
+        return None if value is None else inner(value, path)
+
+    return check
+
+
+def array(item: Check, max_items: int = MAX_ITEMS) -> Check:
+    def check(value: Any, path: str) -> list[Any]:
+        if not isinstance(value, list):
+            _fail(path, f"expected a list, got {_kind(value)}")
+        if len(value) > max_items:
+            _fail(path, f"{len(value)} items, more than {max_items}")
+        return [item(v, f"{path}[{i}]") for i, v in enumerate(value)]
+
+    return check
+
+
+def obj(table: Table) -> Check:
+    """An object checked field by field; unknown fields are left out (a newer server)."""
+
+    def check(value: Any, path: str) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            _fail(path or "message", f"expected an object, got {_kind(value)}")
+        out: dict[str, Any] = {}
+        for name, (required, inner) in table.items():
+            where = f"{path}.{name}" if path else name
+            if name in value:
+                out[name] = inner(value[name], where)
+            elif required:
+                _fail(where, "missing")
+        return out
+
+    return check
+
+
+def timestamp(value: Any, path: str) -> datetime:
+    """An ISO 8601 time with its UTC offset, as UTC (a time without one is ambiguous)."""
+    if not isinstance(value, str):
+        _fail(path, f"expected a time, got {_kind(value)}")
+    try:
+        when = datetime.fromisoformat(value) if len(value) <= 64 else None
+    except ValueError:
+        when = None
+    if when is None:
+        _fail(path, f"{_show(value)} is not an ISO 8601 time")
+    if when.utcoffset() is None:
+        _fail(path, f"{_show(value)} has no UTC offset")
+    try:
+        return when.astimezone(UTC)
+    except OverflowError:
+        _fail(path, f"{_show(value)} is out of range")
+
+
+# -- the protocol ---------------------------------------------------------------------------
+REVIEW: Table = {
+    "waiting": (REQUIRED, array(obj({
+        "id": (REQUIRED, integer()),
+        "slug": (OPTIONAL, nullable(text(200))),
+    }))),
+    "queued_behind": (OPTIONAL, integer()),
+}
+
+JOB: Table = {
+    "id": (REQUIRED, integer()),
+    "slug": (OPTIONAL, nullable(text(200))),
+    "state": (OPTIONAL, nullable(text(100))),
+    "pct": (OPTIONAL, nullable(number(0, 100))),
+    "total_rows": (OPTIONAL, nullable(integer())),
+    "user_id": (OPTIONAL, nullable(integer())),
+    "mine": (OPTIONAL, boolean),
+}
+
+DERIVE: Table = {
+    "phase": (REQUIRED, text(100)),
+    "step": (OPTIONAL, nullable(text(200))),
+    "completed": (OPTIONAL, integer()),
+    "total": (OPTIONAL, integer()),
+}
+
+PROGRESS: Table = {
+    "jobs": (OPTIONAL, array(obj(JOB))),
+    "derive": (OPTIONAL, nullable(obj(DERIVE))),
+    "text": (OPTIONAL, text()),
+    "me": (OPTIONAL, nullable(integer())),
+    "overall_pct": (OPTIONAL, nullable(number(0, 100))),
+    "imports_pct": (OPTIONAL, nullable(number(0, 100))),
+    "imports_running": (OPTIONAL, integer()),
+    "imports_queued": (OPTIONAL, integer()),
+}
+
+ENDED_JOB: Table = {
+    "id": (REQUIRED, integer()),
+    "slug": (OPTIONAL, nullable(text(200))),
+    "description": (OPTIONAL, nullable(text(500))),
+    "state": (OPTIONAL, nullable(text(100))),
+    "error_count": (OPTIONAL, nullable(integer())),
+    "warning_count": (OPTIONAL, nullable(integer())),
+    "error": (OPTIONAL, nullable(text(500))),
+    "ended_at": (OPTIONAL, nullable(timestamp)),
+}
+
+SUMMARY: Table = {
+    "since": (OPTIONAL, nullable(timestamp)),
+    "until": (OPTIONAL, nullable(timestamp)),
+    "import_jobs_finished": (OPTIONAL, integer()),
+    "import_jobs_failed": (OPTIONAL, integer()),
+    "import_jobs_with_errors": (OPTIONAL, integer()),
+    "import_jobs_rejected": (OPTIONAL, integer()),
+    "import_jobs": (OPTIONAL, array(obj(ENDED_JOB))),
+    "analytics_tasks_completed": (OPTIONAL, integer()),
+    "analytics_tasks_failed": (OPTIONAL, integer()),
+    "duration_seconds": (OPTIONAL, nullable(number(0, 1e9))),
+    "text": (OPTIONAL, text()),
+}
+
+STATUS: Table = {
+    "stable": (REQUIRED, nullable(boolean)),
+    "state": (REQUIRED, word([s.value for s in State])),
+    "since": (OPTIONAL, timestamp),
+    "problem": (OPTIONAL, nullable(word([p.value for p in Problem]))),
+    "reason": (OPTIONAL, text()),
+    "attempt": (OPTIONAL, integer(0, MAX_ATTEMPT)),
+    "next_retry_at": (OPTIONAL, nullable(timestamp)),
+    "source": (OPTIONAL, word(SOURCES)),
+    "review": (OPTIONAL, nullable(obj(REVIEW))),
+    "blocked_by_review": (OPTIONAL, array(integer())),
+    "note": (OPTIONAL, text()),
+    "progress": (OPTIONAL, nullable(obj(PROGRESS))),
+}
+"""What ``/api/system-stability`` sends (serve/hub.py ``status_message``); ``summary`` is
+checked on its own (``SUMMARY``): a bad summary costs the summary, not the state."""
+
+STABLE_OF = {State.STABLE: True, State.PROCESSING: False}
+
+
+@dataclass(frozen=True)
+class Message:
+    """One state message: the Status, and the work summary it carries (if any) or why
+    that summary cannot be used."""
+
+    status: Status
+    summary: WorkSummary | None = None
+    summary_error: str = ""
+
+
+def decode(raw: str) -> Any:
+    """JSON text as data; ProtocolError for what is not JSON, NaN/Infinity, numbers that
+    do not fit a float, and nesting deeper than Python's parser goes."""
+    try:
+        return json.loads(raw, parse_constant=_no_constant, parse_float=_finite)
+    except RecursionError:
+        raise ProtocolError("nested too deeply") from None
+    except ValueError as ex:  # JSONDecodeError, and int() of thousands of digits
+        raise ProtocolError(f"not JSON ({printable(str(ex), 120)})") from None
+
+
+def _no_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:20]} does not fit a number")
+    return value
+
+
+def parse_message(raw: str, *, where: str, now: datetime) -> Message:
+    """A text frame of ``/api/system-stability`` as a Message; ProtocolError if unusable.
+
+    ``where``: the server, for the words of relayed problems; ``now``: this computer's
+    clock, against which the server's times must be plausible."""
+    value = decode(raw)
+    status = parse_status(value, where=where, now=now)
+    if not isinstance(value, dict) or value.get("summary") is None:
+        return Message(status)
+    try:
+        summary = _summary(obj(SUMMARY)(value["summary"], "summary"))
+    except ProtocolError as ex:
+        return Message(status, None, str(ex))
+    return Message(status, summary)
+
+
+def parse_status(value: Any, *, where: str, now: datetime) -> Status:
+    """A decoded state message as a Status (``source="relay"``); ProtocolError if not."""
+    f = obj(STATUS)(value, "")
+    state = State(f["state"])
+    if f["stable"] is not STABLE_OF.get(state):
+        raise ProtocolError(
+            f"stable: {_show(f['stable'])} contradicts state {state.value!r} (stable is "
+            "true only when stable, false only when processing, null otherwise)")
+    problem = Problem(f["problem"]) if f.get("problem") else None
+    has_trouble = state in (State.DISCONNECTED, State.ERROR)
+    if problem is not None and not has_trouble:
+        raise ProtocolError(f"problem {problem.value!r} contradicts state {state.value!r}")
+    reason = f.get("reason", "")
+    if reason and not has_trouble:
+        raise ProtocolError(f"a reason ({printable(reason, 60)!r}) contradicts state "
+                            f"{state.value!r}")
+    review = _review(f.get("review"))
+    blocked = f.get("blocked_by_review")
+    if blocked is not None and blocked != (review.job_ids if review is not None else []):
+        raise ProtocolError("blocked_by_review does not name the jobs of review")
+    since = f.get("since")
+    next_retry_at = f.get("next_retry_at")
+    for name, when in (("since", since), ("next_retry_at", next_retry_at)):
+        if when is not None and not EARLIEST <= when <= now + SKEW:
+            raise ProtocolError(
+                f"{name}: {when.isoformat()} is not plausible (this computer's clock says "
+                f"{now.astimezone(UTC).isoformat(timespec='seconds')})")
+    progress = f.get("progress")
+    return Status(
+        state,
+        since=since or now,
+        problem=problem,
+        message=relayed_reason(where, state, problem, reason) if has_trouble else "",
+        attempt=f.get("attempt", 0),
+        next_retry_at=next_retry_at,
+        source="relay",
+        review=review,
+        note=f.get("note", ""),
+        progress=_progress(progress) if progress is not None and state is State.PROCESSING
+        else None,
+    )
+
+
+# -- words for a server's own trouble -------------------------------------------------------
+SERVER_TROUBLE: Mapping[Problem, str] = {
+    Problem.UNREACHABLE: "cannot reach its database",
+    Problem.CONNECTION_LOST: "lost its connection to its database",
+    Problem.STALE: "gets no answer from its database",
+    Problem.AUTH_FAILED: "was refused by its database (its login)",
+    Problem.TLS: "cannot set up TLS with its database",
+    Problem.SQL_MISSING: "finds traystatus's SQL missing in its database",
+    Problem.SQL_OUTDATED: "finds traystatus's SQL in its database outdated",
+    Problem.SQL_NEWER: "finds traystatus's SQL in its database newer than it knows",
+    Problem.PERMISSION: "may not read the state from its database",
+    Problem.NO_PASSWORD: "has no password for its database",
+    Problem.CONFIG: "has an unusable database setting",
+    Problem.INTERNAL: "hit an internal error",
+    Problem.PROTOCOL: "cannot read its own source of state",
+}
+
+
+def relayed_reason(where: str, state: State, problem: Problem | None, reason: str) -> str:
+    """What a relay user reads for the server's trouble: whose problem it is and who can
+    fix it (the server's administrator), then the server's own words as a quote."""
+    trouble = SERVER_TROUBLE.get(problem, "") if problem is not None else ""
+    trouble = trouble or "cannot tell the state of its database"
+    if state is State.DISCONNECTED:
+        advice = "it retries on its own; if this lasts, ask its administrator"
+    else:
+        advice = "ask its administrator (nothing to change on this computer)"
+    text = f"The traystatus server at {where} reports that it {trouble}; {advice}."
+    quoted = printable(reason, 300)
+    return f"{text} It says: {quoted}" if quoted else text
+
+
+# -- building our types ---------------------------------------------------------------------
+def _review(value: dict[str, Any] | None) -> ReviewBlock | None:
+    if value is None:
+        return None
+    waiting = tuple((item["id"], item.get("slug") or "") for item in value["waiting"])
+    return ReviewBlock(waiting, value.get("queued_behind", 0))
+
+
+def _progress(value: dict[str, Any]) -> Progress:
+    """``Progress.to_json()`` (what the server sends) back into a Progress: the jobs with
+    their (rounded) percentages and the running derive phase. Descriptions are not sent;
+    titles fall back to the slug."""
+    jobs = []
+    for j in value.get("jobs", []):
+        item = {k: j.get(k) for k in ("id", "slug", "state", "total_rows", "user_id")}
+        key = {"analysing_data": "analysis_pct", "processing_data": "import_pct"}.get(
+            j.get("state") or "")
+        if key:
+            item[key] = j.get("pct")
+        jobs.append(item)
+    phases = []
+    derive = value.get("derive")
+    if derive is not None:
+        commands = {name: command for command, name in PHASE_NAMES.items()}
+        phases.append({
+            "phase": commands.get(derive["phase"], derive["phase"]),
+            "state": "processing",
+            "step": derive.get("step"),
+            "total": derive.get("total"),
+            "completed": derive.get("completed"),
+        })
+    queued = "derive queued" in value.get("text", "")
+    try:
+        return Progress.from_json({"jobs": jobs, "phases": phases, "derive_queued": queued,
+                                   "me": value.get("me")})
+    except DetailsError as ex:  # checked above; Progress's own rules, should they grow
+        raise ProtocolError(f"progress: {printable(str(ex), 120)}") from None
+
+
+def _summary(value: dict[str, Any]) -> WorkSummary:
+    duration = value.get("duration_seconds")
+    try:
+        return WorkSummary.from_json(value, duration)
+    except DetailsError as ex:
+        raise ProtocolError(f"summary: {printable(str(ex), 120)}") from None

@@ -1,5 +1,6 @@
-"""A Status survives the trip through a traystatus server: to_json() on the server,
-status_from_json() in the relay. Pure: no database, no network.
+"""A Status survives the trip through a traystatus server: ``status_message()`` on the
+server (serve/hub.py, what it really sends), ``status_from_json()`` in the relay. Pure: no
+database, no network.
 
 The relay rebuilds a Status field by field, so a field added to Status without teaching
 the relay would silently vanish on relayed clients; the first test fails then.
@@ -15,9 +16,12 @@ import pytest
 
 from traystatus.core.progress import Progress
 from traystatus.core.relay import status_from_json
+from traystatus.core.relaymsg import ProtocolError
 from traystatus.core.state import Problem, ReviewBlock, State, Status
+from traystatus.serve.hub import status_message
 
 SINCE = datetime(2026, 11, 29, 12, 0, 0, tzinfo=UTC)
+WHERE = "ws://relay.example:8765"
 
 
 def _progress() -> Progress:
@@ -34,19 +38,16 @@ def _progress() -> Progress:
                  "step": "derive_statistical_unit", "total": 412, "completed": 120},
             ],
             "derive_queued": False,
+            "me": 3,
         }
     )
 
 
-def _everything_set() -> Status:
-    """A Status with every field away from its default."""
+def _processing() -> Status:
+    """A known state with every field a known state can have away from its default."""
     return Status(
         State.PROCESSING,
         since=SINCE,
-        problem=Problem.STALE,
-        message="the server did not answer in 5 s",
-        attempt=3,
-        next_retry_at=SINCE.replace(minute=5),
         source="relay",
         review=ReviewBlock(((11, "lu_review"),), queued_behind=2),
         note="watching StatBus directly",
@@ -54,36 +55,59 @@ def _everything_set() -> Status:
     )
 
 
+def _trouble() -> Status:
+    """The server's own trouble, with every field such a state can have."""
+    return Status(
+        State.DISCONNECTED,
+        since=SINCE,
+        problem=Problem.STALE,
+        message="the server did not answer in 5 s",
+        attempt=3,
+        next_retry_at=SINCE.replace(minute=5),
+        source="relay",
+        note="watching StatBus directly",
+    )
+
+
 def _through_the_wire(status: Status) -> Status:
-    return status_from_json(json.loads(json.dumps(status.to_json())))
+    return status_from_json(json.loads(json.dumps(status_message(status))), WHERE)
 
 
 def test_every_field_of_status_crosses_the_relay() -> None:
-    sent = _everything_set()
+    sent = [_processing(), _trouble()]
     for f in dataclasses.fields(Status):
-        assert getattr(sent, f.name) != f.default or f.name == "source", (
-            f"the test Status leaves {f.name!r} at its default: set it, and teach the relay"
+        assert any(getattr(s, f.name) != f.default for s in sent) or f.name == "source", (
+            f"the test Statuses leave {f.name!r} at its default: set it, and teach the relay"
         )
-    got = _through_the_wire(sent)
-    for f in dataclasses.fields(Status):
-        if f.name == "progress":
-            continue  # compared as the faces show it, below
-        assert getattr(got, f.name) == getattr(sent, f.name), f.name
-    assert got.progress is not None and sent.progress is not None
-    assert got.progress.to_json() == sent.progress.to_json()
-    assert got.progress.text == sent.progress.text
+    for status in sent:
+        got = _through_the_wire(status)
+        for f in dataclasses.fields(Status):
+            if f.name in ("progress", "message"):
+                continue  # compared as the faces show them, below
+            assert getattr(got, f.name) == getattr(status, f.name), f.name
+    got = _through_the_wire(_processing())
+    assert got.progress is not None
+    assert got.progress.to_json() == _processing().progress.to_json()  # type: ignore[union-attr]
+    assert got.progress.text == "1 import (42 %), 1 import queued, derive 120 of 412 tasks"
+    # the server's trouble is said as the server's, with the server's words quoted
+    got = _through_the_wire(_trouble())
+    assert got.message.startswith(f"The traystatus server at {WHERE} reports that it gets no "
+                                  "answer from its database")
+    assert got.message.endswith("It says: the server did not answer in 5 s")
 
 
 @pytest.mark.parametrize("state", list(State))
 def test_each_state_crosses_with_its_since(state: State) -> None:
     sent = Status(state, since=SINCE, source="relay")
-    assert _through_the_wire(sent) == sent
+    got = _through_the_wire(sent)
+    assert (got.state, got.since, got.source) == (state, SINCE, "relay")
 
 
 @pytest.mark.parametrize(
     "message",
-    [None, [], "text", {"state": "bogus"}, {"state": 5}, {"stable": "yes"}],
+    [None, [], "text", {"state": "bogus"}, {"state": 5}, {"stable": "yes"},
+     {"stable": True}, {"stable": True, "state": "unknown"}],
 )
-def test_a_malformed_message_is_a_value_error(message: object) -> None:
-    with pytest.raises(ValueError):
+def test_a_malformed_message_is_a_protocol_error(message: object) -> None:
+    with pytest.raises(ProtocolError):
         status_from_json(message)

@@ -7,7 +7,7 @@ the user's local time zone, as HH:MM (what a person compares with the clock on t
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 
 from traystatus.core.details import Details
 from traystatus.core.state import Problem, State, Status
@@ -16,13 +16,22 @@ from traystatus.core.wording import format_duration
 APP_TITLE = "StatBus status"
 
 
+def _utc(when: datetime) -> datetime:
+    """Every source gives aware times (a relay's are checked when parsed); a naive one is
+    read as UTC here rather than crash the tooltip on subtracting it from an aware one."""
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
 def local_hhmm(when: datetime) -> str:
-    return when.astimezone().strftime("%H:%M")
+    try:
+        return _utc(when).astimezone().strftime("%H:%M")
+    except (OverflowError, ValueError):  # year 1 or 9999 in a zone that leaves the range
+        return "--:--"
 
 
 def _elapsed(since: datetime, now: datetime) -> str:
     """'3 min', '45 s', '2 h 5 min': how long a state has lasted, minute-grained after 1 min."""
-    s = max(0, int((now - since).total_seconds()))
+    s = max(0, int((_utc(now) - _utc(since)).total_seconds()))
     if s >= 60:
         s -= s % 60
     return format_duration(s)
@@ -31,7 +40,7 @@ def _elapsed(since: datetime, now: datetime) -> str:
 def retry_text(status: Status, now: datetime) -> str:
     if status.next_retry_at is None:
         return ""
-    left = (status.next_retry_at - now).total_seconds()
+    left = (_utc(status.next_retry_at) - _utc(now)).total_seconds()
     if left <= 0.5:
         return "retrying now"
     return f"retrying in {int(left + 0.999)} s"

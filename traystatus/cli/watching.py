@@ -40,6 +40,7 @@ from traystatus.core import errors
 from traystatus.core.details import Details
 from traystatus.core.monitor import MonitorOptions
 from traystatus.core.readers import ReaderMode
+from traystatus.core.safetext import MAX_CHARS, printable
 from traystatus.core.source import SourceError, StateSource, is_relay, open_source
 from traystatus.core.state import State, Status
 from traystatus.core.wording import format_duration
@@ -240,7 +241,8 @@ def status_line(status: Status) -> str:
     said = [status.message] if status.message else []
     if status.review is not None and status.is_known:
         said.append(status.review.text)
-    return f"{label}: {'; '.join(said)}" if said else label
+    # a database's or a server's words: no terminal escapes, one line, capped
+    return f"{label}: {printable('; '.join(said), 2 * MAX_CHARS)}" if said else label
 
 
 def status_object(status: Status) -> dict[str, Any]:
@@ -253,7 +255,7 @@ def status_object(status: Status) -> dict[str, Any]:
         text=label,
         alt="review" if review and status.state is State.STABLE else label,
         tooltip=f"StatBus {label} since {since}"
-        + (f"\n{status.message}" if status.message else "")
+        + (f"\n{printable(status.message, 2 * MAX_CHARS)}" if status.message else "")
         + (f"\n{review}" if review else ""),
         **{"class": "review" if review and status.state is State.STABLE else label},
     )
@@ -271,9 +273,10 @@ def _print_details_text(details: Details, out: TextIO) -> None:
         if job.error_count and job.phase != "done":
             extra.append(f"{job.error_count} errors so far")
         tail = f" ({', '.join(extra)})" if extra else ""
-        print(f"  import {job.title}: {job.phase_label}{tail}", file=out)
+        print(f"  import {printable(job.title, 200)}: {printable(job.phase_label, 200)}{tail}",
+              file=out)
     for command, count in details.analytics.by_command_totals.items():
-        print(f"  analytics {command}: {count}", file=out)
+        print(f"  analytics {printable(command, 200)}: {count}", file=out)
 
 
 # -- commands -------------------------------------------------------------------------------

@@ -14,8 +14,8 @@ here (a newer server still works with an older client); a field in a table is ch
 whenever it is present, and ``REQUIRED`` ones must be.
 
 A server's own trouble (its database lost, its login refused) is relayed with advice for
-the person at this end: the server's administrator fixes it, not them; the server's words,
-written for its operator, follow as a quote.
+the person at this end: the server's administrator fixes it, not them. The server's own
+words are advice for its operator and are not repeated (``doctor`` shows them).
 """
 
 from __future__ import annotations
@@ -352,7 +352,7 @@ def parse_status(value: Any, *, where: str, now: datetime) -> Status:
         state,
         since=since or now,
         problem=problem,
-        message=relayed_reason(where, state, problem, reason) if has_trouble else "",
+        message=relayed_reason(where, state, problem) if has_trouble else "",
         attempt=f.get("attempt", 0),
         next_retry_at=next_retry_at,
         source="relay",
@@ -381,18 +381,18 @@ SERVER_TROUBLE: Mapping[Problem, str] = {
 }
 
 
-def relayed_reason(where: str, state: State, problem: Problem | None, reason: str) -> str:
+def relayed_reason(where: str, state: State, problem: Problem | None) -> str:
     """What a relay user reads for the server's trouble: whose problem it is and who can
-    fix it (the server's administrator), then the server's own words as a quote."""
+    fix it (the server's administrator). The server's own reason is advice for its
+    operator ("fix the password in the profile"), wrong at this end: it is not repeated
+    (``doctor`` shows it, and the server's log has it)."""
     trouble = SERVER_TROUBLE.get(problem, "") if problem is not None else ""
     trouble = trouble or "cannot tell the state of its database"
     if state is State.DISCONNECTED:
         advice = "it retries on its own; if this lasts, ask its administrator"
     else:
         advice = "ask its administrator (nothing to change on this computer)"
-    text = f"The traystatus server at {where} reports that it {trouble}; {advice}."
-    quoted = printable(reason, 300)
-    return f"{text} It says: {quoted}" if quoted else text
+    return f"The traystatus server at {where} reports that it {trouble}; {advice}."
 
 
 # -- building our types ---------------------------------------------------------------------

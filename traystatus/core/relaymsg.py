@@ -2,9 +2,10 @@
 
 Everything a server sends is a hint from the network. ``parse_message()`` decodes one
 text frame, checks each field against a table (its type, range and length), then the
-fields against each other (``stable`` must agree with ``state``; a ``problem`` or a
-``reason`` only with a state that has one; ``blocked_by_review`` must name the jobs of
-``review``; times carry a UTC offset and are plausible), makes every text printable
+fields against each other (``stable`` must agree with ``state``; a ``problem`` only
+with DISCONNECTED or ERROR, a ``reason`` never with STABLE or PROCESSING;
+``blocked_by_review`` must name the jobs of ``review``; times carry a UTC offset and are
+plausible), makes every text printable
 (core/safetext.py) and returns a Status. Anything else raises ``ProtocolError``, one line
 saying what is wrong: the relay shows that as a grey state for that message and carries
 on, so a bad message costs one message, never the source.
@@ -333,7 +334,7 @@ def parse_status(value: Any, *, where: str, now: datetime) -> Status:
     if problem is not None and not has_trouble:
         raise ProtocolError(f"problem {problem.value!r} contradicts state {state.value!r}")
     reason = f.get("reason", "")
-    if reason and not has_trouble:
+    if reason and state in STABLE_OF:  # a known state has no reason to give
         raise ProtocolError(f"a reason ({printable(reason, 60)!r}) contradicts state "
                             f"{state.value!r}")
     review = _review(f.get("review"))

@@ -6,13 +6,21 @@ while subscribed, a work summary at the end of a run.
 
 * One WebSocket to ``<base>/api/system-stability``: the server sends the state on
   connect and one message per change. The server's ``stable: null`` states (its database
-  lost, an error) are passed on as they are: the server reconnects to its database on its
-  own, so the relay does not reconnect for them.
+  lost, an error) are passed on (in words for this end: ask the server's administrator):
+  the server reconnects to its database on its own, so the relay does not reconnect.
 * Its own connection: refused or unreachable -> DISCONNECTED/UNREACHABLE, retried with
   backoff (about 1 s doubling to 60 s, with jitter); lost -> DISCONNECTED/CONNECTION_LOST;
   no pong within the heartbeat -> DISCONNECTED/STALE; token refused (401) or origin refused
   (403) or not a traystatus server (404) -> ERROR, retried every ``error_retry`` s so a fix
   is picked up; a full server (503) -> DISCONNECTED, retried with backoff.
+* Every message is checked (core/relaymsg.py) before it is believed: one that cannot be
+  used (wrong types, contradictions, a binary frame, more than 4 MiB) is DISCONNECTED/
+  PROTOCOL with the reason for that message, and the next usable one is answered as usual.
+* Deadlines: connecting (handshake included) and the first state within
+  ``connect_timeout``; after a message that cannot be used, a usable one within
+  ``connect_timeout``; else DISCONNECTED and a new connection (with backoff), since the
+  server sends its state on connect. A server still connecting to its database at that
+  deadline is DISCONNECTED/UNREACHABLE but stays connected.
 * Details: a second WebSocket to ``<base>/api/job-details``, open only while
   ``subscribe_details()`` count > 0 (the server reads details from its database only while
   such a socket is open); closed when the last subscriber leaves.

@@ -175,3 +175,53 @@ async def test_details_are_refcounted_onto_the_source() -> None:
     events[2].set()
     await asyncio.gather(*tasks)
     assert source.subscribed == 0
+
+
+class Broken:
+    """A connection that failed under the writer: every send raises, nothing is written."""
+
+    async def send_str(self, data: str) -> None:
+        raise ConnectionResetError("Cannot write to closing transport")
+
+    def try_write(self, frame: bytes) -> bool:
+        return False
+
+
+@pytest.mark.asyncio
+async def test_a_writer_that_fails_ends_its_client_and_unregisters_it() -> None:
+    """The peer never says goodbye (its reader would wait for ever): the failed send
+    itself must end the connection, so the client does not stay counted."""
+    source = FakeSource()
+    hub = Hub(source, HubOptions(max_clients=1))  # type: ignore[arg-type]
+    done = asyncio.Event()
+    aborted: list[bool] = []
+
+    def abort() -> None:
+        aborted.append(True)
+        done.set()  # as a real connection ends when its transport is aborted
+
+    task = asyncio.create_task(hub.serve_client(
+        Broken(), details=False, abort=abort, receive_until_closed=done.wait))
+    await asyncio.wait_for(task, 5)
+    assert aborted and hub.clients == 0 and not hub.full()
+
+
+def test_reserved_slots_count_against_max_clients() -> None:
+    hub = Hub(FakeSource(), HubOptions(max_clients=2))  # type: ignore[arg-type]
+    assert hub.reserve() and hub.reserve()
+    assert not hub.reserve() and hub.full()
+    hub.release()
+    assert hub.reserve()
+
+
+def test_clients_get_a_generic_reason_never_the_servers_error_text() -> None:
+    from traystatus.core.state import Problem
+    from traystatus.serve.hub import status_message
+
+    secret = ('connection to server at "10.1.2.3", port 5432 failed: FATAL: password '
+              'authentication failed for user "traystatus_serve"')
+    for problem in Problem:
+        msg = status_message(Status(State.ERROR, problem=problem, message=secret))
+        assert msg["problem"] == problem.value and msg["stable"] is None
+        assert "10.1.2.3" not in msg["reason"] and "traystatus_serve" not in msg["reason"]
+        assert msg["reason"].endswith("the server's log.")

@@ -170,7 +170,7 @@ async def _credential(request: web.Request) -> tuple[Credential | None, web.Resp
         if answer is Answer.UNKNOWN:
             return None, _refuse(request, 503, CANNOT_CHECK, **{"Retry-After": "5"})
     if st.guard is not None:
-        st.guard.authenticated(request.transport)
+        st.guard.authenticated(request.protocol)
     return credential, None
 
 

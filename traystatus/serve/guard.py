@@ -24,7 +24,7 @@ class ConnectionGuard:
     def __init__(self, per_address: int = 64, total: int = 1024) -> None:
         self.per_address = per_address
         self.total = total
-        self._pending: dict[asyncio.BaseTransport, str] = {}
+        self._pending: dict[object, str] = {}  # the connection's protocol -> its address
         self._by_address: Counter[str] = Counter()
         self.refused = 0
         self._warned = False
@@ -33,8 +33,9 @@ class ConnectionGuard:
     def unauthenticated(self) -> int:
         return len(self._pending)
 
-    def opened(self, transport: asyncio.BaseTransport) -> bool:
-        """A new connection: False (and closed) when it would exceed a limit."""
+    def opened(self, connection: object, transport: asyncio.BaseTransport) -> bool:
+        """A new connection (its protocol object): False, and closed, when it would
+        exceed a limit."""
         peer: Any = transport.get_extra_info("peername")
         address = str(peer[0]) if isinstance(peer, tuple) and peer else "?"
         if len(self._pending) >= self.total or self._by_address[address] >= self.per_address:
@@ -44,22 +45,21 @@ class ConnectionGuard:
                 log.warning("refusing connections: %d unauthenticated in all, %d from %s "
                             "(limits %d / %d)", len(self._pending), self._by_address[address],
                             address, self.total, self.per_address)
-            transport.abort()  # type: ignore[attr-defined]
+            # after aiohttp has started the connection's handler, so it ends cleanly
+            asyncio.get_running_loop().call_soon(transport.abort)  # type: ignore[attr-defined]
             return False
-        self._pending[transport] = address
+        self._pending[connection] = address
         self._by_address[address] += 1
         return True
 
-    def authenticated(self, transport: asyncio.BaseTransport | None) -> None:
-        self._forget(transport)
+    def authenticated(self, connection: object) -> None:
+        self._forget(connection)
 
-    def closed(self, transport: asyncio.BaseTransport | None) -> None:
-        self._forget(transport)
+    def closed(self, connection: object) -> None:
+        self._forget(connection)
 
-    def _forget(self, transport: asyncio.BaseTransport | None) -> None:
-        if transport is None:
-            return
-        address = self._pending.pop(transport, None)
+    def _forget(self, connection: object) -> None:
+        address = self._pending.pop(connection, None)
         if address is not None:
             self._by_address[address] -= 1
             if self._by_address[address] <= 0:
@@ -76,10 +76,10 @@ class GuardedServer(web.Server):
 
     def connection_made(self, handler: Any, transport: asyncio.Transport) -> None:
         super().connection_made(handler, transport)
-        self.guard.opened(transport)
+        self.guard.opened(handler, transport)
 
     def connection_lost(self, handler: Any, exc: BaseException | None = None) -> None:
-        self.guard.closed(getattr(handler, "transport", None))
+        self.guard.closed(handler)
         super().connection_lost(handler, exc)
 
 

@@ -129,7 +129,7 @@ async def test_a_revoked_api_key_closes_its_socket_and_is_refused(
         revoked = time.monotonic()
         code, reason = await closed_with(ws, within=10)
         assert code == CLOSE_UNAUTHORIZED and reason == "token revoked"
-        assert time.monotonic() - revoked < 5  # ttl + recheck, on a loaded machine
+        assert time.monotonic() - revoked < 8  # ttl + recheck (0.6 s), on a loaded machine
         with pytest.raises(aiohttp.WSServerHandshakeError) as ex:
             await http.ws_connect(url, headers=auth)
         assert ex.value.status == 401

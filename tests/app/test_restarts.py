@@ -30,6 +30,7 @@ from traystatus.app.settings import SavedChange, SettingsDialog
 from traystatus.app.slot import Opened, SourceSlot, SourceSpec, open_spec
 from traystatus.core.monitor import MonitorOptions
 from traystatus.core.profiles import ConnectionProfile, ProfileStore
+from traystatus.core.progress import Progress
 from traystatus.core.state import Problem, State, Status, utcnow
 
 
@@ -465,3 +466,35 @@ def test_a_password_typed_without_a_keychain_reaches_a_watched_deployment(
             await ctl.shutdown()
 
     run(qloop, scenario(), timeout=120)
+
+
+def test_a_switch_to_another_database_forgets_the_statbus_user(
+    qapp: QApplication, qloop: asyncio.AbstractEventLoop, config_dir: Path,
+    memory_keyring: MemoryKeyring, db_dsn: str, bare_db_dsn: str,
+) -> None:
+    """The details window stays open across a switch; the "yours" marks of the old
+    database's user must not carry over to the other database's jobs."""
+    store = ProfileStore()
+    store.put(ConnectionProfile(name="prod", dsn=db_dsn), make_default=True)
+    store.put(ConnectionProfile(name="test", dsn=bare_db_dsn))
+    ctl = Controller(store, tray_available=lambda: True, use_desktop_notifier=False)
+
+    async def scenario() -> None:
+        ctl.start()
+        try:
+            await wait_until(lambda: ctl.status.state is State.STABLE)
+            ctl.show_details()
+            window = ctl.details_window
+            assert window is not None and ctl.adapter is not None
+            ctl.adapter.statusChanged.emit(
+                Status(State.PROCESSING, progress=Progress(me=5)))
+            assert ctl.me == 5 and window.main.me == 5
+            ctl.switch_profile("test")
+            assert ctl.me is None and window.main.me is None
+            await wait_until(lambda: ctl.status.state is State.STABLE
+                             and ctl.status.source == "builtin")
+            assert ctl.details_window is window and window.isVisible()
+        finally:
+            await ctl.shutdown()
+
+    run(qloop, scenario())

@@ -304,10 +304,19 @@ class Controller(QObject):
             )
             return False
         if force or spec != self.slot.spec:
+            old = self.slot.spec
+            if old is None or old.conninfo != spec.conninfo:
+                self._forget_me()  # another login or database: its own user, learnt anew
             # The old state goes at once: it describes a connection being replaced.
             self._show(Status(State.CONNECTING), notify=False)
             self.slot.restart(spec)
         return True
+
+    def _forget_me(self) -> None:
+        if self.me is not None:
+            self.me = None
+            if self.details_window is not None:
+                self.details_window.set_me(None)
 
     async def _open(self, spec: SourceSpec) -> Opened:
         """Open the source of ``spec``: every slot's opener, the profile shown in detail
@@ -510,7 +519,6 @@ class Controller(QObject):
             return
         self.profile_name = name
         self.dsn = None
-        self.me = None
         self.tray.set_profiles(self.store.names(), name)
         self._start_monitor()
         self._sync_deployments()

@@ -10,6 +10,9 @@ info, parents remapped), VACUUM ANALYZE, and times, as the kit's analyst:
 
 - ``rule``: the everyday read (builtin_sql.RULE: pending/waiting through StatBus's
   partial indexes, processing/interrupted by id);
+- ``rule_floor``: the same with the floor's column (every 5 s: builtin.TaskTracker);
+- ``rule_since``: the read after lost payloads (builtin_sql.RULE_SINCE: no ids, the
+  primary-key range from the floor a tracker would keep in that shape);
 - ``rule_full``: the same answer by reading every row (made once per connection);
 - ``naive``: is_system_stable()'s text as a plain query;
 - ``statbus_rpcs``: is_importing() + is_deriving_statistical_units() + is_deriving_reports();
@@ -301,8 +304,17 @@ def main() -> None:
                     assert mark_row is not None
                 with psycopg.connect(db.analyst_dsn, autocommit=True) as a:
                     p_ids = {"ids": ids, "holds": True}
+                    # The floor a tracker would keep here (TaskTracker.floor): the lowest
+                    # tracked, pending or waiting id, else the newest id + 1.
+                    full_row = a.execute(builtin_sql.RULE_FULL.encode(), p_ids).fetchone()
+                    assert full_row is not None
+                    newest = int(full_row[3] or 0)
+                    low = min(int(full_row[5] or newest + 1), newest + 1)
+                    p_since = {"ids": [], "low": low, "holds": True}
                     queries: dict[str, tuple[str, dict[str, Any] | None, int]] = {
                         "rule": (builtin_sql.RULE, p_ids, args.calls),
+                        "rule_floor": (builtin_sql.RULE_FLOOR, p_ids, args.calls),
+                        "rule_since": (builtin_sql.RULE_SINCE, p_since, args.calls),
                         "rule_full": (builtin_sql.RULE_FULL, p_ids, args.slow_calls),
                         "naive": (builtin_sql.RULE_NAIVE, p_ids, args.slow_calls),
                         "statbus_rpcs": (RPCS, None, args.slow_calls),
@@ -313,7 +325,7 @@ def main() -> None:
                                     max(9, args.calls // 10)),
                     }
                     answers = {}
-                    for name in ("rule", "rule_full", "naive"):
+                    for name in ("rule", "rule_floor", "rule_since", "rule_full", "naive"):
                         q, p, _ = queries[name]
                         r = a.execute(q.encode(), p).fetchone()
                         assert r is not None

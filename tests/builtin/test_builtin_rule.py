@@ -177,16 +177,101 @@ def test_an_unusable_payload_makes_the_next_read_a_full_one(payload: str) -> Non
     assert tracker.unusable_payloads == 1
 
 
-def test_a_flood_of_ids_beyond_the_cap_costs_one_full_read() -> None:
+def test_payloads_beyond_the_cap_are_counted_not_parsed() -> None:
+    """A flood costs no parsing past ``cap`` payloads between two reads, and the next read
+    does not depend on the ids it dropped (``lost``)."""
     tracker = TaskTracker(cap=100)
     tracker.need_full = False
     for i in range(1, 500):
         assert tracker.note(f'{{"id": {i}}}')
-    assert len(tracker.ids) == 100
-    query = tracker.query()
+    assert len(tracker.ids) == 100 and tracker.dropped_payloads == 399
+    assert tracker.note("garbage")  # past the cap: not even looked at
+    assert tracker.unusable_payloads == 0 and tracker.lost
+    query = tracker.query()  # no clock: no floor either, so the full read
     assert query.full and query.sql == builtin_sql.RULE_FULL
     tracker.apply((True, [], None), full=True)
     assert tracker.ids == [] and not tracker.query().full
+    assert tracker.note('{"id": 7}') and tracker.ids == [7]  # parsing again after a read
+
+
+def _row(newest: int, lowest: int | None = None, stable: bool = True) -> tuple[object, ...]:
+    """A read's row: stable, tracked ids, next_due, newest id, review, lowest active id."""
+    return (stable, [], None, newest, None, lowest)
+
+
+def test_after_lost_payloads_the_read_starts_from_the_floor() -> None:
+    tracker = TaskTracker(floor_lag=5.0)
+    assert tracker.query(now=100.0).full
+    tracker.apply(_row(newest=50, lowest=40), full=True, now=100.0)
+    assert tracker.note("garbage") is False
+    # Within floor_lag of the connection's first read: only a full read is sure.
+    assert tracker.query(now=101.0).full
+    tracker.apply(_row(newest=60), full=True, now=101.0)
+    tracker.apply(_row(newest=70), full=False, now=106.0)
+    assert tracker.floor() == 61  # the read at 101 is the newest one >= 5 s old: 60 + 1
+    tracker.apply(_row(newest=80), full=False, now=112.0)
+    assert tracker.floor() == 71  # the newest read >= 5 s old is at 106
+    assert tracker.note('{"id": 75}')
+    for _ in range(3):
+        tracker.note("garbage")
+    q = tracker.query(now=112.5)
+    assert q.since and q.sql == builtin_sql.RULE_SINCE and not q.full
+    assert q.params["low"] == 71 and q.params["ids"] == [75]
+    tracker.apply(_row(newest=80), full=False, now=112.5)
+    assert tracker.query(now=113.0).sql == builtin_sql.RULE  # nothing lost since
+    tracker.reset()  # a new connection knows no floor
+    assert tracker.floor() is None and tracker.query(now=114.0).full
+
+
+def test_full_reads_asked_for_by_notifications_are_rate_limited() -> None:
+    """Anyone may NOTIFY: a forged flood must not make every client scan the table. It
+    costs reads from the floor instead, and one full read per min_full_interval."""
+    tracker = TaskTracker(min_full_interval=30.0)
+    assert tracker.query(now=100.0).full  # the first read of a connection: always
+    tracker.apply(_row(newest=9), full=True, now=100.0)
+    tracker.apply(_row(newest=9), full=False, now=105.0)
+    assert tracker.note("garbage") is False
+    q = tracker.query(now=106.0)
+    assert not q.full and q.since  # the full read is held back; the floor answers
+    tracker.apply(_row(newest=9), full=False, now=106.0)
+    assert tracker.full_due_in(106.0) == pytest.approx(24.0)
+    assert tracker.query(now=107.0).sql == builtin_sql.RULE
+    assert tracker.query(now=111.0).sql == builtin_sql.RULE_FLOOR  # the floor, 5 s on
+    assert tracker.query(now=130.5).full
+    tracker.apply(_row(newest=9), full=True, now=130.5)
+    assert tracker.full_due_in(131.0) is None
+    tracker.reset()  # a new connection reads everything at once
+    assert tracker.query(now=131.0).full
+
+
+def test_the_read_from_the_floor_finds_a_task_nobody_announced(conn: Conn) -> None:
+    """The floor is the lowest pending/waiting/tracked id; a task that started above it
+    with its payload lost is found by RULE_SINCE, as a full read would, and not by RULE."""
+    conn.execute("DELETE FROM worker.tasks")
+    old = conn.execute("INSERT INTO worker.tasks (command, state) "
+                       "VALUES ('derive_statistical_unit', 'completed') RETURNING id").fetchone()
+    task = conn.execute("INSERT INTO worker.tasks (command, state) "
+                        "VALUES ('collect_changes', 'pending') RETURNING id").fetchone()
+    assert old is not None and task is not None
+    tracker = TaskTracker(floor_lag=0.0)
+    tracker.holds_queue = probe_conn(conn).holds_queue
+    for now in (1.0, 2.0):  # the full read of the connection, then an everyday read
+        q = tracker.query(now=now)
+        row = conn.execute(q.sql.encode(), q.params).fetchone()
+        assert row is not None and row[0] is False
+        tracker.apply(row, q.full, now=now)
+    assert tracker.floor() == task[0]  # the pending task, not the table's oldest row
+    conn.execute("UPDATE worker.tasks SET state = 'processing' WHERE id = %s", (task[0],))
+    tracker.note("x" * 300)  # what told of it was lost (too long: unusable)
+    q = tracker.query(now=3.0)
+    assert q.since
+    row = conn.execute(q.sql.encode(), q.params).fetchone()
+    assert row is not None
+    assert tracker.apply(row, q.full, now=3.0).stable is False
+    assert tracker.ids == [task[0]]
+    plain = conn.execute(builtin_sql.RULE.encode(), {"ids": [], "holds": True}).fetchone()
+    assert plain is not None and plain[0] is True  # the everyday read alone would miss it
+    assert oracle(conn) is False
 
 
 def test_next_due_is_the_earliest_future_analytics_task(conn: Conn) -> None:
@@ -285,20 +370,3 @@ def test_a_statbus_too_old_for_worker_task_changed(kit: object) -> None:
         p = probe(old.analyst_dsn)
         assert p.problem("statbus") is None
         assert p.task_changed_channel is False
-
-
-def test_full_reads_asked_for_by_notifications_are_rate_limited() -> None:
-    """Anyone may NOTIFY: a forged flood must not make every client scan the table."""
-    tracker = TaskTracker(min_full_interval=30.0)
-    assert tracker.query(now=100.0).full  # the first read of a connection: always
-    tracker.apply((True, [], None), full=True, now=100.0)
-    assert tracker.note("garbage") is False
-    q = tracker.query(now=101.0)
-    assert not q.full  # held back; the cheap read goes on
-    tracker.apply((True, [], None), full=False, now=101.0)
-    assert tracker.full_due_in(101.0) == pytest.approx(29.0)
-    assert tracker.query(now=130.5).full
-    tracker.apply((True, [], None), full=True, now=130.5)
-    assert tracker.full_due_in(131.0) is None
-    tracker.reset()  # a new connection reads everything at once
-    assert tracker.query(now=131.0).full

@@ -108,10 +108,11 @@ class BuiltinReader(readers.ProgressReading):
     def check_payload(self, name: str, payload: str) -> str:
         """Payloads are hints, with one use: ``worker_task_changed`` names the task whose
         state changed, and the next read looks at that row (builtin.TaskTracker). An
-        unusable one makes the next read a full one; it is also reported as malformed."""
+        unusable one, or any past the tracker's cap, makes the next read one that does not
+        depend on payloads (from the floor); an unusable one is reported as malformed."""
         if name == builtin_sql.TASK_CHANGED_CHANNEL:
             if not self.tracker.note(payload):
-                return 'not {"id": <task id>, ...}: the next read reads every row'
+                return 'not {"id": <task id>, ...}: the next read does not rely on payloads'
         elif name == QUEUE_CHANNEL:
             self.tracker.need_full = True  # a command moved queue: look at everything once
         return ""

@@ -105,6 +105,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+NOTE_BATCH = 1000  # notifications handled between two yields to the event loop
 
 
 @dataclass(frozen=True)
@@ -388,7 +389,9 @@ class Monitor(SourceBase):
                 continue
             notes = await link.wait(seconds, wake)
             now = time.monotonic()
-            for note in notes:
+            for i, note in enumerate(notes):
+                if i and not i % NOTE_BATCH:
+                    await asyncio.sleep(0)  # a flood must not hold the loop from the rest
                 self._on_notify(reader, note, now)
 
     def _count_query(self) -> None:

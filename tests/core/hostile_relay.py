@@ -98,6 +98,7 @@ class HostileRelay:
         self.port = 0
         self._sockets: set[web.WebSocketResponse] = set()
         self.connected = asyncio.Event()  # set while a WebSocket is open
+        self.details: list[str] | None = None  # what /api/job-details sends, if not sc's
         self._runner: web.AppRunner | None = None
 
     @property
@@ -141,6 +142,9 @@ class HostileRelay:
                 for i in range(2000):
                     await ws.send_str(st(state="processing" if i % 2 else "stable",
                                          stable=not (i % 2)))
+            elif self.details is not None and request.path.endswith("/job-details"):
+                for m in self.details:
+                    await ws.send_str(m)
             elif sc not in ("silent", "nopong"):
                 for m in MESSAGES[sc]:
                     await ws.send_str(m)

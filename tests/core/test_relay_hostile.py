@@ -59,7 +59,11 @@ async def watching(url: str) -> AsyncIterator[Watched]:
         yield watched
     finally:
         relay.stop()
+        started = time.monotonic()
         await asyncio.wait_for(watched.task, 10)
+        # stop() ends run() promptly, whatever it was doing (a swallowed cancellation of
+        # the details task kept it waiting until wait_for cancelled it again, 10 s)
+        assert time.monotonic() - started < 3
 
 
 # scenario -> (state, problem, words in the message) of the first answer
@@ -200,3 +204,24 @@ async def test_a_run_of_bad_messages_is_logged_once(caplog: pytest.LogCaptureFix
         await until(lambda: w.relay.counters.malformed_payloads == 6, "one more")
         warnings = [r for r in caplog.records if r.name == "traystatus.core.relay"]
         assert len(warnings) == 2  # a new run, after a usable message
+
+
+@pytest.mark.asyncio
+async def test_bad_details_cost_the_details_message_not_the_state(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="traystatus.core.relay")
+    async with hostile_relay("stable") as server, watching(server.url) as w:
+        server.details = ["[1]", "{", "[" * 100_000 + "]" * 100_000, '{"system_stable": "x"}',
+                          '{"system_stable": true, "import_jobs": [{"id": 1e400}]}']
+        await until(lambda: w.status.state is State.STABLE, "stable")
+        got: list[object] = []
+        w.relay.add_details_listener(got.append)
+        async with w.relay.details():
+            await until(lambda: w.relay.counters.malformed_payloads == 5, "five bad details")
+            warnings = [r for r in caplog.records if "details" in r.getMessage()]
+            assert len(warnings) == 1, [r.getMessage() for r in warnings]
+            assert got == [] and w.status.state is State.STABLE
+            await server.send('{"system_stable": true, "import_jobs": []}')
+            await until(lambda: len(got) == 1, "good details after bad ones")
+        assert not w.task.done()

@@ -132,6 +132,7 @@ class RelaySource(SourceBase):
         super().__init__(Status(State.CONNECTING, source="relay"))
         self._details_wake: asyncio.Event | None = None
         self._said = ""  # the protocol error of the current run of bad messages
+        self._details_bad = False  # the last details message could not be used
         self._backoff = Backoff(
             self.options.backoff_initial, self.options.backoff_cap,
             jitter=self.options.backoff_jitter,
@@ -244,9 +245,7 @@ class RelaySource(SourceBase):
                 if fut.done():
                     return fut
                 if self._stopping or self._restart:
-                    fut.cancel()
-                    with contextlib.suppress(BaseException):
-                        await fut
+                    await _cancelled(fut)
                     if fut.done() and not fut.cancelled() and fut.exception() is None:
                         res = fut.result()
                         if isinstance(res, aiohttp.ClientWebSocketResponse):
@@ -395,9 +394,7 @@ class RelaySource(SourceBase):
                     need_by = None
         finally:
             if receive is not None and not receive.done():
-                receive.cancel()
-                with contextlib.suppress(BaseException):
-                    await receive
+                await _cancelled(receive)
 
     def _on_text(self, text: str) -> Status | None:
         """Apply one state message: the Status it gave, None when it cannot be used (then
@@ -472,9 +469,7 @@ class RelaySource(SourceBase):
                     await asyncio.wait({receive, waker}, return_when=asyncio.FIRST_COMPLETED)
                     waker.cancel()
                     if not receive.done():
-                        receive.cancel()
-                        with contextlib.suppress(BaseException):
-                            await receive
+                        await _cancelled(receive)
                         continue  # re-check the subscriber count
                     msg = receive.result()
                     if msg.type is not aiohttp.WSMsgType.TEXT:
@@ -492,9 +487,13 @@ class RelaySource(SourceBase):
             details = Details.from_json(decode(text))
         except ValueError as ex:  # ProtocolError and DetailsError are ValueErrors
             self.counters.malformed_payloads += 1
-            log.warning("ignoring details from %s that cannot be used: %s", self.where,
-                        printable(str(ex), 300))
+            # once per run of bad details (they come every few seconds while subscribed)
+            log.log(logging.DEBUG if self._details_bad else logging.WARNING,
+                    "ignoring details from %s that cannot be used: %s", self.where,
+                    printable(str(ex), 300))
+            self._details_bad = True
             return
+        self._details_bad = False
         if self._details_refs == 0:
             return
         self.counters.details_reads += 1
@@ -516,6 +515,17 @@ class RelaySource(SourceBase):
         super()._set_wake()
         if self._details_wake is not None:
             self._details_wake.set()
+
+
+async def _cancelled(fut: asyncio.Future[Any]) -> None:
+    """Cancel ``fut`` and wait until it has ended, its outcome left unread. Not ``await
+    fut`` under ``suppress(BaseException)``: that would swallow a cancellation of our own
+    task arriving meanwhile (``stop()`` cancels the details task), and the task would go
+    on waiting for a wake-up that never comes."""
+    fut.cancel()
+    await asyncio.wait({fut})
+    if not fut.cancelled():
+        fut.exception()  # read, so that asyncio does not log it as never retrieved
 
 
 async def _sleep_or(event: asyncio.Event, seconds: float) -> None:

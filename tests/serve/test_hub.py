@@ -159,7 +159,7 @@ async def test_a_client_stuck_past_the_send_timeout_is_dropped() -> None:
 @pytest.mark.asyncio
 async def test_details_are_refcounted_onto_the_source() -> None:
     source = FakeSource()
-    hub = Hub(source)  # type: ignore[arg-type]
+    hub = Hub(source, HubOptions(details_linger=0.05))  # type: ignore[arg-type]
     events = [asyncio.Event() for _ in range(3)]
     tasks = [
         asyncio.create_task(hub.serve_client(Fast(), details=True, abort=lambda: None,
@@ -174,6 +174,8 @@ async def test_details_are_refcounted_onto_the_source() -> None:
     assert source.subscribed == 1
     events[2].set()
     await asyncio.gather(*tasks)
+    assert source.subscribed == 1  # a moment more, for a client that comes at once
+    await asyncio.sleep(0.2)
     assert source.subscribed == 0
 
 

@@ -259,9 +259,28 @@ async def test_http_details_are_cached_about_a_second(db_dsn: str, tmp_path: Pat
         await asyncio.sleep(1.3)
         await get()
         assert srv.monitor.counters.details_reads == 2
-        assert srv.monitor.details_subscribers == 0  # nothing keeps reading afterwards
+        # nothing keeps reading afterwards (the subscription lingers a second)
+        await until(lambda: srv.monitor.details_subscribers == 0, within=5,
+                    what="details unsubscribed")
         async with http.get(f"{srv.url}/api/job-details", headers=srv.headers()) as r:
             assert r.status == 426  # a WebSocket, with a pointer to the HTTP endpoint
+
+
+@pytest.mark.asyncio
+async def test_a_details_socket_right_after_an_http_read_gets_its_first_message(
+    db_dsn: str, tmp_path: Path
+) -> None:
+    """Found through Caddy: the HTTP read's subscription ended and the socket's began
+    before the monitor looked, so it saw no change, read nothing, and the new socket
+    waited for the next change for its first message."""
+    async with served(db_dsn, tmp_path) as srv, aiohttp.ClientSession() as http:
+        for _ in range(3):
+            async with http.get(f"{srv.url}/api/system-status-details",
+                                headers=srv.headers()) as r:
+                assert r.status == 200
+            async with http.ws_connect(f"{srv.ws_url}/api/job-details",
+                                       headers=srv.headers()) as ws:
+                assert (await next_json(ws, within=5))["system_stable"] is True
 
 
 # -- limits and keepalive ------------------------------------------------------------------

@@ -162,6 +162,7 @@ class HubOptions:
     send_timeout: float = 10.0  # a client that takes longer for one message is dropped
     details_cache: float = 1.0  # HTTP details: served from a read at most this old
     details_wait: float = 10.0  # HTTP details: how long to wait for a read
+    details_linger: float = 1.0  # the source stays subscribed this long after the last
 
 
 @dataclass
@@ -188,6 +189,8 @@ class Hub:
         self._details_text: str | None = None
         self._details_at = -1e9  # monotonic time of the last details read
         self._details_live = False  # the last read belongs to the current subscription
+        self._source_subscribed = False
+        self._release: asyncio.TimerHandle | None = None  # a pending unsubscribe
         self._details_waiters: list[asyncio.Future[str]] = []
         self.closing = False
         source.add_listener(self._on_status)
@@ -238,7 +241,7 @@ class Hub:
         self._broadcast(dumps(message), details=False)
 
     def _on_details(self, details: Details) -> None:
-        if self._details_refs == 0:
+        if not self._source_subscribed:
             return  # read for a subscription that has just ended
         self._details_text = dumps(details_message(details))
         self._details_at = time.monotonic()
@@ -271,13 +274,33 @@ class Hub:
     # -- details refcount -------------------------------------------------------------------
     def _want_details(self) -> None:
         self._details_refs += 1
-        if self._details_refs == 1:
+        if self._details_refs != 1:
+            return
+        if self._release is not None:
+            # The source never stopped: what it read meanwhile is current.
+            self._release.cancel()
+            self._release = None
+        elif not self._source_subscribed:
             self._details_live = False
+            self._source_subscribed = True
             self.source.subscribe_details()
 
     def _drop_details(self) -> None:
+        """The last details party leaving unsubscribes the source a moment later
+        (``details_linger``): a socket opened right after an HTTP read, or as another
+        closes, keeps the subscription and its current details. (Unsubscribing and
+        subscribing again at once can leave the source with nothing new to read, and the
+        new client with no first message.)"""
         self._details_refs -= 1
-        if self._details_refs == 0:
+        if self._details_refs == 0 and self._release is None:
+            loop = asyncio.get_running_loop()
+            self._release = loop.call_later(self.options.details_linger,
+                                            self._release_source)
+
+    def _release_source(self) -> None:
+        self._release = None
+        if self._details_refs == 0 and self._source_subscribed:
+            self._source_subscribed = False
             self.source.unsubscribe_details()
             self._details_live = False  # nobody keeps it current any more
 

@@ -8,8 +8,8 @@ that sends whatever is in the slot: a slow or stuck client makes its own writer 
 state, never a backlog. A send that takes longer than ``send_timeout`` drops that client.
 
 Details are reference-counted: the first details client (or an HTTP request for details)
-subscribes the source, which only then reads details from the database; the last one
-leaving unsubscribes it, and the reads stop.
+subscribes the source, which only then reads details from the database; a moment
+(``details_linger``) after the last one leaves, the hub unsubscribes it and the reads stop.
 """
 
 from __future__ import annotations

@@ -48,6 +48,7 @@ from traystatus.app.throttle import Throttle
 from traystatus.app.tray import TrayIcon
 from traystatus.app.trayhost import TrayHost
 from traystatus.core.details import Details, WorkSummary
+from traystatus.core.endings import endings_dir
 from traystatus.core.monitor import MonitorOptions
 from traystatus.core.password import Source
 from traystatus.core.profiles import ProfileError, ProfileStore, Settings
@@ -73,7 +74,8 @@ def monitor_options(settings: Settings) -> MonitorOptions:
     its defaults rather than the app failing to start."""
     try:
         return MonitorOptions(
-            health_interval=settings.health_interval_s, health_timeout=settings.health_timeout_s
+            health_interval=settings.health_interval_s, health_timeout=settings.health_timeout_s,
+            endings_dir=endings_dir(),  # which imports ended: told once across restarts
         )
     except ValueError as ex:
         log.warning("settings: %s; using the default health check timing", ex)

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from traystatus.core.details import EndedJob, WorkSummary
+from traystatus.core.endings import FINAL_STATES
 from traystatus.core.profiles import Settings
 from traystatus.core.progress import ImportEnd
 from traystatus.core.state import Problem, State, Status
@@ -281,6 +282,8 @@ class NotificationPolicy:
     def on_import_end(self, job: ImportEnd, now: datetime) -> list[Decision]:
         """An import job ended: its own notice when it is the login's own (or for every
         job, by Settings), once per job ("Processing finished" still sums up all)."""
+        if job.state not in FINAL_STATES:
+            return []  # not an ending (waiting_for_review is the review notice's business)
         if job.id in self._seen_jobs or (self.options.imports != "all" and not job.mine):
             return []
         self._seen_jobs.add(job.id)

@@ -62,10 +62,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import timedelta
+from getpass import getuser
+from pathlib import Path
 from typing import Any, TypeVar
 
 import psycopg
@@ -75,6 +78,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from traystatus.core import builtin_reader as _builtin_reader  # noqa: F401  (registers it)
 from traystatus.core import pgio
 from traystatus.core.backoff import Backoff
+from traystatus.core.endings import EndingsLedger, LedgerFile, ledger_key
 from traystatus.core.errors import Diagnosis, Phase, Target, classify, diagnose
 from traystatus.core.progress import ImportEnd, Progress
 from traystatus.core.readers import (
@@ -106,6 +110,7 @@ __all__ = [
 
 T = TypeVar("T")
 NOTE_BATCH = 1000  # notifications handled between two yields to the event loop
+ENDINGS_ROUNDS = 5  # ledger reads in a row while more new jobs wait (NEW_LIMIT each)
 
 
 @dataclass(frozen=True)
@@ -132,6 +137,9 @@ class MonitorOptions:
     keepalives_count: int = 3
     application_name: str = "traystatus"
     reader: ReaderMode = "auto"
+    # Where import listeners' ledger of which jobs ended is kept across restarts
+    # (core/endings.py: one file per database and login); None: this run only.
+    endings_dir: str | None = None
 
     def __post_init__(self) -> None:
         for name in (
@@ -150,6 +158,14 @@ class MonitorOptions:
             raise ValueError("MonitorOptions: coalesce_window >= 0 and backoff_cap >= initial")
         if self.reader not in READER_MODES:
             raise ValueError(f"MonitorOptions.reader must be one of {', '.join(READER_MODES)}")
+
+
+def _os_user() -> str:
+    """libpq's default user name: the operating system's user ("" when none)."""
+    try:
+        return getuser()
+    except (OSError, KeyError, ImportError):
+        return ""
 
 
 class _Restart(Exception):
@@ -178,6 +194,9 @@ class Monitor(SourceBase):
         self._source = "builtin" if self.options.reader == "builtin" else "installed"
         super().__init__(Status(State.CONNECTING, source=self._source))
         self._import_listeners: list[Callable[[ImportEnd], None]] = []
+        self._ledger = EndingsLedger()  # which import jobs ended: kept across reconnects
+        self._ledger_file: LedgerFile | None = None
+        self._ledger_claim: tuple[Path, str, str] | None = None  # folder, key, target
         o = self.options
         self._backoff = Backoff(o.backoff_initial, o.backoff_cap, jitter=o.backoff_jitter)
         self._schedule = ReadSchedule(
@@ -196,8 +215,10 @@ class Monitor(SourceBase):
 
     # -- public API (the rest is SourceBase's) -------------------------------------------
     def add_import_listener(self, callback: Callable[[ImportEnd], None]) -> None:
-        """Called once per import job that ended while processing was watched (how it
-        ended, and whether it is the login's own: ``ImportEnd.mine``)."""
+        """Called once per import job that ended (reached finished, failed or rejected)
+        after the monitor first saw the database: also for jobs that ended while it was
+        disconnected or stopped, when ``options.endings_dir`` keeps the ledger
+        (core/endings.py). ``ImportEnd.mine``: the login's own job. Add before ``run()``."""
         self._import_listeners.append(callback)
 
     async def run(self) -> None:
@@ -205,9 +226,44 @@ class Monitor(SourceBase):
         Status); a cancelled task closes its connection and re-raises CancelledError."""
         self._begin_run()
         try:
+            await self._open_ledger()
             await self._run()
         finally:
+            ledger_file, self._ledger_file = self._ledger_file, None
+            if ledger_file is not None:
+                ledger_file.release()
             self._end_run()
+
+    async def _open_ledger(self) -> None:
+        """Claim and load the ledger file of this database and login (import listeners
+        with an ``endings_dir`` only), off the loop."""
+        folder = self.options.endings_dir
+        if not self._import_listeners or folder is None:
+            return
+        try:
+            params = conninfo_to_dict(self._conninfo())
+        except psycopg.Error:
+            return  # the run reports the bad conninfo
+        where = Target.from_conninfo(self.conninfo).where
+        user = str(params.get("user") or os.environ.get("PGUSER") or _os_user())
+        key = ledger_key(str(params.get("host") or ""), str(params.get("port") or ""),
+                         str(params.get("dbname") or ""), user)
+        self._ledger_claim = (Path(folder), key, f"{user}@{where}")
+        await self._claim_ledger()
+
+    async def _claim_ledger(self) -> None:
+        """Own the ledger file if nobody else does (asked again at each session start:
+        a watcher being replaced may still hold it). A ledger kept in memory meanwhile
+        gives way to the file's, which knows more; the policy tells a job once anyway."""
+        if self._ledger_claim is None or self._ledger_file is not None:
+            return
+        claimed = await asyncio.to_thread(LedgerFile.claim, *self._ledger_claim)
+        if claimed is None:
+            return
+        saved = await asyncio.to_thread(claimed.load)
+        if saved.started or not self._ledger.started:
+            self._ledger = saved
+        self._ledger_file = claimed
 
     # -- the loop ---------------------------------------------------------------------------
     def _conninfo(self) -> str:
@@ -358,6 +414,7 @@ class Monitor(SourceBase):
         for channel in reader.channels:
             await link.listen(channel)
             self._listening.add(channel)
+        await self._claim_ledger()
         self.counters.stability_reads += 1
         first = await reader.first_read(link, bool(self._summary_listeners))
         self._note = " ".join(reader.notes)
@@ -374,9 +431,14 @@ class Monitor(SourceBase):
             await self._sync_details(link, reader)
             now = time.monotonic()
             if schedule.stable_due(now):
-                if schedule.is_health_check(now):
+                health = schedule.is_health_check(now)
+                if health:
                     self.counters.health_checks += 1
                 await self._read_stable(link, reader)
+                if health:
+                    # Whatever no notification told (a job that began and ended between
+                    # two reads): at most a health interval late.
+                    await self._read_endings(link, reader)
             processing = self._tracker.known is False
             if schedule.details_due(time.monotonic(), processing):
                 await self._read_details(link, reader)
@@ -442,8 +504,14 @@ class Monitor(SourceBase):
             answer.stable, answer.mark, utcnow(), now, bool(self._summary_listeners)
         )
         self._schedule.stable_read(now, seen.changed)
+        old = self._status
         self._set_status(Status(State.STABLE if answer.stable else State.PROCESSING,
                                 review=answer.review))
+        changed = (old.state, old.review) != (self._status.state, self._status.review)
+        if changed:
+            # A state or review change may come with an import's end (a rejection at
+            # review, the closing read of a processing spell).
+            await self._read_endings(link, reader)
         if seen.owed is not None:
             self.counters.summary_reads += 1
             summary = await reader.read_summary(link, seen.owed)
@@ -485,17 +553,13 @@ class Monitor(SourceBase):
             self._schedule.progress_stopped()
             self._progress = None
             await self._sync_channels(link, reader)
-            if self._import_listeners:
-                # The closing read of a processing spell: the jobs that ended with it.
-                self.counters.progress_reads += 1
-                await reader.read_progress(link)
-                self._emit_ended(reader)
 
     async def _read_progress(self, link: pgio.Link, reader: Reader) -> None:
         self._schedule.progress_reading(time.monotonic())
         self.counters.progress_reads += 1
         progress = await reader.read_progress(link)
-        self._emit_ended(reader)
+        if reader.endings_due():
+            await self._read_endings(link, reader)
         if progress is None or not self._schedule.progress_on:
             return
         self._progress = progress
@@ -512,9 +576,24 @@ class Monitor(SourceBase):
         self._last_details = details
         self._emit(self._details_listeners, details)
 
-    def _emit_ended(self, reader: Reader) -> None:
-        for ended in reader.ended_imports():
-            self._emit(self._import_listeners, ended)
+    async def _read_endings(self, link: pgio.Link, reader: Reader) -> None:
+        """Tell import listeners the jobs that ended since the ledger's last read (a
+        bounded query; again at once while it says more are newer), then keep the ledger.
+        Told before kept: a crash in between may tell one twice, never lose one."""
+        if not self._import_listeners:
+            return
+        ledger = self._ledger
+        for _ in range(ENDINGS_ROUNDS):
+            self.counters.endings_reads += 1
+            for ended in await reader.read_endings(link, ledger):
+                self._emit(self._import_listeners, ended)
+            if not ledger.more:
+                break
+        ledger_file = self._ledger_file
+        if ledger_file is not None:
+            text = ledger_file.render(ledger)
+            if text is not None:
+                await asyncio.to_thread(ledger_file.write, text)
 
     # -- status and callbacks ---------------------------------------------------------------
     def _set_status(self, new: Status) -> None:

@@ -240,6 +240,35 @@ class ImportEnd:
             parts.append(plural(self.warning_count, "warning"))
         return ", ".join(parts) or "Finished."
 
+    def to_json(self) -> dict[str, object]:
+        """For a relay that forwards endings (``from_json`` reads it back)."""
+        return {"id": self.id, "slug": self.slug, "description": self.description,
+                "state": self.state, "total_rows": self.total_rows,
+                "imported_rows": self.imported_rows, "error_count": self.error_count,
+                "warning_count": self.warning_count, "error": self.error,
+                "user_id": self.user_id, "mine": self.mine}
+
+    @classmethod
+    def from_json(cls, value: Any) -> ImportEnd:
+        """A forwarded ending, validated (``DetailsError`` when it is not one: a message
+        from the network is a hint, and only a final state is an ending)."""
+        if not isinstance(value, Mapping):
+            raise DetailsError("import ending: expected an object")
+        job_id = _int(value, "id")
+        state = _str(value, "state") or ""
+        if job_id is None or state not in ("finished", "failed", "rejected"):
+            raise DetailsError("import ending: an id and a final state are required")
+        mine = value.get("mine")
+        return cls(
+            id=job_id, slug=_str(value, "slug") or "", description=_str(value, "description"),
+            state=state, total_rows=_int(value, "total_rows"),
+            imported_rows=_int(value, "imported_rows"),
+            error_count=max(0, _int(value, "error_count") or 0),
+            warning_count=max(0, _int(value, "warning_count") or 0),
+            error=_str(value, "error"), user_id=_int(value, "user_id"),
+            mine=mine if isinstance(mine, bool) else False,
+        )
+
     @classmethod
     def from_row(cls, row: Any, me: int | None) -> ImportEnd:
         (job_id, slug, description, state, total, imported, errors, warnings, error,

@@ -30,6 +30,7 @@ from typing import Literal, Protocol
 import psycopg
 
 from traystatus.core.details import Details, DetailsError, WorkSummary
+from traystatus.core.endings import BASELINE_SQL, ENDINGS_SQL, EndingsLedger
 from traystatus.core.errors import Diagnosis, Phase, Target, classify
 from traystatus.core.pgio import Link
 from traystatus.core.progress import ImportEnd, Progress
@@ -127,8 +128,14 @@ class Reader(Protocol):
         """The progress aggregate; None when this login cannot read it (logged once)."""
         ...
 
-    def ended_imports(self) -> tuple[ImportEnd, ...]:
-        """Import jobs the last ``read_progress`` found ended (each told once)."""
+    def endings_due(self) -> bool:
+        """Whether the running or queued import jobs changed since the last time this
+        was asked (a job may have ended: worth an ``read_endings``)."""
+        ...
+
+    async def read_endings(self, link: Link, ledger: EndingsLedger) -> tuple[ImportEnd, ...]:
+        """The import jobs that ended since ``ledger``'s last read (core/endings.py);
+        () when this login cannot read import jobs (logged once)."""
         ...
 
 
@@ -177,11 +184,6 @@ SELECT
 """
 
 
-ENDED_SQL = """
-SELECT j.id, j.slug, j.description, j.state::text, j.total_rows, j.imported_rows,
-       j.error_count, j.warning_count, j.error, j.user_id
-  FROM public.import_job AS j WHERE j.id = ANY(%s) ORDER BY j.id
-"""
 # The StatBus user behind this login: auth.uid() is StatBus's own (the auth.user whose
 # email is current_user, the login role's name); the plain query is its body, for a
 # StatBus without the function.
@@ -189,25 +191,51 @@ ME_SQL = ("SELECT auth.uid()", 'SELECT id FROM auth."user" WHERE email = current
 ME_RETRY = 60.0  # seconds between two "who am I" while the answer is "nobody"
 
 
+# What a login or a StatBus that cannot tell progress (or endings) raises: the state still can.
+_CANNOT_READ = (
+    psycopg.errors.InsufficientPrivilege,
+    psycopg.errors.UndefinedTable,
+    psycopg.errors.UndefinedColumn,
+    psycopg.errors.UndefinedObject,
+    psycopg.errors.InvalidSchemaName,
+    psycopg.errors.InvalidTextRepresentation,
+)
+
+
 class ProgressReading:
     """``progress_channels`` and ``read_progress`` for any reader: StatBus's own channels
     and tables, so they work with and without our installed SQL.
 
-    It also tells which import jobs ended (``ended_imports()`` after each read): a job
-    seen running or queued by one read and gone from the next has ended; its final row
-    (rows imported, errors, warnings, the error) is read once, with ``mine`` when its
-    ``user_id`` is the StatBus user behind the login."""
+    It also reads which import jobs ended (``read_endings``, core/endings.py: a job that
+    reached a final state, never one that went to waiting_for_review), with ``mine`` when
+    its ``user_id`` is the StatBus user behind the login; ``endings_due()`` says when the
+    running or queued jobs changed, a hint that one may have ended."""
 
     _progress_broken = False
+    _endings_broken = False
     _me_asked = -1e18  # monotonic time of the last "who am I" (asked again after a minute
     _me: int | None = None  # while unknown: the StatBus user may be created meanwhile)
     _seen: frozenset[int] = frozenset()
-    _ended: tuple[ImportEnd, ...] = ()
+    _seen_changed = False
 
-    def ended_imports(self) -> tuple[ImportEnd, ...]:
-        """The jobs the last ``read_progress`` found ended (taken: asked once)."""
-        out, self._ended = self._ended, ()
+    def endings_due(self) -> bool:
+        out, self._seen_changed = self._seen_changed, False
         return out
+
+    async def read_endings(self, link: Link, ledger: EndingsLedger) -> tuple[ImportEnd, ...]:
+        if self._endings_broken:
+            return ()
+        try:
+            if not ledger.started:
+                row = await link.one(BASELINE_SQL)
+                ledger.baseline(row)
+                return ()
+            rows = await link.all(ENDINGS_SQL, ledger.params())
+        except _CANNOT_READ as ex:
+            self._endings_broken = True
+            log.warning("cannot tell which imports ended: %s", str(ex).splitlines()[0])
+            return ()
+        return ledger.apply(rows, await self._read_me(link))
 
     async def _read_me(self, link: Link) -> int | None:
         now = time.monotonic()
@@ -223,14 +251,6 @@ class ProgressReading:
                 break
         return self._me
 
-    async def _read_ended(self, link: Link, now_seen: frozenset[int], me: int | None) -> None:
-        gone = sorted(self._seen - now_seen)
-        self._seen = now_seen
-        if not gone:
-            return
-        rows = await link.all(ENDED_SQL, (gone,))
-        self._ended += tuple(ImportEnd.from_row(r, me) for r in rows)
-
     @property
     def progress_channels(self) -> tuple[str, ...]:
         return (PROGRESS_CHANNEL, WORKER_STATUS_CHANNEL)
@@ -240,14 +260,7 @@ class ProgressReading:
             return None
         try:
             row = await link.one(PROGRESS_SQL)
-        except (
-            psycopg.errors.InsufficientPrivilege,
-            psycopg.errors.UndefinedTable,
-            psycopg.errors.UndefinedColumn,
-            psycopg.errors.UndefinedObject,
-            psycopg.errors.InvalidSchemaName,
-            psycopg.errors.InvalidTextRepresentation,
-        ) as ex:
+        except _CANNOT_READ as ex:
             # This login or this StatBus cannot tell progress: the state still can.
             self._progress_broken = True
             log.warning("no progress for this connection: %s", str(ex).splitlines()[0])
@@ -262,7 +275,9 @@ class ProgressReading:
         except DetailsError as ex:
             log.warning("ignoring a malformed progress aggregate: %s", ex)
             return None
-        await self._read_ended(link, frozenset(j.id for j in progress.jobs), me)
+        seen = frozenset(j.id for j in progress.jobs)
+        if seen != self._seen:
+            self._seen, self._seen_changed = seen, True
         return progress
 
 

@@ -1,0 +1,132 @@
+"""Which import jobs ended, told by a real monitor on a real server (issue 18 item 3).
+
+Only a final state (finished, failed, rejected) ends an import: a job that stops for
+review has not ended. Each ending is told once, also one that happened while the monitor
+was stopped (the ledger in ``endings_dir``), and nothing that ended before the monitor
+first saw the database."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from tests.core.conftest import FAST, aconnect, running
+from tests.core.test_monitor_progress import add_job
+from traystatus.core.monitor import Monitor
+from traystatus.core.progress import ImportEnd
+from traystatus.core.state import State
+
+
+def _monitor(dsn: str, folder: Path | None, ended: list[ImportEnd]) -> Monitor:
+    m = Monitor(dsn, replace(FAST, endings_dir=str(folder)) if folder else FAST)
+    m.add_import_listener(ended.append)
+    return m
+
+
+@pytest.mark.asyncio
+async def test_review_is_not_an_ending_the_real_end_is_told_once(db_dsn: str) -> None:
+    w = await aconnect(db_dsn)
+    job = await add_job(w, "analysing_data", total_rows=8000, analysis_completed_pct=50,
+                        description="Establishments 2026 (review)", review=True)
+    ended: list[ImportEnd] = []
+    m = _monitor(db_dsn, None, ended)
+    async with running(m) as rec:
+        await rec.until(lambda: m.status.progress is not None
+                        and len(m.status.progress.running_jobs) == 1, what="the job runs")
+        await w.execute("UPDATE public.import_job SET state = 'waiting_for_review', "
+                        "analysis_completed_pct = 100, warning_count = 24 WHERE id = %s",
+                        (job,))
+        await rec.until(lambda: m.status.review is not None, what="the review block")
+        reads = m.counters.endings_reads
+        await rec.until(lambda: m.counters.endings_reads >= reads + 2, what="two more reads")
+        assert ended == []  # waiting for review is not an ending
+        await w.execute("UPDATE public.import_job SET state = 'approved' WHERE id = %s", (job,))
+        await w.execute("UPDATE public.import_job SET state = 'processing_data' WHERE id = %s",
+                        (job,))
+        await rec.state(State.PROCESSING)
+        await w.execute("UPDATE public.import_job SET state = 'finished', imported_rows = 8000,"
+                        " import_completed_pct = 100 WHERE id = %s", (job,))
+        await rec.until(lambda: len(ended) == 1, what="the ending")
+        assert (ended[0].id, ended[0].state) == (job, "finished")
+        assert ended[0].text == "8,000 rows imported, 24 warnings"
+        reads = m.counters.endings_reads
+        await rec.until(lambda: m.counters.endings_reads >= reads + 2, what="two more reads")
+        assert len(ended) == 1  # told once
+    await w.close()
+
+
+@pytest.mark.asyncio
+async def test_an_ending_while_stopped_is_told_at_the_next_start_once(
+    db_dsn: str, tmp_path: Path,
+) -> None:
+    w = await aconnect(db_dsn)
+    await add_job(w, "finished", imported_rows=5, description="ancient history")
+    running_job = await add_job(w, "processing_data", total_rows=100, import_completed_pct=3)
+    folder = tmp_path / "endings"
+    ended: list[ImportEnd] = []
+    first = _monitor(db_dsn, folder, ended)
+    async with running(first) as rec:
+        await rec.state(State.PROCESSING)
+        await rec.until(lambda: first.counters.endings_reads >= 1, what="the baseline")
+    assert ended == []  # the job that ended before the app saw the database: never told
+    assert len(list(folder.glob("*.json"))) == 1
+
+    # While no monitor runs: the job ends, and another begins and ends.
+    await w.execute("UPDATE public.import_job SET state = 'failed', error = 'disk full' "
+                    "WHERE id = %s", (running_job,))
+    quick = await add_job(w, "finished", imported_rows=7, total_rows=7, description="quick")
+    second = _monitor(db_dsn, folder, ended)
+    async with running(second) as rec:
+        await rec.until(lambda: len(ended) == 2, what="both endings")
+        assert [(e.id, e.state, e.text) for e in ended] == [
+            (running_job, "failed", "disk full"), (quick, "finished", "7 rows imported")]
+    third = _monitor(db_dsn, folder, ended)
+    async with running(third) as rec:
+        await rec.state(State.STABLE)
+        await rec.until(lambda: third.counters.endings_reads >= 2, what="two reads")
+        await asyncio.sleep(0.2)
+    assert len(ended) == 2  # told once, across restarts
+    await w.close()
+
+
+@pytest.mark.asyncio
+async def test_one_owner_per_ledger_file_and_the_next_takes_it_over(
+    db_dsn: str, tmp_path: Path,
+) -> None:
+    """One owner per file: a second monitor of the same database and login keeps its
+    ledger in memory, tells the same endings, and takes the file over at its next
+    connection once the owner has stopped (a profile's watcher being replaced)."""
+    folder = tmp_path / "endings"
+    a: list[ImportEnd] = []
+    b: list[ImportEnd] = []
+    ma, mb = _monitor(db_dsn, folder, a), _monitor(db_dsn, folder, b)
+    w = await aconnect(db_dsn)
+    owner = asyncio.create_task(ma.run())
+    try:
+        for _ in range(300):
+            if ma._ledger_file is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert ma._ledger_file is not None
+        async with running(mb) as rb:
+            await rb.state(State.STABLE)
+            assert mb._ledger_file is None
+            job = await add_job(w, "processing_data", total_rows=10, import_completed_pct=1)
+            await rb.state(State.PROCESSING)
+            await w.execute("UPDATE public.import_job SET state = 'finished', "
+                            "imported_rows = 10 WHERE id = %s", (job,))
+            await rb.until(lambda: len(a) == 1 and len(b) == 1, what="both told")
+            ma.stop()
+            await asyncio.wait_for(owner, 30)
+            mb.reconnect_now()
+            await rb.until(lambda: mb._ledger_file is not None, what="mb took the file over")
+            later = await add_job(w, "failed", error="x")
+            await rb.until(lambda: len(b) == 2, what="the next ending")
+            assert [e.id for e in b] == [job, later]
+    finally:
+        ma.stop()
+        await asyncio.wait_for(owner, 30)
+    await w.close()

@@ -1,18 +1,22 @@
-"""Wires one Monitor to the tray, the windows and the notifications.
+"""Wires the watched deployments to the tray, the windows and the notifications.
 
-Owns the pieces and their life cycle: the adapter (the core's Monitor as Qt signals), the
-tray icon or - when no tray host exists - the small status window (re-checked every 5 s;
-the icon moves to the tray when one appears), the details window (created on first use),
-the Settings dialog, and the notification policy + sender. ``shutdown()`` stops the
-monitor, closes its connection and the notifier; main.py then stops the loop.
+Owns the pieces and their life cycle: the source slot of the profile shown in detail
+(app/slot.py: the one owner of its running source; the other watched profiles have one
+each in app/deployments.py, opened by the same ``_open``), the tray icon or - when no
+tray host exists - the small status window (re-checked every 5 s; the icon moves to the
+tray when one appears), the details window (created on first use), the Settings dialog,
+and the notification policy + sender. ``shutdown()`` stops every source, closes their
+connections and the notifier; main.py then stops the loop.
 
-The controller is the one place that connects the adapter's signals to the views: every
-Status goes through ``_show`` to the icon, the window and the details window, once.
-It follows the Settings dialog: a renamed profile is followed under its new name, a
-removed one gives way to the default profile, and with no profile left the icon shows
-an error - never the state of a database nobody watches any more.
+The controller is the one place that connects the slots' signals to the views: every
+Status goes through ``_show`` to the notification policy at once, and to the icon and
+the windows through one repaint throttle (a change of state at once, the latest always
+drawn). It follows the Settings dialog: a Save restarts only the sources whose
+connection changed (docs/app.md, "Which changes restart what"); a renamed profile is
+followed under its new name, a removed one gives way to the default profile, and with no
+profile left the icon shows an error - never the state of a database nobody watches any
+more.
 """
-
 from __future__ import annotations
 
 import logging

@@ -17,6 +17,7 @@ followed under its new name, a removed one gives way to the default profile, and
 profile left the icon shows an error - never the state of a database nobody watches any
 more.
 """
+
 from __future__ import annotations
 
 import logging

@@ -37,6 +37,7 @@ import asyncio
 import contextlib
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -46,6 +47,7 @@ import aiohttp
 
 from traystatus.core.backoff import Backoff
 from traystatus.core.details import Details
+from traystatus.core.progress import ImportEnd
 from traystatus.core.redact import redact_url
 from traystatus.core.relaymsg import ProtocolError, decode, parse_message, parse_status
 from traystatus.core.safetext import printable
@@ -137,6 +139,12 @@ class RelaySource(SourceBase):
             self.options.backoff_initial, self.options.backoff_cap,
             jitter=self.options.backoff_jitter,
         )
+        self._import_listeners: list[Callable[[ImportEnd], None]] = []
+
+    def add_import_listener(self, callback: Callable[[ImportEnd], None]) -> None:
+        """Called once per import job of the token's StatBus user that ended (the server
+        sends ``import_ended`` to that user's sockets only: ``ImportEnd.mine``)."""
+        self._import_listeners.append(callback)
 
     async def run(self) -> None:
         self._begin_run()
@@ -418,6 +426,12 @@ class RelaySource(SourceBase):
         elif message.summary is not None and self._summary_listeners:
             self.counters.summary_reads += 1
             self._emit(self._summary_listeners, message.summary)
+        if message.import_error:
+            self.counters.malformed_payloads += 1
+            log.warning("ignoring an import ending from %s that cannot be used: %s",
+                        self.where, message.import_error)
+        elif message.import_ended is not None:
+            self._emit(self._import_listeners, message.import_ended)
         return status
 
     def _protocol_error(self, why: str) -> None:

@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
 from traystatus.core.details import DetailsError, WorkSummary
-from traystatus.core.progress import PHASE_NAMES, Progress
+from traystatus.core.progress import PHASE_NAMES, ImportEnd, Progress
 from traystatus.core.safetext import MAX_CHARS, printable
 from traystatus.core.state import SOURCES, Problem, ReviewBlock, State, Status
 
@@ -270,6 +270,21 @@ STATUS: Table = {
 """What ``/api/system-stability`` sends (serve/hub.py ``status_message``); ``summary`` is
 checked on its own (``SUMMARY``): a bad summary costs the summary, not the state."""
 
+IMPORT_ENDED: Table = {
+    "id": (REQUIRED, integer()),
+    "slug": (OPTIONAL, nullable(text(200))),
+    "description": (OPTIONAL, nullable(text(500))),
+    "state": (OPTIONAL, nullable(text(100))),
+    "total_rows": (OPTIONAL, nullable(integer())),
+    "imported_rows": (OPTIONAL, nullable(integer())),
+    "error_count": (OPTIONAL, nullable(integer())),
+    "warning_count": (OPTIONAL, nullable(integer())),
+    "error": (OPTIONAL, nullable(text(500))),
+    "user_id": (OPTIONAL, nullable(integer())),
+}
+"""``import_ended``: one of the credential's user's import jobs ended (serve/hub.py sends
+it to that user's sockets only, so it is ``mine``); checked on its own, like a summary."""
+
 STABLE_OF = {State.STABLE: True, State.PROCESSING: False}
 
 
@@ -281,6 +296,8 @@ class Message:
     status: Status
     summary: WorkSummary | None = None
     summary_error: str = ""
+    import_ended: ImportEnd | None = None
+    import_error: str = ""
 
 
 def decode(raw: str) -> Any:
@@ -312,13 +329,31 @@ def parse_message(raw: str, *, where: str, now: datetime) -> Message:
     clock, against which the server's times must be plausible."""
     value = decode(raw)
     status = parse_status(value, where=where, now=now)
-    if not isinstance(value, dict) or value.get("summary") is None:
+    if not isinstance(value, dict):
         return Message(status)
-    try:
-        summary = _summary(obj(SUMMARY)(value["summary"], "summary"))
-    except ProtocolError as ex:
-        return Message(status, None, str(ex))
-    return Message(status, summary)
+    summary, summary_error = None, ""
+    if value.get("summary") is not None:
+        try:
+            summary = _summary(obj(SUMMARY)(value["summary"], "summary"))
+        except ProtocolError as ex:
+            summary_error = str(ex)
+    ended, ended_error = None, ""
+    if value.get("import_ended") is not None:
+        try:
+            ended = _import_end(obj(IMPORT_ENDED)(value["import_ended"], "import_ended"))
+        except ProtocolError as ex:
+            ended_error = str(ex)
+    return Message(status, summary, summary_error, ended, ended_error)
+
+
+def _import_end(value: dict[str, Any]) -> ImportEnd:
+    return ImportEnd(
+        id=value["id"], slug=value.get("slug") or "", description=value.get("description"),
+        state=value.get("state") or "", total_rows=value.get("total_rows"),
+        imported_rows=value.get("imported_rows"), error_count=value.get("error_count") or 0,
+        warning_count=value.get("warning_count") or 0, error=value.get("error"),
+        user_id=value.get("user_id"), mine=True,
+    )
 
 
 def parse_status(value: Any, *, where: str, now: datetime) -> Status:

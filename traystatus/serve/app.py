@@ -232,7 +232,7 @@ async def _websocket(request: web.Request, *, details: bool) -> web.StreamRespon
     try:
         await st.hub.serve_client(
             sink, details=details, abort=abort, receive_until_closed=receive_until_closed,
-            reserved=True,
+            reserved=True, user=credential.user_id,
         )
     finally:
         st.sockets.pop(ws, None)

@@ -92,6 +92,12 @@ class Credential:
         return f"{self.kind}:{self.digest.hex()}"
 
     @property
+    def user_id(self) -> int | None:
+        """The StatBus user (``auth.user.id``, the JWT's ``uid``) for a StatBus token."""
+        uid = self.claims.get("uid")
+        return uid if isinstance(uid, int) and not isinstance(uid, bool) else None
+
+    @property
     def role(self) -> str | None:
         role = self.claims.get("role")
         return role if isinstance(role, str) else None

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from traystatus.core.details import Details, WorkSummary
+from traystatus.core.progress import ImportEnd
 from traystatus.core.state import Problem, State, Status
 
 log = logging.getLogger(__name__)
@@ -129,6 +130,18 @@ def details_message(details: Details) -> dict[str, Any]:
     return out
 
 
+def import_end_json(ended: ImportEnd) -> dict[str, Any]:
+    """An ended import job as ``import_ended`` carries it (its owner's clients only)."""
+    return {
+        "id": ended.id, "slug": ended.slug, "description": ended.description,
+        "state": ended.state, "total_rows": ended.total_rows,
+        "imported_rows": ended.imported_rows, "error_count": ended.error_count,
+        "warning_count": ended.warning_count,
+        "error": ended.error[:500] if ended.error else ended.error,
+        "user_id": ended.user_id, "text": ended.text,
+    }
+
+
 def dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
 
@@ -136,10 +149,12 @@ def dumps(value: Any) -> str:
 class Client:
     """A connected WebSocket: the latest text not yet sent, and the task sending it."""
 
-    __slots__ = ("abort", "details", "event", "latest", "sending", "sink", "task")
+    __slots__ = ("abort", "details", "event", "latest", "sending", "sink", "task", "user")
 
-    def __init__(self, sink: Sink, details: bool, abort: Callable[[], None]) -> None:
+    def __init__(self, sink: Sink, details: bool, abort: Callable[[], None],
+                 user: int | None = None) -> None:
         self.sink = sink
+        self.user = user  # the StatBus user behind its credential (auth.user.id), if any
         self.details = details
         self.abort = abort
         self.latest: str | None = None
@@ -196,6 +211,9 @@ class Hub:
         source.add_listener(self._on_status)
         source.add_details_listener(self._on_details)
         source.add_summary_listener(self._on_summary)
+        add_import_listener = getattr(source, "add_import_listener", None)
+        if add_import_listener is not None:  # database sources tell ended imports
+            add_import_listener(self._on_import_end)
 
     # -- counts -----------------------------------------------------------------------------
     @property
@@ -239,6 +257,23 @@ class Hub:
         message = status_message(self.source.status)
         message["summary"] = {**summary.to_json(), "text": summary.text}
         self._broadcast(dumps(message), details=False)
+
+    def _on_import_end(self, ended: ImportEnd) -> None:
+        """An import job ended: its owner's status sockets (a StatBus token of that user)
+        get one message, the current status plus ``import_ended``; nobody else does."""
+        if ended.user_id is None:
+            return
+        message = status_message(self.source.status)
+        message["import_ended"] = import_end_json(ended)
+        text = dumps(message)
+        for client in self._clients:
+            if client.details or client.user != ended.user_id:
+                continue
+            self.counters.messages_offered += 1
+            if client.idle and client.sink.try_write(text_frame(text)):
+                self.counters.messages_sent += 1
+                continue
+            client.offer(text)
 
     def _on_details(self, details: Details) -> None:
         if not self._source_subscribed:
@@ -317,11 +352,13 @@ class Hub:
         abort: Callable[[], None],
         receive_until_closed: Callable[[], Awaitable[None]],
         reserved: bool = False,
+        user: int | None = None,
     ) -> None:
         """Register a connected client, send it the current state and every change until
         ``receive_until_closed()`` returns (the peer closed, or the server closes it).
-        ``reserved``: the slot was taken with ``reserve()``."""
-        client = Client(sink, details, abort)
+        ``reserved``: the slot was taken with ``reserve()``; ``user``: the StatBus user
+        behind the client's credential (its import endings reach it)."""
+        client = Client(sink, details, abort, user)
         if reserved:
             self.release()
         self._clients.add(client)

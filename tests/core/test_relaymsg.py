@@ -333,3 +333,13 @@ def test_the_tooltip_takes_any_time_it_is_given() -> None:
     assert "Processing for 0 s" in texts.tooltip(
         Status(State.PROCESSING, since=datetime(9999, 12, 31, 23, 59, tzinfo=UTC)), NOW)
     assert texts.local_hhmm(datetime(1, 1, 1, tzinfo=UTC)) in ("--:--", "00:00")
+
+
+def test_doctor_lines_print_a_server_s_words_safely() -> None:
+    from traystatus.core.checks import CheckResult, Level
+
+    evil = "\x1b[2J\x1b[31mdatabase lost\r\nok    everything: fine\x1b[0m" + "A" * 5000
+    line = CheckResult("server's database", Level.FAIL, evil, "ask\x07 its admin").line()
+    assert line.startswith("FAIL  server's database: database lost ok    everything: fine")
+    assert "\x1b" not in line and "\n" not in line and "\x07" not in line
+    assert len(line) < 2 * MAX_CHARS + 100

@@ -13,6 +13,7 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
+from traystatus.core.safetext import MAX_CHARS, printable
 from traystatus.core.state import Problem
 
 
@@ -39,9 +40,10 @@ class CheckResult:
         return self.level in (Level.OK, Level.INFO)
 
     def line(self) -> str:
-        """'ok    name: detail. To fix: fix.' (one line of the doctor's report)."""
-        text = f"{self.level.value:<5} {self.name}: {_sentence(self.detail)}"
-        return f"{text} To fix: {_sentence(self.fix)}" if self.fix else text
+        """'ok    name: detail. To fix: fix.' (one line of the doctor's report). Details
+        carry a database's or a server's words: printed through ``safetext.printable``."""
+        text = f"{self.level.value:<5} {self.name}: {_sentence(_said(self.detail))}"
+        return f"{text} To fix: {_sentence(_said(self.fix))}" if self.fix else text
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -50,6 +52,10 @@ class CheckResult:
             "detail": self.detail,
             "fix": self.fix,
         }
+
+
+def _said(text: str) -> str:
+    return printable(text, 2 * MAX_CHARS)
 
 
 def _sentence(text: str) -> str:

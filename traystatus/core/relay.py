@@ -345,9 +345,9 @@ class RelaySource(SourceBase):
                             "lasts, ask its administrator).",
                         ))
                         continue
-                    self.counters.stale += 1
                     if bad:
-                        return self._status
+                        return self._status  # the protocol error, and a fresh connection
+                    self.counters.stale += 1
                     return self._problem(
                         State.DISCONNECTED, Problem.STALE,
                         f"The traystatus server at {self.where} accepted the connection but "

@@ -111,3 +111,35 @@ def test_each_state_crosses_with_its_since(state: State) -> None:
 def test_a_malformed_message_is_a_protocol_error(message: object) -> None:
     with pytest.raises(ProtocolError):
         status_from_json(message)
+
+
+def test_every_field_a_server_sends_has_a_row_in_the_protocol_tables() -> None:
+    """A field the server adds is ignored by clients until it gets a row in
+    core/relaymsg.py: this fails when one is sent without one (add the row and its check)."""
+    from datetime import timedelta
+
+    from traystatus.core.details import EndedJob, WorkSummary
+    from traystatus.core.relaymsg import ENDED_JOB, JOB, PROGRESS, REVIEW, STATUS, SUMMARY
+
+    sent = status_message(_processing())
+    assert set(sent) <= set(STATUS), set(sent) - set(STATUS)
+    progress = sent["progress"]
+    assert set(progress) <= set(PROGRESS), set(progress) - set(PROGRESS)
+    assert set(progress["jobs"][0]) <= set(JOB), set(progress["jobs"][0]) - set(JOB)
+    assert set(sent["review"]) <= set(REVIEW)
+    summary = WorkSummary(
+        since=SINCE, until=SINCE + timedelta(minutes=4), import_jobs_finished=2,
+        import_jobs_failed=1, import_jobs_with_errors=1,
+        import_jobs=(EndedJob(7, "lu_2026", "LU 2026", "failed", 3, 1, "bad row", SINCE),),
+        analytics_tasks_completed=1412, analytics_tasks_failed=0, duration_seconds=252.0,
+        import_jobs_rejected=1,
+    )
+    wire = {**summary.to_json(), "text": summary.text}
+    assert set(wire) <= set(SUMMARY), set(wire) - set(SUMMARY)
+    assert set(wire["import_jobs"][0]) <= set(ENDED_JOB)
+    # and it crosses whole
+    from traystatus.core.relaymsg import parse_message
+
+    got = parse_message(json.dumps({**sent, "summary": wire}), where=WHERE,
+                        now=datetime(2026, 11, 29, 13, 0, tzinfo=UTC))
+    assert got.summary == summary and got.summary_error == ""

@@ -51,13 +51,13 @@ def test_review_is_not_an_ending_and_endings_survive_a_restart(
         first.start()
         try:
             await wait_until(lambda: first.me == me)
+            assert first.adapter is not None
+            monitor = first.adapter.monitor
+            reads = monitor.counters.endings_reads
             conn.execute("UPDATE public.import_job SET state = 'waiting_for_review', "
                          "analysis_completed_pct = 100, warning_count = 24 WHERE id = %s",
                          (review,))
             await wait_until(lambda: first.tray.status.review is not None)
-            assert first.adapter is not None
-            monitor = first.adapter.monitor
-            reads = monitor.counters.endings_reads
             await wait_until(lambda: monitor.counters.endings_reads > reads)
             await asyncio.sleep(0.3)
             assert _endings(first) == []  # waiting for review: not "finished"

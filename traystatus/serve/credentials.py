@@ -142,6 +142,10 @@ class CredentialChecker:
     async def probe(self) -> str:
         """At start: can API keys be checked? "" if so, else what to fix (for a WARNING)."""
         probe = Credential("api_key", "probe", claims={"type": "access"})
+        async with self._lock:  # one connection: never opened twice at once
+            return await self._probe(probe)
+
+    async def _probe(self, probe: Credential) -> str:
         try:
             async with asyncio.timeout(self.timeout):
                 conn = await self._connection()

@@ -20,14 +20,21 @@ from traystatus.core.profiles import ConnectionProfile, ProfileStore
 from traystatus.core.state import State
 
 
+def _health(url: str) -> dict[str, Any]:
+    """/healthz with the token: without one it says only that the server is up."""
+    request = urllib.request.Request(f"{url}/healthz",
+                                     headers={"Authorization": f"Bearer {TOKEN}"})
+    with urllib.request.urlopen(request, timeout=10) as r:
+        body: dict[str, Any] = json.load(r)
+    return body
+
+
 def _details_clients(url: str) -> int:
-    with urllib.request.urlopen(f"{url}/healthz", timeout=10) as r:
-        return int(json.load(r)["details_clients"])
+    return int(_health(url)["details_clients"])
 
 
 def _database_connected(url: str) -> bool:
-    with urllib.request.urlopen(f"{url}/healthz", timeout=10) as r:
-        return bool(json.load(r)["database_connected"])
+    return bool(_health(url)["database_connected"])
 
 
 def test_the_tray_watches_through_a_server_and_details_only_while_visible(

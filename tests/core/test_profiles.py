@@ -228,13 +228,19 @@ def test_clamped_settings_make_valid_monitor_options(tmp_path: Path) -> None:
     assert opts.health_interval > 0 and opts.health_timeout > 0
 
 
-def test_unknown_settings_keys_and_dangling_default_are_tolerated(tmp_path: Path) -> None:
+def test_unknown_settings_keys_are_tolerated_a_dangling_default_is_not(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "profiles.toml"
     path.write_text("default = 'gone'\n[settings]\nfuture_toggle = true\n"
                     "[profiles.a]\nhost = 'h'\n")
     store = ProfileStore(path)
-    assert store.default_name == "a"
     assert store.settings == Settings()
+    # The default the file names is gone: never silently profile "a" instead.
+    assert store.default_name == "gone"
+    with pytest.raises(ProfileError, match="the default profile 'gone'.*does not exist"):
+        store.get()
+    assert store.get("a").host == "h"
 
 
 _text = st.text(

@@ -206,8 +206,8 @@ async def test_a_profile_can_name_a_server_with_its_token_in_the_keychain(
         assert "ok    server's database: connected (stable)" in doctor.stdout
         assert "database reachable" not in doctor.stdout  # no libpq probe of a URL
         wrong = await asyncio.to_thread(
-            cli_env.run, "profile", "add", "srv", "--relay", srv.url, "--password-stdin",
-            input="a-wrong-token-0123456789\n",
+            cli_env.run, "profile", "add", "srv", "--replace", "--relay", srv.url,
+            "--password-stdin", input="a-wrong-token-0123456789\n",
         )
         assert wrong.returncode == 0, wrong.stderr
         doctor = await asyncio.to_thread(cli_env.run, "doctor")

@@ -180,7 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("profile", "profilecmd:cmd_profile_help", "manage connection profiles")
     psub = p.add_subparsers(title="profile commands", metavar="ACTION")
-    pa = psub.add_parser("add", help="add or replace a profile (password goes to the keychain)")
+    pa = psub.add_parser("add", help="add a profile (password goes to the keychain); a taken "
+                         "name is refused unless --replace")
     _connection_options(pa, top=False)
     pa.set_defaults(handler="profilecmd:cmd_add")
     pa.add_argument("name")
@@ -194,6 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "of a database; its token goes to the keychain like a password "
                     "(--password-stdin)")
     pa.add_argument("--default", action="store_true", help="make it the default profile")
+    pa.add_argument("--replace", action="store_true",
+                    help="replace the profile of that name if there is one (its settings and, "
+                    "when a password is given, its keychain entry)")
     pw = pa.add_mutually_exclusive_group()
     pw.add_argument("--password-stdin", action="store_true",
                     help="read the password from the first line of stdin")
@@ -207,6 +211,12 @@ def build_parser() -> argparse.ArgumentParser:
     _connection_options(pr, top=False)
     pr.set_defaults(handler="profilecmd:cmd_remove")
     pr.add_argument("name")
+    pn = psub.add_parser("rename", help="rename a profile (its keychain entry moves along); "
+                         "a taken name is refused")
+    _connection_options(pn, top=False)
+    pn.set_defaults(handler="profilecmd:cmd_rename")
+    pn.add_argument("old")
+    pn.add_argument("new")
     pd = psub.add_parser("set-default", help="make a profile the default")
     _connection_options(pd, top=False)
     pd.set_defaults(handler="profilecmd:cmd_set_default")

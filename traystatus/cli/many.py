@@ -81,7 +81,7 @@ async def _one_status(args: argparse.Namespace, name: str) -> Named:
 
 def cmd_status_all(args: argparse.Namespace) -> int:
     try:
-        names = ProfileStore().names()
+        names = ProfileStore().all_names()  # an invalid one gets its line saying why
     except ProfileError as ex:
         raise CliError(str(ex), ExitCode.UNUSABLE) from ex
     if not names:

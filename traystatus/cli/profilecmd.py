@@ -1,14 +1,18 @@
-"""``traystatus profile add|list|remove|set-default``: the profiles file and the keychain.
+"""``traystatus profile add|list|rename|remove|set-default``: the profiles file and the
+keychain.
 
 The settings file gets the connection keywords, the keychain gets the password, and
 nothing gets half-written: when a password is given but no secure keychain exists, the
 command changes nothing and says what to do (a keychain, or ~/.pgpass with --no-password).
+A name that is taken is refused (``add --replace`` replaces on purpose): a profile and its
+keychain entry are never overwritten by accident.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import getpass
 import json
 import shlex
@@ -16,7 +20,13 @@ import sys
 
 from traystatus.cli.exitcodes import CliError, ExitCode
 from traystatus.core import credentials
-from traystatus.core.profiles import ConnectionProfile, ProfileError, ProfileStore
+from traystatus.core.profiles import (
+    ConnectionProfile,
+    ProfileError,
+    ProfileStore,
+    check_profile_name,
+    taken_message,
+)
 
 
 def _store() -> ProfileStore:
@@ -28,7 +38,7 @@ def _store() -> ProfileStore:
 
 def cmd_profile_help(args: argparse.Namespace) -> int:
     print(
-        "usage: traystatus profile {add,list,remove,set-default} ...  "
+        "usage: traystatus profile {add,list,rename,remove,set-default} ...  "
         "(see `traystatus profile --help`)",
         file=sys.stderr,
     )
@@ -62,8 +72,18 @@ def _read_password(args: argparse.Namespace, name: str) -> str | None:
     return None
 
 
+def _refuse_taken(store: ProfileStore, name: str, renaming: str | None = None,
+                  replace_hint: bool = False) -> None:
+    if store.taken(name):
+        hint = " (or `traystatus profile add --replace` to replace it)" if replace_hint else ""
+        raise CliError(taken_message(name, renaming) + hint, ExitCode.USAGE)
+
+
 def cmd_add(args: argparse.Namespace) -> int:
     store = _store()
+    replace = bool(getattr(args, "replace", False))
+    if not replace:
+        _refuse_taken(store, args.name, replace_hint=True)  # before asking for a password
     fields = {
         k: getattr(args, k)
         for k in ("host", "port", "dbname", "user", "sslmode", "sslrootcert", "sslnegotiation",
@@ -112,7 +132,10 @@ def cmd_add(args: argparse.Namespace) -> int:
                 ExitCode.UNUSABLE,
             ) from ex
     try:
-        store.put(profile, make_default=args.default)
+        if replace:
+            store.put(profile, make_default=args.default)
+        else:  # the name is checked again under the file's lock: another program may race
+            store.add(profile, make_default=args.default)
     except ProfileError as ex:
         if password is not None:  # undo the keychain half: nothing changed
             if previous is None:
@@ -193,6 +216,7 @@ def cmd_remove(args: argparse.Namespace) -> int:
             f"keychain): {ex}. Fix the keychain and run it again.",
             ExitCode.UNUSABLE,
         ) from ex
+    was_default = store.default_name == name
     try:
         store.remove(name)
     except ProfileError as ex:
@@ -208,6 +232,57 @@ def cmd_remove(args: argparse.Namespace) -> int:
                        ExitCode.UNUSABLE) from ex
     extra = " and its keychain entry" if removed else " (it had no keychain entry)"
     print(f"removed profile {name!r}{extra}")
+    if was_default and store.default_name is not None:
+        print(f"the default profile is now {store.default_name!r} "
+              "(change it with `traystatus profile set-default NAME`)")
+    return int(ExitCode.OK)
+
+
+def cmd_rename(args: argparse.Namespace) -> int:
+    """Rename OLD to NEW: the keychain entry is copied to NEW, the file changed in one
+    write, then OLD's entry deleted. A taken NEW is refused; a failure undoes what was
+    done, so both halves move together or not at all."""
+    store = _store()
+    old, new = args.old, args.new
+    try:
+        check_profile_name(new)
+    except ProfileError as ex:
+        raise CliError(str(ex), ExitCode.USAGE) from ex
+    try:
+        profile = dataclasses.replace(store.get(old), name=new)
+    except ProfileError as ex:
+        raise CliError(f"{ex}; nothing was renamed", ExitCode.UNUSABLE) from ex
+    if new == old:
+        print(f"profile {old!r} already has that name; nothing to do")
+        return int(ExitCode.OK)
+    _refuse_taken(store, new, renaming=old)
+    try:
+        password = credentials.peek_password(old)
+        previous = credentials.peek_password(new)  # an entry no profile uses (left over)
+        if password is not None:
+            credentials.store_password(new, password)
+        elif previous is not None:
+            credentials.delete_password_or_raise(new)  # never inherit a stray password
+    except credentials.NoSecureKeychain as ex:
+        raise CliError(f"profile {old!r} was NOT renamed: {ex}", ExitCode.UNUSABLE) from ex
+    try:
+        store.rename(old, profile)
+    except ProfileError as ex:
+        with contextlib.suppress(credentials.NoSecureKeychain):
+            if previous is not None:
+                credentials.store_password(new, previous)
+            elif password is not None:
+                credentials.delete_password_or_raise(new)
+        code = ExitCode.USAGE if store.taken(new) else ExitCode.UNUSABLE
+        raise CliError(f"profile {old!r} was NOT renamed: {ex}", code) from ex
+    moved = " and its keychain entry" if password is not None else ""
+    if password is not None:
+        try:
+            credentials.delete_password_or_raise(old)
+        except credentials.NoSecureKeychain as ex:
+            moved += (f" (its old keychain entry {old!r} could not be deleted: {ex}; "
+                      "delete it in your keychain app)")
+    print(f"renamed profile {old!r} to {new!r}{moved}")
     return int(ExitCode.OK)
 
 

@@ -1,8 +1,9 @@
 """Which database a command talks to, and how its password is found.
 
 Target: ``--profile NAME`` picks a stored profile, ``--dsn`` gives a conninfo/URL; with both,
-the DSN's keywords override the profile's; with neither, the default profile, else plain
-libpq defaults (so ``PGHOST=... traystatus status`` works).
+the DSN's keywords override the profile's; with neither, the default profile, else (no
+profile at all) plain libpq defaults (so ``PGHOST=... traystatus status`` works). A default
+that is not valid, names no profile or is not a name is an error naming it, exit 3.
 
 Password: the order is traystatus.core.password's, shared with the tray app (the DSN's
 own, then libpq's PGPASSWORD / ~/.pgpass / service file, then the profile's keychain
@@ -59,8 +60,10 @@ def resolve_target(dsn: str | None, profile_name: str | None,
             _parse(dsn)
             return Target(ConnectionProfile(name="cli", dsn=dsn), stored=False)
         store = store if store is not None else ProfileStore()
-        if profile_name is None and store.default_name is None:
-            # No profile at all: libpq defaults (PG* variables, service files).
+        if profile_name is None and not store.configured:
+            # No profile at all: libpq defaults (PG* variables, service files). Only then:
+            # a default that is broken or names no profile is an error saying which
+            # (ProfileStore.get), never another profile's database nor libpq's.
             return Target(ConnectionProfile(name="cli"), stored=False)
         base = store.get(profile_name)
         if dsn is not None:

@@ -18,13 +18,16 @@ library has no TOML writer, and the values are flat strings, numbers and boolean
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import logging
 import math
 import os
 import re
+import sys
 import tempfile
+import time
 import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -444,10 +447,19 @@ class Settings:
 
 
 class ProfileStore:
-    """Named profiles, the default's name and the settings: one file, read and written whole.
+    """Named profiles, the default's name and the settings, in one file shared by the tray
+    app and the CLI.
 
-    Every change is saved at once, atomically (write a temporary file, then rename), with
-    mode 0600, so the tray app and the CLI can both edit it without leaving a torn file.
+    Every change is one transaction (:meth:`_change`): take the lock file next to
+    ``profiles.toml`` (``fcntl.flock``; ``msvcrt`` on Windows), re-read the file, apply the
+    change to what another process may have written meanwhile, write a temporary file,
+    ``fsync`` it, rename it over the old one and ``fsync`` the folder. So a profile added
+    with ``traystatus profile add`` while the tray app runs survives the app's next Save,
+    and a crash never leaves a torn or empty file. Reading needs no lock (the rename is
+    atomic).
+
+    A name is never silently reused: :meth:`add` and :meth:`rename` refuse a name that is
+    taken (a valid or an invalid profile), :meth:`put` replaces on purpose.
     """
 
     def __init__(self, path: Path | None = None) -> None:
@@ -456,9 +468,17 @@ class ProfileStore:
         # Profiles the file has but that are not valid: name -> (what is wrong, raw table).
         # They are reported when used, listed, kept on save and can be removed.
         self._invalid: dict[str, tuple[str, dict[str, Any] | None]] = {}
-        self._default: str | None = None
+        self._order: list[str] = []  # every profile name, valid or not, in file order
+        # The file's `default =` value as found (None: no such line). Not always a str:
+        # `default = 5` is kept, reported when the default is used, and written back.
+        self._default: object = None
+        self._depth = 0  # nesting of _change (the lock is taken once per process)
         self.settings = Settings()
         self.load()
+
+    @property
+    def lock_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".lock")
 
     # -- reading
     def load(self) -> None:
@@ -471,7 +491,7 @@ class ProfileStore:
             raw = self.path.read_bytes()
         except FileNotFoundError:
             self._profiles, self._default, self.settings = {}, None, Settings()
-            self._invalid = {}
+            self._invalid, self._order = {}, []
             return
         except OSError as ex:
             raise _file_problem(self.path, ex, "read") from ex
@@ -499,17 +519,15 @@ class ProfileStore:
             # Not a warning on every start: it is reported where it matters (when used,
             # in `profile list` and in `doctor`), and the other profiles work.
             log.debug("%s: %s", self.path, why)
-        default = data.get("default")
-        if default is not None and (
-            not isinstance(default, str) or (default not in profiles and default not in invalid)
-        ):
-            default = None  # a dangling default is harmless: fall back to the first profile
         settings_table = data.get("settings", {})
         if not isinstance(settings_table, dict):
             raise ProfileError(f"{self.path}: [settings] must be a table")
         self._profiles = profiles
         self._invalid = invalid
-        self._default = default
+        self._order = list(profiles_table)
+        # Kept as written, even when it names no profile or is not text: the default is
+        # what the user meant, and using it says what is wrong (never another database).
+        self._default = data.get("default")
         self.settings = Settings.from_table(settings_table, f"{self.path} [settings]")
 
     def __iter__(self) -> Iterator[ConnectionProfile]:
@@ -524,78 +542,216 @@ class ProfileStore:
     def names(self) -> list[str]:
         return list(self._profiles)
 
+    def all_names(self) -> list[str]:
+        """Every profile's name in file order, the invalid ones too."""
+        return list(self._order)
+
+    def taken(self, name: str) -> bool:
+        """Whether a profile, valid or not, has this name."""
+        return name in self._profiles or name in self._invalid
+
     @property
     def invalid(self) -> dict[str, str]:
         """The profiles in the file that are not valid: name -> what is wrong."""
         return {name: why for name, (why, _) in self._invalid.items()}
 
     @property
-    def default_name(self) -> str | None:
-        """The default profile: the one set as default, else the only/first one, else None.
+    def configured(self) -> bool:
+        """Whether the file names any profile or a default: then a command without
+        ``--profile`` means that default, and never libpq's defaults."""
+        return bool(self._order) or self._default is not None
 
-        An invalid profile set as default stays the default (using it reports its problem):
-        silently falling back to another database would give a wrong answer.
-        """
-        if self._default in self._profiles or self._default in self._invalid:
+    @property
+    def default_name(self) -> str | None:
+        """The default profile's name as the file means it: its ``default``, else the first
+        profile in the file (valid or not). It may name no profile (a typo, a removed one);
+        None when there is no profile at all or ``default`` is not text. :meth:`get` with
+        no name says what is wrong then: silently using another profile would watch
+        another database."""
+        if isinstance(self._default, str):
             return self._default
-        return next(iter(self._profiles), None)
+        if self._default is not None:
+            return None
+        return self._order[0] if self._order else None
+
+    def _known(self) -> str:
+        return ", ".join(repr(n) for n in self._order) or "none"
+
+    def default_problem(self) -> str | None:
+        """Why the default profile cannot be used, in one line; None when it can."""
+        try:
+            self.get()
+        except ProfileError as ex:
+            return str(ex)
+        return None
 
     def get(self, name: str | None = None) -> ConnectionProfile:
         """The profile ``name`` (the default one when None); raises ProfileError if absent."""
+        if name is None and self._default is not None and not isinstance(self._default, str):
+            raise ProfileError(
+                f"the default profile is not valid: default = {_value_or_repr(self._default)} "
+                f"in {self.path} is not a profile name; write default = \"NAME\" with one of "
+                f"the profiles ({self._known()}), or run `traystatus profile set-default NAME`"
+            )
         wanted = name if name is not None else self.default_name
         if wanted is None:
             raise ProfileError(
                 f"no connection profile is set up ({self.path} has none): add one with "
                 "`traystatus profile add NAME --dsn ...` or pass --dsn"
             )
+        which = "the default profile" if name is None else "profile"
         if wanted in self._invalid:
             raise ProfileError(
-                f"{self._invalid[wanted][0]} (in {self.path}); fix it there, add it again "
-                f"with `traystatus profile add`, or remove it with `traystatus profile remove "
-                f"{wanted}`"
+                f"{which + ': ' if name is None else ''}{self._invalid[wanted][0]} "
+                f"(in {self.path}); fix it there, add it again with `traystatus profile add`, "
+                f"or remove it with `traystatus profile remove {wanted}`"
             )
         try:
             return self._profiles[wanted]
         except KeyError:
-            known = ", ".join([*self._profiles, *self._invalid]) or "none"
+            if name is None:
+                raise ProfileError(
+                    f"the default profile {wanted!r} (default = {_value(wanted)} in "
+                    f"{self.path}) does not exist (profiles: {self._known()}); choose one "
+                    "with `traystatus profile set-default NAME`, or add it"
+                ) from None
             raise ProfileError(
-                f"no profile named {wanted!r} (profiles: {known}); see `traystatus profile list`"
+                f"no profile named {wanted!r} (profiles: {self._known()}); see "
+                "`traystatus profile list`"
             ) from None
 
-    # -- writing
-    def put(self, profile: ConnectionProfile, *, make_default: bool = False) -> None:
-        """Add or replace ``profile`` and save. A profile holding a password is refused."""
+    # -- writing: each public method is one locked read-change-write transaction
+    @contextlib.contextmanager
+    def _change(self) -> Iterator[None]:
+        """Lock, re-read, let the caller change this store, write. Nested calls join the
+        outer transaction. On an error nothing is written and the file is re-read."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        with _FileLock(self.lock_path):
+            self._depth = 1
+            try:
+                self.load()
+                try:
+                    yield
+                except BaseException:
+                    with contextlib.suppress(ProfileError):
+                        self.load()
+                    raise
+                self._write()
+            finally:
+                self._depth = 0
+
+    def _refuse_secret(self, profile: ConnectionProfile) -> None:
         if profile.has_secret:
             raise ProfileError(
                 f"profile {profile.name!r} contains a password; passwords go to the keychain, "
                 "never to the settings file: store it with `traystatus profile add` instead"
             )
+
+    def _set(self, profile: ConnectionProfile) -> None:
+        if profile.name not in self._order:
+            self._order.append(profile.name)
         self._profiles[profile.name] = profile
         self._invalid.pop(profile.name, None)
-        if make_default or self._default is None:
-            self._default = profile.name
-        self.save()
+
+    def put(self, profile: ConnectionProfile, *, make_default: bool = False) -> None:
+        """Add or replace ``profile`` and save. A profile holding a password is refused.
+        The first profile becomes the default; a later one only with ``make_default``."""
+        self._refuse_secret(profile)
+        with self._change():
+            first = not self._order and self._default is None
+            self._set(profile)
+            if make_default or first:
+                self._default = profile.name
+
+    def add(self, profile: ConnectionProfile, *, make_default: bool = False) -> None:
+        """Add a new profile; ProfileError when its name is taken (nothing is replaced)."""
+        self._refuse_secret(profile)
+        with self._change():
+            if self.taken(profile.name):
+                raise ProfileError(taken_message(profile.name))
+            self.put(profile, make_default=make_default)
+
+    def replace(self, profile: ConnectionProfile,
+                expected: ConnectionProfile | None = None) -> None:
+        """Change the existing profile of that name. With ``expected`` (what the editor
+        showed), refuse when another program changed it meanwhile."""
+        self._refuse_secret(profile)
+        with self._change():
+            if not self.taken(profile.name):
+                raise ProfileError(
+                    f"profile {profile.name!r} no longer exists (another program removed it); "
+                    "nothing was saved"
+                )
+            if expected is not None and self._profiles.get(profile.name) != expected:
+                raise ProfileError(
+                    f"profile {profile.name!r} was changed by another program since it was "
+                    "shown here; nothing was saved: look at it again and redo your change"
+                )
+            self.put(profile)
+
+    def rename(self, old: str, profile: ConnectionProfile,
+               expected: ConnectionProfile | None = None) -> None:
+        """Rename ``old`` to ``profile.name`` (with ``profile``'s settings) in one write:
+        the place in the file, the default and the watched list follow. Refused when the
+        new name is taken: a rename never replaces another profile."""
+        self._refuse_secret(profile)
+        new = profile.name
+        with self._change():
+            self.get(old)  # a clear error when it is gone or not valid
+            if expected is not None and self._profiles.get(old) != expected:
+                raise ProfileError(
+                    f"profile {old!r} was changed by another program since it was shown "
+                    "here; nothing was saved: look at it again and redo your change"
+                )
+            if new == old:
+                self.put(profile)
+                return
+            if self.taken(new):
+                raise ProfileError(taken_message(new, renaming=old))
+            self._order[self._order.index(old)] = new
+            self._profiles = {
+                (new if n == old else n): (profile if n == old else p)
+                for n, p in self._profiles.items()
+            }
+            if self._default == old:
+                self._default = new
+            watched = self.settings.watched
+            if old in watched:
+                self.settings = dataclasses.replace(
+                    self.settings,
+                    watched=tuple(dict.fromkeys(new if n == old else n for n in watched)),
+                )
 
     def remove(self, name: str) -> None:
-        """Remove ``name`` (an invalid one too) and save; ProfileError if it is not there."""
-        if name not in self._invalid:
-            self.get(name)  # raises a clear error for an unknown name
-        self._profiles.pop(name, None)
-        self._invalid.pop(name, None)
-        if self._default == name:
-            self._default = next(iter(self._profiles), None)
-        self.save()
+        """Remove ``name`` (an invalid one too) and save; ProfileError if it is not there.
+        When it was the default, the first profile left becomes the default (explicitly:
+        :attr:`default_name` says which, so the caller can tell the user)."""
+        with self._change():
+            if not self.taken(name):
+                self.get(name)  # raises a clear error for an unknown name
+            self._profiles.pop(name, None)
+            self._invalid.pop(name, None)
+            self._order.remove(name)
+            if self._default == name:
+                self._default = self._order[0] if self._order else None
 
     def set_default(self, name: str) -> None:
-        self.get(name)
-        self._default = name
-        self.save()
+        with self._change():
+            self.get(name)
+            self._default = name
 
     def save_settings(self, settings: Settings) -> None:
-        self.settings = settings.validate()
-        self.save()
+        settings = settings.validate()
+        with self._change():
+            self.settings = settings
 
-    def save(self) -> None:
+    def _write(self) -> None:
         text = self.dumps()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -606,6 +762,8 @@ class ProfileStore:
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(text)
+                f.flush()
+                os.fsync(f.fileno())  # the data is on disk before the name points at it
             os.chmod(tmp, 0o600)
             os.replace(tmp, self.path)
         except BaseException as ex:
@@ -613,6 +771,7 @@ class ProfileStore:
             if isinstance(ex, OSError):
                 raise _file_problem(self.path, ex, "write") from ex
             raise
+        _fsync_dir(self.path.parent)
 
     def dumps(self) -> str:
         lines = [
@@ -620,19 +779,24 @@ class ProfileStore:
             "# Passwords are never stored here: they live in the OS keychain (or ~/.pgpass).",
             "",
         ]
-        if self.default_name is not None:
+        if self._default is not None:
+            lines += [f"default = {_value_or_repr(self._default)}", ""]
+        elif self.default_name is not None:
             lines += [f"default = {_value(self.default_name)}", ""]
         lines.append("[settings]")
         lines += [f"{_key(k)} = {_value(v)}" for k, v in self.settings.to_table().items()]
-        for profile in self._profiles.values():
-            table = profile.to_table()
-            options = table.pop("options", None)
-            lines += ["", f"[profiles.{_key(profile.name)}]"]
-            lines += [f"{_key(k)} = {_value(v)}" for k, v in table.items()]
-            if options:
-                lines += ["", f"[profiles.{_key(profile.name)}.options]"]
-                lines += [f"{_key(k)} = {_value(v)}" for k, v in options.items()]
-        for name, (why, raw) in self._invalid.items():
+        for name in self._order:
+            profile = self._profiles.get(name)
+            if profile is not None:
+                table = profile.to_table()
+                options = table.pop("options", None)
+                lines += ["", f"[profiles.{_key(profile.name)}]"]
+                lines += [f"{_key(k)} = {_value(v)}" for k, v in table.items()]
+                if options:
+                    lines += ["", f"[profiles.{_key(profile.name)}.options]"]
+                    lines += [f"{_key(k)} = {_value(v)}" for k, v in options.items()]
+                continue
+            why, raw = self._invalid[name]
             # Written back as found, so editing another profile does not lose it.
             lines += ["", f"# not valid: {' '.join(why.split())}"]
             if raw is None:
@@ -646,6 +810,94 @@ class ProfileStore:
                     lines += ["", f"[profiles.{_key(name)}.{_key(k)}]"]
                     lines += [f"{_key(k2)} = {_value(v2)}" for k2, v2 in v.items()]
         return "\n".join(lines) + "\n"
+
+
+def taken_message(name: str, renaming: str | None = None) -> str:
+    """One line for a name that is already a profile's."""
+    doing = f"cannot rename {renaming!r} to {name!r}" if renaming else f"cannot add {name!r}"
+    return (f"{doing}: a profile named {name!r} already exists; choose another name, or "
+            f"remove {name!r} first (`traystatus profile remove {name}`); nothing was changed")
+
+
+LOCK_TIMEOUT = 5.0
+"""Seconds to wait for another process's change of the profiles file (a change takes
+milliseconds; longer means a stuck process, and the user is told instead of a hang)."""
+
+
+class _FileLock:
+    """An exclusive lock on ``path`` (created 0600), across processes; released on exit
+    and by the OS when the process dies, so a crash never leaves it held."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def __enter__(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as ex:
+            raise _file_problem(self.path, ex, "write") from ex
+        deadline = time.monotonic() + LOCK_TIMEOUT
+        while not _try_lock(fd):
+            if time.monotonic() > deadline:
+                os.close(fd)
+                raise ProfileError(
+                    f"another traystatus process has held the lock on the settings file for "
+                    f"{LOCK_TIMEOUT:g} s ({self.path}); nothing was changed: try again, or end "
+                    "that process"
+                )
+            time.sleep(0.01)
+        self._fd = fd
+
+    def __exit__(self, *exc: object) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)  # closing the descriptor releases the lock
+
+
+if sys.platform == "win32":
+    import msvcrt
+
+    def _try_lock(fd: int) -> bool:
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+
+    def _fsync_dir(path: Path) -> None:
+        """Windows has no directory fsync; its rename is durable with the file's data."""
+else:
+    import fcntl
+
+    def _try_lock(fd: int) -> bool:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    def _fsync_dir(path: Path) -> None:
+        """Make the rename itself durable (the folder's entry), not only the data."""
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            return
+        try:
+            os.fsync(fd)
+        except OSError:  # some file systems cannot sync a folder; the data is synced
+            pass
+        finally:
+            os.close(fd)
+
+
+def _value_or_repr(v: object) -> str:
+    try:
+        return _value(v)
+    except (TypeError, ProfileError):
+        return repr(v)
+
 
 
 # -- minimal TOML emitter -------------------------------------------------------------------------

@@ -104,7 +104,7 @@ def test_cli_processes_and_a_store_interleaving_lose_nothing(cli: Cli) -> None:
     for i in range(30):
         app.put(ConnectionProfile(name=f"app-{i}", host="a.example.org"))
     for p in procs:
-        out, err = p.communicate(timeout=120)
+        _out, err = p.communicate(timeout=120)
         assert p.returncode == 0, err
     names = set(ProfileStore(cli.config_file).names())
     assert names == {f"cli-{i}" for i in range(6)} | {f"app-{i}" for i in range(30)}

@@ -147,7 +147,7 @@ def test_a_held_lock_is_a_clear_error_not_a_hang(
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         monkeypatch.setattr(profiles, "LOCK_TIMEOUT", 0.3)
-        with pytest.raises(ProfileError, match="held the lock.*nothing was changed"):
+        with pytest.raises(ProfileError, match=r"held the lock.*nothing was changed"):
             store.add(_p("x"))
     finally:
         holder.kill()

@@ -238,7 +238,7 @@ def test_unknown_settings_keys_are_tolerated_a_dangling_default_is_not(
     assert store.settings == Settings()
     # The default the file names is gone: never silently profile "a" instead.
     assert store.default_name == "gone"
-    with pytest.raises(ProfileError, match="the default profile 'gone'.*does not exist"):
+    with pytest.raises(ProfileError, match=r"the default profile 'gone'.*does not exist"):
         store.get()
     assert store.get("a").host == "h"
 

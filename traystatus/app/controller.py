@@ -283,7 +283,7 @@ class Controller(QObject):
         options = monitor_options(self.store.settings)
         if self.dsn:
             return SourceSpec(self.dsn, None, self.source_override or "auto", options)
-        if self.profile_name is None and self.store.default_name is None:
+        if self.profile_name is None and not self.store.configured:
             self._profile_problem = NO_PROFILE
             return None
         try:

@@ -6,6 +6,13 @@ one TOML file, no secrets); passwords go through traystatus.core.credentials to 
 keychain. When there is no secure keychain the dialog says so in red and keeps the
 password out of every file (the user can still rely on ~/.pgpass) - never a silent drop.
 
+Keychain calls never run on the event loop (a Secret Service unlock prompt or a hanging
+D-Bus call would freeze the tray): they go to credentials' keychain thread with a deadline,
+the dialog says "Saving…" meanwhile and the result when it comes; ``saved`` is emitted once
+everything, keychain included, is done. Names are never reused by accident: adding or
+renaming onto a profile's name is refused (ProfileStore.add/rename), and a profile another
+program changed since it was shown is not overwritten.
+
 "Test connection" connects the way the monitor does and reports exactly what is wrong,
 using the core's error classification (errors.diagnose: by SQLSTATE / error class, never
 by message text): unreachable, TLS, wrong password, SQL missing or outdated, no privilege.
@@ -15,7 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
 from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
 
 from psycopg.conninfo import make_conninfo
 from PySide6.QtCore import Qt, Signal
@@ -49,6 +58,8 @@ from traystatus.core.state import Problem
 from traystatus.desktop import autostart
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 SSLMODES = ("", "disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 ICON_STYLE_LABELS = {
@@ -140,7 +151,7 @@ async def check_server(profile: ConnectionProfile, token: str | None) -> CheckRe
 
     assert profile.relay is not None
     if not token:
-        token = await asyncio.to_thread(credentials.get_password, profile.name)
+        token = await credentials.get_password_async(profile.name)
     results = await server_checks(profile.relay, token)
     for r in results:
         if not r.ok:
@@ -161,7 +172,11 @@ class SettingsDialog(QDialog):
         self.setWindowTitle("traystatus settings")
         self.setAccessibleName("traystatus settings")
         self._current: str | None = None
+        self._shown: ConnectionProfile | None = None  # the stored profile the form shows
         self._check_task: asyncio.Future[CheckResult] | None = None
+        # The keychain half of the last Save (None: nothing pending); its result is True
+        # when everything, the password included, was saved.
+        self.saving: asyncio.Future[bool] | None = None
         self.tasks = TaskSet(self._task_failed)
 
         outer = QVBoxLayout(self)
@@ -291,6 +306,11 @@ class SettingsDialog(QDialog):
 
     # -- loading ---------------------------------------------------------------------------------
     def load(self) -> None:
+        """Show what the file holds now (re-read: the CLI may have changed it)."""
+        try:
+            self.store.load()
+        except ProfileError as ex:
+            self._say(f"The settings file cannot be read: {ex}", error=True)
         self.profile_list.clear()
         for name in self.store.names():
             self.profile_list.addItem(name)
@@ -316,7 +336,26 @@ class SettingsDialog(QDialog):
             self.autostart.setChecked(autostart.is_enabled())
         except OSError:
             self.autostart.setEnabled(False)
-        info = credentials.keychain_info()
+        self.keychain.setText("Checking the keychain…")
+        self.keychain.setStyleSheet("")
+        self._off_loop(self._check_keychain(), "checking the keychain")
+        default = self.store.default_name
+        items = self.profile_list.findItems(default, _exact()) if default is not None else []
+        if not items and self.profile_list.count():
+            items = [self.profile_list.item(0)]  # the default is broken: show the first
+        if items:
+            self.profile_list.setCurrentItem(items[0])
+        else:
+            self._current = self._shown = None
+            self._show_profile(ConnectionProfile(name="default"))
+
+    async def _check_keychain(self) -> None:
+        try:
+            info = await credentials.off_loop(credentials.keychain_info)
+        except credentials.KeychainTimeout as ex:
+            self.keychain.setText(f"The keychain does not answer: {ex.reason}.")
+            self.keychain.setStyleSheet("color: #c62828; font-weight: bold;")
+            return
         if info.secure:
             self.keychain.setText(f"Passwords are kept in the keychain ({info.backend_name}).")
             self.keychain.setStyleSheet("color: #2e7d32;")
@@ -327,19 +366,27 @@ class SettingsDialog(QDialog):
             )
             self.keychain.setToolTip(f"To fix: {credentials.ADVICE}.")
             self.keychain.setStyleSheet("color: #c62828; font-weight: bold;")
-        default = self.store.default_name
-        if default is not None:
-            items = self.profile_list.findItems(default, _exact())
-            if items:
-                self.profile_list.setCurrentItem(items[0])
-        else:
-            self._show_profile(ConnectionProfile(name="default"))
+
+    def _off_loop(self, coro: Coroutine[Any, Any, T], what: str) -> asyncio.Future[T] | T:
+        """Run ``coro`` (keychain work, in credentials' keychain thread) as a task of this
+        dialog on the running loop: the window keeps painting meanwhile. Without a running
+        loop (a script, a test without one) nothing can freeze: run it to its end here."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            loop = asyncio.new_event_loop()
+            try:
+                return loop.run_until_complete(coro)
+            finally:
+                loop.close()
+        return self.tasks.start(coro, what)
 
     def _select(self, name: str) -> None:
         if not name or name not in self.store:
             return
         self._current = name
-        self._show_profile(self.store.get(name))
+        self._shown = self.store.get(name)
+        self._show_profile(self._shown)
 
     def _show_profile(self, p: ConnectionProfile) -> None:
         self.name.setText(p.name)
@@ -356,7 +403,7 @@ class SettingsDialog(QDialog):
         n = 1
         while f"profile {n}" in self.store:
             n += 1
-        self._current = None
+        self._current = self._shown = None
         self.profile_list.clearSelection()
         self._show_profile(ConnectionProfile(name=f"profile {n}"))
         self.name.setFocus()
@@ -365,11 +412,23 @@ class SettingsDialog(QDialog):
         name = self._current
         if name is None or name not in self.store:
             return
-        self.store.remove(name)
-        credentials.delete_password(name)
-        self._current = None
+        try:
+            self.store.remove(name)
+        except ProfileError as ex:
+            self._say(f"Not removed: {ex}", error=True)
+            return
+        self._current = self._shown = None
+        self._say(f"Removed {name!r}.")
         self.load()
         self.saved.emit(SavedChange(removed=(name,)))
+        self._off_loop(self._forget_password(name), "deleting a password")
+
+    async def _forget_password(self, name: str) -> None:
+        try:
+            await credentials.off_loop(credentials.delete_password_or_raise, name)
+        except credentials.NoSecureKeychain as ex:
+            self._say(f"Removed {name!r}, but its keychain entry could not be deleted: {ex}. "
+                      "Delete it in your keychain app.", error=True)
 
     # -- the form as a profile -------------------------------------------------------------------
     def profile(self) -> ConnectionProfile:
@@ -418,63 +477,127 @@ class SettingsDialog(QDialog):
 
     # -- saving ----------------------------------------------------------------------------------
     def save(self) -> bool:
-        """Save the profile, the settings and then the password; False (and a message)
-        when something was not saved.
+        """Save button: write the profile and the settings (a quick, locked file change),
+        then hand the keychain part (store, move or keep the password) to the keychain
+        thread; ``saved`` is emitted when it is done, :attr:`saving` is its future.
 
-        The password goes last: without a secure keychain it cannot be stored, and that
-        must not cost the other changes in the dialog. It is then handed on in ``saved``
-        for this session only (the message says so and what to do)."""
+        False (and a message) when nothing could be saved: a name another profile has, a
+        profile another program changed meanwhile, a bad value. The password goes last:
+        without a secure keychain it cannot be stored, and that must not cost the other
+        changes in the dialog; it is then handed on in ``saved`` for this session only."""
+        if self.saving is not None and not self.saving.done():
+            self._say("Still saving the last change…")
+            return False
+        self.saving = None
+        old = self._current
         renamed: dict[str, str] = {}
         try:
             profile, secrets = self.profile().without_secrets()
-            self.store.put(profile, make_default=self._current is None and not len(self.store))
-            old_pw: str | None = None
-            if self._current is not None and self._current != profile.name:
-                # Renamed: move the password along, drop the old entry.
-                renamed[self._current] = profile.name
-                old_pw = credentials.get_password(self._current)
-                if self.store.default_name == self._current:
-                    self.store.set_default(profile.name)
-                self.store.remove(self._current)
-                credentials.delete_password(self._current)
+            self.store.load()  # what the file holds now (the CLI may have added this name)
+            if old != profile.name and self.store.taken(profile.name):
+                raise ProfileError(
+                    f"a profile named {profile.name!r} already exists; choose another name "
+                    f"(to replace {profile.name!r}, select it and edit it, or remove it first)"
+                )
+            if old is None:
+                self.store.add(profile)  # refuses a name that is taken
+            elif old == profile.name:
+                self.store.replace(profile, expected=self._shown)
+            else:
+                self.store.rename(old, profile, expected=self._shown)  # refuses a taken one
+                renamed[old] = profile.name
             self._current = profile.name
+            self._shown = profile
             self.store.save_settings(self.settings())
         except (ProfileError, OSError) as ex:
             self._say(f"Not saved: {ex}", error=True)
             return False
-        password = self.password.text() or secrets.get("password") or old_pw
+        typed = self.password.text() or secrets.get("password")
         self.password.clear()
         problems: list[str] = []
-        session_password: str | None = None
-        stored = False
-        if password:
-            try:
-                credentials.store_password(profile.name, password)
-                stored = True
-            except credentials.NoSecureKeychain as ex:
-                session_password = password
-                problems.append(
-                    f"Saved, except the password: no secure keychain, {ex.reason}. "
-                    "traystatus uses the password for this session only, until it quits. "
-                    f"To keep it: {credentials.ADVICE}."
-                )
         try:
             if self.autostart.isEnabled() and autostart.is_enabled() != self.autostart.isChecked():
                 autostart.set_enabled(self.autostart.isChecked())
         except OSError as ex:
             problems.append(f"Saved, but start at login could not be changed: {ex}")
+        if not (typed or renamed):  # no keychain work: done now
+            return self._finish_save(profile.name, None, None, False, problems)
+        self._say("Saved; storing the password in the keychain…" if typed
+                  else "Saved; moving the password in the keychain…")
+        self._save_button().setEnabled(False)
+        result = self._off_loop(
+            self._save_password(profile.name, typed, old if renamed else None, problems),
+            "saving the password",
+        )
+        if isinstance(result, bool):
+            return result
+        self.saving = result
+        return True
+
+    async def save_async(self) -> bool:
+        """Save and wait for the keychain part: True when everything was saved."""
+        if not self.save():
+            return False
+        return await self.saving if self.saving is not None else True
+
+    def _save_button(self) -> QPushButton:
+        button = self.buttons.button(QDialogButtonBox.StandardButton.Save)
+        assert button is not None
+        return button
+
+    async def _save_password(self, name: str, typed: str | None, old: str | None,
+                             problems: list[str]) -> bool:
+        """The keychain part of Save, off the loop: store a typed password, or move the
+        stored one along a rename. Ends by telling the user and emitting ``saved``."""
+        session_password: str | None = None
+        stored = False
+        password = typed
+        try:
+            if old is not None and not typed:
+                try:
+                    password = await credentials.off_loop(credentials.peek_password, old)
+                except credentials.NoSecureKeychain as ex:
+                    problems.append(f"Renamed, but the password of {old!r} could not be moved "
+                                    f"({ex}): type it again and save.")
+            if password:
+                try:
+                    await credentials.off_loop(credentials.store_password, name, password)
+                    stored = True
+                except credentials.NoSecureKeychain as ex:
+                    session_password = password
+                    why = (str(ex) if isinstance(ex, credentials.BrokenKeychain)
+                           else f"no secure keychain, {ex.reason}")
+                    problems.append(
+                        f"Saved, except the password: {why}. traystatus uses the password "
+                        f"for this session only, until it quits. To keep it: "
+                        f"{credentials.ADVICE}."
+                    )
+            elif old is not None:
+                # Nothing to move: make sure the new name does not inherit a stray entry.
+                await credentials.off_loop(credentials.delete_password, name)
+            if old is not None and (stored or password is None):
+                try:
+                    await credentials.off_loop(credentials.delete_password_or_raise, old)
+                except credentials.NoSecureKeychain as ex:
+                    problems.append(f"Renamed, but the old keychain entry {old!r} could not be "
+                                    f"deleted ({ex}); delete it in your keychain app.")
+        finally:
+            self._save_button().setEnabled(True)
+        return self._finish_save(name, old, session_password, stored, problems)
+
+    def _finish_save(self, name: str, old: str | None, session_password: str | None,
+                     stored: bool, problems: list[str]) -> bool:
         if problems:
             self._say(" ".join(problems), error=True)
         else:
             self._say("Saved.")
-        current = profile.name
         self.load()
-        items = self.profile_list.findItems(current, _exact())
+        items = self.profile_list.findItems(name, _exact())
         if items:
             self.profile_list.setCurrentItem(items[0])
         self.saved.emit(
-            SavedChange(profile=current, renamed=renamed, session_password=session_password,
-                        password_stored=stored)
+            SavedChange(profile=name, renamed={old: name} if old is not None else {},
+                        session_password=session_password, password_stored=stored)
         )
         return not problems
 

@@ -67,7 +67,7 @@ async def open_spec(spec: SourceSpec) -> Opened:
     if is_relay(spec.conninfo):
         # A traystatus server: the profile's keychain entry is its token.
         token = typed or (
-            await asyncio.to_thread(credentials.get_password, name) if name else None
+            await credentials.get_password_async(name) if name else None
         )
         if token:
             kwargs["password"] = token

@@ -16,16 +16,26 @@ about 40 ms, and the CLI's one-shot commands mostly never ask the keychain.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import logging
 import os
+import queue
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from keyring.backend import KeyringBackend
 
 SERVICE = "traystatus"
 BACKEND_ENV = "PYTHON_KEYRING_BACKEND"
+KEYCHAIN_TIMEOUT = 30.0
+"""Seconds an asyncio caller waits for one keychain call (a Secret Service unlock prompt,
+or D-Bus's own 25 s timeout), then goes on without it."""
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -228,3 +238,90 @@ def peek_password(profile: str) -> str | None:
         raise BrokenKeychain(
             info.backend_name, f"the keychain could not be read ({_one_line(ex)})"
         ) from ex
+
+
+# -- off the event loop ---------------------------------------------------------------------
+# A keychain call may block for long: the Secret Service shows an unlock prompt and waits
+# for the person, or D-Bus waits 25 s for a service that hangs. The tray app's loop (Qt and
+# asyncio in one) must not stop meanwhile, so its keychain calls run in one worker thread
+# (one at a time: a single unlock prompt, and backends need not be thread-safe), with a
+# deadline. The thread is a daemon: a call that never returns cannot keep the app from
+# quitting (a ThreadPoolExecutor's workers are joined at exit).
+
+
+class KeychainTimeout(BrokenKeychain):
+    """The keychain did not answer in time (the call may still finish later)."""
+
+
+class _KeychainThread:
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[
+            tuple[concurrent.futures.Future[Any], Callable[..., Any], tuple[Any, ...]]
+        ] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, fn: Callable[..., T], *args: Any) -> concurrent.futures.Future[T]:
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self._jobs.put((future, fn, args))
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="keychain",
+                                                daemon=True)
+                self._thread.start()
+        return future
+
+    def _run(self) -> None:
+        while True:
+            self._one(*self._jobs.get())
+
+    @staticmethod
+    def _one(future: concurrent.futures.Future[Any], fn: Callable[..., Any],
+             args: tuple[Any, ...]) -> None:
+        # A function of its own, so that nothing of a finished job stays referenced from
+        # this thread while it waits for the next: the future's callbacks lead to the
+        # caller's task and Qt objects, which must be freed in the GUI thread, never here.
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            future.set_result(fn(*args))
+        except BaseException as ex:  # handed to the caller, who decides
+            future.set_exception(ex)
+
+
+_worker = _KeychainThread()
+
+
+async def off_loop(fn: Callable[..., T], *args: Any, seconds: float | None = None) -> T:
+    """``fn(*args)`` in the keychain thread, awaited without blocking the loop.
+    :class:`KeychainTimeout` after ``seconds`` (:data:`KEYCHAIN_TIMEOUT` when None)."""
+    limit = KEYCHAIN_TIMEOUT if seconds is None else seconds
+    future = asyncio.wrap_future(_worker.submit(fn, *args))
+    try:
+        return await asyncio.wait_for(future, limit)
+    except TimeoutError:
+        name = keychain_backend_name()
+        raise KeychainTimeout(
+            name, f"the keychain did not answer within {limit:g} s (a locked keychain may be "
+            "waiting for its password, or its service hangs)"
+        ) from None
+
+
+def keychain_backend_name() -> str:
+    """The active backend's name, without starting one (for messages)."""
+    try:
+        import keyring
+
+        return _name(keyring.get_keyring())
+    except Exception:
+        return os.environ.get(BACKEND_ENV, "") or "(keyring's configured backend)"
+
+
+async def get_password_async(profile: str, seconds: float | None = None) -> str | None:
+    """:func:`get_password` off the loop. Never raises: a keychain that does not answer
+    in time counts as "not stored", with one warning."""
+    try:
+        return await off_loop(get_password, profile, seconds=seconds)
+    except KeychainTimeout as ex:
+        _warn_once(f"could not read the keychain: {ex.reason}")
+        return None

@@ -79,9 +79,14 @@ def _params(conninfo: str) -> dict[str, str]:
     return {k: str(v) for k, v in conninfo_to_dict(conninfo).items() if v is not None}
 
 
+def _needs_keychain(error: psycopg.Error | None, keychain_name: str | None) -> bool:
+    return error is not None and keychain_name is not None
+
+
 def _decide(error: psycopg.Error | None, keychain_name: str | None,
-            keychain: Keychain | None) -> Resolution:
-    """Steps 2-4 once the probe's outcome is known (``error`` None: it connected)."""
+            stored: str | None) -> Resolution:
+    """Steps 2-4 once the probe's outcome is known (``error`` None: it connected) and,
+    when it failed, the keychain's answer (``stored``)."""
     if error is None:
         log.debug("libpq connected without a password from traystatus")
         return Resolution(Source.LIBPQ)
@@ -89,8 +94,6 @@ def _decide(error: psycopg.Error | None, keychain_name: str | None,
     # needs_password: the server asked for one and libpq had none (used_password is also
     # true then: it only says the method was a password one).
     asked = pgconn is not None and pgconn.needs_password
-    lookup = keychain if keychain is not None else credentials.get_password
-    stored = lookup(keychain_name) if keychain_name is not None else None
     if not asked:
         log.debug("the password probe failed for another reason; the connection reports it")
         return Resolution(Source.UNDECIDED, stored, error)
@@ -104,37 +107,53 @@ def resolve(conninfo: str, keychain_name: str | None = None,
             keychain: Keychain | None = None) -> Resolution:
     """The password to use for ``conninfo`` (blocking). ``keychain_name``: the profile
     whose keychain entry may be used (None for a bare DSN)."""
+    error: psycopg.Error | None = None
     try:
         params = _params(conninfo)
     except psycopg.Error as ex:  # not a valid conninfo: connecting will say so
-        return _decide(ex, keychain_name, keychain)
-    if params.get("password"):
-        return Resolution(Source.DSN)
-    error: psycopg.Error | None = None
-    try:
-        with pgconnect.Connection.connect(_probe_conninfo(conninfo, params), autocommit=True):
-            pass
-    except psycopg.Error as ex:
         error = ex
-    return _decide(error, keychain_name, keychain)
+    else:
+        if params.get("password"):
+            return Resolution(Source.DSN)
+        try:
+            with pgconnect.Connection.connect(_probe_conninfo(conninfo, params),
+                                              autocommit=True):
+                pass
+        except psycopg.Error as ex:
+            error = ex
+    stored = None
+    if _needs_keychain(error, keychain_name):
+        assert keychain_name is not None
+        lookup = keychain if keychain is not None else credentials.get_password
+        stored = lookup(keychain_name)
+    return _decide(error, keychain_name, stored)
 
 
 async def resolve_async(conninfo: str, keychain_name: str | None = None,
                         keychain: Keychain | None = None) -> Resolution:
-    """The same as :func:`resolve`, for an asyncio loop (the tray app's)."""
+    """The same as :func:`resolve`, for an asyncio loop (the tray app's). The keychain is
+    asked in its own thread with a deadline (credentials.get_password_async): an unlock
+    prompt or a hanging Secret Service never stops the loop. A ``keychain`` callable given
+    by the caller is called inline: it must not block."""
+    error: psycopg.Error | None = None
     try:
         params = _params(conninfo)
     except psycopg.Error as ex:
-        return _decide(ex, keychain_name, keychain)
-    if params.get("password"):
-        return Resolution(Source.DSN)
-    error: psycopg.Error | None = None
-    try:
-        conn = await pgconnect.AsyncConnection.connect(
-            _probe_conninfo(conninfo, params), autocommit=True
-        )
-    except psycopg.Error as ex:
         error = ex
     else:
-        await conn.close()
-    return _decide(error, keychain_name, keychain)
+        if params.get("password"):
+            return Resolution(Source.DSN)
+        try:
+            conn = await pgconnect.AsyncConnection.connect(
+                _probe_conninfo(conninfo, params), autocommit=True
+            )
+        except psycopg.Error as ex:
+            error = ex
+        else:
+            await conn.close()
+    stored = None
+    if _needs_keychain(error, keychain_name):
+        assert keychain_name is not None
+        stored = (keychain(keychain_name) if keychain is not None
+                  else await credentials.get_password_async(keychain_name))
+    return _decide(error, keychain_name, stored)

@@ -306,11 +306,20 @@ class SettingsDialog(QDialog):
 
     # -- loading ---------------------------------------------------------------------------------
     def load(self) -> None:
-        """Show what the file holds now (re-read: the CLI may have changed it)."""
+        """Show what the file holds now (re-read: the CLI may have changed it), and ask
+        the keychain (off the loop) whether passwords can be kept."""
         try:
             self.store.load()
         except ProfileError as ex:
             self._say(f"The settings file cannot be read: {ex}", error=True)
+        self._show_store()
+        self.keychain.setText("Checking the keychain…")
+        self.keychain.setStyleSheet("")
+        self._off_loop(self._check_keychain(), "checking the keychain")
+
+    def _show_store(self, select: str | None = None) -> None:
+        """Fill the lists and settings from the store; select ``select`` (else the
+        default profile, else the first)."""
         self.profile_list.clear()
         for name in self.store.names():
             self.profile_list.addItem(name)
@@ -336,11 +345,8 @@ class SettingsDialog(QDialog):
             self.autostart.setChecked(autostart.is_enabled())
         except OSError:
             self.autostart.setEnabled(False)
-        self.keychain.setText("Checking the keychain…")
-        self.keychain.setStyleSheet("")
-        self._off_loop(self._check_keychain(), "checking the keychain")
-        default = self.store.default_name
-        items = self.profile_list.findItems(default, _exact()) if default is not None else []
+        wanted = select if select is not None else self.store.default_name
+        items = self.profile_list.findItems(wanted, _exact()) if wanted is not None else []
         if not items and self.profile_list.count():
             items = [self.profile_list.item(0)]  # the default is broken: show the first
         if items:
@@ -419,7 +425,7 @@ class SettingsDialog(QDialog):
             return
         self._current = self._shown = None
         self._say(f"Removed {name!r}.")
-        self.load()
+        self._show_store()
         self.saved.emit(SavedChange(removed=(name,)))
         self._off_loop(self._forget_password(name), "deleting a password")
 
@@ -522,6 +528,7 @@ class SettingsDialog(QDialog):
             problems.append(f"Saved, but start at login could not be changed: {ex}")
         if not (typed or renamed):  # no keychain work: done now
             return self._finish_save(profile.name, None, None, False, problems)
+        self._show_store(select=profile.name)  # the file has it already
         self._say("Saved; storing the password in the keychain…" if typed
                   else "Saved; moving the password in the keychain…")
         self._save_button().setEnabled(False)
@@ -591,10 +598,7 @@ class SettingsDialog(QDialog):
             self._say(" ".join(problems), error=True)
         else:
             self._say("Saved.")
-        self.load()
-        items = self.profile_list.findItems(name, _exact())
-        if items:
-            self.profile_list.setCurrentItem(items[0])
+        self._show_store(select=name)
         self.saved.emit(
             SavedChange(profile=name, renamed={old: name} if old is not None else {},
                         session_password=session_password, password_stored=stored)

@@ -458,7 +458,7 @@ def test_a_password_typed_without_a_keychain_reaches_a_watched_deployment(
             assert dialog is not None
             _select(dialog, "test")
             dialog.password.setText(password)
-            assert not dialog.save()  # no keychain: for this session only
+            assert not await dialog.save_async()  # no keychain: for this session only
             assert "this session only" in dialog.message.text()
             await wait_until(lambda: ctl.deployments.statuses["test"].state is State.STABLE)
             dialog.close()

@@ -21,9 +21,14 @@ while the task is processing, never says disconnected or error, and ends on the 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -33,6 +38,7 @@ from tests.core.conftest import running, with_params
 from traystatus.core.monitor import Monitor, MonitorOptions
 from traystatus.core.state import State, Status
 
+REPO = Path(__file__).resolve().parents[2]
 TRUTH_WINDOW = 2.0
 FLOOD_IDS = 30_000
 CLEAN = ("DELETE FROM worker.tasks AS t USING worker.command_registry AS cr "
@@ -188,6 +194,15 @@ async def same_transaction(target: Target) -> None:
     _check(m, timeline, busy_from, busy_until)
 
 
+_READS: dict[int, tuple[float, int]] = {}
+
+
+def reads_during(m: Monitor, since: float) -> int:
+    at, reads = _READS[id(m)]
+    assert at <= since
+    return m.counters.stability_reads - reads
+
+
 async def continuous(target: Target) -> None:
     m, timeline = await _watch(target)
     flooder = Flooder(target.analyst)
@@ -195,6 +210,7 @@ async def continuous(target: Target) -> None:
         await rec.state(State.STABLE)
         task = await asyncio.to_thread(_enqueue, target.superuser)
         await rec.state(State.PROCESSING)
+        _READS[id(m)] = (time.monotonic(), m.counters.stability_reads)
         flooder.start()
         try:
             await asyncio.sleep(1.2)
@@ -210,6 +226,10 @@ async def continuous(target: Target) -> None:
             await asyncio.to_thread(flooder.join, 30)
         assert flooder.failure is None, flooder.failure
         assert flooder.sent >= 10 * FLOOD_IDS, f"the flood was small: {flooder.sent}"
+        # Issue 23: a flood costs a bounded number of reads, and the health of the
+        # connection is never in doubt (no read without an answer in time).
+        assert reads_during(m, busy_from) <= 10 * (time.monotonic() - busy_from), m.counters
+        assert m.counters.stale == 0, m.counters
         await asyncio.to_thread(
             _sql, target.superuser,
             "UPDATE worker.tasks SET state = 'completed' WHERE id = %s RETURNING id", (task,))
@@ -239,3 +259,69 @@ async def test_a_continuous_flood_hides_nothing_on_the_stand_in(stand_in: Target
 @pytest.mark.asyncio
 async def test_a_continuous_flood_hides_nothing_on_the_real_statbus(real: Target) -> None:
     await continuous(real)
+
+
+def _cli_env(analyst: str) -> tuple[list[str], dict[str, str]]:
+    params = psycopg.conninfo.conninfo_to_dict(analyst)
+    password = str(params.pop("password"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    env.update(PGPASSWORD=password, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1",
+               TRAYSTATUS_CONFIG_DIR=str(REPO / ".pytest_cache" / "builtin-cli"))
+    return ["--source", "builtin", "--dsn", psycopg.conninfo.make_conninfo("", **params)], env
+
+
+def test_watch_and_wait_in_their_own_processes_under_a_continuous_flood(real: Target) -> None:
+    """floodhide2.py as it ran: ``watch --json`` and ``wait`` as child processes on the
+    real StatBus. watch never says stable for 2 s while the task runs, nor disconnected;
+    wait does not end while it runs."""
+    _sql(real.superuser, CLEAN)
+    base, env = _cli_env(real.analyst)
+    cmd = [sys.executable, "-m", "traystatus"]
+    watch = subprocess.Popen([*cmd, "watch", "--json", *base], env=env, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    lines: list[tuple[float, str]] = []
+
+    def collect() -> None:
+        assert watch.stdout is not None
+        for line in watch.stdout:
+            if line.strip():
+                lines.append((time.monotonic(), json.loads(line)["state"]))
+
+    reader = threading.Thread(target=collect, daemon=True)
+    reader.start()
+    flooder = Flooder(real.analyst)
+    waiter = None
+    try:
+        deadline = time.monotonic() + 60
+        while not lines and time.monotonic() < deadline:
+            time.sleep(0.05)
+        task = _enqueue(real.superuser)
+        flooder.start()
+        time.sleep(1.2)
+        _sql(real.superuser, "UPDATE worker.tasks SET state = 'processing' WHERE id = %s "
+             "RETURNING id", (task,))
+        busy_from = time.monotonic()
+        waiter = subprocess.Popen([*cmd, "wait", "--timeout", "5", *base], env=env,
+                                  text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        _, wait_err = waiter.communicate(timeout=60)
+        time.sleep(max(0.0, busy_from + 7.0 - time.monotonic()))
+        busy_until = time.monotonic()
+        _sql(real.superuser, "UPDATE worker.tasks SET state = 'completed' WHERE id = %s "
+             "RETURNING id", (task,))
+        time.sleep(3.0)
+    finally:
+        flooder.stop.set()
+        flooder.join(30)
+        watch.terminate()
+        _, watch_err = watch.communicate(timeout=30)
+        if waiter is not None and waiter.poll() is None:
+            waiter.kill()
+    assert flooder.failure is None, flooder.failure
+    timeline = Timeline([(t, Status(State(state))) for t, state in lines])
+    says = [(round(t - busy_from, 2), state) for t, state in lines]
+    hidden = timeline.longest(State.STABLE, busy_from, busy_until)
+    assert hidden < TRUTH_WINDOW, f"watch said stable for {hidden:.1f} s: {says} {watch_err}"
+    wrong = timeline.seen(busy_from) - {State.STABLE, State.PROCESSING}
+    assert not wrong, f"watch said {wrong}: {says} {watch_err}"
+    assert waiter.returncode == 1, f"wait ended with {waiter.returncode}: {wait_err}"
+    assert says[-1][1] == "stable", says  # and ends on the truth

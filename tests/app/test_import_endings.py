@@ -93,3 +93,33 @@ def test_review_is_not_an_ending_and_endings_survive_a_restart(
     # Told once: the review job's end is not told again, nor the ancient one.
     assert _endings(second) == [("Your import 'Legal units 2026' finished",
                                  "50 rows imported")]
+
+
+def test_only_the_shown_profile_keeps_a_ledger_of_endings(
+    qapp: QApplication, qloop: asyncio.AbstractEventLoop, config_dir: Path,
+    memory_keyring: MemoryKeyring, db_dsn: str, bare_db_dsn: str,
+) -> None:
+    """A watched deployment's endings get no notice of their own: its watcher keeps no
+    ledger file (the file of a database is the shown profile's to own)."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    from tests.app.test_deployments import two_deployments
+
+    ctl = Controller(two_deployments(db_dsn, bare_db_dsn), tray_available=lambda: True,
+                     use_desktop_notifier=False)
+
+    async def scenario() -> None:
+        ctl.start()
+        try:
+            await wait_until(lambda: ctl.status.state is State.STABLE and [
+                st.state for _, st in ctl.deployments.rows()] == [State.STABLE])
+            assert ctl.adapter is not None
+            await wait_until(lambda: ctl.adapter is not None
+                             and ctl.adapter.monitor.counters.endings_reads >= 1)
+        finally:
+            await ctl.shutdown()
+
+    run(qloop, scenario(), timeout=120)
+    files = sorted(p.name for p in (config_dir / "import-endings").glob("*.json"))
+    prod = str(conninfo_to_dict(db_dsn)["dbname"])
+    assert len(files) == 1 and files[0].startswith(prod), files

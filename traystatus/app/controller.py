@@ -157,7 +157,10 @@ class Controller(QObject):
         self._profile_problem = NO_PROFILE
         # The other watched deployments (Settings.watched): one icon shows the worst.
         self.deployments = Deployments(
-            store, lambda: monitor_options(self.store.settings), clock, self,
+            # (no ledger of import endings: a deployment's endings get no notice of
+            # their own, and the file of a database must stay the shown profile's)
+            store, lambda: replace(monitor_options(self.store.settings), endings_dir=None),
+            clock, self,
             passwords=self._session_passwords, opener=self._open,
         )
         self.deployments.changed.connect(self._deployments_changed)

@@ -158,3 +158,18 @@ def test_a_broken_default_profile_is_named_never_replaced(
     if "test" in text:
         r = cli.run("status", "-p", "test", timeout=60)
         assert r.returncode == 3 and "t.invalid" in r.stdout + r.stderr
+
+
+def test_status_all_names_an_invalid_profile_and_replace_fixes_it(cli: Cli) -> None:
+    cli.config_file.parent.mkdir(parents=True, exist_ok=True)
+    cli.config_file.write_text("[profiles.broken]\nport = 'x'\n")
+    r = cli.run("status", "--all", timeout=60)
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert r.stdout.startswith("broken: unknown: profile 'broken': port='x' is not valid")
+    assert "`traystatus profile add --replace broken ...`" in r.stdout
+    r = cli.run("profile", "add", "broken", "--host", "h.example.org", "--no-password")
+    assert r.returncode == 2 and "--replace" in r.stderr
+    r = cli.run("profile", "add", "broken", "--replace", "--host", "h.example.org",
+                "--no-password")
+    assert r.returncode == 0, r.stderr
+    assert ProfileStore(cli.config_file).get().host == "h.example.org"

@@ -227,7 +227,7 @@ def cmd_remove(args: argparse.Namespace) -> int:
                 restored = "; its keychain entry was put back, so nothing changed"
             except credentials.NoSecureKeychain as ex2:
                 restored = (f"; its keychain entry was removed and could not be put back "
-                            f"({ex2}): store it again with `traystatus profile add`")
+                            f"({ex2}): store it again with `traystatus profile add --replace`")
         raise CliError(f"profile {name!r} was NOT removed: {ex}{restored}",
                        ExitCode.UNUSABLE) from ex
     extra = " and its keychain entry" if removed else " (it had no keychain entry)"

@@ -599,12 +599,11 @@ class ProfileStore:
                 f"no connection profile is set up ({self.path} has none): add one with "
                 "`traystatus profile add NAME --dsn ...` or pass --dsn"
             )
-        which = "the default profile" if name is None else "profile"
         if wanted in self._invalid:
             raise ProfileError(
-                f"{which + ': ' if name is None else ''}{self._invalid[wanted][0]} "
-                f"(in {self.path}); fix it there, add it again with `traystatus profile add`, "
-                f"or remove it with `traystatus profile remove {wanted}`"
+                f"{'the default profile: ' if name is None else ''}{self._invalid[wanted][0]} "
+                f"(in {self.path}); fix it there, add it again with `traystatus profile add "
+                f"--replace {wanted} ...`, or remove it with `traystatus profile remove {wanted}`"
             )
         try:
             return self._profiles[wanted]

@@ -342,6 +342,19 @@ def test_a_notification_setting_saves_in_place(
                              and got[test_db] != before[test_db])
             await wait_until(lambda: ctl.tray.shown.state is State.STABLE)
             assert ctl.details_window is window and window.isVisible()
+
+            # Renaming either profile reconnects nothing: each is followed by its name.
+            sessions = backends(admin, db_dsn, bare_db_dsn)
+            for old, new in (("test", "staging"), ("prod", "production")):
+                _select(dialog, old)
+                dialog.name.setText(new)
+                assert dialog.save(), dialog.message.text()
+            assert ctl.profile_name == "production"
+            assert [n for n, _ in ctl.deployments.rows()] == ["staging"]
+            assert ProfileStore().settings.watched == ("staging",)  # the second Save kept it
+            await asyncio.sleep(1.0)
+            assert backends(admin, db_dsn, bare_db_dsn) == sessions
+            assert ctl.tray.shown.state is State.STABLE
             dialog.close()
         finally:
             await ctl.shutdown()

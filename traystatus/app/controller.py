@@ -26,7 +26,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from functools import partial
 
-from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QMessageBox, QSystemTrayIcon
 
@@ -515,9 +515,23 @@ class Controller(QObject):
         ))
         if kept != watched:
             self.store.save_settings(replace(self.store.settings, watched=kept))
+            self._tick_watched(kept)
         if self.dsn is None and self.profile_name is None:
             # Removed, or the first profile: watch the default one (or none: error).
             self.profile_name = self.store.default_name
+
+    def _tick_watched(self, watched: tuple[str, ...]) -> None:
+        """The open Settings dialog's "Also watch" ticks follow a rename or removal: it
+        showed the list before the controller moved the names, and its next Save would
+        otherwise unwatch a renamed profile."""
+        dialog = self.settings_dialog
+        if dialog is None:
+            return
+        for i in range(dialog.watched.count()):
+            item = dialog.watched.item(i)
+            item.setCheckState(
+                Qt.CheckState.Checked if item.text() in watched else Qt.CheckState.Unchecked
+            )
 
     def _restart(self) -> None:
         """Start the source over with the current profile and settings."""

@@ -105,6 +105,7 @@ class Deployments(QObject):
         self.wanted: set[str] = set()
         self._closing: set[asyncio.Future[None]] = set()
         self._closing_by_name: dict[str, asyncio.Future[None]] = {}
+        self.closed = False  # after stop() (Quit) nothing is opened any more
 
     @property
     def adapters(self) -> dict[str, MonitorAdapter]:
@@ -121,6 +122,8 @@ class Deployments(QObject):
         changed (its connection settings, its source setting, a typed password) or it
         is in ``forced`` (a new password went to its keychain entry); one no longer
         listed is stopped."""
+        if self.closed:
+            return
         known = set(self.store.names())
         for name in names:
             if name not in known:
@@ -272,6 +275,7 @@ class Deployments(QObject):
         return [(n, self.statuses[n]) for n in self.names if n in self.statuses]
 
     async def stop(self) -> None:
+        self.closed = True
         for name in list(self.slots):
             self._drop(name)
         self.names = []

@@ -82,7 +82,7 @@ class TrayIcon(QObject):
             self.rebuild_menu()
         else:
             self._relabel_deployments()
-        self._render()
+        self.set_status(status)  # the one repaint (and the one place a Status arrives)
 
     def set_style(self, style: IconStyle) -> None:
         self.style = style

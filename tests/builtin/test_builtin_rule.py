@@ -195,8 +195,9 @@ def test_payloads_beyond_the_cap_are_counted_not_parsed() -> None:
 
 
 def _row(newest: int, lowest: int | None = None, stable: bool = True) -> tuple[object, ...]:
-    """A read's row: stable, tracked ids, next_due, newest id, review, lowest active id."""
-    return (stable, [], None, newest, None, lowest)
+    """A read's row: stable, tracked ids, next_due, newest id, review, lowest active id,
+    analytics tasks scheduled ahead."""
+    return (stable, [], None, newest, None, lowest, [])
 
 
 def test_after_lost_payloads_the_read_starts_from_the_floor() -> None:
@@ -221,6 +222,45 @@ def test_after_lost_payloads_the_read_starts_from_the_floor() -> None:
     assert tracker.query(now=113.0).sql == builtin_sql.RULE  # nothing lost since
     tracker.reset()  # a new connection knows no floor
     assert tracker.floor() is None and tracker.query(now=114.0).full
+
+
+def _reads(conn: Conn, tracker: TaskTracker, *times: float) -> tuple[object, ...]:
+    row: tuple[object, ...] | None = None
+    for now in times:
+        q = tracker.query(now=now)
+        row = conn.execute(q.sql.encode(), q.params).fetchone()
+        assert row is not None
+        tracker.apply(row, q.full, now=now)
+    assert row is not None
+    return row
+
+
+def test_a_task_scheduled_ahead_is_probed_by_id_not_under_the_floor(conn: Conn) -> None:
+    """A task queued long ago for later (StatBus's maintenance tasks are, 24 h ahead)
+    must not hold the floor back, or every read after lost payloads would read the rows
+    of a day; an analytics one is probed by id instead."""
+    conn.execute("DELETE FROM worker.tasks")
+    ahead = conn.execute("INSERT INTO worker.tasks (command, state, scheduled_at) VALUES "
+                         "('derive_statistical_unit', 'pending', now() + interval '1 hour') "
+                         "RETURNING id").fetchone()
+    conn.execute("INSERT INTO worker.tasks (command, state, scheduled_at) VALUES "
+                 "('task_cleanup', 'pending', now() + interval '1 day')")
+    newest = conn.execute("INSERT INTO worker.tasks (command, state) VALUES "
+                          "('derive_statistical_unit', 'completed') RETURNING id").fetchone()
+    assert ahead is not None and newest is not None
+    tracker = TaskTracker(floor_lag=0.0)
+    tracker.holds_queue = probe_conn(conn).holds_queue
+    assert _reads(conn, tracker, 1.0, 2.0)[0] is True
+    assert tracker.floor() == newest[0] + 1  # neither task scheduled ahead holds it back
+    # It falls due and runs; what told of it was lost.
+    conn.execute("UPDATE worker.tasks SET state = 'processing', scheduled_at = NULL "
+                 "WHERE id = %s", (ahead[0],))
+    tracker.note("garbage")
+    q = tracker.query(now=3.0)
+    assert q.since and q.params["ids"] == [ahead[0]]
+    row = conn.execute(q.sql.encode(), q.params).fetchone()
+    assert row is not None and tracker.apply(row, q.full, now=3.0).stable is False
+    assert oracle(conn) is False
 
 
 def test_full_reads_asked_for_by_notifications_are_rate_limited() -> None:

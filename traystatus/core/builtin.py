@@ -173,6 +173,9 @@ class TaskTracker:
         # of a read is the lowest id it found tracked, pending or waiting, else the newest
         # id + 1.
         self._floors: list[tuple[float, int]] = []
+        # Analytics tasks pending but scheduled ahead at the last read that kept the floor:
+        # not under the floor, so a read after lost payloads probes them by id.
+        self._scheduled: set[int] = set()
         self.unusable_payloads = 0
         self.dropped_payloads = 0  # beyond the cap: counted, not parsed
         self.holds_queue = True  # from Probe.holds_queue: the job half of the line
@@ -182,6 +185,7 @@ class TaskTracker:
         self._ids.clear()
         self._added.clear()
         self._floors.clear()
+        self._scheduled.clear()
         self._parsed = 0
         self.need_full = True
         self.lost = False
@@ -211,13 +215,15 @@ class TaskTracker:
         Why it holds (StatBus's worker, worker.process_tasks): a task becomes processing
         only from pending or interrupted. Every read is exact (a read after lost payloads
         is this one), so one processing or interrupted at the last read is tracked. One
-        pending at the last read F that kept the floor is at or above F's floor. One
+        pending and due at the last read F that kept the floor is at or above F's floor;
+        an analytics one scheduled ahead then is probed by id (``_scheduled``). One
         queued since F was inserted either by the handler of a task then processing
         (tracked, and older than what it spawns) or by a transaction shorter than
         ``floor_lag`` (less a read's own duration), which began after the oldest read
-        kept and so got an id above that read's newest. Anything else (a task UPDATEd
-        back to processing by hand, an id given explicitly, a longer transaction) is left
-        to the full read a lost payload also asks for, ``min_full_interval`` later."""
+        kept and so got an id above that read's newest. Other queues' tasks scheduled
+        ahead do not count in the answer. Anything else (a task UPDATEd back to
+        processing by hand, an id given explicitly, a longer transaction) is left to the
+        full read a lost payload also asks for, ``min_full_interval`` later."""
         if not self._floors:
             return None
         last = self._floors[-1][0]
@@ -272,8 +278,9 @@ class TaskTracker:
             low = self.floor() if now is not None else None
             if low is None:
                 return full
+            ids = sorted(self._ids | self._scheduled)
             return RuleQuery(builtin_sql.RULE_SINCE,
-                             {"ids": self.ids, "low": low, "holds": self.holds_queue},
+                             {"ids": ids, "low": low, "holds": self.holds_queue},
                              False, since=True)
         # The floor's column every floor_every seconds (it costs a look at every pending
         # row): reads that leave it out add nothing to the floors, see floor().
@@ -288,7 +295,8 @@ class TaskTracker:
 
     def apply(self, row: Sequence[Any], full: bool, now: float | None = None) -> RuleResult:
         """The read's row: (stable, ids still processing/interrupted, next_due, newest,
-        review, lowest tracked/pending/waiting id)."""
+        review) and, from a read that keeps the floor, (the lowest tracked, due pending or
+        waiting id, the analytics tasks scheduled ahead)."""
         still = {int(i) for i in (row[1] or ())}
         # Ids noted while the read ran (none on one connection, but be safe) stay.
         self._ids = still | self._added
@@ -301,6 +309,8 @@ class TaskTracker:
             newest = int(row[3]) if row[3] is not None else 0
             lowest = int(row[5]) if row[5] is not None else newest + 1
             self._keep_floor(now, min(lowest, newest + 1))
+            if len(row) > 6:
+                self._scheduled = {int(i) for i in (row[6] or ())}
         return RuleResult(bool(row[0]), row[2])
 
     def _keep_floor(self, now: float, floor: int) -> None:

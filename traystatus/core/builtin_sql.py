@@ -82,27 +82,33 @@ _REVIEW = f"""(
     FROM public.import_job AS j
     WHERE j.state::text IN ({_quoted(REVIEW_JOB_STATES)}))"""
 
-# The lowest id of a task that is queued or waiting now: pending in any queue (analytics
-# ones even when scheduled ahead: they may run later; other queues' only when due, so
-# that the maintenance queue's self-rescheduling tasks, 24 h ahead, do not hold the floor
-# back a day) or waiting. Each through StatBus's partial indexes (OFFSET 0 keeps the
-# planner from walking the primary key in id order instead). With the tracked ids it is
-# the floor below which no task can start without announcing it (builtin.TaskTracker).
+# The lowest id of a task that is queued and due, or waiting, now (any queue). Each through
+# StatBus's partial indexes (OFFSET 0 keeps the planner from walking the primary key in id
+# order instead). With the tracked ids it is the floor below which no task can start
+# without announcing it (builtin.TaskTracker). Tasks scheduled ahead are not in it (one
+# queued long ago, like the maintenance queue's self-rescheduling tasks, would hold the
+# floor back for days): analytics ones are listed instead (_SCHEDULED_AHEAD), through
+# StatBus's index of scheduled pending tasks, and the tracker probes them by id.
 _LOWEST_QUEUED = f"""least(
            (SELECT min(p.id) FROM (SELECT t.id FROM worker.tasks AS t
-                                   JOIN worker.command_registry AS cr ON cr.command = t.command
-                                   WHERE t.state = 'pending'
-                                     AND (cr.queue = 'analytics' OR {_DUE})
+                                   WHERE t.state = 'pending' AND {_DUE}
                                    OFFSET 0) AS p),
            (SELECT min(w.id) FROM (SELECT t.id FROM worker.tasks AS t
                                    WHERE t.state = 'waiting' OFFSET 0) AS w))"""
+_SCHEDULED_AHEAD = """ARRAY(
+           SELECT t.id FROM worker.tasks AS t
+           JOIN worker.command_registry AS cr ON cr.command = t.command
+           WHERE t.state = 'pending' AND t.scheduled_at IS NOT NULL
+             AND t.scheduled_at > pg_catalog.now() AND cr.queue = 'analytics'
+           ORDER BY t.id)"""
 
 # What the reads return from the tasks they track (``tracked``): the answer, the ids still
 # processing/interrupted, the next due time, the newest id and the review block; those
 # that keep the floor (RULE_FLOOR, RULE_SINCE, RULE_FULL) add the lowest id of a task
-# tracked, pending or waiting (null when none). That column costs a look at every pending
-# row (1.3 ms with 2,000 pending at 10^6 rows), so the everyday read leaves it out and
-# builtin.TaskTracker asks for it only every few seconds.
+# tracked, pending and due, or waiting (null when none), and the ids of analytics tasks
+# scheduled ahead. The lowest id costs a look at every pending row (1.3 ms with 2,000
+# pending at 10^6 rows), so the everyday read leaves them out and builtin.TaskTracker asks
+# for them only every few seconds.
 _RULE_ANSWER = f"""SELECT NOT {_JOBS_ACTIVE}
        AND NOT {_indexed_active("pending")}
        AND NOT {_indexed_active("waiting")}
@@ -117,7 +123,8 @@ _RULE_ANSWER = f"""SELECT NOT {_JOBS_ACTIVE}
        (SELECT max(t.id) FROM worker.tasks AS t) AS newest,
        {_REVIEW} AS review"""
 _FLOOR_COLUMN = f""",
-       least((SELECT min(tr.id) FROM tracked AS tr), {_LOWEST_QUEUED}) AS lowest_active
+       least((SELECT min(tr.id) FROM tracked AS tr), {_LOWEST_QUEUED}) AS lowest_active,
+       {_SCHEDULED_AHEAD} AS scheduled_ahead
 """
 
 # Tasks that may be processing or interrupted, by the ids %(ids)s.

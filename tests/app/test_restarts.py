@@ -323,7 +323,7 @@ def test_a_notification_setting_saves_in_place(
             _select(dialog, "prod")
             dialog.notify_stable.setChecked(False)
             dialog.icon_style.setCurrentIndex(dialog.icon_style.findData("mono-dark"))
-            assert dialog.save(), dialog.message.text()
+            assert await dialog.save_async(), dialog.message.text()
             assert ctl.tray.shown.state is State.STABLE  # no Connecting flash
             assert not ctl.policy.options.finished
             assert all(not p.options.finished for p in ctl.deployments.policies.values())
@@ -335,7 +335,7 @@ def test_a_notification_setting_saves_in_place(
             # A connection setting of test: test reconnects, prod keeps its session.
             _select(dialog, "test")
             dialog.dsn.setText(bare_db_dsn + " connect_timeout=7")
-            assert dialog.save(), dialog.message.text()
+            assert await dialog.save_async(), dialog.message.text()
             prod_db, test_db = (str(conninfo_to_dict(d)["dbname"]) for d in (db_dsn, bare_db_dsn))
             await wait_until(lambda: (got := backends(admin, db_dsn, bare_db_dsn))[prod_db]
                              == before[prod_db] and len(got[test_db]) == 1
@@ -348,7 +348,7 @@ def test_a_notification_setting_saves_in_place(
             for old, new in (("test", "staging"), ("prod", "production")):
                 _select(dialog, old)
                 dialog.name.setText(new)
-                assert dialog.save(), dialog.message.text()
+                assert await dialog.save_async(), dialog.message.text()
             assert ctl.profile_name == "production"
             assert [n for n, _ in ctl.deployments.rows()] == ["staging"]
             assert ProfileStore().settings.watched == ("staging",)  # the second Save kept it

@@ -299,3 +299,30 @@ def test_the_tray_starts_with_the_error_naming_the_broken_default(
             await ctl.shutdown()
 
     run(qloop, scenario(), timeout=60)
+
+
+def test_renaming_a_watched_profile_in_settings_keeps_it_watched(
+    qapp: QApplication, config_dir: Path,
+) -> None:
+    from dataclasses import replace
+
+    from tests.app.conftest import MemoryKeyring
+
+    old = keyring.get_keyring()
+    keyring.set_keyring(MemoryKeyring())
+    try:
+        store = ProfileStore()
+        store.add(ConnectionProfile(name="prod", host="prod.example.org"))
+        store.add(ConnectionProfile(name="work", host="test.example.org"))
+        store.save_settings(replace(store.settings, watched=("work",)))
+        dialog = SettingsDialog(store)
+        dialog.profile_list.setCurrentItem(
+            dialog.profile_list.findItems("work", Qt.MatchFlag.MatchExactly)[0])
+        dialog.name.setText("office")
+        assert dialog.save(), dialog.message.text()  # no loop running: done here
+        again = ProfileStore()
+        assert again.names() == ["prod", "office"]
+        assert again.settings.watched == ("office",)
+        dialog.close()
+    finally:
+        keyring.set_keyring(old)

@@ -514,7 +514,11 @@ class SettingsDialog(QDialog):
                 renamed[old] = profile.name
             self._current = profile.name
             self._shown = profile
-            self.store.save_settings(self.settings())
+            settings = self.settings()
+            if renamed:  # the watched list was shown before the rename
+                settings = replace(settings, watched=tuple(dict.fromkeys(
+                    renamed.get(n, n) for n in settings.watched)))
+            self.store.save_settings(settings)
         except (ProfileError, OSError) as ex:
             self._say(f"Not saved: {ex}", error=True)
             return False

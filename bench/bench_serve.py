@@ -18,6 +18,16 @@
 
 Client and server share this machine's cores: on a loaded 2-core machine the clients'
 own reading dominates the tail. Say so when quoting the figures.
+
+    .venv/bin/python bench/bench_serve.py --auth-keys 200 [--rounds 5]
+
+What following credentials costs, on the real StatBus kit (``build.sh --env`` in the
+environment; a copy of its template, a user of its own, dropped afterwards): the server
+in-process with its JWT secret; the handshake with a shared token, with a StatBus API key
+checked against the database (first use) and the same key again (answer cached), medians
+over ``--rounds`` x 20 handshakes; then ``--auth-keys`` sockets with as many distinct API
+keys open, and one pass of re-checking them all against the database (cache off), median
+over ``--rounds`` passes: what every ``--recheck-interval`` costs at that many keys.
 """
 
 from __future__ import annotations
@@ -242,6 +252,109 @@ def run_round(args: argparse.Namespace, dsn: str) -> dict[str, float]:
     }
 
 
+def auth_bench(keys: int, rounds: int) -> None:
+    asyncio.run(_auth_bench(keys, rounds))
+
+
+async def _auth_bench(keys: int, rounds: int) -> None:
+    import uuid
+
+    import aiohttp
+    from psycopg import sql
+    from psycopg.conninfo import make_conninfo
+
+    from traystatus.core.monitor import Monitor
+    from traystatus.serve.app import credential_checker, recheck_sockets
+    from traystatus.serve.server import Running, ServeConfig, serve
+
+    base = os.environ.get("STATBUS_REAL_DSN")
+    if not base:
+        raise SystemExit("--auth-keys needs the real StatBus kit: eval \"$(bash "
+                         "../shared/statbus-real/build.sh --env)\"")
+    suffix = uuid.uuid4().hex[:10]
+    db, email = f"bench_auth_{suffix}", f"bench-{suffix}@example.org"
+    admin = make_conninfo(base, dbname="postgres")
+    template = os.environ.get("STATBUS_REAL_TEMPLATE", "statbus_template")
+    with psycopg.connect(admin, autocommit=True) as c:
+        c.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {} OWNER statbus_app STRATEGY "
+                          "FILE_COPY").format(sql.Identifier(db), sql.Identifier(template)))
+    dsn = make_conninfo(base, dbname=db)
+    tmp = Path(tempfile.mkdtemp(prefix="bench-auth-"))
+    try:
+        with psycopg.connect(dsn, autocommit=True) as c:
+            c.execute("INSERT INTO auth.user (email, password, statbus_role, display_name, "
+                      "email_confirmed_at) VALUES (%s, %s, 'regular_user', 'Bench', now())",
+                      (email, uuid.uuid4().hex))
+            secret = c.execute("SELECT value FROM auth.secrets WHERE key = 'jwt_secret'"
+                               ).fetchone()
+            c.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(email)))
+            tokens = [str(r[0]) for r in c.execute(
+                "SELECT (public.create_api_key('bench ' || i, '1 day')).token "
+                "FROM generate_series(1, %s) AS i", (keys + rounds * 20,)).fetchall()]
+        assert secret is not None
+        (tmp / "jwt").write_text(str(secret[0]) + "\n")
+        (tmp / "tokens").write_text("bench-token-0123456789abcdef\n")
+        for name in ("jwt", "tokens"):
+            (tmp / name).chmod(0o600)
+        config = ServeConfig(port=0, token_file=str(tmp / "tokens"),
+                             jwt_secret_file=str(tmp / "jwt"), credential_conninfo=dsn,
+                             recheck=3600.0, startup_grace=0.1)
+        started: asyncio.Future[Running] = asyncio.get_running_loop().create_future()
+        stop = asyncio.Event()
+        task = asyncio.create_task(serve(config, Monitor(dsn), ready=started.set_result,
+                                         stop=stop, handle_signals=False))
+        running = await started
+        ws_url = "ws" + running.url[4:] + "/api/system-stability"
+
+        async def handshake(http: aiohttp.ClientSession, token: str) -> float:
+            t0 = time.perf_counter()
+            ws = await http.ws_connect(ws_url, headers={"Authorization": f"Bearer {token}"})
+            took = time.perf_counter() - t0
+            await ws.close()
+            return took
+
+        fresh = iter(tokens[keys:])
+        shared, first, cached = [], [], []
+        # no connection limit: every open WebSocket holds one of the connector's
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+            await handshake(http, "bench-token-0123456789abcdef")  # warm up
+            for _ in range(rounds * 20):
+                shared.append(await handshake(http, "bench-token-0123456789abcdef"))
+                key = next(fresh)
+                first.append(await handshake(http, key))
+                cached.append(await handshake(http, key))
+            print(f"handshake medians ({rounds * 20} each): shared token "
+                  f"{ms(statistics.median(shared))}, StatBus API key checked in the "
+                  f"database {ms(statistics.median(first))}, the same key again (cached) "
+                  f"{ms(statistics.median(cached))}")
+            sockets = [await http.ws_connect(ws_url,
+                                             headers={"Authorization": f"Bearer {t}"})
+                       for t in tokens[:keys]]
+            assert running.app is not None
+            checker = credential_checker(running.app)
+            assert checker is not None
+            checker.ttl = 0.0  # every pass asks the database
+            passes = []
+            for _ in range(rounds):
+                t0 = time.perf_counter()
+                closed = await recheck_sockets(running.app)
+                passes.append(time.perf_counter() - t0)
+                assert closed == 0
+            print(f"re-checking {keys} open API-key sockets against the database: median "
+                  f"{ms(statistics.median(passes))} a pass ({rounds} passes; "
+                  f"{ms(statistics.median(passes) / keys)} a key), every "
+                  "--recheck-interval (default 5 s)")
+            for ws in sockets:
+                await ws.close()
+        stop.set()
+        await task
+    finally:
+        with psycopg.connect(admin, autocommit=True) as c:
+            c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(db)))
+            c.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(email)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=1000)
@@ -250,8 +363,14 @@ def main() -> None:
     parser.add_argument("--gap", type=float, default=0.5, help="seconds between flips")
     parser.add_argument("--idle", type=float, default=30.0)
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--auth-keys", type=int, default=0, metavar="N",
+                        help="measure credential checks instead (real StatBus kit)")
     args = parser.parse_args()
     print(f"load average before: {os.getloadavg()}, cores: {os.cpu_count()}")
+    if args.auth_keys:
+        auth_bench(args.auth_keys, args.rounds)
+        print(f"load average after: {os.getloadavg()}")
+        return
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
         db, dsn = start_db(Path(tmp))
         try:

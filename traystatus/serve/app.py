@@ -368,6 +368,11 @@ async def _close_unauthorized(st: _State, ws: web.WebSocketResponse, why: str,
         await asyncio.wait_for(ws.close(code=CLOSE_UNAUTHORIZED, message=why.encode()), 2.0)
 
 
+def credential_checker(app: web.Application) -> CredentialChecker | None:
+    """The app's database checker of StatBus tokens (None without a JWT secret)."""
+    return app[_KEY].checker
+
+
 async def recheck_sockets(app: web.Application) -> int:
     """Check every open socket's credential again; close those that no longer hold.
     Returns how many were closed."""

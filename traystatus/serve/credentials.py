@@ -104,21 +104,9 @@ class CredentialChecker:
         try:
             async with asyncio.timeout(self.timeout):
                 conn = await self._connection()
-                role = credential.role
-                if role is not None:
-                    cur = await conn.execute(
-                        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = %s)",
-                        (role,),
-                    )
-                    row = await cur.fetchone()
-                    if not (row and row[0]):
-                        return Answer.REVOKED  # the user was deleted (StatBus drops its role)
-                if credential.kind == "api_key":
-                    claims = json.dumps(credential.claims)
-                    async with conn.transaction():
-                        await conn.execute(
-                            "SELECT set_config('request.jwt.claims', %s, true)", (claims,))
-                        await conn.execute("SELECT auth.check_api_key_revocation()")
+                row = await self._one(conn, credential)
+                if not (row and row[0]):
+                    return Answer.REVOKED  # the user was deleted (StatBus drops its role)
         except errors.RaiseException:
             return Answer.REVOKED  # "API Key has been revoked." / "Key not found."
         except (errors.InsufficientPrivilege, errors.UndefinedFunction,
@@ -132,6 +120,24 @@ class CredentialChecker:
             return Answer.UNKNOWN
         self.problem = ""
         return Answer.VALID
+
+    @staticmethod
+    async def _one(conn: psycopg.AsyncConnection[Any], credential: Credential) -> Any:
+        """One round trip: does the role exist; for an API key, StatBus's revocation check
+        too, with the key's claims set for this statement's transaction only (the FROM
+        item runs first: a subquery with a volatile function is not pulled up)."""
+        role = credential.role or ""
+        if credential.kind != "api_key":
+            cur = await conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = %s)",
+                (role,))
+            return await cur.fetchone()
+        cur = await conn.execute(
+            "SELECT (SELECT count(*) > 0 FROM pg_catalog.pg_roles WHERE rolname = %s), "
+            "auth.check_api_key_revocation() "
+            "FROM (SELECT set_config('request.jwt.claims', %s, true)) AS claims",
+            (role, json.dumps(credential.claims)))
+        return await cur.fetchone()
 
     def _note(self, problem: str, warn: bool = False) -> None:
         self.problem = problem

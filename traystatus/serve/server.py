@@ -167,6 +167,7 @@ class Running:
 
     url: str
     hub: Hub
+    app: web.Application | None = None  # for benchmarks: app.recheck_sockets(app)
 
 
 async def serve(
@@ -223,7 +224,7 @@ async def serve(
     url = _bound_url(site, config)
     log.info("listening on %s", url)
     if ready is not None:
-        ready(Running(url, hub))
+        ready(Running(url, hub, app))
     startup = asyncio.create_task(_warn_at_start(source, checker, config.startup_grace),
                                   name="traystatus-serve-startup-check")
     try:

@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
 from tests.core.conftest import FAST, aconnect, running
 from tests.core.test_monitor_progress import add_job
@@ -96,9 +97,9 @@ async def test_an_ending_while_stopped_is_told_at_the_next_start_once(
 async def test_one_owner_per_ledger_file_and_the_next_takes_it_over(
     db_dsn: str, tmp_path: Path,
 ) -> None:
-    """One owner per file: a second monitor of the same database and login keeps its
-    ledger in memory, tells the same endings, and takes the file over at its next
-    connection once the owner has stopped (a profile's watcher being replaced)."""
+    """One owner per file. A watcher replacing another (Save in Settings) waits for the
+    file while the old one stops, then goes on from the old one's ledger: nothing told
+    twice, nothing lost."""
     folder = tmp_path / "endings"
     a: list[ImportEnd] = []
     b: list[ImportEnd] = []
@@ -107,26 +108,56 @@ async def test_one_owner_per_ledger_file_and_the_next_takes_it_over(
     owner = asyncio.create_task(ma.run())
     try:
         for _ in range(300):
-            if ma._ledger_file is not None:
+            if ma._ledger_file is not None and ma._ledger.started:
                 break
             await asyncio.sleep(0.05)
         assert ma._ledger_file is not None
         async with running(mb) as rb:
             await rb.state(State.STABLE)
-            assert mb._ledger_file is None
             job = await add_job(w, "processing_data", total_rows=10, import_completed_pct=1)
             await rb.state(State.PROCESSING)
             await w.execute("UPDATE public.import_job SET state = 'finished', "
                             "imported_rows = 10 WHERE id = %s", (job,))
-            await rb.until(lambda: len(a) == 1 and len(b) == 1, what="both told")
+            await rb.until(lambda: len(a) == 1, what="the owner told it")
+            assert mb._ledger_file is None and not mb._ledger.started  # waits for the file
             ma.stop()
             await asyncio.wait_for(owner, 30)
-            mb.reconnect_now()
             await rb.until(lambda: mb._ledger_file is not None, what="mb took the file over")
             later = await add_job(w, "failed", error="x")
-            await rb.until(lambda: len(b) == 2, what="the next ending")
-            assert [e.id for e in b] == [job, later]
+            await rb.until(lambda: len(b) == 1, what="the next ending")
+            assert [e.id for e in b] == [later]  # the owner's ending is not told again
     finally:
         ma.stop()
         await asyncio.wait_for(owner, 30)
     await w.close()
+
+
+@pytest.mark.asyncio
+async def test_a_file_held_for_good_leaves_a_ledger_in_memory(
+    db_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two watchers of one database and login for good: the second, after the grace,
+    keeps its ledger in memory and tells the same endings."""
+    from traystatus.core import monitor as monitor_module
+    from traystatus.core.endings import LedgerFile, ledger_key
+
+    monkeypatch.setattr(monitor_module, "CLAIM_GRACE", 0.5)
+    folder = tmp_path / "endings"
+    params = conninfo_to_dict(db_dsn)
+    holder = LedgerFile.claim(folder, ledger_key(str(params.get("host") or ""),
+                                                 str(params.get("port") or ""),
+                                                 str(params["dbname"]), str(params["user"])),
+                              "held")
+    assert holder is not None
+    told: list[ImportEnd] = []
+    m = _monitor(db_dsn, folder, told)
+    w = await aconnect(db_dsn)
+    try:
+        async with running(m) as rec:
+            await rec.until(lambda: m._ledger.started, what="a baseline in memory")
+            assert m._ledger_file is None
+            job = await add_job(w, "finished", imported_rows=3)
+            await rec.until(lambda: [e.id for e in told] == [job], what="the ending")
+    finally:
+        holder.release()
+        await w.close()

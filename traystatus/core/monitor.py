@@ -111,6 +111,7 @@ __all__ = [
 T = TypeVar("T")
 NOTE_BATCH = 1000  # notifications handled between two yields to the event loop
 ENDINGS_ROUNDS = 5  # ledger reads in a row while more new jobs wait (NEW_LIMIT each)
+CLAIM_GRACE = 10.0  # seconds a held ledger file is waited for before one in memory starts
 
 
 @dataclass(frozen=True)
@@ -197,6 +198,7 @@ class Monitor(SourceBase):
         self._ledger = EndingsLedger()  # which import jobs ended: kept across reconnects
         self._ledger_file: LedgerFile | None = None
         self._ledger_claim: tuple[Path, str, str] | None = None  # folder, key, target
+        self._claim_failed_at: float | None = None  # monotonic: another owner first seen
         o = self.options
         self._backoff = Backoff(o.backoff_initial, o.backoff_cap, jitter=o.backoff_jitter)
         self._schedule = ReadSchedule(
@@ -251,19 +253,23 @@ class Monitor(SourceBase):
         self._ledger_claim = (Path(folder), key, f"{user}@{where}")
         await self._claim_ledger()
 
-    async def _claim_ledger(self) -> None:
-        """Own the ledger file if nobody else does (asked again at each session start:
-        a watcher being replaced may still hold it). A ledger kept in memory meanwhile
-        gives way to the file's, which knows more; the policy tells a job once anyway."""
+    async def _claim_ledger(self) -> bool:
+        """Own the ledger file if nobody else does; True when owned or none is wanted.
+        Asked again before every ledger read while another watcher holds it (one being
+        replaced still stops); a ledger kept in memory meanwhile gives way to the file's,
+        which knows more (the policy tells a job once anyway)."""
         if self._ledger_claim is None or self._ledger_file is not None:
-            return
+            return True
         claimed = await asyncio.to_thread(LedgerFile.claim, *self._ledger_claim)
         if claimed is None:
-            return
+            if self._claim_failed_at is None:
+                self._claim_failed_at = time.monotonic()
+            return False
         saved = await asyncio.to_thread(claimed.load)
         if saved.started or not self._ledger.started:
             self._ledger = saved
         self._ledger_file = claimed
+        return True
 
     # -- the loop ---------------------------------------------------------------------------
     def _conninfo(self) -> str:
@@ -414,7 +420,6 @@ class Monitor(SourceBase):
         for channel in reader.channels:
             await link.listen(channel)
             self._listening.add(channel)
-        await self._claim_ledger()
         self.counters.stability_reads += 1
         first = await reader.first_read(link, bool(self._summary_listeners))
         self._note = " ".join(reader.notes)
@@ -590,6 +595,10 @@ class Monitor(SourceBase):
         Told before kept: a crash in between may tell one twice, never lose one."""
         if not self._import_listeners:
             return
+        if not await self._claim_ledger() and not self._ledger.started:
+            assert self._claim_failed_at is not None
+            if time.monotonic() - self._claim_failed_at < CLAIM_GRACE:
+                return  # a watcher being replaced still holds the file: its ledger, soon
         ledger = self._ledger
         for _ in range(ENDINGS_ROUNDS):
             self.counters.endings_reads += 1

@@ -326,3 +326,35 @@ def test_renaming_a_watched_profile_in_settings_keeps_it_watched(
         dialog.close()
     finally:
         keyring.set_keyring(old)
+
+
+def test_a_keychain_that_never_answers_a_save_is_said_and_the_password_kept_for_now(
+    qapp: QApplication, qloop: asyncio.AbstractEventLoop, config_dir: Path,
+    slow_keyring: SlowKeyring, db_dsn: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(credentials, "KEYCHAIN_TIMEOUT", 0.5)
+    dialog = SettingsDialog(ProfileStore())
+    got: list[object] = []
+    dialog.saved.connect(got.append)
+
+    async def scenario() -> None:
+        await wait_until(lambda: "keychain (" in dialog.keychain.text(), within=10)
+        slow_keyring.hang = True
+        with Ticks() as ticks:
+            _fill(dialog, "work", db_dsn, "s3cret")
+            assert dialog.save()
+            assert dialog.saving is not None
+            assert not await dialog.saving
+        assert ticks.longest_gap < SMOOTH
+        text = dialog.message.text()
+        assert "the keychain did not answer within 0.5 s" in text, text
+        assert "this session only" in text
+        assert ProfileStore().names() == ["work"]  # the profile itself is saved
+        assert len(got) == 1 and got[0].session_password == "s3cret"  # type: ignore[attr-defined]
+        assert dialog.buttons.button(dialog.buttons.StandardButton.Save).isEnabled()
+
+    try:
+        run(qloop, scenario())
+    finally:
+        slow_keyring.release.set()
+        dialog.close()

@@ -578,6 +578,8 @@ class SettingsDialog(QDialog):
                     session_password = password
                     why = (str(ex) if isinstance(ex, credentials.BrokenKeychain)
                            else f"no secure keychain, {ex.reason}")
+                    if isinstance(ex, credentials.KeychainTimeout):
+                        why += "; if it answers later, it may keep the password after all"
                     problems.append(
                         f"Saved, except the password: {why}. traystatus uses the password "
                         f"for this session only, until it quits. To keep it: "
@@ -585,7 +587,10 @@ class SettingsDialog(QDialog):
                     )
             elif old is not None:
                 # Nothing to move: make sure the new name does not inherit a stray entry.
-                await credentials.off_loop(credentials.delete_password, name)
+                try:
+                    await credentials.off_loop(credentials.delete_password, name)
+                except credentials.KeychainTimeout as ex:
+                    log.warning("could not clear the keychain entry of %r: %s", name, ex)
             if old is not None and (stored or password is None):
                 try:
                     await credentials.off_loop(credentials.delete_password_or_raise, old)

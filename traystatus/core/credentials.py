@@ -252,6 +252,10 @@ def peek_password(profile: str) -> str | None:
 class KeychainTimeout(BrokenKeychain):
     """The keychain did not answer in time (the call may still finish later)."""
 
+    def __init__(self, backend_name: str, reason: str) -> None:
+        super().__init__(backend_name, reason)
+        self.args = (reason,)
+
 
 class _KeychainThread:
     def __init__(self) -> None:

@@ -62,6 +62,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import time
 from collections.abc import Callable
@@ -80,6 +81,7 @@ from traystatus.core import pgio
 from traystatus.core.backoff import Backoff
 from traystatus.core.endings import EndingsLedger, LedgerFile, ledger_key
 from traystatus.core.errors import Diagnosis, Phase, Target, classify, diagnose
+from traystatus.core.estimate import HISTORY_MAX_AGE, History, steady
 from traystatus.core.progress import ImportEnd, Progress
 from traystatus.core.readers import (
     MAX_PAYLOAD_BYTES,
@@ -133,6 +135,9 @@ class MonitorOptions:
     details_interval: float = 3.0
     progress_interval: float = 1.0
     progress_refresh: float = 10.0
+    # The estimate's history (core/estimate.py): read again at most this often, and only
+    # while processing; kept per connection.
+    history_interval: float = HISTORY_MAX_AGE
     keepalives_idle: int = 30
     keepalives_interval: int = 10
     keepalives_count: int = 3
@@ -152,6 +157,7 @@ class MonitorOptions:
             "details_interval",
             "progress_interval",
             "progress_refresh",
+            "history_interval",
         ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"MonitorOptions.{name} must be > 0")
@@ -209,6 +215,8 @@ class Monitor(SourceBase):
             o.progress_refresh,
         )
         self._progress: Progress | None = None
+        self._history: History | None = None  # what the estimate learns from, this connection
+        self._history_at = -math.inf  # monotonic time of its last read
         self._listening: set[str] = set()
         self._tracker = StabilityTracker()
         self._note = ""  # the reader's notes, carried by STABLE/PROCESSING statuses
@@ -417,6 +425,7 @@ class Monitor(SourceBase):
         schedule.set_window(reader.coalesce_window or self.options.coalesce_window)
         self._listening = set()
         self._progress = None
+        self._history, self._history_at = None, -math.inf
         for channel in reader.channels:
             await link.listen(channel)
             self._listening.add(channel)
@@ -575,6 +584,16 @@ class Monitor(SourceBase):
             await self._read_endings(link, reader)
         if progress is None or not self._schedule.progress_on:
             return
+        if time.monotonic() - self._history_at >= self.options.history_interval:
+            self._history_at = time.monotonic()
+            self.counters.history_reads += 1
+            self._history = await reader.read_history(link)
+        now = utcnow()
+        progress = progress.estimated(self._history, now,
+                                      review_waiting=self._status.review is not None)
+        if self._progress is not None:  # a moved estimate alone is not news every second
+            progress = replace(progress, estimate=steady(self._progress.estimate,
+                                                         progress.estimate, now))
         self._progress = progress
         if self._status.state is State.PROCESSING:
             self._set_status(replace(self._status, progress=progress))

@@ -22,9 +22,11 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
 from traystatus.core.details import DetailsError, ImportJob
+from traystatus.core.estimate import Estimate, History, RunningJob, estimate
 from traystatus.core.wording import plural
 
 RUNNING_JOB_STATES = ("preparing_data", "analysing_data", "processing_data")
@@ -88,6 +90,7 @@ class JobProgress:
     total_rows: int | None
     pct: float | None  # in the current phase; None while queued
     user_id: int | None
+    phase_started_at: datetime | None = None  # when its current phase began (estimate)
 
     @property
     def running(self) -> bool:
@@ -125,6 +128,7 @@ class JobProgress:
             total_rows=_int(value, "total_rows"),
             pct=_phase_pct(state, pct),
             user_id=_int(value, "user_id"),
+            phase_started_at=_time(value, "phase_started_at"),
         )
 
     @classmethod
@@ -133,6 +137,21 @@ class JobProgress:
         column of the current phase: analysis while analysing, import while importing)."""
         return cls(job.id, job.slug, job.description, job.state, job.total_rows,
                    _phase_pct(job.state, job.progress_pct), job.user_id)
+
+
+def _time(d: Mapping[str, Any], key: str) -> datetime | None:
+    """A timestamp, or None for anything else: only the estimate uses it, and an unusable
+    time makes the estimate say less, never the progress fail."""
+    value = d.get(key)
+    if isinstance(value, datetime):
+        return value if value.utcoffset() is not None else None
+    if not isinstance(value, str) or len(value) > 64:
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return when if when.utcoffset() is not None else None
 
 
 def _phase_pct(state: str, pct: float | None) -> float | None:
@@ -153,6 +172,7 @@ class PhaseProgress:
     step: str | None  # the command of the step running now
     total: int
     completed: int
+    started_at: datetime | None = None  # when the derive run (its collect_changes) began
 
     @property
     def active(self) -> bool:
@@ -189,6 +209,7 @@ class PhaseProgress:
             step=_str(value, "step"),
             total=max(0, _int(value, "total") or 0),
             completed=max(0, _int(value, "completed") or 0),
+            started_at=_time(value, "started_at"),
         )
 
 
@@ -290,6 +311,18 @@ class Progress:
     phases: tuple[PhaseProgress, ...] = ()
     derive_queued: bool = False
     me: int | None = None
+    estimate: Estimate | None = None  # when it will be stable (core/estimate.py)
+
+    def estimated(self, history: History | None, now: datetime, *,
+                  review_waiting: bool = False) -> Progress:
+        """This aggregate with its estimate of when the register will be stable."""
+        jobs = [RunningJob(j.total_rows, j.state, j.pct, j.phase_started_at)
+                for j in self.jobs]
+        phase = self.phase
+        found = estimate(jobs, phase is not None, self.derive_queued or any(
+            p.pending for p in self.phases), history, now, review_waiting=review_waiting,
+            derive_started_at=phase.started_at if phase is not None else None)
+        return replace(self, estimate=found)
 
     def mine(self, job: JobProgress) -> bool:
         return self.me is not None and job.user_id == self.me
@@ -421,4 +454,5 @@ class Progress:
                 for j in self.jobs
             ],
             "me": self.me,
+            "estimate": self.estimate.to_json() if self.estimate is not None else None,
         }

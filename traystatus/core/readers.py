@@ -32,6 +32,7 @@ import psycopg
 from traystatus.core.details import Details, DetailsError, WorkSummary
 from traystatus.core.endings import BASELINE_SQL, ENDINGS_SQL, EndingsLedger
 from traystatus.core.errors import Diagnosis, Phase, Target, classify
+from traystatus.core.estimate import History
 from traystatus.core.pgio import Link
 from traystatus.core.progress import ImportEnd, Progress
 from traystatus.core.schedule import Channel
@@ -128,6 +129,10 @@ class Reader(Protocol):
         """The progress aggregate; None when this login cannot read it (logged once)."""
         ...
 
+    async def read_history(self, link: Link) -> History | None:
+        """What the estimate learns from (readers.HISTORY_SQL); None when it cannot."""
+        ...
+
     def endings_due(self) -> bool:
         """Whether the running or queued import jobs changed since the last time this
         was asked (a job may have ended: worth an ``read_endings``)."""
@@ -152,15 +157,20 @@ SELECT
             'id', j.id, 'slug', j.slug, 'description', j.description,
             'state', j.state::text, 'total_rows', j.total_rows,
             'analysis_pct', j.analysis_completed_pct, 'import_pct', j.import_completed_pct,
-            'user_id', j.user_id)
+            'user_id', j.user_id,
+            'phase_started_at', CASE j.state::text
+                WHEN 'preparing_data' THEN j.preparing_data_at
+                WHEN 'analysing_data' THEN j.analysis_start_at
+                WHEN 'processing_data' THEN j.processing_start_at END)
           ORDER BY j.priority NULLS LAST, j.id), '[]'::jsonb)
      FROM public.import_job AS j
     WHERE j.state::text IN ('upload_completed', 'preparing_data', 'analysing_data',
                             'approved', 'processing_data')),
   (SELECT coalesce(jsonb_agg(jsonb_build_object(
             'phase', ph.command, 'state', ph.state::text, 'step', st.command,
-            'total', cnt.total, 'completed', cnt.completed) ORDER BY ph.id), '[]'::jsonb)
-     FROM (SELECT t.id FROM worker.tasks AS t
+            'total', cnt.total, 'completed', cnt.completed,
+            'started_at', root.process_start_at) ORDER BY ph.id), '[]'::jsonb)
+     FROM (SELECT t.id, t.process_start_at FROM worker.tasks AS t
             WHERE t.state = 'waiting' AND t.command = 'collect_changes'
             ORDER BY t.id DESC LIMIT 1) AS root
      JOIN worker.tasks AS ph
@@ -181,6 +191,36 @@ SELECT
              FROM worker.tasks AS t WHERE t.parent_id = cp.id) AS cnt ON true),
   EXISTS (SELECT 1 FROM worker.tasks AS t
            WHERE t.state = 'pending' AND t.command = 'collect_changes')
+"""
+
+
+# -- history: what the estimate learns from (core/estimate.py) -------------------------------
+HISTORY_TASKS = 200_000
+"""How far back (in task ids) the history looks for derive runs: the scan walks the primary
+key backwards and stops at HISTORY_RUNS runs or this many tasks, whichever comes first, so
+a worker.tasks of 10^6 rows costs at most this many (bench/bench_estimate.py measures it)."""
+HISTORY_RUNS = 30
+HISTORY_JOBS = 50
+HISTORY_SQL = f"""
+SELECT
+  (SELECT coalesce(jsonb_agg(jsonb_build_object(
+            'id', j.id, 'state', j.state::text, 'rows', j.total_rows,
+            'prep', j.preparing_data_at, 'a0', j.analysis_start_at, 'a1', j.analysis_stop_at,
+            'p0', j.processing_start_at, 'p1', j.processing_stop_at)), '[]'::jsonb)
+     FROM (SELECT * FROM public.import_job AS j
+            WHERE j.state::text IN ('finished', 'failed', 'rejected')
+            ORDER BY j.id DESC LIMIT {HISTORY_JOBS}) AS j),
+  (SELECT coalesce(jsonb_agg(jsonb_build_object(
+            'id', t.id, 'state', t.state::text, 'start', t.process_start_at,
+            'end', t.completed_at)), '[]'::jsonb)
+     FROM (SELECT t.id, t.state, t.process_start_at, t.completed_at FROM worker.tasks AS t
+            WHERE t.command = 'collect_changes' AND t.depth = 0
+              AND t.state::text IN ('completed', 'failed', 'processing', 'waiting')
+              AND t.id > (SELECT coalesce(max(m.id), 0) FROM worker.tasks AS m)
+                         - {HISTORY_TASKS}
+            ORDER BY t.id DESC LIMIT {HISTORY_RUNS}) AS t),
+  (SELECT coalesce(jsonb_agg(j.total_rows), '[]'::jsonb) FROM public.import_job AS j
+    WHERE j.state::text = 'waiting_for_review')
 """
 
 
@@ -213,6 +253,7 @@ class ProgressReading:
 
     _progress_broken = False
     _endings_broken = False
+    _history_broken = False
     _me_asked = -1e18  # monotonic time of the last "who am I" (asked again after a minute
     _me: int | None = None  # while unknown: the StatBus user may be created meanwhile)
     _seen: frozenset[int] = frozenset()
@@ -254,6 +295,21 @@ class ProgressReading:
     @property
     def progress_channels(self) -> tuple[str, ...]:
         return (PROGRESS_CHANNEL, WORKER_STATUS_CHANNEL)
+
+    async def read_history(self, link: Link) -> History | None:
+        """What the estimate learns from (bounded: HISTORY_SQL); None when this login or
+        this StatBus cannot tell (logged once: the estimate then says unknown)."""
+        if self._history_broken:
+            return None
+        try:
+            row = await link.one(HISTORY_SQL)
+        except _CANNOT_READ as ex:
+            self._history_broken = True
+            log.warning("no history for the estimate: %s", str(ex).splitlines()[0])
+            return None
+        if row is None:
+            return None
+        return History.from_rows(row[0], row[1], row[2])
 
     async def read_progress(self, link: Link) -> Progress | None:
         if self._progress_broken:

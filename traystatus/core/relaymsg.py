@@ -24,11 +24,12 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
 from traystatus.core.details import DetailsError, WorkSummary
+from traystatus.core.estimate import Estimate
 from traystatus.core.progress import PHASE_NAMES, ImportEnd, Progress
 from traystatus.core.safetext import MAX_CHARS, printable
 from traystatus.core.state import SOURCES, Problem, ReviewBlock, State, Status
@@ -36,6 +37,7 @@ from traystatus.core.state import SOURCES, Problem, ReviewBlock, State, Status
 MAX_INT = 2**63 - 1  # StatBus ids and counts are bigint at most
 MAX_ITEMS = 10_000  # jobs in one list; a busy StatBus has tens
 MAX_ATTEMPT = 2**31 - 1
+MAX_ESTIMATE_SECONDS = 30 * 86400.0  # estimate.MAX_SECONDS: longer is no estimate
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 SKEW = timedelta(days=1)
 """How far ahead of this computer's clock a server's time may be (clocks drift)."""
@@ -217,6 +219,19 @@ DERIVE: Table = {
     "total": (OPTIONAL, integer()),
 }
 
+ESTIMATE: Table = {
+    "known": (OPTIONAL, boolean),
+    "at": (OPTIONAL, nullable(timestamp)),
+    "low": (OPTIONAL, nullable(timestamp)),
+    "high": (OPTIONAL, nullable(timestamp)),
+    "how": (OPTIONAL, text(300)),
+    "after_review": (OPTIONAL, nullable(array(number(0, MAX_ESTIMATE_SECONDS), 2))),
+    "text": (OPTIONAL, text(300)),
+}
+"""When the register will be stable (core/estimate.py ``Estimate.to_json``); checked
+against each other in ``_estimate`` (low <= at <= high, all three or none, none in the
+past beyond the skew, none years ahead)."""
+
 PROGRESS: Table = {
     "jobs": (OPTIONAL, array(obj(JOB))),
     "derive": (OPTIONAL, nullable(obj(DERIVE))),
@@ -226,6 +241,7 @@ PROGRESS: Table = {
     "imports_pct": (OPTIONAL, nullable(number(0, 100))),
     "imports_running": (OPTIONAL, integer()),
     "imports_queued": (OPTIONAL, integer()),
+    "estimate": (OPTIONAL, nullable(obj(ESTIMATE))),
 }
 
 ENDED_JOB: Table = {
@@ -394,8 +410,8 @@ def parse_status(value: Any, *, where: str, now: datetime) -> Status:
         source="relay",
         review=review,
         note=f.get("note", ""),
-        progress=_progress(progress) if progress is not None and state is State.PROCESSING
-        else None,
+        progress=_progress(progress, now) if progress is not None
+        and state is State.PROCESSING else None,
     )
 
 
@@ -439,7 +455,28 @@ def _review(value: dict[str, Any] | None) -> ReviewBlock | None:
     return ReviewBlock(waiting, value.get("queued_behind", 0))
 
 
-def _progress(value: dict[str, Any]) -> Progress:
+def _estimate(value: dict[str, Any] | None, now: datetime) -> Estimate | None:
+    """The checked fields as an Estimate: all three times or none, in order, plausible."""
+    if value is None:
+        return None
+    times = [value.get(k) for k in ("at", "low", "high")]
+    after = value.get("after_review")
+    after_review = (min(after), max(after)) if after and len(after) == 2 else None
+    how = value.get("how", "")
+    if all(t is None for t in times):
+        return Estimate(None, None, None, how, after_review)
+    if any(t is None for t in times):
+        raise ProtocolError("progress.estimate: at, low and high come together or not at all")
+    at, low, high = (t for t in times if isinstance(t, datetime))
+    if not low <= at <= high:
+        raise ProtocolError("progress.estimate: low <= at <= high does not hold")
+    if high > now + SKEW + timedelta(seconds=MAX_ESTIMATE_SECONDS) or low < now - SKEW:
+        raise ProtocolError("progress.estimate: the times are not plausible (this computer's "
+                            f"clock says {now.astimezone(UTC).isoformat(timespec='seconds')})")
+    return Estimate(at, low, high, how, after_review)
+
+
+def _progress(value: dict[str, Any], now: datetime) -> Progress:
     """``Progress.to_json()`` (what the server sends) back into a Progress: the jobs with
     their (rounded) percentages and the running derive phase. Descriptions are not sent;
     titles fall back to the slug."""
@@ -463,9 +500,11 @@ def _progress(value: dict[str, Any]) -> Progress:
             "completed": derive.get("completed"),
         })
     queued = "derive queued" in value.get("text", "")
+    estimate = _estimate(value.get("estimate"), now)
     try:
-        return Progress.from_json({"jobs": jobs, "phases": phases, "derive_queued": queued,
-                                   "me": value.get("me")})
+        progress = Progress.from_json({"jobs": jobs, "phases": phases, "derive_queued": queued,
+                                       "me": value.get("me")})
+        return replace(progress, estimate=estimate)
     except DetailsError as ex:  # checked above; Progress's own rules, should they grow
         raise ProtocolError(f"progress: {printable(str(ex), 120)}") from None
 

@@ -176,6 +176,7 @@ class Counters:
     stability_reads: int = 0
     details_reads: int = 0
     progress_reads: int = 0  # the small aggregate, only while processing
+    history_reads: int = 0  # the estimate's history (at most once a minute, processing)
     endings_reads: int = 0  # which import jobs ended (core/endings.py), import listeners only
     summary_reads: int = 0
     health_checks: int = 0  # stability reads made because the interval passed

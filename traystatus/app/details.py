@@ -260,12 +260,23 @@ class DeploymentSection(QFrame):
         self.headline.setFont(f)
         self.subline = QLabel()
         self.subline.setWordWrap(True)
+        # When it will be stable (Status.progress.estimate) and how that was reached.
+        self.estimate = QLabel()
+        self.estimate.setWordWrap(True)
+        self.estimate.setTextFormat(Qt.TextFormat.PlainText)  # words from a server
+        self.estimate.setAccessibleName("When it will be stable")
+        self.estimate_how = QLabel()
+        self.estimate_how.setWordWrap(True)
+        self.estimate_how.setTextFormat(Qt.TextFormat.PlainText)
+        self.estimate_how.setStyleSheet("font-style: italic;")
         self.source_note = QLabel()
         self.source_note.setWordWrap(True)
         self.source_note.setAccessibleName("How the state is read")
         self.source_note.setStyleSheet("color: palette(mid);")
         col.addWidget(self.headline)
         col.addWidget(self.subline)
+        col.addWidget(self.estimate)
+        col.addWidget(self.estimate_how)
         col.addWidget(self.source_note)
         col.addStretch(1)  # keep the text at the top when the lists below are hidden
         head.addLayout(col, 1)
@@ -444,6 +455,13 @@ class DeploymentSection(QFrame):
             sub = st.review.text + "."
         self.subline.setText(sub)
         self.subline.setVisible(bool(sub))
+        when = texts.estimate_line(st)
+        found = st.progress.estimate if when and st.progress is not None else None
+        self.estimate.setText(when)
+        self.estimate.setVisible(bool(when))
+        how = found.how[:1].upper() + found.how[1:] + "." if found and found.how else ""
+        self.estimate_how.setText(how)
+        self.estimate_how.setVisible(bool(how))
         # Said only when it matters to the reader: StatBus watched directly (or a server).
         note = texts.source_line(st) if st.is_known and st.source != "installed" else ""
         self.source_note.setText(note)

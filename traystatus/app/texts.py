@@ -61,6 +61,21 @@ def one_snapshot(status: Status, details: Details | None) -> Status:
     return replace(status, progress=status.progress.with_jobs_from(details.import_jobs))
 
 
+def estimate_line(status: Status) -> str:
+    """'Stable at about 14:40 (14:25–15:05)', 'When stable: unknown', in local time; ""
+    when not processing or not estimated yet (core/estimate.py)."""
+    if status.state is not State.PROCESSING or status.progress is None:
+        return ""
+    found = status.progress.estimate
+    if found is None:
+        return ""
+    try:
+        line = found.text()
+    except (OverflowError, ValueError):  # a time out of the local zone's range
+        return ""
+    return line[:1].upper() + line[1:]
+
+
 def headline(status: Status, now: datetime) -> str:
     """One line: 'Stable since 14:02',
     'Processing for 3 min: 2 imports (42 % overall), derive 120 of 412 tasks'."""
@@ -98,6 +113,9 @@ def tooltip(status: Status, now: datetime, profile: str | None = None) -> str:
     extra = detail_line(status, now)
     if extra:
         lines.append(extra)
+    when = estimate_line(status)
+    if when:
+        lines.append(when)
     if status.review is not None and status.is_known:
         # "Waiting for review: lu_2026; 2 imports queued behind it"
         lines.append(status.review.text)

@@ -157,6 +157,10 @@ def run(coro: Coroutine[Any, Any, int]) -> int:
     return asyncio.run(main())
 
 
+PROGRESS_GRACE = 2.0
+"""Seconds ``status`` waits, after a "processing" answer, for the progress read after it."""
+
+
 def _conninfo(args: argparse.Namespace) -> SourceSpec:
     """--relay URL [--token-file F] (a traystatus server), else the database's conninfo."""
     return _source(args)[0]
@@ -245,6 +249,22 @@ def status_line(status: Status) -> str:
     return f"{label}: {printable('; '.join(said), 2 * MAX_CHARS)}" if said else label
 
 
+def estimate_words(status: Status) -> str:
+    """'stable at about 14:40 (14:25–15:05): derive took ...' ("" while not processing or
+    not estimated yet): ``wait -v`` prints it when it changes."""
+    if status.state is not State.PROCESSING or status.progress is None:
+        return ""
+    found = status.progress.estimate
+    if found is None:
+        return ""
+    try:
+        line = found.text()
+    except (OverflowError, ValueError):
+        return ""
+    how = printable(found.how, MAX_CHARS)
+    return f"{line} ({how})" if how else line
+
+
 def status_object(status: Status) -> dict[str, Any]:
     """The JSON of one state: the core's fields plus Waybar's (text, alt, class, tooltip)."""
     out = status.to_json()
@@ -289,6 +309,12 @@ async def _status(
     async with monitoring(conninfo) as session:
         status = await next_status(session, loop.time() + first_answer_limit(conninfo))
         deadline = loop.time() + seconds
+        if status is not None and status.state is State.PROCESSING and status.progress is None:
+            # The progress (and its estimate of when stable) is read right after the answer:
+            # a moment more, so --json says them; the answer stands if it does not come.
+            later = await next_status(session, min(deadline, loop.time() + PROGRESS_GRACE))
+            if later is not None and later.state is State.PROCESSING:
+                status = later
         details = None
         if status is not None and status.is_known and want_details:
             session.monitor.subscribe_details()
@@ -349,7 +375,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 async def _wait(conninfo: str | SourceSpec, seconds: float | None, quiet: bool,
                 until_reviewed: bool = False,
-                probe_error: psycopg.Error | None = None) -> int:
+                probe_error: psycopg.Error | None = None, verbose: bool = False) -> int:
     """``seconds`` counts from the first answer (the state, or why there is none), so
     ``--timeout 0`` asks "is it stable now?" and connecting is bounded by connect_timeout.
     ``probe_error``: the password probe's failure, which is the first answer then.
@@ -357,11 +383,13 @@ async def _wait(conninfo: str | SourceSpec, seconds: float | None, quiet: bool,
     Stable is what it waits for: nothing running and nothing due, so the register does not
     change. A job waiting for review holds StatBus's import queue and counts as stable (the
     imports behind it start only when a person acts). ``until_reviewed``: the other
-    reading, "every import has ended": also wait until no job waits for review."""
+    reading, "every import has ended": also wait until no job waits for review.
+    ``verbose`` (``-v``): also print the estimate of when it will be stable, as it changes."""
     loop = asyncio.get_running_loop()
     deadline: float | None = loop.time() + first_answer_limit(conninfo)
     last: tuple[State, object, object] | None = None
     answered = False
+    last_estimate = ""
     first: Status | None = None
     if probe_error is not None:
         target = conninfo.target if isinstance(conninfo, SourceSpec) else conninfo
@@ -407,6 +435,10 @@ async def _wait(conninfo: str | SourceSpec, seconds: float | None, quiet: bool,
             if key != last and not quiet:
                 print(f"traystatus wait: {status_line(status)}", file=sys.stderr, flush=True)
             last = key
+            said = estimate_words(status) if verbose else ""
+            if said and said != last_estimate:
+                print(f"traystatus wait: {said}", file=sys.stderr, flush=True)
+                last_estimate = said
 
 
 def cmd_wait(args: argparse.Namespace) -> int:
@@ -421,17 +453,20 @@ def cmd_wait(args: argparse.Namespace) -> int:
     args.profile = names[0] if names else None
     spec, probe_error = _source(args)
     return run(_wait(spec, args.timeout, args.quiet, getattr(args, "until_reviewed", False),
-                     probe_error))
+                     probe_error, verbose=bool(getattr(args, "verbose", 0))))
 
 
 async def _watch(conninfo: str | SourceSpec, as_json: bool, out: TextIO) -> int:
-    last: tuple[State, object, object] | None = None
+    last: tuple[object, ...] | None = None
     async with monitoring(conninfo) as session:
         while True:
             status = await next_status(session, None, skip_connecting=False)
             if status is None:  # pragma: no cover - no deadline
                 continue
-            key = (status.state, status.problem, status.review)
+            key: tuple[object, ...] = (status.state, status.problem, status.review)
+            if as_json:  # a JSON line also when the estimate of when it is stable moves
+                progress = status.progress
+                key += (progress.estimate if progress is not None else None,)
             if key == last:
                 continue
             last = key

@@ -464,9 +464,6 @@ async def _watch(conninfo: str | SourceSpec, as_json: bool, out: TextIO) -> int:
             if status is None:  # pragma: no cover - no deadline
                 continue
             key: tuple[object, ...] = (status.state, status.problem, status.review)
-            if as_json:  # a JSON line also when the estimate of when it is stable moves
-                progress = status.progress
-                key += (progress.estimate if progress is not None else None,)
             if key == last:
                 continue
             last = key

@@ -55,6 +55,9 @@ def test_round_trip_password_only_in_the_keychain(
     assert not d2.notify_disconnected.isChecked()
     assert s.notify_min_processing_s == 45.0 and d2.min_processing.value() == 45
     assert "keychain" in d2.keychain.text()
+    # Freed by Qt in this thread, not by a later cyclic GC (PySide6 crashed there).
+    dialog.deleteLater()
+    d2.deleteLater()
 
 
 def test_test_connection_reports_what_is_wrong(
@@ -107,6 +110,7 @@ def test_no_secure_keychain_is_said_loudly_and_nothing_is_written(
         assert not dialog.save()
         assert "no secure keychain" in dialog.message.text()
         assert "secret-pw" not in (config_dir / "profiles.toml").read_text()
+        dialog.deleteLater()
     finally:
         keyring.set_keyring(old)
 
@@ -137,3 +141,4 @@ def test_render_settings_dialog(
     assert dialog.grab().save(str(out))
     publish_doc_image(out, "settings.png")
     dialog.close()
+    dialog.deleteLater()

@@ -212,6 +212,7 @@ def test_settings_save_and_rename_keep_the_window_alive_while_the_keychain_works
         run(qloop, scenario())
     finally:
         dialog.close()
+        dialog.deleteLater()  # freed by Qt here, never by a later cyclic GC
 
 
 def test_settings_refuses_adding_or_renaming_onto_a_taken_name(
@@ -244,6 +245,7 @@ def test_settings_refuses_adding_or_renaming_onto_a_taken_name(
         assert kr.store == {("traystatus", "prod"): "prod-secret",
                             ("traystatus", "work"): "test-secret"}
         dialog.close()
+        dialog.deleteLater()  # freed by Qt here, never by a later cyclic GC
     finally:
         keyring.set_keyring(old)
 
@@ -324,6 +326,7 @@ def test_renaming_a_watched_profile_in_settings_keeps_it_watched(
         assert again.names() == ["prod", "office"]
         assert again.settings.watched == ("office",)
         dialog.close()
+        dialog.deleteLater()  # freed by Qt here, never by a later cyclic GC
     finally:
         keyring.set_keyring(old)
 
@@ -358,3 +361,4 @@ def test_a_keychain_that_never_answers_a_save_is_said_and_the_password_kept_for_
     finally:
         slow_keyring.release.set()
         dialog.close()
+        dialog.deleteLater()  # freed by Qt here, never by a later cyclic GC

@@ -187,6 +187,10 @@ async def _websocket(request: web.Request, *, details: bool) -> web.StreamRespon
     st = request.app[_KEY]
     origin = request.headers.get("Origin")
     if not origin_allowed(origin, st.options.own_origins, st.options.allow_origins):
+        # For the administrator only: which origin (behind a proxy, its public origin
+        # wants --allow-origin; the server does not take it from Host).
+        log.info("origin %.200r is neither the server's own (%s) nor allowed with "
+                 "--allow-origin", origin, ", ".join(st.options.own_origins) or "-")
         return _refuse(
             request, 403,
             "this page's origin is not allowed; the server's administrator can add it "

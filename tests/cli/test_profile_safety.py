@@ -173,3 +173,17 @@ def test_status_all_names_an_invalid_profile_and_replace_fixes_it(cli: Cli) -> N
                 "--no-password")
     assert r.returncode == 0, r.stderr
     assert ProfileStore(cli.config_file).get().host == "h.example.org"
+
+
+def test_profile_list_says_when_the_default_names_no_profile(cli: Cli) -> None:
+    cli.config_file.parent.mkdir(parents=True, exist_ok=True)
+    cli.config_file.write_text("default = 'prdo'\n[profiles.prod]\nhost = 'p'\n")
+    r = cli.run("profile", "list")
+    assert r.returncode == 0
+    assert r.stdout.startswith("  prod ")  # no row is marked the default
+    assert "the default profile 'prdo'" in r.stderr and "does not exist" in r.stderr
+    listed = json.loads(cli.run("profile", "list", "--json").stdout)
+    assert "the default profile 'prdo'" in listed["default_problem"]
+    assert cli.run("profile", "set-default", "prod").returncode == 0
+    r = cli.run("profile", "list")
+    assert r.stdout.startswith("* prod ") and r.stderr == ""

@@ -178,9 +178,16 @@ def cmd_list(args: argparse.Namespace) -> int:
     for name, why in store.invalid.items():
         rows.append({"name": name, "default": name == store.default_name, "connection": None,
                      "password_in_keychain": None, "error": why})
+    # A default that names no profile (or is not a name) marks no row: say it.
+    default = store.default_name
+    dangling = store.configured and (default is None or not store.taken(default))
+    default_problem = store.default_problem() if dangling else None
     if args.json:
-        print(json.dumps({"config_file": str(store.path), "profiles": rows}, indent=2))
+        print(json.dumps({"config_file": str(store.path), "profiles": rows,
+                          "default_problem": default_problem}, indent=2))
         return int(ExitCode.OK)
+    if default_problem is not None:
+        print(f"traystatus: {default_problem}", file=sys.stderr)
     if not rows:
         print(f"no profiles in {store.path}; add one with `traystatus profile add NAME ...`")
         return int(ExitCode.OK)

@@ -66,7 +66,8 @@ def test_unknown_while_the_history_is_not_read_yet() -> None:
 def test_three_similar_runs_give_a_range_around_the_truth() -> None:
     jobs, derives = runs(3)
     h = History.from_rows(jobs, derives, [])
-    assert len(h.derives) == 3 and all(d.rows == 10_000 for d in h.derives)
+    # the oldest run had no import before it: a derive of 0 rows (an edit, say)
+    assert [d.rows for d in h.derives] == [0, 10_000, 10_000, 10_000]
     # halfway through importing a 10,000-row job, 300 s in: ~300 s of import, ~320 of derive
     e = estimate([RunningJob(10_000, "processing_data", 50.0, T0 - timedelta(seconds=300))],
                  False, False, h, T0)
@@ -75,6 +76,18 @@ def test_three_similar_runs_give_a_range_around_the_truth() -> None:
     rest = (e.at - T0).total_seconds()
     assert 500 < rest < 750, rest
     assert "derive took 5 min–5 min 40 s after imports of this size this week (3 runs)" in e.how
+
+
+def test_a_fresh_statbus_learns_from_its_first_run() -> None:
+    """One import, one derive run, nothing before: that run counts the import's rows."""
+    job = job_row(1, 23, T0 - timedelta(minutes=5), 0.1, 0.7, 3.0)
+    end = datetime.fromisoformat(job["p1"])
+    h = History.from_rows([job], [{"id": 53, "state": "completed",
+                                   "start": iso(end - timedelta(seconds=0.3)),
+                                   "end": iso(end + timedelta(seconds=0.5))}], [])
+    assert [(d.rows, round(d.seconds, 1)) for d in h.derives] == [(23, 0.8)]
+    e = estimate([RunningJob(23, "upload_completed", None, None)], False, False, h, T0)
+    assert e.known and "after imports of this size this week (1 run)" in e.how
 
 
 def test_running_derive_counts_its_elapsed_time_and_past_the_history_is_unknown() -> None:

@@ -250,3 +250,58 @@ async def test_page_says_when_its_token_is_withdrawn(
         await expect(page.locator("#word")).to_have_text("Error", timeout=15_000)
         await expect(page.locator("#reason")).to_contain_text("token is not accepted")
         await page.close()
+
+
+@pytest.mark.asyncio
+async def test_page_says_when_it_will_be_stable(tmp_path: Path, browser: object) -> None:
+    """Issue 22: the estimate in the server's frames (progress.estimate), in local time, with
+    how it was reached; unknown says unknown; a description of it is text, never markup."""
+    from datetime import UTC, datetime, timedelta
+
+    from aiohttp import web
+
+    from tests.serve.test_hub import FakeSource
+    from traystatus.core.estimate import Estimate
+    from traystatus.core.progress import Progress
+    from traystatus.core.state import State, Status
+    from traystatus.serve.app import AppOptions, make_app
+    from traystatus.serve.auth import Authenticator, own_origins
+    from traystatus.serve.hub import Hub
+
+    expect = playwright_api.expect
+    source = FakeSource()
+    now = datetime.now(UTC)
+    known = Estimate(now + timedelta(minutes=40), now + timedelta(minutes=25),
+                     now + timedelta(minutes=65),
+                     "derive took 35 min–42 min after imports of this size this week (3 runs)")
+    progress = Progress.from_json({"jobs": [{"id": 1, "slug": "lu", "state": "processing_data",
+                                             "total_rows": 100, "import_pct": 40}]})
+    source.status = Status(State.PROCESSING, progress=Progress(
+        progress.jobs, estimate=known))
+    options = AppOptions()
+    app = make_app(Hub(source), Authenticator(no_auth=True), options)  # type: ignore[arg-type]
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    options.own_origins = own_origins("http", "127.0.0.1", port)
+    try:
+        page = await browser.new_page(viewport={"width": 720, "height": 360},  # type: ignore[attr-defined]
+                                      timezone_id="UTC", locale="en-GB")
+        await page.goto(f"http://127.0.0.1:{port}/")
+        est = page.locator("#estimate")
+        want = f"Stable at about {known.at:%H:%M} ({known.low:%H:%M}–{known.high:%H:%M})"
+        await expect(est).to_have_text(want)
+        await expect(page.locator("#estimate-how")).to_have_text(
+            "Derive took 35 min–42 min after imports of this size this week (3 runs).")
+        _save(await page.screenshot(), tmp_path, "serve-page-estimate.png")
+        source.emit(Status(State.PROCESSING, progress=Progress(progress.jobs, estimate=Estimate(
+            None, None, None, HOSTILE))))
+        await expect(est).to_have_text("When stable: unknown")
+        assert await page.locator("main img").count() == 0
+        source.emit(Status(State.STABLE))
+        await expect(est).to_be_hidden()
+        await page.close()
+    finally:
+        await runner.cleanup()

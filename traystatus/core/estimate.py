@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
-from traystatus.core.wording import format_duration
+from traystatus.core.wording import format_duration, plural
 
 SIMILAR = 2.0
 """A finished run is "of a similar size" when its rows are within this factor."""
@@ -45,6 +45,9 @@ MAX_SECONDS = 30 * 86400.0
 """Longer than any plausible run: a sample beyond it is a clock that jumped."""
 OWN_RATE_FROM = 5.0
 """A job's own rate counts once it is this many percent through its phase."""
+FIRST_RUN_WINDOW = 600.0
+"""The oldest derive run in the history counts the rows of the jobs that ended this many
+seconds before it began (StatBus starts a derive run as soon as an import ends)."""
 HISTORY_MAX_AGE = 60.0
 """Seconds a History is used before it is read again (while processing only)."""
 
@@ -134,9 +137,11 @@ class History:
         derive_runs: list[DeriveRun] = []
         previous: datetime | None = None
         for task_id, start, end in completed:
-            rows = sum(r for at, r in ends if at <= end and (previous is None or at > previous))
-            if previous is not None:  # the first run's imports may predate the history
-                derive_runs.append(DeriveRun(task_id, start, end, rows))
+            # The rows of the jobs that ended since the run before; for the oldest run in
+            # the history (its predecessor unseen), those that ended just before it began.
+            since = previous or start - timedelta(seconds=FIRST_RUN_WINDOW)
+            rows = sum(r for at, r in ends if since < at <= end)
+            derive_runs.append(DeriveRun(task_id, start, end, rows))
             previous = end
         since = sum(r for at, r in ends if previous is None or at > previous)
         review_rows = tuple(r for r in (_count(v) for v in _list(review)) if r is not None)
@@ -382,9 +387,9 @@ def _derive_rest(rows: int, history: History, now: datetime, running: bool,
     similar = [d.seconds for d in history.derives if _similar(d.rows, rows)]
     if similar:
         how = (f"derive took {format_duration(min(similar))}–{format_duration(max(similar))}"
-               f" after imports of this size this week ({n} runs)")
+               f" after imports of this size this week ({plural(n, 'run')})")
     else:
-        how = f"derive scaled from {len(samples)} runs of other sizes this week"
+        how = f"derive scaled from {plural(len(samples), 'run')} of other sizes this week"
     started_at = started_at or history.derive_started_at
     if running and started_at is not None:
         elapsed = (now - started_at).total_seconds()

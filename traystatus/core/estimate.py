@@ -139,8 +139,8 @@ class History:
         for task_id, start, end in completed:
             # The rows of the jobs that ended since the run before; for the oldest run in
             # the history (its predecessor unseen), those that ended just before it began.
-            since = previous or start - timedelta(seconds=FIRST_RUN_WINDOW)
-            rows = sum(r for at, r in ends if since < at <= end)
+            after = previous or start - timedelta(seconds=FIRST_RUN_WINDOW)
+            rows = sum(r for at, r in ends if after < at <= end)
             derive_runs.append(DeriveRun(task_id, start, end, rows))
             previous = end
         since = sum(r for at, r in ends if previous is None or at > previous)

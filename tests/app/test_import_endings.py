@@ -123,3 +123,24 @@ def test_only_the_shown_profile_keeps_a_ledger_of_endings(
     files = sorted(p.name for p in (config_dir / "import-endings").glob("*.json"))
     prod = str(conninfo_to_dict(db_dsn)["dbname"])
     assert len(files) == 1 and files[0].startswith(prod), files
+
+
+def test_the_policy_announces_only_final_states() -> None:
+    """Defence in depth: whatever a source hands over, a job that is not final (a relay's
+    message, a reader's bug) gets no "finished" notice."""
+    from datetime import UTC, datetime
+
+    from traystatus.app.notify_policy import NotificationPolicy, NotifyOptions
+    from traystatus.core.progress import ImportEnd
+
+    now = datetime(2026, 12, 6, 8, 0, tzinfo=UTC)
+    policy = NotificationPolicy(NotifyOptions(), started_at=now)
+
+    def end(job_id: int, state: str) -> ImportEnd:
+        return ImportEnd(job_id, "es_2026", "Establishments 2026 (review)", state, 8000, 0,
+                         0, 24, None, 7, True)
+
+    for i, state in enumerate(("waiting_for_review", "approved", "processing_data", "")):
+        assert policy.on_import_end(end(i, state), now) == []
+    [notice] = policy.on_import_end(end(0, "finished"), now)  # its real end, later
+    assert notice.title == "Your import 'Establishments 2026 (review)' finished"

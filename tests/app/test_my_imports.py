@@ -91,7 +91,10 @@ def test_my_import_notice_opens_the_details_window_on_that_job(
             others = [r for r in w.rows if r.isVisible() and r.job_id != mine]
             assert others and not any("yours" in r.slug.text() for r in others)
             w.resize(640, 520)
-            QApplication.processEvents()
+            # Not QApplication.processEvents(): inside a coroutine on the qasync loop it
+            # runs other tasks' steps re-entrantly ("Cannot enter into task"), which left
+            # the monitor's task broken and Quit waiting for it (a 120 s hang, now and then).
+            await asyncio.sleep(0.05)
             ARTIFACTS.mkdir(exist_ok=True)
             assert w.grab().save(str(ARTIFACTS / "details-my-import.png"))
             w.only_mine.setChecked(True)

@@ -805,14 +805,18 @@ class Chaos:
     long_down: float = LONGEST_BACKOFF + 8
 
     def run(self) -> None:
+        # rounds of every kind once, each round in a random order; the long outage only once,
+        # and not first: the clients must have been connected
         plan = list(self.kinds)
-        self.rng.shuffle(plan)  # every kind early once, then at random
-        if "down_long" in plan:  # once, and not first: the clients must be connected
+        self.rng.shuffle(plan)
+        if "down_long" in plan:
             plan.remove("down_long")
             plan.insert(min(len(plan), 3), "down_long")
         while not self.stop.wait(self.rng.expovariate(1 / self.mean_gap)):
-            kind = plan.pop(0) if plan else self.rng.choice(
-                [k for k in self.kinds if k != "down_long"])
+            if not plan:
+                plan = [k for k in self.kinds if k != "down_long"]
+                self.rng.shuffle(plan)
+            kind = plan.pop(0)
             t0 = time.time()
             try:
                 detail = self.do(kind)

@@ -85,7 +85,6 @@ OLDEST = "20260301000000"  # the oldest StatBus we support (docs/sql.md)
 HOLD_MIGRATION = 20260310132309  # StatBus holds its import queue during a review from here
 ADMIN_EMAIL = "test.admin@statbus.org"
 ANALYST = ("analyst@statbus-real.test", "statbus-real-analyst")
-QUEUES = ("import", "analytics", "maintenance")
 WRONG_LIMIT = 2.0  # seconds a client may lag the truth
 # A silent network (blackhole) or a frozen serve hides every change until the client's
 # health check gives up: 15 s interval + 5 s timeout (core/monitor.py; the relay's heartbeat
@@ -115,9 +114,11 @@ SELECT EXISTS (
         AND NOT (%(hold)s AND EXISTS (SELECT 1 FROM public.import_job
                                        WHERE state::text = 'waiting_for_review')))
 """
-DUE_SQL = ("SELECT count(*) FROM worker.tasks WHERE state::text IN "
-           "('interrupted', 'pending', 'processing', 'waiting') "
-           "AND (scheduled_at IS NULL OR scheduled_at <= now())")
+# The queues with a due task: the worker's own "is there work" test, per queue.
+DUE_QUEUES_SQL = ("SELECT DISTINCT c.queue FROM worker.tasks AS t "
+                  "JOIN worker.command_registry AS c ON c.command = t.command "
+                  "WHERE t.state::text IN ('interrupted', 'pending', 'processing', 'waiting') "
+                  "AND (t.scheduled_at IS NULL OR t.scheduled_at <= now())")
 
 
 def log(msg: str) -> None:
@@ -144,6 +145,8 @@ class Score:
     span: float = 0.0
     periods: int = 0
     missed: list[tuple[float, float]] = field(default_factory=list)
+    missed_blind: list[tuple[float, float]] = field(default_factory=list)
+    missed_grey: list[tuple[float, float]] = field(default_factory=list)
     crashes: list[str] = field(default_factory=list)
 
 
@@ -178,7 +181,8 @@ def score(name: str, claims: Sequence[tuple[float, Claim]],
     down) carries the last known value, since the tables do not change while the server is
     down. A window is wrong while the client answers (not grey) the opposite of the truth.
     A processing period (at least ``min_period`` long) is missed when the client never
-    said processing between its start and ``limit`` after its end. A wrong window is blind
+    said processing between its start and ``limit`` after its end (counted apart when the
+    client was grey all through it, or blind as below). A wrong window is blind
     when it starts after one of ``silences`` (a blackhole, a frozen serve began) and the
     client has not gone grey since: it could not know yet (see BLIND_LIMIT).
     """
@@ -207,13 +211,15 @@ def score(name: str, claims: Sequence[tuple[float, Claim]],
             wrong_since = None
     if wrong_since is not None:
         s.wrong_windows.append((wrong_since, end, wrong_claim))
+    def blind(a: float) -> bool:
+        return any(h <= a and not any(c is None for t, c in cl if h <= t <= a)
+                   for h in silences)
+
     windows, s.wrong_windows = s.wrong_windows, []
     for w in windows:
         a, b, _ = w
         s.wrong_total += b - a
-        blind = any(h <= a and not any(c is None for t, c in cl if h <= t <= a)
-                    for h in silences)
-        if blind:
+        if blind(a):
             s.blind_windows.append(w)
             s.longest_blind = max(s.longest_blind, b - a)
             s.blind_over_limit += b - a > BLIND_LIMIT
@@ -229,7 +235,13 @@ def score(name: str, claims: Sequence[tuple[float, Claim]],
         said = any(
             c for t, c in cl if a <= t <= b + limit
         ) or steps(cl, a) is True
-        if not said:
+        if said:
+            continue
+        if steps(cl, a) is None and not any(c is not None for t, c in cl if a <= t <= b):
+            s.missed_grey.append((a, b))  # grey all along: it did not claim to know
+        elif blind(a):
+            s.missed_blind.append((a, b))
+        else:
             s.missed.append((a, b))
     return s
 
@@ -459,22 +471,22 @@ class Workload:
 
     def _work(self, conn: Conn, modes: list[str], rng: random.Random) -> None:
         while not self.stop.is_set():
-            row = conn.execute(DUE_SQL).fetchone()
-            if not row or not row[0]:
+            queues = [r[0] for r in conn.execute(DUE_QUEUES_SQL)]
+            if not queues:
                 self.stop.wait(0.2)
                 continue
-            for queue in QUEUES:
+            for queue in queues:
                 for mode in modes:
                     conn.execute("CALL worker.process_tasks(p_queue => %s, p_batch_size => "
                                  "%s, p_mode => %s::worker.process_mode)",
-                                 (queue, rng.choice((1, 3, 10)), mode))
+                                 (queue, rng.choice((3, 10, 10)), mode))
                     self.counts["worker_calls"] += 1
                     r = rng.random()
-                    if r < 0.004:  # a slow worker: a pause in the middle of a run
+                    if r < 0.0015:  # a slow worker: a pause in the middle of a run
                         self.counts["worker_pauses"] += 1
-                        self.stop.wait(rng.uniform(1, 6))
-                    elif r < 0.3:
-                        self.stop.wait(rng.uniform(0, 0.08))
+                        self.stop.wait(rng.uniform(1, 4))
+                    elif r < 0.05:
+                        self.stop.wait(rng.uniform(0, 0.05))
                     if self.stop.is_set():
                         return
 
@@ -524,7 +536,7 @@ class Workload:
             return
         self._n += 1
         slug = f"soak_{self._n}_{uuid.uuid4().hex[:6]}"
-        review = rng.random() < 0.3
+        review = rng.random() < 0.5
         header = self.csv.read_text(encoding="utf-8").splitlines()[0]
         with conn.transaction():
             as_admin(conn)
@@ -1041,8 +1053,10 @@ def _run(cfg: Config, server: Server, workdir: Path, rng: random.Random,
             s.crashes += serve.crashes
         scores.append(s)
     known = [p for p in truth if p[1] is not None]
+    # a "finished" while the work had gone on for 2 s and goes on for 2 s more
     false_finished = [n for n in notifications if n.summary == "Processing finished"
-                      and _processing_throughout(known, n.when - WRONG_LIMIT, n.when)]
+                      and _processing_throughout(known, n.when - WRONG_LIMIT,
+                                                 n.when + WRONG_LIMIT)]
     return Result(cfg, scores, truth, chaos.events, notifications, false_finished,
                   dict(workload.counts), workload.errors, oracle.slow,
                   len(truth_periods(known, end)), start, end, workdir, os.getloadavg())
@@ -1072,7 +1086,7 @@ def report(r: Result) -> str:
     lines.append("")
     head = (f"{'client':<10} {'wrong>2s':>8} {'longest':>8} {'blind':>6} {'longest':>8} "
             f"{'wrong s':>8} {'grey s':>8} {'grey %':>7} {'periods':>8} {'missed':>7} "
-            f"{'crashes':>8}")
+            f"{'grey':>5} {'blind':>6} {'crashes':>8}")
     lines.append(head)
     lines.append("-" * len(head))
     for s in r.scores:
@@ -1080,7 +1094,8 @@ def report(r: Result) -> str:
                      f"{len(s.blind_windows):>6} {s.longest_blind:>8.1f} "
                      f"{s.wrong_total:>8.1f} {s.grey_total:>8.1f} "
                      f"{100 * s.grey_total / max(s.span, 1e-9):>7.1f} {s.periods:>8} "
-                     f"{len(s.missed):>7} {len(s.crashes):>8}")
+                     f"{len(s.missed):>7} {len(s.missed_grey):>5} {len(s.missed_blind):>6} "
+                     f"{len(s.crashes):>8}")
     lines.append("(wrong>2s, longest: windows saying the opposite of the truth, not blind; "
                  "blind, longest: wrong windows while a silent network or a frozen serve hid "
                  f"the change, which must end within {BLIND_LIMIT:.0f} s)")
@@ -1096,13 +1111,19 @@ def report(r: Result) -> str:
                              f"chaos near: {'; '.join(near) or 'none'}")
         for a, b in s.missed:
             lines.append(f"MISSED {s.name}: processing +{a - r.start:.1f}..+{b - r.start:.1f} s")
+        for a, b in s.missed_grey:
+            lines.append(f"MISSED (grey) {s.name}: processing +{a - r.start:.1f}.."
+                         f"+{b - r.start:.1f} s")
+        for a, b in s.missed_blind:
+            lines.append(f"MISSED (blind) {s.name}: processing +{a - r.start:.1f}.."
+                         f"+{b - r.start:.1f} s")
         for c in s.crashes[:5]:
             lines.append(f"CRASH {s.name}: {c}")
     if r.config.tray:
         fin = sum(n.summary == "Processing finished" for n in r.notifications)
         lines.append(f"tray notifications: {len(r.notifications)} ({fin} 'Processing "
-                     f"finished'), false 'finished' (truth processing for the {WRONG_LIMIT:.0f} s "
-                     f"before it): {len(r.false_finished)}")
+                     f"finished'), false 'finished' (truth processing from {WRONG_LIMIT:.0f} s "
+                     f"before it to {WRONG_LIMIT:.0f} s after): {len(r.false_finished)}")
     lines.append(f"logs: {r.workdir}")
     lines.append("RESULT: " + ("PASS" if r.ok else "FAIL"))
     return "\n".join(lines)
@@ -1148,6 +1169,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "scores": [{"client": s.name, "wrong_over_2s": s.wrong_over_limit,
                         "longest_wrong": s.longest_wrong, "grey_s": s.grey_total,
                         "periods": s.periods, "missed": len(s.missed),
+                        "missed_blind": len(s.missed_blind), "missed_grey": len(s.missed_grey),
+                        "blind": len(s.blind_windows),
+                        "longest_blind": s.longest_blind,
                         "crashes": s.crashes} for s in r.scores]}, indent=1))
     return 0 if r.ok else 1
 

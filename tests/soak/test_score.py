@@ -44,3 +44,17 @@ def test_a_wrong_window_in_a_silence_is_blind_until_the_client_goes_grey() -> No
 def test_truth_periods() -> None:
     assert truth_periods([t for t in T if t[1] is not None], 50.0) == [(10.0, 20.0),
                                                                        (40.0, 50.0)]
+
+
+def test_a_period_missed_in_a_silence_is_counted_apart() -> None:
+    truth = [(0.0, False), (10.0, True), (12.0, False)]
+    s = score("c", [(0.0, False)], truth, 0.0, 30.0, silences=[9.0])
+    assert s.missed == [] and s.missed_blind == [(10.0, 12.0)]
+    s = score("c", [(0.0, False)], truth, 0.0, 30.0)
+    assert s.missed == [(10.0, 12.0)] and s.missed_blind == []
+
+
+def test_a_period_missed_while_grey_is_counted_apart() -> None:
+    truth = [(0.0, False), (10.0, True), (12.0, False)]
+    s = score("c", [(0.0, False), (9.0, None), (15.0, False)], truth, 0.0, 30.0)
+    assert s.missed == [] and s.missed_grey == [(10.0, 12.0)]

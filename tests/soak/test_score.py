@@ -19,7 +19,7 @@ def test_grey_is_not_wrong_but_counted_and_a_period_never_said_is_missed() -> No
     claims = [(0.0, False), (9.0, None), (25.0, False)]
     s = score("c", claims, T, 0.0, 50.0)
     assert s.grey_total == 16.0
-    assert s.missed == [(10.0, 20.0), (40.0, 50.0)]
+    assert s.missed_grey == [(10.0, 20.0)] and s.missed == [(40.0, 50.0)]
     # the last period was never said: stable while the truth is processing from 40 s
     assert s.wrong_windows == [(40.0, 50.0, False)] and s.wrong_over_limit == 1
 

@@ -148,6 +148,7 @@ class Score:
     missed_blind: list[tuple[float, float]] = field(default_factory=list)
     missed_grey: list[tuple[float, float]] = field(default_factory=list)
     crashes: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
 
 
 def steps(points: Sequence[tuple[float, Claim]], t: float) -> Claim:
@@ -617,6 +618,7 @@ class Client:
     claims: list[tuple[float, Claim]] = field(default_factory=list)
     states: dict[str, int] = field(default_factory=dict)
     crashes: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
     proc: subprocess.Popen[str] | None = None
     expected_exit: bool = False
     _stderr: IO[str] | None = None
@@ -635,18 +637,23 @@ class Client:
                 now = time.time()
                 out.write(f"{now:.3f} {line}")
                 try:
-                    state = str(json.loads(line)["state"])
+                    data = json.loads(line)
+                    state = str(data["state"])
                 except (ValueError, KeyError, TypeError):
                     self.crashes.append(f"not a JSON status line: {line.strip()[:200]}")
                     continue
-                self.record(now, state)
+                self.record(now, state, f"{data.get('problem')}: {data.get('reason')}")
         code = proc.wait()
         if not self.expected_exit:
             self.claims.append((time.time(), None))
             self.crashes.append(f"exited with code {code} (see {self.name}.stderr)")
 
     def record(self, now: float, state: str, problem: str | None = None) -> None:
+        """One status; ERROR (a person's problem) is a misdiagnosis here: every chaos
+        event of the soak is transient."""
         self.states[state] = self.states.get(state, 0) + 1
+        if state == "error":
+            self.errors.append(f"{datetime.fromtimestamp(now).time()} {problem}"[:300])
         claim: Claim = {"processing": True, "stable": False}.get(state)
         self.claims.append((now, claim))
 
@@ -712,7 +719,8 @@ class TrayClient(Client):
         m = self.STATUS.match(line)
         if m:
             when = datetime.strptime(m.group(1) + "+0000", "%Y-%m-%d %H:%M:%S,%f%z").timestamp()
-            self.record(when, m.group(2).lower())
+            problem = re.search(r"problem=(<Problem\.\w+|None)", line)
+            self.record(when, m.group(2).lower(), problem.group(1) if problem else None)
 
     def tracebacks(self) -> list[str]:
         return []
@@ -910,7 +918,7 @@ class Result:
     @property
     def ok(self) -> bool:
         return all(s.wrong_over_limit == 0 and s.blind_over_limit == 0 and not s.crashes
-                   for s in self.scores) and not self.false_finished
+                   and not s.errors for s in self.scores) and not self.false_finished
 
 
 def template_for(server: Server, statbus: str) -> str:
@@ -1049,6 +1057,7 @@ def _run(cfg: Config, server: Server, workdir: Path, rng: random.Random,
                   or (c.name == "relay" and what.startswith("serve_stop"))]
         s = score(c.name, c.claims, truth, start, end, silences=silent)
         s.crashes = [*c.crashes, *c.tracebacks()]
+        s.errors = list(c.errors)
         if c.name == "relay":
             s.crashes += serve.crashes
         scores.append(s)
@@ -1086,7 +1095,7 @@ def report(r: Result) -> str:
     lines.append("")
     head = (f"{'client':<10} {'wrong>2s':>8} {'longest':>8} {'blind':>6} {'longest':>8} "
             f"{'wrong s':>8} {'grey s':>8} {'grey %':>7} {'periods':>8} {'missed':>7} "
-            f"{'grey':>5} {'blind':>6} {'crashes':>8}")
+            f"{'grey':>5} {'blind':>6} {'errors':>6} {'crashes':>8}")
     lines.append(head)
     lines.append("-" * len(head))
     for s in r.scores:
@@ -1095,7 +1104,7 @@ def report(r: Result) -> str:
                      f"{s.wrong_total:>8.1f} {s.grey_total:>8.1f} "
                      f"{100 * s.grey_total / max(s.span, 1e-9):>7.1f} {s.periods:>8} "
                      f"{len(s.missed):>7} {len(s.missed_grey):>5} {len(s.missed_blind):>6} "
-                     f"{len(s.crashes):>8}")
+                     f"{len(s.errors):>6} {len(s.crashes):>8}")
     lines.append("(wrong>2s, longest: windows saying the opposite of the truth, not blind; "
                  "blind, longest: wrong windows while a silent network or a frozen serve hid "
                  f"the change, which must end within {BLIND_LIMIT:.0f} s)")
@@ -1117,6 +1126,8 @@ def report(r: Result) -> str:
         for a, b in s.missed_blind:
             lines.append(f"MISSED (blind) {s.name}: processing +{a - r.start:.1f}.."
                          f"+{b - r.start:.1f} s")
+        for e in s.errors[:5]:
+            lines.append(f"ERROR {s.name}: {e}")
         for c in s.crashes[:5]:
             lines.append(f"CRASH {s.name}: {c}")
     if r.config.tray:
@@ -1172,7 +1183,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "missed_blind": len(s.missed_blind), "missed_grey": len(s.missed_grey),
                         "blind": len(s.blind_windows),
                         "longest_blind": s.longest_blind,
-                        "crashes": s.crashes} for s in r.scores]}, indent=1))
+                        "errors": s.errors, "crashes": s.crashes} for s in r.scores]},
+                       indent=1))
     return 0 if r.ok else 1
 
 

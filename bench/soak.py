@@ -406,6 +406,15 @@ def as_admin(conn: Conn) -> None:
     conn.execute("CALL test.set_user_from_email(%s)", (ADMIN_EMAIL,))
 
 
+_OLD_SETTINGS = """INSERT INTO settings(activity_category_standard_id, country_id)
+SELECT (SELECT id FROM activity_category_standard WHERE code = 'isic_v4')
+     , (SELECT id FROM public.country WHERE iso_2 = 'UN')
+ON CONFLICT (only_one_setting)
+DO UPDATE SET
+    activity_category_standard_id = EXCLUDED.activity_category_standard_id,
+    country_id = EXCLUDED.country_id;"""
+
+
 def prepare(server: Server, template: str) -> str:
     """A fresh database from ``template`` with StatBus's demo settings, the worker idle and
     our SQL installed; returns its name."""
@@ -413,9 +422,23 @@ def prepare(server: Server, template: str) -> str:
     with psycopg.connect(server.dsn("postgres"), autocommit=True) as c:
         c.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {} OWNER statbus_app STRATEGY FILE_COPY")
                   .format(sql.Identifier(name), sql.Identifier(template)))
+    demo = (server.src / "samples" / "demo" / "getting-started.sql").read_text()
+    with psycopg.connect(server.dsn(name), autocommit=True) as c:
+        old = c.execute("SELECT to_regclass('public.region_version') IS NULL").fetchone()
+    if old and old[0]:
+        # before region versions (StatBus 2026-03), settings had two columns: the demo's
+        # first statement as that StatBus's app ran it
+        demo = re.sub(r"INSERT INTO settings\(.*?region_version_id;", _OLD_SETTINGS, demo,
+                      count=1, flags=re.S)
+    with psycopg.connect(server.dsn(name), autocommit=True) as c:
+        old = c.execute("SELECT to_regclass('public.activity_category_enabled_custom') IS NULL"
+                        ).fetchone()
+    if old and old[0]:  # its name before 20260312114523
+        demo = demo.replace("activity_category_enabled_custom",
+                            "activity_category_available_custom")
     script = ("BEGIN;\n\\i test/setup.sql\n"
               f"CALL test.set_user_from_email('{ADMIN_EMAIL}');\n"
-              "\\i samples/demo/getting-started.sql\nCOMMIT;\n")
+              f"{demo}\nCOMMIT;\n")
     p = subprocess.run([str(server.bin / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1",
                         server.dsn(name)], input=script, capture_output=True, text=True,
                        cwd=server.src, timeout=300, check=False,
@@ -827,6 +850,8 @@ class Chaos:
     def run(self) -> None:
         # rounds of every kind once, each round in a random order; the long outage only once,
         # and not first: the clients must have been connected
+        if not self.kinds:
+            return
         plan = list(self.kinds)
         self.rng.shuffle(plan)
         if "down_long" in plan:

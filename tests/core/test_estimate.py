@@ -167,6 +167,18 @@ def test_review_holds_the_queue_and_says_what_comes_after() -> None:
     assert e.high is not None and (e.high - T0).total_seconds() < 600
 
 
+def test_a_size_far_beyond_the_history_is_not_a_date_years_ahead() -> None:
+    """Scaling 23-row runs to 10^9 rows overflowed the datetime (a crash, found by review)."""
+    jobs, derives = runs(3, rows=23, proc=3.0, derive=1.0)
+    h = History.from_rows(jobs, derives, [])
+    e = estimate([RunningJob(10**9, "upload_completed", None, None)], False, False, h,
+                 datetime(9999, 1, 1, tzinfo=UTC))
+    assert not e.known and "too far to tell" in e.how
+    end = estimate([RunningJob(23, "upload_completed", None, None)], False, False, h,
+                   datetime(9999, 12, 31, 23, 59, tzinfo=UTC))
+    assert not end.known
+
+
 def test_text_and_json_round_trip() -> None:
     e = Estimate(T0 + timedelta(minutes=40), T0 + timedelta(minutes=25),
                  T0 + timedelta(minutes=65), "derive took ...")
@@ -231,7 +243,7 @@ running = st.builds(
        st.one_of(st.lists(derive_rows, max_size=8), st.integers()),
        st.one_of(st.lists(numbers, max_size=3), st.none()),
        st.lists(running, max_size=4), st.booleans(), st.booleans(), st.booleans(),
-       st.datetimes(min_value=datetime(1990, 1, 1), max_value=datetime(2100, 1, 1),
+       st.datetimes(min_value=datetime(1990, 1, 1), max_value=datetime(9999, 1, 1),
                     timezones=st.just(UTC)))
 def test_bad_input_never_crashes_nor_goes_negative(
         jobs: Any, derives: Any, review: Any, work: list[RunningJob], derive_running: bool,

@@ -42,10 +42,11 @@ async def _history(dsn: str) -> None:
         await c.execute(HISTORY)
 
 
+@pytest.mark.parametrize("reader", ["installed", "builtin"])
 @pytest.mark.asyncio
-async def test_estimate_while_processing_from_the_history(db_dsn: str) -> None:
+async def test_estimate_while_processing_from_the_history(db_dsn: str, reader: str) -> None:
     await _history(db_dsn)
-    m = Monitor(db_dsn, replace(FAST, history_interval=3600.0))
+    m = Monitor(db_dsn, replace(FAST, history_interval=3600.0, reader=reader))
     w = await aconnect(db_dsn)
     async with running(m) as rec:
         await rec.state(State.STABLE)
@@ -62,6 +63,7 @@ async def test_estimate_while_processing_from_the_history(db_dsn: str) -> None:
         # about 5 min of import left, then about 5 min of derive
         assert 300 < rest < 1200, rest
         assert "after imports of this size this week (3 runs)" in e.how
+        assert m.status.source == reader
         js = m.status.to_json()["progress"]
         assert isinstance(js, dict) and js["estimate"]["known"] is True
         # nudges while processing: still the one history read of this connection

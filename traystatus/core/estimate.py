@@ -429,18 +429,27 @@ def estimate(jobs: Iterable[RunningJob], derive_running: bool, derive_queued: bo
         part, how = _derive_rest(rows, history, now, derive_running and not ahead,
                                  derive_started_at)
         total = total + part
+        if total.high > MAX_SECONDS:
+            raise Unknown("more than a month ahead by the history: too far to tell")
     except Unknown as ex:
         after = _after_review(held, history, review_waiting, now)
         return Estimate(None, None, None, str(ex), after)
     if history.dropped:
         how += f"; {history.dropped} failed, rejected or unusable runs left out"
-    return Estimate(
-        at=now + timedelta(seconds=total.mid),
-        low=now + timedelta(seconds=total.low),
-        high=now + timedelta(seconds=total.high),
-        how=how,
-        after_review=_after_review(held, history, review_waiting, now),
-    )
+    try:
+        at, low, high = (_whole(now + timedelta(seconds=s))
+                         for s in (total.mid, total.low, total.high))
+    except OverflowError:  # a clock at the end of the calendar
+        return Estimate(None, None, None, "this computer's clock is out of range")
+    return Estimate(at=at, low=low, high=high, how=how,
+                    after_review=_after_review(held, history, review_waiting, now))
+
+
+def _whole(when: datetime) -> datetime:
+    """Up to the whole second: what every face and the relay carry (never before now)."""
+    if when.microsecond:
+        when = when.replace(microsecond=0) + timedelta(seconds=1)
+    return when
 
 
 def _after_review(held: Sequence[RunningJob], history: History, review_waiting: bool,
@@ -462,6 +471,8 @@ def _after_review(held: Sequence[RunningJob], history: History, review_waiting: 
                              "derive run")
         total = total + derive
     except Unknown:
+        return None
+    if total.high > MAX_SECONDS:
         return None
     return (total.low, total.high)
 

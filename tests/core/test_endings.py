@@ -124,3 +124,11 @@ def test_an_ending_round_trips_for_a_relay_and_junk_is_refused() -> None:
                  {"id": "x", "state": "finished"}, {"id": 3, "state": "failed", "error": 5}):
         with pytest.raises(DetailsError):
             ImportEnd.from_json(junk)
+
+
+def test_a_database_whose_ids_start_over_gets_a_new_baseline() -> None:
+    ledger = EndingsLedger()
+    ledger.baseline((1000, [990]))
+    assert not ledger.starts_over(1000) and not ledger.starts_over(1200)
+    assert ledger.starts_over(12)
+    assert not ledger.started and ledger.open == set()

@@ -161,3 +161,34 @@ async def test_a_file_held_for_good_leaves_a_ledger_in_memory(
     finally:
         holder.release()
         await w.close()
+
+
+@pytest.mark.asyncio
+async def test_a_recreated_database_starts_the_ledger_again(
+    db_dsn: str, tmp_path: Path,
+) -> None:
+    """The ledger saw job ids up to 1000; the database was recreated (or restored) and its
+    ids start at 1 again: endings from now on are told, not waited for above 1000."""
+    from traystatus.core.endings import EndingsLedger, LedgerFile, ledger_key
+
+    folder = tmp_path / "endings"
+    params = conninfo_to_dict(db_dsn)
+    old = LedgerFile.claim(folder, ledger_key(str(params.get("host") or ""),
+                                              str(params.get("port") or ""),
+                                              str(params["dbname"]), str(params["user"])), "x")
+    assert old is not None
+    old.save(EndingsLedger(after=1000, open={990}))
+    old.release()
+    told: list[ImportEnd] = []
+    m = _monitor(db_dsn, folder, told)
+    w = await aconnect(db_dsn)
+    async with running(m) as rec:
+        await rec.state(State.STABLE)
+        await rec.until(lambda: m._ledger.after is not None and m._ledger.after < 1000,
+                        what="a new baseline")
+        job = await add_job(w, "processing_data", total_rows=10, import_completed_pct=1)
+        await rec.state(State.PROCESSING)
+        await w.execute("UPDATE public.import_job SET state = 'finished', imported_rows = 10 "
+                        "WHERE id = %s", (job,))
+        await rec.until(lambda: [e.id for e in told] == [job], what="the ending")
+    await w.close()

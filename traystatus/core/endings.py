@@ -57,6 +57,9 @@ BASELINE_SQL = (
     "WHERE j.state::text NOT IN ('finished', 'failed', 'rejected') "
     f"ORDER BY j.id DESC LIMIT {OPEN_CAP}) AS o), '{{}}')"
 )
+# Once per connection: a database restored or recreated starts its ids again below the
+# ledger's newest (the ledger would wait for ids that never come): start from now then.
+NEWEST_SQL = "SELECT coalesce((SELECT max(id) FROM public.import_job), 0)"
 ENDINGS_SQL = (
     f"(SELECT {_COLUMNS} FROM public.import_job AS j WHERE j.id = ANY(%(ids)s)) "
     f"UNION ALL (SELECT {_COLUMNS} FROM public.import_job AS j WHERE j.id > %(after)s "
@@ -104,6 +107,17 @@ class EndingsLedger:
         self.open = {int(i) for i in open_ids or ()}
         self.gaps = {}
         self.more = False
+
+    def starts_over(self, newest: int) -> bool:
+        """True (and the ledger forgotten: a baseline next) when the database's newest
+        job id is below the ledger's: restored from an older backup, or recreated."""
+        if self.after is None or newest >= self.after:
+            return False
+        log.info("the database's import jobs start below the last one seen (%d < %d): "
+                 "it was restored or recreated; telling endings from now on", newest,
+                 self.after)
+        self.after, self.open, self.gaps, self.more = None, set(), {}, False
+        return True
 
     def apply(self, rows: list[Any], me: int | None, now: float | None = None,
               ) -> tuple[ImportEnd, ...]:

@@ -30,7 +30,7 @@ from typing import Literal, Protocol
 import psycopg
 
 from traystatus.core.details import Details, DetailsError, WorkSummary
-from traystatus.core.endings import BASELINE_SQL, ENDINGS_SQL, EndingsLedger
+from traystatus.core.endings import BASELINE_SQL, ENDINGS_SQL, NEWEST_SQL, EndingsLedger
 from traystatus.core.errors import Diagnosis, Phase, Target, classify
 from traystatus.core.estimate import History
 from traystatus.core.pgio import Link
@@ -253,6 +253,7 @@ class ProgressReading:
 
     _progress_broken = False
     _endings_broken = False
+    _ledger_checked = False  # the ledger's newest id checked against this database
     _history_broken = False
     _me_asked = -1e18  # monotonic time of the last "who am I" (asked again after a minute
     _me: int | None = None  # while unknown: the StatBus user may be created meanwhile)
@@ -267,6 +268,10 @@ class ProgressReading:
         if self._endings_broken:
             return ()
         try:
+            if ledger.started and not self._ledger_checked:
+                row = await link.one(NEWEST_SQL)
+                ledger.starts_over(int(row[0]) if row else 0)
+            self._ledger_checked = True
             if not ledger.started:
                 row = await link.one(BASELINE_SQL)
                 ledger.baseline(row)

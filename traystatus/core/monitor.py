@@ -98,6 +98,15 @@ from traystatus.core.schedule import Channel, ReadSchedule
 from traystatus.core.sourcebase import SourceBase
 from traystatus.core.stability import StabilityTracker, carry_since
 from traystatus.core.state import Counters, Problem, State, Status, utcnow
+from traystatus.core.upgrade import (
+    UPGRADE_CHANNEL,
+    UPGRADE_SQL,
+    UPGRADE_TABLE_SQL,
+    Upgrade,
+    UpgradeRowError,
+    is_upgrade_changed,
+    pick,
+)
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +123,13 @@ T = TypeVar("T")
 NOTE_BATCH = 1000  # notifications handled between two yields to the event loop
 ENDINGS_ROUNDS = 5  # ledger reads in a row while more new jobs wait (NEW_LIMIT each)
 CLAIM_GRACE = 10.0  # seconds a held ledger file is waited for before one in memory starts
+UPGRADE_MIN_INTERVAL = 1.0  # seconds between two reads of public.upgrade (a forged flood)
+_UPGRADE_UNREADABLE = (
+    psycopg.errors.InsufficientPrivilege,
+    psycopg.errors.UndefinedTable,
+    psycopg.errors.UndefinedColumn,
+    psycopg.errors.InvalidSchemaName,
+)
 
 
 @dataclass(frozen=True)
@@ -222,6 +238,13 @@ class Monitor(SourceBase):
         self._note = ""  # the reader's notes, carried by STABLE/PROCESSING statuses
         self._malformed_logged_at = -1e9
         self._reading = ""  # the reader of the current session, once chosen (for messages)
+        # StatBus's software upgrade (core/upgrade.py): the last one read, kept across a
+        # disconnect (the database is down while a running upgrade backs it up).
+        self._upgrade: Upgrade | None = None
+        self._upgrade_table = False  # this session's StatBus has a readable public.upgrade
+        self._upgrade_wanted = False  # an upgrade_changed arrived since the last read
+        self._upgrade_read_at = -1e18
+        self._upgrade_logged = False
 
     # -- public API (the rest is SourceBase's) -------------------------------------------
     def add_import_listener(self, callback: Callable[[ImportEnd], None]) -> None:
@@ -429,10 +452,12 @@ class Monitor(SourceBase):
         for channel in reader.channels:
             await link.listen(channel)
             self._listening.add(channel)
+        await self._start_upgrades(link)
         self.counters.stability_reads += 1
         first = await reader.first_read(link, bool(self._summary_listeners))
         self._note = " ".join(reader.notes)
         schedule.start(time.monotonic())
+        await self._read_upgrade(link)
         await self._apply(link, reader, first)
         self._backoff.reset()
         wake = self._wake
@@ -459,7 +484,15 @@ class Monitor(SourceBase):
             await self._sync_progress(link, reader, processing)
             if schedule.progress_due(time.monotonic()):
                 await self._read_progress(link, reader)
-            seconds = max(0.0, schedule.deadline(processing) - time.monotonic())
+            upgrade_at = self._upgrade_due()
+            if upgrade_at is not None and upgrade_at <= time.monotonic():
+                await self._read_upgrade(link)
+                await self._read_stable(link, reader)  # the state with it, at once
+                upgrade_at = None
+            deadline = schedule.deadline(processing)
+            if upgrade_at is not None:
+                deadline = min(deadline, upgrade_at)
+            seconds = max(0.0, deadline - time.monotonic())
             wake.clear()
             if self._interrupted() or self._details_change_pending():
                 continue
@@ -482,6 +515,9 @@ class Monitor(SourceBase):
         self.counters.notifications += len(notes)
         kinds: dict[str, Channel] = {}
         for note in notes:
+            if (self._upgrade_table and not self._upgrade_wanted
+                    and note.channel == UPGRADE_CHANNEL and is_upgrade_changed(note.payload)):
+                self._upgrade_wanted = True  # a hint: public.upgrade is read, not the payload
             channel = kinds.get(note.channel)
             if channel is None:
                 channel = kinds[note.channel] = reader.channel(note.channel)
@@ -546,6 +582,8 @@ class Monitor(SourceBase):
         two of them share stays LISTENed while either wants it."""
         schedule = self._schedule
         want = set(reader.channels)
+        if self._upgrade_table:
+            want.add(UPGRADE_CHANNEL)
         if schedule.details_on:
             want.update(reader.details_channels)
         if schedule.progress_on:
@@ -631,8 +669,60 @@ class Monitor(SourceBase):
             if text is not None:
                 await asyncio.to_thread(ledger_file.write, text)
 
+    # -- StatBus's software upgrades ----------------------------------------------------------
+    async def _start_upgrades(self, link: pgio.Link) -> None:
+        """Does this StatBus keep ``public.upgrade``? Then LISTEN ``worker_status`` (its
+        trigger's ``upgrade_changed``) before the first read, so no change is missed."""
+        self._upgrade_wanted = False
+        row = await link.one(UPGRADE_TABLE_SQL)
+        self._upgrade_table = bool(row and row[0])
+        if not self._upgrade_table:
+            self._upgrade = None  # an older StatBus (or one restored to it): as before
+            return
+        await link.listen(UPGRADE_CHANNEL)
+        self._listening.add(UPGRADE_CHANNEL)
+
+    def _upgrade_due(self) -> float | None:
+        """When the owed read of public.upgrade may run (monotonic), None if none is owed."""
+        if not (self._upgrade_table and self._upgrade_wanted):
+            return None
+        return self._upgrade_read_at + UPGRADE_MIN_INTERVAL
+
+    async def _read_upgrade(self, link: pgio.Link) -> None:
+        if not self._upgrade_table:
+            return
+        self._upgrade_wanted = False
+        self._upgrade_read_at = time.monotonic()
+        self.counters.upgrade_reads += 1
+        try:
+            row = await link.one(UPGRADE_SQL)
+        except _UPGRADE_UNREADABLE as ex:
+            # This login may not read it (outside ``authenticated``): the state still can.
+            self._upgrade_table = False
+            self._upgrade = None
+            if not self._upgrade_logged:
+                self._upgrade_logged = True
+                log.warning("StatBus's upgrades are not readable here: %s",
+                            str(ex).splitlines()[0])
+            return
+        if row is None or not isinstance(row[1], list):
+            return
+        try:
+            self._upgrade = pick(row[1], row[0])
+        except UpgradeRowError as ex:
+            log.warning("ignoring a malformed public.upgrade row: %s", ex)
+
     # -- status and callbacks ---------------------------------------------------------------
     def _set_status(self, new: Status) -> None:
+        up = self._upgrade
+        if new.upgrade != up:
+            new = replace(new, upgrade=up)
+        if up is not None and up.running and new.state in (
+            State.STABLE, State.PROCESSING, State.DISCONNECTED
+        ):
+            # Never stable while StatBus upgrades, also while its database is down for the
+            # backup (the remembered upgrade; ``problem`` keeps why it is unreachable).
+            new = replace(new, state=State.UPGRADING, review=None)
         if new.source != self._source:
             new = replace(new, source=self._source)
         if new.is_known and new.note != self._note:

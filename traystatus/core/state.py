@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from traystatus.core.progress import Progress
+from traystatus.core.upgrade import Upgrade
 from traystatus.core.wording import plural
 
 
@@ -20,6 +21,10 @@ class State(enum.Enum):
     database. ``DISCONNECTED``: the connection is lost or stale; retrying on its own.
     ``ERROR``: something retrying will not fix (bad password, SQL missing or outdated,
     no privilege, TLS failure); the monitor still retries, slowly, so a fix is picked up.
+    ``UPGRADING``: StatBus's own software upgrade runs (``public.upgrade``: started, not
+    ended); data is unavailable or changing, never stable. Also while the database is
+    unreachable during a running upgrade (then ``problem`` says why, and the monitor
+    retries as for DISCONNECTED).
     """
 
     CONNECTING = "connecting"
@@ -27,6 +32,7 @@ class State(enum.Enum):
     PROCESSING = "processing"
     DISCONNECTED = "disconnected"
     ERROR = "error"
+    UPGRADING = "upgrading"
 
 
 class Problem(enum.Enum):
@@ -101,6 +107,9 @@ class Status:
     directly; ..."), "" when nothing; shown by doctor, About and the details window.
     ``progress``: how far along the work is, while PROCESSING and once it has been read
     (core/progress.py); None otherwise. The one source of every percentage shown.
+    ``upgrade``: StatBus's software upgrade that matters now (core/upgrade.py): scheduled,
+    running (then ``state`` is UPGRADING) or recently ended; None when none, or on a
+    StatBus without ``public.upgrade``.
 
     ``to_json()`` is the one JSON shape of a Status: ``status --json``, ``watch --json``
     lines and what a traystatus server sends all use it.
@@ -116,6 +125,7 @@ class Status:
     review: ReviewBlock | None = None
     note: str = ""
     progress: Progress | None = None
+    upgrade: Upgrade | None = None
 
     @property
     def is_known(self) -> bool:
@@ -137,6 +147,7 @@ class Status:
             "blocked_by_review": self.review.job_ids if self.review is not None else [],
             "note": self.note,
             "progress": self.progress.to_json() if self.progress is not None else None,
+            "upgrade": self.upgrade.to_json() if self.upgrade is not None else None,
         }
 
     def same_news(self, other: Status) -> bool:
@@ -151,6 +162,7 @@ class Status:
             self.review,
             self.note,
             self.progress,
+            self.upgrade,
         ) == (
             other.state,
             other.problem,
@@ -161,6 +173,7 @@ class Status:
             other.review,
             other.note,
             other.progress,
+            other.upgrade,
         )
 
 
@@ -179,6 +192,7 @@ class Counters:
     history_reads: int = 0  # the estimate's history (at most once a minute, processing)
     endings_reads: int = 0  # which import jobs ended (core/endings.py), import listeners only
     summary_reads: int = 0
+    upgrade_reads: int = 0  # public.upgrade: per connection and per upgrade_changed
     health_checks: int = 0  # stability reads made because the interval passed
     notifications: int = 0
     malformed_payloads: int = 0

@@ -28,12 +28,14 @@ from traystatus.core.relaymsg import (
     SERVER_TROUBLE,
     STATUS,
     SUMMARY,
+    UPGRADE,
     Message,
     ProtocolError,
     parse_message,
 )
 from traystatus.core.safetext import printable
 from traystatus.core.state import Problem, State, Status
+from traystatus.core.upgrade import UpgradePhase
 
 NOW = datetime(2026, 12, 6, 4, 0, 30, tzinfo=UTC)
 SINCE = "2026-12-06T04:00:00+00:00"
@@ -128,6 +130,17 @@ def test_a_malformed_message_says_what_is_wrong(value: Any, why: str) -> None:
     (msg(blocked_by_review=[7]), "blocked_by_review does not name the jobs of review"),
     (msg(review={"waiting": [{"id": 7, "slug": "x"}]}, blocked_by_review=[8]),
      "blocked_by_review does not name the jobs of review"),
+    (msg(state="upgrading", stable=None),
+     "state 'upgrading' contradicts upgrade None (upgrading exactly while an upgrade runs)"),
+    (msg(state="upgrading", stable=None, upgrade={"phase": "completed", "id": 1}),
+     "state 'upgrading' contradicts upgrade 'completed'"),
+    (msg(upgrade={"phase": "running", "id": 1}), "state 'stable' contradicts upgrade 'running'"),
+    (msg(state="upgrading", stable=False, upgrade={"phase": "running", "id": 1}),
+     "stable: false contradicts state 'upgrading'"),
+    (msg(upgrade={"phase": "sleeping", "id": 1}), 'upgrade.phase: "sleeping" is not one of'),
+    (msg(upgrade={"phase": "scheduled"}), "upgrade.id: missing"),
+    (msg(upgrade={"phase": "scheduled", "id": 1, "scheduled_at": "22:00"}),
+     "upgrade.scheduled_at"),
 ])
 def test_a_message_that_contradicts_itself_is_not_an_answer(value: Any, why: str) -> None:
     assert why in refused(value)
@@ -148,6 +161,21 @@ def test_well_formed_messages_are_answers() -> None:
     assert parse(msg(import_endings_per_user={"1": []})).status.state is State.STABLE
     # the server's CONNECTING (before its first answer) is ours
     assert parse(msg(state="connecting", stable=None)).status.state is State.CONNECTING
+    # StatBus upgrades: scheduled (a stable answer with its line), running, and running
+    # while the server's database is down for the backup (the reason is ours, not its)
+    got = parse(msg(upgrade={"phase": "scheduled", "id": 3, "name": "v2026.12.0",
+                             "scheduled_at": "2026-12-06T22:00:00+01:00"})).status
+    assert got.state is State.STABLE and got.upgrade is not None
+    assert got.upgrade.phase is UpgradePhase.SCHEDULED and got.upgrade.name == "v2026.12.0"
+    assert got.upgrade.scheduled_at == datetime(2026, 12, 6, 21, 0, tzinfo=UTC)
+    running = {"phase": "running", "id": 3, "started_at": SINCE, "error": ""}
+    got = parse(msg(state="upgrading", stable=None, upgrade=running)).status
+    assert got.state is State.UPGRADING and got.upgrade is not None and got.upgrade.running
+    assert got.problem is None and got.message == ""
+    got = parse(msg(state="upgrading", stable=None, upgrade=running,
+                    problem="connection_lost", reason="x")).status
+    assert got.state is State.UPGRADING and got.problem is Problem.CONNECTION_LOST
+    assert "it retries on its own" in got.message
 
 
 def test_a_bad_summary_costs_the_summary_not_the_state() -> None:
@@ -271,7 +299,12 @@ def _sound(value: Any, got: Message) -> None:
         assert isinstance(got.summary.text, str)
 
 
+VALID_UPGRADE = {"phase": "running", "id": 3, "name": "v1", "scheduled_at": SINCE,
+                 "started_at": SINCE, "ended_at": None, "error": "", "text": "x"}
+
+
 FIELDS = sorted(STATUS) + [f"progress.{k}" for k in sorted(PROGRESS)] + [
+    f"upgrade.{k}" for k in sorted(UPGRADE)] + [
     f"review.{k}" for k in sorted(REVIEW)] + [f"summary.{k}" for k in sorted(SUMMARY)] + [
     "progress.jobs[0]", "review.waiting[0]", "summary.import_jobs[0]"]
 
@@ -284,7 +317,10 @@ def test_fuzz_every_field(field: str, value: Any, state: State) -> None:
     base = msg(state=state.value, stable=stable,
                problem="unreachable" if state in (State.DISCONNECTED, State.ERROR) else None,
                review=dict(VALID_REVIEW), blocked_by_review=[7],
-               progress=dict(VALID_PROGRESS), summary=dict(VALID_SUMMARY))
+               progress=dict(VALID_PROGRESS), summary=dict(VALID_SUMMARY),
+               upgrade=dict(VALID_UPGRADE) if state is State.UPGRADING else None)
+    if field.startswith("upgrade.") and base["upgrade"] is None:
+        base["upgrade"] = {**VALID_UPGRADE, "phase": "scheduled"}
     head, _, rest = field.partition(".")
     if not rest:
         base[head] = value

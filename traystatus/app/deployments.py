@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 SEVERITY = {
     State.ERROR: 4,
     State.DISCONNECTED: 3,
+    State.UPGRADING: 2,  # data unavailable or changing, as processing, for longer
     State.PROCESSING: 2,
     State.CONNECTING: 1,
     State.STABLE: 0,

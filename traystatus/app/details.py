@@ -453,6 +453,10 @@ class DeploymentSection(QFrame):
         if st.review is not None and st.is_known:
             # "Waiting for review: lu_2026; 2 imports queued behind it"
             sub = st.review.text + "."
+        if st.upgrade is not None and st.state is not State.UPGRADING:
+            # "StatBus will be upgraded at 22:00: data unavailable for a while", or its end
+            line = st.upgrade.text(now) + "."
+            sub = f"{line}\n{sub}" if sub else line
         self.subline.setText(sub)
         self.subline.setVisible(bool(sub))
         when = texts.estimate_line(st)
@@ -466,7 +470,8 @@ class DeploymentSection(QFrame):
         note = texts.source_line(st) if st.is_known and st.source != "installed" else ""
         self.source_note.setText(note)
         self.source_note.setVisible(bool(note))
-        self.reconnect.setVisible(st.state in (State.DISCONNECTED, State.ERROR))
+        self.reconnect.setVisible(st.state in (State.DISCONNECTED, State.ERROR) or (
+            st.state is State.UPGRADING and st.problem is not None))
         self.review_note.setVisible(details is not None and details.review_blocks_imports)
 
         jobs = self._shown_jobs()

@@ -4,7 +4,9 @@ stable = green disc with a check, processing = amber disc with an hourglass (and
 that fills with the overall progress when it is known), disconnected / stale = grey disc
 with a slashed plug, error = red disc with a cross, connecting = grey disc with dots,
 review = blue rounded SQUARE with a pause sign (stable, but an import waits for a person's
-review and StatBus holds the imports behind it: nothing runs until someone acts).
+review and StatBus holds the imports behind it: nothing runs until someone acts),
+upgrading = purple HEXAGON with an up arrow (StatBus's own software upgrade runs: data
+unavailable or changing, also while its database is down for the backup).
 Shapes as well as colours, so colour-blind users can tell them apart.
 
 The SVGs (resources/icons/) are rendered with QSvgRenderer at every size the platform
@@ -50,6 +52,7 @@ class IconKind(enum.Enum):
     DISCONNECTED = "disconnected"
     ERROR = "error"
     REVIEW = "review"
+    UPGRADING = "upgrading"
 
 
 class IconStyle(enum.Enum):
@@ -134,6 +137,7 @@ _WORDS = {
     IconKind.DISCONNECTED: "disconnected from the database",
     IconKind.ERROR: "error, cannot watch the database",
     IconKind.REVIEW: "stable, an import waits for review",
+    IconKind.UPGRADING: "is being upgraded, data unavailable for a while",
 }
 
 

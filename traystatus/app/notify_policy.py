@@ -36,12 +36,14 @@ from traystatus.core.endings import FINAL_STATES
 from traystatus.core.profiles import Settings
 from traystatus.core.progress import ImportEnd
 from traystatus.core.state import Problem, State, Status
+from traystatus.core.upgrade import UpgradePhase
 from traystatus.core.wording import plural
 
 # Keys for replace-in-place: one notice per key is on screen at a time.
 KEY_FINISHED = "finished"
 KEY_CONNECTION = "connection"
 KEY_REVIEW = "review"
+KEY_UPGRADE = "upgrade"
 
 
 class Kind(enum.Enum):
@@ -53,6 +55,7 @@ class Kind(enum.Enum):
     ERROR = "error"
     REVIEW = "review"  # a job waits for review (StatBus holds its import queue), and when done
     IMPORT_ENDED = "import_ended"  # an import job ended: mine (or all, by Settings)
+    UPGRADE = "upgrade"  # StatBus's software upgrade: scheduled, running, ended
 
 
 class Urgency(enum.Enum):
@@ -120,6 +123,7 @@ class NotifyOptions:
             Kind.ERROR: self.error,
             Kind.REVIEW: self.review,
             Kind.IMPORT_ENDED: True,
+            Kind.UPGRADE: True,
         }[kind]
 
     @classmethod
@@ -176,6 +180,8 @@ class NotificationPolicy:
         self._paused_until: datetime | None = None
         self._review_announced: set[int] = set()  # jobs whose review was announced, once
         self._review_shown = False  # a review notice is out: say when the block clears
+        self._upgrades_told: set[tuple[int, UpgradePhase]] = set()  # (row, phase): once
+        self._upgrades_seen: set[int] = set()  # rows seen scheduled or running
 
     # -- inputs ------------------------------------------------------------------------
     def pause(self, until: datetime) -> None:
@@ -194,7 +200,11 @@ class NotificationPolicy:
     def on_status(self, status: Status, now: datetime) -> list[Decision]:
         """A new Status from the monitor."""
         self._status = status
-        out: list[Decision] = []
+        out: list[Decision] = self._upgrade(status, now)
+        if status.state is State.UPGRADING:
+            # Neither health nor trouble: the database may be down for the backup, and
+            # that is no connection problem to announce.
+            return out
         if status.state in (State.STABLE, State.PROCESSING):
             out += self._review(status, now)
             if self._healthy_since is None:
@@ -259,6 +269,41 @@ class NotificationPolicy:
                                      "No import waits for review: the import queue runs again.",
                                      Urgency.LOW, icon="stable"), now) or [Withdraw(KEY_REVIEW)]
         return out
+
+    def _upgrade(self, status: Status, now: datetime) -> list[Decision]:
+        """StatBus's software upgrade: told once per row and phase. Scheduled: ahead of
+        time; running: data unavailable; its end only when this app saw it coming or
+        running (not every start of the app for the next hours)."""
+        up = status.upgrade
+        if up is None or up.key in self._upgrades_told:
+            return []
+        if up.ended and up.id not in self._upgrades_seen:
+            self._upgrades_told.add(up.key)
+            return []
+        self._upgrades_told.add(up.key)
+        self._upgrades_seen.add(up.id)
+        title = up.text(now.astimezone())
+        if up.phase is UpgradePhase.SCHEDULED:
+            body, urgency, icon = ("Save your work in StatBus before then; the tray shows "
+                                   "when the upgrade runs and ends."), Urgency.NORMAL, "upgrading"
+        elif up.phase is UpgradePhase.RUNNING:
+            body, urgency, icon = ("Data is unavailable or changing until it ends; the "
+                                   "tray says when."), Urgency.NORMAL, "upgrading"
+        elif up.phase is UpgradePhase.COMPLETED:
+            body, urgency, icon = ("StatBus is back; the tray shows the state of the data "
+                                   "again."), Urgency.NORMAL, "stable"
+        elif up.phase is UpgradePhase.ROLLED_BACK:
+            title = "The StatBus upgrade failed and was rolled back"
+            body = ((up.error + "\n") if up.error else "") + (
+                "The previous version runs again; tell the StatBus administrator.")
+            urgency, icon = Urgency.CRITICAL, "error"
+        else:
+            title = "The StatBus upgrade failed"
+            body = ((up.error + "\n") if up.error else "") + (
+                "Tell the StatBus administrator.")
+            urgency, icon = Urgency.CRITICAL, "error"
+        return self._emit(Notice(Kind.UPGRADE, KEY_UPGRADE, title, body, urgency,
+                                 (Action.SHOW_DETAILS,), icon), now)
 
     def on_summary(self, summary: WorkSummary, now: datetime) -> list[Decision]:
         """A processing run ended (the system turned stable)."""

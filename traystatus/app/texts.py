@@ -86,6 +86,10 @@ def headline(status: Status, now: datetime) -> str:
         text = f"Processing for {_elapsed(status.since, now)}"
         words = status.progress.text if status.progress is not None else ""
         return f"{text}: {words}" if words else text
+    if st == State.UPGRADING:
+        if status.upgrade is not None:
+            return status.upgrade.text(now)
+        return "StatBus is being upgraded"
     if st == State.CONNECTING:
         return "Connecting to the database…"
     if st == State.DISCONNECTED:
@@ -95,8 +99,19 @@ def headline(status: Status, now: datetime) -> str:
     return "Cannot watch the database"
 
 
+UPGRADE_DOWN = "Data unavailable during the upgrade; the database is not reachable now."
+UPGRADE_UP = "Data unavailable or changing until the upgrade ends."
+
+
 def detail_line(status: Status, now: datetime) -> str:
-    """The second line for DISCONNECTED / ERROR: the reason and the next retry."""
+    """The second line for DISCONNECTED / ERROR: the reason and the next retry. While
+    StatBus upgrades: what that means for the data (the database being down for the
+    backup is expected, not a connection problem), and the next retry."""
+    if status.state is State.UPGRADING:
+        if status.problem is None:
+            return UPGRADE_UP
+        retry = retry_text(status, now)
+        return f"{UPGRADE_DOWN} {retry.capitalize()}." if retry else UPGRADE_DOWN
     if status.state not in (State.DISCONNECTED, State.ERROR):
         return ""
     text = status.message.strip()
@@ -116,6 +131,9 @@ def tooltip(status: Status, now: datetime, profile: str | None = None) -> str:
     when = estimate_line(status)
     if when:
         lines.append(when)
+    if status.upgrade is not None and status.state is not State.UPGRADING:
+        # "StatBus will be upgraded at 22:00: data unavailable for a while", or its end
+        lines.append(status.upgrade.text(now))
     if status.review is not None and status.is_known:
         # "Waiting for review: lu_2026; 2 imports queued behind it"
         lines.append(status.review.text)
@@ -126,7 +144,8 @@ def needs_ticking(status: Status) -> bool:
     """Whether the tooltip changes with time alone (so a 1 s timer must run)."""
     if status.state == State.PROCESSING:
         return True
-    return status.state in (State.DISCONNECTED, State.ERROR) and status.next_retry_at is not None
+    return (status.state in (State.DISCONNECTED, State.ERROR, State.UPGRADING)
+            and status.next_retry_at is not None)
 
 
 def source_line(status: Status) -> str:

@@ -55,14 +55,15 @@ LABELS = {
     State.PROCESSING: "processing",
     State.DISCONNECTED: "disconnected",
     State.ERROR: "error",
+    State.UPGRADING: "upgrading",
 }
 
 
 def exit_code(status: Status) -> ExitCode:
     if status.state is State.STABLE:
         return ExitCode.STABLE
-    if status.state is State.PROCESSING:
-        return ExitCode.PROCESSING
+    if status.state in (State.PROCESSING, State.UPGRADING):
+        return ExitCode.PROCESSING  # not stable; waiting will tell (an upgrade ends)
     return ExitCode.UNUSABLE
 
 
@@ -242,7 +243,9 @@ def status_line(status: Status) -> str:
     A review that holds the import queue is said too: ``stable: Waiting for review: x; 2
     imports queued behind it``."""
     label = LABELS[status.state]
-    said = [status.message] if status.message else []
+    said = [status.upgrade.text()] if status.upgrade is not None else []
+    if status.message:
+        said.append(status.message)
     if status.review is not None and status.is_known:
         said.append(status.review.text)
     # a database's or a server's words: no terminal escapes, one line, capped
@@ -271,10 +274,12 @@ def status_object(status: Status) -> dict[str, Any]:
     label = LABELS[status.state]
     since = status.since.astimezone().strftime("%H:%M:%S")
     review = status.review.text if status.review is not None and status.is_known else ""
+    upgrade = status.upgrade.text() if status.upgrade is not None else ""
     out.update(
         text=label,
         alt="review" if review and status.state is State.STABLE else label,
         tooltip=f"StatBus {label} since {since}"
+        + (f"\n{upgrade}" if upgrade else "")
         + (f"\n{printable(status.message, 2 * MAX_CHARS)}" if status.message else "")
         + (f"\n{review}" if review else ""),
         **{"class": "review" if review and status.state is State.STABLE else label},

@@ -33,6 +33,8 @@ from traystatus.core.estimate import Estimate
 from traystatus.core.progress import PHASE_NAMES, ImportEnd, Progress
 from traystatus.core.safetext import MAX_CHARS, printable
 from traystatus.core.state import SOURCES, Problem, ReviewBlock, State, Status
+from traystatus.core.upgrade import ERROR_CHARS, UpgradePhase
+from traystatus.core.upgrade import from_json as upgrade_from_json
 
 MAX_INT = 2**63 - 1  # StatBus ids and counts are bigint at most
 MAX_ITEMS = 10_000  # jobs in one list; a busy StatBus has tens
@@ -269,6 +271,17 @@ SUMMARY: Table = {
     "text": (OPTIONAL, text()),
 }
 
+UPGRADE: Table = {
+    "phase": (REQUIRED, word([p.value for p in UpgradePhase])),
+    "id": (REQUIRED, integer()),
+    "name": (OPTIONAL, text(80)),
+    "scheduled_at": (OPTIONAL, nullable(timestamp)),
+    "started_at": (OPTIONAL, nullable(timestamp)),
+    "ended_at": (OPTIONAL, nullable(timestamp)),
+    "error": (OPTIONAL, text(ERROR_CHARS)),
+    "text": (OPTIONAL, text()),
+}
+
 STATUS: Table = {
     "stable": (REQUIRED, nullable(boolean)),
     "state": (REQUIRED, word([s.value for s in State])),
@@ -282,6 +295,7 @@ STATUS: Table = {
     "blocked_by_review": (OPTIONAL, array(integer())),
     "note": (OPTIONAL, text()),
     "progress": (OPTIONAL, nullable(obj(PROGRESS))),
+    "upgrade": (OPTIONAL, nullable(obj(UPGRADE))),
 }
 """What ``/api/system-stability`` sends (serve/hub.py ``status_message``); ``summary`` is
 checked on its own (``SUMMARY``): a bad summary costs the summary, not the state."""
@@ -302,6 +316,8 @@ IMPORT_ENDED: Table = {
 it to that user's sockets only, so it is ``mine``); checked on its own, like a summary."""
 
 STABLE_OF = {State.STABLE: True, State.PROCESSING: False}
+UPGRADING_OVER = (State.STABLE, State.PROCESSING, State.DISCONNECTED)
+"""States a running upgrade replaces (core/monitor.py): never sent with one."""
 
 
 @dataclass(frozen=True)
@@ -381,7 +397,16 @@ def parse_status(value: Any, *, where: str, now: datetime) -> Status:
             f"stable: {_show(f['stable'])} contradicts state {state.value!r} (stable is "
             "true only when stable, false only when processing, null otherwise)")
     problem = Problem(f["problem"]) if f.get("problem") else None
-    has_trouble = state in (State.DISCONNECTED, State.ERROR)
+    upgrade = upgrade_from_json(f["upgrade"]) if f.get("upgrade") is not None else None
+    running = upgrade is not None and upgrade.running
+    if (state is State.UPGRADING and not running) or (running and state in UPGRADING_OVER):
+        raise ProtocolError(
+            f"state {state.value!r} contradicts upgrade "
+            f"{upgrade.phase.value if upgrade is not None else None!r} (upgrading exactly "
+            "while an upgrade runs)")
+    # a server that lost its database during an upgrade: UPGRADING, with why
+    has_trouble = state in (State.DISCONNECTED, State.ERROR) or (
+        state is State.UPGRADING and problem is not None)
     if problem is not None and not has_trouble:
         raise ProtocolError(f"problem {problem.value!r} contradicts state {state.value!r}")
     reason = f.get("reason", "")
@@ -412,6 +437,7 @@ def parse_status(value: Any, *, where: str, now: datetime) -> Status:
         note=f.get("note", ""),
         progress=_progress(progress, now) if progress is not None
         and state is State.PROCESSING else None,
+        upgrade=upgrade,
     )
 
 
@@ -440,7 +466,7 @@ def relayed_reason(where: str, state: State, problem: Problem | None) -> str:
     (``doctor`` shows it, and the server's log has it)."""
     trouble = SERVER_TROUBLE.get(problem, "") if problem is not None else ""
     trouble = trouble or "cannot tell the state of its database"
-    if state is State.DISCONNECTED:
+    if state in (State.DISCONNECTED, State.UPGRADING):
         advice = "it retries on its own; if this lasts, ask its administrator"
     else:
         advice = "ask its administrator (nothing to change on this computer)"

@@ -107,7 +107,7 @@ LOG_HINT = " Its administrator finds the details in the server's log."
 def public_reason(status: Status) -> str:
     """The reason a client may see: generic while the state is unknown, else the core's
     (empty for stable/processing)."""
-    if status.is_known:
+    if status.is_known or (status.state is State.UPGRADING and status.problem is None):
         return status.message
     if status.problem is None:
         return "The server is connecting to the database."

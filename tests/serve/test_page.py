@@ -114,7 +114,11 @@ async def test_page_names_every_state_in_words_and_the_review_hold(
     from aiohttp import web
 
     from tests.serve.test_hub import FakeSource
+    from dataclasses import replace
+    from datetime import UTC, datetime
+
     from traystatus.core.state import Problem, ReviewBlock, State, Status
+    from traystatus.core.upgrade import Upgrade, UpgradePhase
     from traystatus.serve.app import AppOptions, make_app
     from traystatus.serve.auth import Authenticator, own_origins
     from traystatus.serve.hub import Hub
@@ -135,6 +139,8 @@ async def test_page_names_every_state_in_words_and_the_review_hold(
         await page.goto(f"http://127.0.0.1:{port}/")
         word, badge = page.locator("#word"), page.locator("#badge")
         await expect(word).to_have_text("Connecting…")
+        at = datetime(2026, 12, 6, 21, 0, tzinfo=UTC)
+        running = Upgrade(UpgradePhase.RUNNING, 3, "v2026.12.0", at, at)
         cases = [
             (Status(State.STABLE, review=ReviewBlock(((7, "lu_2026_q3"),), 2)),
              "Stable", "Waiting for review: lu_2026_q3. 2 imports are held back"),
@@ -146,6 +152,16 @@ async def test_page_names_every_state_in_words_and_the_review_hold(
                     message="The password for serve@db was refused."),
              # the server's own words stay in its log (they name its login and host)
              "Error", "cannot log in to the database"),
+            (Status(State.STABLE, upgrade=Upgrade(UpgradePhase.SCHEDULED, 3, "v2026.12.0",
+                                                   scheduled_at=at)),
+             "Stable", "StatBus will be upgraded at "),
+            (Status(State.UPGRADING, upgrade=running), "Upgrading",
+             "StatBus is being upgraded since "),
+            (Status(State.UPGRADING, problem=Problem.CONNECTION_LOST, message="x",
+                    upgrade=running), "Upgrading", "down for its upgrade"),
+            (Status(State.STABLE, upgrade=replace(running, phase=UpgradePhase.ROLLED_BACK,
+                                                   error="MIGRATION_FAILED", ended_at=at)),
+             "Stable", "The StatBus upgrade failed and was rolled back: MIGRATION_FAILED."),
         ]
         for status, text, extra in cases:
             source.emit(status)
@@ -155,6 +171,8 @@ async def test_page_names_every_state_in_words_and_the_review_hold(
                 await expect(page.locator("main")).to_contain_text(extra)
             if status.review is not None:
                 _save(await page.screenshot(), tmp_path, "serve-page-review.png")
+            if status.state is State.UPGRADING and status.problem is None:
+                _save(await page.screenshot(), tmp_path, "serve-page-upgrading.png")
         assert await page.locator("#review").is_hidden()  # gone with the hold
         await page.close()
     finally:

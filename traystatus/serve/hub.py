@@ -109,6 +109,8 @@ def public_reason(status: Status) -> str:
     (empty for stable/processing)."""
     if status.is_known or (status.state is State.UPGRADING and status.problem is None):
         return status.message
+    if status.state is State.UPGRADING:
+        return "StatBus's database is down for its upgrade; the server reconnects on its own."
     if status.problem is None:
         return "The server is connecting to the database."
     return PUBLIC_REASONS.get(status.problem, "The server cannot read the state.") + LOG_HINT

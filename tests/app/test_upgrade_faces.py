@@ -14,7 +14,7 @@ from tests.app.sample_data import NOW
 from traystatus.app import texts
 from traystatus.app.details import DetailsWindow
 from traystatus.app.icons import IconCache, IconKind, accessible_name, kind_for
-from traystatus.app.notify_policy import KEY_UPGRADE, Kind, NotificationPolicy, Notice, Urgency
+from traystatus.app.notify_policy import KEY_UPGRADE, Kind, Notice, NotificationPolicy, Urgency
 from traystatus.app.tray import TrayIcon
 from traystatus.cli import watching
 from traystatus.core.exitcodes import ExitCode

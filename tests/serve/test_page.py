@@ -111,12 +111,12 @@ async def test_page_names_every_state_in_words_and_the_review_hold(
 ) -> None:
     """Every state the server can send, pushed through the real hub and endpoints by a
     source that says what the test wants (the database side has its own tests)."""
-    from aiohttp import web
-
-    from tests.serve.test_hub import FakeSource
     from dataclasses import replace
     from datetime import UTC, datetime
 
+    from aiohttp import web
+
+    from tests.serve.test_hub import FakeSource
     from traystatus.core.state import Problem, ReviewBlock, State, Status
     from traystatus.core.upgrade import Upgrade, UpgradePhase
     from traystatus.serve.app import AppOptions, make_app

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -18,6 +19,7 @@ from traystatus.core.progress import Progress
 from traystatus.core.relay import status_from_json
 from traystatus.core.relaymsg import ProtocolError
 from traystatus.core.state import Problem, ReviewBlock, State, Status
+from traystatus.core.upgrade import Upgrade, UpgradePhase
 from traystatus.serve.hub import status_message
 
 SINCE = datetime(2026, 11, 29, 12, 0, 0, tzinfo=UTC)
@@ -52,7 +54,13 @@ def _processing() -> Status:
         review=ReviewBlock(((11, "lu_review"),), queued_behind=2),
         note="watching StatBus directly",
         progress=_progress(),
+        upgrade=_scheduled(),
     )
+
+
+def _scheduled() -> Upgrade:
+    return Upgrade(UpgradePhase.SCHEDULED, 12, "v2026.12.0", scheduled_at=SINCE,
+                   error="")
 
 
 def _trouble() -> Status:
@@ -98,7 +106,9 @@ def test_every_field_of_status_crosses_the_relay() -> None:
 
 @pytest.mark.parametrize("state", list(State))
 def test_each_state_crosses_with_its_since(state: State) -> None:
-    sent = Status(state, since=SINCE, source="relay")
+    running = replace(_scheduled(), phase=UpgradePhase.RUNNING, started_at=SINCE)
+    sent = Status(state, since=SINCE, source="relay",
+                  upgrade=running if state is State.UPGRADING else None)
     got = _through_the_wire(sent)
     assert (got.state, got.since, got.source) == (state, SINCE, "relay")
 
@@ -119,7 +129,15 @@ def test_every_field_a_server_sends_has_a_row_in_the_protocol_tables() -> None:
     from datetime import timedelta
 
     from traystatus.core.details import EndedJob, WorkSummary
-    from traystatus.core.relaymsg import ENDED_JOB, JOB, PROGRESS, REVIEW, STATUS, SUMMARY
+    from traystatus.core.relaymsg import (
+        ENDED_JOB,
+        JOB,
+        PROGRESS,
+        REVIEW,
+        STATUS,
+        SUMMARY,
+        UPGRADE,
+    )
 
     sent = status_message(_processing())
     assert set(sent) <= set(STATUS), set(sent) - set(STATUS)
@@ -127,6 +145,7 @@ def test_every_field_a_server_sends_has_a_row_in_the_protocol_tables() -> None:
     assert set(progress) <= set(PROGRESS), set(progress) - set(PROGRESS)
     assert set(progress["jobs"][0]) <= set(JOB), set(progress["jobs"][0]) - set(JOB)
     assert set(sent["review"]) <= set(REVIEW)
+    assert set(sent["upgrade"]) <= set(UPGRADE), set(sent["upgrade"]) - set(UPGRADE)
     summary = WorkSummary(
         since=SINCE, until=SINCE + timedelta(minutes=4), import_jobs_finished=2,
         import_jobs_failed=1, import_jobs_with_errors=1,

@@ -279,3 +279,40 @@ async def test_relay_carries_the_progress_the_server_shows(db_dsn: str, tmp_path
         finally:
             relay.stop()
             await asyncio.wait_for(task, 10)
+
+
+@pytest.mark.asyncio
+async def test_relay_carries_a_statbus_upgrade(db_dsn: str, tmp_path: Path) -> None:
+    """The server relays ``upgrade`` and UPGRADING; the client validates and keeps them,
+    and ``status --relay`` exits 1 while it runs."""
+    from tests.core.test_monitor_upgrade import UPGRADE_TABLE
+    from traystatus.core.upgrade import UpgradePhase
+
+    _run(db_dsn, UPGRADE_TABLE)
+    tokens = token_file(tmp_path)
+    async with served(db_dsn, tmp_path) as srv:
+        relay = RelaySource(srv.url, FAST, token="test-token-0123456789abcdef")
+        task = asyncio.create_task(relay.run())
+        try:
+            await until(lambda: relay.status.state is State.STABLE, what="stable")
+            _run(db_dsn, "INSERT INTO public.upgrade (commit_sha, commit_tags, summary, "
+                 "state, scheduled_at) VALUES (repeat('b', 40), ARRAY['v2026.12.1'], 'x', "
+                 "'scheduled', now() + interval '1 hour')")
+            await until(lambda: relay.status.upgrade is not None, what="the schedule relayed")
+            up = relay.status.upgrade
+            assert up is not None and up.phase is UpgradePhase.SCHEDULED
+            assert up.name == "v2026.12.1" and relay.status.state is State.STABLE
+            _run(db_dsn, "UPDATE public.upgrade SET state = 'in_progress', started_at = now()")
+            await until(lambda: relay.status.state is State.UPGRADING, what="upgrading")
+            rc, out, _ = await cli("status", "--json", "--relay", srv.url,
+                                   "--token-file", tokens)
+            assert rc == 1 and json.loads(out)["state"] == "upgrading"
+            assert json.loads(out)["upgrade"]["phase"] == "running"
+            _run(db_dsn, "UPDATE public.upgrade SET state = 'completed', completed_at = now()")
+            await until(lambda: relay.status.state is State.STABLE, what="stable again")
+            done = relay.status.upgrade
+            assert done is not None and done.phase is UpgradePhase.COMPLETED
+            assert relay.counters.malformed_payloads == 0
+        finally:
+            relay.stop()
+            await asyncio.wait_for(task, 10)

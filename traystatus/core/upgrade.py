@@ -28,12 +28,13 @@ from traystatus.core.safetext import printable
 
 UPGRADE_TABLE_SQL = "SELECT to_regclass('public.upgrade') IS NOT NULL"
 UPGRADE_SQL = """
-SELECT now(), coalesce(jsonb_agg(r.j ORDER BY r.k DESC), '[]'::jsonb)
-  FROM (SELECT to_jsonb(u) AS j, greatest(u.started_at, u.scheduled_at) AS k
-          FROM public.upgrade AS u
-         WHERE u.scheduled_at IS NOT NULL OR u.started_at IS NOT NULL
-         ORDER BY greatest(u.started_at, u.scheduled_at) DESC, u.id DESC
-         LIMIT 5) AS r
+SELECT now(), coalesce(jsonb_agg(to_jsonb(u) ORDER BY n.k DESC, u.id DESC), '[]'::jsonb)
+  FROM (SELECT t.id, greatest(t.started_at, t.scheduled_at) AS k
+          FROM public.upgrade AS t
+         WHERE t.scheduled_at IS NOT NULL OR t.started_at IS NOT NULL
+         ORDER BY 2 DESC, t.id DESC
+         LIMIT 5) AS n
+  JOIN public.upgrade AS u ON u.id = n.id
 """
 """The newest rows that were ever scheduled or started, and the database's clock. A
 sequential scan of a table with one row per StatBus release (hundreds), only when an

@@ -265,6 +265,22 @@ def parse_env(text: str) -> dict[str, str]:
     return env
 
 
+def _remove_dead_copies(kit_dir: Path) -> None:
+    """Private copies left by soaks that were killed: removed. A live soak holds a lock on
+    its copy's ``owner.lock`` for as long as it runs (its server may be down on purpose)."""
+    import fcntl
+    for old in kit_dir.glob("run-*"):
+        with contextlib.suppress(OSError), (old / "owner.lock").open("a") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue  # a soak running now
+            pid = (old / "data" / "postmaster.pid")
+            with contextlib.suppress(OSError, ValueError):
+                os.kill(int(pid.read_text().split("\n", 1)[0]), signal.SIGKILL)
+        shutil.rmtree(old, ignore_errors=True)
+
+
 class Server:
     """A PostgreSQL of this soak's own, to break on purpose.
 
@@ -296,27 +312,33 @@ class Server:
         self.dir = kit_dir / f"run-{uuid.uuid4().hex[:8]}"
         self.data = self.dir / "data"
         self.host = str(self.dir / "run")
-        self.dir.mkdir()
-        os.chmod(self.dir, 0o755)
-        (self.dir / "run").mkdir()
         with (kit_dir / ".lock").open("a") as lock:
             import fcntl
-            fcntl.flock(lock, fcntl.LOCK_EX)  # build.sh's own lock: no build meanwhile
+            # build.sh's own lock: no build meanwhile, and no other soak between our copy
+            # and our postmaster's start (it would take the copy for a dead one)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            _remove_dead_copies(kit_dir)
+            self.dir.mkdir()
+            self._owner = (self.dir / "owner.lock").open("a")
+            fcntl.flock(self._owner, fcntl.LOCK_EX)  # ours until close()
+            os.chmod(self.dir, 0o755)
+            (self.dir / "run").mkdir()
             self._pg_ctl(kit_data, "-m", "fast", "-w", "stop")
             subprocess.run(["cp", "-a", str(kit_data), str(self.data)], check=True)
-        (self.data / "postmaster.pid").unlink(missing_ok=True)
-        with (self.data / "postgresql.conf").open("a") as conf:
-            conf.write(f"\n# ---- the truth soak's private copy ----\n"
-                       f"unix_socket_directories = '{self.host}'\n")
-        if self.as_owner:
-            os.chown(self.dir / "run", owner, -1)
-            os.chown(self.data / "postgresql.conf", owner, -1)
-        self.start()
+            (self.data / "postmaster.pid").unlink(missing_ok=True)
+            with (self.data / "postgresql.conf").open("a") as conf:
+                conf.write(f"\n# ---- the truth soak's private copy ----\n"
+                           f"unix_socket_directories = '{self.host}'\n")
+            if self.as_owner:
+                os.chown(self.dir / "run", owner, -1)
+                os.chown(self.data / "postgresql.conf", owner, -1)
+            self.start()
 
     def close(self) -> None:
         """Stop the private cluster and remove it."""
         self.pg_ctl("-m", "immediate", "-w", "stop")
         shutil.rmtree(self.dir, ignore_errors=True)
+        self._owner.close()
 
     def dsn(self, dbname: str, user: str = "postgres", password: str | None = None) -> str:
         kw = dict(host=self.host, port=str(self.port), user=user, dbname=dbname,
@@ -975,9 +997,11 @@ def run(cfg: Config, progress: Callable[[str], None] = log) -> Result:
     try:
         return _run(cfg, server, workdir, rng, progress)
     finally:
-        if cfg.keep:
+        if cfg.keep:  # renamed: a later soak removes only run-* copies no soak holds
             server.pg_ctl("-m", "fast", "-w", "stop")
-            progress(f"kept the server's data in {server.data}")
+            kept = server.dir.with_name(server.dir.name.replace("run-", "kept-"))
+            server.dir.rename(kept)
+            progress(f"kept the server's data in {kept / 'data'}")
         else:
             server.close()
 
@@ -1196,6 +1220,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = Config(minutes=a.minutes, seed=a.seed, statbus=a.statbus, kit_dir=a.kit_dir,
                  chaos=kinds, mean_gap=a.mean_gap, tray=not a.no_tray, pace=a.pace,
                  workdir=a.workdir, keep=a.keep)
+    # SIGTERM/SIGHUP end the soak as Ctrl-C does: clients, serve, desktop and the private
+    # server are stopped on the way out, never left behind
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda n, _f: sys.exit(128 + n))
     r = run(cfg)
     print(report(r), flush=True)
     if a.json:

@@ -9,7 +9,7 @@ from datetime import timedelta
 
 from PySide6.QtWidgets import QApplication
 
-from tests.app.conftest import ARTIFACTS
+from tests.app.conftest import ARTIFACTS, publish_doc_image
 from tests.app.sample_data import NOW
 from traystatus.app import texts
 from traystatus.app.details import DetailsWindow
@@ -128,8 +128,11 @@ def test_render_the_tray_and_details_while_upgrading(qapp: QApplication) -> None
     assert details.headline.text().startswith("StatBus is being upgraded since ")
     assert details.subline.text() == texts.UPGRADE_DOWN + " Retrying in 8 s."
     assert details.grab().save(str(ARTIFACTS / "details-upgrading.png"))
+    publish_doc_image(ARTIFACTS / "details-upgrading.png", "details-upgrading.png")
     details.set_status(Status(State.STABLE, since=NOW, upgrade=SCHEDULED))
     qapp.processEvents()
     assert details.subline.text().startswith("StatBus will be upgraded at ")
     assert details.grab().save(str(ARTIFACTS / "details-upgrade-scheduled.png"))
+    publish_doc_image(ARTIFACTS / "details-upgrade-scheduled.png",
+                      "details-upgrade-scheduled.png")
     details.close()

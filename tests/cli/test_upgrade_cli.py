@@ -36,7 +36,7 @@ def test_status_and_wait_while_statbus_upgrades(cli: Cli, db_dsn: str) -> None:
         time.sleep(2)
         assert proc.poll() is None
         _run(db_dsn, "UPDATE public.upgrade SET state = 'completed', completed_at = now()")
-        out, err = proc.communicate(timeout=30)
+        _, err = proc.communicate(timeout=30)
         assert proc.returncode == 0, err
         assert "upgrading: StatBus is being upgraded since" in err
     finally:

@@ -98,6 +98,23 @@ def test_notices_ahead_while_and_after_once_each() -> None:
     assert _notices(fresh.on_status(Status(State.STABLE, upgrade=DONE), NOW)) == []
 
 
+def test_a_schedule_told_hours_ahead_is_told_again_15_min_before() -> None:
+    p = NotificationPolicy(started_at=NOW - timedelta(hours=1))
+    p.on_status(Status(State.STABLE), NOW)
+    assert len(_notices(p.on_status(Status(State.STABLE, upgrade=SCHEDULED), NOW))) == 1
+    t, reminders = NOW, []
+    while t < AT + timedelta(minutes=5):
+        t += timedelta(seconds=30)
+        reminders += _notices(p.tick(t))
+    assert len(reminders) == 1 and reminders[0].key == KEY_UPGRADE
+    assert reminders[0].body.startswith("In 15 min.")
+    # one first seen 10 min before its time: its first notice is the only one
+    q = NotificationPolicy(started_at=NOW - timedelta(hours=1))
+    soon = replace(SCHEDULED, id=9, scheduled_at=NOW + timedelta(minutes=10))
+    assert len(_notices(q.on_status(Status(State.STABLE, upgrade=soon), NOW))) == 1
+    assert all(_notices(q.tick(NOW + timedelta(seconds=s))) == [] for s in range(0, 900, 30))
+
+
 def test_the_cli_says_it_and_never_exits_0_while_it_runs() -> None:
     up = Status(State.UPGRADING, since=NOW, upgrade=RUNNING)
     assert watching.exit_code(up) is ExitCode.PROCESSING

@@ -44,6 +44,8 @@ KEY_FINISHED = "finished"
 KEY_CONNECTION = "connection"
 KEY_REVIEW = "review"
 KEY_UPGRADE = "upgrade"
+UPGRADE_REMIND = timedelta(minutes=15)
+"""A scheduled upgrade told earlier than this before its time is told again this long before."""
 
 
 class Kind(enum.Enum):
@@ -182,6 +184,8 @@ class NotificationPolicy:
         self._review_shown = False  # a review notice is out: say when the block clears
         self._upgrades_told: set[tuple[int, UpgradePhase]] = set()  # (row, phase): once
         self._upgrades_seen: set[int] = set()  # rows seen scheduled or running
+        self._upgrade_told_at: dict[int, datetime] = {}  # when its schedule was told
+        self._upgrades_reminded: set[int] = set()
 
     # -- inputs ------------------------------------------------------------------------
     def pause(self, until: datetime) -> None:
@@ -284,6 +288,7 @@ class NotificationPolicy:
         self._upgrades_seen.add(up.id)
         title = up.text(now.astimezone())
         if up.phase is UpgradePhase.SCHEDULED:
+            self._upgrade_told_at[up.id] = now
             body, urgency, icon = ("Save your work in StatBus before then; the tray shows "
                                    "when the upgrade runs and ends."), Urgency.NORMAL, "upgrading"
         elif up.phase is UpgradePhase.RUNNING:
@@ -304,6 +309,26 @@ class NotificationPolicy:
             urgency, icon = Urgency.CRITICAL, "error"
         return self._emit(Notice(Kind.UPGRADE, KEY_UPGRADE, title, body, urgency,
                                  (Action.SHOW_DETAILS,), icon), now)
+
+    def _upgrade_reminder(self, st: Status | None, now: datetime) -> list[Decision]:
+        """A scheduled upgrade told long ago is told again ``UPGRADE_REMIND`` before its
+        time (once; not when its first notice was just now)."""
+        up = st.upgrade if st is not None else None
+        if (up is None or up.phase is not UpgradePhase.SCHEDULED or up.scheduled_at is None
+                or up.id in self._upgrades_reminded):
+            return []
+        left = up.scheduled_at - now
+        if not timedelta(0) < left <= UPGRADE_REMIND:
+            return []
+        self._upgrades_reminded.add(up.id)
+        told = self._upgrade_told_at.get(up.id)
+        if told is None or up.scheduled_at - told <= UPGRADE_REMIND:
+            return []
+        minutes = max(1, round(left.total_seconds() / 60))
+        return self._emit(Notice(
+            Kind.UPGRADE, KEY_UPGRADE, up.text(now.astimezone()),
+            f"In {minutes} min. Save your work in StatBus before then.", Urgency.NORMAL,
+            (Action.SHOW_DETAILS,), "upgrading"), now)
 
     def on_summary(self, summary: WorkSummary, now: datetime) -> list[Decision]:
         """A processing run ended (the system turned stable)."""
@@ -367,6 +392,7 @@ class NotificationPolicy:
         if self._paused_until is not None and now >= self._paused_until:
             self._paused_until = None
         st = self._status
+        out += self._upgrade_reminder(st, now)
         if (
             st is not None
             and st.state == State.DISCONNECTED

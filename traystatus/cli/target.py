@@ -17,15 +17,16 @@ import getpass
 import logging
 import sys
 from dataclasses import dataclass
-from typing import TextIO
+from typing import Any, TextIO
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from traystatus.cli.exitcodes import CliError, ExitCode
 from traystatus.core import conncheck
-from traystatus.core.password import Source
+from traystatus.core.password import Resolution, Source
 from traystatus.core.password import resolve as resolve_password
+from traystatus.core.password import resolve_async as resolve_password_async
 from traystatus.core.profiles import ConnectionProfile, ProfileError, ProfileStore
 from traystatus.core.readers import READER_MODES, ReaderMode
 
@@ -138,12 +139,44 @@ def resolve_connection(
     and the error of the password probe when it failed for another reason (unreachable,
     no answer, no such database...): a one-shot command reports that at once instead of
     waiting for the same failure a second time."""
+    conninfo = prepare_conninfo(target)
+    found = resolve_password(conninfo, target.profile.name if target.stored else None)
+    return _finish(target, conninfo, found, interactive, stdin)
+
+
+async def resolve_connection_async(
+    target: Target, conninfo: str, probe_conninfo: str
+) -> tuple[str, psycopg.Error | None, psycopg.AsyncConnection[Any] | None]:
+    """:func:`resolve_connection` for a one-shot command, in its event loop: the password
+    probe connects with ``probe_conninfo`` (the source's own conninfo, so the connection
+    is the one the source would open) and, when libpq needed nothing from traystatus,
+    that connection is returned open for the source to use: one connection per command.
+    ``conninfo``: what to add a password to otherwise (from :func:`prepare_conninfo`)."""
+    found = await resolve_password_async(
+        probe_conninfo, target.profile.name if target.stored else None, keep=True
+    )
+    if found.connection is not None:
+        return conninfo, None, found.connection
+    return (*_finish(target, conninfo, found, None, None), None)
+
+
+def prepare_conninfo(target: Target) -> str:
+    """The target's conninfo with an explicit connect_timeout (no password added)."""
     try:
         conninfo = with_deadline(target.profile.to_conninfo())
-        params = target.profile.params()
+        target.profile.params()
     except psycopg.ProgrammingError as ex:
         raise CliError(f"the connection settings are not valid: {ex}", ExitCode.USAGE) from ex
-    found = resolve_password(conninfo, target.profile.name if target.stored else None)
+    return conninfo
+
+
+def _finish(
+    target: Target,
+    conninfo: str,
+    found: Resolution,
+    interactive: bool | None,
+    stdin: TextIO | None,
+) -> tuple[str, psycopg.Error | None]:
     if found.source is not Source.NEEDED:
         if found.password is None:
             return conninfo, found.error  # in the DSN, or libpq finds it (or none needed)
@@ -152,7 +185,7 @@ def resolve_connection(
     if interactive is None:
         stream = stdin if stdin is not None else sys.stdin
         interactive = stream.isatty()
-    where = _where(params)
+    where = _where(target.profile.params())
     if interactive:
         try:
             password = getpass.getpass(f"Password for {where}: ")

@@ -31,14 +31,17 @@ import psycopg
 
 from traystatus.cli.exitcodes import CliError, ExitCode
 from traystatus.cli.target import (
+    Target,
     connect_limit,
     connect_timeout,
+    prepare_conninfo,
     resolve_connection,
+    resolve_connection_async,
     resolve_target,
 )
 from traystatus.core import errors
 from traystatus.core.details import Details
-from traystatus.core.monitor import MonitorOptions
+from traystatus.core.monitor import Monitor, MonitorOptions
 from traystatus.core.readers import ReaderMode
 from traystatus.core.safetext import MAX_CHARS, printable
 from traystatus.core.source import SourceError, StateSource, is_relay, open_source
@@ -81,6 +84,9 @@ class SourceSpec:
     target: str
     token: str | None = None
     source: ReaderMode = "auto"  # a database: installed | builtin | auto (--source)
+    # The password probe's open connection (one-shot commands): the monitor adopts it.
+    connection: psycopg.AsyncConnection[Any] | None = dataclasses.field(
+        default=None, compare=False, repr=False)
 
     def open(self) -> StateSource:
         if self.token is not None:
@@ -88,9 +94,12 @@ class SourceSpec:
         if is_relay(self.target):
             return open_source(self.target)
         # A database: the monitor's connect deadline is the conninfo's connect_timeout.
-        return open_source(self.target,
-                           MonitorOptions(connect_timeout=connect_timeout(self.target),
-                                          reader=self.source))
+        source = open_source(self.target,
+                             MonitorOptions(connect_timeout=connect_timeout(self.target),
+                                            reader=self.source))
+        if self.connection is not None and isinstance(source, Monitor):
+            source.adopt(self.connection)
+        return source
 
 
 @contextlib.asynccontextmanager
@@ -170,6 +179,34 @@ def _conninfo(args: argparse.Namespace) -> SourceSpec:
 def _source(args: argparse.Namespace) -> tuple[SourceSpec, psycopg.Error | None]:
     """What ``_conninfo`` gives, and for a database the password probe's own failure (the
     same connection just failed: a one-shot answer reports it instead of waiting again)."""
+    found = _spec_or_target(args)
+    if isinstance(found, Target):
+        conninfo, probe_error = resolve_connection(found)
+        return SourceSpec(conninfo, source=found.source(getattr(args, "source", None))), probe_error
+    return found, None
+
+
+async def _source_async(args: argparse.Namespace) -> tuple[SourceSpec, psycopg.Error | None]:
+    """:func:`_source` for a one-shot command, in its event loop: the password probe is
+    the source's first connection (issue 23). When libpq connects on its own, the spec
+    carries that open connection and the monitor uses it: one connection per command
+    (the TCP, TLS and start-up round trips once, not twice)."""
+    found = _spec_or_target(args)
+    if not isinstance(found, Target):
+        return found, None
+    mode = found.source(getattr(args, "source", None))
+    conninfo = prepare_conninfo(found)
+    spec = SourceSpec(conninfo, source=mode)
+    monitor = spec.open()
+    probe_conninfo = (monitor.connect_conninfo() if isinstance(monitor, Monitor)
+                      else conninfo)
+    conninfo, probe_error, conn = await resolve_connection_async(found, conninfo,
+                                                                 probe_conninfo)
+    return SourceSpec(conninfo, source=mode, connection=conn), probe_error
+
+
+def _spec_or_target(args: argparse.Namespace) -> SourceSpec | Target:
+    """A relay's spec, or the database Target whose password is still to be found."""
     relay = getattr(args, "relay", None)
     if relay:
         if getattr(args, "dsn", None) or getattr(args, "profile", None):
@@ -181,7 +218,7 @@ def _source(args: argparse.Namespace) -> tuple[SourceSpec, psycopg.Error | None]
             token = read_token_file(args.token_file) if args.token_file else None
         except RelayError as ex:
             raise CliError(str(ex), ExitCode.USAGE) from None
-        return SourceSpec(url, token), None
+        return SourceSpec(url, token)
     target = resolve_target(args.dsn, args.profile)
     if target.profile.relay is not None:
         # A profile that names a traystatus server: its keychain entry is the token.
@@ -190,17 +227,16 @@ def _source(args: argparse.Namespace) -> tuple[SourceSpec, psycopg.Error | None]
 
             try:
                 return SourceSpec(target.profile.to_conninfo(),
-                                  read_token_file(args.token_file)), None
+                                  read_token_file(args.token_file))
             except RelayError as ex:
                 raise CliError(str(ex), ExitCode.USAGE) from None
         from traystatus.core import credentials
 
         token = credentials.get_password(target.profile.name)
-        return SourceSpec(target.profile.to_conninfo(), token), None
+        return SourceSpec(target.profile.to_conninfo(), token)
     if getattr(args, "token_file", None):
         raise CliError("--token-file goes with --relay URL", ExitCode.USAGE)
-    conninfo, probe_error = resolve_connection(target)
-    return SourceSpec(conninfo, source=target.source(getattr(args, "source", None))), probe_error
+    return target
 
 
 RELAY_SLACK = 2.0
@@ -332,6 +368,18 @@ async def _status(
     return status, details
 
 
+async def _status_once(
+    args: argparse.Namespace,
+) -> tuple[SourceSpec, Status | None, Details | None]:
+    """``status``'s work in one event loop: the password probe's connection is the
+    monitor's (one connection per command)."""
+    spec, probe_error = await _source_async(args)
+    if probe_error is not None:
+        return spec, await probe_status(spec.target, probe_error), None
+    status, details = await _status(spec, args.timeout, args.details)
+    return spec, status, details
+
+
 async def probe_status(conninfo: str, error: psycopg.Error) -> Status:
     """The Status the monitor would report for the password probe's failure: the same
     connection, tried a moment ago, so ``status`` and ``wait`` do not wait for it twice."""
@@ -350,13 +398,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         from traystatus.cli import many
 
         return many.cmd_status_all(args)
-    status: Status | None = None
-    details: Details | None = None
-    spec, probe_error = _source(args)
-    if probe_error is not None:
-        status = asyncio.run(probe_status(spec.target, probe_error))
-    if status is None:
-        status, details = asyncio.run(_status(spec, args.timeout, args.details))
+    spec, status, details = asyncio.run(_status_once(args))
     if status is None:
         msg = (f"no answer within {first_answer_limit(spec):g} s of connecting; check the "
                "network, or run `traystatus doctor`")
@@ -456,9 +498,14 @@ def cmd_wait(args: argparse.Namespace) -> int:
                            ExitCode.USAGE)
         return many.cmd_wait_many(args, names)
     args.profile = names[0] if names else None
-    spec, probe_error = _source(args)
-    return run(_wait(spec, args.timeout, args.quiet, getattr(args, "until_reviewed", False),
-                     probe_error, verbose=bool(getattr(args, "verbose", 0))))
+
+    async def once() -> int:
+        spec, probe_error = await _source_async(args)
+        return await _wait(spec, args.timeout, args.quiet,
+                           getattr(args, "until_reviewed", False), probe_error,
+                           verbose=bool(getattr(args, "verbose", 0)))
+
+    return run(once())
 
 
 async def _watch(conninfo: str | SourceSpec, as_json: bool, out: TextIO) -> int:

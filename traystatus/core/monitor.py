@@ -245,6 +245,7 @@ class Monitor(SourceBase):
         self._upgrade_wanted = False  # an upgrade_changed arrived since the last read
         self._upgrade_read_at = -1e18
         self._upgrade_logged = False
+        self._adopted: psycopg.AsyncConnection[Any] | None = None  # see adopt()
 
     # -- public API (the rest is SourceBase's) -------------------------------------------
     def add_import_listener(self, callback: Callable[[ImportEnd], None]) -> None:
@@ -253,6 +254,19 @@ class Monitor(SourceBase):
         disconnected or stopped, when ``options.endings_dir`` keeps the ledger
         (core/endings.py). ``ImportEnd.mine``: the login's own job. Add before ``run()``."""
         self._import_listeners.append(callback)
+
+    def adopt(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        """Use ``conn`` (autocommit, opened with :meth:`connect_conninfo`'s conninfo) for
+        the first session instead of connecting: a one-shot command whose password probe
+        connected hands that connection over, so it opens one connection, not two. The
+        monitor owns it from here (closes it after the session, or unused at the end of
+        ``run()``). Call before ``run()``."""
+        self._adopted = conn
+
+    def connect_conninfo(self) -> str:
+        """The conninfo the monitor connects with (its defaults added; no secret is
+        added that the caller did not give)."""
+        return self._conninfo()
 
     async def run(self) -> None:
         """Watch until ``stop()``. Never raises for environment errors (they become a
@@ -265,6 +279,8 @@ class Monitor(SourceBase):
             ledger_file, self._ledger_file = self._ledger_file, None
             if ledger_file is not None:
                 ledger_file.release()
+            adopted, self._adopted = self._adopted, None
+            await pgio.close(adopted, self.options.health_timeout)
             self._end_run()
 
     async def _open_ledger(self) -> None:
@@ -335,10 +351,13 @@ class Monitor(SourceBase):
                 diag = classify(ex, self.conninfo, Phase.CONNECT)
                 await self._failed(diag)
                 continue
-            conn: psycopg.AsyncConnection[Any] | None = None
+            conn, self._adopted = self._adopted, None
+            if conn is not None and conn.closed:
+                conn = None
             try:
-                limit = pgio.connect_limit(conninfo, self.options.connect_timeout)
-                conn = await pgio.connect(conninfo, limit, wake, self._interrupted)
+                if conn is None:
+                    limit = pgio.connect_limit(conninfo, self.options.connect_timeout)
+                    conn = await pgio.connect(conninfo, limit, wake, self._interrupted)
             except asyncio.CancelledError:
                 raise
             except Exception as ex:

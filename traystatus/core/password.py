@@ -31,6 +31,7 @@ import enum
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -61,6 +62,8 @@ class Resolution:
     # The probe's own failure when it failed for another reason (UNDECIDED): a one-shot
     # command reports it instead of trying the same connection again.
     error: psycopg.Error | None = None
+    # The probe's open connection (resolve_async(keep=True) only): the caller owns it.
+    connection: psycopg.AsyncConnection[Any] | None = None
 
     def __repr__(self) -> str:  # never show the secret
         return f"Resolution({self.source.value}, password={'***' if self.password else None})"
@@ -130,11 +133,16 @@ def resolve(conninfo: str, keychain_name: str | None = None,
 
 
 async def resolve_async(conninfo: str, keychain_name: str | None = None,
-                        keychain: Keychain | None = None) -> Resolution:
+                        keychain: Keychain | None = None, *,
+                        keep: bool = False) -> Resolution:
     """The same as :func:`resolve`, for an asyncio loop (the tray app's). The keychain is
     asked in its own thread with a deadline (credentials.get_password_async): an unlock
     prompt or a hanging Secret Service never stops the loop. A ``keychain`` callable given
-    by the caller is called inline: it must not block."""
+    by the caller is called inline: it must not block.
+
+    ``keep``: when the probe connects (``Source.LIBPQ``), the open connection (autocommit)
+    is handed to the caller in ``Resolution.connection`` instead of being closed: a
+    one-shot command then uses it and opens no second connection. The caller owns it."""
     error: psycopg.Error | None = None
     try:
         params = _params(conninfo)
@@ -150,6 +158,8 @@ async def resolve_async(conninfo: str, keychain_name: str | None = None,
         except psycopg.Error as ex:
             error = ex
         else:
+            if keep:
+                return Resolution(Source.LIBPQ, connection=conn)
             await conn.close()
     stored = None
     if _needs_keychain(error, keychain_name):

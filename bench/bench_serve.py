@@ -159,7 +159,10 @@ def wait_known(url: str, within: float = 30) -> None:
 
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
-        with urllib.request.urlopen(f"{url}/healthz") as r:
+        # with a token (any, under --no-auth): without one /healthz says only "ok"
+        req = urllib.request.Request(f"{url}/healthz",
+                                     headers={"Authorization": "Bearer bench"})
+        with urllib.request.urlopen(req) as r:
             if json.load(r)["database_connected"]:
                 return
         time.sleep(0.2)

@@ -18,9 +18,15 @@ database now: 503; a browser page from an origin not allowed: 403; more clients 
 ``max_clients``: 503. With ``--no-auth``, a ``Host`` other than a loopback one: 403.
 
 An open socket follows its credential: every ``recheck`` seconds (and at once when the
-token file changes or on SIGHUP) each socket's credential is checked again, and one that
-no longer holds (withdrawn from the token file, expired, an API key revoked, its user
-deleted) is closed with code 4401 and a short reason.
+token file changes or on SIGHUP) each credential behind open sockets is checked again,
+once however many sockets share it, and the sockets of one that no longer holds
+(withdrawn from the token file, expired, an API key revoked, its user deleted) are
+closed with code 4401 and a short reason.
+
+Liveness: one task pings every socket once per ``heartbeat`` seconds, spread over that
+time (a 2-byte frame written as is), and closes a socket that sent nothing, not even the
+pong, since its previous ping. (aiohttp's own heartbeat keeps two timers and a task per
+socket: at 10,000 sockets that alone was several % of a core while idle.)
 
 Tokens never reach a log line: the access log is off, refusals name the path only, and
 "connected" lines name the token's name or the JWT's user.
@@ -33,8 +39,8 @@ import contextlib
 import importlib.resources
 import logging
 import secrets
-import weakref
-from collections.abc import Sequence
+import socket
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,8 +73,13 @@ CLOSE_UNAUTHORIZED = 4401  # the credential no longer holds (4000-4999: the appl
 class AppOptions:
     allow_origins: Sequence[str] = ()
     own_origins: Sequence[str] = ()  # the server's own (from its listen address)
-    heartbeat: float = 30.0  # WebSocket ping every N s; no pong within N/2 s closes it
+    heartbeat: float = 30.0  # WebSocket ping every N s; nothing back by the next closes it
     max_message: int = 4096  # clients have nothing to say; bigger frames close the socket
+    # The kernel's send buffer of a WebSocket: bounded, so that a client that stops
+    # reading holds this much kernel memory (Linux doubles it), not the ~4 MiB loopback
+    # autotuning grants, and is seen as behind after a few messages, not thousands.
+    socket_sndbuf: int = 64 * 1024
+    buffer_limit: int = 64 * 1024  # bytes waiting before a client is behind
     recheck: float = 5.0  # open sockets' credentials checked again every N s
 
 
@@ -79,8 +90,10 @@ class _State:
     options: AppOptions
     checker: CredentialChecker | None = None
     guard: ConnectionGuard | None = None
-    sockets: weakref.WeakKeyDictionary[web.WebSocketResponse, Credential] = field(
-        default_factory=weakref.WeakKeyDictionary)
+    sockets: dict[web.WebSocketResponse, Socket] = field(default_factory=dict)
+    # the open sockets by credential (Credential.key): each checked once a pass
+    by_credential: dict[str, tuple[Credential, set[web.WebSocketResponse]]] = field(
+        default_factory=dict)
     closed_for_credential: int = 0
     recheck_now: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -107,26 +120,44 @@ def _error(status: int, message: str, **headers: str) -> web.Response:
     return _json(dumps({"error": message}), status, **headers)
 
 
-class WebSocketSink:
-    """The hub's view of one aiohttp WebSocket: awaited sends, and immediate writes of a
-    pre-encoded frame while the connection keeps up (its write buffer under the limit)."""
+PING_FRAME = b"\x89\x00"  # a final, empty, unmasked ping (RFC 6455 5.5.2)
 
-    __slots__ = ("transport", "ws")
+
+class Socket:
+    """One open WebSocket as the app keeps it: its credential, and for the heartbeat when
+    it last sent anything and when it was last pinged (loop time)."""
+
+    __slots__ = ("credential", "pinged", "seen", "transport", "ws")
+
+    def __init__(self, ws: web.WebSocketResponse, transport: asyncio.Transport | None,
+                 credential: Credential, now: float) -> None:
+        self.ws = ws
+        self.transport = transport
+        self.credential = credential
+        self.seen = now
+        self.pinged = 0.0
+
+
+class WebSocketSink:
+    """The hub's view of one aiohttp WebSocket: immediate writes of a pre-encoded frame
+    while the connection keeps up (no more than ``limit`` bytes already waiting in its
+    user-space buffer; the kernel's socket buffer comes before that)."""
+
+    __slots__ = ("limit", "transport", "ws")
 
     BUFFER_LIMIT = 64 * 1024
 
-    def __init__(self, ws: web.WebSocketResponse, transport: asyncio.Transport | None) -> None:
+    def __init__(self, ws: web.WebSocketResponse, transport: asyncio.Transport | None,
+                 limit: int = BUFFER_LIMIT) -> None:
         self.ws = ws
         self.transport = transport
-
-    async def send_str(self, data: str) -> None:
-        await self.ws.send_str(data)
+        self.limit = limit
 
     def try_write(self, frame: bytes) -> bool:
         t = self.transport
-        if self.ws.closed or t is None or t.is_closing():
+        if t is None or t.is_closing() or self.ws.closed:
             return False
-        if t.get_write_buffer_size() > self.BUFFER_LIMIT:
+        if t.get_write_buffer_size() > self.limit:
             return False
         t.write(frame)  # one call, one whole frame: never interleaves with aiohttp's own
         return True
@@ -209,7 +240,8 @@ async def _websocket(request: web.Request, *, details: bool) -> web.StreamRespon
             **{"Retry-After": "30"},
         )
     ws = web.WebSocketResponse(
-        heartbeat=st.options.heartbeat,
+        heartbeat=None,  # the app's one heartbeat task pings every socket (module doc)
+        autoping=False,  # pongs reach receive_until_closed(): the socket is alive
         max_msg_size=st.options.max_message,
         compress=False,
     )
@@ -218,10 +250,18 @@ async def _websocket(request: web.Request, *, details: bool) -> web.StreamRespon
     except BaseException:
         st.hub.release()
         raise
-    st.sockets[ws] = credential
+    loop = asyncio.get_running_loop()
+    raw = request.transport
+    transport = raw if isinstance(raw, asyncio.Transport) else None
+    sock = Socket(ws, transport, credential, loop.time())
+    raw_socket = transport.get_extra_info("socket") if transport is not None else None
+    if raw_socket is not None and st.options.socket_sndbuf:
+        with contextlib.suppress(OSError):
+            raw_socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF,
+                                  st.options.socket_sndbuf)
+    _add_socket(st, sock)
     log.info("connected: %s from %s to %s", credential.who, request.remote, request.path)
-    transport = request.transport
-    sink = WebSocketSink(ws, transport if isinstance(transport, asyncio.Transport) else None)
+    sink = WebSocketSink(ws, transport, st.options.buffer_limit)
 
     def abort() -> None:
         if transport is not None:
@@ -229,9 +269,12 @@ async def _websocket(request: web.Request, *, details: bool) -> web.StreamRespon
 
     async def receive_until_closed() -> None:
         async for msg in ws:
-            if msg.type is WSMsgType.ERROR:
+            sock.seen = loop.time()
+            if msg.type is WSMsgType.PING:
+                await ws.pong(msg.data)
+            elif msg.type is WSMsgType.ERROR:
                 break
-            # Text or binary from a client: nothing to do (the protocol is one-way).
+            # Pongs, text or binary from a client: nothing more (the protocol is one-way).
 
     try:
         await st.hub.serve_client(
@@ -239,7 +282,7 @@ async def _websocket(request: web.Request, *, details: bool) -> web.StreamRespon
             reserved=True, user=credential.user_id,
         )
     finally:
-        st.sockets.pop(ws, None)
+        _remove_socket(st, ws)
         if not ws.closed:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(ws.close(), 2.0)
@@ -363,9 +406,31 @@ async def close_all(app: web.Application, grace: float = 5.0) -> None:
         await asyncio.gather(*(close(ws) for ws in sockets))
 
 
+def _add_socket(st: _State, sock: Socket) -> None:
+    st.sockets[sock.ws] = sock
+    key = sock.credential.key
+    entry = st.by_credential.get(key)
+    if entry is None:
+        st.by_credential[key] = (sock.credential, {sock.ws})
+    else:
+        entry[1].add(sock.ws)
+
+
+def _remove_socket(st: _State, ws: web.WebSocketResponse) -> None:
+    sock = st.sockets.pop(ws, None)
+    if sock is None:
+        return
+    key = sock.credential.key
+    entry = st.by_credential.get(key)
+    if entry is not None:
+        entry[1].discard(ws)
+        if not entry[1]:
+            del st.by_credential[key]
+
+
 async def _close_unauthorized(st: _State, ws: web.WebSocketResponse, why: str,
                               who: str) -> None:
-    st.sockets.pop(ws, None)
+    _remove_socket(st, ws)
     st.closed_for_credential += 1
     log.info("closing the socket of %s: %s", who, why)
     with contextlib.suppress(Exception):
@@ -378,23 +443,53 @@ def credential_checker(app: web.Application) -> CredentialChecker | None:
 
 
 async def recheck_sockets(app: web.Application) -> int:
-    """Check every open socket's credential again; close those that no longer hold.
-    Returns how many were closed."""
+    """Check every credential behind open sockets again (once each, however many sockets
+    share it); close the sockets of those that no longer hold. Returns how many were
+    closed."""
     st = app[_KEY]
     if st.auth.tokens is not None:
         st.auth.tokens.refresh()
-    closing = []
-    for ws, credential in list(st.sockets.items()):
-        if ws.closed:
-            continue
+    closing: list[Coroutine[Any, Any, None]] = []
+    for credential, sockets in list(st.by_credential.values()):
         why = st.auth.still_valid(credential)
         if (why is None and st.checker is not None and st.checker.needed(credential)
                 and await st.checker.check(credential) is Answer.REVOKED):
             why = "token revoked"
         if why is not None:
-            closing.append(_close_unauthorized(st, ws, why, credential.who))
+            closing.extend(_close_unauthorized(st, ws, why, credential.who)
+                           for ws in list(sockets) if not ws.closed)
     await asyncio.gather(*closing)
     return len(closing)
+
+
+async def _heartbeat_forever(app: web.Application) -> None:
+    """Ping every socket once per ``heartbeat`` seconds, in slices spread over that time
+    (at most one a second: never one burst of 10,000 pings and pongs); close a socket
+    that sent nothing since its previous ping."""
+    st = app[_KEY]
+    interval = st.options.heartbeat
+    loop = asyncio.get_running_loop()
+    slices = max(1, int(interval))
+    while True:
+        sockets = list(st.sockets.values())
+        if not sockets:
+            await asyncio.sleep(interval)
+            continue
+        size = -(-len(sockets) // slices)
+        for start in range(0, len(sockets), size):
+            now = loop.time()
+            for sock in sockets[start:start + size]:
+                t = sock.transport
+                if t is None or t.is_closing() or sock.ws.closed:
+                    continue
+                if sock.pinged and sock.seen < sock.pinged:
+                    log.info("closing the socket of %s: no pong within %g s",
+                             sock.credential.who, now - sock.pinged)
+                    t.abort()
+                    continue
+                sock.pinged = now
+                t.write(PING_FRAME)
+            await asyncio.sleep(interval / slices)
 
 
 async def _recheck_forever(app: web.Application) -> None:
@@ -447,11 +542,16 @@ def make_app(
     app.router.add_get(DETAILS_HTTP_PATH, status_details)
 
     async def recheck(app: web.Application) -> Any:
-        task = asyncio.create_task(_recheck_forever(app), name="traystatus-serve-recheck")
+        tasks = [
+            asyncio.create_task(_recheck_forever(app), name="traystatus-serve-recheck"),
+            asyncio.create_task(_heartbeat_forever(app), name="traystatus-serve-heartbeat"),
+        ]
         yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def on_shutdown(app: web.Application) -> None:
         await close_all(app)

@@ -1,11 +1,14 @@
 """The fan-out: one state source, any number of WebSocket clients, none waiting on another.
 
 The source (the core's monitor: one LISTEN connection) calls the hub's listeners on its
-loop. The hub turns each event into one JSON text, computed once, and offers it to every
-client of that kind. A client is a slot holding only the latest text and a writer task
-that sends whatever is in the slot: a slow or stuck client makes its own writer wait
-(TCP back-pressure) while the others go on, and when it catches up it gets the newest
-state, never a backlog. A send that takes longer than ``send_timeout`` drops that client.
+loop. The hub turns each event into one WebSocket frame, JSON-encoded and framed once,
+and writes the same bytes to every client of that kind, in the same loop step: no task,
+queue or timer per client. A client whose connection is behind (more than
+``buffer_limit`` bytes waiting in its user-space buffer) gets nothing more written; the
+newest frame goes into its one slot instead (replacing any older one), and one shared
+flusher writes it when the connection has drained: a slow client never delays the
+others, holds at most ``buffer_limit`` bytes plus one frame, and ends up with the newest
+state, never a backlog. One still behind after ``send_timeout`` is dropped.
 
 Details are reference-counted: the first details client (or an HTTP request for details)
 subscribes the source, which only then reads details from the database; a moment
@@ -52,9 +55,6 @@ class Source(Protocol):
 
 class Sink(Protocol):
     """One client connection as the hub sees it (app.py's WebSocketSink)."""
-
-    async def send_str(self, data: str) -> None:
-        """Send one text message, waiting for the client's TCP window when it is full."""
 
     def try_write(self, frame: bytes) -> bool:
         """Write an encoded frame now if the connection takes it without queueing much;
@@ -149,9 +149,9 @@ def dumps(value: Any) -> str:
 
 
 class Client:
-    """A connected WebSocket: the latest text not yet sent, and the task sending it."""
+    """A connected WebSocket: its sink, and the newest frame it could not take yet."""
 
-    __slots__ = ("abort", "details", "event", "latest", "sending", "sink", "task", "user")
+    __slots__ = ("abort", "behind_since", "details", "latest", "sink", "user")
 
     def __init__(self, sink: Sink, details: bool, abort: Callable[[], None],
                  user: int | None = None) -> None:
@@ -159,24 +159,15 @@ class Client:
         self.user = user  # the StatBus user behind its credential (auth.user.id), if any
         self.details = details
         self.abort = abort
-        self.latest: str | None = None
-        self.sending = False  # the writer task is inside a send (waiting on a slow client)
-        self.event = asyncio.Event()
-        self.task: asyncio.Task[None] | None = None
-
-    @property
-    def idle(self) -> bool:
-        return self.latest is None and not self.sending
-
-    def offer(self, text: str) -> None:
-        self.latest = text  # replaces what the writer has not sent yet: latest only
-        self.event.set()
+        self.latest: bytes | None = None  # the newest frame not written yet (slow client)
+        self.behind_since = 0.0  # monotonic time it first could not take a frame
 
 
 @dataclass
 class HubOptions:
     max_clients: int = 10_000
-    send_timeout: float = 10.0  # a client that takes longer for one message is dropped
+    send_timeout: float = 10.0  # a client behind for longer than this is dropped
+    flush_interval: float = 0.05  # how often slow clients' connections are looked at
     details_cache: float = 1.0  # HTTP details: served from a read at most this old
     details_wait: float = 10.0  # HTTP details: how long to wait for a read
     details_linger: float = 1.0  # the source stays subscribed this long after the last
@@ -189,6 +180,7 @@ class HubCounters:
     messages_offered: int = 0
     messages_sent: int = 0
     messages_replaced: int = 0  # overwritten in a slow client's slot before being sent
+    frames_encoded: int = 0  # one per message, whatever the number of clients
     slow_clients_dropped: int = 0
     details_http_reads: int = 0
 
@@ -198,12 +190,19 @@ class Hub:
         self.source = source
         self.options = options or HubOptions()
         self.counters = HubCounters()
-        self._clients: set[Client] = set()
+        self._status_clients: set[Client] = set()
+        self._details_clients: set[Client] = set()
+        self._behind: set[Client] = set()  # clients with a frame in their slot
+        self._flusher: asyncio.Task[None] | None = None
         self._reserved = 0  # handshakes admitted, not yet registered (see reserve())
         self._logged_problem: tuple[object, str] | None = None
         self._details_refs = 0
         self._status_text = dumps(status_message(source.status))
         self._details_text: str | None = None
+        self._status_frame_of: str | None = None  # the text _status_frame_bytes encodes
+        self._status_frame_bytes = b""
+        self._details_frame_of: str | None = None
+        self._details_frame_bytes = b""
         self._details_at = -1e9  # monotonic time of the last details read
         self._details_live = False  # the last read belongs to the current subscription
         self._source_subscribed = False
@@ -220,14 +219,19 @@ class Hub:
     # -- counts -----------------------------------------------------------------------------
     @property
     def clients(self) -> int:
-        return len(self._clients)
+        return len(self._status_clients) + len(self._details_clients)
 
     @property
     def details_clients(self) -> int:
-        return sum(1 for c in self._clients if c.details)
+        return len(self._details_clients)
+
+    @property
+    def behind(self) -> int:
+        """Clients with a frame waiting for their connection to drain."""
+        return len(self._behind)
 
     def full(self) -> bool:
-        return len(self._clients) + self._reserved >= self.options.max_clients
+        return self.clients + self._reserved >= self.options.max_clients
 
     def reserve(self) -> bool:
         """Take a client slot before the WebSocket handshake completes (False: none left).
@@ -251,14 +255,16 @@ class Hub:
         elif status.is_known:
             self._logged_problem = None
         self._status_text = dumps(status_message(status))
-        self._broadcast(self._status_text, details=False)
+        if self._status_clients:
+            self._broadcast(self._status_frame(), details=False)
 
     def _on_summary(self, summary: WorkSummary) -> None:
         # A one-off message to those connected now (newcomers get the plain status): the
         # current status, so ``stable`` is in every message, plus what just finished.
         message = status_message(self.source.status)
         message["summary"] = {**summary.to_json(), "text": summary.text}
-        self._broadcast(dumps(message), details=False)
+        if self._status_clients:
+            self._broadcast(self._encode(dumps(message)), details=False)
 
     def _on_import_end(self, ended: ImportEnd) -> None:
         """An import job ended: its owner's status sockets (a StatBus token of that user)
@@ -267,15 +273,11 @@ class Hub:
             return
         message = status_message(self.source.status)
         message["import_ended"] = import_end_json(ended)
-        text = dumps(message)
-        for client in self._clients:
-            if client.details or client.user != ended.user_id:
-                continue
-            self.counters.messages_offered += 1
-            if client.idle and client.sink.try_write(text_frame(text)):
-                self.counters.messages_sent += 1
-                continue
-            client.offer(text)
+        owners = [c for c in self._status_clients if c.user == ended.user_id]
+        if owners:
+            frame = self._encode(dumps(message))
+            for client in owners:
+                self._deliver(client, frame)
 
     def _on_details(self, details: Details) -> None:
         if not self._source_subscribed:
@@ -287,26 +289,69 @@ class Hub:
         for fut in waiters:
             if not fut.done():
                 fut.set_result(self._details_text)
-        self._broadcast(self._details_text, details=True)
+        if self._details_clients:
+            self._broadcast(self._details_frame(), details=True)
 
-    def _broadcast(self, text: str, *, details: bool) -> None:
-        """Every client of the kind gets ``text``: written at once (one frame encoded for
-        all) to clients whose connection keeps up; put in the slot of the others, whose
-        writer sends it when their connection drains (replacing any older one there)."""
-        frame: bytes | None = None
-        for client in self._clients:
-            if client.details is not details:
-                continue
-            self.counters.messages_offered += 1
-            if client.idle:
+    def _encode(self, text: str) -> bytes:
+        self.counters.frames_encoded += 1
+        return text_frame(text)
+
+    def _broadcast(self, frame: bytes, *, details: bool) -> None:
+        """Every client of the kind gets ``frame`` (encoded once for all): written at once
+        to the clients whose connection keeps up; put in the slot of the others."""
+        clients = self._details_clients if details else self._status_clients
+        offered = sent = 0
+        for client in clients:
+            offered += 1
+            if client.latest is None and client.sink.try_write(frame):
+                sent += 1
+            else:
+                self._hold(client, frame)
+        self.counters.messages_offered += offered
+        self.counters.messages_sent += sent
+
+    def _deliver(self, client: Client, frame: bytes) -> None:
+        """One frame to one client: now if its connection keeps up, else into its slot."""
+        self.counters.messages_offered += 1
+        if client.latest is None and client.sink.try_write(frame):
+            self.counters.messages_sent += 1
+        else:
+            self._hold(client, frame)
+
+    def _hold(self, client: Client, frame: bytes) -> None:
+        """A client that is behind: ``frame`` replaces what its slot held (latest only);
+        the flusher writes it when the connection drains."""
+        if client.latest is not None:
+            self.counters.messages_replaced += 1
+        else:
+            client.behind_since = time.monotonic()
+            self._behind.add(client)
+        client.latest = frame
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(
+                self._flush(), name="traystatus-serve-flusher")
+
+    async def _flush(self) -> None:
+        """The one task for every slow client, alive only while some client is behind:
+        writes each held frame once its connection has drained; drops a client still
+        behind after ``send_timeout``."""
+        while self._behind:
+            await asyncio.sleep(self.options.flush_interval)
+            now = time.monotonic()
+            for client in list(self._behind):
+                frame = client.latest
                 if frame is None:
-                    frame = text_frame(text)
-                if client.sink.try_write(frame):
+                    self._behind.discard(client)
+                elif client.sink.try_write(frame):
+                    client.latest = None
+                    self._behind.discard(client)
                     self.counters.messages_sent += 1
-                    continue
-            if client.latest is not None:
-                self.counters.messages_replaced += 1
-            client.offer(text)
+                elif now - client.behind_since > self.options.send_timeout:
+                    self._forget(client)
+                    self.counters.slow_clients_dropped += 1
+                    log.info("dropping a client that was %g s behind",
+                             self.options.send_timeout)
+                    client.abort()
 
     # -- details refcount -------------------------------------------------------------------
     def _want_details(self) -> None:
@@ -363,52 +408,41 @@ class Hub:
         client = Client(sink, details, abort, user)
         if reserved:
             self.release()
-        self._clients.add(client)
         self.counters.clients_accepted += 1
         if details:
+            self._details_clients.add(client)
             self._want_details()
             if self._details_live and self._details_text is not None:
-                client.offer(self._details_text)
+                self._deliver(client, self._details_frame())
             # else: the subscription's first read reaches every details client
         else:
-            client.offer(self._status_text)
-        client.task = asyncio.create_task(self._write(client), name="traystatus-serve-writer")
+            self._status_clients.add(client)
+            self._deliver(client, self._status_frame())
         try:
             await receive_until_closed()
         finally:
-            self._clients.discard(client)
+            self._forget(client)
             if details:
                 self._drop_details()
-            client.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await client.task
 
-    async def _write(self, client: Client) -> None:
-        while True:
-            await client.event.wait()
-            client.event.clear()
-            text, client.latest = client.latest, None
-            if text is None:
-                continue
-            client.sending = True
-            try:
-                async with asyncio.timeout(self.options.send_timeout):
-                    await client.sink.send_str(text)
-            except TimeoutError:
-                self.counters.slow_clients_dropped += 1
-                log.info("dropping a client that took over %g s to take one message",
-                         self.options.send_timeout)
-                client.abort()
-                return
-            except (ConnectionError, RuntimeError) as ex:
-                # The connection is unusable: end it, so serve_client() unregisters the
-                # client now rather than when (if ever) its reader notices.
-                log.debug("client gone while sending: %s", ex)
-                client.abort()
-                return
-            finally:
-                client.sending = False
-            self.counters.messages_sent += 1
+    def _forget(self, client: Client) -> None:
+        (self._details_clients if client.details else self._status_clients).discard(client)
+        self._behind.discard(client)
+        client.latest = None
+
+    def _status_frame(self) -> bytes:
+        """The current status as a frame, encoded once for every newcomer until it changes."""
+        if self._status_frame_of is not self._status_text:
+            self._status_frame_bytes = self._encode(self._status_text)
+            self._status_frame_of = self._status_text
+        return self._status_frame_bytes
+
+    def _details_frame(self) -> bytes:
+        text = self._details_text or ""
+        if self._details_frame_of is not text:
+            self._details_frame_bytes = self._encode(text)
+            self._details_frame_of = text
+        return self._details_frame_bytes
 
     # -- HTTP details -----------------------------------------------------------------------
     async def details_text(self) -> str | None:

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import resource
 import signal
 import socket
 import ssl
@@ -179,6 +180,7 @@ async def serve(
     handle_signals: bool = True,
 ) -> int:
     """Run until SIGTERM/SIGINT (or ``stop`` is set). Returns the exit code."""
+    raise_fd_limit(config.max_clients)
     auth = build_auth(config)
     ssl_ctx = build_ssl(config)
     hub = Hub(source, HubOptions(max_clients=config.max_clients,
@@ -245,6 +247,26 @@ async def serve(
             with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
                 loop.remove_signal_handler(sig)
     return 0
+
+
+def raise_fd_limit(clients: int) -> int:
+    """Every client is a file descriptor: raise the soft RLIMIT_NOFILE to the hard one
+    (systemd's LimitNOFILE; a shell's ``ulimit -Hn``), and warn when even that is below
+    ``clients`` and a margin. Returns the soft limit now."""
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY or hard > soft:
+            target = hard if hard != resource.RLIM_INFINITY else max(soft, clients + 1024)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    except (OSError, ValueError) as ex:
+        log.warning("cannot raise the open-file limit: %s", ex)
+        return -1
+    if soft != resource.RLIM_INFINITY and soft < clients + 64:
+        log.warning("the open-file limit is %d: fewer than --max-clients %d need (one file "
+                    "a client); raise it (systemd: LimitNOFILE=; a shell: ulimit -n)",
+                    soft, clients)
+    return int(soft)
 
 
 # What a first status can say that waiting will not fix: worth a WARNING at start.

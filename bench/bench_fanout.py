@@ -169,6 +169,82 @@ def client_main(host: str, port: int, source: str, n: int, conn: Connection) -> 
         s.close()
 
 
+# -- where the time goes: the floor -----------------------------------------------------------
+def floor(n: int) -> None:
+    """In this process, without the server: what one message costs per client in its parts.
+    JSON encoding (once per message, not per client), the hub's own loop over ``n`` sinks
+    that take the frame without a system call, and a bare ``socket.send()`` of the same
+    frame to ``n`` loopback TCP connections (nobody reading: no wake-ups)."""
+    import socket
+
+    from traystatus.core.state import State, Status
+    from traystatus.serve.hub import Hub, dumps, status_message, text_frame
+
+    status = Status(State.PROCESSING, message="")
+    t0 = time.perf_counter()
+    for _ in range(1000):
+        text = dumps(status_message(status))
+        frame = text_frame(text)
+    encode = (time.perf_counter() - t0) / 1000
+
+    class Sink:
+        __slots__ = ("n",)
+
+        def __init__(self) -> None:
+            self.n = 0
+
+        def try_write(self, frame: bytes) -> bool:
+            self.n += 1
+            return True
+
+    class Source:
+        status = Status(State.STABLE)
+        details_snapshot = None
+
+        def add_listener(self, cb: object) -> None: ...
+        def add_details_listener(self, cb: object) -> None: ...
+        def add_summary_listener(self, cb: object) -> None: ...
+        def subscribe_details(self) -> None: ...
+        def unsubscribe_details(self) -> None: ...
+
+    from traystatus.serve.hub import Client
+
+    hub = Hub(Source())  # type: ignore[arg-type]
+    for _ in range(n):
+        hub._status_clients.add(Client(Sink(), False, lambda: None))  # type: ignore[arg-type]
+    t0 = time.perf_counter()
+    for _ in range(10):
+        hub._broadcast(frame, details=False)
+    loop_s = (time.perf_counter() - t0) / 10
+
+    pairs = min(n, 4000)  # both ends in this process
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(pairs)
+    ends = []
+    for _ in range(pairs):
+        c = socket.create_connection(listener.getsockname())
+        a, _ = listener.accept()
+        a.setblocking(False)
+        ends.append((a, c))
+    t0, c0 = time.perf_counter(), time.process_time()
+    for _ in range(10):
+        for a, _ in ends:
+            a.send(frame)
+    send = (time.perf_counter() - t0) / 10 / pairs
+    send_cpu = (time.process_time() - c0) / 10 / pairs
+    for a, c in ends:
+        a.close()
+        c.close()
+    listener.close()
+    print(f"floor: JSON + frame of one {len(frame)}-byte message {encode * 1e6:.1f} us (once "
+          f"per message); the hub's loop {loop_s / n * 1e6:.2f} us a client; socket.send() "
+          f"to a loopback TCP connection {send * 1e6:.1f} us a client ({send_cpu * 1e6:.1f} us "
+          f"of CPU; nobody waiting to read); so {n} clients: "
+          f"{(loop_s + send * n) * 1000:.0f} ms a message before any wake-up of a reader",
+          flush=True)
+
+
 # -- the run ----------------------------------------------------------------------------------
 def start_serve(dsn: str, extra: list[str]) -> tuple[subprocess.Popen[str], str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
@@ -186,6 +262,15 @@ def start_serve(dsn: str, extra: list[str]) -> tuple[subprocess.Popen[str], str]
         m = re.search(r"listening on http://([\d.]+):(\d+)", line)
         if m:
             return proc, f"http://{m.group(1)}:{m.group(2)}"
+
+
+def server_clients(url: str) -> int:
+    import json
+    import urllib.request
+
+    req = urllib.request.Request(f"{url}/healthz", headers={"Authorization": "Bearer bench"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return int(json.load(r)["clients"])
 
 
 def run_round(args: argparse.Namespace, dsn: str, clients: int) -> dict[str, float]:
@@ -215,6 +300,7 @@ def run_round(args: argparse.Namespace, dsn: str, clients: int) -> dict[str, flo
         connect_s = time.monotonic() - t_connect
         time.sleep(2.0)
         rss_after, tcp_after = rss_kib(proc.pid), tcp_mem_kib()
+        connected = server_clients(url)
         cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
         time.sleep(args.idle)
         idle_cpu = (cpu_seconds(proc.pid) - cpu0) / (time.monotonic() - t0)
@@ -228,6 +314,7 @@ def run_round(args: argparse.Namespace, dsn: str, clients: int) -> dict[str, flo
                 commits.append((time.monotonic(), stable_after))
                 time.sleep(args.gap)
         cpu_per_flip = (cpu_seconds(proc.pid) - cpu_flips0) / args.flips
+        still = server_clients(url)
         for p in pipes:
             p.send("stop")
         received: list[list[tuple[float, int]]] = []
@@ -257,6 +344,8 @@ def run_round(args: argparse.Namespace, dsn: str, clients: int) -> dict[str, flo
             all_latency.extend(times)
     return {
         "connect_s": connect_s,
+        "connected": float(connected),
+        "still": float(still),
         "retries": float(retries),
         "last_p50": statistics.median(last_latency),
         "last_p99": pct(last_latency, 99),
@@ -285,6 +374,7 @@ def main() -> None:
     args = parser.parse_args()
     raise_nofile()
     print(f"load average before: {os.getloadavg()}, cores: {os.cpu_count()}", flush=True)
+    floor(max(int(c) for c in args.clients.split(",")))
     with tempfile.TemporaryDirectory(prefix="bench-fanout-") as tmp:
         db, dsn = start_db(Path(tmp))
         try:

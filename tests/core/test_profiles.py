@@ -315,6 +315,7 @@ def test_huge_settings_are_clamped_to_their_maximum_with_a_warning(
         "notify_min_processing_s = 1e308\n"
         "health_timeout_s = 3e6\n"
         f"health_interval_s = {10**400}\n"
+        "review_remind_s = 1e12\n"
     )
     with caplog.at_level("WARNING", logger="traystatus"):
         settings = ProfileStore(path).settings

@@ -50,7 +50,8 @@ def test_status_json_is_one_shape_with_source_and_review() -> None:
         review=ReviewBlock(waiting=((7, "census_2026"),), queued_behind=3),
     ).to_json()
     assert blocked["source"] == "builtin"
-    assert blocked["review"] == {"waiting": [{"id": 7, "slug": "census_2026"}], "queued_behind": 3}
+    assert blocked["review"] == {"waiting": [{"id": 7, "slug": "census_2026"}],
+                                 "queued_behind": 3, "since": None, "may_approve": None}
     assert (plain["blocked_by_review"], blocked["blocked_by_review"]) == ([], [7])
     assert set(plain) == set(blocked)
     json.dumps(blocked)  # serialisable as is

@@ -29,14 +29,15 @@ DUE = ("SELECT count(*) FROM worker.tasks WHERE state::text IN "
 Conn = psycopg.Connection[tuple[Any, ...]]
 
 
-def _as_admin(conn: Conn) -> None:
-    conn.execute("CALL test.set_user_from_email(%s)", (ADMIN_EMAIL,))
+def _as_admin(conn: Conn, email: str = ADMIN_EMAIL) -> None:
+    conn.execute("CALL test.set_user_from_email(%s)", (email,))
 
 
 def create_job(conn: Conn, slug: str, *, review: bool = False,
-               definition: str = "legal_unit_job_provided") -> int:
+               definition: str = "legal_unit_job_provided", email: str = ADMIN_EMAIL) -> int:
+    """A new job, uploaded by the StatBus user ``email`` (the job's ``user_id``)."""
     with conn.transaction():
-        _as_admin(conn)
+        _as_admin(conn, email)
         row = conn.execute(
             "INSERT INTO public.import_job (definition_id, slug, time_context_ident, review) "
             "SELECT id, %s, 'r_year_curr', %s FROM public.import_definition WHERE slug = %s "

@@ -41,6 +41,7 @@ from traystatus.app.adapter import MonitorAdapter
 from traystatus.app.icons import IconCache, IconStyle, accessible_name, kind_for, render_pixmap
 from traystatus.core.details import PHASE_LABELS, Details, ImportJob
 from traystatus.core.progress import percent
+from traystatus.core.review_wait import who_approves
 from traystatus.core.state import State, Status, utcnow
 from traystatus.core.wording import format_duration, plural
 
@@ -451,8 +452,11 @@ class DeploymentSection(QFrame):
         if st.state == State.STABLE and details is not None and not empty:
             sub = "Recently ended import jobs are listed below."
         if st.review is not None and st.is_known:
-            # "Waiting for review: lu_2026; 2 imports queued behind it"
-            sub = st.review.text + "."
+            # "Waiting for review for 2 h 5 min: lu_2026; 2 imports queued behind it"
+            sub = st.review.text_at(now) + "."
+            who = who_approves(st.review)
+            if who:
+                sub += "\n" + who
         if st.upgrade is not None and st.state is not State.UPGRADING:
             # "StatBus will be upgraded at 22:00: data unavailable for a while", or its end
             line = st.upgrade.text(now) + "."

@@ -22,6 +22,12 @@ The rules, and why:
   connection comes back after an announced loss, "Reconnected" replaces it.
 * ERROR (bad password, SQL missing, ...) will not heal by waiting: announced at once,
   once per problem kind, under the same rate limit.
+* A review that waits: told once when it starts; then, while it still waits, a reminder
+  each ``review_remind`` (Settings' ``review_remind_s``, 2 h by default, 0 = never) that
+  names the waiting time and the imports held behind it - at most one per interval, one
+  after a sleep that skipped several - and only to a login that may approve it by
+  StatBus's rule (or may not be known to, through a relay: then it says who can).
+  Timing in core/review_wait.py (``ReviewReminder``).
 * Each kind can be switched off; ``pause(until)`` silences everything.
 """
 
@@ -35,6 +41,7 @@ from traystatus.core.details import EndedJob, WorkSummary
 from traystatus.core.endings import FINAL_STATES
 from traystatus.core.profiles import Settings
 from traystatus.core.progress import ImportEnd
+from traystatus.core.review_wait import ReviewReminder, reminder_text, who_approves
 from traystatus.core.state import Problem, State, Status
 from traystatus.core.upgrade import UpgradePhase
 from traystatus.core.wording import plural
@@ -109,6 +116,7 @@ class NotifyOptions:
     review: bool = True
     imports: str = "mine"  # which ended imports get their own notice: mine | all
     min_processing: timedelta = timedelta(seconds=30)
+    review_remind: timedelta = timedelta(hours=2)  # zero: never remind
     grace: timedelta = timedelta(seconds=60)
     grace_after_start: timedelta = timedelta(minutes=3)
     burst_window: timedelta = timedelta(minutes=2)
@@ -140,6 +148,7 @@ class NotifyOptions:
             review=bool(getattr(settings, "notify_review", True)),
             imports=str(getattr(settings, "import_notices", "mine")),
             min_processing=timedelta(seconds=settings.notify_min_processing_s),
+            review_remind=timedelta(seconds=float(getattr(settings, "review_remind_s", 7200.0))),
             grace=grace,
             grace_after_start=max(grace * 3, timedelta(minutes=3)),
         )
@@ -182,6 +191,7 @@ class NotificationPolicy:
         self._paused_until: datetime | None = None
         self._review_announced: set[int] = set()  # jobs whose review was announced, once
         self._review_shown = False  # a review notice is out: say when the block clears
+        self._reminder = ReviewReminder(self.options.review_remind)
         self._upgrades_told: set[tuple[int, UpgradePhase]] = set()  # (row, phase): once
         self._upgrades_seen: set[int] = set()  # rows seen scheduled or running
         self._upgrade_told_at: dict[int, datetime] = {}  # when its schedule was told
@@ -258,6 +268,7 @@ class NotificationPolicy:
         waiting = set(block.job_ids) if block is not None else set()
         out: list[Decision] = []
         new = waiting - self._review_announced
+        self._reminder.observe(block, now)
         if block is not None and new:
             self._review_announced |= new
             self._review_shown = True
@@ -265,8 +276,15 @@ class NotificationPolicy:
             if block.queued_behind:
                 body = (f"StatBus holds {plural(block.queued_behind, 'import')} behind it "
                         "until someone reviews it.")
-            out += self._emit(Notice(Kind.REVIEW, KEY_REVIEW, block.text, body, Urgency.NORMAL,
-                                     (Action.SHOW_DETAILS,), icon="review"), now)
+            who = who_approves(block)
+            if who:
+                body += " " + who
+            told = self._emit(Notice(Kind.REVIEW, KEY_REVIEW,
+                                     block.text_at(now, self._reminder.seen), body,
+                                     Urgency.NORMAL, (Action.SHOW_DETAILS,), icon="review"), now)
+            if told:
+                self._reminder.told(now)  # the next word on it is a reminder, an interval on
+            out += told
         elif block is None and self._review_shown:
             self._review_shown = False
             out += self._emit(Notice(Kind.REVIEW, KEY_REVIEW, "Review done",
@@ -380,8 +398,30 @@ class NotificationPolicy:
             now,
         )
 
+    def review_seen(self) -> datetime | None:
+        """When this app first saw the current review block (the waiting time's fallback
+        when StatBus's stamp is not known)."""
+        return self._reminder.seen
+
+    def _remind(self, now: datetime) -> list[Decision]:
+        """A review still waits an interval after the last word on it: remind, if this
+        login may approve it (or cannot tell)."""
+        st = self._status
+        block = st.review if st is not None and st.is_known else None
+        self._reminder.every = self.options.review_remind  # Settings may have changed it
+        if block is None or block.may_approve is False or not self._reminder.due(block, now):
+            return []
+        title, body = reminder_text(block, now, self._reminder.seen)
+        out = self._emit(Notice(Kind.REVIEW, KEY_REVIEW, title, body, Urgency.NORMAL,
+                                (Action.SHOW_DETAILS,), icon="review"), now)
+        if out:
+            self._reminder.told(now)
+            self._review_shown = True
+        return out
+
     def tick(self, now: datetime) -> list[Decision]:
-        """Once a second: grace periods end, sleeps are noticed, pauses run out."""
+        """Once a second: grace periods end, sleeps are noticed, pauses run out, a review
+        that still waits is reminded of."""
         out: list[Decision] = []
         last, self._last_tick = self._last_tick, now
         if last is not None and now - last >= self.options.wake_gap:
@@ -402,6 +442,7 @@ class NotificationPolicy:
             and fibonacci_hit(self._episodes)
         ):
             out += self._announce_loss(st, now, critical=False)
+        out += self._remind(now)
         return out
 
     # -- helpers ---------------------------------------------------------------------

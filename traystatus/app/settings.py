@@ -271,6 +271,16 @@ class SettingsDialog(QDialog):
         nform.addRow("When an import ends, notify for", self.import_notices)
         nform.addRow("Announce finished processing only after", self.min_processing)
         nform.addRow("Announce a lost connection after", self.grace)
+        self.review_remind = QDoubleSpinBox()
+        self.review_remind.setRange(0, 7 * 24 * 60)
+        self.review_remind.setSuffix(" min")
+        self.review_remind.setDecimals(0)
+        self.review_remind.setSpecialValueText("never")
+        self.review_remind.setToolTip(
+            "While an import job waits for review, StatBus holds every other import. "
+            "Remind this often, if this login may approve it."
+        )
+        nform.addRow("Remind of a waiting review every", self.review_remind)
         outer.addWidget(nbox)
 
         # -- appearance and start
@@ -330,6 +340,7 @@ class SettingsDialog(QDialog):
         self.notify_error.setChecked(s.notify_error)
         self.grace.setValue(s.disconnect_grace_s)
         self.min_processing.setValue(s.notify_min_processing_s)
+        self.review_remind.setValue(s.review_remind_s / 60)
         i = self.icon_style.findData(s.icon_style)
         self.icon_style.setCurrentIndex(max(0, i))
         self.import_notices.setCurrentIndex(max(0, self.import_notices.findData(s.import_notices)))
@@ -472,6 +483,7 @@ class SettingsDialog(QDialog):
             notify_error=self.notify_error.isChecked(),
             disconnect_grace_s=float(self.grace.value()),
             notify_min_processing_s=float(self.min_processing.value()),
+            review_remind_s=float(self.review_remind.value()) * 60,
             icon_style=str(self.icon_style.currentData()),
             import_notices=str(self.import_notices.currentData()),
             watched=tuple(

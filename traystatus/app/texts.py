@@ -10,6 +10,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 from traystatus.core.details import Details
+from traystatus.core.review_wait import who_approves
 from traystatus.core.state import Problem, State, Status
 from traystatus.core.wording import format_duration
 
@@ -135,8 +136,11 @@ def tooltip(status: Status, now: datetime, profile: str | None = None) -> str:
         # "StatBus will be upgraded at 22:00: data unavailable for a while", or its end
         lines.append(status.upgrade.text(now))
     if status.review is not None and status.is_known:
-        # "Waiting for review: lu_2026; 2 imports queued behind it"
-        lines.append(status.review.text)
+        # "Waiting for review for 2 h 5 min: lu_2026; 2 imports queued behind it"
+        lines.append(status.review.text_at(now))
+        who = who_approves(status.review)
+        if who:
+            lines.append(who)
     return "\n".join(lines)
 
 
@@ -144,6 +148,8 @@ def needs_ticking(status: Status) -> bool:
     """Whether the tooltip changes with time alone (so a 1 s timer must run)."""
     if status.state == State.PROCESSING:
         return True
+    if status.is_known and status.review is not None and status.review.since is not None:
+        return True  # the review's waiting time grows (the text changes once a minute)
     return (status.state in (State.DISCONNECTED, State.ERROR, State.UPGRADING)
             and status.next_retry_at is not None)
 

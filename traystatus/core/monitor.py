@@ -94,6 +94,7 @@ from traystatus.core.readers import (
     Unusable,
     choose_reader,
 )
+from traystatus.core.review_wait import REVIEW_WAIT_SQL, enrich
 from traystatus.core.schedule import Channel, ReadSchedule
 from traystatus.core.sourcebase import SourceBase
 from traystatus.core.stability import StabilityTracker, carry_since
@@ -246,6 +247,11 @@ class Monitor(SourceBase):
         self._upgrade_read_at = -1e18
         self._upgrade_logged = False
         self._adopted: psycopg.AsyncConnection[Any] | None = None  # see adopt()
+        # A review that waits (core/review_wait.py): its jobs' rows, read once per set of
+        # waiting jobs; ``None`` while this StatBus or login cannot tell.
+        self._wait_key: tuple[int, ...] = ()
+        self._wait_rows: list[tuple[Any, ...]] = []
+        self._wait_broken = False
 
     # -- public API (the rest is SourceBase's) -------------------------------------------
     def add_import_listener(self, callback: Callable[[ImportEnd], None]) -> None:
@@ -582,8 +588,11 @@ class Monitor(SourceBase):
         )
         self._schedule.stable_read(now, seen.changed)
         old = self._status
+        review = answer.review
+        if review is not None:
+            review = enrich(review, await self._review_wait(link, tuple(review.job_ids)))
         self._set_status(Status(State.STABLE if answer.stable else State.PROCESSING,
-                                review=answer.review))
+                                review=review))
         changed = (old.state, old.review) != (self._status.state, self._status.review)
         if changed:
             # A state or review change may come with an import's end (a rejection at
@@ -687,6 +696,22 @@ class Monitor(SourceBase):
             text = ledger_file.render(ledger)
             if text is not None:
                 await asyncio.to_thread(ledger_file.write, text)
+
+    async def _review_wait(self, link: pgio.Link, key: tuple[int, ...]) -> list[tuple[Any, ...]]:
+        """The waiting jobs' "since" and "may this login approve" (REVIEW_WAIT_SQL): read
+        when the set of waiting jobs changes, else remembered (a bounded read by state)."""
+        if key == self._wait_key or self._wait_broken:
+            return self._wait_rows
+        try:
+            rows = await link.all(REVIEW_WAIT_SQL)
+        except (*_UPGRADE_UNREADABLE, psycopg.errors.UndefinedFunction,
+                psycopg.errors.UndefinedObject) as ex:
+            self._wait_broken = True  # StatBus without those roles or auth.uid(): as before
+            log.warning("a review's waiting time is not readable here: %s",
+                        str(ex).splitlines()[0])
+            return []
+        self._wait_key, self._wait_rows = key, rows
+        return rows
 
     # -- StatBus's software upgrades ----------------------------------------------------------
     async def _start_upgrades(self, link: pgio.Link) -> None:

@@ -312,6 +312,7 @@ SECONDS_MIN = {
     "notify_min_processing_s": 0.0,
     "health_interval_s": 1.0,
     "health_timeout_s": 1.0,
+    "review_remind_s": 0.0,
 }
 IMPORT_NOTICES = ("mine", "all")
 # Settings older versions stored but never used; a file that still has them loads (they
@@ -328,6 +329,7 @@ SECONDS_MAX = {
     "notify_min_processing_s": 3600.0,
     "health_interval_s": 3600.0,
     "health_timeout_s": 300.0,
+    "review_remind_s": 7 * 86400.0,
 }
 
 
@@ -344,6 +346,8 @@ class Settings:
     this long (a short flip is not news).
     ``import_notices``: which ended import jobs get a notice of their own: ``mine`` (the
     StatBus user behind the login's) or ``all``.
+    ``review_remind_s``: while an import job waits for review (StatBus holds the other
+    imports), remind a login that may approve it this often (0: never).
     ``watched``: more profiles the tray app watches besides the one it shows in detail
     (several deployments: one icon with the worst state, a line per deployment); names
     that are not (or no longer) profiles are skipped.
@@ -360,6 +364,7 @@ class Settings:
     icon_style: str = "auto"
     watched: tuple[str, ...] = ()
     import_notices: str = "mine"
+    review_remind_s: float = 7200.0
 
     def validate(self) -> Settings:
         """Strict: raise ProfileError naming the first bad value (the dialog shows it)."""

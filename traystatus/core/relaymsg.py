@@ -202,6 +202,10 @@ REVIEW: Table = {
         "slug": (OPTIONAL, nullable(text(200))),
     }))),
     "queued_behind": (OPTIONAL, integer()),
+    # when the review began (StatBus's stamp); "may_approve" is the server's login's and
+    # means nothing for the client, so it is checked and then not used
+    "since": (OPTIONAL, nullable(timestamp)),
+    "may_approve": (OPTIONAL, nullable(boolean)),
 }
 
 JOB: Table = {
@@ -413,7 +417,7 @@ def parse_status(value: Any, *, where: str, now: datetime) -> Status:
     if reason and state in STABLE_OF:  # a known state has no reason to give
         raise ProtocolError(f"a reason ({printable(reason, 60)!r}) contradicts state "
                             f"{state.value!r}")
-    review = _review(f.get("review"))
+    review = _review(f.get("review"), now)
     blocked = f.get("blocked_by_review")
     if blocked is not None and blocked != (review.job_ids if review is not None else []):
         raise ProtocolError("blocked_by_review does not name the jobs of review")
@@ -474,11 +478,14 @@ def relayed_reason(where: str, state: State, problem: Problem | None) -> str:
 
 
 # -- building our types ---------------------------------------------------------------------
-def _review(value: dict[str, Any] | None) -> ReviewBlock | None:
+def _review(value: dict[str, Any] | None, now: datetime) -> ReviewBlock | None:
     if value is None:
         return None
     waiting = tuple((item["id"], item.get("slug") or "") for item in value["waiting"])
-    return ReviewBlock(waiting, value.get("queued_behind", 0))
+    since = value.get("since")
+    if since is not None and since > now:
+        since = None  # a review that starts in the future is no waiting time: unknown
+    return ReviewBlock(waiting, value.get("queued_behind", 0), since=since)
 
 
 def _estimate(value: dict[str, Any] | None, now: datetime) -> Estimate | None:

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from traystatus.core.progress import Progress
 from traystatus.core.upgrade import Upgrade
-from traystatus.core.wording import plural
+from traystatus.core.wording import format_duration, plural
 
 
 class State(enum.Enum):
@@ -67,15 +67,24 @@ class ReviewBlock:
 
     ``waiting``: the jobs in waiting_for_review, as (id, slug). ``queued_behind``: how many
     imports are queued behind them. A Status without a block has ``review=None``.
+    ``since``: when the longest-waiting of them entered waiting_for_review (StatBus's
+    ``import_job.analysis_stop_at``: its trigger stamps it as the job leaves analysing_data,
+    and a job with review goes to waiting_for_review right then); None when not read.
+    ``may_approve``: whether this login may approve or reject every waiting job, by
+    StatBus's own rule (core/review_wait.py); None when unknown (through a relay).
     """
 
     waiting: tuple[tuple[int, str], ...]
     queued_behind: int = 0
+    since: datetime | None = None
+    may_approve: bool | None = None
 
     def to_json(self) -> dict[str, object]:
         return {
             "waiting": [{"id": job_id, "slug": slug} for job_id, slug in self.waiting],
             "queued_behind": self.queued_behind,
+            "since": self.since.isoformat() if self.since is not None else None,
+            "may_approve": self.may_approve,
         }
 
     @property
@@ -85,8 +94,27 @@ class ReviewBlock:
     @property
     def text(self) -> str:
         """One line for a person: "Waiting for review: lu_2026; 2 imports queued behind it"."""
+        return self.text_at(None)
+
+    def waited(self, now: datetime, seen: datetime | None = None) -> timedelta | None:
+        """How long the review has waited at ``now``: since StatBus's stamp, else since
+        ``seen`` (when this app first saw it waiting), else None."""
+        start = self.since or seen
+        return None if start is None else max(timedelta(0), now - start)
+
+    def text_at(self, now: datetime | None, seen: datetime | None = None) -> str:
+        """"Waiting for review for 2 h 5 min: lu_2026; 3 imports queued behind it" (the
+        waiting time when known at ``now``)."""
         names = ", ".join(slug or f"job {job_id}" for job_id, slug in self.waiting)
-        line = f"Waiting for review: {names}"
+        waited = self.waited(now, seen) if now is not None else None
+        how_long = ""
+        if waited is not None and waited >= timedelta(minutes=1):
+            # whole minutes (a waiting time that ticks every second is noise); under a
+            # minute it is no news
+            words = format_duration(waited.total_seconds() // 60 * 60)
+            # seen by this app only: it may have waited longer
+            how_long = f" for {'at least ' if self.since is None else ''}{words}"
+        line = f"Waiting for review{how_long}: {names}"
         if self.queued_behind:
             them = "it" if len(self.waiting) == 1 else "them"
             line += f"; {plural(self.queued_behind, 'import')} queued behind {them}"

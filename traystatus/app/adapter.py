@@ -23,7 +23,8 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from traystatus.app.tasks import bug_status
 from traystatus.core.source import StateSource
-from traystatus.core.state import Status
+from traystatus.core.state import Status, utcnow
+from traystatus.core.today import Day, SeenLog, day_view
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ class MonitorAdapter(QObject):
     detailsChanged = Signal(object)
     workFinished = Signal(object)
     importEnded = Signal(object)  # core.progress.ImportEnd (database sources only)
+    dayChanged = Signal(object)  # core.today.DayView, while details are wanted
 
     def __init__(
         self, monitor: StateSource, parent: QObject | None = None, details_interval_ms: int = 300
@@ -57,6 +59,13 @@ class MonitorAdapter(QObject):
         add_import_listener = getattr(monitor, "add_import_listener", None)
         if add_import_listener is not None:
             add_import_listener(self.importEnded.emit)
+        # What happened today (core/today.py): what this app saw, every Status; StatBus's
+        # record from a database source while details are wanted (a relay cannot).
+        self.seen = SeenLog()
+        add_day_listener = getattr(monitor, "add_day_listener", None)
+        self._day_relay = add_day_listener is None
+        if add_day_listener is not None:
+            add_day_listener(self._on_day)
 
     # -- life cycle ------------------------------------------------------------------------
     @property
@@ -107,6 +116,8 @@ class MonitorAdapter(QObject):
             self._details_wanted += 1
             if self._details_wanted == 1:
                 self.monitor.subscribe_details()
+                if self._day_relay:
+                    self.dayChanged.emit(day_view(None, self.seen, utcnow(), relay=True))
         elif self._details_wanted > 0:
             self._details_wanted -= 1
             if self._details_wanted == 0:
@@ -118,7 +129,12 @@ class MonitorAdapter(QObject):
     # -- callbacks from the core -----------------------------------------------------------
     def _on_status(self, status: Status) -> None:
         # State changes are rare (the core already damps them) and matter: no throttle.
+        self.seen.observe(status, utcnow())
         self.statusChanged.emit(status)
+
+    def _on_day(self, day: Day) -> None:
+        if self._details_wanted:
+            self.dayChanged.emit(day_view(day, self.seen, utcnow()))
 
     def _on_details(self, details: Any) -> None:
         if self._details_wanted == 0:

@@ -59,6 +59,7 @@ from traystatus.core.password import Source
 from traystatus.core.profiles import ProfileError, ProfileStore, Settings
 from traystatus.core.progress import ImportEnd
 from traystatus.core.state import Problem, State, Status, utcnow
+from traystatus.core.today import DayView
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +139,7 @@ class Controller(QObject):
         self.slot = SourceSlot(self._open, "the database", self)
         self.slot.statusChanged.connect(self._on_status)
         self.slot.detailsChanged.connect(self._on_details)
+        self.slot.dayChanged.connect(self._on_day)
         self.slot.workFinished.connect(self._on_summary)
         self.slot.importEnded.connect(self._on_import_end)
         self.slot.adapterChanged.connect(self._adapter_changed)
@@ -166,6 +168,7 @@ class Controller(QObject):
         self.deployments.changed.connect(self._deployments_changed)
         self.deployments.noticed.connect(self.notifier.handle)
         self.deployments.detailsChanged.connect(self._on_deployment_details)
+        self.deployments.dayChanged.connect(self._on_deployment_day)
 
         t = self.tray
         t.showDetailsRequested.connect(self.show_details)
@@ -255,6 +258,16 @@ class Controller(QObject):
             (name, partial(deployments.want_details, name), status)
             for name, status in deployments.rows()
         ])
+
+    def _on_day(self, day: object) -> None:
+        if self.details_window is not None and isinstance(day, DayView):
+            self.details_window.set_day(day)
+
+    def _on_deployment_day(self, item: object) -> None:
+        if self.details_window is not None and isinstance(item, tuple):
+            name, day = item
+            if isinstance(day, DayView):
+                self.details_window.set_deployment_day(name, day)
 
     def _on_deployment_details(self, item: object) -> None:
         if self.details_window is not None and isinstance(item, tuple):

@@ -81,6 +81,7 @@ class Deployments(QObject):
     changed = Signal()
     noticed = Signal(object)
     detailsChanged = Signal(object)
+    dayChanged = Signal(object)  # (name, core.today.DayView) while details are wanted
 
     def __init__(
         self,
@@ -165,6 +166,7 @@ class Deployments(QObject):
         slot.detailsChanged.connect(
             lambda d: self.detailsChanged.emit((self._name_of(slot), d))
         )
+        slot.dayChanged.connect(lambda d: self.dayChanged.emit((self._name_of(slot), d)))
         if name in self.wanted:
             slot.want_details(True)
         previous = self._closing_by_name.get(name)

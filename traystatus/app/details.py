@@ -15,6 +15,7 @@ updated in place, extra rows hidden), never rebuilt on every snapshot.
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
@@ -43,6 +44,7 @@ from traystatus.core.details import PHASE_LABELS, Details, ImportJob
 from traystatus.core.progress import percent
 from traystatus.core.review_wait import who_approves
 from traystatus.core.state import State, Status, utcnow
+from traystatus.core.today import DayView
 from traystatus.core.wording import format_duration, plural
 
 STATE_WORDS = {
@@ -368,6 +370,26 @@ class DeploymentSection(QFrame):
         self.body.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(body)
 
+        # What happened today (core/today.py): read only while the window is open.
+        self.today_box = QFrame()
+        self.today_box.setObjectName("today")
+        today = QVBoxLayout(self.today_box)
+        today.setContentsMargins(0, 6, 0, 0)
+        self.today_title = QLabel("Today")
+        self.today_title.setStyleSheet("font-weight: bold;")
+        today.addWidget(self.today_title)
+        self.today_lines = QLabel()
+        self.today_lines.setTextFormat(Qt.TextFormat.RichText)
+        self.today_lines.setWordWrap(True)
+        today.addWidget(self.today_lines)
+        self.today_note = QLabel()
+        self.today_note.setWordWrap(True)
+        self.today_note.setStyleSheet("color: palette(placeholder-text);")
+        today.addWidget(self.today_note)
+        outer.addWidget(self.today_box)
+        self.day: DayView | None = None
+        self.today_box.setVisible(False)
+
         self._render()
 
     # -- the details subscription (the window says when: while it is open) --------------------
@@ -375,6 +397,9 @@ class DeploymentSection(QFrame):
         if self.want is not None and on != self._subscribed:
             self._subscribed = on
             self.want(on)
+            if not on:
+                self.day = None  # read again when shown again
+                self._render_day()
             if not on and self.details is not None:
                 # No longer refreshed: shown again, the window would list stale jobs
                 # until the next read. The headline (Status) stays current meanwhile.
@@ -406,6 +431,26 @@ class DeploymentSection(QFrame):
     def set_details(self, details: Details) -> None:
         self.details = details
         self._render()
+
+    def set_day(self, day: DayView) -> None:
+        """What happened today (core/today.py), while the window is open."""
+        self.day = day
+        self._render_day()
+
+    def _render_day(self) -> None:
+        day = self.day if self._subscribed else None
+        self.today_box.setVisible(day is not None)
+        if day is None:
+            return
+        lines = []
+        for e in reversed(day.entries):  # the newest first
+            text = html.escape(e.text)
+            if e.bad:
+                text = f'<span style="color:#b3261e">{text}</span>'
+            lines.append(f"{e.at.astimezone().strftime('%H:%M')}&nbsp;&nbsp;{text}")
+        self.today_lines.setText("<br>".join(lines) if lines else "Nothing yet today.")
+        self.today_note.setText(day.note)
+        self.today_note.setVisible(bool(day.note))
 
     def set_me(self, me: int | None) -> None:
         """The StatBus user behind the login: their jobs are marked and can be filtered."""
@@ -723,6 +768,11 @@ class DetailsWindow(QWidget):
         if section is not None:
             section.set_details(details)
 
+    def set_deployment_day(self, name: str, day: DayView) -> None:
+        section = self.others.get(name)
+        if section is not None:
+            section.set_day(day)
+
     def sections(self) -> list[DeploymentSection]:
         return [self.main, *self.others.values()]
 
@@ -781,6 +831,9 @@ class DetailsWindow(QWidget):
 
     def set_details(self, details: Details) -> None:
         self.main.set_details(details)
+
+    def set_day(self, day: DayView) -> None:
+        self.main.set_day(day)
 
     def set_me(self, me: int | None) -> None:
         self.main.set_me(me)

@@ -99,6 +99,7 @@ class SourceSlot(QObject):
     detailsChanged = Signal(object)
     workFinished = Signal(object)
     importEnded = Signal(object)
+    dayChanged = Signal(object)  # core.today.DayView while details are wanted
     adapterChanged = Signal(object)
 
     def __init__(self, opener: Opener, what: str, parent: QObject | None = None) -> None:
@@ -172,6 +173,7 @@ class SourceSlot(QObject):
         adapter.detailsChanged.connect(forward(self.detailsChanged))
         adapter.workFinished.connect(forward(self.workFinished))
         adapter.importEnded.connect(forward(self.importEnded))
+        adapter.dayChanged.connect(forward(self.dayChanged))
         self.adapter = adapter
         self.password_source = password_source
         self.opened += 1
@@ -186,7 +188,7 @@ class SourceSlot(QObject):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # "failed to disconnect": none
             for signal in (adapter.statusChanged, adapter.detailsChanged,
-                           adapter.workFinished, adapter.importEnded):
+                           adapter.workFinished, adapter.importEnded, adapter.dayChanged):
                 signal.disconnect()
         self.adapterChanged.emit(None)
         stop = asyncio.ensure_future(self._stop(adapter))

@@ -99,6 +99,7 @@ from traystatus.core.schedule import Channel, ReadSchedule
 from traystatus.core.sourcebase import SourceBase
 from traystatus.core.stability import StabilityTracker, carry_since
 from traystatus.core.state import Counters, Problem, State, Status, utcnow
+from traystatus.core.today import DAY_SQL, Day, day_start
 from traystatus.core.upgrade import (
     UPGRADE_CHANNEL,
     UPGRADE_SQL,
@@ -124,6 +125,7 @@ T = TypeVar("T")
 NOTE_BATCH = 1000  # notifications handled between two yields to the event loop
 ENDINGS_ROUNDS = 5  # ledger reads in a row while more new jobs wait (NEW_LIMIT each)
 CLAIM_GRACE = 10.0  # seconds a held ledger file is waited for before one in memory starts
+DAY_INTERVAL = 60.0  # seconds between two reads of the day's history (window open)
 UPGRADE_MIN_INTERVAL = 1.0  # seconds between two reads of public.upgrade (a forged flood)
 _UPGRADE_UNREADABLE = (
     psycopg.errors.InsufficientPrivilege,
@@ -252,6 +254,11 @@ class Monitor(SourceBase):
         self._wait_key: tuple[int, ...] = ()
         self._wait_rows: list[tuple[Any, ...]] = []
         self._wait_broken = False
+        # The day's history (core/today.py): read only while details are wanted, at most
+        # once per DAY_INTERVAL, for day listeners (the details window).
+        self._day_listeners: list[Callable[[Day], None]] = []
+        self._day_at = -1e18
+        self._day_broken = False
 
     # -- public API (the rest is SourceBase's) -------------------------------------------
     def add_import_listener(self, callback: Callable[[ImportEnd], None]) -> None:
@@ -260,6 +267,11 @@ class Monitor(SourceBase):
         disconnected or stopped, when ``options.endings_dir`` keeps the ledger
         (core/endings.py). ``ImportEnd.mine``: the login's own job. Add before ``run()``."""
         self._import_listeners.append(callback)
+
+    def add_day_listener(self, callback: Callable[[Day], None]) -> None:
+        """Called with the day's history (core/today.py) while details are subscribed: at
+        once, then at most once per DAY_INTERVAL. Add before ``run()``."""
+        self._day_listeners.append(callback)
 
     def adopt(self, conn: psycopg.AsyncConnection[Any]) -> None:
         """Use ``conn`` (autocommit, opened with :meth:`connect_conninfo`'s conninfo) for
@@ -629,6 +641,7 @@ class Monitor(SourceBase):
             self._schedule.details_started()
             await self._sync_channels(link, reader)
         elif not want and self._schedule.details_on:
+            self._day_at = -1e18  # the next window to open reads the day at once
             self._schedule.details_stopped()
             await self._sync_channels(link, reader)
 
@@ -673,6 +686,25 @@ class Monitor(SourceBase):
             return  # malformed, or the last subscriber left while the query ran
         self._last_details = details
         self._emit(self._details_listeners, details)
+        if self._day_listeners and time.monotonic() - self._day_at >= DAY_INTERVAL:
+            await self._read_day(link)
+
+    async def _read_day(self, link: pgio.Link) -> None:
+        """The day's history, one bounded query (DAY_SQL); None when unreadable here."""
+        self._day_at = time.monotonic()
+        now = utcnow()
+        since = day_start(now)
+        row: tuple[Any, ...] | None = None
+        if not self._day_broken:
+            self.counters.day_reads += 1
+            try:
+                row = await link.one(DAY_SQL, {"since": since})
+            except (*_UPGRADE_UNREADABLE, psycopg.errors.UndefinedFunction,
+                    psycopg.errors.UndefinedObject) as ex:
+                self._day_broken = True
+                log.warning("the day's history is not readable here: %s",
+                            str(ex).splitlines()[0])
+        self._emit(self._day_listeners, Day(now, since, row))
 
     async def _read_endings(self, link: pgio.Link, reader: Reader) -> None:
         """Tell import listeners the jobs that ended since the ledger's last read (a

@@ -220,6 +220,7 @@ class Counters:
     history_reads: int = 0  # the estimate's history (at most once a minute, processing)
     endings_reads: int = 0  # which import jobs ended (core/endings.py), import listeners only
     summary_reads: int = 0
+    day_reads: int = 0  # the day's history (core/today.py), only while details are wanted
     upgrade_reads: int = 0  # public.upgrade: per connection and per upgrade_changed
     health_checks: int = 0  # stability reads made because the interval passed
     notifications: int = 0

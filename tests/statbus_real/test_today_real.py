@@ -1,0 +1,76 @@
+"""What happened today, on a real StatBus (issue 21 part 4): an import StatBus's worker
+finished (with the rows StatBus imported, "your" for the uploader's login), a review that
+held the queue until approved, and StatBus's derive runs, read by the monitor only while
+details are wanted. With our SQL installed and without (the built-in reader)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+from dataclasses import replace
+
+import psycopg
+import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from tests.core.conftest import FAST, running
+from tests.statbus_real import statbus
+from tests.statbus_real.conftest import Kit
+from tests.statbus_real.test_scenarios_real import demo_csv, install
+from traystatus.core.monitor import Monitor
+from traystatus.core.state import utcnow
+from traystatus.core.today import Day, SeenLog, day_view
+
+ANALYST = "analyst@statbus-real.test"
+
+
+def _analyst(dsn: str) -> str:
+    params = conninfo_to_dict(os.environ["STATBUS_REAL_ANALYST_DSN"])
+    params["dbname"] = conninfo_to_dict(dsn)["dbname"]
+    return make_conninfo("", **params)
+
+
+@pytest.mark.parametrize("reader", ["installed", "builtin"])
+@pytest.mark.asyncio
+async def test_real_day_lists_imports_reviews_and_derive_runs(
+    kit: Kit, demo_template: str, new_db: Callable[..., str], reader: str,
+) -> None:
+    if "STATBUS_REAL_ANALYST_DSN" not in os.environ:
+        pytest.skip("the kit's analyst login is not in the environment")
+    dsn = new_db(demo_template)
+    if reader == "installed":
+        install(kit, dsn)
+    conn = psycopg.connect(dsn, autocommit=True)
+    try:
+        job = statbus.create_job(conn, "lu_today", review=True, email=ANALYST)
+        statbus.upload(conn, "lu_today", demo_csv(kit))
+        await asyncio.to_thread(statbus.run_worker, dsn)
+        statbus.set_state(conn, job, "approved")
+        await asyncio.to_thread(statbus.run_worker, dsn)
+        assert statbus.job_state(conn, job) == "finished"
+        row = conn.execute("SELECT imported_rows FROM public.import_job WHERE id = %s",
+                           (job,)).fetchone()
+        assert row is not None and row[0] > 0
+        runs = conn.execute("SELECT count(*) FROM worker.tasks WHERE command = "
+                            "'collect_changes' AND depth = 0 AND state = 'completed'"
+                            ).fetchone()
+        assert runs is not None and runs[0] >= 1
+
+        days: list[Day] = []
+        m = Monitor(_analyst(dsn), replace(FAST, reader=reader))  # type: ignore[arg-type]
+        m.add_day_listener(days.append)
+        async with running(m) as rec:
+            await rec.until(lambda: m.counters.stability_reads >= 2, what="two reads")
+            assert days == [] and m.counters.day_reads == 0  # nobody looks: not read
+            m.subscribe_details()
+            await rec.until(lambda: bool(days), what="the day")
+            m.unsubscribe_details()
+        day = days[0]
+        assert day.row is not None
+        lines = [e.text for e in day_view(day, SeenLog(), utcnow()).entries]
+        assert f"Your import lu_today finished: {row[0]:,} rows" in lines
+        assert any(t.startswith("Review of lu_today: held the imports ") for t in lines)
+        assert any(t.startswith("Derive ") for t in lines), lines
+    finally:
+        conn.close()

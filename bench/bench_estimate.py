@@ -46,7 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.statbus_real import statbus  # noqa: E402
-from traystatus.core.estimate import Estimate  # noqa: E402
+from traystatus.core.estimate import Estimate, History  # noqa: E402
 from traystatus.core.monitor import Monitor, MonitorOptions  # noqa: E402
 from traystatus.core.readers import HISTORY_SQL  # noqa: E402
 from traystatus.core.state import State  # noqa: E402
@@ -182,11 +182,23 @@ async def accuracy(sizes: list[int], reps: int, sample: float, interval: float) 
                     break
                 await asyncio.sleep(0.1)
             known = [e for _, e in run.samples if e is not None and e.known]
-            print(f"run {i + 1:2}: {size:5} rows, {run.end - run.start:6.1f} s, "
-                  f"{len(run.samples)} samples, {len(known)} known"
-                  + (f", last how: {known[-1].how}" if known else ""), flush=True)
+            unknown = [e.how for _, e in run.samples if e is not None and not e.known]
+            print(f"run {i + 1:2}: {size:5} rows, {run.end - run.start:6.1f} s, load "
+                  f"{os.getloadavg()[0]:.1f}, {len(run.samples)} samples, {len(known)} known"
+                  + (f", last how: {known[-1].how}" if known else "")
+                  + (f"; unknown because: {unknown[-1]}" if unknown else ""), flush=True)
         monitor.stop()
         await asyncio.wait_for(task, 15)
+        with psycopg.connect(target, autocommit=True) as conn:
+            row = conn.execute(HISTORY_SQL).fetchone()
+        assert row is not None
+        history = History.from_rows(*row)
+        print("where the time went (StatBus's own timestamps):")
+        for job in sorted(history.jobs, key=lambda j: j.id):
+            print(f"  job {job.id}: {job.rows} rows, prepare {job.prepare_s or 0:.1f} s, "
+                  f"analyse {job.analyse_s or 0:.1f} s, import {job.process_s or 0:.1f} s")
+        for d in history.derives:
+            print(f"  derive {d.id}: after {d.rows} rows, {d.seconds:.1f} s")
         print(f"history reads: {monitor.counters.history_reads}, "
               f"progress reads: {monitor.counters.progress_reads}")
         print("\nerror |estimated - actual| / remaining, runs with >= 3 earlier runs of "

@@ -3,6 +3,7 @@ rows read (readers.HISTORY_SQL), and hypothesis for bad input."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -259,3 +260,22 @@ def test_bad_input_never_crashes_nor_goes_negative(
         assert 0 <= e.after_review[0] <= e.after_review[1]
     assert from_json(e.to_json()) is not None
     e.text()
+
+
+def test_runs_that_grow_each_time_are_followed_not_averaged() -> None:
+    """On the real kit a 50-row import's derive took 50, 75, 80 s in turn (the register
+    grows): the next is expected on that line (about 95 s), not at their median (75 s)."""
+    jobs, derives = [], [{"id": 1, "state": "completed", "start": iso(T0 - timedelta(hours=9)),
+                          "end": iso(T0 - timedelta(hours=9) + timedelta(seconds=1))}]
+    for i, seconds in enumerate((50.0, 75.0, 80.0)):
+        s = T0 - timedelta(hours=8 - i)
+        jobs.append(job_row(10 + i, 50, s, 0.0, 2.0, 10.0))
+        d0 = s + timedelta(seconds=13)
+        derives.append({"id": 100 + i, "state": "completed", "start": iso(d0),
+                        "end": iso(d0 + timedelta(seconds=seconds))})
+    h = History.from_rows(list(reversed(jobs)), derives, [])  # newest first, as read
+    assert [j.id for j in h.jobs] == [10, 11, 12]
+    e = estimate([], False, True, replace(h, rows_since_derive=50), T0)
+    assert e.at is not None and e.low is not None and e.high is not None
+    assert 90 <= (e.at - T0).total_seconds() <= 100
+    assert (e.low - T0).total_seconds() <= 50 and (e.high - T0).total_seconds() >= 95

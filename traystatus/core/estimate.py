@@ -87,8 +87,8 @@ class History:
     ``review_rows``: the rows of the jobs waiting for review. ``derive_started_at``: when
     the derive run in progress started (None: none runs)."""
 
-    jobs: tuple[JobRun, ...] = ()
-    derives: tuple[DeriveRun, ...] = ()
+    jobs: tuple[JobRun, ...] = ()  # in the order they ended
+    derives: tuple[DeriveRun, ...] = ()  # in the order they ended
     rows_since_derive: int = 0
     review_rows: tuple[int, ...] = ()
     derive_started_at: datetime | None = None
@@ -145,6 +145,7 @@ class History:
             previous = end
         since = sum(r for at, r in ends if previous is None or at > previous)
         review_rows = tuple(r for r in (_count(v) for v in _list(review)) if r is not None)
+        runs.sort(key=lambda j: (j.ended_at or datetime.min.replace(tzinfo=UTC), j.id))
         return cls(tuple(runs), tuple(derive_runs), since, review_rows, running_since, dropped)
 
 
@@ -223,13 +224,35 @@ def _learned(samples: Sequence[tuple[int, float]], rows: int, what: str) -> tupl
     similar ones, the others' seconds per row scaled, widened twice. Unknown without any."""
     similar = [s for r, s in samples if _similar(r, rows)]
     if len(similar) >= MIN_SIMILAR:
-        span = Span.of(min(similar), statistics.median(similar), max(similar))
+        mid = statistics.median(similar)
+        trend = _trend(similar)
+        if trend is not None:
+            mid = trend  # StatBus's runs grow as its register grows: follow the week's trend
+        span = Span.of(min(min(similar), mid), mid, max(max(similar), mid))
         return span.widened(1.0 + 0.5 / math.sqrt(len(similar))), len(similar)
     rates = [s / r for r, s in samples if r > 0]
     if rates and rows > 0:
         span = Span.of(min(rates) * rows, statistics.median(rates) * rows, max(rates) * rows)
         return span.widened(2.0), 0
     raise Unknown(f"no finished {what} of a similar size in the history yet")
+
+
+TREND_RUNS = 3
+
+
+def _trend(seconds: Sequence[float]) -> float | None:
+    """The next run's duration on the straight line through the last TREND_RUNS runs (in
+    the order they ran), kept within half the shortest and twice the longest of them; None
+    with fewer runs."""
+    last = list(seconds[-TREND_RUNS:])
+    if len(last) < TREND_RUNS:
+        return None
+    n = len(last)
+    mean_x, mean_y = (n - 1) / 2, statistics.fmean(last)
+    slope = sum((i - mean_x) * (y - mean_y) for i, y in enumerate(last)) / sum(
+        (i - mean_x) ** 2 for i in range(n))
+    guess = mean_y + slope * (n - mean_x)
+    return min(max(guess, min(last) / 2), max(last) * 2)
 
 
 def _similar(a: int, b: int) -> bool:

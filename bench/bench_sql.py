@@ -281,10 +281,12 @@ def report(title: str, result: dict[str, Result]) -> None:
 
 
 def bench_workload(server: EmbeddedPostgres, lifecycles: int, chunks: int,
-                   with_seed: bool) -> None:
+                   with_seed: bool, compare: Path | None = None) -> None:
     variants = [Variant("none", create_db(server, "w_none", FIXTURE))]
     if with_seed:
         variants.append(Variant("seed", create_db(server, "w_seed", FIXTURE, SEED)))
+    if compare is not None:  # another install.sql (e.g. main's), interleaved with ours
+        variants.append(Variant("compare", create_db(server, "w_compare", FIXTURE, compare)))
     variants.append(Variant("ours", create_db(server, "w_ours", FIXTURE, INSTALL)))
     try:
         print(f"  {lifecycles:,} lifecycles per variant and shape, {chunks} interleaved chunks, "
@@ -428,6 +430,9 @@ def main() -> None:
     parser.add_argument("--listeners", type=int, default=200)
     parser.add_argument("--skip", default="", help="comma list of sections to skip: 1,2,3")
     parser.add_argument("--version", type=int, default=None, help="PostgreSQL major (16, 18)")
+    parser.add_argument("--compare", type=Path, default=None,
+                        help="another install.sql run interleaved in section 2 ('compare'), "
+                        "e.g. `git show main:sql/install.sql > /tmp/main.sql`")
     args = parser.parse_args()
     if args.quick:
         args.lifecycles, args.tasks, args.jobs, args.calls = 2_000, 50_000, 1_000, 200
@@ -451,7 +456,7 @@ def main() -> None:
                 bench_stable_call(server, args.tasks, args.jobs, args.calls)
             if "2" not in skip:
                 print("2. worker-like workload")
-                bench_workload(server, args.lifecycles, args.chunks, args.with_seed)
+                bench_workload(server, args.lifecycles, args.chunks, args.with_seed, args.compare)
             if "3" not in skip:
                 print("3./4. a busy period, and idle listeners")
                 bench_busy_period(server, args.busy_lifecycles, args.listener_runs,

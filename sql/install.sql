@@ -876,6 +876,12 @@ $generate$;
 CREATE UNLOGGED TABLE IF NOT EXISTS public.system_stability_commit_hook ();
 COMMENT ON TABLE public.system_stability_commit_hook IS
     'traystatus: always empty; its deferred trigger decides at COMMIT whether to NOTIFY system_stability';
+-- The row trigger functions run as the writer (SECURITY INVOKER, see section 7): whoever
+-- moves a watched row queues the decision by inserting a row here and deleting it at once.
+-- Safe for PUBLIC: no committed row ever exists to read or delete, and a row inserted by
+-- hand only queues a decision, which announces the truth or nothing (anyone may NOTIFY the
+-- channel anyway). docs/sql.md "Privileges of the row triggers".
+GRANT SELECT, INSERT, DELETE ON public.system_stability_commit_hook TO PUBLIC;
 
 -- What was last announced: the answer is the boolean AND the review block (what a client
 -- shows). One row after a decision; no row, more than one row or a NULL `stable` mean
@@ -908,67 +914,85 @@ DO $generate$
 DECLARE
     vocab jsonb := current_setting('system_stability.install_vocabulary')::jsonb;
     body text := $sql$
+-- The per-row trigger functions are SECURITY INVOKER and have no pinned search_path
+-- (issue 23: a SET clause makes every call save and restore the GUC state, the largest
+-- single cost of a crossing transaction). Instead, everything they name is
+-- schema-qualified, operators and types included (OPERATOR(pg_catalog.=), pg_catalog.now(),
+-- pg_catalog.tid), so no object on the writer's search_path can change what they do (the
+-- hijack test writes with an attacker's schema first). What they need as the writer:
+-- INSERT, SELECT and DELETE on the always-empty system_stability_commit_hook (granted to
+-- PUBLIC below; docs/sql.md says why that is safe) and SELECT on worker.command_registry
+-- (every role that may write worker.tasks has it; if not, the guard below queues a full
+-- decision instead). The once-per-transaction decision stays SECURITY DEFINER.
 CREATE OR REPLACE FUNCTION public.system_stability_row_in() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql SECURITY INVOKER
 AS $$
 DECLARE
-    hook_row tid;
+    hook_row pg_catalog.tid;
+    failed boolean := false;
 BEGIN
     -- Already queued in this transaction: nothing to add (a derive run inserts 10^5 pending
     -- tasks in one statement).
     -- With an argument ('ahead': an analytics task scheduled into the future), the decision
     -- must read the fresh answer and the next due moment, as for a row that left.
-    IF TG_NARGS = 0 THEN
-        IF current_setting('system_stability.queued', true) = 'yes' THEN
+    IF TG_NARGS OPERATOR(pg_catalog.=) 0 THEN
+        IF pg_catalog.current_setting('system_stability.queued', true)
+               OPERATOR(pg_catalog.=) 'yes' THEN
             RETURN NULL;
         END IF;
-    ELSIF current_setting('system_stability.out', true) IN ('yes', 'job') THEN
+    ELSIF pg_catalog.current_setting('system_stability.out', true)
+              OPERATOR(pg_catalog.=) ANY (ARRAY['yes', 'job']) THEN
         RETURN NULL;
     END IF;
     BEGIN
         -- import_job: the WHEN clause is exact. worker.tasks: it is exact about state and due
         -- time; the queue needs a look at the registry.
-        IF TG_TABLE_NAME = 'tasks' THEN
+        IF TG_TABLE_NAME OPERATOR(pg_catalog.=) 'tasks' THEN
             -- The WHEN clause made sure that NEW is busy and due. It counts only in the analytics
             -- queue, and (for an UPDATE) only when OLD did not count already.
             -- (One small query per test, each with one parameter, so that PL/pgSQL settles on a
             -- cached generic plan; a single big condition mixing OLD and NEW got planned anew on
             -- every call, which cost more than everything else here.)
             IF NOT EXISTS (SELECT FROM worker.command_registry AS cr
-                           WHERE cr.command = NEW.command AND cr.queue = 'analytics') THEN
+                           WHERE cr.command OPERATOR(pg_catalog.=) NEW.command
+                             AND cr.queue OPERATOR(pg_catalog.=) 'analytics') THEN
                 RETURN NULL;
             END IF;
-            IF TG_OP = 'UPDATE' THEN
-                IF OLD.state IN ({{task_busy}})
-                   AND (OLD.scheduled_at IS NULL OR OLD.scheduled_at <= now()) THEN
+            IF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' THEN
+                IF OLD.state OPERATOR(pg_catalog.=) ANY (ARRAY[{{task_busy}}]::worker.task_state[])
+                   AND (OLD.scheduled_at IS NULL
+                        OR OLD.scheduled_at OPERATOR(pg_catalog.<=) pg_catalog.now()) THEN
                     IF EXISTS (SELECT FROM worker.command_registry AS cr
-                               WHERE cr.command = OLD.command AND cr.queue = 'analytics') THEN
+                               WHERE cr.command OPERATOR(pg_catalog.=) OLD.command
+                                 AND cr.queue OPERATOR(pg_catalog.=) 'analytics') THEN
                         RETURN NULL;
                     END IF;
                 END IF;
             END IF;
         END IF;
     EXCEPTION WHEN OTHERS THEN
-        -- Never break StatBus's own write (see "Fail-safe" above): warn, and make listeners
-        -- re-read is_system_stable(), where they meet the error themselves.
+        -- Never break StatBus's own write (see "Fail-safe" above): warn, make listeners
+        -- re-read is_system_stable(), where they meet the error themselves, and queue a
+        -- decision that reads the fresh answer (the row may have crossed).
         RAISE WARNING 'traystatus: trigger % on %.% failed: % (SQLSTATE %); the change it watched goes on. Re-run sql/install.sql (or sql/uninstall.sql) after a StatBus upgrade.',
             TG_NAME, TG_TABLE_SCHEMA, TG_TABLE_NAME, SQLERRM, SQLSTATE;
-        PERFORM pg_notify('system_stability', '{"stable": false}');
-        RETURN NULL;
+        PERFORM pg_catalog.pg_notify('system_stability', '{"stable": false}');
+        failed := true;
     END;
     -- (outside the guarded block: its subtransaction would otherwise get an XID of its own
     -- for the hook row, in every crossing transaction)
-    IF TG_NARGS > 0 THEN
-        PERFORM set_config('system_stability.out', 'yes', true);
+    IF TG_NARGS OPERATOR(pg_catalog.>) 0 OR failed THEN
+        PERFORM pg_catalog.set_config('system_stability.out', 'yes', true);
     END IF;
     -- Queue the commit-time decision once per transaction (rolling back a savepoint
     -- reverts these notes together with the queued event).
-    IF current_setting('system_stability.queued', true) IS DISTINCT FROM 'yes' THEN
-        PERFORM set_config('system_stability.queued', 'yes', true);
+    IF (pg_catalog.current_setting('system_stability.queued', true)
+            OPERATOR(pg_catalog.=) 'yes') IS NOT TRUE THEN
+        PERFORM pg_catalog.set_config('system_stability.queued', 'yes', true);
         INSERT INTO public.system_stability_commit_hook DEFAULT VALUES
             RETURNING ctid INTO hook_row;
-        DELETE FROM public.system_stability_commit_hook WHERE ctid = hook_row;
+        DELETE FROM public.system_stability_commit_hook
+        WHERE ctid OPERATOR(pg_catalog.=) hook_row;
     END IF;
     RETURN NULL;
 END;
@@ -977,31 +1001,34 @@ COMMENT ON FUNCTION public.system_stability_row_in() IS
     'traystatus: row trigger, queues the commit-time announcement decision when a row became active (or an analytics task was scheduled ahead)';
 
 CREATE OR REPLACE FUNCTION public.system_stability_row_out() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql SECURITY INVOKER
 AS $$
 DECLARE
-    hook_row tid;
-    noted text := current_setting('system_stability.out', true);
+    hook_row pg_catalog.tid;
+    noted pg_catalog.text := pg_catalog.current_setting('system_stability.out', true);
 BEGIN
     -- 'yes': a row moved out; 'job': an import job moved (the decision also reads the review
     -- block then). Either way this transaction decides at COMMIT already, with a fresh read.
-    IF noted = 'job' OR (noted = 'yes' AND TG_TABLE_NAME = 'tasks') THEN
+    IF noted OPERATOR(pg_catalog.=) 'job'
+       OR (noted OPERATOR(pg_catalog.=) 'yes' AND TG_TABLE_NAME OPERATOR(pg_catalog.=) 'tasks') THEN
         RETURN NULL;
     END IF;
     BEGIN
-        IF TG_TABLE_NAME = 'tasks' THEN
+        IF TG_TABLE_NAME OPERATOR(pg_catalog.=) 'tasks' THEN
             -- The WHEN clause made sure that OLD was busy and due. It counted only in the
             -- analytics queue; and (for an UPDATE) NEW must not count any more.
             IF NOT EXISTS (SELECT FROM worker.command_registry AS cr
-                           WHERE cr.command = OLD.command AND cr.queue = 'analytics') THEN
+                           WHERE cr.command OPERATOR(pg_catalog.=) OLD.command
+                             AND cr.queue OPERATOR(pg_catalog.=) 'analytics') THEN
                 RETURN NULL;
             END IF;
-            IF TG_OP = 'UPDATE' THEN
-                IF NEW.state IN ({{task_busy}})
-                   AND (NEW.scheduled_at IS NULL OR NEW.scheduled_at <= now()) THEN
+            IF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' THEN
+                IF NEW.state OPERATOR(pg_catalog.=) ANY (ARRAY[{{task_busy}}]::worker.task_state[])
+                   AND (NEW.scheduled_at IS NULL
+                        OR NEW.scheduled_at OPERATOR(pg_catalog.<=) pg_catalog.now()) THEN
                     IF EXISTS (SELECT FROM worker.command_registry AS cr
-                               WHERE cr.command = NEW.command AND cr.queue = 'analytics') THEN
+                               WHERE cr.command OPERATOR(pg_catalog.=) NEW.command
+                                 AND cr.queue OPERATOR(pg_catalog.=) 'analytics') THEN
                         RETURN NULL;
                     END IF;
                 END IF;
@@ -1010,24 +1037,27 @@ BEGIN
         -- import_job: the WHEN clause let through a change that may change the answer either
         -- way (a review can hold other jobs): the decision reads the fresh answer.
     EXCEPTION WHEN OTHERS THEN
-        -- Never break StatBus's own write (see "Fail-safe" above): warn, and make listeners
-        -- re-read is_system_stable(), where they meet the error themselves.
+        -- Never break StatBus's own write (see "Fail-safe" above): warn, make listeners
+        -- re-read is_system_stable(), where they meet the error themselves, and decide
+        -- with a fresh read (below).
         RAISE WARNING 'traystatus: trigger % on %.% failed: % (SQLSTATE %); the change it watched goes on. Re-run sql/install.sql (or sql/uninstall.sql) after a StatBus upgrade.',
             TG_NAME, TG_TABLE_SCHEMA, TG_TABLE_NAME, SQLERRM, SQLSTATE;
-        PERFORM pg_notify('system_stability', '{"stable": false}');
-        RETURN NULL;
+        PERFORM pg_catalog.pg_notify('system_stability', '{"stable": false}');
     END;
     -- (outside the guarded block: its subtransaction would otherwise get an XID of its own
     -- for the hook row, in every crossing transaction)
-    PERFORM set_config('system_stability.out',
-                       CASE WHEN TG_TABLE_NAME = 'tasks' THEN 'yes' ELSE 'job' END, true);
+    PERFORM pg_catalog.set_config('system_stability.out',
+                                  CASE WHEN TG_TABLE_NAME OPERATOR(pg_catalog.=) 'tasks'
+                                       THEN 'yes' ELSE 'job' END, true);
     -- Queue the commit-time decision once per transaction (rolling back a savepoint
     -- reverts these notes together with the queued event).
-    IF current_setting('system_stability.queued', true) IS DISTINCT FROM 'yes' THEN
-        PERFORM set_config('system_stability.queued', 'yes', true);
+    IF (pg_catalog.current_setting('system_stability.queued', true)
+            OPERATOR(pg_catalog.=) 'yes') IS NOT TRUE THEN
+        PERFORM pg_catalog.set_config('system_stability.queued', 'yes', true);
         INSERT INTO public.system_stability_commit_hook DEFAULT VALUES
             RETURNING ctid INTO hook_row;
-        DELETE FROM public.system_stability_commit_hook WHERE ctid = hook_row;
+        DELETE FROM public.system_stability_commit_hook
+        WHERE ctid OPERATOR(pg_catalog.=) hook_row;
     END IF;
     RETURN NULL;
 END;

@@ -105,12 +105,15 @@ def _as(dsn: str, user: str, password: str) -> str:
     return psycopg.conninfo.make_conninfo(dsn, user=user, password=password)
 
 
-def test_an_analyst_writing_tasks_is_announced_and_cannot_touch_the_hook(
+def test_an_analyst_writing_tasks_is_announced_and_the_hook_announces_only_the_truth(
     db_dsn: str, conn: Conn, listener: Listener, login_role: tuple[str, str]
 ) -> None:
     """StatBus grants authenticated INSERT/UPDATE/DELETE on worker.tasks (its enqueue
     functions run as the caller). Such a writer moves rows across the line through our
-    SECURITY DEFINER triggers, but has no privilege on our hook table itself."""
+    row triggers, which run as the writer (SECURITY INVOKER, issue 23) and queue the
+    decision through the hook table (PUBLIC may insert into it). A row inserted there by
+    hand only queues a decision: it announces nothing while the answer stays, and the
+    next change is announced as before."""
     task = add_task(conn, "processing")
     listener.drain()
     with psycopg.connect(_as(db_dsn, *login_role), autocommit=True) as analyst:
@@ -118,8 +121,14 @@ def test_an_analyst_writing_tasks_is_announced_and_cannot_touch_the_hook(
         assert listener.drain() == [payload(True)]
         analyst.execute("INSERT INTO worker.tasks (command) VALUES ('derive_statistical_unit')")
         assert listener.drain() == [payload(False)]
+        analyst.execute("INSERT INTO public.system_stability_commit_hook DEFAULT VALUES")
+        assert listener.drain() == []
+        analyst.execute("UPDATE worker.tasks SET state = 'completed'")
+        assert listener.drain() == [payload(True)]
         with pytest.raises(errors.InsufficientPrivilege):
-            analyst.execute("INSERT INTO public.system_stability_commit_hook DEFAULT VALUES")
+            analyst.execute("TRUNCATE public.system_stability_commit_hook")
+        with pytest.raises(errors.InsufficientPrivilege):
+            analyst.execute("UPDATE public.system_stability_announced SET stable = true")
 
 
 RENAMES = {

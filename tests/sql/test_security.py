@@ -127,6 +127,31 @@ def test_every_security_definer_function_pins_search_path(conn: Conn) -> None:
         assert cfg is not None and "search_path=pg_catalog, pg_temp" in cfg, (sig, cfg)
 
 
+def test_row_trigger_functions_run_as_the_writer_with_every_name_qualified(conn: Conn) -> None:
+    """Issue 23: the per-row functions carry no SET clause (its save/restore on every call
+    was the cost) and are SECURITY INVOKER; so every operator, function and type in them
+    is schema-qualified (the hijack test below writes through them with an attacker's
+    schema first). Only the hook table is open to PUBLIC, not the record."""
+    rows = {sig.removeprefix("public."): (secdef, cfg)
+            for sig, secdef, cfg in conn.execute(OUR_FUNCTIONS).fetchall()}
+    for fn in ("system_stability_row_in()", "system_stability_row_out()"):
+        assert rows[fn] == (False, None), fn
+        src = conn.execute("SELECT prosrc FROM pg_proc WHERE oid = %s::regprocedure",
+                           (f"public.{fn}",)).fetchone()
+        assert src is not None
+        body = str(src[0])
+        assert "IS DISTINCT FROM" not in body and " = " not in body.replace(":= ", ""), fn
+        assert "now()" not in body.replace("pg_catalog.now()", ""), fn
+    assert rows["system_stability_commit_announce()"][0] is True
+    privs = conn.execute(
+        "SELECT c.relname, array_agg(a.privilege_type::text ORDER BY a.privilege_type) "
+        "FROM pg_class AS c, aclexplode(c.relacl) AS a "
+        "WHERE c.relname IN ('system_stability_commit_hook', 'system_stability_announced') "
+        "  AND c.relnamespace = 'public'::regnamespace AND a.grantee = 0 GROUP BY 1"
+    ).fetchall()
+    assert privs == [("system_stability_commit_hook", ["DELETE", "INSERT", "SELECT"])]
+
+
 ATTACK = """
     CREATE SCHEMA attacker;
     CREATE TABLE attacker.import_job (state public.import_job_state);

@@ -32,30 +32,40 @@ DAY_RUNS = 50  # derive runs read at most
 DAY_JOBS = 100  # import jobs read at most
 SHOWN = 30  # lines shown at most (the newest)
 
+# When a job ended, by StatBus's own stamps: processing stopped, rejected at review (the
+# state trigger stamps changes_rejected_at), else the last stamp it has.
+_ENDED = ("coalesce(j.processing_stop_at, j.changes_rejected_at, j.analysis_stop_at, "
+          "j.preparing_data_at, j.created_at)")
+
 # %(since)s: the start of the local day. One round trip; jsonb so the shape is checked here.
 DAY_SQL = f"""
 SELECT
   (SELECT coalesce(jsonb_agg(jsonb_build_object(
             'id', j.id, 'slug', j.slug, 'description', j.description, 'state', j.state::text,
-            'rows', j.imported_rows, 'total_rows', j.total_rows, 'errors', j.error_count,
+            'rows', j.imported_rows, 'total_rows', j.total_rows,
+            -- error_count (2026-03-08) through the row's jsonb: absent on an older StatBus
+            'errors', to_jsonb(j) -> 'error_count',
             'mine', j.user_id IS NOT NULL AND j.user_id = (SELECT auth.uid()),
             'review', j.review, 'review_at', j.analysis_stop_at,
-            'approved_at', j.processing_start_at,
-            'ended', coalesce(j.processing_stop_at, j.analysis_stop_at, j.preparing_data_at,
-                              j.created_at))), '[]'::jsonb)
+            'approved_at', j.changes_approved_at, 'rejected_at', j.changes_rejected_at,
+            'ended', {_ENDED})), '[]'::jsonb)
      FROM (SELECT * FROM public.import_job AS j
-            WHERE coalesce(j.processing_stop_at, j.analysis_stop_at, j.preparing_data_at,
-                           j.created_at) >= %(since)s
-               OR j.analysis_stop_at >= %(since)s
+            WHERE {_ENDED} >= %(since)s OR j.analysis_stop_at >= %(since)s
             ORDER BY j.id DESC LIMIT {DAY_JOBS}) AS j),
   (SELECT coalesce(jsonb_agg(jsonb_build_object(
-            'id', t.id, 'state', t.state::text, 'start', t.process_start_at,
+            'id', t.id, 'state', t.state::text, 'start', t.start,
             'end', t.completed_at)), '[]'::jsonb)
-     FROM (SELECT t.id, t.state, t.process_start_at, t.completed_at FROM worker.tasks AS t
-            WHERE t.command = 'collect_changes' AND t.depth = 0
+     FROM (SELECT t.id, t.state, t.completed_at,
+                  -- process_start_at since 2026-03 (processed_at before)
+                  coalesce(to_jsonb(t) ->> 'process_start_at',
+                           to_jsonb(t) ->> 'processed_at') AS start
+             FROM worker.tasks AS t
+            WHERE t.command = 'collect_changes'
               AND t.state::text IN ('completed', 'failed', 'processing', 'waiting')
-              AND (t.completed_at >= %(since)s OR t.process_start_at >= %(since)s)
+              AND (t.completed_at >= %(since)s OR t.state::text IN ('processing', 'waiting'))
               AND t.id > (SELECT coalesce(max(m.id), 0) FROM worker.tasks AS m) - {DAY_TASKS}
+              -- the pipeline's root (depth since 2026-03; before, every one was a root)
+              AND coalesce(to_jsonb(t) ->> 'depth', '0') = '0'
             ORDER BY t.id DESC LIMIT {DAY_RUNS}) AS t)
 """
 
@@ -128,11 +138,12 @@ def _jobs(rows: Sequence[Any], since: datetime) -> list[DayEntry]:
         state = d.get("state")
         ended, rows_in = _time(d, "ended"), _int(d, "rows")
         review_at, approved_at = _time(d, "review_at"), _time(d, "approved_at")
+        rejected_at = _time(d, "rejected_at")
         if d.get("review") is True and review_at is not None and review_at >= since:
             if approved_at is not None and approved_at >= review_at:
                 held = f"held the imports {_took(review_at, approved_at)} (approved)"
-            elif state == "rejected":
-                held = "rejected"
+            elif rejected_at is not None and rejected_at >= review_at:
+                held = f"held the imports {_took(review_at, rejected_at)} (rejected)"
             elif state == "waiting_for_review":
                 held = "still waiting"
             else:

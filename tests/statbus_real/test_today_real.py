@@ -19,8 +19,8 @@ from tests.statbus_real import statbus
 from tests.statbus_real.conftest import VERSIONS, Kit
 from tests.statbus_real.test_scenarios_real import demo_csv, install
 from traystatus.core.monitor import Monitor
-from traystatus.core.state import utcnow
 from traystatus.core.review_wait import REVIEW_WAIT_SQL
+from traystatus.core.state import utcnow
 from traystatus.core.today import DAY_SQL, Day, SeenLog, day_start, day_view
 
 ANALYST = "analyst@statbus-real.test"

@@ -248,7 +248,9 @@ def floor(n: int) -> None:
 # -- the run ----------------------------------------------------------------------------------
 def start_serve(dsn: str, extra: list[str]) -> tuple[subprocess.Popen[str], str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-    env["PYTHONPATH"] = str(REPO)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(REPO), *([os.environ["BENCH_SERVE_PATH"]] if "BENCH_SERVE_PATH" in os.environ
+                      else [])])
     proc = subprocess.Popen(
         [str(SCRIPT), "serve", "--dsn", dsn, "--listen", "127.0.0.1:0", "--no-auth",
          "--max-clients", "100000", *extra],
@@ -342,7 +344,10 @@ def run_round(args: argparse.Namespace, dsn: str, clients: int) -> dict[str, flo
         if times:
             last_latency.append(max(times))
             all_latency.extend(times)
+    final = commits[-1][1]
+    not_latest = sum(1 for msgs in received if not msgs or msgs[-1][1] != final)
     return {
+        "not_latest": float(not_latest),
         "connect_s": connect_s,
         "connected": float(connected),
         "still": float(still),
@@ -386,7 +391,10 @@ def main() -> None:
                     f"last client: median {ms(res['last_p50'])}, p99 {ms(res['last_p99'])}, "
                     f"max {ms(res['last_max'])}; COMMIT -> each client: median "
                     f"{ms(res['each_p50'])}, p99 {ms(res['each_p99'])}; missed "
-                    f"{res['missed']:.0f}", flush=True,
+                    f"{res['missed']:.0f} (a client without a flip's state by the flip "
+                    f"after); the server counted {res['connected']:.0f} clients before the "
+                    f"flips, {res['still']:.0f} after; {res['not_latest']:.0f} clients not on the "
+                    "final state", flush=True,
                 )
                 print(
                     f"  server RSS {res['rss_before_mib']:.1f} -> {res['rss_after_mib']:.1f} "

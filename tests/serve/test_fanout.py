@@ -124,3 +124,26 @@ async def test_a_client_that_stops_reading_delays_nobody_and_ends_on_the_latest_
             for ws in fast:
                 await ws.close()
         stuck.close()
+
+
+def test_the_open_file_limit_is_raised_to_the_hard_one_and_a_low_one_is_said(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """One file descriptor a client: the soft limit (often 1,024) would refuse clients
+    long before --max-clients."""
+    import resource
+
+    from traystatus.serve.server import raise_fd_limit
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard < 256:
+        pytest.skip(f"hard open-file limit {hard}")
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (128, hard))
+        assert raise_fd_limit(100) == hard
+        assert resource.getrlimit(resource.RLIMIT_NOFILE) == (hard, hard)
+        assert "open-file limit" not in caplog.text
+        raise_fd_limit(hard + 1000)
+        assert f"the open-file limit is {hard}" in caplog.text
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

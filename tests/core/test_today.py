@@ -39,7 +39,9 @@ def test_imports_reviews_and_derive_runs_in_order() -> None:
             review_at=iso(at(8)), approved_at=iso(at(8.5))),
         job(3, "failed", at(10)),
         job(4, "finished", at(11), rows=500, errors=3),
-        job(5, "rejected", at(12), review=True, review_at=iso(at(12))),
+        job(5, "rejected", at(12), review=True, review_at=iso(at(12))),  # no stamp
+        {**job(7, "rejected", at(12.5), review=True, review_at=iso(at(12.25))),
+         "rejected_at": iso(at(12.5))},
         {"id": 6, "slug": "lu_6", "state": "waiting_for_review", "review": True,
          "review_at": iso(at(13)), "ended": iso(at(13))},
         "not a job", {"no": "id"},
@@ -51,7 +53,8 @@ def test_imports_reviews_and_derive_runs_in_order() -> None:
     ]
     got = timeline((jobs, runs), None, SINCE, NOW)
     assert [e.kind for e in got] == ["review", "import", "derive", "import", "import",
-                                     "review", "import", "review", "derive"]
+                                     "review", "import", "review", "import", "review",
+                                     "derive"]
     lines = [e.text for e in got]
     assert lines[0] == "Review of lu_2: held the imports 30 min (approved)"
     assert lines[1] == "Your import lu_2 finished: 12,345 rows"
@@ -60,8 +63,10 @@ def test_imports_reviews_and_derive_runs_in_order() -> None:
     assert lines[4] == "Import lu_4 finished: 500 rows, 3 errors" and got[4].bad
     assert lines[5] == "Review of lu_5: rejected"
     assert lines[6] == "Import lu_5 was rejected at review"
-    assert lines[7] == "Review of lu_6: still waiting"
-    assert lines[8].endswith("running for 30 min")
+    assert lines[7] == "Review of lu_7: held the imports 15 min (rejected)"
+    assert lines[8] == "Import lu_7 was rejected at review"
+    assert lines[9] == "Review of lu_6: still waiting"
+    assert lines[10].endswith("running for 30 min")
 
 
 def test_time_lost_to_disconnection_and_upgrades_the_app_saw() -> None:

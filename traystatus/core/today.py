@@ -144,6 +144,8 @@ def _jobs(rows: Sequence[Any], since: datetime) -> list[DayEntry]:
                 held = f"held the imports {_took(review_at, approved_at)} (approved)"
             elif rejected_at is not None and rejected_at >= review_at:
                 held = f"held the imports {_took(review_at, rejected_at)} (rejected)"
+            elif state == "rejected":
+                held = "rejected"
             elif state == "waiting_for_review":
                 held = "still waiting"
             else:

@@ -1,6 +1,6 @@
 """Cost of the "StatBus built-in" reads on the real StatBus (the statbus-real kit).
 
-    eval "$(bash statbus-real/build.sh --env)"      # or source the kit's env file
+    eval "$(bash tests/statbus_real/kit/build.sh --env)"
     .venv/bin/python bench/bench_builtin.py [--sizes 10000,100000,1000000] [--calls 200]
 
 Makes its own copy of the kit's template (traystatus's SQL not installed; StatBus's own

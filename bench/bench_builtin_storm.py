@@ -1,7 +1,7 @@
 """Built-in mode under a storm (issue 23): reads per second, client CPU, exactness and the
 health check of one built-in monitor while StatBus's channels are flooded.
 
-    eval "$(bash statbus-real/build.sh --env)"      # or source the kit's env file
+    eval "$(bash tests/statbus_real/kit/build.sh --env)"
     .venv/bin/python bench/bench_builtin_storm.py [--imports 2] [--changes 50000]
         [--seconds 60] [--forged 0]
 

@@ -1,6 +1,6 @@
 """How good is the estimate of when StatBus will be stable? Measured on the REAL StatBus kit.
 
-    eval "$(bash ../shared/statbus-real/build.sh --env)"
+    eval "$(bash tests/statbus_real/kit/build.sh --env)"
     .venv/bin/python bench/bench_estimate.py [--sizes 23,300] [--reps 6] [--plan-only]
 
 1. Accuracy. A fresh copy of the kit's template with StatBus's test users and demo settings.
@@ -55,7 +55,7 @@ from traystatus.core.state import State  # noqa: E402
 def env(name: str) -> str:
     value = os.environ.get(name)
     if not value:
-        sys.exit(f"bench_estimate: {name} is not set: eval \"$(bash ../shared/statbus-real/"
+        sys.exit(f"bench_estimate: {name} is not set: eval \"$(bash tests/statbus_real/kit/"
                  "build.sh --env)\" first (docs/statbus-compat.md)")
     return value
 

@@ -273,7 +273,7 @@ async def _auth_bench(keys: int, rounds: int) -> None:
     base = os.environ.get("STATBUS_REAL_DSN")
     if not base:
         raise SystemExit("--auth-keys needs the real StatBus kit: eval \"$(bash "
-                         "../shared/statbus-real/build.sh --env)\"")
+                         "tests/statbus_real/kit/build.sh --env)\"")
     suffix = uuid.uuid4().hex[:10]
     db, email = f"bench_auth_{suffix}", f"bench-{suffix}@example.org"
     admin = make_conninfo(base, dbname="postgres")

@@ -1,6 +1,6 @@
 """What watching StatBus's upgrades costs: the read of ``public.upgrade`` on the real StatBus.
 
-    eval "$(bash ../shared/statbus-real/build.sh --env)"
+    eval "$(bash tests/statbus_real/kit/build.sh --env)"
     .venv/bin/python bench/bench_upgrade_read.py [--rows 1000] [--runs 200]
 
 A copy of the kit's newest StatBus gets ``--rows`` upgrade rows as StatBus's daemon leaves
@@ -45,7 +45,7 @@ def main() -> int:
     a = ap.parse_args()
     su, analyst = os.environ.get("STATBUS_REAL_DSN"), os.environ.get("STATBUS_REAL_ANALYST_DSN")
     if not su or not analyst:
-        print("needs the real StatBus kit: eval \"$(bash ../shared/statbus-real/build.sh --env)\"",
+        print("needs the real StatBus kit: eval \"$(bash tests/statbus_real/kit/build.sh --env)\"",
               file=sys.stderr)
         return 3
     name = f"bench_upgrade_{uuid.uuid4().hex[:8]}"

@@ -5,7 +5,7 @@ an independent oracle.
 
 What runs (docs/soak.md has the figures and what they mean):
 
-* **A server of our own.** StatBus's real database from the kit (../shared/statbus-real),
+* **A server of our own.** StatBus's real database from the kit (tests/statbus_real/kit),
   built with ``build.sh --env --dir KIT --at 20260301000000`` into a folder of its own
   (``--kit-dir``; about 45 s the first time, cached after), because the soak restarts and
   SIGKILLs PostgreSQL: never the shared kit's server. One fresh copy of the chosen
@@ -69,15 +69,10 @@ from tests.fix_proxy import Proxy  # noqa: E402
 
 
 def _kit_script() -> Path:
-    """The kit beside the repository (../shared/statbus-real), also from a worktree below
-    it; STATBUS_REAL_KIT names another build.sh."""
+    """The repository's kit (tests/statbus_real/kit); STATBUS_REAL_KIT names another build.sh."""
     if os.environ.get("STATBUS_REAL_KIT"):
         return Path(os.environ["STATBUS_REAL_KIT"])
-    for parent in ROOT.parents:
-        candidate = parent / "shared" / "statbus-real" / "build.sh"
-        if candidate.exists():
-            return candidate
-    return ROOT.parent / "shared" / "statbus-real" / "build.sh"
+    return ROOT / "tests" / "statbus_real" / "kit" / "build.sh"
 
 
 KIT_SCRIPT = _kit_script()

@@ -86,7 +86,7 @@ def pg_server() -> Iterator[PgServer]:
         real = os.environ.get("STATBUS_REAL_DSN")
         if not real:
             pytest.fail("TRAYSTATUS_TEST_STATBUS_REAL=1 needs STATBUS_REAL_DSN: "
-                        "eval \"$(bash ../shared/statbus-real/build.sh --env)\" first")
+                        "eval \"$(bash tests/statbus_real/kit/build.sh --env)\" first")
         params = conninfo_to_dict(real)
         params["dbname"] = "postgres"
         yield PgServer(make_conninfo(**params), real=True,  # type: ignore[arg-type]

@@ -1,14 +1,13 @@
 """Fixtures for the built-in source: the real StatBus from the kit, fresh per test.
 
-The kit is found exactly as tests/statbus_real/ finds it (its ``build.sh --env`` next to
-the repository, else the ``STATBUS_REAL_*`` variables). Without it these tests are skipped
-with the reason; with ``CI=true`` a missing kit fails them: CI must run them.
+The kit is found exactly as tests/statbus_real/ finds it (the ``STATBUS_REAL_*`` variables
+when set, else the in-repository ``tests/statbus_real/kit/build.sh --env``). Without it
+these tests are skipped with the reason; with ``CI=true`` a missing kit fails them.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Iterator
 
 import pytest
@@ -24,16 +23,7 @@ def kit() -> Kit:
         if os.environ.get("CI") == "true":
             pytest.fail(f"CI must run the real StatBus tests: {reason}")
         pytest.skip(reason)
-    env = {k: v for k, v in os.environ.items() if k.startswith("STATBUS_REAL_")}
-    if real.KIT_SCRIPT.exists():
-        proc = subprocess.run(
-            ["bash", str(real.KIT_SCRIPT), "--env", "--at", f"{real.OLDEST},{real.MIDDLE}"],
-            capture_output=True, text=True, timeout=1800, check=False,
-        )
-        if proc.returncode != 0:
-            pytest.fail(f"the real StatBus kit did not build: {proc.stderr.strip()[-2000:]}")
-        env.update(real._parse_env(proc.stdout))
-    found = Kit.from_env(env)
+    found = Kit.from_env(real.kit_env())
     if found is None:
         pytest.fail("the real StatBus kit gave no analyst login (STATBUS_REAL_ANALYST_DSN)")
     return found

@@ -1,4 +1,4 @@
-"""The real StatBus from the kit (statbus-real): fresh databases, a demo import, the worker.
+"""The real StatBus from tests/statbus_real/kit: fresh databases, a demo import, the worker.
 
 Everything here drives StatBus the way StatBus itself does: users made by
 ``public.user_create`` (the kit's analyst), the demo set-up run as
@@ -6,8 +6,9 @@ Everything here drives StatBus the way StatBus itself does: users made by
 worker as ``cli/src/worker.cr`` runs it: per queue a serial loop of
 ``CALL worker.process_tasks(...)``, plus ``default_concurrency`` concurrent loops.
 
-The kit is found as tests/statbus_real/conftest.py finds it (``build.sh --env`` next to the
-repository, else the ``STATBUS_REAL_*`` variables); tests/builtin/conftest.py does that.
+The kit is found as tests/statbus_real/conftest.py finds it (the ``STATBUS_REAL_*``
+variables, else the in-repository ``tests/statbus_real/kit/build.sh --env``);
+tests/builtin/conftest.py does that.
 """
 
 from __future__ import annotations

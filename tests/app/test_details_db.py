@@ -13,7 +13,6 @@ from PySide6.QtWidgets import QApplication
 from tests.app.conftest import (
     ARTIFACTS,
     add_job,
-    details_calls,
     make_processing,
     publish_doc_image,
     run,
@@ -26,8 +25,35 @@ from traystatus.app.icons import IconCache
 from traystatus.core.monitor import Monitor, MonitorOptions
 from traystatus.core.state import State, Status
 
-STATS_FLUSH = 11.0
 FAST = MonitorOptions(health_interval=1, health_timeout=2, details_interval=0.5)
+
+
+def count_details_calls(conn: psycopg.Connection[Any]) -> None:
+    """Count every call of get_system_status_details() in this test's database, exactly and
+    at once: the installed function is wrapped by one that bumps a sequence first (nextval
+    is never rolled back, and needs no statistics flush, unlike pg_stat_user_functions,
+    which a backend flushes up to 11 s late), then returns the installed one's answer."""
+    conn.execute("CREATE SEQUENCE public.ts_test_details_calls")
+    conn.execute("ALTER FUNCTION public.get_system_status_details() "
+                 "RENAME TO ts_test_details_counted")
+    conn.execute("CREATE FUNCTION public.get_system_status_details() RETURNS jsonb "
+                 "LANGUAGE sql AS $$ SELECT nextval('public.ts_test_details_calls'); "
+                 "SELECT public.ts_test_details_counted() $$")
+
+
+def details_calls(conn: psycopg.Connection[Any]) -> int:
+    """How often get_system_status_details() ran (count_details_calls)."""
+    row = conn.execute("SELECT CASE WHEN is_called THEN last_value ELSE 0 END "
+                       "FROM public.ts_test_details_calls").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+async def health_checks_pass(monitor: Any, n: int) -> None:
+    """Wait until the monitor has made ``n`` more health checks (``health_interval`` 1 s):
+    it is running and reading, on its one connection, so a read sent before has ended."""
+    target = monitor.counters.health_checks + n
+    await wait_until(lambda: monitor.counters.health_checks >= target, within=30)
 
 
 def test_details_read_only_while_the_window_is_visible(
@@ -39,6 +65,7 @@ def test_details_read_only_while_the_window_is_visible(
     # What the controller does (the window connects nothing itself).
     adapter.statusChanged.connect(window.set_status)
     adapter.detailsChanged.connect(window.set_details)
+    count_details_calls(conn)
     add_job(conn, "lu_2026_q3", "processing_data", description="Legal units 2026 Q3",
             total_rows=10_000, imported_rows=4_250, import_completed_pct=42.5,
             import_rows_per_sec=812.3, warning_count=3)
@@ -51,12 +78,9 @@ def test_details_read_only_while_the_window_is_visible(
         make_processing(conn, 5)
         adapter.start()
         await wait_until(lambda: adapter.status.state == State.PROCESSING)
-        await asyncio.sleep(3)  # health checks and NOTIFYs pass; the window is closed
-        # PostgreSQL flushes a backend's function statistics when it goes idle, at most
-        # every PGSTAT_IDLE_INTERVAL (10 s): wait for one flush before trusting a zero.
-        await asyncio.sleep(STATS_FLUSH)
-        assert details_calls(conn) == 0
         monitor: Any = adapter.monitor
+        await health_checks_pass(monitor, 3)  # health checks and NOTIFYs pass; window closed
+        assert details_calls(conn) == 0
         assert monitor.details_subscribers == 0
         assert monitor.counters.details_reads == 0
 
@@ -65,7 +89,7 @@ def test_details_read_only_while_the_window_is_visible(
         await wait_until(
             lambda: window.details is not None and len(window.details.import_jobs) == 2
         )
-        await wait_until(lambda: details_calls(conn) >= 1, within=30, step=0.5)
+        await wait_until(lambda: details_calls(conn) >= 1, within=30, step=0.05)
         row = window.rows[0]
         assert row.title.text() == "Legal units 2026 Q3"
         assert row.bar.value() == 425 and row.bar.maximum() == 1000
@@ -80,13 +104,15 @@ def test_details_read_only_while_the_window_is_visible(
 
         window.close()
         assert not window.subscribed and adapter.details_wanted == 0
-        await asyncio.sleep(STATS_FLUSH)  # a read in flight may still land and be flushed
+        await health_checks_pass(monitor, 1)  # a read in flight has ended
         before = details_calls(conn)
         reads = monitor.counters.details_reads
+        assert before >= 1 and before == reads  # the database counts what the monitor does
         conn.execute("UPDATE public.import_job SET imported_rows = 5000, "
                      "import_completed_pct = 50 WHERE slug = 'lu_2026_q3'")
         make_processing(conn, 2)
-        await asyncio.sleep(STATS_FLUSH)
+        # changes and NOTIFYs over six details intervals (0.5 s): a subscribed monitor reads
+        await health_checks_pass(monitor, 3)
         assert details_calls(conn) == before
         assert monitor.counters.details_reads == reads
         await adapter.stop()

@@ -22,6 +22,7 @@ from typing import Any
 import aiohttp
 import psycopg
 import pytest
+from aiohttp import web
 
 from tests.cli.conftest import Cli
 from traystatus.core.monitor import Monitor, MonitorOptions
@@ -62,6 +63,7 @@ class Served:
     url: str
     hub: Hub
     monitor: Monitor
+    app: web.Application | None = None
 
     @property
     def ws_url(self) -> str:
@@ -96,7 +98,7 @@ async def served(
     if wait_known:
         await until(lambda: monitor.status.is_known, what="the server knows the state")
     try:
-        yield Served(running.url, running.hub, monitor)
+        yield Served(running.url, running.hub, monitor, running.app)
     finally:
         stop.set()
         assert await asyncio.wait_for(task, WAIT) == 0

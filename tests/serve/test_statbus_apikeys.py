@@ -140,6 +140,44 @@ async def test_a_revoked_api_key_closes_its_socket_and_is_refused(
 
 
 @pytest.mark.asyncio
+async def test_many_sockets_of_one_key_cost_one_check_a_pass(
+    statbus: StatBus, tmp_path: Path
+) -> None:
+    """10,000 sockets may share a few credentials: a re-check pass asks the database once
+    per credential, not once per socket, and closes all of a revoked key's sockets."""
+    from traystatus.serve.app import credential_checker, recheck_sockets
+
+    jti, key = statbus.new_key()
+    _, other_key = statbus.new_key()
+    async with served(statbus.dsn, tmp_path, jwt_secret_file=statbus.secret_file,
+                      credential_conninfo=statbus.serve_dsn, recheck=3600.0) as srv, \
+            aiohttp.ClientSession() as http:
+        url = f"{srv.ws_url}/api/system-stability"
+        sockets = [await http.ws_connect(url, headers={"Authorization": f"Bearer {k}"})
+                   for k in [key] * 12 + [other_key] * 3]
+        for ws in sockets:
+            await next_json(ws)
+        assert srv.app is not None
+        checker = credential_checker(srv.app)
+        assert checker is not None
+        checker.ttl = 0.0  # no cached answer: every check asks the database
+        before = checker.queries
+        assert await recheck_sockets(srv.app) == 0
+        assert checker.queries - before == 2  # two keys, 15 sockets
+
+        assert statbus.as_user("SELECT public.revoke_api_key(%s::uuid)", jti) == (True,)
+        before = checker.queries
+        assert await recheck_sockets(srv.app) == 12
+        assert checker.queries - before == 2
+        for ws in sockets[:12]:
+            code, reason = await closed_with(ws, within=10)
+            assert code == CLOSE_UNAUTHORIZED and reason == "token revoked"
+        assert not any(ws.closed for ws in sockets[12:])
+        for ws in sockets[12:]:
+            await ws.close()
+
+
+@pytest.mark.asyncio
 async def test_a_deleted_users_api_key_closes_its_socket(
     statbus: StatBus, tmp_path: Path
 ) -> None:

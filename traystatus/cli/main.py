@@ -203,6 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="read the password from the first line of stdin")
     pw.add_argument("--no-password", action="store_true",
                     help="store no password (libpq's PGPASSWORD/~/.pgpass, or none needed)")
+    pw.add_argument("--ask-password", action="store_true",
+                    help="ask for the password each session (tray: once per start; CLI: on "
+                    "the terminal) and keep it in memory only: never stored")
     pl = psub.add_parser("list", help="list profiles")
     _connection_options(pl, top=False)
     pl.set_defaults(handler="profilecmd:cmd_list")

@@ -56,7 +56,7 @@ def _options(pairs: list[str]) -> dict[str, str]:
 
 
 def _read_password(args: argparse.Namespace, name: str) -> str | None:
-    if args.no_password:
+    if args.no_password or getattr(args, "ask_password", False):
         return None
     if args.password_stdin:
         line = sys.stdin.readline().rstrip("\r\n")
@@ -84,6 +84,7 @@ def cmd_add(args: argparse.Namespace) -> int:
     replace = bool(getattr(args, "replace", False))
     if not replace:
         _refuse_taken(store, args.name, replace_hint=True)  # before asking for a password
+    ask = bool(getattr(args, "ask_password", False))
     fields = {
         k: getattr(args, k)
         for k in ("host", "port", "dbname", "user", "sslmode", "sslrootcert", "sslnegotiation",
@@ -93,7 +94,7 @@ def cmd_add(args: argparse.Namespace) -> int:
         profile = ConnectionProfile(
             name=args.name, dsn=getattr(args, "dsn", None), options=_options(args.option),
             relay=getattr(args, "relay", None), source=getattr(args, "source", None),
-            **fields,
+            ask_password=ask, **fields,
         )
     except ProfileError as ex:
         raise CliError(str(ex), ExitCode.USAGE) from ex
@@ -110,6 +111,13 @@ def cmd_add(args: argparse.Namespace) -> int:
             f"profile {args.name!r}: the DSN holds a password, but --no-password says to "
             "store none: remove password=... from the DSN (and put it in ~/.pgpass), or "
             "leave out --no-password to keep it in the keychain. Nothing was changed.",
+            ExitCode.USAGE,
+        )
+    if password is not None and ask:
+        raise CliError(
+            f"profile {args.name!r}: the DSN holds a password, but --ask-password says to "
+            "ask for it each session and store it nowhere: remove password=... from the DSN. "
+            "Nothing was changed.",
             ExitCode.USAGE,
         )
     typed = _read_password(args, args.name)
@@ -145,8 +153,13 @@ def cmd_add(args: argparse.Namespace) -> int:
                     credentials.store_password(args.name, previous)
         raise CliError(f"{ex}. Profile {args.name!r} was not saved.",
                        ExitCode.UNUSABLE) from ex
+    if ask and replace:
+        # An entry left from before would never be read; remove it: nothing is kept.
+        credentials.delete_password(args.name)
     secret = "token" if profile.relay else "password"
     where = f"{secret} in the keychain" if password is not None else f"no {secret} stored"
+    if ask:
+        where = "password asked for each session, never stored"
     default = " (default)" if store.default_name == args.name else ""
     print(f"saved profile {args.name!r}{default}: {profile.describe()}; {where}")
     print(f"settings file: {store.path}")
@@ -159,8 +172,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     rows: list[dict[str, object]] = []
     unreadable = ""
     for profile in store:
-        stored: bool | None = None
-        if not unreadable:
+        stored: bool | None = False if profile.ask_password else None
+        if not unreadable and not profile.ask_password:
             try:
                 stored = credentials.peek_password(profile.name) is not None
             except credentials.BrokenKeychain as ex:
@@ -171,6 +184,7 @@ def cmd_list(args: argparse.Namespace) -> int:
                 "default": profile.name == store.default_name,
                 "connection": profile.describe(),
                 "password_in_keychain": stored,  # None: the keychain could not be read
+                "ask_password": profile.ask_password,
             }
         )
     if unreadable:
@@ -200,6 +214,8 @@ def cmd_list(args: argparse.Namespace) -> int:
             continue
         pw = {True: "keychain", False: "no password stored",
               None: "keychain not readable"}[r["password_in_keychain"]]  # type: ignore[index]
+        if r.get("ask_password"):
+            pw = "password asked each session"
         print(f"{mark} {r['name']:<{width}}  {r['connection']}  [{pw}]")
     return int(ExitCode.OK)
 

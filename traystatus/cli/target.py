@@ -24,7 +24,14 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from traystatus.cli.exitcodes import CliError, ExitCode
 from traystatus.core import conncheck
-from traystatus.core.password import Resolution, Source
+from traystatus.core.password import (
+    Resolution,
+    Source,
+    check_password,
+    is_wrong_password,
+    needed_text,
+    wrong_password_text,
+)
 from traystatus.core.password import resolve as resolve_password
 from traystatus.core.password import resolve_async as resolve_password_async
 from traystatus.core.profiles import ConnectionProfile, ProfileError, ProfileStore
@@ -42,6 +49,14 @@ class Target:
 
     profile: ConnectionProfile
     stored: bool  # a named profile (stored, or named with --profile): keychain applies
+
+    @property
+    def keychain_name(self) -> str | None:
+        """The keychain entry that may hold the password: none for ``--dsn`` and for a
+        profile that asks each session (that keychain is never read)."""
+        if not self.stored or self.profile.ask_password:
+            return None
+        return self.profile.name
 
     @property
     def label(self) -> str:
@@ -69,7 +84,8 @@ def resolve_target(dsn: str | None, profile_name: str | None,
         base = store.get(profile_name)
         if dsn is not None:
             merged = make_conninfo(make_conninfo("", **base.params()), **_parse(dsn))
-            base = ConnectionProfile(name=base.name, dsn=merged, source=base.source)
+            base = ConnectionProfile(name=base.name, dsn=merged, source=base.source,
+                                     ask_password=base.ask_password)
         return Target(base, stored=True)
     except ProfileError as ex:
         raise CliError(str(ex), ExitCode.UNUSABLE) from ex
@@ -140,7 +156,7 @@ def resolve_connection(
     no answer, no such database...): a one-shot command reports that at once instead of
     waiting for the same failure a second time."""
     conninfo = prepare_conninfo(target)
-    found = resolve_password(conninfo, target.profile.name if target.stored else None)
+    found = resolve_password(conninfo, target.keychain_name)
     return _finish(target, conninfo, found, interactive, stdin)
 
 
@@ -153,7 +169,7 @@ async def resolve_connection_async(
     that connection is returned open for the source to use: one connection per command.
     ``conninfo``: what to add a password to otherwise (from :func:`prepare_conninfo`)."""
     found = await resolve_password_async(
-        probe_conninfo, target.profile.name if target.stored else None, keep=True
+        probe_conninfo, target.keychain_name, keep=True
     )
     if found.connection is not None:
         return conninfo, None, found.connection
@@ -186,6 +202,8 @@ def _finish(
         stream = stdin if stdin is not None else sys.stdin
         interactive = stream.isatty()
     where = _where(target.profile.params())
+    if target.profile.ask_password:
+        return _ask_each_time(target, conninfo, interactive), None
     if interactive:
         try:
             password = getpass.getpass(f"Password for {where}: ")
@@ -205,3 +223,35 @@ def _finish(
         f"{target.label}) and there is no terminal to ask on: {hint}, or add it to ~/.pgpass",
         ExitCode.UNUSABLE,
     )
+
+
+ASK_ATTEMPTS = 3
+
+
+def _ask_each_time(target: Target, conninfo: str, interactive: bool) -> str:
+    """A profile with ``ask_password``: ask on the terminal, check the password (a wrong
+    one is said in StatBus's words and asked again, up to :data:`ASK_ATTEMPTS` times) and
+    keep it in memory only. Without a terminal: one line, exit 3."""
+    params = target.profile.params()
+    user = params.get("user")
+    if not interactive:
+        raise CliError(
+            f"profile {target.profile.name!r} asks for the password each session "
+            f"({needed_text(user)}) and there is no terminal to ask on: run it in a "
+            "terminal, or give the password in PGPASSWORD or ~/.pgpass",
+            ExitCode.UNUSABLE,
+        )
+    prompt = f"Password for {_where(params)} (your StatBus web password; not stored): "
+    for attempt in range(1, ASK_ATTEMPTS + 1):
+        try:
+            password = getpass.getpass(prompt)
+        except (EOFError, KeyboardInterrupt):
+            raise CliError("no password given", ExitCode.UNUSABLE) from None
+        error = check_password(conninfo, password)
+        if error is None or not is_wrong_password(error):
+            # Logged in, or failed otherwise (down, TLS): the command reports that itself.
+            return make_conninfo(conninfo, password=password)
+        if attempt < ASK_ATTEMPTS:
+            print(f"traystatus: {wrong_password_text(user)}; try again", file=sys.stderr)
+    raise CliError(f"{wrong_password_text(user)} ({ASK_ATTEMPTS} attempts)",
+                   ExitCode.UNUSABLE)

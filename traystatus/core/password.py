@@ -167,3 +167,52 @@ async def resolve_async(conninfo: str, keychain_name: str | None = None,
         stored = (keychain(keychain_name) if keychain is not None
                   else await credentials.get_password_async(keychain_name))
     return _decide(error, keychain_name, stored)
+
+
+# -- asked each session (a profile's ``ask_password``) --------------------------------------
+# StatBus's operators enter their password per session, and an analyst's database login is
+# their StatBus web login: the password is asked for, checked, kept in memory and never
+# written (no keychain, no file, no log).
+
+WRONG_PASSWORD_SQLSTATE = "28P01"  # invalid_password
+
+
+def wrong_password_text(user: str | None) -> str:
+    """StatBus's wording for a refused password (the web login's password)."""
+    return f"wrong password for {user or 'this login'}: your StatBus web password"
+
+
+def needed_text(user: str | None) -> str:
+    return f"password needed for {user or 'this login'}: your StatBus web password"
+
+
+def is_wrong_password(error: BaseException | None) -> bool:
+    """The server refused the password itself (not a missing role, pg_hba or TLS)."""
+    return (isinstance(error, psycopg.Error)
+            and pgconnect.sqlstate_of(error) == WRONG_PASSWORD_SQLSTATE)
+
+
+def _with_password(conninfo: str, password: str) -> str:
+    params = _params(conninfo)
+    return make_conninfo(_probe_conninfo(conninfo, params), password=password)
+
+
+def check_password(conninfo: str, password: str) -> psycopg.Error | None:
+    """Try ``password`` once (blocking); the error, or None when it logged in."""
+    try:
+        with pgconnect.Connection.connect(_with_password(conninfo, password),
+                                          autocommit=True):
+            return None
+    except psycopg.Error as ex:
+        return ex
+
+
+async def check_password_async(conninfo: str, password: str) -> psycopg.Error | None:
+    """:func:`check_password` for an asyncio loop."""
+    try:
+        conn = await pgconnect.AsyncConnection.connect(_with_password(conninfo, password),
+                                                       autocommit=True)
+    except psycopg.Error as ex:
+        return ex
+    await conn.close()
+    return None

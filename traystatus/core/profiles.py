@@ -136,9 +136,18 @@ class ConnectionProfile:
     # profile keeps its password). Exclusive with every libpq setting.
     relay: str | None = None
     source: str | None = None  # installed | builtin | auto (None: auto); not a libpq keyword
+    # Ask for the password each session and keep it in memory only (StatBus: operators
+    # enter their web password per session). A flag, not a secret: the keychain is then
+    # neither read nor written for this profile.
+    ask_password: bool = False
 
     def __post_init__(self) -> None:
         check_profile_name(self.name)
+        if self.ask_password and self.relay is not None:
+            raise ProfileError(
+                f"profile {self.name!r}: ask_password is for a database login; a traystatus "
+                "server's token is kept in the keychain"
+            )
         if self.source is not None and self.source not in SOURCE_MODES:
             raise ProfileError(
                 f"profile {self.name!r}: source {self.source!r} is not one of "
@@ -231,11 +240,13 @@ class ConnectionProfile:
             table["options"] = dict(self.options)
         if self.source is not None:
             table["source"] = self.source
+        if self.ask_password:
+            table["ask_password"] = True
         return table
 
     @classmethod
     def from_table(cls, name: str, table: Mapping[str, Any]) -> ConnectionProfile:
-        known = {"dsn", "options", "relay", "source", *_LIBPQ_FIELDS}
+        known = {"dsn", "options", "relay", "source", "ask_password", *_LIBPQ_FIELDS}
         unknown = set(table) - known
         if unknown:
             raise ProfileError(
@@ -271,10 +282,16 @@ class ConnectionProfile:
                 f"profile {name!r}: source = {source!r} is not valid: write one of "
                 f"{', '.join(SOURCE_MODES)} in quotes"
             )
+        ask = table.get("ask_password", False)
+        if not isinstance(ask, bool):
+            raise ProfileError(
+                f"profile {name!r}: ask_password = {ask!r} is not valid: write true or false"
+            )
         return cls(
             name=name,
             options={str(k): str(v) for k, v in options.items()},
             source=source,
+            ask_password=ask,
             **kwargs,
         )
 

@@ -46,6 +46,7 @@ from traystatus.app.notify_policy import (
     NotifyOptions,
     Urgency,
 )
+from traystatus.app.passworddialog import PasswordDialog
 from traystatus.app.settings import SavedChange, SettingsDialog
 from traystatus.app.slot import Opened, SourceSlot, SourceSpec, open_spec
 from traystatus.app.statuswindow import StatusWindow
@@ -55,7 +56,7 @@ from traystatus.app.trayhost import TrayHost
 from traystatus.core.details import Details, WorkSummary
 from traystatus.core.endings import endings_dir
 from traystatus.core.monitor import MonitorOptions
-from traystatus.core.password import Source
+from traystatus.core.password import Source, wrong_password_text
 from traystatus.core.profiles import ProfileError, ProfileStore, Settings
 from traystatus.core.progress import ImportEnd
 from traystatus.core.state import Problem, State, Status, utcnow
@@ -155,6 +156,12 @@ class Controller(QObject):
         # Passwords typed in Settings that no secure keychain could keep, per profile:
         # used for this session only, never written anywhere.
         self._session_passwords: dict[str, str] = {}
+        # The password dialog (a profile that asks each session, or a keychain that is
+        # locked or missing): profiles whose dialog was cancelled are asked again only
+        # from the menu; a keychain profile's dialog opens by itself once per session.
+        self.password_dialog: PasswordDialog | None = None
+        self._password_cancelled: set[str] = set()
+        self._password_offered: set[str] = set()
         self.status = Status(State.CONNECTING)
         self._profile_problem = NO_PROFILE
         # The other watched deployments (Settings.watched): one icon shows the worst.
@@ -173,6 +180,7 @@ class Controller(QObject):
         t = self.tray
         t.showDetailsRequested.connect(self.show_details)
         t.settingsRequested.connect(self.show_settings)
+        t.passwordRequested.connect(self.ask_password)
         t.reconnectRequested.connect(self.reconnect_now)
         t.pauseRequested.connect(self._pause)
         t.profileSelected.connect(self.switch_profile)
@@ -368,6 +376,8 @@ class Controller(QObject):
         self.window.hide()
         if self.settings_dialog is not None:
             self.settings_dialog.close()
+        if self.password_dialog is not None:
+            self.password_dialog.close()
 
     # -- tray or window ------------------------------------------------------------------------
     def _place(self) -> None:
@@ -395,7 +405,81 @@ class Controller(QObject):
 
     # -- status flow ---------------------------------------------------------------------------
     def _on_status(self, status: Status) -> None:
+        status = self._password_wanted(status)
         self._show(status)
+
+    # -- a password asked for (never stored) ----------------------------------------------------
+    def _password_wanted(self, status: Status) -> Status:
+        """Offer the password dialog when the shown profile needs a password no keychain
+        holds: the menu item while it is needed, the dialog itself for a profile that asks
+        each session (every time, a wrong password too, until cancelled) and once for a
+        keychain profile. A password typed this session that the server now refuses is
+        forgotten and asked again."""
+        spec, name = self.slot.spec, self.profile_name
+        if spec is None or self.dsn or name is None:
+            return status
+        if (status.problem is Problem.AUTH_FAILED and name in self._session_passwords
+                and spec.typed_password is not None):
+            del self._session_passwords[name]  # refused now: ask again, keep nothing
+            self.slot.restart(None)
+            status = Status(State.ERROR, problem=Problem.NO_PASSWORD,
+                            message=wrong_password_text(self._user()))
+            wrong = True
+        elif status.problem is Problem.NO_PASSWORD:
+            needed = self.slot.password_needed
+            wrong = needed is not None and needed.wrong
+        else:
+            self.tray.set_password_needed(False)
+            return status
+        self.tray.set_password_needed(True)
+        if name in self._password_cancelled:
+            return status
+        if spec.ask_password or wrong or name not in self._password_offered:
+            self._password_offered.add(name)
+            self._open_password_dialog(status.message if wrong else "")
+        return status
+
+    def _user(self) -> str | None:
+        try:
+            return self.store.get(self.profile_name).params().get("user")
+        except ProfileError:
+            return None
+
+    def ask_password(self) -> None:
+        """The menu's "Enter password…"."""
+        if self.profile_name is not None:
+            self._password_cancelled.discard(self.profile_name)
+            self._open_password_dialog("")
+
+    def _open_password_dialog(self, error: str) -> None:
+        name = self.profile_name
+        if name is None:
+            return
+        if self.password_dialog is None:
+            self.password_dialog = PasswordDialog()
+            self.password_dialog.entered.connect(self._password_entered)
+            self.password_dialog.cancelled.connect(self._password_dialog_cancelled)
+        try:
+            params = self.store.get(name).params()
+        except ProfileError:
+            params = {}
+        who = (f"{params.get('user') or 'your login'} at "
+               f"{params.get('host') or 'the local socket'}")
+        self.password_dialog.ask(name, who, error)
+
+    def _password_entered(self, password: str) -> None:
+        dialog = self.password_dialog
+        if dialog is None or dialog.profile != self.profile_name:
+            return  # another profile is shown now
+        self._session_passwords[dialog.profile] = password  # memory only, this session
+        self._password_cancelled.discard(dialog.profile)
+        self._start_monitor(force=True)
+        self._sync_deployments()
+
+    def _password_dialog_cancelled(self) -> None:
+        dialog = self.password_dialog
+        if dialog is not None and dialog.profile:
+            self._password_cancelled.add(dialog.profile)
 
     def _show(self, status: Status, notify: bool = True) -> None:
         """The one way a Status reaches the icon, the window and the details window. The

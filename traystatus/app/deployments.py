@@ -69,7 +69,8 @@ def spec_for_profile(
     watched one: its target, its ``source`` setting, its keychain entry (or a password
     typed this session), the monitor's timing."""
     return SourceSpec(profile.to_conninfo(), profile.name,
-                      source_override or profile.source or "auto", options, typed_password)
+                      source_override or profile.source or "auto", options, typed_password,
+                      ask_password=profile.ask_password)
 
 
 class Deployments(QObject):

@@ -225,6 +225,15 @@ class SettingsDialog(QDialog):
         form.addRow("User", self.user)
         form.addRow("TLS mode", self.sslmode)
         form.addRow("Password", self.password)
+        self.ask_password = QCheckBox(
+            "Ask for the password when the app starts; keep it in memory only"
+        )
+        self.ask_password.setToolTip(
+            "Never stored (no keychain, no file): typed once per session in a small dialog. "
+            "For a StatBus login, the password is your StatBus web password."
+        )
+        self.ask_password.toggled.connect(self._ask_toggled)
+        form.addRow("", self.ask_password)
         self.keychain = QLabel()
         self.keychain.setWordWrap(True)
         form.addRow("", self.keychain)
@@ -413,8 +422,16 @@ class SettingsDialog(QDialog):
         self.dbname.setText(p.dbname or "")
         self.user.setText(p.user or "")
         self.sslmode.setCurrentIndex(max(0, self.sslmode.findData(p.sslmode or "")))
+        self.ask_password.setChecked(p.ask_password)
+        self._ask_toggled(p.ask_password)
         self.password.clear()
         self.check_result.clear()
+
+    def _ask_toggled(self, checked: bool) -> None:
+        self.password.setPlaceholderText(
+            "asked when the app starts (optional here: used until it quits, not stored)"
+            if checked else "leave empty to keep the stored one"
+        )
 
     def _add(self) -> None:
         n = 1
@@ -439,6 +456,15 @@ class SettingsDialog(QDialog):
         self._show_store()
         self.saved.emit(SavedChange(removed=(name,)))
         self._off_loop(self._forget_password(name), "deleting a password")
+
+    async def _drop_stale_entries(self, name: str, old: str | None) -> None:
+        """A profile that asks each session keeps nothing in the keychain (never raises:
+        an entry that cannot be deleted is never read for it either)."""
+        for entry in dict.fromkeys(n for n in (name, old) if n):
+            try:
+                await credentials.off_loop(credentials.delete_password, entry)
+            except credentials.NoSecureKeychain as ex:  # no answer in time
+                log.warning("could not delete the keychain entry of %r: %s", entry, ex)
 
     async def _forget_password(self, name: str) -> None:
         try:
@@ -472,6 +498,7 @@ class SettingsDialog(QDialog):
             dbname=text(self.dbname),
             user=text(self.user),
             sslmode=self.sslmode.currentData() or None,
+            ask_password=self.ask_password.isChecked() and not relay,
         )
 
     def settings(self) -> Settings:
@@ -508,6 +535,7 @@ class SettingsDialog(QDialog):
             return False
         self.saving = None
         old = self._current
+        asked_before = self._shown is not None and self._shown.ask_password
         renamed: dict[str, str] = {}
         try:
             profile, secrets = self.profile().without_secrets()
@@ -542,6 +570,14 @@ class SettingsDialog(QDialog):
                 autostart.set_enabled(self.autostart.isChecked())
         except OSError as ex:
             problems.append(f"Saved, but start at login could not be changed: {ex}")
+        if profile.ask_password:
+            # Asked each session: a password typed here is used until the app quits and
+            # stored nowhere; an entry the keychain may still hold for it is removed.
+            if not asked_before:
+                self._off_loop(self._drop_stale_entries(profile.name, old),
+                               "deleting a password")
+            return self._finish_save(profile.name, old if renamed else None, typed, False,
+                                     problems)
         if not (typed or renamed):  # no keychain work: done now
             return self._finish_save(profile.name, None, None, False, problems)
         self._show_store(select=profile.name)  # the file has it already
@@ -662,7 +698,10 @@ class SettingsDialog(QDialog):
                     result = await check_server(profile, password)
                     return self._show_check(result)
                 if not password:
-                    found = await resolve_password_async(profile.to_conninfo(), profile.name)
+                    found = await resolve_password_async(
+                        profile.to_conninfo(),
+                        None if profile.ask_password else profile.name,  # no keychain
+                    )
                     password = found.password
                 result = await check_connection(profile.to_conninfo(), password,
                                                 source=profile.source or "auto")

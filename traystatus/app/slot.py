@@ -23,13 +23,21 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from psycopg.conninfo import conninfo_to_dict
 from PySide6.QtCore import QObject, Signal
 
 from traystatus.app.adapter import MonitorAdapter
 from traystatus.app.tasks import bug_status
 from traystatus.core import credentials
 from traystatus.core.monitor import MonitorOptions
-from traystatus.core.password import Source
+from traystatus.core.password import (
+    PasswordNeeded,
+    Source,
+    check_password_async,
+    is_wrong_password,
+    needed_text,
+    wrong_password_text,
+)
 from traystatus.core.password import resolve_async as resolve_password_async
 from traystatus.core.readers import READER_MODES
 from traystatus.core.source import SourceError, StateSource, is_relay, open_source
@@ -51,6 +59,8 @@ class SourceSpec:
     source_mode: str = "auto"
     options: MonitorOptions = field(default_factory=MonitorOptions)
     typed_password: str | None = field(default=None, repr=False)
+    # The profile asks for its password each session: its keychain entry is never read.
+    ask_password: bool = False
 
 
 # An opened (not yet running) source and where its password came from.
@@ -73,13 +83,22 @@ async def open_spec(spec: SourceSpec) -> Opened:
             kwargs["password"] = token
         source: Source | None = Source.KEYCHAIN if token else None
     else:
-        # A password typed in Settings without a secure keychain takes the keychain's
-        # place in the order (after the DSN's own and libpq's).
-        found = await resolve_password_async(
-            spec.conninfo, name, keychain=(lambda _name: typed) if typed else None
-        )
+        # A password typed this session (Settings without a secure keychain, or the
+        # password dialog) takes the keychain's place in the order (after the DSN's own
+        # and libpq's). A profile that asks each session never reads the keychain.
+        lookup = (lambda _name: typed) if typed or spec.ask_password else None
+        keychain_name = (name or "session") if spec.ask_password else name
+        found = await resolve_password_async(spec.conninfo, keychain_name, keychain=lookup)
         log.info("password%s: %s%s", f" of {name}" if name else "", found.source.value,
                  " (typed this session)" if typed else "")
+        user = _user(spec.conninfo)
+        if found.source is Source.NEEDED and spec.ask_password:
+            raise PasswordNeeded(needed_text(user))
+        if found.source is Source.KEYCHAIN and typed:
+            error = await check_password_async(spec.conninfo, typed)
+            if is_wrong_password(error):
+                log.info("the password typed this session was refused")
+                raise PasswordNeeded(wrong_password_text(user), wrong=True)
         if found.password:
             kwargs["password"] = found.password
         source = found.source
@@ -87,6 +106,14 @@ async def open_spec(spec: SourceSpec) -> Opened:
     if spec.source_mode in READER_MODES:
         options = replace(options, reader=spec.source_mode)
     return open_source(spec.conninfo, options, **kwargs), source
+
+
+def _user(conninfo: str) -> str | None:
+    try:
+        user = conninfo_to_dict(conninfo).get("user")
+    except Exception:  # not a conninfo: opening it says so
+        return None
+    return str(user) if user else None
 
 
 class SourceSlot(QObject):
@@ -111,6 +138,8 @@ class SourceSlot(QObject):
         self.spec: SourceSpec | None = None
         self.opened = 0  # sources this slot opened (the tests and bench count them)
         self.password_source: Source | None = None
+        # Why the last start stopped for a password to be asked (None: it did not).
+        self.password_needed: PasswordNeeded | None = None
         self.closed = False
         self._generation = 0
         self._lock = asyncio.Lock()
@@ -144,6 +173,13 @@ class SourceSlot(QObject):
                 source, password_source = await self.opener(spec)
             except asyncio.CancelledError:
                 raise
+            except PasswordNeeded as ex:  # the controller asks (password dialog)
+                if generation == self._generation:
+                    self.password_needed = ex
+                    self.statusChanged.emit(
+                        Status(State.ERROR, problem=Problem.NO_PASSWORD, message=str(ex))
+                    )
+                return
             except SourceError as ex:  # the user's target, not our bug: say what is wrong
                 log.warning("cannot watch %s: %s", self.what, ex)
                 if generation == self._generation:
@@ -176,6 +212,7 @@ class SourceSlot(QObject):
         adapter.dayChanged.connect(forward(self.dayChanged))
         self.adapter = adapter
         self.password_source = password_source
+        self.password_needed = None
         self.opened += 1
         if self._details_wanted:
             adapter.want_details(True)

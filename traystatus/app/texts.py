@@ -97,6 +97,8 @@ def headline(status: Status, now: datetime) -> str:
         if status.problem == Problem.STALE:
             return f"Connection stale since {local_hhmm(status.since)}"
         return f"Disconnected since {local_hhmm(status.since)}"
+    if status.problem is Problem.NO_PASSWORD:
+        return "Password needed"
     return "Cannot watch the database"
 
 

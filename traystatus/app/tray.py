@@ -33,6 +33,7 @@ class TrayIcon(QObject):
 
     showDetailsRequested = Signal()
     settingsRequested = Signal()
+    passwordRequested = Signal()
     reconnectRequested = Signal()
     pauseRequested = Signal(object)  # True: pause 1 h; False: resume (object, not bool)
     profileSelected = Signal(str)
@@ -55,6 +56,7 @@ class TrayIcon(QObject):
         self.profile: str | None = None
         self.profiles: list[str] = []
         self.paused_until: datetime | None = None
+        self.password_needed = False  # offer "Enter password…"
         # Other watched deployments (app/deployments.py): (profile, Status), in order.
         self.others: list[tuple[str, Status]] = []
         self._deployment_actions: list[QAction] = []
@@ -103,6 +105,12 @@ class TrayIcon(QObject):
         else:
             self._relabel_deployments()
         self._render()
+
+    def set_password_needed(self, needed: bool) -> None:
+        """Offer (or stop offering) "Enter password…" in the menu."""
+        if needed != self.password_needed:
+            self.password_needed = needed
+            self.rebuild_menu()
 
     def set_paused(self, until: datetime | None) -> None:
         self.paused_until = until
@@ -169,6 +177,8 @@ class TrayIcon(QObject):
         menu = QMenu()
         menu.setAccessibleName("traystatus menu")
         menu.addAction("Show details").triggered.connect(self.showDetailsRequested.emit)
+        if self.password_needed:
+            menu.addAction("Enter password…").triggered.connect(self.passwordRequested.emit)
         self._deployment_actions = []
         if self.others:
             # A line per watched deployment, its state in words (informational).

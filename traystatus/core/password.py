@@ -177,6 +177,15 @@ async def resolve_async(conninfo: str, keychain_name: str | None = None,
 WRONG_PASSWORD_SQLSTATE = "28P01"  # invalid_password
 
 
+class PasswordNeeded(Exception):
+    """The server wants a password that must be asked for (none yet, or the one typed was
+    wrong: ``wrong``); the message is the line to show, in StatBus's words."""
+
+    def __init__(self, text: str, wrong: bool = False) -> None:
+        super().__init__(text)
+        self.wrong = wrong
+
+
 def wrong_password_text(user: str | None) -> str:
     """StatBus's wording for a refused password (the web login's password)."""
     return f"wrong password for {user or 'this login'}: your StatBus web password"

@@ -184,7 +184,7 @@ def cmd_list(args: argparse.Namespace) -> int:
                 "default": profile.name == store.default_name,
                 "connection": profile.describe(),
                 "password_in_keychain": stored,  # None: the keychain could not be read
-                "ask_password": profile.ask_password,
+                **({"ask_password": True} if profile.ask_password else {}),
             }
         )
     if unreadable:

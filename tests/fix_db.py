@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -249,3 +250,25 @@ def pg_dir() -> Iterator[Path]:
             with contextlib.suppress(Exception):
                 EmbeddedPostgres(pid_file.parent).stop("immediate")
         shutil.rmtree(base, ignore_errors=True)
+
+
+# -- counting calls of get_system_status_details() exactly --------------------------------
+def count_details_calls(conn: psycopg.Connection[Any]) -> None:
+    """Count every call of get_system_status_details() in ``conn``'s database, exactly and at
+    once: the installed function is wrapped by one that bumps a sequence first (nextval is
+    never rolled back and needs no statistics flush, unlike pg_stat_user_functions, which a
+    backend flushes up to 11 s late), then returns the installed one's answer."""
+    conn.execute("CREATE SEQUENCE public.ts_test_details_calls")
+    conn.execute("ALTER FUNCTION public.get_system_status_details() "
+                 "RENAME TO ts_test_details_counted")
+    conn.execute("CREATE FUNCTION public.get_system_status_details() RETURNS jsonb "
+                 "LANGUAGE sql AS $$ SELECT nextval('public.ts_test_details_calls'); "
+                 "SELECT public.ts_test_details_counted() $$")
+
+
+def details_call_count(conn: psycopg.Connection[Any]) -> int:
+    """How often get_system_status_details() ran since ``count_details_calls``."""
+    row = conn.execute("SELECT CASE WHEN is_called THEN last_value ELSE 0 END "
+                       "FROM public.ts_test_details_calls").fetchone()
+    assert row is not None
+    return int(row[0])

@@ -19,6 +19,7 @@ from tests.app.conftest import (
     wait_until,
 )
 from tests.app.sample_data import NOW, realistic, realistic_progress
+from tests.fix_db import count_details_calls, details_call_count
 from traystatus.app.adapter import MonitorAdapter
 from traystatus.app.details import DetailsWindow
 from traystatus.app.icons import IconCache
@@ -28,25 +29,8 @@ from traystatus.core.state import State, Status
 FAST = MonitorOptions(health_interval=1, health_timeout=2, details_interval=0.5)
 
 
-def count_details_calls(conn: psycopg.Connection[Any]) -> None:
-    """Count every call of get_system_status_details() in this test's database, exactly and
-    at once: the installed function is wrapped by one that bumps a sequence first (nextval
-    is never rolled back, and needs no statistics flush, unlike pg_stat_user_functions,
-    which a backend flushes up to 11 s late), then returns the installed one's answer."""
-    conn.execute("CREATE SEQUENCE public.ts_test_details_calls")
-    conn.execute("ALTER FUNCTION public.get_system_status_details() "
-                 "RENAME TO ts_test_details_counted")
-    conn.execute("CREATE FUNCTION public.get_system_status_details() RETURNS jsonb "
-                 "LANGUAGE sql AS $$ SELECT nextval('public.ts_test_details_calls'); "
-                 "SELECT public.ts_test_details_counted() $$")
-
-
 def details_calls(conn: psycopg.Connection[Any]) -> int:
-    """How often get_system_status_details() ran (count_details_calls)."""
-    row = conn.execute("SELECT CASE WHEN is_called THEN last_value ELSE 0 END "
-                       "FROM public.ts_test_details_calls").fetchone()
-    assert row is not None
-    return int(row[0])
+    return details_call_count(conn)
 
 
 async def health_checks_pass(monitor: Any, n: int) -> None:

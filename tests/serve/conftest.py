@@ -25,6 +25,7 @@ import pytest
 from aiohttp import web
 
 from tests.cli.conftest import Cli
+from tests.fix_db import details_call_count
 from traystatus.core.monitor import Monitor, MonitorOptions
 from traystatus.serve.hub import Hub
 from traystatus.serve.server import Running, ServeConfig, serve
@@ -134,14 +135,10 @@ async def json_until(
 
 
 def details_calls(dsn: str) -> int:
-    """How often get_system_status_details() ran in this database (track_functions)."""
+    """How often get_system_status_details() ran in this database, exactly (after
+    tests.fix_db.count_details_calls)."""
     with psycopg.connect(dsn, autocommit=True) as c:
-        row = c.execute(
-            "SELECT coalesce(sum(calls), 0) FROM pg_stat_user_functions "
-            "WHERE schemaname = 'public' AND funcname = 'get_system_status_details'"
-        ).fetchone()
-    assert row is not None
-    return int(str(row[0]))
+        return details_call_count(c)
 
 
 def connections(dsn: str, application_name: str = "traystatus") -> int:

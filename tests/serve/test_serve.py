@@ -19,7 +19,7 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from tests.fix_db import STATBUS_REAL, PgServer, temporary_role
+from tests.fix_db import STATBUS_REAL, PgServer, count_details_calls, temporary_role
 from tests.fix_proxy import Proxy
 from tests.serve.conftest import (
     FINISH_TASKS,
@@ -36,8 +36,7 @@ from tests.serve.conftest import (
     until,
 )
 from traystatus.cli.doctor import granted_functions
-
-STATS_FLUSH = 11.0
+from traystatus.core.monitor import Monitor
 
 
 def _run(conn_dsn: str, *statements: str) -> None:
@@ -196,22 +195,27 @@ def test_no_auth_refused_off_loopback_and_without_tokens(db_dsn: str, tmp_path: 
 
 
 # -- details -------------------------------------------------------------------------------
+async def health_checks_pass(monitor: Monitor, n: int) -> None:
+    """Until the monitor has made ``n`` more health checks (one a second, FAST): it runs and
+    reads on its one connection, so a read sent before has ended."""
+    target = monitor.counters.health_checks + n
+    await until(lambda: monitor.counters.health_checks >= target, what=f"{n} health checks")
+
+
 @pytest.mark.asyncio
 async def test_details_read_only_while_a_details_socket_is_open(
     db_dsn: str, tmp_path: Path
 ) -> None:
-    # Count function calls whatever the server's postgresql.conf says (a real StatBus's
-    # may not track them): the server's own connection, made after this, inherits it.
+    # Count calls exactly and at once (no wait for PostgreSQL's statistics flush).
     with psycopg.connect(db_dsn, autocommit=True) as c:
-        c.execute(sql.SQL("ALTER DATABASE {} SET track_functions = 'all'").format(
-            sql.Identifier(str(c.info.dbname))))
+        count_details_calls(c)
     async with served(db_dsn, tmp_path) as srv, aiohttp.ClientSession() as http:
         status_ws = await http.ws_connect(f"{srv.ws_url}/api/system-stability",
                                           headers=srv.headers())
         await next_json(status_ws)
-        _run(db_dsn, START_TASK, "SELECT pg_stat_force_next_flush()")
+        _run(db_dsn, START_TASK)
         await json_until(status_ws, lambda m: m["stable"] is False)
-        await asyncio.sleep(2.0)  # processing, health checks run: details must not
+        await health_checks_pass(srv.monitor, 2)  # processing, health checks: no details
         assert srv.monitor.counters.details_reads == 0
         assert details_calls(db_dsn) == 0
 
@@ -226,14 +230,13 @@ async def test_details_read_only_while_a_details_socket_is_open(
             await until(lambda: details_calls(db_dsn) >= 2, what="details counted by PG")
         await until(lambda: srv.hub.details_clients == 0, what="details client gone")
         await until(lambda: srv.monitor.details_subscribers == 0, what="unsubscribed")
-        # PostgreSQL flushes an idle backend's function statistics at most every 10 s
-        # (PGSTAT_IDLE_INTERVAL): let reads made before the close reach the counter.
-        await asyncio.sleep(STATS_FLUSH)
+        await health_checks_pass(srv.monitor, 1)  # a read in flight has ended
         reads = srv.monitor.counters.details_reads
         calls = details_calls(db_dsn)
+        assert calls == reads  # the database counts what the monitor says it did
         _run(db_dsn, START_TASK)  # a change: would be read if anyone were subscribed
         await json_until(status_ws, lambda m: m["stable"] is False)
-        await asyncio.sleep(STATS_FLUSH)
+        await health_checks_pass(srv.monitor, 3)  # processing, health checks: no details
         assert srv.monitor.counters.details_reads == reads
         assert details_calls(db_dsn) == calls
         await status_ws.close()

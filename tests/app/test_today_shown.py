@@ -119,3 +119,19 @@ def test_the_day_is_read_only_while_the_window_is_open(
         await adapter.stop()
 
     run(qloop, scenario(), timeout=120)  # type: ignore[arg-type]
+
+
+def test_each_deployment_has_its_own_day(qapp: QApplication) -> None:
+    wanted: list[bool] = []
+    w = DetailsWindow(None, IconCache(), clock=lambda: NOW)
+    w.set_deployments("production", [("test", wanted.append, Status(State.STABLE))])
+    w.show()
+    qapp.processEvents()
+    assert wanted == [True]  # the window reads the other deployment's details (and day)
+    day, log = _day()
+    w.set_deployment_day("test", day_view(day, log, NOW))
+    test = w.section("test")
+    assert test.today_box.isVisible() and "Legal units 2026" in test.today_lines.text()
+    assert not w.main.today_box.isVisible()  # production's day has not been read
+    w.close()
+    assert wanted == [True, False] and not test.today_box.isVisible()

@@ -105,3 +105,19 @@ def test_views_say_what_is_missing() -> None:
     start = day_start(NOW)
     assert start <= NOW and NOW - start < timedelta(days=1)
     assert start.astimezone().hour == 0
+
+
+def test_review_holds_the_app_saw_stand_in_for_statbus_record_through_a_relay() -> None:
+    from traystatus.core.state import ReviewBlock
+
+    log = SeenLog()
+    block = ReviewBlock(((7, "lu_2026"),), 2, since=at(5))
+    log.observe(Status(State.STABLE, review=block), at(6))
+    log.observe(Status(State.DISCONNECTED, problem=Problem.STALE), at(6.5))  # not an end
+    log.observe(Status(State.STABLE, review=block), at(6.6))
+    log.observe(Status(State.PROCESSING), at(7))
+    log.observe(Status(State.STABLE, review=ReviewBlock(((8, ""),), 0)), at(14))
+    relay = [e.text for e in timeline(None, log, SINCE, NOW) if e.kind == "review"]
+    assert relay == ["Review of lu_2026: held the imports 2 h",
+                     "Review of job 8: still waiting, 1 h so far"]
+    assert [e for e in timeline(([], []), log, SINCE, NOW) if e.kind == "review"] == []

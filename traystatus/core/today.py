@@ -9,8 +9,9 @@ Two inputs, one output, no I/O and no Qt here:
   approved), and the derive runs (StatBus's pipeline roots, ``collect_changes`` at depth
   0: start, end, duration) among the newest ``DAY_TASKS`` task ids - a backward walk of
   the primary key, never a scan of the 10^6 completed tasks StatBus keeps for 7 days;
-* what this app saw (``SeenLog``, fed every Status): time lost to disconnection, and
-  StatBus's upgrades.
+* what this app saw (``SeenLog``, fed every Status): time lost to disconnection,
+  StatBus's upgrades, and review holds (listed only when StatBus's record is not there:
+  through a relay).
 
 ``timeline()`` merges them into ``DayEntry`` lines, oldest first.
 """
@@ -88,6 +89,8 @@ class SeenLog:
     keep: timedelta = timedelta(hours=36)
     lost: list[tuple[datetime, datetime | None]] = field(default_factory=list)
     upgrades: dict[int, Upgrade] = field(default_factory=dict)
+    # review holds: (names, start: StatBus's stamp or when seen, end or None while it holds)
+    holds: list[tuple[str, datetime, datetime | None]] = field(default_factory=list)
 
     def observe(self, status: Status, now: datetime) -> None:
         down = status.state in (State.DISCONNECTED, State.ERROR) or (
@@ -100,8 +103,18 @@ class SeenLog:
             self.lost[-1] = (self.lost[-1][0], now)
         if status.upgrade is not None:
             self.upgrades[status.upgrade.id] = status.upgrade
+        if status.is_known:
+            holding = bool(self.holds) and self.holds[-1][2] is None
+            block = status.review
+            if block is not None and not holding:
+                names = ", ".join(slug or f"job {i}" for i, slug in block.waiting)
+                self.holds.append((names, block.since or now, None))
+            elif block is None and holding:
+                names, start, _ = self.holds[-1]
+                self.holds[-1] = (names, start, now)
         cut = now - self.keep
         self.lost = [s for s in self.lost if s[1] is None or s[1] >= cut]
+        self.holds = [h for h in self.holds if h[2] is None or h[2] >= cut]
 
 
 def _time(d: Mapping[str, Any], key: str) -> datetime | None:
@@ -186,6 +199,18 @@ def _runs(rows: Sequence[Any], since: datetime, now: datetime) -> list[DayEntry]
     return out
 
 
+def _holds(log: SeenLog, since: datetime, now: datetime) -> list[DayEntry]:
+    """The review holds this app saw (when StatBus's record is not there: a relay)."""
+    out = []
+    for names, a, b in log.holds:
+        if (b or now) < since:
+            continue
+        held = (f"held the imports {_took(a, b)}" if b is not None
+                else f"still waiting, {_took(a, now)} so far")
+        out.append(DayEntry(a, "review", f"Review of {names}: {held}"))
+    return out
+
+
 def _seen(log: SeenLog, since: datetime, now: datetime) -> list[DayEntry]:
     out = []
     for a, b in log.lost:
@@ -227,6 +252,8 @@ def timeline(row: Sequence[Any] | None, log: SeenLog | None, since: datetime,
         out += _runs(runs if isinstance(runs, list) else [], since, now)
     if log is not None:
         out += _seen(log, since, now)
+        if row is None:  # StatBus's record has the holds when it is there
+            out += _holds(log, since, now)
     out.sort(key=lambda e: e.at)
     return out[-SHOWN:]
 

@@ -18,7 +18,8 @@ that each round trip costs the latency; the analyst logs in with a password
 ``python -c pass`` (the interpreter), ``python -c 'import psycopg'``, ``psql -c 'select 1'``
 (the floor: one connection, one query), ``python -m traystatus status`` of this tree and
 (``--compare-tree``) of another checkout, with the connections each opened (counted in the
-proxy) and the round trips (RTT-bound: ``(median - interpreter) / latency``).
+proxy) and the round trips (client turns counted in the proxy). ``BENCH_LOG=1``: the
+server logs every statement, and the end of its log is printed.
 
 Before timing, the package is byte-compiled (``compileall``), as pip does for an installed
 wheel: an editable checkout under ``PYTHONDONTWRITEBYTECODE=1`` would otherwise compile
@@ -128,7 +129,10 @@ def remote(runs: int, latency_ms: float, compare_tree: Path | None) -> None:
     debian = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"))
     if not debian:
         raise SystemExit("--remote needs a PostgreSQL built with SSL in /usr/lib/postgresql")
-    server = EmbeddedPostgres(base / "data", settings={"ssl": "on"},
+    settings = {"ssl": "on"}
+    if os.environ.get("BENCH_LOG"):
+        settings.update(log_statement="'all'", log_connections="on")
+    server = EmbeddedPostgres(base / "data", settings=settings,
                               bin_dir=debian[-1].parent)
     server.init()
     key, crt = server.datadir / "server.key", server.datadir / "server.crt"
@@ -196,6 +200,8 @@ def remote(runs: int, latency_ms: float, compare_tree: Path | None) -> None:
             print(f"{'':<34} connections {sorted(set(conns[name]))}, client turns "
                   f"(round trips) {sorted(set(trips[name]))}; (median - python -c pass) / "
                   f"latency = {rtts:.1f}")
+        if os.environ.get("BENCH_LOG"):
+            print(server.logfile.read_text()[-6000:])
     finally:
         server.destroy()
 

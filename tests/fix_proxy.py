@@ -30,6 +30,7 @@ class _Pair:
     upstream: socket.socket | None
     silent: bool = False
     closed: bool = False
+    last_from_client: bool = False  # who spoke last (for Proxy.turns)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def close(self) -> None:
@@ -63,6 +64,9 @@ class Proxy:
         self._running = False
         self._threads: list[threading.Thread] = []
         self.accepted = 0
+        # Round trips: the times a client spoke after the server did (or first), summed
+        # over every connection.
+        self.turns = 0
 
     # -- control ----------------------------------------------------------------------------
     def start(self) -> Proxy:
@@ -164,6 +168,10 @@ class Proxy:
                 break
             if pair.silent:
                 continue  # read and dropped: the network ate it
+            with self._lock:
+                if from_client and not pair.last_from_client:
+                    self.turns += 1
+                pair.last_from_client = from_client
             dst = pair.upstream if from_client else pair.client
             if dst is None:
                 continue

@@ -29,6 +29,20 @@ def test_status_opens_one_connection(cli: Cli, db_dsn: str, proxy_factory: type[
     assert proxy.accepted == 1
 
 
+def test_status_asks_no_more_than_it_uses(
+    cli: Cli, db_dsn: str, proxy_factory: type[Proxy]
+) -> None:
+    """Round trips of `status` after the connection: it reads once, so no LISTEN; in auto
+    mode the version check that chose the reader is not asked again. Counted in the proxy
+    (client turns): libpq's SSL request, the start-up message, the version check, StatBus's
+    upgrade table, the stability read, the goodbye: 6 (11 before issue 23: a second
+    connection, a LISTEN, and the first read in two queries)."""
+    proxy, dsn = _proxied(proxy_factory, db_dsn)
+    r = cli.run("status", "--dsn", dsn)
+    assert (r.returncode, r.stdout.strip()) == (0, "stable"), r.stderr
+    assert proxy.turns <= 6, proxy.turns
+
+
 def test_status_with_a_password_libpq_finds_opens_one_connection(
     cli: Cli, analyst_dsn: str, login_role: tuple[str, str], proxy_factory: type[Proxy]
 ) -> None:

@@ -87,6 +87,7 @@ class SourceSpec:
     # The password probe's open connection (one-shot commands): the monitor adopts it.
     connection: psycopg.AsyncConnection[Any] | None = dataclasses.field(
         default=None, compare=False, repr=False)
+    listen: bool = True  # False: a one-shot read (status), no LISTEN round trips
 
     def open(self) -> StateSource:
         if self.token is not None:
@@ -96,7 +97,7 @@ class SourceSpec:
         # A database: the monitor's connect deadline is the conninfo's connect_timeout.
         source = open_source(self.target,
                              MonitorOptions(connect_timeout=connect_timeout(self.target),
-                                            reader=self.source))
+                                            reader=self.source, listen=self.listen))
         if self.connection is not None and isinstance(source, Monitor):
             source.adopt(self.connection)
         return source
@@ -376,7 +377,9 @@ async def _status_once(
     spec, probe_error = await _source_async(args)
     if probe_error is not None:
         return spec, await probe_status(spec.target, probe_error), None
-    status, details = await _status(spec, args.timeout, args.details)
+    # One read is all status asks for: no LISTEN (a round trip each, issue 23).
+    status, details = await _status(dataclasses.replace(spec, listen=False), args.timeout,
+                                    args.details)
     return spec, status, details
 
 

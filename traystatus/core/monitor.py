@@ -162,6 +162,9 @@ class MonitorOptions:
     keepalives_count: int = 3
     application_name: str = "traystatus"
     reader: ReaderMode = "auto"
+    # False: no LISTEN (a one-shot ``status`` reads once and stops: each LISTEN would be a
+    # round trip it does not use; issue 23). Changes are then seen at the next read only.
+    listen: bool = True
     # Where import listeners' ledger of which jobs ended is kept across restarts
     # (core/endings.py: one file per database and login); None: this run only.
     endings_dir: str | None = None
@@ -486,7 +489,7 @@ class Monitor(SourceBase):
         self._listening = set()
         self._progress = None
         self._history, self._history_at = None, -math.inf
-        for channel in reader.channels:
+        for channel in reader.channels if self.options.listen else ():
             await link.listen(channel)
             self._listening.add(channel)
         await self._start_upgrades(link)
@@ -755,8 +758,9 @@ class Monitor(SourceBase):
         if not self._upgrade_table:
             self._upgrade = None  # an older StatBus (or one restored to it): as before
             return
-        await link.listen(UPGRADE_CHANNEL)
-        self._listening.add(UPGRADE_CHANNEL)
+        if self.options.listen:
+            await link.listen(UPGRADE_CHANNEL)
+            self._listening.add(UPGRADE_CHANNEL)
 
     def _upgrade_due(self) -> float | None:
         """When the owed read of public.upgrade may run (monotonic), None if none is owed."""

@@ -380,9 +380,12 @@ class InstalledReader(ProgressReading):
     coalesce_window: float | None = None
     notes: tuple[str, ...] = ()
 
-    def __init__(self, conninfo: str) -> None:
+    def __init__(self, conninfo: str, version_checked: bool = False) -> None:
         self._conninfo = conninfo  # for messages (where), never the password
         self._due_at: float | None = None  # monotonic: a scheduled task falls due
+        # ``auto`` read the version on this connection already (choose_reader): the first
+        # read is then the plain stability read, one round trip instead of two (issue 23).
+        self._version_checked = version_checked
 
     def read_within(self) -> float | None:
         """Just after the next scheduled analytics task falls due (the database said when,
@@ -419,7 +422,16 @@ class InstalledReader(ProgressReading):
         return stability_payload_problem(payload)
 
     async def first_read(self, link: Link, with_mark: bool) -> StableRead:
-        """Version check and state in one round trip; a wrong version is ``Unusable``."""
+        """Version check and state; a wrong version is ``Unusable``."""
+        if self._version_checked:
+            self._version_checked = False  # a later session (a reconnect) checks again
+            try:
+                return await self.read_stable(link, with_mark)
+            except psycopg.Error as ex:  # uninstalled since the check: as below
+                diag = classify(ex, self._conninfo, Phase.QUERY)
+                if diag.problem in (Problem.SQL_MISSING, Problem.PERMISSION):
+                    raise Unusable(diag) from ex
+                raise
         try:
             row = await link.one(_READ_FIRST if with_mark else _READ_FIRST_NO_MARK)
         except psycopg.Error as ex:
@@ -548,7 +560,7 @@ async def choose_reader(link: Link, mode: ReaderMode, conninfo: str) -> Reader:
     version = row[0] if row else None
     wrong = version_problem(version, Target.from_conninfo(conninfo).where)
     if wrong is None:
-        return InstalledReader(conninfo)
+        return InstalledReader(conninfo, version_checked=True)
     if version is None:
         log.info("traystatus's SQL is not installed: reading StatBus directly")
         return _builtin(conninfo, "")

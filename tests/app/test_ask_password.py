@@ -208,3 +208,83 @@ def test_settings_offers_the_choice_and_keeps_a_typed_password_out_of_the_keycha
     assert recording_keyring.calls == [("delete", "work")]
     [change] = got
     assert isinstance(change, SavedChange) and change.session_password == "Zq-typed-now-2"
+
+
+def test_a_keychain_profile_without_an_entry_is_offered_the_dialog_once(
+    qapp: QApplication, qloop: asyncio.AbstractEventLoop, config_dir: Path,
+    recording_keyring: RecordingKeyring, db_dsn: str, login_role: tuple[str, str],
+    no_libpq_password: None,
+) -> None:
+    """The keychain has nothing (locked, missing, or never stored): the same dialog is
+    offered, and the password typed there is used this session only."""
+    user, password = login_role
+    p = conninfo_to_dict(db_dsn)
+    ProfileStore().put(ConnectionProfile(
+        name="work", host=str(p["host"]), port=str(p["port"]), dbname=str(p["dbname"]),
+        user=user,
+    ))
+    ctl = Controller(ProfileStore(), tray_available=lambda: False, use_desktop_notifier=False)
+
+    async def scenario() -> None:
+        ctl.start()
+        try:
+            await wait_until(lambda: ctl.password_dialog is not None
+                             and ctl.password_dialog.isVisible(), within=60)
+            dialog = ctl.password_dialog
+            assert dialog is not None
+            assert ctl.window.status.problem is Problem.NO_PASSWORD
+            dialog.field.setText(password)
+            _click(dialog, QDialogButtonBox.StandardButton.Ok)
+            await wait_until(lambda: ctl.window.status.state is State.STABLE, within=60)
+        finally:
+            await ctl.shutdown()
+
+    run(qloop, scenario(), timeout=180)
+    assert recording_keyring.store == {}  # read (it had nothing), never written
+    assert all(op == "get" for op, _ in recording_keyring.calls)
+
+
+def test_a_password_refused_later_is_forgotten_and_asked_again(
+    qapp: QApplication, qloop: asyncio.AbstractEventLoop, config_dir: Path,
+    recording_keyring: RecordingKeyring, db_dsn: str, login_role: tuple[str, str],
+    no_libpq_password: None,
+) -> None:
+    """The web password changed while the app ran: the next login is refused, the old
+    password is dropped from memory and the dialog asks, in StatBus's words."""
+    import psycopg
+    from psycopg import sql
+
+    user, password = login_role
+    _add_profile(db_dsn, user)
+    ctl = Controller(ProfileStore(), tray_available=lambda: False, use_desktop_notifier=False)
+
+    async def scenario() -> None:
+        ctl.start()
+        try:
+            await wait_until(lambda: ctl.password_dialog is not None
+                             and ctl.password_dialog.isVisible(), within=60)
+            dialog = ctl.password_dialog
+            assert dialog is not None
+            dialog.field.setText(password)
+            _click(dialog, QDialogButtonBox.StandardButton.Ok)
+            await wait_until(lambda: ctl.window.status.state is State.STABLE, within=60)
+            async with await psycopg.AsyncConnection.connect(db_dsn, autocommit=True) as c:
+                await c.execute(sql.SQL("ALTER ROLE {} PASSWORD 'Zq-changed-on-web-3'").format(
+                    sql.Identifier(user)))
+                await c.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                "WHERE usename = %s", (user,))
+            ctl.reconnect_now()
+            await wait_until(lambda: dialog.isVisible() and dialog.error.isVisible(),
+                             within=90)
+            assert dialog.error.text() == (
+                f"wrong password for {user}: your StatBus web password")
+            assert "work" not in ctl._session_passwords
+            assert ctl.slot.adapter is None  # no source retrying the refused password
+            dialog.field.setText("Zq-changed-on-web-3")
+            _click(dialog, QDialogButtonBox.StandardButton.Ok)
+            await wait_until(lambda: ctl.window.status.state is State.STABLE, within=60)
+        finally:
+            await ctl.shutdown()
+
+    run(qloop, scenario(), timeout=240)
+    assert recording_keyring.calls == []

@@ -10,6 +10,7 @@ import psycopg
 import pytest
 
 from tests.core.conftest import FAST, FINISH_TASKS, START_TASK, aconnect, running, with_params
+from tests.fix_db import count_details_calls, details_call_count
 from traystatus.core.monitor import Monitor
 from traystatus.core.state import State, Status
 
@@ -88,23 +89,21 @@ async def test_reconnect_now_reads_again(db_dsn: str) -> None:
 
 
 def _details_calls(dsn: str) -> int:
-    """How often the server ran get_system_status_details() in this database."""
+    """How often the server ran get_system_status_details() in this database, exactly."""
     with psycopg.connect(dsn, autocommit=True) as c:
-        row = c.execute(
-            "SELECT coalesce(sum(calls), 0) FROM pg_stat_user_functions "
-            "WHERE funcname = 'get_system_status_details'"
-        ).fetchone()
-    assert row is not None
-    return int(str(row[0]))
+        return details_call_count(c)
 
 
 @pytest.mark.asyncio
 async def test_details_are_read_only_while_subscribed(db_dsn: str) -> None:
+    with psycopg.connect(db_dsn, autocommit=True) as c:
+        count_details_calls(c)
     m = Monitor(db_dsn, FAST)
     writer = await aconnect(db_dsn)
     async with running(m) as rec:
         await rec.state(State.STABLE)
-        await asyncio.sleep(1.5)  # health checks run; details must not
+        checks = m.counters.health_checks  # two health checks run; details must not
+        await rec.until(lambda: m.counters.health_checks >= checks + 2, what="health checks")
         assert m.counters.details_reads == 0 and rec.details == []
 
         async with m.details():
@@ -128,13 +127,13 @@ async def test_details_are_read_only_while_subscribed(db_dsn: str) -> None:
         assert reads >= 3
         await writer.execute(START_TASK)  # processing: details would refresh if subscribed
         await rec.state(State.PROCESSING)
-        await asyncio.sleep(1.5)
+        checks = m.counters.health_checks
+        await rec.until(lambda: m.counters.health_checks >= checks + 2, what="health checks")
         await writer.execute(FINISH_TASKS)
         await rec.state(State.STABLE)
         assert m.counters.details_reads == reads
     await writer.close()
-    # The server agrees (the monitor's backend has exited, so its statistics are flushed).
-    await asyncio.sleep(0.5)
+    # The server agrees, call for call.
     assert _details_calls(db_dsn) == m.counters.details_reads
 
 

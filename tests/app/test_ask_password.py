@@ -154,6 +154,9 @@ def test_cancel_leaves_it_red_with_a_menu_item_to_enter_it(
             assert (st.state, st.problem) == (State.ERROR, Problem.NO_PASSWORD)
             assert "password needed for" in st.message
             assert "Password needed" in ctl.tray.tooltip_text()
+            assert ctl.window.password_button.isVisibleTo(ctl.window)  # no tray: a button
+            ctl.window.refresh()
+            assert ctl.window.grab().save(str(ARTIFACTS / "password-needed-window.png"))
             ARTIFACTS.mkdir(exist_ok=True)
             ctl.tray.current_icon().pixmap(64, 64).save(
                 str(ARTIFACTS / "password-needed-icon.png"))
@@ -164,6 +167,7 @@ def test_cancel_leaves_it_red_with_a_menu_item_to_enter_it(
             dialog.field.setText(password)
             _click(dialog, QDialogButtonBox.StandardButton.Ok)
             await wait_until(lambda: ctl.window.status.state is State.STABLE, within=60)
+            assert not ctl.window.password_button.isVisibleTo(ctl.window)
         finally:
             await ctl.shutdown()
 

@@ -192,6 +192,7 @@ class Controller(QObject):
         w = self.window
         w.showDetailsRequested.connect(self.show_details)
         w.settingsRequested.connect(self.show_settings)
+        w.passwordRequested.connect(self.ask_password)
         w.quitRequested.connect(self.quitRequested.emit)
 
         self._tick = QTimer(self)
@@ -429,15 +430,19 @@ class Controller(QObject):
             needed = self.slot.password_needed
             wrong = needed is not None and needed.wrong
         else:
-            self.tray.set_password_needed(False)
+            self._offer_password(False)
             return status
-        self.tray.set_password_needed(True)
+        self._offer_password(True)
         if name in self._password_cancelled:
             return status
         if spec.ask_password or wrong or name not in self._password_offered:
             self._password_offered.add(name)
             self._open_password_dialog(status.message if wrong else "")
         return status
+
+    def _offer_password(self, needed: bool) -> None:
+        self.tray.set_password_needed(needed)
+        self.window.password_button.setVisible(needed)
 
     def _user(self) -> str | None:
         try:

@@ -23,6 +23,7 @@ from traystatus.core.state import State, Status, utcnow
 class StatusWindow(QWidget):
     showDetailsRequested = Signal()
     settingsRequested = Signal()
+    passwordRequested = Signal()
     quitRequested = Signal()
 
     def __init__(self, clock: Callable[[], datetime] = utcnow) -> None:
@@ -55,6 +56,11 @@ class StatusWindow(QWidget):
         self.note.setStyleSheet("color: #666666;")
         lay.addWidget(self.note)
         row = QHBoxLayout()
+        # Shown while a password must be typed (the tray menu's "Enter password…").
+        self.password_button = QPushButton("Enter password…")
+        self.password_button.clicked.connect(self.passwordRequested.emit)
+        self.password_button.hide()
+        row.addWidget(self.password_button)
         for label, signal in (
             ("Show details", self.showDetailsRequested),
             ("Settings…", self.settingsRequested),

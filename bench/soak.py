@@ -137,6 +137,7 @@ class Score:
     longest_blind: float = 0.0
     wrong_total: float = 0.0
     grey_total: float = 0.0
+    longest_grey: tuple[float, float] = (0.0, 0.0)  # (start, end) of the longest grey spell
     span: float = 0.0
     periods: int = 0
     missed: list[tuple[float, float]] = field(default_factory=list)
@@ -194,11 +195,17 @@ def score(name: str, claims: Sequence[tuple[float, Claim]],
                     *(t for t, _ in cl if start < t < end)})
     wrong_since: float | None = None
     wrong_claim = False
+    grey_since: float | None = None
     for a, b in itertools.pairwise(times):
         c = steps(cl, a)
         v = steps(known, a)
         if c is None:
             s.grey_total += b - a
+            grey_since = a if grey_since is None else grey_since
+            if b - grey_since > s.longest_grey[1] - s.longest_grey[0]:
+                s.longest_grey = (grey_since, b)
+        else:
+            grey_since = None
         is_wrong = c is not None and v is not None and c != v
         if is_wrong and wrong_since is None:
             wrong_since, wrong_claim = a, bool(c)
@@ -800,7 +807,7 @@ class Serve:
     def __init__(self, dsn: str, env: dict[str, str], logdir: Path) -> None:
         self.port = free_port()
         self.argv = [sys.executable, "-m", "traystatus", "serve", "--dsn", dsn, "--listen",
-                     f"127.0.0.1:{self.port}", "--no-auth", "--health-interval", "5"]
+                     f"127.0.0.1:{self.port}", "--no-auth", "--health-interval", "5", "-v"]
         self.env = env
         self.logdir = logdir
         self.proc: subprocess.Popen[bytes] | None = None
@@ -1023,12 +1030,13 @@ def _run(cfg: Config, server: Server, workdir: Path, rng: random.Random,
     serve = Serve(client_dsn, base_env, workdir)
     ws_proxy = Proxy("127.0.0.1", serve.port).start()
     clients = [
-        Client("installed", [*py, "watch", "--json", "--source", "installed", "--dsn",
+        # -v: every retry and its reason on stderr (the JSON lines print changes only)
+        Client("installed", [*py, "watch", "--json", "-v", "--source", "installed", "--dsn",
                              client_dsn], base_env, workdir),
-        Client("builtin", [*py, "watch", "--json", "--source", "builtin", "--dsn",
+        Client("builtin", [*py, "watch", "--json", "-v", "--source", "builtin", "--dsn",
                            client_dsn], base_env, workdir),
-        Client("relay", [*py, "watch", "--json", "--relay", f"ws://127.0.0.1:{ws_proxy.port}"],
-               base_env, workdir),
+        Client("relay", [*py, "watch", "--json", "-v", "--relay",
+                         f"ws://127.0.0.1:{ws_proxy.port}"], base_env, workdir),
     ]
     oracle = Oracle(su, stop)
     workload = Workload(su, server.src, rng, stop, cfg.pace)
@@ -1138,7 +1146,8 @@ def report(r: Result) -> str:
     lines.append(f"oracle: {len(r.truth)} samples, {r.oracle_slow} slower than 100 ms")
     lines.append("")
     head = (f"{'client':<10} {'wrong>2s':>8} {'longest':>8} {'blind':>6} {'longest':>8} "
-            f"{'wrong s':>8} {'grey s':>8} {'grey %':>7} {'periods':>8} {'missed':>7} "
+            f"{'wrong s':>8} {'grey s':>8} {'grey %':>7} {'max grey':>8} {'periods':>8} "
+            f"{'missed':>7} "
             f"{'grey':>5} {'blind':>6} {'errors':>6} {'crashes':>8}")
     lines.append(head)
     lines.append("-" * len(head))
@@ -1146,7 +1155,8 @@ def report(r: Result) -> str:
         lines.append(f"{s.name:<10} {s.wrong_over_limit:>8} {s.longest_wrong:>8.1f} "
                      f"{len(s.blind_windows):>6} {s.longest_blind:>8.1f} "
                      f"{s.wrong_total:>8.1f} {s.grey_total:>8.1f} "
-                     f"{100 * s.grey_total / max(s.span, 1e-9):>7.1f} {s.periods:>8} "
+                     f"{100 * s.grey_total / max(s.span, 1e-9):>7.1f} "
+                     f"{s.longest_grey[1] - s.longest_grey[0]:>8.1f} {s.periods:>8} "
                      f"{len(s.missed):>7} {len(s.missed_grey):>5} {len(s.missed_blind):>6} "
                      f"{len(s.errors):>6} {len(s.crashes):>8}")
     lines.append("(wrong>2s, longest: windows saying the opposite of the truth, not blind; "
@@ -1170,6 +1180,12 @@ def report(r: Result) -> str:
         for a, b in s.missed_blind:
             lines.append(f"MISSED (blind) {s.name}: processing +{a - r.start:.1f}.."
                          f"+{b - r.start:.1f} s")
+        a, b = s.longest_grey
+        if b - a > LONGEST_BACKOFF:
+            near = [w for t0, t1, w in r.events if a - 5 <= t1 and t0 <= b]
+            lines.append(f"GREY {s.name}: {b - a:.1f} s from +{a - r.start:.1f} s "
+                         f"({datetime.fromtimestamp(a).time()}), longer than the longest "
+                         f"backoff; chaos meanwhile: {'; '.join(near) or 'none'}")
         for e in s.errors[:5]:
             lines.append(f"ERROR {s.name}: {e}")
         for c in s.crashes[:5]:

@@ -180,8 +180,9 @@ def score(name: str, claims: Sequence[tuple[float, Claim]],
     A processing period (at least ``min_period`` long) is missed when the client never
     said processing between its start and ``limit`` after its end (counted apart when the
     client was grey all through it, or blind as below). A wrong window is blind
-    when it starts after one of ``silences`` (a blackhole, a frozen serve began) and the
-    client has not gone grey since: it could not know yet (see BLIND_LIMIT).
+    when one of ``silences`` (a blackhole, a frozen serve) began before it or less than
+    ``limit`` after its start, and the client has not gone grey since: it could not know
+    yet (see BLIND_LIMIT).
     """
     s = Score(name, span=end - start)
     known: list[tuple[float, Claim]] = []
@@ -214,15 +215,17 @@ def score(name: str, claims: Sequence[tuple[float, Claim]],
             wrong_since = None
     if wrong_since is not None:
         s.wrong_windows.append((wrong_since, end, wrong_claim))
-    def blind(a: float) -> bool:
-        return any(h <= a and not any(c is None for t, c in cl if h <= t <= a)
-                   for h in silences)
+    def blind(a: float, b: float) -> bool:
+        # the silence began before the change, or less than ``limit`` after it (the client
+        # had not had its 2 s yet), and the client has not gone grey since
+        return any(h <= a + limit and b > h
+                   and not any(c is None for t, c in cl if h <= t <= a) for h in silences)
 
     windows, s.wrong_windows = s.wrong_windows, []
     for w in windows:
         a, b, _ = w
         s.wrong_total += b - a
-        if blind(a):
+        if blind(a, b):
             s.blind_windows.append(w)
             s.longest_blind = max(s.longest_blind, b - a)
             s.blind_over_limit += b - a > BLIND_LIMIT
@@ -242,7 +245,7 @@ def score(name: str, claims: Sequence[tuple[float, Claim]],
             continue
         if steps(cl, a) is None and not any(c is not None for t, c in cl if a <= t <= b):
             s.missed_grey.append((a, b))  # grey all along: it did not claim to know
-        elif blind(a):
+        elif blind(a, b + limit):
             s.missed_blind.append((a, b))
         else:
             s.missed.append((a, b))
@@ -1181,8 +1184,8 @@ def report(r: Result) -> str:
             lines.append(f"MISSED (blind) {s.name}: processing +{a - r.start:.1f}.."
                          f"+{b - r.start:.1f} s")
         a, b = s.longest_grey
-        if b - a > LONGEST_BACKOFF:
-            near = [w for t0, t1, w in r.events if a - 5 <= t1 and t0 <= b]
+        near = [w for t0, t1, w in r.events if a - 5 <= t1 and t0 <= b]
+        if b - a > LONGEST_BACKOFF and not any(w.startswith("down_long") for w in near):
             lines.append(f"GREY {s.name}: {b - a:.1f} s from +{a - r.start:.1f} s "
                          f"({datetime.fromtimestamp(a).time()}), longer than the longest "
                          f"backoff; chaos meanwhile: {'; '.join(near) or 'none'}")

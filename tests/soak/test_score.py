@@ -58,3 +58,14 @@ def test_a_period_missed_while_grey_is_counted_apart() -> None:
     truth = [(0.0, False), (10.0, True), (12.0, False)]
     s = score("c", [(0.0, False), (9.0, None), (15.0, False)], truth, 0.0, 30.0)
     assert s.missed == [] and s.missed_grey == [(10.0, 12.0)]
+
+
+def test_a_silence_within_two_seconds_of_a_change_blinds_too() -> None:
+    # the network went silent 14 ms after the change: the client had no chance to hear of it
+    truth = [(0.0, False), (10.0, True)]
+    claims = [(0.0, False), (15.6, None)]
+    s = score("c", claims, truth, 0.0, 20.0, silences=[10.014])
+    assert s.wrong_windows == [] and s.blind_windows == [(10.0, 15.6, False)]
+    # silent 3 s after the change: the client had its 2 s, so the window is wrong
+    s = score("c", claims, truth, 0.0, 20.0, silences=[13.0])
+    assert s.wrong_over_limit == 1 and s.blind_windows == []

@@ -1,6 +1,6 @@
 """The cost of the day's history read (core/today.py DAY_SQL) on the REAL StatBus kit.
 
-    eval "$(bash ../shared/statbus-real/build.sh --env)"
+    eval "$(bash tests/statbus_real/kit/build.sh --env)"
     .venv/bin/python bench/bench_today.py [--tasks 1000000]
 
 A copy of the kit's template filled with ``--tasks`` completed tasks over the last 7 days

@@ -5,6 +5,7 @@ and ``Status.progress.estimate`` says when it will be stable, or unknown."""
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -14,7 +15,9 @@ import pytest
 
 from tests.core.conftest import FAST, aconnect, running
 from tests.core.test_monitor_progress import add_job
+from traystatus.core.estimate import History
 from traystatus.core.monitor import Monitor
+from traystatus.core.readers import HISTORY_SQL
 from traystatus.core.state import State
 
 # Three finished 1,000-row imports, each followed by a derive run of about 5 minutes
@@ -95,3 +98,17 @@ async def test_unknown_without_history_and_no_reads_once_stable(db_dsn: str) -> 
             await asyncio.sleep(0.2)
         assert m.counters.history_reads == reads, "no history read while stable"
     await w.close()
+
+
+KIT = os.environ.get("STATBUS_REAL_ANALYST_DSN")
+
+
+@pytest.mark.skipif(not KIT, reason="the real StatBus kit is not set up (STATBUS_REAL_*)")
+def test_the_history_read_runs_as_an_analyst_on_the_real_statbus() -> None:
+    """An analyst's login (authenticated: SELECT on import_job and worker.tasks) may read
+    the estimate's history on the real StatBus schema."""
+    assert KIT is not None
+    with psycopg.connect(KIT, autocommit=True) as conn:
+        row = conn.execute(HISTORY_SQL).fetchone()
+    assert row is not None
+    History.from_rows(*row)  # parses whatever the kit holds

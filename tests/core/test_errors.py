@@ -13,6 +13,7 @@ import socket
 import time
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -338,6 +339,30 @@ async def test_a_monitor_in_front_of_a_starting_server_stays_grey(
         up = time.monotonic()
         await rec.state(State.STABLE)
         assert time.monotonic() - up < 2.0
+    assert State.ERROR not in rec.states
+
+
+@pytest.mark.asyncio
+async def test_starting_up_answers_do_not_grow_the_backoff(
+    restartable: EmbeddedPostgres,
+) -> None:
+    """Several "starting up" (57P03) answers, then the server goes away for a moment:
+    the next retry comes after about the first delay. Before the fix each 57P03 answer
+    counted as a backoff step, so the failure after five of them waited 2^5 steps (the
+    soak saw clients grey for 160 s after a fast restart)."""
+    dsn = _prepare_watched(restartable)
+    await asyncio.to_thread(_standby, restartable)
+    m = Monitor(dsn, replace(FAST, backoff_initial=0.3, backoff_cap=60.0, backoff_jitter=0.0))
+    async with running(m) as rec:
+        await rec.until(lambda: m.counters.connect_failures >= 6, what="refusals", within=30)
+        await asyncio.to_thread(restartable.stop)
+        failures = m.counters.connect_failures
+        await rec.until(lambda: m.counters.connect_failures > failures, what="a plain failure")
+        status = m.status
+        assert status.state is State.DISCONNECTED and status.next_retry_at is not None
+        wait = (status.next_retry_at - datetime.now(UTC)).total_seconds()
+        assert wait <= 1.0, (wait, status)
+        assert status.attempt >= 7  # the attempt people see still counts every failure
     assert State.ERROR not in rec.states
 
 

@@ -229,6 +229,7 @@ class Monitor(SourceBase):
         self._claim_failed_at: float | None = None  # monotonic: another owner first seen
         o = self.options
         self._backoff = Backoff(o.backoff_initial, o.backoff_cap, jitter=o.backoff_jitter)
+        self._failures = 0  # failures since the last session: the attempt shown to people
         self._schedule = ReadSchedule(
             o.health_interval,
             o.details_interval,
@@ -437,14 +438,18 @@ class Monitor(SourceBase):
 
     async def _failed(self, diag: Diagnosis) -> None:
         """Report a failure and wait before the next attempt (cut short by a wake-up)."""
+        self._failures += 1
         if diag.problem is Problem.INTERNAL or not diag.transient:
             self._backoff.attempt += 1
             delay = self.options.error_retry
             state = State.ERROR
         elif diag.retry_soon:
             # The server answered that it is starting up: it will take connections in a
-            # moment, and the answer is owed within 2 s of that. No growing backoff.
-            self._backoff.attempt += 1
+            # moment, and the answer is owed within 2 s of that. No growing backoff, and
+            # the backoff starts small again: a server that talks is not an outage, so a
+            # failure after it (the restart's last moments) must not wait 2^n seconds
+            # for the n "starting up" answers before it (the soak saw 160 s of grey).
+            self._backoff.reset()
             delay = min(self.options.backoff_initial, 1.0)
             state = State.DISCONNECTED
         else:
@@ -455,7 +460,7 @@ class Monitor(SourceBase):
                 state,
                 problem=diag.problem,
                 message=diag.full_message,
-                attempt=self._backoff.attempt,
+                attempt=self._failures,
                 next_retry_at=utcnow() + timedelta(seconds=delay),
             )
         )
@@ -500,6 +505,7 @@ class Monitor(SourceBase):
         await self._read_upgrade(link)
         await self._apply(link, reader, first)
         self._backoff.reset()
+        self._failures = 0
         wake = self._wake
         assert wake is not None
         while True:

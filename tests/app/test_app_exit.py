@@ -216,3 +216,77 @@ def test_a_stale_socket_file_does_not_block_the_next_start(
     _, err = again.communicate(timeout=120)
     assert again.returncode == 0, err
     assert not socket_path(name).exists()
+
+
+# A script that builds the app's loop, leaves work in the loop's default executor (what
+# the monitor's ledger file does with asyncio.to_thread, one call still running) and exits
+# without closing the loop: an exception on the way out, or a harness that forgot.
+UNCLOSED = """
+import asyncio, sys, time
+from PySide6.QtWidgets import QApplication
+from traystatus.app.main import new_loop
+app = QApplication(sys.argv[:1])
+loop = new_loop(app)
+asyncio.set_event_loop(loop)
+
+async def main():
+    await asyncio.to_thread(time.sleep, 0.01)
+    loop.run_in_executor(None, time.sleep, 0.3)  # still running at exit
+    print("done", flush=True)
+
+loop.run_until_complete(main())
+"""
+
+
+def test_an_exit_without_closing_the_loop_does_not_abort(app_env: dict[str, str]) -> None:
+    """qasync's own default executor is QThreads; one still running when Python and Qt
+    tear down aborts the process ("QThread: Destroyed while thread '' is still running",
+    exit -6: the tray app crashing on its way out). The app's loop uses Python threads."""
+    proc = subprocess.run([sys.executable, "-c", UNCLOSED], env=app_env, cwd=str(REPO),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.stdout == "done\n", proc.stderr
+    assert proc.returncode == 0, proc.stderr
+    assert "QThread" not in proc.stderr
+    assert_clean(proc.stderr)
+
+
+PROFILE_CHILD = """
+import argparse, sys
+from PySide6.QtWidgets import QApplication
+from traystatus.app.main import run_app
+app = QApplication(sys.argv[:1])
+ns = argparse.Namespace(dsn=None, profile=sys.argv[1], replace=False, verbose=0)
+sys.exit(run_app(ns))
+"""
+
+
+def test_quit_while_a_keychain_read_hangs_exits_cleanly(
+    qapp: QApplication, app_env: dict[str, str], tmp_path: Path,
+    procs: list[subprocess.Popen[str]],
+) -> None:
+    """Quit while the keychain thread is stuck in a read (a locked keychain's prompt): the
+    app still ends at once with exit code 0, no abort and no traceback."""
+    from traystatus.core.profiles import CONFIG_FILE, ConnectionProfile, ProfileStore
+
+    ProfileStore(tmp_path / "config" / CONFIG_FILE).put(
+        ConnectionProfile(name="relayed", relay="ws://127.0.0.1:9/"))
+    asked = tmp_path / "asked"
+    env = dict(app_env, PYTHON_KEYRING_BACKEND="tests.cli.keyrings.HangingKeyring",
+               TRAYSTATUS_TEST_KEYRING=str(tmp_path / "keyring.json"),
+               TRAYSTATUS_TEST_KEYRING_ASKED=str(asked))
+    name = server_name("relayed")
+    proc = subprocess.Popen([sys.executable, "-c", PROFILE_CHILD, "relayed"], env=env,
+                            cwd=str(REPO), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    procs.append(proc)
+    wait_listening(name, proc)
+    deadline = time.monotonic() + 60
+    while not asked.exists():
+        assert proc.poll() is None, proc.communicate()[1]
+        assert time.monotonic() < deadline, "the app never read the keychain"
+        time.sleep(0.1)
+    assert send(name, QUIT)
+    _, err = proc.communicate(timeout=40)  # well before the keychain's minute is over
+    assert proc.returncode == 0, err
+    assert "QThread" not in err
+    assert_clean(err)

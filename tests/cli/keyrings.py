@@ -77,3 +77,15 @@ class NeedsCryptoKeyring(FileKeyring):
         import traystatus_test_no_such_crypto_package  # type: ignore[import-not-found]  # noqa: F401
 
         return 1.0
+
+
+class HangingKeyring(FileKeyring):
+    """A keychain that does not answer (a locked one waiting for its unlock prompt): a
+    read touches the file named by TRAYSTATUS_TEST_KEYRING_ASKED, then waits a minute."""
+
+    def get_password(self, service: str, username: str) -> str | None:
+        import time
+
+        Path(os.environ["TRAYSTATUS_TEST_KEYRING_ASKED"]).touch()
+        time.sleep(60)
+        return None

@@ -20,11 +20,11 @@ from tests.fix_desktop import Session
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = """\
 import asyncio, json, sys, threading
-import qasync
 from PySide6.QtWidgets import QApplication, QSystemTrayIcon
+from traystatus.app.main import new_loop
 app = QApplication(["traystatus"])
 app.setQuitOnLastWindowClosed(False)
-loop = qasync.QEventLoop(app)
+loop = new_loop(app)  # the app's loop; never closed here, which must not abort the exit
 asyncio.set_event_loop(loop)
 from traystatus.app.controller import Controller
 from traystatus.core.profiles import ProfileStore

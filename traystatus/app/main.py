@@ -22,6 +22,7 @@ import signal
 import sys
 import time
 from collections.abc import Awaitable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import shiboken6
@@ -42,12 +43,24 @@ DESKTOP_FILE_NAME = "io.github.statbus.traystatus"  # packaging/linux/<this>.des
 SHUTDOWN_TIMEOUT = 20.0  # the monitor gets 5 s of it to close its connection
 
 
-def _new_loop(app: QApplication) -> asyncio.AbstractEventLoop:
+def new_loop(app: QApplication) -> asyncio.AbstractEventLoop:
+    """The app's asyncio loop: qasync's, with a plain thread pool as its default executor.
+
+    qasync's own default executor (made by the first ``asyncio.to_thread``, e.g. the
+    monitor's ledger file) is ten QThreads. A QThread still running when Python and Qt
+    tear down - any exit that did not ``close_loop`` first: an exception on the way out,
+    a script that forgot - aborts the process ("QThread: Destroyed while thread '' is
+    still running", exit -6). Python threads are joined by the interpreter at exit (and
+    by ``loop.close()``), never destroyed under Qt.
+    """
     import qasync
 
     if sys.platform == "win32":
-        return qasync.QSelectorEventLoop(app)  # type: ignore[no-any-return]
-    return qasync.QEventLoop(app)  # type: ignore[no-any-return]
+        loop = qasync.QSelectorEventLoop(app)
+    else:
+        loop = qasync.QEventLoop(app)
+    loop.set_default_executor(ThreadPoolExecutor(thread_name_prefix="traystatus-io"))
+    return loop  # type: ignore[no-any-return]
 
 
 def close_loop(loop: asyncio.AbstractEventLoop) -> None:
@@ -114,7 +127,7 @@ def run_app(args: Any) -> int:
         print(f"traystatus: {ex}", file=sys.stderr)
         return ExitCode.USAGE
 
-    loop = _new_loop(app)
+    loop = new_loop(app)
     asyncio.set_event_loop(loop)
     single = SingleInstance(name)
     try:
@@ -214,4 +227,4 @@ async def _quit(controller: Controller, single: SingleInstance, done: asyncio.Ev
     done.set()
 
 
-__all__ = ["QUIT", "close_loop", "run_app"]
+__all__ = ["QUIT", "close_loop", "new_loop", "run_app"]

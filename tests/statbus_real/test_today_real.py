@@ -89,8 +89,8 @@ async def test_the_day_and_the_review_wait_read_on_every_supported_statbus(
         assert c.execute(REVIEW_WAIT_SQL).fetchall() == []
         row = c.execute(DAY_SQL, {"since": day_start(utcnow())}).fetchone()
         assert row is not None and isinstance(row[0], list) and isinstance(row[1], list)
-    # (installed: the built-in reader's details read fails on the oldest StatBus, a bug of
-    # its own - reported - that keeps any read after it from running)
+    # (installed here; the built-in reader's details on every version:
+    # test_builtin_versions_real.py)
     install(kit, dsn)
     days: list[Day] = []
     m = Monitor(dsn, replace(FAST, reader="installed"))  # type: ignore[arg-type]

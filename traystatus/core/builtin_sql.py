@@ -252,24 +252,33 @@ TASK_CHANGED_CHANNEL = "worker_task_changed"
 # Only while details are wanted (StatBus's progress figures).
 DETAILS_CHANNELS = ("import_job_progress",)
 
+# Columns that not every supported StatBus has are read through to_jsonb(row) (a missing
+# key is null), never by name: the oldest supported StatBus (2026-03-01) has no
+# worker.tasks.depth, process_start_at, process_duration_ms (duration_ms instead) or
+# child_mode, and no import_job.error_count or warning_count. Only the rows shown pay it.
+def optional(row: str, column: str) -> str:
+    """``row``'s ``column`` as jsonb (null where this StatBus has no such column)."""
+    return f"(pg_catalog.to_jsonb({row}) -> '{column}')"
+
+
 # The active analytics tasks, from the cheap paths only (pending and waiting through
 # StatBus's partial indexes, processing and interrupted by id). Parameter %(ids)s.
 _ACTIVE_TASKS = f"""
 active_tasks AS (
-    SELECT t.id, t.command, t.state::text AS state, t.depth, t.parent_id, t.priority,
-           t.created_at, t.process_start_at, t.process_duration_ms, t.scheduled_at
+    SELECT t.id, t.command, t.state::text AS state, t.parent_id, t.priority, t.created_at,
+           t.scheduled_at
     FROM worker.tasks AS t
     JOIN worker.command_registry AS cr ON cr.command = t.command
     WHERE t.state = 'pending' AND cr.queue = 'analytics' AND {_DUE}
     UNION ALL
-    SELECT t.id, t.command, t.state::text, t.depth, t.parent_id, t.priority,
-           t.created_at, t.process_start_at, t.process_duration_ms, t.scheduled_at
+    SELECT t.id, t.command, t.state::text, t.parent_id, t.priority, t.created_at,
+           t.scheduled_at
     FROM worker.tasks AS t
     JOIN worker.command_registry AS cr ON cr.command = t.command
     WHERE t.state = 'waiting' AND cr.queue = 'analytics' AND {_DUE}
     UNION ALL
-    SELECT t.id, t.command, t.state::text, t.depth, t.parent_id, t.priority,
-           t.created_at, t.process_start_at, t.process_duration_ms, t.scheduled_at
+    SELECT t.id, t.command, t.state::text, t.parent_id, t.priority, t.created_at,
+           t.scheduled_at
     FROM worker.tasks AS t
     JOIN worker.command_registry AS cr ON cr.command = t.command
     WHERE t.id = ANY (%(ids)s::bigint[]) AND {_TRACKED} AND cr.queue = 'analytics' AND {_DUE}
@@ -331,8 +340,8 @@ SELECT jsonb_build_object(
                        'analysis_completed_pct', j.analysis_completed_pct,
                        'import_completed_pct', j.import_completed_pct,
                        'current_step_code', j.current_step_code,
-                       'error_count', j.error_count,
-                       'warning_count', j.warning_count,
+                       'error_count', {optional("j", "error_count")},
+                       'warning_count', {optional("j", "warning_count")},
                        'error', left(j.error, 500),
                        'review', j.review,
                        'priority', j.priority,
@@ -367,10 +376,12 @@ SELECT jsonb_build_object(
         'tasks_shown', (SELECT least(count(*), 50) FROM active_tasks),
         'tasks', coalesce((
             SELECT jsonb_agg(jsonb_build_object(
-                       'id', a.id, 'command', a.command, 'state', a.state, 'depth', a.depth,
+                       'id', a.id, 'command', a.command, 'state', a.state,
+                       'depth', {optional("w", "depth")},
                        'parent_id', a.parent_id, 'created_at', a.created_at,
-                       'process_start_at', a.process_start_at,
-                       'duration_ms', a.process_duration_ms,
+                       'process_start_at', {optional("w", "process_start_at")},
+                       'duration_ms', coalesce({optional("w", "process_duration_ms")},
+                                              {optional("w", "duration_ms")}),
                        'scheduled_at', a.scheduled_at)
                    ORDER BY a.sort_state, a.priority NULLS LAST, a.id)
             FROM (SELECT at.*,
@@ -378,7 +389,8 @@ SELECT jsonb_build_object(
                                        WHEN 'interrupted' THEN 2 ELSE 3 END AS sort_state
                   FROM active_tasks AS at
                   ORDER BY sort_state, at.priority NULLS LAST, at.id
-                  LIMIT 50) AS a), '[]'::jsonb)
+                  LIMIT 50) AS a
+            JOIN worker.tasks AS w ON w.id = a.id), '[]'::jsonb)
     )
 )
 """
@@ -391,10 +403,12 @@ SELECT coalesce((SELECT min(id) - 1 FROM active_tasks),
 """
 
 # get_system_work_summary(after_task_id, since): parameters %(mark)s, %(since)s.
-WORK_SUMMARY = """
+WORK_SUMMARY = f"""
 WITH ended_jobs AS (
-    SELECT j.id, j.slug, j.description, j.state::text AS state, j.error_count,
-           j.warning_count, left(j.error, 500) AS error,
+    SELECT j.id, j.slug, j.description, j.state::text AS state,
+           ({optional("j", "error_count")} #>> '{{}}')::bigint AS error_count,
+           ({optional("j", "warning_count")} #>> '{{}}')::bigint AS warning_count,
+           left(j.error, 500) AS error,
            greatest(j.processing_stop_at, j.analysis_stop_at, j.last_progress_update,
                     j.preparing_data_at) AS ended_at
     FROM public.import_job AS j

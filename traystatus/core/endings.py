@@ -50,7 +50,8 @@ GAP_TTL = 600.0  # seconds an id the sequence skipped is looked for
 FORMAT = 1
 
 _COLUMNS = ("j.id, j.slug, j.description, j.state::text, j.total_rows, j.imported_rows, "
-            "j.error_count, j.warning_count, j.error, j.user_id")
+            "(pg_catalog.to_jsonb(j) ->> 'error_count')::int, "
+            "(pg_catalog.to_jsonb(j) ->> 'warning_count')::int, j.error, j.user_id")
 BASELINE_SQL = (
     "SELECT coalesce((SELECT max(id) FROM public.import_job), 0), "
     "coalesce((SELECT array_agg(o.id) FROM (SELECT j.id FROM public.import_job AS j "

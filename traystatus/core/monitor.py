@@ -133,6 +133,10 @@ _UPGRADE_UNREADABLE = (
     psycopg.errors.UndefinedColumn,
     psycopg.errors.InvalidSchemaName,
 )
+# What a details read that this database (its version, this login) cannot answer raises:
+# the details are a hint, so it costs the details, never the state or the connection.
+# A lost connection (OperationalError) still goes to the reconnect.
+_DETAILS_UNREADABLE = (psycopg.ProgrammingError, psycopg.DataError)
 
 
 @dataclass(frozen=True)
@@ -263,6 +267,7 @@ class Monitor(SourceBase):
         self._day_listeners: list[Callable[[Day], None]] = []
         self._day_at = -1e18
         self._day_broken = False
+        self._details_problem = ""  # the last details read's failure, logged once
 
     # -- public API (the rest is SourceBase's) -------------------------------------------
     def add_import_listener(self, callback: Callable[[ImportEnd], None]) -> None:
@@ -689,7 +694,16 @@ class Monitor(SourceBase):
     async def _read_details(self, link: pgio.Link, reader: Reader) -> None:
         self._schedule.details_reading(time.monotonic())
         self.counters.details_reads += 1
-        details = await reader.read_details(link)
+        try:
+            details = await reader.read_details(link)
+        except _DETAILS_UNREADABLE as ex:
+            details = None
+            problem = str(ex).splitlines()[0] if str(ex) else type(ex).__name__
+            if problem != self._details_problem:
+                self._details_problem = problem
+                log.warning("no details from this database: %s", problem)
+        else:
+            self._details_problem = ""
         self._schedule.details_read(time.monotonic())
         if details is None or self._details_refs == 0:
             return  # malformed, or the last subscriber left while the query ran

@@ -170,7 +170,9 @@ SELECT
             'phase', ph.command, 'state', ph.state::text, 'step', st.command,
             'total', cnt.total, 'completed', cnt.completed,
             'started_at', root.process_start_at) ORDER BY ph.id), '[]'::jsonb)
-     FROM (SELECT t.id, t.process_start_at FROM worker.tasks AS t
+     FROM (SELECT t.id, (pg_catalog.to_jsonb(t) ->> 'process_start_at')::timestamptz
+                  AS process_start_at
+             FROM worker.tasks AS t
             WHERE t.state = 'waiting' AND t.command = 'collect_changes'
             ORDER BY t.id DESC LIMIT 1) AS root
      JOIN worker.tasks AS ph
@@ -182,9 +184,10 @@ SELECT
             ORDER BY t.id DESC LIMIT 1) AS st ON true
      LEFT JOIN LATERAL (
            SELECT t.id FROM worker.tasks AS t
-            WHERE t.parent_id = ph.id AND t.child_mode::text = 'concurrent'
-              AND t.state::text IN ('processing', 'waiting')
-            ORDER BY t.depth DESC, t.id DESC LIMIT 1) AS cp ON true
+            WHERE t.parent_id = ph.id AND t.state::text IN ('processing', 'waiting')
+              AND pg_catalog.to_jsonb(t) ->> 'child_mode' = 'concurrent'
+            ORDER BY (pg_catalog.to_jsonb(t) ->> 'depth')::int DESC, t.id DESC
+            LIMIT 1) AS cp ON true
      LEFT JOIN LATERAL (
            SELECT count(*) AS total,
                   count(*) FILTER (WHERE t.state::text IN ('completed', 'failed')) AS completed
@@ -211,10 +214,13 @@ SELECT
             WHERE j.state::text IN ('finished', 'failed', 'rejected')
             ORDER BY j.id DESC LIMIT {HISTORY_JOBS}) AS j),
   (SELECT coalesce(jsonb_agg(jsonb_build_object(
-            'id', t.id, 'state', t.state::text, 'start', t.process_start_at,
+            'id', t.id, 'state', t.state::text,
+            'start', pg_catalog.to_jsonb(t) -> 'process_start_at',
             'end', t.completed_at)), '[]'::jsonb)
-     FROM (SELECT t.id, t.state, t.process_start_at, t.completed_at FROM worker.tasks AS t
-            WHERE t.command = 'collect_changes' AND t.depth = 0
+     FROM (SELECT t.* FROM worker.tasks AS t
+            WHERE t.command = 'collect_changes'
+              AND coalesce((pg_catalog.to_jsonb(t) ->> 'depth')::int,
+                           CASE WHEN t.parent_id IS NULL THEN 0 END) = 0
               AND t.state::text IN ('completed', 'failed', 'processing', 'waiting')
               AND t.id > (SELECT coalesce(max(m.id), 0) FROM worker.tasks AS m)
                          - {HISTORY_TASKS}

@@ -78,7 +78,10 @@ def _cli_sees_the_review(dsn: str, job: int) -> None:
     assert status.returncode == 0, status.stderr
     out = json.loads(status.stdout)
     assert (out["state"], out["blocked_by_review"]) == ("stable", [job])
-    assert out["review"] == {"waiting": [{"id": job, "slug": "lu_reviewed"}], "queued_behind": 1}
+    review = out["review"]
+    since, may_approve = review.pop("since"), review.pop("may_approve")
+    assert review == {"waiting": [{"id": job, "slug": "lu_reviewed"}], "queued_behind": 1}
+    assert since is not None and may_approve is True  # StatBus's stamp; the superuser may approve
     text = _cli("status", "--dsn", dsn)
     assert text.stdout.strip() == (
         "stable: Waiting for review: lu_reviewed; 1 import queued behind it")

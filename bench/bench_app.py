@@ -125,8 +125,8 @@ def details_repaint_ms(rounds: int = 20) -> tuple[float, float]:
     from tests.app.sample_data import NOW, job, realistic_json
     from traystatus.app.details import DetailsWindow
     from traystatus.app.icons import IconCache
-    from traystatus.core.details import Details
-    from traystatus.core.state import State, Status
+    from traystatus.core.model.details import Details
+    from traystatus.core.model.state import State, Status
 
     app = QApplication.instance() or QApplication([])
 
@@ -206,7 +206,7 @@ def main() -> int:
             os.environ["TRAYSTATUS_CONFIG_DIR"] = str(base / "config")
             from dataclasses import replace as _replace
 
-            from traystatus.core.profiles import ConnectionProfile, ProfileStore
+            from traystatus.core.config.profiles import ConnectionProfile, ProfileStore
 
             store = ProfileStore()
             for i, name in enumerate(names):

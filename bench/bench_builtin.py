@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.builtin.kit import Kit, KitDb, Worker  # noqa: E402
-from traystatus.core import builtin_sql  # noqa: E402
+from traystatus.core.watch import _builtin_sql as builtin_sql  # noqa: E402
 
 Conn = psycopg.Connection[tuple[Any, ...]]
 
@@ -163,8 +163,9 @@ async def live(db: KitDb, imports: int, idle_seconds: float, details: bool) -> N
     during real imports + derive at the worker's full speed, then its idle cost."""
     import asyncio
 
-    from traystatus.core.monitor import Monitor, MonitorOptions
-    from traystatus.core.state import State
+    from traystatus.core.model.state import State
+    from traystatus.core.watch.monitor import Monitor
+    from traystatus.core.watch.options import MonitorOptions
 
     m = Monitor(db.analyst_dsn, MonitorOptions(reader="builtin"))
     seen: list[State] = []

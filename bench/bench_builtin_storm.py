@@ -39,9 +39,10 @@ sys.path.insert(0, str(ROOT))
 
 from tests.builtin.kit import Kit, KitDb, Worker  # noqa: E402
 from tests.builtin.test_builtin_race import probe  # noqa: E402
-from traystatus.core import builtin_sql  # noqa: E402
-from traystatus.core.monitor import Monitor, MonitorOptions  # noqa: E402
-from traystatus.core.state import State, Status  # noqa: E402
+from traystatus.core.model.state import State, Status  # noqa: E402
+from traystatus.core.watch import _builtin_sql as builtin_sql  # noqa: E402
+from traystatus.core.watch.monitor import Monitor  # noqa: E402
+from traystatus.core.watch.options import MonitorOptions  # noqa: E402
 
 STORM_ROWS = 5000
 

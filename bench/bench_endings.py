@@ -1,4 +1,4 @@
-"""What telling import endings costs the database (core/endings.py): the ledger's queries
+"""What telling import endings costs the database (core/watch/endings.py): the ledger's queries
 on a big import_job, and the statements a stable monitor sends with and without an
 import listener (the tray app has one).
 
@@ -29,9 +29,10 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.bench_monitor import start_server
-from traystatus.core.endings import BASELINE_SQL, ENDINGS_SQL, NEW_LIMIT
-from traystatus.core.monitor import Monitor, MonitorOptions
-from traystatus.core.state import State, Status
+from traystatus.core.model.state import State, Status
+from traystatus.core.watch.endings import BASELINE_SQL, ENDINGS_SQL, NEW_LIMIT
+from traystatus.core.watch.monitor import Monitor
+from traystatus.core.watch.options import MonitorOptions
 
 
 def _timed(c: psycopg.Connection[Any], sql: str, params: Any = None) -> tuple[float, float]:

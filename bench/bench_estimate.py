@@ -46,10 +46,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.statbus_real import statbus  # noqa: E402
-from traystatus.core.estimate import Estimate, History  # noqa: E402
-from traystatus.core.monitor import Monitor, MonitorOptions  # noqa: E402
-from traystatus.core.readers import HISTORY_SQL  # noqa: E402
-from traystatus.core.state import State  # noqa: E402
+from traystatus.core.model.estimate import Estimate, History  # noqa: E402
+from traystatus.core.model.state import State  # noqa: E402
+from traystatus.core.watch.monitor import Monitor  # noqa: E402
+from traystatus.core.watch.options import MonitorOptions  # noqa: E402
+from traystatus.core.watch.readers import HISTORY_SQL  # noqa: E402
 
 
 def env(name: str) -> str:

@@ -177,7 +177,7 @@ def floor(n: int) -> None:
     frame to ``n`` loopback TCP connections (nobody reading: no wake-ups)."""
     import socket
 
-    from traystatus.core.state import State, Status
+    from traystatus.core.model.state import State, Status
     from traystatus.serve.hub import Hub, dumps, status_message, text_frame
 
     status = Status(State.PROCESSING, message="")

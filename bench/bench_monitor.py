@@ -44,8 +44,9 @@ from typing import Any
 import psycopg
 
 from traystatus._paths import sql_dir
-from traystatus.core.monitor import Monitor, MonitorOptions
-from traystatus.core.state import State, Status
+from traystatus.core.model.state import State, Status
+from traystatus.core.watch.monitor import Monitor
+from traystatus.core.watch.options import MonitorOptions
 from traystatus.demo.embedded import EmbeddedPostgres
 
 START = "INSERT INTO worker.tasks (command, state) VALUES ('collect_changes', 'pending')"

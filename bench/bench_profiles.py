@@ -23,14 +23,14 @@ import textwrap
 import time
 from pathlib import Path
 
-from traystatus.core.profiles import ConnectionProfile, ProfileStore
+from traystatus.core.config.profiles import ConnectionProfile, ProfileStore
 
 REPO = Path(__file__).resolve().parents[1]
 
 WRITER = textwrap.dedent("""
     import sys
     from pathlib import Path
-    from traystatus.core.profiles import ConnectionProfile, ProfileStore
+    from traystatus.core.config.profiles import ConnectionProfile, ProfileStore
     path, who, n = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
     store = ProfileStore(path)
     for i in range(n):

@@ -30,9 +30,10 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.bench_monitor import start_server
-from traystatus.core.monitor import Monitor, MonitorOptions
-from traystatus.core.readers import PROGRESS_SQL
-from traystatus.core.state import State, Status
+from traystatus.core.model.state import State, Status
+from traystatus.core.watch.monitor import Monitor
+from traystatus.core.watch.options import MonitorOptions
+from traystatus.core.watch.readers import PROGRESS_SQL
 
 PIPELINE = """
 WITH r AS (INSERT INTO worker.tasks (command, state, child_mode)

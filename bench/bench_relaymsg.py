@@ -1,4 +1,4 @@
-"""Benchmark of checking a traystatus server's messages (core/relaymsg.py), in-process.
+"""Benchmark of checking a traystatus server's messages (core/relay/_messages.py), in-process.
 
 Every state message a relay client receives goes through ``parse_message()``: JSON with
 NaN/Infinity refused, each field checked against the protocol's tables, contradictions
@@ -24,8 +24,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from traystatus.core.relaymsg import ProtocolError, parse_message
-from traystatus.core.state import utcnow
+from traystatus.core.model.state import utcnow
+from traystatus.core.relay._messages import ProtocolError, parse_message
 
 NOW = "2026-12-06T04:00:00+00:00"
 

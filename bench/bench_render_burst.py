@@ -35,9 +35,9 @@ from PySide6.QtWidgets import QApplication  # noqa: E402
 from traystatus.app.controller import Controller  # noqa: E402
 from traystatus.app.main import close_loop  # noqa: E402
 from traystatus.app.throttle import Throttle  # noqa: E402
-from traystatus.core.profiles import ProfileStore  # noqa: E402
-from traystatus.core.progress import JobProgress, Progress  # noqa: E402
-from traystatus.core.state import State, Status, utcnow  # noqa: E402
+from traystatus.core.config.profiles import ProfileStore  # noqa: E402
+from traystatus.core.model.progress import JobProgress, Progress  # noqa: E402
+from traystatus.core.model.state import State, Status, utcnow  # noqa: E402
 
 DSN = "host=127.0.0.1 port=1 dbname=statbus user=nobody connect_timeout=1"
 

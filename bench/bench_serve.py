@@ -266,7 +266,7 @@ async def _auth_bench(keys: int, rounds: int) -> None:
     from psycopg import sql
     from psycopg.conninfo import make_conninfo
 
-    from traystatus.core.monitor import Monitor
+    from traystatus.core.watch.monitor import Monitor
     from traystatus.serve.app import credential_checker, recheck_sockets
     from traystatus.serve.server import Running, ServeConfig, serve
 

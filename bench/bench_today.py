@@ -1,4 +1,4 @@
-"""The cost of the day's history read (core/today.py DAY_SQL) on the REAL StatBus kit.
+"""The cost of the day's history read (core/model/today.py DAY_SQL) on the REAL StatBus kit.
 
     eval "$(bash tests/statbus_real/kit/build.sh --env)"
     .venv/bin/python bench/bench_today.py [--tasks 1000000]
@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.bench_estimate import drop_db, dsn, new_db, pct  # noqa: E402
-from traystatus.core.today import DAY_SQL, day_start  # noqa: E402
+from traystatus.core.model.today import DAY_SQL, day_start  # noqa: E402
 
 
 def main() -> None:

@@ -26,7 +26,7 @@ from psycopg.conninfo import make_conninfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from traystatus.core.upgrade import UPGRADE_SQL, UPGRADE_TABLE_SQL
+from traystatus.core.model.upgrade import UPGRADE_SQL, UPGRADE_TABLE_SQL
 
 
 def timed(conn: psycopg.Connection[tuple[object, ...]], query: str, runs: int) -> list[float]:

@@ -82,12 +82,12 @@ ADMIN_EMAIL = "test.admin@statbus.org"
 ANALYST = ("analyst@statbus-real.test", "statbus-real-analyst")
 WRONG_LIMIT = 2.0  # seconds a client may lag the truth
 # A silent network (blackhole) or a frozen serve hides every change until the client's
-# health check gives up: 15 s interval + 5 s timeout (core/monitor.py); the relay's
+# health check gives up: 15 s interval + 5 s timeout (core/watch/monitor.py); the relay's
 # WebSocket heartbeat pings every 15 s and waits 7.5 s for the pong (22.5 s); plus a margin
 # for a loaded machine. A wrong window that starts while a client is blind in that way (it
 # has not gone grey since the silence began) is counted apart, and must end within this bound.
 BLIND_LIMIT = 30.0
-LONGEST_BACKOFF = 72.0  # core/backoff.py: cap 60 s plus 20 % jitter
+LONGEST_BACKOFF = 72.0  # core/watch/backoff.py: cap 60 s plus 20 % jitter
 CHAOS_KINDS = ("kill_backends", "restart_fast", "restart_hard", "proxy_cut", "blackhole",
                "serve_stop", "serve_kill", "down_long")
 Conn = psycopg.Connection[tuple[Any, ...]]

@@ -7,6 +7,20 @@
               the server, lazily (inside a function), so a one-shot command loads none
     _paths, traystatus/__init__   imported by anyone
 
+Inside core, the rooms, each importing only the rooms below it:
+
+    words     plurals and durations, printable text, redaction     (nothing)
+    model     State, Status, jobs, progress, upgrades, estimates   words
+    pg        connecting, the link, libpq settings, our SQL files,
+              what an error means (diagnosis) and the probe         words, model
+    config    profiles, keychain, passwords, TLS env, log files    words, model, pg
+    watch     the Monitor, readers, schedule, endings, SourceBase  words, model, pg, config
+    relay     the relay client and its validated messages          ... and watch
+    source.py the seam that picks a source                         any room
+
+A module whose name starts with ``_`` is private to its room: nothing outside the room
+imports it (tests may).
+
 Read from the source with ``ast`` (every import, at module level or inside a function),
 so the rule holds for code paths no test runs.
 """
@@ -29,6 +43,10 @@ ALLOWED = {
     "serve": {"serve", "core"},
     "__main__": {"cli"},
 }
+# Rooms inside core, each allowed the rooms below it (docs/architecture.md).
+ROOM_ORDER = ("words", "model", "pg", "config", "watch", "relay")
+ROOMS = {room: set(ROOM_ORDER[: i + 1]) for i, room in enumerate(ROOM_ORDER)}
+ROOMS["source"] = set(ROOM_ORDER) | {"source"}
 # The CLI's entry point starts the other front ends, lazily.
 LAZY_FROM_CLI = {"app", "demo", "serve"}
 CLI_ENTRIES = {"traystatus.cli.main", "traystatus.cli.servecmd"}
@@ -47,6 +65,23 @@ class Import:
 def _layer(module: str) -> str:
     parts = module.split(".")
     return parts[1] if len(parts) > 1 else ""
+
+
+def _room(module: str) -> str:
+    """``traystatus.core.ROOM...`` -> ROOM ("" outside core or for core itself)."""
+    parts = module.split(".")
+    if len(parts) < 3 or parts[1] != "core":
+        return ""
+    return parts[2] if len(parts) > 3 or parts[2] in ROOMS else ""
+
+
+def _private_room(target: str) -> str:
+    """The room a private module (``_name``) belongs to, or "" when public."""
+    parts = target.split(".")
+    if len(parts) > 3 and parts[1] == "core" and parts[3].startswith("_") and \
+            parts[3] != "__init__":
+        return parts[2]
+    return ""
 
 
 def _imports(path: Path) -> list[Import]:
@@ -98,6 +133,19 @@ def violations(imports: list[Import]) -> list[str]:
         if top != "traystatus" or imp.target in ANYONE or not layer or layer == "_paths":
             continue
         target_layer = _layer(imp.target)
+        private = _private_room(imp.target)
+        if private and _room(imp.module) != private:
+            bad.append(f"{imp.module}:{imp.line} imports {imp.target} (private to core.{private})")
+            continue
+        room, target_room = _room(imp.module), _room(imp.target)
+        if layer == target_layer == "core" and room and target_room:
+            if target_room not in ROOMS[room]:
+                bad.append(f"{imp.module}:{imp.line} imports {imp.target} "
+                           f"(core.{room} -> core.{target_room})")
+            continue
+        if layer == target_layer == "core" and imp.module != "traystatus.core" and not room:
+            bad.append(f"{imp.module}:{imp.line}: a module of core outside its rooms")
+            continue
         if target_layer in ALLOWED.get(layer, set()):
             continue
         if (
@@ -121,21 +169,43 @@ def test_every_module_respects_the_layers() -> None:
 def test_the_rule_catches_what_it_should() -> None:
     """The checker itself can fail: each of these is refused."""
     cases = [
-        Import("traystatus.core.monitor", "traystatus.cli.exitcodes", True, 1),
-        Import("traystatus.core.state", "PySide6.QtCore", False, 1),
+        Import("traystatus.core.watch.monitor", "traystatus.cli.exitcodes", True, 1),
+        Import("traystatus.core.model.state", "PySide6.QtCore", False, 1),
         Import("traystatus.demo.cli", "traystatus.cli.main", True, 1),
         Import("traystatus.cli.main", "traystatus.demo.cli", False, 1),  # not lazy
         Import("traystatus.cli.watching", "traystatus.app.main", True, 1),  # not the entry
         Import("traystatus.desktop.check", "traystatus.app.tray", True, 1),
         Import("traystatus.serve.hub", "traystatus.cli.target", False, 1),
+        # rooms: only downwards; private modules stay in their room
+        Import("traystatus.core.model.state", "traystatus.core.watch.monitor", True, 1),
+        Import("traystatus.core.words.wording", "traystatus.core.model.state", False, 1),
+        Import("traystatus.core.pg.link", "traystatus.core.config.profiles", False, 1),
+        Import("traystatus.core.watch.monitor", "traystatus.core.relay.client", True, 1),
+        Import("traystatus.core.relay.client", "traystatus.core.watch._schedule", False, 1),
+        Import("traystatus.app.slot", "traystatus.core.watch._builtin_sql", False, 1),
+        Import("traystatus.core.stray", "traystatus.core.model.state", False, 1),
     ]
     assert len(violations(cases)) == len(cases)
     fine = [
         Import("traystatus.cli.main", "traystatus.demo.cli", True, 1),
         Import("traystatus.app.settings", "traystatus.desktop.autostart", True, 1),
         Import("traystatus.demo.cli", "traystatus._paths", False, 1),
+        Import("traystatus.core.relay.client", "traystatus.core.watch.base", False, 1),
+        Import("traystatus.core.watch.builtin", "traystatus.core.watch._builtin_sql", False, 1),
+        Import("traystatus.core.source", "traystatus.core.relay.client", True, 1),
+        Import("traystatus.core.config.password", "traystatus.core.pg.connect", False, 1),
     ]
     assert violations(fine) == []
+
+
+def test_core_is_only_rooms() -> None:
+    """Every module of core lives in a room (or is the seam, source.py): a newcomer can name
+    where a new module goes."""
+    core = PACKAGE / "core"
+    loose = sorted(p.name for p in core.glob("*.py") if p.name not in {"__init__.py", "source.py"})
+    rooms = sorted(p.name for p in core.iterdir() if p.is_dir() and p.name != "__pycache__")
+    assert loose == []
+    assert rooms == sorted(ROOM_ORDER)
 
 
 def test_no_private_attribute_of_an_asyncio_loop_is_read() -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from traystatus.core.details import Details
-from traystatus.core.progress import Progress
+from traystatus.core.model.details import Details
+from traystatus.core.model.progress import Progress
 
 NOW = datetime(2026, 11, 28, 14, 30, tzinfo=UTC)
 

@@ -18,7 +18,7 @@ from PySide6.QtCore import QDir
 from PySide6.QtWidgets import QApplication
 
 from traystatus.app.single import QUIT, send, server_name
-from traystatus.core.exitcodes import ExitCode
+from traystatus.core.model.exitcodes import ExitCode
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -266,7 +266,7 @@ def test_quit_while_a_keychain_read_hangs_exits_cleanly(
 ) -> None:
     """Quit while the keychain thread is stuck in a read (a locked keychain's prompt): the
     app still ends at once with exit code 0, no abort and no traceback."""
-    from traystatus.core.profiles import CONFIG_FILE, ConnectionProfile, ProfileStore
+    from traystatus.core.config.profiles import CONFIG_FILE, ConnectionProfile, ProfileStore
 
     ProfileStore(tmp_path / "config" / CONFIG_FILE).put(
         ConnectionProfile(name="relayed", relay="ws://127.0.0.1:9/"))

@@ -18,8 +18,8 @@ from tests.app.conftest import MemoryKeyring, make_processing, make_stable, run,
 from traystatus.app.controller import Controller
 from traystatus.app.notify_policy import KEY_FINISHED, NotifyOptions
 from traystatus.app.single import SHOW, SingleInstance, send, server_name
-from traystatus.core.profiles import ProfileStore
-from traystatus.core.state import State
+from traystatus.core.config.profiles import ProfileStore
+from traystatus.core.model.state import State
 
 REPO = Path(__file__).resolve().parents[2]
 

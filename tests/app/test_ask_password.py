@@ -16,8 +16,8 @@ from PySide6.QtWidgets import QApplication, QDialogButtonBox
 
 from tests.app.conftest import ARTIFACTS, MemoryKeyring, run, wait_until
 from traystatus.app.controller import Controller
-from traystatus.core.profiles import ConnectionProfile, ProfileStore
-from traystatus.core.state import Problem, State
+from traystatus.core.config.profiles import ConnectionProfile, ProfileStore
+from traystatus.core.model.state import Problem, State
 
 WRONG = "Zq-wrong-pw-5150"
 

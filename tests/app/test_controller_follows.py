@@ -35,10 +35,10 @@ from traystatus.app.icons import IconCache
 from traystatus.app.settings import CheckResult, SettingsDialog
 from traystatus.app.slot import Opened, SourceSpec
 from traystatus.app.tray import TrayIcon
-from traystatus.core.monitor import Monitor
-from traystatus.core.password import resolve_async
-from traystatus.core.profiles import ConnectionProfile, ProfileStore
-from traystatus.core.state import Problem, State
+from traystatus.core.config.password import resolve_async
+from traystatus.core.config.profiles import ConnectionProfile, ProfileStore
+from traystatus.core.model.state import Problem, State
+from traystatus.core.watch.monitor import Monitor
 
 
 def _profile(name: str, dsn: str, user: str | None = None) -> ConnectionProfile:

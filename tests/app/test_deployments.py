@@ -27,8 +27,8 @@ from traystatus.app.deployments import worst
 from traystatus.app.icons import IconKind, render_pixmap
 from traystatus.app.notify_policy import Action
 from traystatus.app.settings import SettingsDialog
-from traystatus.core.profiles import ConnectionProfile, ProfileStore
-from traystatus.core.state import Problem, State, Status
+from traystatus.core.config.profiles import ConnectionProfile, ProfileStore
+from traystatus.core.model.state import Problem, State, Status
 
 
 def test_the_worst_state_wins_and_ties_go_to_the_first() -> None:

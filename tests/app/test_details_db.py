@@ -23,8 +23,9 @@ from tests.fix_db import count_details_calls, details_call_count
 from traystatus.app.adapter import MonitorAdapter
 from traystatus.app.details import DetailsWindow
 from traystatus.app.icons import IconCache
-from traystatus.core.monitor import Monitor, MonitorOptions
-from traystatus.core.state import State, Status
+from traystatus.core.model.state import State, Status
+from traystatus.core.watch.monitor import Monitor
+from traystatus.core.watch.options import MonitorOptions
 
 FAST = MonitorOptions(health_interval=1, health_timeout=2, details_interval=0.5)
 
@@ -169,7 +170,7 @@ def test_render_details_window(qapp: QApplication) -> None:
 
 def test_two_hundred_jobs_reuse_rows(qapp: QApplication) -> None:
     from tests.app.sample_data import job, realistic_json
-    from traystatus.core.details import Details
+    from traystatus.core.model.details import Details
 
     window = DetailsWindow(None, IconCache(), clock=lambda: NOW)
     window.set_status(Status(State.PROCESSING, since=NOW))

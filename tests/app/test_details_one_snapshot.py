@@ -12,9 +12,9 @@ from tests.app.conftest import ARTIFACTS
 from tests.app.sample_data import NOW, job
 from traystatus.app.details import DetailsWindow
 from traystatus.app.icons import IconCache
-from traystatus.core.details import Details
-from traystatus.core.progress import Progress
-from traystatus.core.state import State, Status
+from traystatus.core.model.details import Details
+from traystatus.core.model.progress import Progress
+from traystatus.core.model.state import State, Status
 
 
 def _progress(*jobs: dict[str, object]) -> Progress:

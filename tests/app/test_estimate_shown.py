@@ -14,10 +14,10 @@ from tests.app.sample_data import NOW, job
 from traystatus.app import texts
 from traystatus.app.details import DetailsWindow
 from traystatus.app.icons import IconCache
-from traystatus.core.details import Details
-from traystatus.core.estimate import Estimate
-from traystatus.core.progress import Progress
-from traystatus.core.state import State, Status
+from traystatus.core.model.details import Details
+from traystatus.core.model.estimate import Estimate
+from traystatus.core.model.progress import Progress
+from traystatus.core.model.state import State, Status
 
 HOW = "derive took 35 min–42 min after imports of this size this week (3 runs)"
 KNOWN = Estimate(NOW + timedelta(minutes=40), NOW + timedelta(minutes=25),

@@ -18,8 +18,8 @@ from PySide6.QtWidgets import QApplication
 from tests.app.conftest import ARTIFACTS, MemoryKeyring, publish_doc_image
 from traystatus.app.controller import Controller
 from traystatus.app.icons import IconCache, IconKind, IconStyle, render_pixmap, resolve_style
-from traystatus.core.profiles import ProfileStore, Settings
-from traystatus.core.state import State, Status
+from traystatus.core.config.profiles import ProfileStore, Settings
+from traystatus.core.model.state import State, Status
 
 GNOME = {"XDG_CURRENT_DESKTOP": "ubuntu:GNOME"}
 KDE = {"XDG_CURRENT_DESKTOP": "KDE"}

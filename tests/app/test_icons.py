@@ -17,7 +17,7 @@ from traystatus.app.icons import (
     quantize,
     render_pixmap,
 )
-from traystatus.core.state import Problem, State, Status
+from traystatus.core.model.state import Problem, State, Status
 
 SIZES = (16, 22, 32, 64)
 
@@ -162,7 +162,7 @@ def test_a_review_holding_the_queue_has_its_own_icon_and_tooltip_line() -> None:
 
     from traystatus.app import texts
     from traystatus.app.icons import accessible_name, kind_for
-    from traystatus.core.state import ReviewBlock, State, Status
+    from traystatus.core.model.state import ReviewBlock, State, Status
 
     block = ReviewBlock(((7, "lu_2026"),), queued_behind=2)
     t = datetime(2026, 3, 1, 12, tzinfo=UTC)

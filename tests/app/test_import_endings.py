@@ -16,8 +16,8 @@ from PySide6.QtWidgets import QApplication
 from tests.app.conftest import MemoryKeyring, add_job, run, wait_until
 from traystatus.app.controller import Controller
 from traystatus.app.notify_policy import Kind
-from traystatus.core.profiles import ProfileStore
-from traystatus.core.state import State
+from traystatus.core.config.profiles import ProfileStore
+from traystatus.core.model.state import State
 
 
 def _endings(ctl: Controller) -> list[tuple[str, str]]:
@@ -131,7 +131,7 @@ def test_the_policy_announces_only_final_states() -> None:
     from datetime import UTC, datetime
 
     from traystatus.app.notify_policy import NotificationPolicy, NotifyOptions
-    from traystatus.core.progress import ImportEnd
+    from traystatus.core.model.progress import ImportEnd
 
     now = datetime(2026, 12, 6, 8, 0, tzinfo=UTC)
     policy = NotificationPolicy(NotifyOptions(), started_at=now)

@@ -18,8 +18,8 @@ from tests.app.conftest import ARTIFACTS, MemoryKeyring, add_job, run, wait_unti
 from traystatus.app.controller import Controller
 from traystatus.app.details import FOCUS_STYLE
 from traystatus.app.notify_policy import Kind, NotificationPolicy, NotifyOptions, Urgency
-from traystatus.core.profiles import ProfileStore
-from traystatus.core.progress import ImportEnd
+from traystatus.core.config.profiles import ProfileStore
+from traystatus.core.model.progress import ImportEnd
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 

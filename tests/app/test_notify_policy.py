@@ -16,9 +16,9 @@ from traystatus.app.notify_policy import (
     Withdraw,
     fibonacci_hit,
 )
-from traystatus.core.details import EndedJob, WorkSummary
-from traystatus.core.state import Problem, State, Status
-from traystatus.core.wording import format_duration
+from traystatus.core.model.details import EndedJob, WorkSummary
+from traystatus.core.model.state import Problem, State, Status
+from traystatus.core.words.wording import format_duration
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
@@ -245,7 +245,7 @@ def test_each_kind_can_be_switched_off() -> None:
 
 
 def test_min_processing_and_grace_come_from_settings() -> None:
-    from traystatus.core.profiles import Settings
+    from traystatus.core.config.profiles import Settings
 
     assert NotifyOptions.from_settings(Settings()).grace == timedelta(seconds=60)
     opts = NotifyOptions.from_settings(Settings(notify_min_processing_s=120))
@@ -263,7 +263,7 @@ def test_min_processing_and_grace_come_from_settings() -> None:
 # -- a review holds the import queue ---------------------------------------------------------
 def test_a_review_is_announced_once_per_job_and_when_it_clears() -> None:
     from traystatus.app.notify_policy import KEY_REVIEW
-    from traystatus.core.state import ReviewBlock
+    from traystatus.core.model.state import ReviewBlock
 
     p = NotificationPolicy(started_at=T0)
     p.on_status(st(State.STABLE), s(0))

@@ -1,4 +1,4 @@
-"""The tray app finds its password in the CLI's order (traystatus.core.password): the DSN's
+"""The tray app finds its password in the CLI's order (traystatus.core.config.password): the DSN's
 own, then libpq's PGPASSWORD / ~/.pgpass, then the keychain. Before, the tray always passed
 the keychain password, which overrides PGPASSWORD and ~/.pgpass: a stale keychain entry
 locked out a user whose ~/.pgpass was right. Real database, real Controller and Monitor."""
@@ -15,9 +15,9 @@ from PySide6.QtWidgets import QApplication
 
 from tests.app.conftest import MemoryKeyring, run, wait_until
 from traystatus.app.controller import Controller
-from traystatus.core.password import Source, resolve, resolve_async
-from traystatus.core.profiles import ConnectionProfile, ProfileStore
-from traystatus.core.state import Problem, State
+from traystatus.core.config.password import Source, resolve, resolve_async
+from traystatus.core.config.profiles import ConnectionProfile, ProfileStore
+from traystatus.core.model.state import Problem, State
 
 WRONG = "Zq-stale-keychain-entry-42"
 

@@ -14,8 +14,8 @@ from PySide6.QtWidgets import QApplication
 from tests.app.conftest import ARTIFACTS, MemoryKeyring, add_job, make_stable, run, wait_until
 from traystatus.app.controller import Controller
 from traystatus.app.icons import IconKind, render_pixmap
-from traystatus.core.profiles import ProfileStore
-from traystatus.core.state import State
+from traystatus.core.config.profiles import ProfileStore
+from traystatus.core.model.state import State
 
 PIPELINE = """
 WITH r AS (INSERT INTO worker.tasks (command, state, child_mode)

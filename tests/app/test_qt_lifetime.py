@@ -18,8 +18,8 @@ from pytestqt.qtbot import QtBot
 from tests.app.conftest import MemoryKeyring, free_qt_garbage, wait_until
 from traystatus.app.controller import Controller
 from traystatus.app.main import close_loop
-from traystatus.core.profiles import ProfileStore
-from traystatus.core.state import State
+from traystatus.core.config.profiles import ProfileStore
+from traystatus.core.model.state import State
 
 WARNING = "Timers cannot be stopped from another thread"
 

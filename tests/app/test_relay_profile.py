@@ -15,9 +15,9 @@ from PySide6.QtWidgets import QApplication
 from tests.app.conftest import MemoryKeyring, make_processing, make_stable, run, wait_until
 from tests.serve.conftest import TOKEN, ServeProcess, token_file
 from traystatus.app.controller import Controller
-from traystatus.core import credentials
-from traystatus.core.profiles import ConnectionProfile, ProfileStore
-from traystatus.core.state import State
+from traystatus.core.config import credentials
+from traystatus.core.config.profiles import ConnectionProfile, ProfileStore
+from traystatus.core.model.state import State
 
 
 def _health(url: str) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from traystatus.app.details import DetailsWindow
 from traystatus.app.icons import IconCache
 from traystatus.app.statuswindow import StatusWindow
 from traystatus.app.tray import TrayIcon
-from traystatus.core.state import Problem, State, Status
+from traystatus.core.model.state import Problem, State, Status
 
 DOWN = Status(
     State.DISCONNECTED,
@@ -58,8 +58,8 @@ def test_render_menu_window_and_disconnected_details(qapp: QApplication) -> None
 
 def test_details_window_says_who_the_queue_waits_for(qapp: QApplication) -> None:
     from tests.app.sample_data import _iso, job
-    from traystatus.core.details import Details
-    from traystatus.core.state import ReviewBlock
+    from traystatus.core.model.details import Details
+    from traystatus.core.model.state import ReviewBlock
 
     jobs = [
         job(3, "lu_nov", "waiting_for_review", "review", 100.0, None, 812, active=False,

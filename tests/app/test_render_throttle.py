@@ -16,9 +16,9 @@ from PySide6.QtWidgets import QApplication
 from tests.app.conftest import ARTIFACTS, MemoryKeyring, run, wait_until
 from traystatus.app.controller import Controller
 from traystatus.app.throttle import Throttle
-from traystatus.core.profiles import ConnectionProfile, ProfileStore
-from traystatus.core.progress import JobProgress, Progress
-from traystatus.core.state import ReviewBlock, State, Status, utcnow
+from traystatus.core.config.profiles import ConnectionProfile, ProfileStore
+from traystatus.core.model.progress import JobProgress, Progress
+from traystatus.core.model.state import ReviewBlock, State, Status, utcnow
 
 
 def busy(pct: float, since: object) -> Status:

@@ -28,10 +28,10 @@ from traystatus.app.controller import Controller
 from traystatus.app.deployments import Deployments
 from traystatus.app.settings import SavedChange, SettingsDialog
 from traystatus.app.slot import Opened, SourceSlot, SourceSpec, open_spec
-from traystatus.core.monitor import MonitorOptions
-from traystatus.core.profiles import ConnectionProfile, ProfileStore
-from traystatus.core.progress import Progress
-from traystatus.core.state import Problem, State, Status, utcnow
+from traystatus.core.config.profiles import ConnectionProfile, ProfileStore
+from traystatus.core.model.progress import Progress
+from traystatus.core.model.state import Problem, State, Status, utcnow
+from traystatus.core.watch.options import MonitorOptions
 
 
 def backends(admin_dsn: str, *dsns: str) -> dict[str, list[int]]:

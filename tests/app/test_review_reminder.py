@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 from traystatus.app.notify_policy import KEY_REVIEW, Kind, Notice, NotificationPolicy, NotifyOptions
 from traystatus.app.texts import tooltip
-from traystatus.core.profiles import Settings
-from traystatus.core.review_wait import ReviewReminder, enrich
-from traystatus.core.state import ReviewBlock, State, Status
+from traystatus.core.config.profiles import Settings
+from traystatus.core.model.review import ReviewReminder, enrich
+from traystatus.core.model.state import ReviewBlock, State, Status
 
 T0 = datetime(2026, 12, 6, 8, 0, tzinfo=UTC)
 H = 3600.0
@@ -112,7 +112,7 @@ def test_enrich_takes_the_earliest_stamp_and_all_jobs_rights() -> None:
 
 
 def test_since_crosses_a_relay_and_the_servers_may_approve_does_not() -> None:
-    from traystatus.core.relaymsg import parse_status
+    from traystatus.core.relay._messages import parse_status
 
     sent = {**Status(State.STABLE, since=T0, review=block(may=True, since=at(-H))).to_json(),
             "stable": True}
@@ -133,7 +133,7 @@ def test_details_window_shows_the_waiting_time_and_who_can(qapp: object) -> None
     from tests.app.sample_data import NOW, _iso, job
     from traystatus.app.details import DetailsWindow
     from traystatus.app.icons import IconCache
-    from traystatus.core.details import Details
+    from traystatus.core.model.details import Details
 
     jobs = [
         job(3, "lu_2026", "waiting_for_review", "review", 100.0, None, 812, active=False,

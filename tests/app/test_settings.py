@@ -11,8 +11,8 @@ from PySide6.QtWidgets import QApplication
 
 from tests.app.conftest import ARTIFACTS, MemoryKeyring, publish_doc_image, run
 from traystatus.app.settings import SettingsDialog, check_connection
-from traystatus.core.profiles import ProfileStore
-from traystatus.core.state import Problem
+from traystatus.core.config.profiles import ProfileStore
+from traystatus.core.model.state import Problem
 
 
 def _fill(dialog: SettingsDialog, dsn: str, user: str | None = None,
@@ -118,7 +118,7 @@ def test_no_secure_keychain_is_said_loudly_and_nothing_is_written(
 def test_render_settings_dialog(
     qapp: QApplication, config_dir: Path, memory_keyring: MemoryKeyring
 ) -> None:
-    from traystatus.core.profiles import ConnectionProfile
+    from traystatus.core.config.profiles import ConnectionProfile
 
     store = ProfileStore()
     store.put(ConnectionProfile(name="production", host="statbus.example.org", port="3015",

@@ -26,10 +26,10 @@ from PySide6.QtWidgets import QApplication
 from tests.app.conftest import ARTIFACTS, run, wait_until
 from traystatus.app.controller import Controller
 from traystatus.app.settings import SettingsDialog
-from traystatus.core import credentials
-from traystatus.core.password import Source, resolve_async
-from traystatus.core.profiles import ConnectionProfile, ProfileStore
-from traystatus.core.state import Problem, State
+from traystatus.core.config import credentials
+from traystatus.core.config.password import Source, resolve_async
+from traystatus.core.config.profiles import ConnectionProfile, ProfileStore
+from traystatus.core.model.state import Problem, State
 
 DELAY = 1.0  # seconds each keychain call takes
 SMOOTH = 0.4  # the longest the loop may stop meanwhile (a loaded 2-core machine)

@@ -12,8 +12,8 @@ from tests.app.sample_data import NOW, realistic
 from traystatus.app import texts
 from traystatus.app.details import DetailsWindow
 from traystatus.app.icons import IconCache
-from traystatus.core.builtin_reader import BUILTIN_NOTE
-from traystatus.core.state import State, Status
+from traystatus.core.model.state import State, Status
+from traystatus.core.watch.builtin import BUILTIN_NOTE
 
 BUILTIN = Status(State.PROCESSING, since=NOW - timedelta(minutes=3), source="builtin",
                  note=BUILTIN_NOTE)

@@ -11,9 +11,9 @@ from tests.app.conftest import ARTIFACTS
 from tests.app.sample_data import NOW
 from traystatus.app.details import DetailsWindow
 from traystatus.app.icons import IconCache
-from traystatus.core.state import Problem, State, Status
-from traystatus.core.today import Day, SeenLog, day_start, day_view
-from traystatus.core.upgrade import Upgrade, UpgradePhase
+from traystatus.core.model.state import Problem, State, Status
+from traystatus.core.model.today import Day, SeenLog, day_start, day_view
+from traystatus.core.model.upgrade import Upgrade, UpgradePhase
 
 
 def _day() -> tuple[Day, SeenLog]:
@@ -89,7 +89,8 @@ def test_the_day_is_read_only_while_the_window_is_open(
 
     from tests.app.conftest import add_job, run, wait_until
     from traystatus.app.adapter import MonitorAdapter
-    from traystatus.core.monitor import Monitor, MonitorOptions
+    from traystatus.core.watch.monitor import Monitor
+    from traystatus.core.watch.options import MonitorOptions
 
     c: Any = conn
     add_job(c, "lu_done", "finished", total_rows=120, imported_rows=120)

@@ -15,9 +15,10 @@ from tests.builtin.kit import KitDb, Worker
 from traystatus.app.adapter import MonitorAdapter
 from traystatus.app.icons import IconCache, IconKind, render_pixmap
 from traystatus.app.tray import TrayIcon
-from traystatus.core.details import Details, WorkSummary
-from traystatus.core.monitor import Monitor, MonitorOptions
-from traystatus.core.state import State
+from traystatus.core.model.details import Details, WorkSummary
+from traystatus.core.model.state import State
+from traystatus.core.watch.monitor import Monitor
+from traystatus.core.watch.options import MonitorOptions
 
 FAST = MonitorOptions(health_interval=5, health_timeout=5, connect_timeout=5,
                       backoff_initial=0.2, backoff_cap=1, error_retry=1, details_interval=0.5)

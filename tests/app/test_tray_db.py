@@ -13,8 +13,9 @@ from tests.app.conftest import make_processing, make_stable, run, wait_until
 from traystatus.app.adapter import MonitorAdapter
 from traystatus.app.icons import IconCache, IconKind, render_pixmap
 from traystatus.app.tray import TrayIcon
-from traystatus.core.monitor import Monitor, MonitorOptions
-from traystatus.core.state import Problem, State
+from traystatus.core.model.state import Problem, State
+from traystatus.core.watch.monitor import Monitor
+from traystatus.core.watch.options import MonitorOptions
 
 FAST = MonitorOptions(health_interval=2, health_timeout=2, connect_timeout=3,
                       backoff_initial=0.2, backoff_cap=1, error_retry=1)

@@ -10,8 +10,8 @@ from PySide6.QtWidgets import QApplication
 from traystatus.app.icons import IconCache
 from traystatus.app.texts import tooltip
 from traystatus.app.tray import TrayIcon
-from traystatus.core.progress import Progress
-from traystatus.core.state import Problem, State, Status
+from traystatus.core.model.progress import Progress
+from traystatus.core.model.state import Problem, State, Status
 
 NOW = datetime(2026, 11, 28, 14, 5, 30, tzinfo=UTC)
 

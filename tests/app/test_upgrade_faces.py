@@ -17,9 +17,9 @@ from traystatus.app.icons import IconCache, IconKind, accessible_name, kind_for
 from traystatus.app.notify_policy import KEY_UPGRADE, Kind, Notice, NotificationPolicy, Urgency
 from traystatus.app.tray import TrayIcon
 from traystatus.cli import watching
-from traystatus.core.exitcodes import ExitCode
-from traystatus.core.state import Problem, State, Status
-from traystatus.core.upgrade import Upgrade, UpgradePhase, clock
+from traystatus.core.model.exitcodes import ExitCode
+from traystatus.core.model.state import Problem, State, Status
+from traystatus.core.model.upgrade import Upgrade, UpgradePhase, clock
 
 AT = NOW + timedelta(hours=2)
 SCHEDULED = Upgrade(UpgradePhase.SCHEDULED, 7, "v2026.12.0", scheduled_at=AT)

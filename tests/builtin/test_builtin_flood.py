@@ -35,8 +35,9 @@ import pytest
 
 from tests.builtin.kit import KitDb
 from tests.core.conftest import running, with_params
-from traystatus.core.monitor import Monitor, MonitorOptions
-from traystatus.core.state import State, Status
+from traystatus.core.model.state import State, Status
+from traystatus.core.watch.monitor import Monitor
+from traystatus.core.watch.options import MonitorOptions
 
 REPO = Path(__file__).resolve().parents[2]
 TRUTH_WINDOW = 2.0

@@ -25,9 +25,9 @@ import pytest
 from tests.builtin.kit import Conn, KitDb, Worker, step_worker, work_left
 from tests.builtin.test_builtin_race import probe
 from tests.core.conftest import FAST, running
-from traystatus.core import builtin_sql
-from traystatus.core.monitor import Monitor
-from traystatus.core.state import State
+from traystatus.core.model.state import State
+from traystatus.core.watch import _builtin_sql as builtin_sql
+from traystatus.core.watch.monitor import Monitor
 
 REPO = Path(__file__).resolve().parents[2]
 

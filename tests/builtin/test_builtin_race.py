@@ -1,6 +1,6 @@
 """Concurrency for the built-in source: a client that LISTENs on StatBus's own channels and
-re-reads with builtin_sql (traystatus.core.builtin's protocol) ends on the truth at every
-quiescent point.
+re-reads with builtin_sql (the protocol of traystatus.core.watch._builtin_protocol) ends on
+the truth at every quiescent point.
 
 The race of tests/sql/test_race.py, adapted: the writers change tasks and jobs the way
 StatBus does (a new task announces its queue on worker_tasks in its own transaction, as
@@ -28,8 +28,8 @@ import pytest
 from psycopg import errors
 
 from tests.builtin.kit import KitDb
-from traystatus.core import builtin_sql
-from traystatus.core.builtin import Probe, TaskTracker
+from traystatus.core.watch import _builtin_sql as builtin_sql
+from traystatus.core.watch._builtin_protocol import Probe, TaskTracker
 
 Conn = psycopg.Connection[tuple[object, ...]]
 SENTINEL = "ts_builtin_race"
@@ -278,8 +278,8 @@ async def test_the_monitor_in_builtin_mode_ends_on_the_truth_after_every_round(
     from dataclasses import replace
 
     from tests.core.conftest import FAST, running, with_params
-    from traystatus.core.monitor import Monitor
-    from traystatus.core.state import State
+    from traystatus.core.model.state import State
+    from traystatus.core.watch.monitor import Monitor
 
     with psycopg.connect(db_dsn, autocommit=True) as c:
         jobs = []

@@ -17,10 +17,10 @@ import pytest
 from tests.builtin.kit import KitDb
 from tests.core.conftest import with_params
 from tests.fix_db import PgServer, temporary_role
-from traystatus.core import builtin_sql
-from traystatus.core.builtin import Probe, TaskTracker
-from traystatus.core.readers import review_block
-from traystatus.core.state import Problem
+from traystatus.core.model.state import Problem
+from traystatus.core.watch import _builtin_sql as builtin_sql
+from traystatus.core.watch._builtin_protocol import Probe, TaskTracker
+from traystatus.core.watch.readers import review_block
 
 Conn = psycopg.Connection[tuple[object, ...]]
 

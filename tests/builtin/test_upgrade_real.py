@@ -20,9 +20,9 @@ import pytest
 from tests.builtin.kit import Conn, Kit, KitDb
 from tests.core.conftest import FAST, running
 from tests.statbus_real import conftest as real
-from traystatus.core.monitor import Monitor
-from traystatus.core.state import State
-from traystatus.core.upgrade import UpgradePhase
+from traystatus.core.model.state import State
+from traystatus.core.model.upgrade import UpgradePhase
+from traystatus.core.watch.monitor import Monitor
 
 INSTALL = Path(__file__).resolve().parents[2] / "sql" / "install.sql"
 

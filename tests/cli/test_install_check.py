@@ -11,7 +11,7 @@ from psycopg.conninfo import make_conninfo
 from tests.cli.conftest import Cli
 from tests.sql.test_install import snapshot
 from traystatus._paths import sql_dir
-from traystatus.core.sqlfiles import EXPECTED_SQL_VERSION
+from traystatus.core.pg.sqlfiles import EXPECTED_SQL_VERSION
 
 
 def _snap(dsn: str) -> object:

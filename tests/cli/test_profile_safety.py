@@ -12,7 +12,7 @@ from dataclasses import replace
 import pytest
 
 from tests.cli.conftest import Cli
-from traystatus.core.profiles import ConnectionProfile, ProfileStore
+from traystatus.core.config.profiles import ConnectionProfile, ProfileStore
 
 
 def _keychain(cli: Cli) -> dict[str, str]:

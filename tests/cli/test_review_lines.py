@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from traystatus.cli.watching import status_line, status_object
-from traystatus.core.state import ReviewBlock, State, Status
+from traystatus.core.model.state import ReviewBlock, State, Status
 
 T = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 BLOCK = ReviewBlock(waiting=((7, "lu_2026"),), queued_behind=2)

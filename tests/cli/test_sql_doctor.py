@@ -11,7 +11,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from tests.cli.conftest import Cli
-from traystatus.core.sqlfiles import EXPECTED_SQL_VERSION
+from traystatus.core.pg.sqlfiles import EXPECTED_SQL_VERSION
 
 
 def _has_sql(dsn: str) -> bool:

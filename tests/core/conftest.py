@@ -14,9 +14,10 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from tests.fix_db import PgServer, temporary_role
-from traystatus.core.details import Details, WorkSummary
-from traystatus.core.monitor import Monitor, MonitorOptions
-from traystatus.core.state import State, Status
+from traystatus.core.model.details import Details, WorkSummary
+from traystatus.core.model.state import State, Status
+from traystatus.core.watch.monitor import Monitor
+from traystatus.core.watch.options import MonitorOptions
 from traystatus.demo.embedded import EmbeddedPostgres
 
 # Small intervals so failures show in seconds; generous waits because a CI machine

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from traystatus.core.backoff import Backoff
-from traystatus.core.coalesce import Coalescer
+from traystatus.core.watch._coalesce import Coalescer
+from traystatus.core.watch.backoff import Backoff
 
 
 def test_backoff_doubles_to_the_cap_and_resets() -> None:

@@ -13,7 +13,7 @@ from keyring.backend import KeyringBackend
 from keyring.backends import chainer, fail, null
 
 from tests.cli.keyrings import MemoryKeyring
-from traystatus.core import credentials
+from traystatus.core.config import credentials
 
 
 @pytest.fixture

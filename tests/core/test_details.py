@@ -7,13 +7,13 @@ from datetime import UTC, datetime
 import psycopg
 import pytest
 
-from traystatus.core.details import (
+from traystatus.core.model.details import (
     Details,
     DetailsError,
     ImportJob,
     WorkSummary,
 )
-from traystatus.core.wording import format_duration, plural
+from traystatus.core.words.wording import format_duration, plural
 
 JOB = {
     "id": 1,
@@ -226,7 +226,7 @@ def test_parses_what_the_installed_sql_returns(
 
 
 def test_to_json_gives_back_what_was_parsed_and_round_trips() -> None:
-    from traystatus.core.details import Details, WorkSummary
+    from traystatus.core.model.details import Details, WorkSummary
 
     raw = {
         "system_stable": False, "generated_at": "2026-01-01T00:00:00+00:00", "sql_version": 1,

@@ -1,4 +1,4 @@
-"""The ledger of import endings (core/endings.py), as plain data: only final states end an
+"""The ledger of import endings (core/watch/endings.py), as plain data: only final states end an
 import, each ending is told once, nothing from before the baseline, and its file is
 written atomically with one owner."""
 
@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from traystatus.core.endings import (
+from traystatus.core.watch.endings import (
     GAP_TTL,
     NEW_LIMIT,
     EndingsLedger,
@@ -115,8 +115,8 @@ def test_a_broken_file_starts_from_a_baseline(tmp_path: Path) -> None:
 def test_an_ending_round_trips_for_a_relay_and_junk_is_refused() -> None:
     import pytest
 
-    from traystatus.core.details import DetailsError
-    from traystatus.core.progress import ImportEnd
+    from traystatus.core.model.details import DetailsError
+    from traystatus.core.model.progress import ImportEnd
 
     end = ImportEnd.from_row(row(3, "finished", 8000), me=7)
     assert ImportEnd.from_json(end.to_json()) == end

@@ -1,4 +1,4 @@
-"""The pure estimator (core/estimate.py): a fake clock, histories built as StatBus's own
+"""The pure estimator (core/model/estimate.py): a fake clock, histories built as StatBus's own
 rows read (readers.HISTORY_SQL), and hypothesis for bad input."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from traystatus.core.estimate import (
+from traystatus.core.model.estimate import (
     Estimate,
     History,
     RunningJob,
@@ -18,7 +18,7 @@ from traystatus.core.estimate import (
     from_json,
     steady,
 )
-from traystatus.core.progress import Progress
+from traystatus.core.model.progress import Progress
 
 T0 = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 CHILD = r"""
 import logging, resource, signal, sys
 from pathlib import Path
-from traystatus.core.logsetup import setup_file_logging
+from traystatus.core.config.logsetup import setup_file_logging
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 path = setup_file_logging(directory=Path(sys.argv[1]), max_bytes=10_000_000)
 log = logging.getLogger("traystatus.test")

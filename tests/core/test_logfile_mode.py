@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from traystatus.core.logsetup import LOG_FILE, setup_file_logging
+from traystatus.core.config.logsetup import LOG_FILE, setup_file_logging
 
 
 @pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")

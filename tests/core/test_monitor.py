@@ -11,8 +11,8 @@ import pytest
 
 from tests.core.conftest import FAST, FINISH_TASKS, START_TASK, aconnect, running, with_params
 from tests.fix_db import count_details_calls, details_call_count
-from traystatus.core.monitor import Monitor
-from traystatus.core.state import State, Status
+from traystatus.core.model.state import State, Status
+from traystatus.core.watch.monitor import Monitor
 
 
 @pytest.mark.asyncio

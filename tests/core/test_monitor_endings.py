@@ -16,9 +16,9 @@ from psycopg.conninfo import conninfo_to_dict
 
 from tests.core.conftest import FAST, aconnect, running
 from tests.core.test_monitor_progress import add_job
-from traystatus.core.monitor import Monitor
-from traystatus.core.progress import ImportEnd
-from traystatus.core.state import State
+from traystatus.core.model.progress import ImportEnd
+from traystatus.core.model.state import State
+from traystatus.core.watch.monitor import Monitor
 
 
 def _monitor(dsn: str, folder: Path | None, ended: list[ImportEnd]) -> Monitor:
@@ -138,8 +138,8 @@ async def test_a_file_held_for_good_leaves_a_ledger_in_memory(
 ) -> None:
     """Two watchers of one database and login for good: the second, after the grace,
     keeps its ledger in memory and tells the same endings."""
-    from traystatus.core import monitor as monitor_module
-    from traystatus.core.endings import LedgerFile, ledger_key
+    from traystatus.core.watch import monitor as monitor_module
+    from traystatus.core.watch.endings import LedgerFile, ledger_key
 
     monkeypatch.setattr(monitor_module, "CLAIM_GRACE", 0.5)
     folder = tmp_path / "endings"
@@ -169,7 +169,7 @@ async def test_a_recreated_database_starts_the_ledger_again(
 ) -> None:
     """The ledger saw job ids up to 1000; the database was recreated (or restored) and its
     ids start at 1 again: endings from now on are told, not waited for above 1000."""
-    from traystatus.core.endings import EndingsLedger, LedgerFile, ledger_key
+    from traystatus.core.watch.endings import EndingsLedger, LedgerFile, ledger_key
 
     folder = tmp_path / "endings"
     params = conninfo_to_dict(db_dsn)

@@ -15,10 +15,10 @@ import pytest
 
 from tests.core.conftest import FAST, aconnect, running
 from tests.core.test_monitor_progress import add_job
-from traystatus.core.estimate import History
-from traystatus.core.monitor import Monitor
-from traystatus.core.readers import HISTORY_SQL
-from traystatus.core.state import State
+from traystatus.core.model.estimate import History
+from traystatus.core.model.state import State
+from traystatus.core.watch.monitor import Monitor
+from traystatus.core.watch.readers import HISTORY_SQL
 
 # Three finished 1,000-row imports, each followed by a derive run of about 5 minutes
 # (plus the run before them, which only marks where the imports' rows start counting).

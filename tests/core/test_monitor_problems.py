@@ -9,9 +9,9 @@ import psycopg
 import pytest
 
 from tests.core.conftest import FAST, running, with_params
-from traystatus.core import sqlfiles
-from traystatus.core.monitor import Monitor
-from traystatus.core.state import Problem, State
+from traystatus.core.model.state import Problem, State
+from traystatus.core.pg import sqlfiles
+from traystatus.core.watch.monitor import Monitor
 from traystatus.demo.embedded import free_port
 
 

@@ -11,8 +11,9 @@ import pytest
 from tests.core.conftest import FAST, FINISH_TASKS, START_TASK, aconnect, running
 from tests.fix_db import FIXTURE_SCHEMA, INSTALL_SQL
 from tests.fix_proxy import Proxy
-from traystatus.core.monitor import Monitor, MonitorOptions
-from traystatus.core.state import Problem, State
+from traystatus.core.model.state import Problem, State
+from traystatus.core.watch.monitor import Monitor
+from traystatus.core.watch.options import MonitorOptions
 from traystatus.demo.embedded import EmbeddedPostgres
 
 

@@ -19,9 +19,9 @@ import pytest
 
 from tests.core.conftest import FAST, running
 from tests.fix_db import FIXTURE_SCHEMA, INSTALL_SQL
-from traystatus.core.monitor import Monitor
-from traystatus.core.state import Problem, State
-from traystatus.core.upgrade import UpgradePhase
+from traystatus.core.model.state import Problem, State
+from traystatus.core.model.upgrade import UpgradePhase
+from traystatus.core.watch.monitor import Monitor
 from traystatus.demo.embedded import EmbeddedPostgres
 
 UPGRADE_TABLE = """

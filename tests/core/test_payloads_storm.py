@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.core.conftest import FAST, FINISH_TASKS, START_TASK, aconnect, running
-from traystatus.core.monitor import Monitor
-from traystatus.core.state import State
+from traystatus.core.model.state import State
+from traystatus.core.watch.monitor import Monitor
 
 Writer = psycopg.Connection[tuple[object, ...]]
 

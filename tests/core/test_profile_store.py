@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from traystatus.core.profiles import ConnectionProfile, ProfileError, ProfileStore
+from traystatus.core.config.profiles import ConnectionProfile, ProfileError, ProfileStore
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -100,7 +100,7 @@ def test_a_stale_store_does_not_drop_what_another_store_wrote(tmp_path: Path) ->
 _WRITER = textwrap.dedent("""
     import sys
     from pathlib import Path
-    from traystatus.core.profiles import ConnectionProfile, ProfileStore
+    from traystatus.core.config.profiles import ConnectionProfile, ProfileStore
     path, who, n = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
     store = ProfileStore(path)  # loaded once, then stale: each write must re-read
     for i in range(n):
@@ -130,7 +130,7 @@ def test_processes_writing_at_once_lose_nothing(tmp_path: Path) -> None:
 def test_a_held_lock_is_a_clear_error_not_a_hang(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import traystatus.core.profiles as profiles
+    import traystatus.core.config.profiles as profiles
 
     path = tmp_path / "profiles.toml"
     store = ProfileStore(path)

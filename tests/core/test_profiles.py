@@ -13,14 +13,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from psycopg.conninfo import conninfo_to_dict
 
-from traystatus.core.profiles import (
+from traystatus.core.config.profiles import (
     ConnectionProfile,
     ProfileError,
     ProfileStore,
     Settings,
     config_dir,
 )
-from traystatus.core.redact import redact_conninfo, redact_url
+from traystatus.core.words.redact import redact_conninfo, redact_url
 
 
 def test_unset_fields_are_left_to_libpq() -> None:
@@ -198,7 +198,7 @@ def test_bad_settings_in_the_file_are_replaced_with_a_warning_never_raised(
         "notify_error = false\n"
         "[profiles.a]\nhost = 'h'\n"
     )
-    with caplog.at_level("WARNING", logger="traystatus.core.profiles"):
+    with caplog.at_level("WARNING", logger="traystatus.core.config.profiles"):
         store = ProfileStore(path)
     s = store.settings
     assert (s.health_interval_s, s.health_timeout_s) == (1.0, 1.0)  # MonitorOptions wants > 0
@@ -219,7 +219,7 @@ def test_bad_settings_in_the_file_are_replaced_with_a_warning_never_raised(
 
 
 def test_clamped_settings_make_valid_monitor_options(tmp_path: Path) -> None:
-    from traystatus.core.monitor import MonitorOptions
+    from traystatus.core.watch.options import MonitorOptions
 
     path = tmp_path / "profiles.toml"
     path.write_text("[settings]\nhealth_interval_s = -3\nhealth_timeout_s = 0\n")
@@ -287,7 +287,7 @@ def test_a_file_with_the_retired_settings_still_loads(
         'icon_style = "mono-light"\n'
         "[profiles.a]\nhost = 'h'\n"
     )
-    with caplog.at_level("INFO", logger="traystatus.core.profiles"):
+    with caplog.at_level("INFO", logger="traystatus.core.config.profiles"):
         store = ProfileStore(path)
     s = store.settings
     assert (s.notify_stable, s.disconnect_grace_s, s.icon_style) == (False, 120.0, "mono-light")
@@ -306,7 +306,7 @@ def test_huge_settings_are_clamped_to_their_maximum_with_a_warning(
 ) -> None:
     """Numbers past any sense (and past Qt's 2**31 ms timers, or timedelta's range) must not
     reach the app: each is clamped to its maximum and named in a warning."""
-    from traystatus.core.profiles import SECONDS_MAX
+    from traystatus.core.config.profiles import SECONDS_MAX
 
     path = tmp_path / "profiles.toml"
     path.write_text(
@@ -341,7 +341,7 @@ def test_config_dir_without_a_home_is_a_profile_error(monkeypatch: pytest.Monkey
 
 
 def test_a_profile_may_name_a_traystatus_server() -> None:
-    from traystatus.core.profiles import ConnectionProfile, ProfileError
+    from traystatus.core.config.profiles import ConnectionProfile, ProfileError
 
     p = ConnectionProfile(name="office", relay="https://statbus.example.org/tray")
     assert p.to_conninfo() == "wss://statbus.example.org/tray"

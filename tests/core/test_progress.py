@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from traystatus.core.details import DetailsError
-from traystatus.core.progress import Progress, percent
-from traystatus.core.schedule import Channel, ReadSchedule
+from traystatus.core.model.details import DetailsError
+from traystatus.core.model.progress import Progress, percent
+from traystatus.core.watch._schedule import Channel, ReadSchedule
 
 
 def job(i: int, state: str, rows: int | None = 1000, a: float = 0, p: float = 0,

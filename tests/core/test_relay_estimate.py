@@ -12,9 +12,9 @@ from hypothesis import HealthCheck, given, settings
 
 from tests.core.test_relaymsg import JSON, NOW, VALID_PROGRESS, msg, parse, refused
 from traystatus.app import texts
-from traystatus.core.estimate import Estimate
-from traystatus.core.relaymsg import ESTIMATE, ProtocolError
-from traystatus.core.state import State, Status
+from traystatus.core.model.estimate import Estimate
+from traystatus.core.model.state import State, Status
+from traystatus.core.relay._messages import ESTIMATE, ProtocolError
 
 AT, LOW, HIGH = (NOW + timedelta(minutes=m) for m in (40, 25, 65))
 GOOD = Estimate(AT, LOW, HIGH, "derive took 5 min–6 min after imports of this size this week "

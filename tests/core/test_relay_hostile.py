@@ -18,9 +18,9 @@ import pytest
 
 from tests.core.hostile_relay import MESSAGES, PROCESSING, SCENARIOS, hostile_relay, st
 from traystatus.app import texts
-from traystatus.core.monitor import MonitorOptions
-from traystatus.core.relay import RelaySource
-from traystatus.core.state import Problem, State, Status, utcnow
+from traystatus.core.model.state import Problem, State, Status, utcnow
+from traystatus.core.relay.client import RelaySource
+from traystatus.core.watch.options import MonitorOptions
 
 LIMIT = 1.0  # the relay's connect deadline in these tests
 FAST = MonitorOptions(connect_timeout=LIMIT, backoff_initial=0.3, backoff_cap=0.6,
@@ -193,16 +193,16 @@ async def test_a_server_still_connecting_stays_connected_grey() -> None:
 
 @pytest.mark.asyncio
 async def test_a_run_of_bad_messages_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="traystatus.core.relay")
+    caplog.set_level(logging.WARNING, logger="traystatus.core.relay.client")
     async with hostile_relay("garbage") as server, watching(server.url) as w:
         await until(lambda: w.relay.counters.malformed_payloads == 5, "five bad messages")
-        warnings = [r for r in caplog.records if r.name == "traystatus.core.relay"]
+        warnings = [r for r in caplog.records if r.name == "traystatus.core.relay.client"]
         assert len(warnings) == 1, [r.getMessage() for r in warnings]
         await server.send(st())
         await until(lambda: w.status.state is State.STABLE, "stable")
         await server.send("{")
         await until(lambda: w.relay.counters.malformed_payloads == 6, "one more")
-        warnings = [r for r in caplog.records if r.name == "traystatus.core.relay"]
+        warnings = [r for r in caplog.records if r.name == "traystatus.core.relay.client"]
         assert len(warnings) == 2  # a new run, after a usable message
 
 
@@ -210,7 +210,7 @@ async def test_a_run_of_bad_messages_is_logged_once(caplog: pytest.LogCaptureFix
 async def test_bad_details_cost_the_details_message_not_the_state(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="traystatus.core.relay")
+    caplog.set_level(logging.WARNING, logger="traystatus.core.relay.client")
     async with hostile_relay("stable") as server, watching(server.url) as w:
         server.details = ["[1]", "{", "[" * 100_000 + "]" * 100_000, '{"system_stable": "x"}',
                           '{"system_stable": true, "import_jobs": [{"id": 1e400}]}']

@@ -15,11 +15,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from traystatus.core.progress import Progress
-from traystatus.core.relay import status_from_json
-from traystatus.core.relaymsg import ProtocolError
-from traystatus.core.state import Problem, ReviewBlock, State, Status
-from traystatus.core.upgrade import Upgrade, UpgradePhase
+from traystatus.core.model.progress import Progress
+from traystatus.core.model.state import Problem, ReviewBlock, State, Status
+from traystatus.core.model.upgrade import Upgrade, UpgradePhase
+from traystatus.core.relay._messages import ProtocolError
+from traystatus.core.relay.client import status_from_json
 from traystatus.serve.hub import status_message
 
 SINCE = datetime(2026, 11, 29, 12, 0, 0, tzinfo=UTC)
@@ -125,11 +125,11 @@ def test_a_malformed_message_is_a_protocol_error(message: object) -> None:
 
 def test_every_field_a_server_sends_has_a_row_in_the_protocol_tables() -> None:
     """A field the server adds is ignored by clients until it gets a row in
-    core/relaymsg.py: this fails when one is sent without one (add the row and its check)."""
+    core/relay/_messages.py: this fails when one is sent without one (add the row and its check)."""
     from datetime import timedelta
 
-    from traystatus.core.details import EndedJob, WorkSummary
-    from traystatus.core.relaymsg import (
+    from traystatus.core.model.details import EndedJob, WorkSummary
+    from traystatus.core.relay._messages import (
         ENDED_JOB,
         JOB,
         PROGRESS,
@@ -157,7 +157,7 @@ def test_every_field_a_server_sends_has_a_row_in_the_protocol_tables() -> None:
     assert set(wire) <= set(SUMMARY), set(wire) - set(SUMMARY)
     assert set(wire["import_jobs"][0]) <= set(ENDED_JOB)
     # and it crosses whole
-    from traystatus.core.relaymsg import parse_message
+    from traystatus.core.relay._messages import parse_message
 
     got = parse_message(json.dumps({**sent, "summary": wire}), where=WHERE,
                         now=datetime(2026, 11, 29, 13, 0, tzinfo=UTC))

@@ -1,5 +1,5 @@
-"""A traystatus server's messages are validated into our types (core/relaymsg.py), and
-text from the network is made printable (core/safetext.py). Pure: no network.
+"""A traystatus server's messages are validated into our types (core/relay/_messages.py), and
+text from the network is made printable (core/words/safetext.py). Pure: no network.
 
 Every message is either a Status in our types or a ProtocolError saying why: never
 another exception (which would stop the relay), never a Status that contradicts what the
@@ -21,7 +21,9 @@ from hypothesis import strategies as st
 
 from traystatus.app import texts
 from traystatus.cli import watching
-from traystatus.core.relaymsg import (
+from traystatus.core.model.state import Problem, State, Status
+from traystatus.core.model.upgrade import UpgradePhase
+from traystatus.core.relay._messages import (
     MAX_CHARS,
     PROGRESS,
     REVIEW,
@@ -33,9 +35,7 @@ from traystatus.core.relaymsg import (
     ProtocolError,
     parse_message,
 )
-from traystatus.core.safetext import printable
-from traystatus.core.state import Problem, State, Status
-from traystatus.core.upgrade import UpgradePhase
+from traystatus.core.words.safetext import printable
 
 NOW = datetime(2026, 12, 6, 4, 0, 30, tzinfo=UTC)
 SINCE = "2026-12-06T04:00:00+00:00"
@@ -372,7 +372,7 @@ def test_the_tooltip_takes_any_time_it_is_given() -> None:
 
 
 def test_doctor_lines_print_a_server_s_words_safely() -> None:
-    from traystatus.core.checks import CheckResult, Level
+    from traystatus.core.model.checks import CheckResult, Level
 
     evil = "\x1b[2J\x1b[31mdatabase lost\r\nok    everything: fine\x1b[0m" + "A" * 5000
     line = CheckResult("server's database", Level.FAIL, evil, "ask\x07 its admin").line()

@@ -4,19 +4,17 @@ chosen after connecting, and the installed-SQL version rule."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
 
 from tests.core.conftest import FAST, running
-from traystatus.core import readers
-from traystatus.core.monitor import Monitor, MonitorOptions
-from traystatus.core.pgio import Link
+from traystatus.core.model.state import Problem, ReviewBlock, State, Status
+from traystatus.core.pg.sqlfiles import EXPECTED_SQL_VERSION, version_problem
 from traystatus.core.source import SourceError, StateSource, is_relay, open_source
-from traystatus.core.sqlfiles import EXPECTED_SQL_VERSION, version_problem
-from traystatus.core.state import Problem, ReviewBlock, State, Status
+from traystatus.core.watch.monitor import Monitor
+from traystatus.core.watch.options import MonitorOptions
 
 
 def test_the_monitor_is_a_state_source_and_open_source_builds_one() -> None:
@@ -99,46 +97,8 @@ def test_reader_mode_is_checked() -> None:
         MonitorOptions(reader="psychic")  # type: ignore[arg-type]
 
 
-class FakeBuiltin(readers.InstalledReader):
-    """Stands in for a reader of StatBus's own channels: it only needs a name the
-    monitor reports, and a way of reading that works without our SQL."""
-
-    name = "builtin"
-
-    def __init__(self, conninfo: str, reason: str = "") -> None:
-        super().__init__(conninfo)
-
-    async def first_read(self, link: Link, with_mark: bool) -> readers.StableRead:
-        return await self.read_stable(link, with_mark)
-
-    async def read_stable(self, link: Link, with_mark: bool) -> readers.StableRead:
-        row = await link.one("SELECT count(*) = 0 FROM worker.tasks WHERE state = 'pending'")
-        assert row is not None
-        return readers.StableRead(bool(row[0]))
-
-
-@pytest.fixture
-def builtin() -> Iterator[None]:
-    previous = readers.builtin_factory()
-    readers.register_builtin(FakeBuiltin)
-    try:
-        yield
-    finally:
-        readers.register_builtin(previous)
-
-
-@pytest.fixture
-def no_builtin() -> Iterator[None]:
-    previous = readers.builtin_factory()
-    readers.register_builtin(None)
-    try:
-        yield
-    finally:
-        readers.register_builtin(previous)
-
-
 @pytest.mark.asyncio
-async def test_auto_takes_the_installed_sql_when_it_is_there(db_dsn: str, builtin: None) -> None:
+async def test_auto_takes_the_installed_sql_when_it_is_there(db_dsn: str) -> None:
     m = Monitor(db_dsn, replace(FAST, reader="auto"))
     async with running(m) as rec:
         status = await rec.state(State.STABLE)
@@ -146,19 +106,8 @@ async def test_auto_takes_the_installed_sql_when_it_is_there(db_dsn: str, builti
 
 
 @pytest.mark.asyncio
-async def test_auto_falls_back_to_builtin_without_our_sql(bare_db_dsn: str, builtin: None) -> None:
+async def test_auto_falls_back_to_builtin_without_our_sql(bare_db_dsn: str) -> None:
     m = Monitor(bare_db_dsn, replace(FAST, reader="auto"))
     async with running(m) as rec:
         await rec.until(lambda: m.status.is_known, what="an answer from the built-in reader")
     assert m.status.source == "builtin" and m.counters.stability_reads >= 1
-
-
-@pytest.mark.asyncio
-async def test_auto_without_a_builtin_reader_is_installed(
-    bare_db_dsn: str, no_builtin: None
-) -> None:
-    """Without a built-in reader, auto behaves as installed: SQL missing is an ERROR."""
-    m = Monitor(bare_db_dsn, replace(FAST, reader="auto"))
-    async with running(m) as rec:
-        status = await rec.state(State.ERROR)
-    assert status.problem is Problem.SQL_MISSING and status.source == "installed"

@@ -6,7 +6,7 @@ import psycopg
 import pytest
 
 from tests.core.conftest import with_params
-from traystatus.core import sqlfiles
+from traystatus.core.pg import sqlfiles
 
 
 def test_reads_the_packaged_files() -> None:

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from traystatus.core.tlsenv import CA_BUNDLES, use_system_ca_bundle
+from traystatus.core.config.tlsenv import CA_BUNDLES, use_system_ca_bundle
 
 
 def test_sets_the_first_existing_system_bundle() -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from traystatus.core.state import Problem, State, Status
-from traystatus.core.today import SHOWN, Day, SeenLog, day_start, day_view, timeline
-from traystatus.core.upgrade import Upgrade, UpgradePhase
+from traystatus.core.model.state import Problem, State, Status
+from traystatus.core.model.today import SHOWN, Day, SeenLog, day_start, day_view, timeline
+from traystatus.core.model.upgrade import Upgrade, UpgradePhase
 
 NOW = datetime(2026, 12, 6, 15, 0, tzinfo=UTC)
 SINCE = NOW - timedelta(hours=15)
@@ -108,7 +108,7 @@ def test_views_say_what_is_missing() -> None:
 
 
 def test_review_holds_the_app_saw_stand_in_for_statbus_record_through_a_relay() -> None:
-    from traystatus.core.state import ReviewBlock
+    from traystatus.core.model.state import ReviewBlock
 
     log = SeenLog()
     block = ReviewBlock(((7, "lu_2026"),), 2, since=at(5))

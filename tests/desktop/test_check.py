@@ -13,7 +13,7 @@ from keyring.backend import KeyringBackend
 from keyring.backends import chainer, fail, null
 
 from tests.fix_desktop import Session
-from traystatus.core.checks import CheckResult
+from traystatus.core.model.checks import CheckResult
 from traystatus.desktop.check import (
     GNOME_TRAY_FIX,
     HOSTLESS_WATCHER_FIX,

@@ -20,7 +20,7 @@ import pytest
 
 from scripts.virtual_desktop import Box, Desktop, dominant, wait_for
 from traystatus._paths import sql_dir
-from traystatus.core.profiles import ConnectionProfile, ProfileStore
+from traystatus.core.config.profiles import ConnectionProfile, ProfileStore
 from traystatus.demo.embedded import temporary_server
 
 SLOW = 90.0

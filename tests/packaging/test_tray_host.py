@@ -27,7 +27,7 @@ app.setQuitOnLastWindowClosed(False)
 loop = new_loop(app)  # the app's loop; never closed here, which must not abort the exit
 asyncio.set_event_loop(loop)
 from traystatus.app.controller import Controller
-from traystatus.core.profiles import ProfileStore
+from traystatus.core.config.profiles import ProfileStore
 
 def report(ctl):
     print(json.dumps({"qt_says_available": QSystemTrayIcon.isSystemTrayAvailable(),

@@ -26,7 +26,8 @@ from aiohttp import web
 
 from tests.cli.conftest import Cli
 from tests.fix_db import details_call_count
-from traystatus.core.monitor import Monitor, MonitorOptions
+from traystatus.core.watch.monitor import Monitor
+from traystatus.core.watch.options import MonitorOptions
 from traystatus.serve.hub import Hub
 from traystatus.serve.server import Running, ServeConfig, serve
 

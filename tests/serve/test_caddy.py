@@ -28,9 +28,9 @@ import pytest
 from tests.serve.conftest import TOKEN, WAIT, ServeProcess, next_json, token_file, until
 from tests.serve.test_credentials import make_jwt
 from tests.serve.test_page import SEED_HOOK, browser  # noqa: F401 - the fixture
-from traystatus.core.monitor import MonitorOptions
-from traystatus.core.relay import RelaySource
-from traystatus.core.state import State
+from traystatus.core.model.state import State
+from traystatus.core.relay.client import RelaySource
+from traystatus.core.watch.options import MonitorOptions
 
 CADDY = shutil.which("caddy")
 pytestmark = pytest.mark.skipif(

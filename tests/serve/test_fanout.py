@@ -22,7 +22,7 @@ import pytest
 from aiohttp import web
 
 from tests.serve.test_hub import FakeSource
-from traystatus.core.state import State, Status
+from traystatus.core.model.state import State, Status
 from traystatus.serve.app import AppOptions, make_app
 from traystatus.serve.auth import Authenticator
 from traystatus.serve.hub import Hub, HubOptions

@@ -13,8 +13,8 @@ from collections.abc import Callable
 
 import pytest
 
-from traystatus.core.details import Details, WorkSummary
-from traystatus.core.state import State, Status
+from traystatus.core.model.details import Details, WorkSummary
+from traystatus.core.model.state import State, Status
 from traystatus.serve.hub import Hub, HubOptions, text_frame
 
 
@@ -221,7 +221,7 @@ def test_reserved_slots_count_against_max_clients() -> None:
 
 
 def test_clients_get_a_generic_reason_never_the_servers_error_text() -> None:
-    from traystatus.core.state import Problem
+    from traystatus.core.model.state import Problem
     from traystatus.serve.hub import status_message
 
     secret = ('connection to server at "10.1.2.3", port 5432 failed: FATAL: password '

@@ -15,9 +15,9 @@ import pytest
 from tests.serve.conftest import json_until, next_json, served, until
 from tests.serve.test_credentials import current_user, make_jwt, secret_file
 from tests.sql.conftest import add_job
-from traystatus.core.monitor import MonitorOptions
-from traystatus.core.progress import ImportEnd
-from traystatus.core.relay import RelaySource
+from traystatus.core.model.progress import ImportEnd
+from traystatus.core.relay.client import RelaySource
+from traystatus.core.watch.options import MonitorOptions
 
 
 @pytest.mark.asyncio

@@ -117,8 +117,8 @@ async def test_page_names_every_state_in_words_and_the_review_hold(
     from aiohttp import web
 
     from tests.serve.test_hub import FakeSource
-    from traystatus.core.state import Problem, ReviewBlock, State, Status
-    from traystatus.core.upgrade import Upgrade, UpgradePhase
+    from traystatus.core.model.state import Problem, ReviewBlock, State, Status
+    from traystatus.core.model.upgrade import Upgrade, UpgradePhase
     from traystatus.serve.app import AppOptions, make_app
     from traystatus.serve.auth import Authenticator, own_origins
     from traystatus.serve.hub import Hub
@@ -279,9 +279,9 @@ async def test_page_says_when_it_will_be_stable(tmp_path: Path, browser: object)
     from aiohttp import web
 
     from tests.serve.test_hub import FakeSource
-    from traystatus.core.estimate import Estimate
-    from traystatus.core.progress import Progress
-    from traystatus.core.state import State, Status
+    from traystatus.core.model.estimate import Estimate
+    from traystatus.core.model.progress import Progress
+    from traystatus.core.model.state import State, Status
     from traystatus.serve.app import AppOptions, make_app
     from traystatus.serve.auth import Authenticator, own_origins
     from traystatus.serve.hub import Hub

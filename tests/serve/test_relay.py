@@ -21,10 +21,10 @@ from tests.serve.conftest import (
     token_file,
     until,
 )
-from traystatus.core.details import Details, WorkSummary
-from traystatus.core.relay import RelaySource, endpoints
+from traystatus.core.model.details import Details, WorkSummary
+from traystatus.core.model.state import Problem, State, Status
+from traystatus.core.relay.client import RelaySource, endpoints
 from traystatus.core.source import is_relay, open_source
-from traystatus.core.state import Problem, State, Status
 
 
 def _run(dsn: str, *statements: str) -> None:
@@ -286,7 +286,7 @@ async def test_relay_carries_a_statbus_upgrade(db_dsn: str, tmp_path: Path) -> N
     """The server relays ``upgrade`` and UPGRADING; the client validates and keeps them,
     and ``status --relay`` exits 1 while it runs."""
     from tests.core.test_monitor_upgrade import UPGRADE_TABLE
-    from traystatus.core.upgrade import UpgradePhase
+    from traystatus.core.model.upgrade import UpgradePhase
 
     _run(db_dsn, UPGRADE_TABLE)
     tokens = token_file(tmp_path)

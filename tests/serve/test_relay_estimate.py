@@ -12,8 +12,8 @@ import pytest
 
 from tests.core.test_monitor_estimate import HISTORY
 from tests.serve.conftest import FAST, served, until
-from traystatus.core.relay import RelaySource
-from traystatus.core.state import State
+from traystatus.core.model.state import State
+from traystatus.core.relay.client import RelaySource
 
 
 @pytest.mark.asyncio

@@ -36,7 +36,7 @@ from tests.serve.conftest import (
     until,
 )
 from traystatus.cli.doctor import granted_functions
-from traystatus.core.monitor import Monitor
+from traystatus.core.watch.monitor import Monitor
 
 
 def _run(conn_dsn: str, *statements: str) -> None:

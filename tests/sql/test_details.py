@@ -9,7 +9,7 @@ import pytest
 
 from tests.fix_db import STATBUS_REAL
 from tests.sql.conftest import NEEDS_2026_03, Conn, add_job, add_task
-from traystatus.core.sqlfiles import EXPECTED_SQL_VERSION
+from traystatus.core.pg.sqlfiles import EXPECTED_SQL_VERSION
 
 
 def details(conn: Conn) -> dict[str, Any]:

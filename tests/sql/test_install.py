@@ -32,7 +32,7 @@ from tests.sql.conftest import (
     payload,
 )
 from traystatus._paths import sql_dir
-from traystatus.core.sqlfiles import EXPECTED_SQL_VERSION, installed_version
+from traystatus.core.pg.sqlfiles import EXPECTED_SQL_VERSION, installed_version
 from traystatus.demo.embedded import EmbeddedPostgres
 
 INSTALL = sql_dir() / "install.sql"

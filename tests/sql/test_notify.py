@@ -31,8 +31,8 @@ from tests.sql.conftest import (
     payload,
     stable,
 )
-from traystatus.core.pgio import Link
-from traystatus.core.readers import InstalledReader, StableRead
+from traystatus.core.pg.link import Link
+from traystatus.core.watch.readers import InstalledReader, StableRead
 
 INSERT_N = (
     "INSERT INTO worker.tasks (command, state) "

@@ -15,11 +15,11 @@ import pytest
 
 from tests.core.conftest import FAST, running
 from tests.statbus_real.conftest import VERSIONS, Kit
-from traystatus.core import builtin_sql
-from traystatus.core.endings import BASELINE_SQL, ENDINGS_SQL
-from traystatus.core.monitor import Monitor
-from traystatus.core.readers import HISTORY_SQL, PROGRESS_SQL
-from traystatus.core.state import State, utcnow
+from traystatus.core.model.state import State, utcnow
+from traystatus.core.watch import _builtin_sql as builtin_sql
+from traystatus.core.watch.endings import BASELINE_SQL, ENDINGS_SQL
+from traystatus.core.watch.monitor import Monitor
+from traystatus.core.watch.readers import HISTORY_SQL, PROGRESS_SQL
 
 WATCH = 4.0  # seconds the state is watched with details wanted
 

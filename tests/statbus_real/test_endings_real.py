@@ -20,8 +20,8 @@ from tests.core.conftest import FAST, running
 from tests.statbus_real import statbus
 from tests.statbus_real.conftest import Kit
 from tests.statbus_real.test_scenarios_real import demo_csv, install
-from traystatus.core.monitor import Monitor
-from traystatus.core.progress import ImportEnd
+from traystatus.core.model.progress import ImportEnd
+from traystatus.core.watch.monitor import Monitor
 
 
 def _analyst(dsn: str) -> str:

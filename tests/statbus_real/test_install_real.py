@@ -17,7 +17,7 @@ from psycopg import sql
 from tests.sql.test_install import SNAPSHOT
 from tests.statbus_real.conftest import HEAD, MIDDLE, OLDEST, VERSIONS, Kit
 from traystatus._paths import sql_dir
-from traystatus.core.sqlfiles import EXPECTED_SQL_VERSION
+from traystatus.core.pg.sqlfiles import EXPECTED_SQL_VERSION
 
 INSTALL = sql_dir() / "install.sql"
 UNINSTALL = sql_dir() / "uninstall.sql"

@@ -20,8 +20,8 @@ from tests.core.conftest import FAST, running
 from tests.statbus_real import statbus
 from tests.statbus_real.conftest import Kit
 from tests.statbus_real.test_scenarios_real import demo_csv, install
-from traystatus.core.monitor import Monitor
-from traystatus.core.state import ReviewBlock
+from traystatus.core.model.state import ReviewBlock
+from traystatus.core.watch.monitor import Monitor
 
 ANALYST = "analyst@statbus-real.test"  # a regular_user in the kit
 
@@ -98,5 +98,5 @@ async def test_real_review_since_and_who_may_approve(
 
 
 def block_text(block: ReviewBlock) -> str:
-    from traystatus.core.review_wait import who_approves
+    from traystatus.core.model.review import who_approves
     return who_approves(block).lower()

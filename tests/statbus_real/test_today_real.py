@@ -18,10 +18,10 @@ from tests.core.conftest import FAST, running
 from tests.statbus_real import statbus
 from tests.statbus_real.conftest import VERSIONS, Kit
 from tests.statbus_real.test_scenarios_real import demo_csv, install
-from traystatus.core.monitor import Monitor
-from traystatus.core.review_wait import REVIEW_WAIT_SQL
-from traystatus.core.state import utcnow
-from traystatus.core.today import DAY_SQL, Day, SeenLog, day_start, day_view
+from traystatus.core.model.review import REVIEW_WAIT_SQL
+from traystatus.core.model.state import utcnow
+from traystatus.core.model.today import DAY_SQL, Day, SeenLog, day_start, day_view
+from traystatus.core.watch.monitor import Monitor
 
 ANALYST = "analyst@statbus-real.test"
 

@@ -22,9 +22,9 @@ from typing import Any
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from traystatus.app.tasks import bug_status
+from traystatus.core.model.state import Status, utcnow
+from traystatus.core.model.today import Day, SeenLog, day_view
 from traystatus.core.source import StateSource
-from traystatus.core.state import Status, utcnow
-from traystatus.core.today import Day, SeenLog, day_view
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class MonitorAdapter(QObject):
         add_import_listener = getattr(monitor, "add_import_listener", None)
         if add_import_listener is not None:
             add_import_listener(self.importEnded.emit)
-        # What happened today (core/today.py): what this app saw, every Status; StatBus's
+        # What happened today (core/model/today.py): what this app saw, every Status; StatBus's
         # record from a database source while details are wanted (a relay cannot).
         self.seen = SeenLog()
         add_day_listener = getattr(monitor, "add_day_listener", None)

@@ -53,14 +53,14 @@ from traystatus.app.statuswindow import StatusWindow
 from traystatus.app.throttle import Throttle
 from traystatus.app.tray import TrayIcon
 from traystatus.app.trayhost import TrayHost
-from traystatus.core.details import Details, WorkSummary
-from traystatus.core.endings import endings_dir
-from traystatus.core.monitor import MonitorOptions
-from traystatus.core.password import Source, wrong_password_text
-from traystatus.core.profiles import ProfileError, ProfileStore, Settings
-from traystatus.core.progress import ImportEnd
-from traystatus.core.state import Problem, State, Status, utcnow
-from traystatus.core.today import DayView
+from traystatus.core.config.password import Source, wrong_password_text
+from traystatus.core.config.profiles import ProfileError, ProfileStore, Settings
+from traystatus.core.model.details import Details, WorkSummary
+from traystatus.core.model.progress import ImportEnd
+from traystatus.core.model.state import Problem, State, Status, utcnow
+from traystatus.core.model.today import DayView
+from traystatus.core.watch.endings import endings_dir
+from traystatus.core.watch.options import MonitorOptions
 
 log = logging.getLogger(__name__)
 

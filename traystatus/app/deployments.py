@@ -23,10 +23,10 @@ from PySide6.QtCore import QObject, Signal
 from traystatus.app.adapter import MonitorAdapter
 from traystatus.app.notify_policy import Decision, Notice, NotificationPolicy, NotifyOptions
 from traystatus.app.slot import Opener, SourceSlot, SourceSpec, open_spec
-from traystatus.core.details import WorkSummary
-from traystatus.core.monitor import MonitorOptions
-from traystatus.core.profiles import ConnectionProfile, ProfileError, ProfileStore
-from traystatus.core.state import Problem, State, Status
+from traystatus.core.config.profiles import ConnectionProfile, ProfileError, ProfileStore
+from traystatus.core.model.details import WorkSummary
+from traystatus.core.model.state import Problem, State, Status
+from traystatus.core.watch.options import MonitorOptions
 
 log = logging.getLogger(__name__)
 

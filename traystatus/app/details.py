@@ -1,6 +1,6 @@
 """The details window: import jobs with progress, the analytics pipeline, the connection.
 
-A view of the core's ``Details`` snapshots (traystatus.core.details); it computes nothing
+A view of the core's ``Details`` snapshots (traystatus.core.model.details); it computes nothing
 beyond formatting. One ``DeploymentSection`` per deployment: the one chosen under Profile,
 then each watched one (app/deployments.py), each fed by its own source. The window asks
 every section's source for details only while it is visible (showEvent / hideEvent), so
@@ -40,12 +40,12 @@ from PySide6.QtWidgets import (
 from traystatus.app import texts
 from traystatus.app.adapter import MonitorAdapter
 from traystatus.app.icons import IconCache, IconStyle, accessible_name, kind_for, render_pixmap
-from traystatus.core.details import PHASE_LABELS, Details, ImportJob
-from traystatus.core.progress import percent
-from traystatus.core.review_wait import who_approves
-from traystatus.core.state import State, Status, utcnow
-from traystatus.core.today import DayView
-from traystatus.core.wording import format_duration, plural
+from traystatus.core.model.details import PHASE_LABELS, Details, ImportJob
+from traystatus.core.model.progress import percent
+from traystatus.core.model.review import who_approves
+from traystatus.core.model.state import State, Status, utcnow
+from traystatus.core.model.today import DayView
+from traystatus.core.words.wording import format_duration, plural
 
 STATE_WORDS = {
     "waiting_for_upload": "Waiting for upload",
@@ -370,7 +370,7 @@ class DeploymentSection(QFrame):
         self.body.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(body)
 
-        # What happened today (core/today.py): read only while the window is open.
+        # What happened today (core/model/today.py): read only while the window is open.
         self.today_box = QFrame()
         self.today_box.setObjectName("today")
         today = QVBoxLayout(self.today_box)
@@ -433,7 +433,7 @@ class DeploymentSection(QFrame):
         self._render()
 
     def set_day(self, day: DayView) -> None:
-        """What happened today (core/today.py), while the window is open."""
+        """What happened today (core/model/today.py), while the window is open."""
         self.day = day
         self._render_day()
 

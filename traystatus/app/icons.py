@@ -37,8 +37,8 @@ from PySide6.QtGui import QColor, QGuiApplication, QIcon, QPainter, QPen, QPixma
 from PySide6.QtSvg import QSvgRenderer
 
 from traystatus._paths import resources_dir
-from traystatus.core.progress import percent
-from traystatus.core.state import Problem, State, Status
+from traystatus.core.model.progress import percent
+from traystatus.core.model.state import Problem, State, Status
 
 MONO_PLACEHOLDER = "#010101"
 # The sizes tray hosts and window managers ask for; Qt scales between them.

@@ -32,9 +32,9 @@ from PySide6.QtWidgets import QApplication
 from traystatus.app.controller import Controller
 from traystatus.app.icons import app_icon
 from traystatus.app.single import QUIT, SHOW, SingleInstance, send, server_name
-from traystatus.core.exitcodes import ExitCode
-from traystatus.core.logsetup import setup_file_logging
-from traystatus.core.profiles import ProfileError, ProfileStore
+from traystatus.core.config.logsetup import setup_file_logging
+from traystatus.core.config.profiles import ProfileError, ProfileStore
+from traystatus.core.model.exitcodes import ExitCode
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ The rules, and why:
   names the waiting time and the imports held behind it - at most one per interval, one
   after a sleep that skipped several - and only to a login that may approve it by
   StatBus's rule (or may not be known to, through a relay: then it says who can).
-  Timing in core/review_wait.py (``ReviewReminder``).
+  Timing in core/model/review.py (``ReviewReminder``).
 * Each kind can be switched off; ``pause(until)`` silences everything.
 """
 
@@ -37,14 +37,14 @@ import enum
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from traystatus.core.details import EndedJob, WorkSummary
-from traystatus.core.endings import FINAL_STATES
-from traystatus.core.profiles import Settings
-from traystatus.core.progress import ImportEnd
-from traystatus.core.review_wait import ReviewReminder, reminder_text, who_approves
-from traystatus.core.state import Problem, State, Status
-from traystatus.core.upgrade import UpgradePhase
-from traystatus.core.wording import plural
+from traystatus.core.config.profiles import Settings
+from traystatus.core.model.details import EndedJob, WorkSummary
+from traystatus.core.model.progress import ImportEnd
+from traystatus.core.model.review import ReviewReminder, reminder_text, who_approves
+from traystatus.core.model.state import Problem, State, Status
+from traystatus.core.model.upgrade import UpgradePhase
+from traystatus.core.watch.endings import FINAL_STATES
+from traystatus.core.words.wording import plural
 
 # Keys for replace-in-place: one notice per key is on screen at a time.
 KEY_FINISHED = "finished"
@@ -138,7 +138,7 @@ class NotifyOptions:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> NotifyOptions:
-        """The user's Settings (traystatus.core.profiles) as policy options."""
+        """The user's Settings (traystatus.core.config.profiles) as policy options."""
         grace = timedelta(seconds=settings.disconnect_grace_s)
         return cls(
             finished=settings.notify_stable,

@@ -1,8 +1,8 @@
 """The Settings dialog: connection profiles, password in the keychain, notifications,
 start at login, icon style.
 
-Profiles and settings are ``ProfileStore`` (traystatus.core.profiles, as for the CLI:
-one TOML file, no secrets); passwords go through traystatus.core.credentials to the OS
+Profiles and settings are ``ProfileStore`` (traystatus.core.config.profiles, as for the CLI:
+one TOML file, no secrets); passwords go through traystatus.core.config.credentials to the OS
 keychain. When there is no secure keychain the dialog says so in red and keeps the
 password out of every file (the user can still rely on ~/.pgpass) - never a silent drop.
 
@@ -14,7 +14,7 @@ renaming onto a profile's name is refused (ProfileStore.add/rename), and a profi
 program changed since it was shown is not overwritten.
 
 "Test connection" connects the way the monitor does and reports exactly what is wrong,
-using the core's error classification (errors.diagnose: by SQLSTATE / error class, never
+using the core's error classification (probe.diagnose: by SQLSTATE / error class, never
 by message text): unreachable, TLS, wrong password, SQL missing or outdated, no privilege.
 """
 
@@ -47,14 +47,16 @@ from PySide6.QtWidgets import (
 )
 
 from traystatus.app.tasks import TaskSet
-from traystatus.core import credentials, pgconnect
-from traystatus.core.builtin_reader import check_builtin
-from traystatus.core.checks import CheckResult, Level
-from traystatus.core.errors import Phase, diagnose
-from traystatus.core.password import resolve_async as resolve_password_async
-from traystatus.core.profiles import ConnectionProfile, ProfileError, ProfileStore, Settings
-from traystatus.core.sqlfiles import installed_version, version_problem
-from traystatus.core.state import Problem
+from traystatus.core.config import credentials
+from traystatus.core.config.password import resolve_async as resolve_password_async
+from traystatus.core.config.profiles import ConnectionProfile, ProfileError, ProfileStore, Settings
+from traystatus.core.model.checks import CheckResult, Level
+from traystatus.core.model.state import Problem
+from traystatus.core.pg import connect as pgconnect
+from traystatus.core.pg.diagnosis import Phase
+from traystatus.core.pg.probe import diagnose
+from traystatus.core.pg.sqlfiles import installed_version, version_problem
+from traystatus.core.watch.builtin import check_builtin
 from traystatus.desktop import autostart
 
 log = logging.getLogger(__name__)
@@ -146,8 +148,8 @@ RELAY_PREFIXES = ("ws://", "wss://", "http://", "https://")
 
 async def check_server(profile: ConnectionProfile, token: str | None) -> CheckResult:
     """Test connection for a profile that names a traystatus server: reachable, token
-    accepted, the server's database connected (traystatus.core.relay.server_checks)."""
-    from traystatus.core.relay import server_checks
+    accepted, the server's database connected (traystatus.core.relay.client.server_checks)."""
+    from traystatus.core.relay.client import server_checks
 
     assert profile.relay is not None
     if not token:

@@ -28,9 +28,8 @@ from PySide6.QtCore import QObject, Signal
 
 from traystatus.app.adapter import MonitorAdapter
 from traystatus.app.tasks import bug_status
-from traystatus.core import credentials
-from traystatus.core.monitor import MonitorOptions
-from traystatus.core.password import (
+from traystatus.core.config import credentials
+from traystatus.core.config.password import (
     PasswordNeeded,
     Source,
     check_password_async,
@@ -38,10 +37,10 @@ from traystatus.core.password import (
     needed_text,
     wrong_password_text,
 )
-from traystatus.core.password import resolve_async as resolve_password_async
-from traystatus.core.readers import READER_MODES
+from traystatus.core.config.password import resolve_async as resolve_password_async
+from traystatus.core.model.state import Problem, State, Status
 from traystatus.core.source import SourceError, StateSource, is_relay, open_source
-from traystatus.core.state import Problem, State, Status
+from traystatus.core.watch.options import READER_MODES, MonitorOptions
 
 log = logging.getLogger(__name__)
 

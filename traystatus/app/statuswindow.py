@@ -17,7 +17,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWi
 from traystatus.app import texts
 from traystatus.app.deployments import worst
 from traystatus.app.icons import IconStyle, accessible_name, kind_for, render_pixmap
-from traystatus.core.state import State, Status, utcnow
+from traystatus.core.model.state import State, Status, utcnow
 
 
 class StatusWindow(QWidget):

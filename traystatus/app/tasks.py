@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-from traystatus.core.state import Problem, State, Status
+from traystatus.core.model.state import Problem, State, Status
 
 log = logging.getLogger(__name__)
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from traystatus.core.details import Details
-from traystatus.core.review_wait import who_approves
-from traystatus.core.state import Problem, State, Status
-from traystatus.core.wording import format_duration
+from traystatus.core.model.details import Details
+from traystatus.core.model.review import who_approves
+from traystatus.core.model.state import Problem, State, Status
+from traystatus.core.words.wording import format_duration
 
 APP_TITLE = "StatBus status"
 
@@ -64,7 +64,7 @@ def one_snapshot(status: Status, details: Details | None) -> Status:
 
 def estimate_line(status: Status) -> str:
     """'Stable at about 14:40 (14:25–15:05)', 'When stable: unknown', in local time; ""
-    when not processing or not estimated yet (core/estimate.py)."""
+    when not processing or not estimated yet (core/model/estimate.py)."""
     if status.state is not State.PROCESSING or status.progress is None:
         return ""
     found = status.progress.estimate

@@ -22,7 +22,7 @@ from PySide6.QtWidgets import QMenu, QSystemTrayIcon
 from traystatus.app import texts
 from traystatus.app.deployments import worst
 from traystatus.app.icons import IconCache, IconStyle, accessible_name
-from traystatus.core.state import State, Status, utcnow
+from traystatus.core.model.state import State, Status, utcnow
 from traystatus.desktop import autostart
 
 log = logging.getLogger(__name__)

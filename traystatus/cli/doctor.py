@@ -2,7 +2,7 @@
 
 Database checks (they decide the exit code: 3 when one fails): the connection, TLS (read
 from the connection's own SSL state, not guessed from the settings), the SQL version
-against :data:`traystatus.core.sqlfiles.EXPECTED_SQL_VERSION`, and EXECUTE on the functions
+against :data:`traystatus.core.pg.sqlfiles.EXPECTED_SQL_VERSION`, and EXECUTE on the functions
 the monitor calls (then one real call). Environment checks (warnings only: a CLI-only user
 needs no tray): the keyring backend, and, when :mod:`traystatus.desktop.check` is
 installed, the tray host and notification server it reports.
@@ -23,11 +23,13 @@ import psycopg
 
 from traystatus.cli.exitcodes import CliError, ExitCode
 from traystatus.cli.target import connect_limit, resolve_connection, resolve_target
-from traystatus.core import credentials, errors, pgconnect, sqlfiles
-from traystatus.core.builtin_reader import BUILTIN_NOTE, OLD_STATBUS_NOTE, check_builtin
-from traystatus.core.checks import CheckResult, Level
-from traystatus.core.profiles import ProfileError, ProfileStore
-from traystatus.core.readers import ReaderMode
+from traystatus.core.config import credentials
+from traystatus.core.config.profiles import ProfileError, ProfileStore
+from traystatus.core.model.checks import CheckResult, Level
+from traystatus.core.pg import connect as pgconnect
+from traystatus.core.pg import diagnosis, probe, sqlfiles
+from traystatus.core.watch.builtin import BUILTIN_NOTE, OLD_STATBUS_NOTE, check_builtin
+from traystatus.core.watch.options import ReaderMode
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +105,7 @@ async def tls_check(conn: psycopg.AsyncConnection[Any]) -> CheckResult:
                  "sslnegotiation=direct")
 
 
-def _connect_failed(diag: errors.Diagnosis) -> CheckResult:
+def _connect_failed(diag: diagnosis.Diagnosis) -> CheckResult:
     return CheckResult("database reachable", Level.FAIL, diag.full_message)
 
 
@@ -113,8 +115,8 @@ async def database_checks(
     """The database's lines. ``probe_error``: the password probe's own failure (the same
     connection failed a moment ago): reported as it is, without a second wait."""
     if probe_error is not None:
-        return [_connect_failed(await errors.diagnose(probe_error, conninfo,
-                                                      errors.Phase.CONNECT))]
+        return [_connect_failed(await probe.diagnose(probe_error, conninfo,
+                                                      diagnosis.Phase.CONNECT))]
     checks: list[CheckResult] = []
     try:
         conn = await asyncio.wait_for(
@@ -122,7 +124,7 @@ async def database_checks(
             connect_limit(conninfo)
         )
     except (psycopg.Error, TimeoutError) as ex:
-        diag = await errors.diagnose(ex, conninfo, errors.Phase.CONNECT)
+        diag = await probe.diagnose(ex, conninfo, diagnosis.Phase.CONNECT)
         checks.append(_connect_failed(diag))
         return checks
     async with conn:
@@ -209,7 +211,7 @@ async def _coverage_check(conn: psycopg.AsyncConnection[Any]) -> CheckResult:
             cur = await conn.execute("SELECT public.system_stability_sql_drift()")
             row = await cur.fetchone()
     except psycopg.Error as ex:
-        diag = errors.classify(ex, "", errors.Phase.QUERY)
+        diag = diagnosis.classify(ex, "", diagnosis.Phase.QUERY)
         return CheckResult("SQL covers StatBus", Level.WARN,
                            f"could not compare the installed SQL with StatBus: {diag.message}")
     drift = list(row[0]) if row and row[0] else []
@@ -242,7 +244,7 @@ async def _privilege_check(conn: psycopg.AsyncConnection[Any]) -> CheckResult:
         cur = await conn.execute("SELECT public.is_system_stable()")
         row = await cur.fetchone()
     except psycopg.Error as ex:
-        diag = errors.classify(ex, "", errors.Phase.QUERY)
+        diag = diagnosis.classify(ex, "", diagnosis.Phase.QUERY)
         return CheckResult("privileges", Level.FAIL, f"calling is_system_stable() failed: "
                      f"{diag.message}")
     state = "stable" if row and row[0] else "processing"
@@ -281,7 +283,7 @@ async def desktop_checks() -> list[CheckResult]:
         log.debug("desktop checks failed", exc_info=True)
         why = f"could not be checked ({type(ex).__name__}: {ex})"
         return [CheckResult("desktop", Level.WARN, why)]
-    # The keychain line is ours (same judgement, in traystatus.core.credentials).
+    # The keychain line is ours (same judgement, in traystatus.core.config.credentials).
     return [r for r in results if r.name != "keychain"]
 
 
@@ -291,7 +293,7 @@ async def run_checks(args: argparse.Namespace) -> list[CheckResult]:
     checks = [CheckResult("connection", Level.INFO, f"{source}: {target.profile.describe()}")]
     if target.profile.relay is not None:
         # A traystatus server, not a database: its own checks, the token from the keychain.
-        from traystatus.core.relay import server_checks
+        from traystatus.core.relay.client import server_checks
 
         token = await asyncio.to_thread(credentials.get_password, target.profile.name)
         checks.extend(await server_checks(target.profile.relay, token))

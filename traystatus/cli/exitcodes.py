@@ -1,8 +1,8 @@
-"""The CLI's error type; the exit codes themselves are :mod:`traystatus.core.exitcodes`."""
+"""The CLI's error type; the exit codes themselves are :mod:`traystatus.core.model.exitcodes`."""
 
 from __future__ import annotations
 
-from traystatus.core.exitcodes import ExitCode
+from traystatus.core.model.exitcodes import ExitCode
 
 __all__ = ["CliError", "ExitCode"]
 

@@ -17,8 +17,8 @@ from collections.abc import Callable, Sequence
 
 from traystatus import __version__
 from traystatus.cli.exitcodes import CliError, ExitCode
-from traystatus.core.logsetup import setup_stderr_logging
-from traystatus.core.tlsenv import use_system_ca_bundle
+from traystatus.core.config.logsetup import setup_stderr_logging
+from traystatus.core.config.tlsenv import use_system_ca_bundle
 
 log = logging.getLogger(__name__)
 

@@ -29,8 +29,8 @@ from typing import Any
 
 from traystatus.cli import watching
 from traystatus.cli.exitcodes import CliError, ExitCode
-from traystatus.core.profiles import ProfileError, ProfileStore
-from traystatus.core.state import State, Status
+from traystatus.core.config.profiles import ProfileError, ProfileStore
+from traystatus.core.model.state import State, Status
 
 
 @dataclass

@@ -19,8 +19,8 @@ import shlex
 import sys
 
 from traystatus.cli.exitcodes import CliError, ExitCode
-from traystatus.core import credentials
-from traystatus.core.profiles import (
+from traystatus.core.config import credentials
+from traystatus.core.config.profiles import (
     ConnectionProfile,
     ProfileError,
     ProfileStore,

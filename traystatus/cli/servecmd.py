@@ -12,7 +12,7 @@ from traystatus.cli.target import resolve_conninfo, resolve_target
 
 log = logging.getLogger(__name__)
 
-# As the tray clamps its settings (core/profiles.py SECONDS_MIN / SECONDS_MAX): a health
+# As the tray clamps its settings (core/config/profiles.py SECONDS_MIN / SECONDS_MAX): a health
 # read every 1e-9 s would keep a core busy, one every year would never notice anything.
 HEALTH_INTERVAL_RANGE = (1.0, 3600.0)
 
@@ -70,8 +70,8 @@ def _positive_float(text: str) -> float:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from traystatus.core.monitor import MonitorOptions
     from traystatus.core.source import SourceError, is_relay, open_source
+    from traystatus.core.watch.options import MonitorOptions
     from traystatus.serve.server import (
         ServeConfig,
         ServeConfigError,

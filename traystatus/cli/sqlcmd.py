@@ -1,6 +1,6 @@
 """``traystatus install-sql`` / ``uninstall-sql``: apply the packaged SQL, show the versions.
 
-The work is :func:`traystatus.core.sqlfiles.apply` (one transaction per file, idempotent);
+The work is :func:`traystatus.core.pg.sqlfiles.apply` (one transaction per file, idempotent);
 this module only finds the password, prints "version before -> after" and turns failures
 into a message with the fix (typically: connect as a StatBus administrator).
 
@@ -24,7 +24,7 @@ import psycopg
 
 from traystatus.cli.exitcodes import CliError, ExitCode
 from traystatus.cli.target import connect_limit, resolve_connection, resolve_target
-from traystatus.core import errors, sqlfiles
+from traystatus.core.pg import diagnosis, probe, sqlfiles
 
 T = TypeVar("T")
 
@@ -189,7 +189,7 @@ def _explain(ex: psycopg.Error | TimeoutError, conninfo: str, which: str,
              lock_timeout: float = sqlfiles.DEFAULT_LOCK_TIMEOUT) -> str:
     """The fact, the state (nothing changed: one transaction) and the fix."""
     if not isinstance(ex, psycopg.Error) or not ex.sqlstate:  # failed while connecting
-        diag = asyncio.run(errors.diagnose(ex, conninfo, errors.Phase.CONNECT))
+        diag = asyncio.run(probe.diagnose(ex, conninfo, diagnosis.Phase.CONNECT))
         return f"{which}-sql could not connect: {diag.full_message}"
     said = ex.diag.message_primary or str(ex)
     head = f"{which}-sql failed and changed nothing (it runs as one transaction): {said}"

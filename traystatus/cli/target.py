@@ -5,7 +5,7 @@ the DSN's keywords override the profile's; with neither, the default profile, el
 profile at all) plain libpq defaults (so ``PGHOST=... traystatus status`` works). A default
 that is not valid, names no profile or is not a name is an error naming it, exit 3.
 
-Password: the order is traystatus.core.password's, shared with the tray app (the DSN's
+Password: the order is traystatus.core.config.password's, shared with the tray app (the DSN's
 own, then libpq's PGPASSWORD / ~/.pgpass / service file, then the profile's keychain
 entry); when the server asks and none of those has one, the CLI adds a prompt on an
 interactive terminal, else a clear error, exit 3.
@@ -23,8 +23,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from traystatus.cli.exitcodes import CliError, ExitCode
-from traystatus.core import conncheck
-from traystatus.core.password import (
+from traystatus.core.config.password import (
     Resolution,
     Source,
     check_password,
@@ -32,10 +31,11 @@ from traystatus.core.password import (
     needed_text,
     wrong_password_text,
 )
-from traystatus.core.password import resolve as resolve_password
-from traystatus.core.password import resolve_async as resolve_password_async
-from traystatus.core.profiles import ConnectionProfile, ProfileError, ProfileStore
-from traystatus.core.readers import READER_MODES, ReaderMode
+from traystatus.core.config.password import resolve as resolve_password
+from traystatus.core.config.password import resolve_async as resolve_password_async
+from traystatus.core.config.profiles import ConnectionProfile, ProfileError, ProfileStore
+from traystatus.core.pg import conninfo as conncheck
+from traystatus.core.watch.options import READER_MODES, ReaderMode
 
 log = logging.getLogger(__name__)
 

@@ -39,14 +39,14 @@ from traystatus.cli.target import (
     resolve_connection_async,
     resolve_target,
 )
-from traystatus.core import errors
-from traystatus.core.details import Details
-from traystatus.core.monitor import Monitor, MonitorOptions
-from traystatus.core.readers import ReaderMode
-from traystatus.core.safetext import MAX_CHARS, printable
+from traystatus.core.model.details import Details
+from traystatus.core.model.state import State, Status
+from traystatus.core.pg import diagnosis, probe
 from traystatus.core.source import SourceError, StateSource, is_relay, open_source
-from traystatus.core.state import State, Status
-from traystatus.core.wording import format_duration
+from traystatus.core.watch.monitor import Monitor
+from traystatus.core.watch.options import MonitorOptions, ReaderMode
+from traystatus.core.words.safetext import MAX_CHARS, printable
+from traystatus.core.words.wording import format_duration
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +212,7 @@ def _spec_or_target(args: argparse.Namespace) -> SourceSpec | Target:
     if relay:
         if getattr(args, "dsn", None) or getattr(args, "profile", None):
             raise CliError("give either --relay or --dsn/--profile, not both", ExitCode.USAGE)
-        from traystatus.core.relay import RelayError, read_token_file, relay_url
+        from traystatus.core.relay.client import RelayError, read_token_file, relay_url
 
         try:
             url = relay_url(relay)
@@ -224,14 +224,14 @@ def _spec_or_target(args: argparse.Namespace) -> SourceSpec | Target:
     if target.profile.relay is not None:
         # A profile that names a traystatus server: its keychain entry is the token.
         if getattr(args, "token_file", None):
-            from traystatus.core.relay import RelayError, read_token_file
+            from traystatus.core.relay.client import RelayError, read_token_file
 
             try:
                 return SourceSpec(target.profile.to_conninfo(),
                                   read_token_file(args.token_file))
             except RelayError as ex:
                 raise CliError(str(ex), ExitCode.USAGE) from None
-        from traystatus.core import credentials
+        from traystatus.core.config import credentials
 
         token = credentials.get_password(target.profile.name)
         return SourceSpec(target.profile.to_conninfo(), token)
@@ -386,7 +386,7 @@ async def _status_once(
 async def probe_status(conninfo: str, error: psycopg.Error) -> Status:
     """The Status the monitor would report for the password probe's failure: the same
     connection, tried a moment ago, so ``status`` and ``wait`` do not wait for it twice."""
-    diag = await errors.diagnose(error, conninfo, errors.Phase.CONNECT)
+    diag = await probe.diagnose(error, conninfo, diagnosis.Phase.CONNECT)
     state = State.DISCONNECTED if diag.transient else State.ERROR
     return Status(state, problem=diag.problem, message=diag.full_message)
 

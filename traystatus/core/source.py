@@ -32,11 +32,11 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from traystatus.core.details import Details, WorkSummary
-from traystatus.core.state import Counters, Status
+from traystatus.core.model.details import Details, WorkSummary
+from traystatus.core.model.state import Counters, Status
 
 if TYPE_CHECKING:
-    from traystatus.core.monitor import MonitorOptions
+    from traystatus.core.watch.options import MonitorOptions
 
 RELAY_SCHEMES = ("ws://", "wss://")
 
@@ -87,7 +87,7 @@ def open_source(
     open.
     """
     if is_relay(target):
-        from traystatus.core.relay import RelayError, RelaySource
+        from traystatus.core.relay.client import RelayError, RelaySource
 
         # A relay's secret is its token; a profile's keychain entry comes as "password".
         token = connect_kwargs.get("token") or connect_kwargs.get("password")
@@ -96,6 +96,6 @@ def open_source(
         except RelayError as ex:
             raise SourceError(str(ex)) from None
     # Imported here: a relay needs no psycopg.
-    from traystatus.core.monitor import Monitor
+    from traystatus.core.watch.monitor import Monitor
 
     return Monitor(target, options, **connect_kwargs)

@@ -40,8 +40,8 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from traystatus._paths import sql_dir
-from traystatus.core.exitcodes import ExitCode
-from traystatus.core.redact import redact_conninfo
+from traystatus.core.model.exitcodes import ExitCode
+from traystatus.core.words.redact import redact_conninfo
 from traystatus.demo.embedded import EmbeddedPostgres, EmbeddedServerError
 from traystatus.demo.simulator import Simulator
 

@@ -1,6 +1,6 @@
 """What ``traystatus doctor`` says about the desktop: tray host, notification server, keychain.
 
-Each check returns a ``traystatus.core.checks.CheckResult`` (the one type of every report):
+Each check returns a ``traystatus.core.model.checks.CheckResult`` (the one type of every report):
 level OK when that part works, WARN when it does not (a desktop piece is never a FAIL: a
 CLI-only user needs no tray); ``detail`` is
 what was found; ``fix`` is what to do (it may be advice even when ``ok``, e.g. a
@@ -44,8 +44,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from traystatus.core import credentials
-from traystatus.core.checks import CheckResult, Level
+from traystatus.core.config import credentials
+from traystatus.core.model.checks import CheckResult, Level
 
 SNI_WATCHER = "org.kde.StatusNotifierWatcher"
 SNI_WATCHER_PATH = "/StatusNotifierWatcher"
@@ -389,7 +389,7 @@ def keychain_result(
 ) -> CheckResult:
     """Which keyring backend stores passwords, and whether it is a secure one.
 
-    The judgement is ``traystatus.core.credentials.keychain_info`` (the same one that decides
+    The judgement is ``traystatus.core.config.credentials.keychain_info`` (the same one that decides
     whether a password may be stored); this adds the timeout, since choosing the default
     backend may ask the session bus for a Secret Service, and what the bus says about it.
     ``backend``: the keyring backend to judge; default ``keyring.get_keyring()``.

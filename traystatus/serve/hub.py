@@ -26,9 +26,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from traystatus.core.details import Details, WorkSummary
-from traystatus.core.progress import ImportEnd
-from traystatus.core.state import Problem, State, Status
+from traystatus.core.model.details import Details, WorkSummary
+from traystatus.core.model.progress import ImportEnd
+from traystatus.core.model.state import Problem, State, Status
 
 log = logging.getLogger(__name__)
 

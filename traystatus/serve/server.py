@@ -33,7 +33,7 @@ from typing import Any, Protocol
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from traystatus.core.state import Problem
+from traystatus.core.model.state import Problem
 from traystatus.serve.app import AppOptions, close_all, make_app, reload_credentials
 from traystatus.serve.auth import (
     AuthConfigError,

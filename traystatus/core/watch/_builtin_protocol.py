@@ -37,9 +37,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from traystatus.core import builtin_sql
-from traystatus.core.errors import Diagnosis
-from traystatus.core.state import Problem
+from traystatus.core.model.state import Problem
+from traystatus.core.pg.diagnosis import Diagnosis
+from traystatus.core.watch import _builtin_sql as builtin_sql
 
 OLD_STATBUS_INTERVAL = 5.0  # seconds between timed reads without worker_task_changed
 DEFAULT_CAP = 2_000  # payloads parsed between two reads; the rest are counted, not parsed

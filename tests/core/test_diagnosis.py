@@ -22,15 +22,11 @@ import pytest
 
 from tests.core.conftest import FAST, FINISH_TASKS, START_TASK, running, with_params
 from tests.fix_db import FIXTURE_SCHEMA, INSTALL_SQL, PgServer
-from traystatus.core import pgconnect
-from traystatus.core.errors import (
-    Phase,
-    classify,
-    diagnose,
-    tcp_reachable,
-)
-from traystatus.core.monitor import Monitor
-from traystatus.core.state import Problem, State
+from traystatus.core.model.state import Problem, State
+from traystatus.core.pg import connect as pgconnect
+from traystatus.core.pg.diagnosis import Phase, classify
+from traystatus.core.pg.probe import diagnose, tcp_reachable
+from traystatus.core.watch.monitor import Monitor
 from traystatus.demo.embedded import EmbeddedPostgres, free_port
 
 

@@ -17,9 +17,9 @@ import psycopg
 from psycopg import errors as pgerrors
 
 from traystatus._paths import sql_dir
-from traystatus.core import pgconnect
-from traystatus.core.errors import Diagnosis
-from traystatus.core.state import Problem
+from traystatus.core.model.state import Problem
+from traystatus.core.pg import connect as pgconnect
+from traystatus.core.pg.diagnosis import Diagnosis
 
 EXPECTED_SQL_VERSION = 2
 """The ``system_stability_sql_version()`` this traystatus was written for."""

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
-from traystatus.core.wording import format_duration, plural
+from traystatus.core.words.wording import format_duration, plural
 
 SIMILAR = 2.0
 """A finished run is "of a similar size" when its rows are within this factor."""

@@ -1,4 +1,7 @@
-"""Errors: psycopg errors (and anything else) turned into a ``Problem`` and a message.
+"""Diagnosis: psycopg errors (and anything else) turned into a ``Problem`` and a message.
+
+Pure: the words a person reads, decided from the exception alone. The one look at the
+network that a diagnosis may take (is the server's port open?) is in ``probe``.
 
 Two kinds of failure reach the monitor. Errors of the environment (server down, wrong
 password, SQL not installed, no privilege, TLS) are told to a person with the fix; they
@@ -32,17 +35,16 @@ them), but nothing branches on them.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
-import socket
 from dataclasses import dataclass
 
 import psycopg
 from psycopg import errors as pgerrors
 from psycopg.conninfo import conninfo_to_dict
 
-from traystatus.core import conncheck, pgconnect
-from traystatus.core.state import Problem
+from traystatus.core.model.state import Problem
+from traystatus.core.pg import connect as pgconnect
+from traystatus.core.pg import conninfo as conncheck
 
 
 class Phase(enum.Enum):
@@ -134,7 +136,7 @@ def _first_line(ex: BaseException) -> str:
     return text.splitlines()[0] if text else type(ex).__name__
 
 
-def _detail(ex: BaseException) -> str:
+def detail_of(ex: BaseException) -> str:
     if isinstance(ex, psycopg.Error) and ex.diag.message_primary:
         return ex.diag.message_primary
     pgconn = getattr(ex, "pgconn", None)
@@ -156,12 +158,12 @@ def classify(
     ``source``: what the failed query read: ``installed`` (traystatus's functions) or
     ``builtin`` (StatBus's own tables, with the analyst's login); only the fix differs.
     For connection failures that may be TLS, this cannot know whether the server was
-    reachable; ``diagnose`` adds that (it probes TCP) and should be used for connects.
+    reachable; ``probe.diagnose`` adds that (it probes TCP) and should be used for connects.
     """
     target = Target.from_conninfo(conninfo)
-    detail = _detail(ex)
+    detail = detail_of(ex)
     if phase is Phase.CONNECT:
-        invalid = _invalid_setting(conninfo)
+        invalid = invalid_setting(conninfo)
         if invalid:
             return Diagnosis(
                 Problem.CONFIG,
@@ -196,7 +198,7 @@ def classify(
                 "the network and that the server runs.",
                 detail,
             )
-        return _classify_connect(ex, target, detail, reachable=None)
+        return classify_connect(ex, target, detail, reachable=None)
     if isinstance(ex, OSError):
         return _unreachable(target, detail)
     return Diagnosis(
@@ -207,38 +209,7 @@ def classify(
     )
 
 
-async def diagnose(
-    ex: BaseException, conninfo: str = "", phase: Phase = Phase.CONNECT, probe_timeout: float = 3.0
-) -> Diagnosis:
-    """``classify``, plus a TCP probe when a connect failed without a SQLSTATE and without
-    a password question: it tells "TLS failed" (the server answers TCP) from "nothing
-    listens there".
-
-    The probe opens and closes a plain TCP connection to the same host and port; it sends
-    nothing, so no password or user name travels in clear text. No second login is ever
-    made: a verdict rests only on the failure it explains (a server that refused while
-    restarting must not be judged by a login that works a moment later).
-    """
-    target = Target.from_conninfo(conninfo)
-    pgconn = getattr(ex, "pgconn", None)
-    if (
-        phase is Phase.CONNECT
-        and isinstance(ex, psycopg.OperationalError)
-        and not isinstance(ex, pgerrors.ConnectionTimeout)
-        and pgconnect.sqlstate_of(ex) is None
-        and pgconn is not None
-        and not pgconn.needs_password
-        and not pgconn.used_password
-        and not _invalid_setting(conninfo)
-    ):
-        host = _decode(pgconn.hostaddr) or _decode(pgconn.host) or target.host
-        port = _decode(pgconn.port) or target.port or "5432"
-        reachable = port.isdigit() and await tcp_reachable(host, int(port), probe_timeout)
-        return _classify_connect(ex, target, _detail(ex), reachable=reachable)
-    return classify(ex, conninfo, phase)
-
-
-def _invalid_setting(conninfo: str) -> str:
+def invalid_setting(conninfo: str) -> str:
     try:
         params = conninfo_to_dict(conninfo)
     except psycopg.Error:
@@ -246,27 +217,7 @@ def _invalid_setting(conninfo: str) -> str:
     return conncheck.first_problem(params)
 
 
-def _decode(value: bytes | None) -> str:
-    return value.decode("utf-8", "replace") if value else ""
-
-
-async def tcp_reachable(host: str, port: int, seconds: float) -> bool:
-    """True when something accepts TCP connections at host:port (or a Unix socket dir)."""
-    try:
-        if host.startswith("/"):
-            path = f"{host}/.s.PGSQL.{port}"
-            _, writer = await asyncio.wait_for(asyncio.open_unix_connection(path), seconds)
-        else:
-            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), seconds)
-    except (OSError, TimeoutError, socket.gaierror):
-        return False
-    writer.close()
-    with contextlib.suppress(OSError):
-        await writer.wait_closed()
-    return True
-
-
-def _classify_connect(
+def classify_connect(
     ex: psycopg.OperationalError, target: Target, detail: str, reachable: bool | None
 ) -> Diagnosis:
     pgconn = getattr(ex, "pgconn", None)

@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from traystatus.core.state import Status
+from traystatus.core.model.state import Status
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import enum
 
-from traystatus.core.coalesce import Coalescer
+from traystatus.core.watch._coalesce import Coalescer
 
 
 class Channel(enum.Enum):

@@ -16,8 +16,8 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from typing import Self, TypeVar
 
-from traystatus.core.details import Details, WorkSummary
-from traystatus.core.state import Counters, Status
+from traystatus.core.model.details import Details, WorkSummary
+from traystatus.core.model.state import Counters, Status
 
 log = logging.getLogger(__name__)
 

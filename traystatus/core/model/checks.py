@@ -13,8 +13,8 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
-from traystatus.core.safetext import MAX_CHARS, printable
-from traystatus.core.state import Problem
+from traystatus.core.model.state import Problem
+from traystatus.core.words.safetext import MAX_CHARS, printable
 
 
 class Level(enum.Enum):

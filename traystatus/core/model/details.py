@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
-from traystatus.core.wording import format_duration, plural
+from traystatus.core.words.wording import format_duration, plural
 
 
 class DetailsError(ValueError):

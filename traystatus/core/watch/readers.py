@@ -8,9 +8,9 @@ means. ``InstalledReader`` uses the functions and the ``system_stability`` chann
 
 Choosing (``choose_reader``): mode ``installed`` always takes ``InstalledReader``; mode
 ``builtin`` and ``auto`` are for a reader of StatBus's own channels and plain reads,
-for databases where nothing is installed. In ``auto``, the monitor connects first and then
-picks: installed when our SQL is present and current, else built-in. A built-in reader is
-registered with ``register_builtin()``; without one, ``auto`` is ``installed``.
+for databases where nothing is installed (``BuiltinReader``, builtin.py). In ``auto``, the
+monitor connects first and then picks: installed when our SQL is present and current, else
+built-in.
 
 A reader raises ``Unusable`` (with a ``Diagnosis``) when the database cannot be watched
 its way (SQL missing, outdated, no privilege); any other exception is the monitor's to
@@ -23,27 +23,25 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Protocol
 
 import psycopg
 
-from traystatus.core.details import Details, DetailsError, WorkSummary
-from traystatus.core.endings import BASELINE_SQL, ENDINGS_SQL, NEWEST_SQL, EndingsLedger
-from traystatus.core.errors import Diagnosis, Phase, Target, classify
-from traystatus.core.estimate import History
-from traystatus.core.pgio import Link
-from traystatus.core.progress import ImportEnd, Progress
-from traystatus.core.schedule import Channel
-from traystatus.core.sqlfiles import version_problem
-from traystatus.core.stability import Owed
-from traystatus.core.state import Problem, ReviewBlock
+from traystatus.core.model.details import Details, DetailsError, WorkSummary
+from traystatus.core.model.estimate import History
+from traystatus.core.model.progress import ImportEnd, Progress
+from traystatus.core.model.state import Problem, ReviewBlock
+from traystatus.core.pg.diagnosis import Diagnosis, Phase, Target, classify
+from traystatus.core.pg.link import Link
+from traystatus.core.pg.sqlfiles import version_problem
+from traystatus.core.watch._schedule import Channel
+from traystatus.core.watch._stability import Owed
+from traystatus.core.watch.endings import BASELINE_SQL, ENDINGS_SQL, NEWEST_SQL, EndingsLedger
+from traystatus.core.watch.options import ReaderMode
 
 log = logging.getLogger(__name__)
 
-ReaderMode = Literal["installed", "builtin", "auto"]
-READER_MODES: tuple[ReaderMode, ...] = ("installed", "builtin", "auto")
 
 STABILITY_CHANNEL = "system_stability"
 PROGRESS_CHANNEL = "import_job_progress"
@@ -139,7 +137,7 @@ class Reader(Protocol):
         ...
 
     async def read_endings(self, link: Link, ledger: EndingsLedger) -> tuple[ImportEnd, ...]:
-        """The import jobs that ended since ``ledger``'s last read (core/endings.py);
+        """The import jobs that ended since ``ledger``'s last read (core/watch/endings.py);
         () when this login cannot read import jobs (logged once)."""
         ...
 
@@ -197,7 +195,7 @@ SELECT
 """
 
 
-# -- history: what the estimate learns from (core/estimate.py) -------------------------------
+# -- history: what the estimate learns from (core/model/estimate.py) -------------------------------
 HISTORY_TASKS = 200_000
 """How far back (in task ids) the history looks for derive runs: the scan walks the primary
 key backwards and stops at HISTORY_RUNS runs or this many tasks, whichever comes first, so
@@ -252,7 +250,7 @@ class ProgressReading:
     """``progress_channels`` and ``read_progress`` for any reader: StatBus's own channels
     and tables, so they work with and without our installed SQL.
 
-    It also reads which import jobs ended (``read_endings``, core/endings.py: a job that
+    It also reads which import jobs ended (``read_endings``, core/watch/endings.py: a job that
     reached a final state, never one that went to waiting_for_review), with ``mine`` when
     its ``user_id`` is the StatBus user behind the login; ``endings_due()`` says when the
     running or queued jobs changed, a hint that one may have ended."""
@@ -521,42 +519,16 @@ def stability_payload_problem(payload: str) -> str:
 MAX_PAYLOAD_BYTES = 8000  # PostgreSQL's own limit for a NOTIFY payload
 
 # -- choosing -------------------------------------------------------------------------------
-BuiltinFactory = Callable[[str, str], Reader]
-"""``factory(conninfo, reason)``: ``reason`` says why auto mode fell back to it ("" when the
-built-in reader was asked for, or our SQL is simply not installed)."""
-_builtin: BuiltinFactory | None = None
-
-
-def register_builtin(factory: BuiltinFactory | None) -> None:
-    """Make ``factory(conninfo, reason)`` the built-in reader (None: there is none)."""
-    global _builtin
-    _builtin = factory
-
-
-def builtin_available() -> bool:
-    return _builtin is not None
-
-
-def builtin_factory() -> BuiltinFactory | None:
-    """The registered built-in reader factory (tests swap it and put it back)."""
-    return _builtin
-
-
 async def choose_reader(link: Link, mode: ReaderMode, conninfo: str) -> Reader:
     """The reader for this connection. ``auto`` asks the database whether our SQL is there
-    and current (one round trip, only when a built-in reader exists to fall back to)."""
-    if mode == "installed" or _builtin is None:
-        if mode == "builtin":
-            raise Unusable(
-                Diagnosis(
-                    Problem.CONFIG,
-                    "This traystatus cannot read StatBus's own channels yet; use the "
-                    "installed SQL (`traystatus install-sql`).",
-                )
-            )
+    and current (one round trip)."""
+    # builtin.py builds on this module (ProgressReading, Reader): imported when chosen.
+    from traystatus.core.watch.builtin import BuiltinReader
+
+    if mode == "installed":
         return InstalledReader(conninfo)
     if mode == "builtin":
-        return _builtin(conninfo, "")
+        return BuiltinReader(conninfo, "")
     try:
         row = await link.one(_READ_VERSION)
     except (psycopg.errors.UndefinedFunction, psycopg.errors.InvalidSchemaName):
@@ -569,7 +541,7 @@ async def choose_reader(link: Link, mode: ReaderMode, conninfo: str) -> Reader:
         return InstalledReader(conninfo, version_checked=True)
     if version is None:
         log.info("traystatus's SQL is not installed: reading StatBus directly")
-        return _builtin(conninfo, "")
+        return BuiltinReader(conninfo, "")
     # Installed but outdated (or newer than this app): a warning, not a red cross.
     log.warning("%s Reading StatBus directly meanwhile.", wrong.message)
-    return _builtin(conninfo, f"{wrong.message} Meanwhile traystatus reads StatBus directly.")
+    return BuiltinReader(conninfo, f"{wrong.message} Meanwhile traystatus reads StatBus directly.")

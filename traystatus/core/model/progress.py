@@ -25,9 +25,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from traystatus.core.details import DetailsError, ImportJob
-from traystatus.core.estimate import Estimate, History, RunningJob, estimate
-from traystatus.core.wording import plural
+from traystatus.core.model.details import DetailsError, ImportJob
+from traystatus.core.model.estimate import Estimate, History, RunningJob, estimate
+from traystatus.core.words.wording import plural
 
 RUNNING_JOB_STATES = ("preparing_data", "analysing_data", "processing_data")
 QUEUED_JOB_STATES = ("upload_completed", "approved")
@@ -311,7 +311,7 @@ class Progress:
     phases: tuple[PhaseProgress, ...] = ()
     derive_queued: bool = False
     me: int | None = None
-    estimate: Estimate | None = None  # when it will be stable (core/estimate.py)
+    estimate: Estimate | None = None  # when it will be stable (core/model/estimate.py)
 
     def estimated(self, history: History | None, now: datetime, *,
                   review_waiting: bool = False) -> Progress:

@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from traystatus.core.safetext import printable
+from traystatus.core.words.safetext import printable
 
 UPGRADE_TABLE_SQL = "SELECT to_regclass('public.upgrade') IS NOT NULL"
 UPGRADE_SQL = """

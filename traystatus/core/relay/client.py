@@ -13,7 +13,7 @@ while subscribed, a work summary at the end of a run.
   no pong within the heartbeat -> DISCONNECTED/STALE; token refused (401) or origin refused
   (403) or not a traystatus server (404) -> ERROR, retried every ``error_retry`` s so a fix
   is picked up; a full server (503) -> DISCONNECTED, retried with backoff.
-* Every message is checked (core/relaymsg.py) before it is believed: one that cannot be
+* Every message is checked (core/relay/_messages.py) before it is believed: one that cannot be
   used (wrong types, contradictions, a binary frame, more than 4 MiB) is DISCONNECTED/
   PROTOCOL with the reason for that message, and the next usable one is answered as usual.
 * Deadlines: connecting (handshake included) and the first state within
@@ -45,17 +45,17 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
-from traystatus.core.backoff import Backoff
-from traystatus.core.details import Details
-from traystatus.core.progress import ImportEnd
-from traystatus.core.redact import redact_url
-from traystatus.core.relaymsg import ProtocolError, decode, parse_message, parse_status
-from traystatus.core.safetext import printable
-from traystatus.core.sourcebase import SourceBase
-from traystatus.core.state import Problem, State, Status, utcnow
+from traystatus.core.model.details import Details
+from traystatus.core.model.progress import ImportEnd
+from traystatus.core.model.state import Problem, State, Status, utcnow
+from traystatus.core.relay._messages import ProtocolError, decode, parse_message, parse_status
+from traystatus.core.watch.backoff import Backoff
+from traystatus.core.watch.base import SourceBase
+from traystatus.core.words.redact import redact_url
+from traystatus.core.words.safetext import printable
 
 if TYPE_CHECKING:
-    from traystatus.core.monitor import MonitorOptions
+    from traystatus.core.watch.options import MonitorOptions
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ def relay_url(url: str) -> str:
 
 def status_from_json(value: Any, where: str = "the traystatus server") -> Status:
     """A server's decoded state message as a Status (``source="relay"``); ProtocolError
-    (a ValueError) if it cannot be used. See core/relaymsg.py."""
+    (a ValueError) if it cannot be used. See core/relay/_messages.py."""
     return parse_status(value, where=where, now=utcnow())
 
 
@@ -125,7 +125,7 @@ class RelaySource(SourceBase):
         *,
         token: str | None = None,
     ) -> None:
-        from traystatus.core.monitor import MonitorOptions  # the timing knobs we share
+        from traystatus.core.watch.options import MonitorOptions
 
         self.url = url
         self.options = options or MonitorOptions()
@@ -586,7 +586,7 @@ def read_token_file(path: str) -> str:
 async def server_checks(url: str, token: str | None, within: float = 10.0) -> list[Any]:
     """``doctor`` for a profile that names a server: reachable, token accepted, and the
     server's own database. A list of ``checks.CheckResult``; never raises."""
-    from traystatus.core.checks import CheckResult, Level
+    from traystatus.core.model.checks import CheckResult, Level
 
     status_url, _, where = endpoints(url)
     http_url = "http" + status_url[2:] if status_url.startswith("ws") else status_url

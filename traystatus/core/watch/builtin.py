@@ -28,15 +28,16 @@ from typing import Any
 
 import psycopg
 
-from traystatus.core import builtin_sql, readers
-from traystatus.core.builtin import OLD_STATBUS_INTERVAL, Probe, TaskTracker
-from traystatus.core.details import Details, DetailsError, WorkSummary
-from traystatus.core.errors import Diagnosis, Phase, Target, classify
-from traystatus.core.pgio import Link
-from traystatus.core.readers import StableRead, Unusable, review_block
-from traystatus.core.schedule import Channel
-from traystatus.core.stability import Owed
-from traystatus.core.state import Problem, utcnow
+from traystatus.core.model.details import Details, DetailsError, WorkSummary
+from traystatus.core.model.state import Problem, utcnow
+from traystatus.core.pg.diagnosis import Diagnosis, Phase, Target, classify
+from traystatus.core.pg.link import Link
+from traystatus.core.watch import _builtin_sql as builtin_sql
+from traystatus.core.watch import readers
+from traystatus.core.watch._builtin_protocol import OLD_STATBUS_INTERVAL, Probe, TaskTracker
+from traystatus.core.watch._schedule import Channel
+from traystatus.core.watch._stability import Owed
+from traystatus.core.watch.readers import StableRead, Unusable, review_block
 
 log = logging.getLogger(__name__)
 
@@ -195,13 +196,6 @@ class BuiltinReader(readers.ProgressReading):
         except DetailsError as ex:
             log.warning("ignoring a malformed work summary: %s", ex)
             return None
-
-
-def _factory(conninfo: str, reason: str) -> readers.Reader:
-    return BuiltinReader(conninfo, reason)
-
-
-readers.register_builtin(_factory)
 
 
 @dataclass(frozen=True)

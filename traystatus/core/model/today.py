@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from traystatus.core.state import State, Status
-from traystatus.core.upgrade import Upgrade, UpgradePhase
-from traystatus.core.wording import format_duration, plural
+from traystatus.core.model.state import State, Status
+from traystatus.core.model.upgrade import Upgrade, UpgradePhase
+from traystatus.core.words.wording import format_duration, plural
 
 DAY_TASKS = 200_000  # task ids looked back through (the estimate's bound: bench_today.py)
 DAY_RUNS = 50  # derive runs read at most

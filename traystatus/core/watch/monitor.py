@@ -35,7 +35,7 @@ monitor also LISTENs ``import_job_progress`` and re-reads details on notificatio
 either channel (coalesced) and every ``details_interval`` seconds while processing; when
 the last subscriber leaves it UNLISTENs and reads nothing more.
 
-Progress (``Status.progress``, core/progress.py): while processing, whoever watches, the
+Progress (``Status.progress``, core/model/progress.py): while processing, whoever watches, the
 monitor also LISTENs StatBus's ``import_job_progress`` and ``worker_status`` and reads
 the reader's small progress aggregate on notifications of any channel, at most once per
 ``progress_interval`` (1 s), and every ``progress_refresh`` (10 s) when nothing notifies.
@@ -66,7 +66,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import timedelta
 from getpass import getuser
 from pathlib import Path
@@ -76,31 +76,12 @@ import psycopg
 from psycopg import Notify
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from traystatus.core import builtin_reader as _builtin_reader  # noqa: F401  (registers it)
-from traystatus.core import pgio
-from traystatus.core.backoff import Backoff
-from traystatus.core.endings import EndingsLedger, LedgerFile, ledger_key
-from traystatus.core.errors import Diagnosis, Phase, Target, classify, diagnose
-from traystatus.core.estimate import HISTORY_MAX_AGE, History, steady
-from traystatus.core.progress import ImportEnd, Progress
-from traystatus.core.readers import (
-    MAX_PAYLOAD_BYTES,
-    PROGRESS_CHANNEL,
-    READER_MODES,
-    STABILITY_CHANNEL,
-    Reader,
-    ReaderMode,
-    StableRead,
-    Unusable,
-    choose_reader,
-)
-from traystatus.core.review_wait import REVIEW_WAIT_SQL, enrich
-from traystatus.core.schedule import Channel, ReadSchedule
-from traystatus.core.sourcebase import SourceBase
-from traystatus.core.stability import StabilityTracker, carry_since
-from traystatus.core.state import Counters, Problem, State, Status, utcnow
-from traystatus.core.today import DAY_SQL, Day, day_start
-from traystatus.core.upgrade import (
+from traystatus.core.model.estimate import History, steady
+from traystatus.core.model.progress import ImportEnd, Progress
+from traystatus.core.model.review import REVIEW_WAIT_SQL, enrich
+from traystatus.core.model.state import Counters, Problem, State, Status, utcnow
+from traystatus.core.model.today import DAY_SQL, Day, day_start
+from traystatus.core.model.upgrade import (
     UPGRADE_CHANNEL,
     UPGRADE_SQL,
     UPGRADE_TABLE_SQL,
@@ -108,6 +89,24 @@ from traystatus.core.upgrade import (
     UpgradeRowError,
     is_upgrade_changed,
     pick,
+)
+from traystatus.core.pg import link as pgio
+from traystatus.core.pg.diagnosis import Diagnosis, Phase, Target, classify
+from traystatus.core.pg.probe import diagnose
+from traystatus.core.watch._schedule import Channel, ReadSchedule
+from traystatus.core.watch._stability import StabilityTracker, carry_since
+from traystatus.core.watch.backoff import Backoff
+from traystatus.core.watch.base import SourceBase
+from traystatus.core.watch.endings import EndingsLedger, LedgerFile, ledger_key
+from traystatus.core.watch.options import MonitorOptions
+from traystatus.core.watch.readers import (
+    MAX_PAYLOAD_BYTES,
+    PROGRESS_CHANNEL,
+    STABILITY_CHANNEL,
+    Reader,
+    StableRead,
+    Unusable,
+    choose_reader,
 )
 
 log = logging.getLogger(__name__)
@@ -137,60 +136,6 @@ _UPGRADE_UNREADABLE = (
 # the details are a hint, so it costs the details, never the state or the connection.
 # A lost connection (OperationalError) still goes to the reconnect.
 _DETAILS_UNREADABLE = (psycopg.ProgrammingError, psycopg.DataError)
-
-
-@dataclass(frozen=True)
-class MonitorOptions:
-    """Timing of the monitor, in seconds. The defaults suit a tray app on a laptop.
-
-    ``reader``: how to read the database: ``installed`` (our SQL), ``builtin`` (StatBus's
-    own channels) or ``auto`` (installed when present and current, else built-in).
-    """
-
-    health_interval: float = 15.0
-    health_timeout: float = 5.0
-    connect_timeout: float = 10.0
-    coalesce_window: float = 0.2
-    backoff_initial: float = 1.0
-    backoff_cap: float = 60.0
-    backoff_jitter: float = 0.2
-    error_retry: float = 60.0
-    details_interval: float = 3.0
-    progress_interval: float = 1.0
-    progress_refresh: float = 10.0
-    # The estimate's history (core/estimate.py): read again at most this often, and only
-    # while processing; kept per connection.
-    history_interval: float = HISTORY_MAX_AGE
-    keepalives_idle: int = 30
-    keepalives_interval: int = 10
-    keepalives_count: int = 3
-    application_name: str = "traystatus"
-    reader: ReaderMode = "auto"
-    # False: no LISTEN (a one-shot ``status`` reads once and stops: each LISTEN would be a
-    # round trip it does not use; issue 23). Changes are then seen at the next read only.
-    listen: bool = True
-    # Where import listeners' ledger of which jobs ended is kept across restarts
-    # (core/endings.py: one file per database and login); None: this run only.
-    endings_dir: str | None = None
-
-    def __post_init__(self) -> None:
-        for name in (
-            "health_interval",
-            "health_timeout",
-            "connect_timeout",
-            "backoff_initial",
-            "error_retry",
-            "details_interval",
-            "progress_interval",
-            "progress_refresh",
-            "history_interval",
-        ):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"MonitorOptions.{name} must be > 0")
-        if self.coalesce_window < 0 or self.backoff_cap < self.backoff_initial:
-            raise ValueError("MonitorOptions: coalesce_window >= 0 and backoff_cap >= initial")
-        if self.reader not in READER_MODES:
-            raise ValueError(f"MonitorOptions.reader must be one of {', '.join(READER_MODES)}")
 
 
 def _os_user() -> str:
@@ -249,7 +194,7 @@ class Monitor(SourceBase):
         self._note = ""  # the reader's notes, carried by STABLE/PROCESSING statuses
         self._malformed_logged_at = -1e9
         self._reading = ""  # the reader of the current session, once chosen (for messages)
-        # StatBus's software upgrade (core/upgrade.py): the last one read, kept across a
+        # StatBus's software upgrade (core/model/upgrade.py): the last one read, kept across a
         # disconnect (the database is down while a running upgrade backs it up).
         self._upgrade: Upgrade | None = None
         self._upgrade_table = False  # this session's StatBus has a readable public.upgrade
@@ -257,12 +202,12 @@ class Monitor(SourceBase):
         self._upgrade_read_at = -1e18
         self._upgrade_logged = False
         self._adopted: psycopg.AsyncConnection[Any] | None = None  # see adopt()
-        # A review that waits (core/review_wait.py): its jobs' rows, read once per set of
+        # A review that waits (core/model/review.py): its jobs' rows, read once per set of
         # waiting jobs; ``None`` while this StatBus or login cannot tell.
         self._wait_key: tuple[int, ...] = ()
         self._wait_rows: list[tuple[Any, ...]] = []
         self._wait_broken = False
-        # The day's history (core/today.py): read only while details are wanted, at most
+        # The day's history (core/model/today.py): read only while details are wanted, at most
         # once per DAY_INTERVAL, for day listeners (the details window).
         self._day_listeners: list[Callable[[Day], None]] = []
         self._day_at = -1e18
@@ -274,11 +219,11 @@ class Monitor(SourceBase):
         """Called once per import job that ended (reached finished, failed or rejected)
         after the monitor first saw the database: also for jobs that ended while it was
         disconnected or stopped, when ``options.endings_dir`` keeps the ledger
-        (core/endings.py). ``ImportEnd.mine``: the login's own job. Add before ``run()``."""
+        (core/watch/endings.py). ``ImportEnd.mine``: the login's own job. Add before ``run()``."""
         self._import_listeners.append(callback)
 
     def add_day_listener(self, callback: Callable[[Day], None]) -> None:
-        """Called with the day's history (core/today.py) while details are subscribed: at
+        """Called with the day's history (core/model/today.py) while details are subscribed: at
         once, then at most once per DAY_INTERVAL. Add before ``run()``."""
         self._day_listeners.append(callback)
 

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from traystatus.core.state import ReviewBlock
+from traystatus.core.model.state import ReviewBlock
 
 # Who may approve, when this login may not: StatBus's rule in words.
 APPROVERS = "an administrator or the user who uploaded it can approve or reject it"

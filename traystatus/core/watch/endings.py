@@ -23,7 +23,7 @@ first seen already final, ended: told once, then forgotten. A job that disappear
 Persistence (``LedgerFile``): one JSON file per database and login in the config folder,
 written atomically (temporary file, fsync, rename), owned by one monitor at a time through
 an advisory lock; a second claimant keeps its ledger in memory only. Pure state here; the
-monitor runs the query and decides when (core/monitor.py).
+monitor runs the query and decides when (core/watch/monitor.py).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from traystatus.core.progress import ImportEnd
+from traystatus.core.model.progress import ImportEnd
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ ENDINGS_SQL = (
 def endings_dir() -> str | None:
     """The folder of the ledger files: ``import-endings`` in the config folder (None,
     logged, when there is no config folder: endings are then told for this run only)."""
-    from traystatus.core.profiles import ProfileError, config_dir
+    from traystatus.core.config.profiles import ProfileError, config_dir
 
     try:
         return str(config_dir() / "import-endings")

@@ -6,7 +6,7 @@ fields against each other (``stable`` must agree with ``state``; a ``problem`` o
 with DISCONNECTED or ERROR, a ``reason`` never with STABLE or PROCESSING;
 ``blocked_by_review`` must name the jobs of ``review``; times carry a UTC offset and are
 plausible), makes every text printable
-(core/safetext.py) and returns a Status. Anything else raises ``ProtocolError``, one line
+(core/words/safetext.py) and returns a Status. Anything else raises ``ProtocolError``, one line
 saying what is wrong: the relay shows that as a grey state for that message and carries
 on, so a bad message costs one message, never the source.
 
@@ -28,13 +28,13 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
-from traystatus.core.details import DetailsError, WorkSummary
-from traystatus.core.estimate import Estimate
-from traystatus.core.progress import PHASE_NAMES, ImportEnd, Progress
-from traystatus.core.safetext import MAX_CHARS, printable
-from traystatus.core.state import SOURCES, Problem, ReviewBlock, State, Status
-from traystatus.core.upgrade import ERROR_CHARS, UpgradePhase
-from traystatus.core.upgrade import from_json as upgrade_from_json
+from traystatus.core.model.details import DetailsError, WorkSummary
+from traystatus.core.model.estimate import Estimate
+from traystatus.core.model.progress import PHASE_NAMES, ImportEnd, Progress
+from traystatus.core.model.state import SOURCES, Problem, ReviewBlock, State, Status
+from traystatus.core.model.upgrade import ERROR_CHARS, UpgradePhase
+from traystatus.core.model.upgrade import from_json as upgrade_from_json
+from traystatus.core.words.safetext import MAX_CHARS, printable
 
 MAX_INT = 2**63 - 1  # StatBus ids and counts are bigint at most
 MAX_ITEMS = 10_000  # jobs in one list; a busy StatBus has tens
@@ -234,7 +234,7 @@ ESTIMATE: Table = {
     "after_review": (OPTIONAL, nullable(array(number(0, MAX_ESTIMATE_SECONDS), 2))),
     "text": (OPTIONAL, text(300)),
 }
-"""When the register will be stable (core/estimate.py ``Estimate.to_json``); checked
+"""When the register will be stable (core/model/estimate.py ``Estimate.to_json``); checked
 against each other in ``_estimate`` (low <= at <= high, all three or none, none in the
 past beyond the skew, none years ahead)."""
 
@@ -321,7 +321,7 @@ it to that user's sockets only, so it is ``mine``); checked on its own, like a s
 
 STABLE_OF = {State.STABLE: True, State.PROCESSING: False}
 UPGRADING_OVER = (State.STABLE, State.PROCESSING, State.DISCONNECTED)
-"""States a running upgrade replaces (core/monitor.py): never sent with one."""
+"""States a running upgrade replaces (core/watch/monitor.py): never sent with one."""
 
 
 @dataclass(frozen=True)

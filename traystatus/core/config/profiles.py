@@ -9,7 +9,7 @@ libpq fills it as usual: ``PG*`` environment variables, ``service=`` entries of
 :class:`ProfileStore` keeps several named profiles, the name of the default one and the
 tray's :class:`Settings` in ``profiles.toml`` inside the platform's user config folder
 (``TRAYSTATUS_CONFIG_DIR`` overrides it, for tests and portable setups). The password is
-never written there: :mod:`traystatus.core.credentials` puts it in the OS keychain. A profile
+never written there: :mod:`traystatus.core.config.credentials` puts it in the OS keychain. A profile
 that carries a password is refused when saved, so a slip cannot leak it to disk.
 
 The file is read with :mod:`tomllib`; writing uses the small emitter below (the standard
@@ -38,8 +38,8 @@ from urllib.parse import urlsplit
 import platformdirs
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from traystatus.core import conncheck
-from traystatus.core.redact import SECRET_KEYS, redact_conninfo
+from traystatus.core.pg import conninfo as conncheck
+from traystatus.core.words.redact import SECRET_KEYS, redact_conninfo
 
 APP_NAME = "traystatus"
 CONFIG_ENV = "TRAYSTATUS_CONFIG_DIR"

@@ -9,9 +9,9 @@ import enum
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from traystatus.core.progress import Progress
-from traystatus.core.upgrade import Upgrade
-from traystatus.core.wording import format_duration, plural
+from traystatus.core.model.progress import Progress
+from traystatus.core.model.upgrade import Upgrade
+from traystatus.core.words.wording import format_duration, plural
 
 
 class State(enum.Enum):
@@ -71,7 +71,7 @@ class ReviewBlock:
     ``import_job.analysis_stop_at``: its trigger stamps it as the job leaves analysing_data,
     and a job with review goes to waiting_for_review right then); None when not read.
     ``may_approve``: whether this login may approve or reject every waiting job, by
-    StatBus's own rule (core/review_wait.py); None when unknown (through a relay).
+    StatBus's own rule (core/model/review.py); None when unknown (through a relay).
     """
 
     waiting: tuple[tuple[int, str], ...]
@@ -134,8 +134,8 @@ class Status:
     ``note``: what a person should know about how the state is read ("watching StatBus
     directly; ..."), "" when nothing; shown by doctor, About and the details window.
     ``progress``: how far along the work is, while PROCESSING and once it has been read
-    (core/progress.py); None otherwise. The one source of every percentage shown.
-    ``upgrade``: StatBus's software upgrade that matters now (core/upgrade.py): scheduled,
+    (core/model/progress.py); None otherwise. The one source of every percentage shown.
+    ``upgrade``: StatBus's software upgrade that matters now (core/model/upgrade.py): scheduled,
     running (then ``state`` is UPGRADING) or recently ended; None when none, or on a
     StatBus without ``public.upgrade``.
 
@@ -218,9 +218,9 @@ class Counters:
     details_reads: int = 0
     progress_reads: int = 0  # the small aggregate, only while processing
     history_reads: int = 0  # the estimate's history (at most once a minute, processing)
-    endings_reads: int = 0  # which import jobs ended (core/endings.py), import listeners only
+    endings_reads: int = 0  # which import jobs ended (core/watch/endings.py), import listeners only
     summary_reads: int = 0
-    day_reads: int = 0  # the day's history (core/today.py), only while details are wanted
+    day_reads: int = 0  # the day's history (core/model/today.py), only while details are wanted
     upgrade_reads: int = 0  # public.upgrade: per connection and per upgrade_changed
     health_checks: int = 0  # stability reads made because the interval passed
     notifications: int = 0

@@ -36,7 +36,8 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from traystatus.core import credentials, pgconnect
+from traystatus.core.config import credentials
+from traystatus.core.pg import connect as pgconnect
 
 log = logging.getLogger(__name__)
 

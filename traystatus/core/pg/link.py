@@ -31,7 +31,7 @@ import psycopg
 from psycopg import Notify, sql
 from psycopg.conninfo import conninfo_to_dict
 
-from traystatus.core import pgconnect
+from traystatus.core.pg import connect as pgconnect
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,11 @@ CORE = Path(__file__).resolve().parents[2] / "traystatus" / "core"
 
 
 def test_core_imports_no_pyside6() -> None:
-    modules = sorted(f"traystatus.core.{p.stem}" for p in CORE.glob("*.py") if p.stem != "__init__")
+    modules = sorted(
+        ".".join(("traystatus", *p.relative_to(CORE.parent).with_suffix("").parts))
+        for p in CORE.rglob("*.py")
+        if p.stem != "__init__"
+    )
     code = (
         "import sys\n"
         f"for name in {modules!r}:\n"

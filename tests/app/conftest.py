@@ -133,13 +133,17 @@ async def wait_until(pred: Callable[[], bool], within: float = 30, step: float =
 
 # -- moving the test database between states ---------------------------------------------
 def make_processing(conn: psycopg.Connection[Any], n: int = 1) -> list[int]:
-    """Queue ``n`` due analytics tasks: the system is processing."""
+    """Queue ``n`` due analytics tasks: the system is processing. Announced on
+    ``worker_tasks`` as StatBus's enqueue functions do (no trigger announces an INSERT): a
+    built-in source sees it at once, not at its next health check (15 s by default)."""
     cur = conn.execute(
         "INSERT INTO worker.tasks (command, state) "
         "SELECT 'derive_statistical_unit', 'pending' FROM generate_series(1, %s) RETURNING id",
         (n,),
     )
-    return [int(r[0]) for r in cur.fetchall()]
+    ids = [int(r[0]) for r in cur.fetchall()]
+    conn.execute("SELECT pg_notify('worker_tasks', 'analytics')")
+    return ids
 
 
 def make_stable(conn: psycopg.Connection[Any]) -> None:

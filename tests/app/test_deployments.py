@@ -29,6 +29,7 @@ from traystatus.app.notify_policy import Action
 from traystatus.app.settings import SettingsDialog
 from traystatus.core.config.profiles import ConnectionProfile, ProfileStore
 from traystatus.core.model.state import Problem, State, Status
+from traystatus.core.watch.options import MonitorOptions
 
 
 def test_the_worst_state_wins_and_ties_go_to_the_first() -> None:
@@ -39,12 +40,17 @@ def test_the_worst_state_wins_and_ties_go_to_the_first() -> None:
     assert worst([Status(State.ERROR), down]).state is State.ERROR
 
 
+# The sources' timing (Controller's ``timing``): details every 0.25 s while processing
+# (3 s by default); Settings' health checks every second (the shortest Settings allow).
+TIMING = MonitorOptions(details_interval=0.25)
+
+
 def two_deployments(db_dsn: str, bare_db_dsn: str) -> ProfileStore:
     store = ProfileStore()
     store.put(ConnectionProfile(name="prod", dsn=db_dsn), make_default=True)
     store.put(ConnectionProfile(name="test", dsn=bare_db_dsn))
     store.save_settings(replace(store.settings, watched=("prod", "test"),
-                                notify_min_processing_s=0.0))
+                                notify_min_processing_s=0.0, health_interval_s=1.0))
     return store
 
 
@@ -54,7 +60,8 @@ def test_one_icon_shows_the_busy_deployment_and_names_each(
     conn: psycopg.Connection[Any],
 ) -> None:
     store = two_deployments(db_dsn, bare_db_dsn)
-    ctl = Controller(store, tray_available=lambda: True, use_desktop_notifier=False)
+    ctl = Controller(store, tray_available=lambda: True, use_desktop_notifier=False,
+                     timing=TIMING)
     with psycopg.connect(bare_db_dsn, autocommit=True) as test_db:
 
         async def scenario() -> None:
@@ -133,12 +140,26 @@ def test_watched_deployments_follow_a_rename_and_a_removal(
     assert ProfileStore().settings.watched == ("prod", "staging")  # saved
 
 
-def reads(ctl: Controller, name: str | None) -> int:
-    """How often a deployment's source has read its details (its own counter)."""
+def monitor(ctl: Controller, name: str | None) -> Any:
+    """A deployment's running source (None: the one shown in detail)."""
     adapter = ctl.adapter if name is None else ctl.deployments.adapters[name]
     assert adapter is not None
-    monitor: Any = adapter.monitor
-    return int(monitor.counters.details_reads)
+    return adapter.monitor
+
+
+def reads(ctl: Controller, name: str | None) -> int:
+    """How often a deployment's source has read its details (its own counter)."""
+    return int(monitor(ctl, name).counters.details_reads)
+
+
+async def health_checks_pass(ctl: Controller, n: int) -> None:
+    """Until both sources have made ``n`` more health checks (one a second): each is
+    running and reading on its one connection, so a read sent before has ended, and
+    ``n`` checks span at least ``n - 1`` seconds (``n - 1`` s / 0.25 s details intervals)."""
+    sources = [monitor(ctl, None), monitor(ctl, "test")]
+    targets = [m.counters.health_checks + n for m in sources]
+    await wait_until(lambda: all(m.counters.health_checks >= t
+                                 for m, t in zip(sources, targets, strict=True)), within=30)
 
 
 def test_the_details_window_has_a_section_per_deployment(
@@ -149,7 +170,8 @@ def test_the_details_window_has_a_section_per_deployment(
     """prod stable, test busy with an import: a section each, fed by its own source, read
     only while the window is open; test's notice opens the window on test's section."""
     store = two_deployments(db_dsn, bare_db_dsn)
-    ctl = Controller(store, tray_available=lambda: True, use_desktop_notifier=False)
+    ctl = Controller(store, tray_available=lambda: True, use_desktop_notifier=False,
+                     timing=TIMING)
     with psycopg.connect(bare_db_dsn, autocommit=True) as test_db:
 
         async def scenario() -> None:
@@ -172,7 +194,12 @@ def test_the_details_window_has_a_section_per_deployment(
                 ctl.window.adjustSize()
                 assert ctl.window.grab().save(
                     str(ARTIFACTS / "status-window-two-deployments.png"))
-                await asyncio.sleep(4)  # more than a details interval, the window closed
+                # The Controller's timing, with Settings' health checks, reach both sources.
+                for name in (None, "test"):
+                    options = monitor(ctl, name).options
+                    assert (options.details_interval, options.health_interval) == (0.25, 1.0)
+                # Four details intervals and more, the window closed: nothing read.
+                await health_checks_pass(ctl, 2)
                 assert reads(ctl, None) == 0 and reads(ctl, "test") == 0
 
                 ctl.show_details()
@@ -205,8 +232,10 @@ def test_the_details_window_has_a_section_per_deployment(
                 w.close()
                 assert not prod.subscribed and not test.subscribed
                 assert ctl.deployments.wanted == set()
+                await health_checks_pass(ctl, 1)  # a details read in flight has ended
                 before = reads(ctl, None), reads(ctl, "test")
-                await asyncio.sleep(7)  # two details intervals, test still processing
+                # Four details intervals and more, test still processing: nothing read.
+                await health_checks_pass(ctl, 2)
                 assert (reads(ctl, None), reads(ctl, "test")) == before
 
                 test_db.execute("UPDATE public.import_job SET state = 'finished', "

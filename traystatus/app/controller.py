@@ -75,18 +75,21 @@ def icon_style_for(settings: Settings) -> IconStyle:
     return resolve_style(settings.icon_style, dark=platform_dark_scheme())
 
 
-def monitor_options(settings: Settings) -> MonitorOptions:
-    """The monitor's options from Settings. Loading already clamps bad values
+def monitor_options(settings: Settings, timing: MonitorOptions | None = None) -> MonitorOptions:
+    """The monitor's options: ``timing`` (the defaults when None) with the health check
+    timing from Settings. Loading already clamps bad values
     (profiles.Settings.from_table); should one still slip through, the monitor runs with
-    its defaults rather than the app failing to start."""
+    ``timing``'s health check timing rather than the app failing to start."""
+    base = timing or MonitorOptions()
     try:
-        return MonitorOptions(
+        return replace(
+            base,
             health_interval=settings.health_interval_s, health_timeout=settings.health_timeout_s,
             endings_dir=endings_dir(),  # which imports ended: told once across restarts
         )
     except ValueError as ex:
         log.warning("settings: %s; using the default health check timing", ex)
-        return MonitorOptions()
+        return base
 
 
 class Controller(QObject):
@@ -104,8 +107,13 @@ class Controller(QObject):
         use_desktop_notifier: bool = True,
         clock: Callable[[], datetime] = utcnow,
         source: str | None = None,
+        timing: MonitorOptions | None = None,
     ) -> None:
+        """``timing``: the sources' timing (core.monitor.MonitorOptions: details and
+        progress intervals, backoff, ...); the health check timing always comes from
+        Settings. None: the defaults, which suit a tray app on a laptop."""
         super().__init__()
+        self.timing = timing
         self.store = store
         self.profile_name = profile
         self.dsn = dsn
@@ -168,7 +176,8 @@ class Controller(QObject):
         self.deployments = Deployments(
             # (no ledger of import endings: a deployment's endings get no notice of
             # their own, and the file of a database must stay the shown profile's)
-            store, lambda: replace(monitor_options(self.store.settings), endings_dir=None),
+            store, lambda: replace(monitor_options(self.store.settings, self.timing),
+                           endings_dir=None),
             clock, self,
             passwords=self._session_passwords, opener=self._open,
         )
@@ -305,7 +314,7 @@ class Controller(QObject):
     def _spec(self) -> SourceSpec | None:
         """What the profile shown in detail (or ``--dsn``) is watched with; None when no
         profile is set up yet (``_profile_problem`` says why)."""
-        options = monitor_options(self.store.settings)
+        options = monitor_options(self.store.settings, self.timing)
         if self.dsn:
             return SourceSpec(self.dsn, None, self.source_override or "auto", options)
         if self.profile_name is None and not self.store.configured:

@@ -151,8 +151,8 @@ def remote(runs: int, latency_ms: float, compare_tree: Path | None) -> None:
         with psycopg.connect(server.dsn(), autocommit=True) as c:
             c.execute("CREATE DATABASE statbus")
         with psycopg.connect(server.dsn("statbus"), autocommit=True) as c:
-            c.execute((sql_dir() / "fixtures" / "statbus_schema.sql").read_text())  # type: ignore[arg-type]
-            c.execute((sql_dir() / "install.sql").read_text())  # type: ignore[arg-type]
+            c.execute((sql_dir() / "fixtures" / "statbus_schema.sql").read_text())
+            c.execute((sql_dir() / "install.sql").read_text())
             c.execute("CREATE ROLE bench_analyst LOGIN PASSWORD 'bench-pw' IN ROLE authenticated")
         proxy = DelayProxy(("127.0.0.1", server.port), latency_ms / 2000)
         dsn = (f"host=127.0.0.1 port={proxy.port} dbname=statbus user=bench_analyst "
@@ -227,8 +227,8 @@ def main() -> None:
             c.execute("CREATE DATABASE statbus")
         dsn = server.dsn("statbus")
         with psycopg.connect(dsn, autocommit=True) as c:
-            c.execute((sql_dir() / "fixtures" / "statbus_schema.sql").read_text())  # type: ignore[arg-type]
-            c.execute((sql_dir() / "install.sql").read_text())  # type: ignore[arg-type]
+            c.execute((sql_dir() / "fixtures" / "statbus_schema.sql").read_text())
+            c.execute((sql_dir() / "install.sql").read_text())
         env_cmd = [str(SCRIPT)]
         conn = psycopg.connect(dsn, autocommit=True)
 

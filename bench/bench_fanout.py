@@ -209,9 +209,9 @@ def floor(n: int) -> None:
 
     from traystatus.serve.hub import Client
 
-    hub = Hub(Source())  # type: ignore[arg-type]
+    hub = Hub(Source())
     for _ in range(n):
-        hub._status_clients.add(Client(Sink(), False, lambda: None))  # type: ignore[arg-type]
+        hub._status_clients.add(Client(Sink(), False, lambda: None))
     t0 = time.perf_counter()
     for _ in range(10):
         hub._broadcast(frame, details=False)

@@ -63,11 +63,11 @@ def pct(values: list[float], q: float) -> float:
 
 def create_db(server: EmbeddedPostgres, name: str, *files: Path) -> str:
     with psycopg.connect(server.dsn(), autocommit=True) as c:
-        c.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
+        c.execute(f'CREATE DATABASE "{name}"')
     dsn = server.dsn(name)
     with psycopg.connect(dsn, autocommit=True) as c:
         for f in files:
-            c.execute(f.read_text())  # type: ignore[arg-type]
+            c.execute(f.read_text())
     return dsn
 
 
@@ -126,7 +126,7 @@ def bench_stable_call(server: EmbeddedPostgres, tasks: int, jobs: int, calls: in
         )
         row = c.execute("SELECT current_setting('bench.d')::float8[]").fetchone()
         assert row is not None
-        server_ms = list(row[0])  # type: ignore[call-overload]
+        server_ms = list(row[0])
 
         rtt: list[float] = []
         for _ in range(calls):

@@ -174,7 +174,7 @@ def scenario(template: str, review: bool, installed: bool) -> dict[str, Any]:
     try:
         if installed:
             with psycopg.connect(target, autocommit=True) as c:
-                c.execute(INSTALL.read_text())  # type: ignore[arg-type]
+                c.execute(INSTALL.read_text())
         listen: Conn = psycopg.connect(target, autocommit=True)
         listen.execute("LISTEN system_stability")
         src = Path(env("STATBUS_REAL_SRC"))

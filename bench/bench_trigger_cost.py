@@ -93,13 +93,13 @@ LANGUAGE plpgsql AS $f$ BEGIN RETURN NULL; END $f$;
 
 def make(server: EmbeddedPostgres, name: str, *sql: str) -> str:
     with psycopg.connect(server.dsn(), autocommit=True) as c:
-        c.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
+        c.execute(f'CREATE DATABASE "{name}"')
     dsn = server.dsn(name)
     with psycopg.connect(dsn, autocommit=True) as c:
-        c.execute(FIXTURE.read_text())  # type: ignore[arg-type]
+        c.execute(FIXTURE.read_text())
         for s in sql:
-            c.execute(s)  # type: ignore[arg-type]
-        c.execute(PROC)  # type: ignore[arg-type]
+            c.execute(s)
+        c.execute(PROC)
         c.execute("""
             INSERT INTO worker.tasks (command, state, created_at)
             SELECT 'derive_statistical_unit', 'completed', now() - interval '1 day'

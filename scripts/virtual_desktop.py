@@ -168,7 +168,7 @@ class Desktop:
             argv, env=env or self.full_env(), stdout=log, stderr=subprocess.STDOUT, **kw
         )
         self.procs.append(proc)
-        return proc  # type: ignore[no-any-return]
+        return proc
 
     def run(self, *argv: str, timeout: float = 30, check: bool = True) -> str:
         out = subprocess.run(

@@ -60,7 +60,7 @@ class PgServer:
 def _load(dsn: str, *files: Path) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
         for f in files:
-            conn.execute(f.read_text())  # type: ignore[arg-type]
+            conn.execute(f.read_text())
 
 
 def _drop_database(conn: psycopg.Connection[tuple[object, ...]], name: str) -> None:
@@ -175,7 +175,7 @@ def _clone(server: PgServer, template: str) -> Iterator[str]:
         create += " OWNER statbus_app STRATEGY FILE_COPY"
     with server.admin() as conn:
         conn.execute(
-            sql.SQL(create).format(  # type: ignore[arg-type]
+            sql.SQL(create).format(
                 sql.Identifier(name), sql.Identifier(template)
             )
         )

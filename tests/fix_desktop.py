@@ -48,7 +48,7 @@ class Session:
             argv, env=self.full_env(), stdout=log, stderr=subprocess.STDOUT, **kw
         )
         self.procs.append(proc)
-        return proc  # type: ignore[no-any-return]
+        return proc
 
     def start_bus(self) -> str:
         """A session bus with no service activation: only what a test starts is on it.

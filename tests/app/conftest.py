@@ -41,7 +41,7 @@ def publish_doc_image(png: Path, name: str) -> None:
 class MemoryKeyring(KeyringBackend):
     """A keychain that lives in this process only (tests never touch a real one)."""
 
-    priority = 1  # type: ignore[assignment]
+    priority = 1
 
     def __init__(self) -> None:
         super().__init__()

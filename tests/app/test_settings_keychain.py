@@ -38,7 +38,7 @@ SMOOTH = 0.4  # the longest the loop may stop meanwhile (a loaded 2-core machine
 class SlowKeyring(KeyringBackend):
     """Every call takes DELAY seconds (or until ``release`` is set, when ``hang``)."""
 
-    priority = 1  # type: ignore[assignment]
+    priority = 1
 
     def __init__(self) -> None:
         super().__init__()
@@ -291,7 +291,7 @@ def test_the_tray_starts_with_the_error_naming_the_broken_default(
             assert (status.state, status.problem) == (State.ERROR, Problem.CONFIG)
             assert status.message is not None and wanted in status.message
             assert ctl.adapter is None
-            assert wanted in ctl.window.status.message  # type: ignore[operator]
+            assert wanted in ctl.window.status.message
             assert ctl.settings_dialog is not None and ctl.settings_dialog.isVisible()
             if case.startswith("a default that names"):
                 ctl.window.resize(520, ctl.window.sizeHint().height())

@@ -102,7 +102,7 @@ class Timeline:
 
 def _sql(dsn: str, query: str, params: tuple[object, ...] = ()) -> object:
     with psycopg.connect(dsn, autocommit=True) as c:
-        cur = c.execute(query.encode(), params)  # type: ignore[arg-type]
+        cur = c.execute(query.encode(), params)
         row = cur.fetchone() if cur.description is not None else None
         return row[0] if row else None
 
@@ -114,7 +114,7 @@ def _enqueue(dsn: str) -> int:
                         "VALUES ('collect_changes', 'pending') RETURNING id").fetchone()
         c.execute("SELECT pg_notify('worker_tasks', 'analytics')")
     assert row is not None
-    return int(row[0])  # type: ignore[call-overload]
+    return int(row[0])
 
 
 def _start_behind_a_flood(dsn: str, task: int, forged: int) -> None:

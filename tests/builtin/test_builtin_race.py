@@ -84,7 +84,7 @@ class BuiltinClient(threading.Thread):
             with psycopg.connect(self.dsn, autocommit=True) as listen, \
                     psycopg.connect(self.dsn, autocommit=True) as conn:
                 for ch in (*builtin_sql.CHANNELS, SENTINEL):
-                    listen.execute(f"LISTEN {ch}")  # type: ignore[arg-type]
+                    listen.execute(f"LISTEN {ch}")
                 tracker = TaskTracker()
                 tracker.holds_queue = probe(conn).holds_queue
                 view = View()
@@ -189,7 +189,7 @@ def race(writer_dsn: str, reader_dsn: str, jobs: list[int], rounds: int, seed: i
                             "VALUES ('derive_statistical_unit', 'completed') RETURNING id"
                             ).fetchone()
             assert new is not None
-            tasks.append(int(new[0]))  # type: ignore[call-overload]
+            tasks.append(int(new[0]))
         conns = [psycopg.connect(writer_dsn, autocommit=True) for _ in range(writers)]
         client = BuiltinClient(reader_dsn)
         client.start()
@@ -251,7 +251,7 @@ def test_race_on_the_stand_in_matches_is_system_stable(db_dsn: str, login_role: 
                           "VALUES (%s, 1, 'finished', 'x') RETURNING id", (f"race{i}",)
                           ).fetchone()
             assert r is not None
-            jobs.append(int(r[0]))  # type: ignore[call-overload]
+            jobs.append(int(r[0]))
     name, password = login_role
     analyst = with_params(db_dsn, user=name, password=password)
     seed = _seed()
@@ -288,14 +288,14 @@ async def test_the_monitor_in_builtin_mode_ends_on_the_truth_after_every_round(
                           "VALUES (%s, 1, 'finished', 'x') RETURNING id", (f"mrace{i}",)
                           ).fetchone()
             assert r is not None
-            jobs.append(int(r[0]))  # type: ignore[call-overload]
+            jobs.append(int(r[0]))
         tasks = []
         for _ in range(3):
             new = c.execute("INSERT INTO worker.tasks (command, state) "
                             "VALUES ('derive_statistical_unit', 'completed') RETURNING id"
                             ).fetchone()
             assert new is not None
-            tasks.append(int(new[0]))  # type: ignore[call-overload]
+            tasks.append(int(new[0]))
     name, password = login_role
     m = Monitor(with_params(db_dsn, user=name, password=password),
                 replace(FAST, reader="builtin", health_interval=60.0))

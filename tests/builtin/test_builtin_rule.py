@@ -102,7 +102,7 @@ def test_every_task_case_agrees_with_is_system_stable(conn: Conn) -> None:
         sched = WHEN[when]
         row = conn.execute(
             f"INSERT INTO worker.tasks (command, state, error, scheduled_at) "
-            f"VALUES (%s, %s, %s, {sched or 'NULL'}) RETURNING id",  # type: ignore[arg-type]
+            f"VALUES (%s, %s, %s, {sched or 'NULL'}) RETURNING id",
             (command, state, error),
         ).fetchone()
         assert row is not None

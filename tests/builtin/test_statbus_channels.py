@@ -22,7 +22,7 @@ class Collector:
     def __init__(self, dsn: str) -> None:
         self.conn = psycopg.connect(dsn, autocommit=True)
         for ch in (*CHANNELS, SENTINEL):
-            self.conn.execute(f"LISTEN {ch}")  # type: ignore[arg-type]
+            self.conn.execute(f"LISTEN {ch}")
         self.n = 0
 
     def drain(self) -> list[tuple[str, str]]:

@@ -104,7 +104,7 @@ def test_doctor_sql_missing_and_json(cli: Cli, bare_db_dsn: str) -> None:
     assert "watching StatBus directly" in checks["source"]["detail"]
 
 
-def test_doctor_no_privilege(cli: Cli, db_dsn: str, make_role) -> None:  # type: ignore[no-untyped-def]
+def test_doctor_no_privilege(cli: Cli, db_dsn: str, make_role) -> None:
     name, password = make_role()
     r = cli.run("doctor", "--source", "installed", "--dsn", make_conninfo(db_dsn, user=name),
                 env={"PGPASSWORD": password})
@@ -168,7 +168,7 @@ def test_outdated_sql(
     assert fixed.returncode == 0 and f"version 0 -> {EXPECTED_SQL_VERSION}" in fixed.stdout
 
 
-def test_doctor_tls_levels(pg_server, tmp_path_factory) -> None:  # type: ignore[no-untyped-def]
+def test_doctor_tls_levels(pg_server, tmp_path_factory) -> None:
     """Through the TLS front (tests/packaging/test_tls.py): verified is ok, TLS
     without verification is a warning that says how to verify, and the line says the TLS
     ends at a proxy (the server behind it sees a plain connection, as in StatBus)."""
@@ -193,7 +193,7 @@ def test_doctor_tls_levels(pg_server, tmp_path_factory) -> None:  # type: ignore
                 env=env, capture_output=True, text=True, timeout=120, check=False,
             )
             checks = {c["check"]: c for c in json.loads(r.stdout)}
-            return checks["TLS"]  # type: ignore[no-any-return]
+            return checks["TLS"]
 
         ok = tls_line(sslmode="verify-full", sslrootcert=str(certs / "ca.crt"))
         assert ok["level"] == "ok", ok

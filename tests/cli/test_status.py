@@ -102,7 +102,7 @@ def test_no_password_and_no_terminal(cli: Cli, analyst_dsn: str) -> None:
     assert "~/.pgpass" in r.stderr and "profile add" in r.stderr
 
 
-def test_no_privilege(cli: Cli, db_dsn: str, make_role) -> None:  # type: ignore[no-untyped-def]
+def test_no_privilege(cli: Cli, db_dsn: str, make_role) -> None:
     name, password = make_role()  # a login that is not in `authenticated`
     dsn = make_conninfo(db_dsn, user=name)
     r = cli.run("status", "--json", "--dsn", dsn, env={"PGPASSWORD": password})

@@ -135,8 +135,8 @@ def own_server() -> Iterator[EmbeddedPostgres]:
         with psycopg.connect(server.dsn(), autocommit=True) as c:
             c.execute("CREATE DATABASE statbus")
         with psycopg.connect(server.dsn("statbus"), autocommit=True) as c:
-            c.execute((sql_dir() / "fixtures" / "statbus_schema.sql").read_text())  # type: ignore[arg-type]
-            c.execute((sql_dir() / "install.sql").read_text())  # type: ignore[arg-type]
+            c.execute((sql_dir() / "fixtures" / "statbus_schema.sql").read_text())
+            c.execute((sql_dir() / "install.sql").read_text())
         yield server
     finally:
         server.destroy()

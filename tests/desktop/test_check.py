@@ -177,7 +177,7 @@ def test_session_bus_address_falls_back_to_the_systemd_socket(tmp_path: Path) ->
 class MemoryKeyring(KeyringBackend):
     """A real (if volatile) keyring backend, standing in for a secure system keychain."""
 
-    priority = 1  # type: ignore[assignment]
+    priority = 1
 
     def __init__(self) -> None:
         super().__init__()

@@ -88,7 +88,7 @@ def _read_frames(s: socket.socket) -> list[str]:
 async def test_a_client_that_stops_reading_delays_nobody_and_ends_on_the_latest_state(
 ) -> None:
     source = FakeSource()
-    hub = Hub(source, HubOptions(send_timeout=60, flush_interval=0.02))  # type: ignore[arg-type]
+    hub = Hub(source, HubOptions(send_timeout=60, flush_interval=0.02))
     # 4 KiB waiting in user space makes a client "behind" (the default is 64 KiB)
     async with _server(hub, AppOptions(buffer_limit=4096, heartbeat=3600)) as address:
         stuck = await asyncio.to_thread(_stuck_client, address)

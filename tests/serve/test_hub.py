@@ -104,7 +104,7 @@ def test_text_frames_follow_rfc6455_lengths() -> None:
 @pytest.mark.asyncio
 async def test_a_stuck_client_delays_nobody_and_ends_on_the_latest_state() -> None:
     source = FakeSource()
-    hub = Hub(source, HubOptions(send_timeout=60))  # type: ignore[arg-type]
+    hub = Hub(source, HubOptions(send_timeout=60))
     fast = [Fast() for _ in range(5)]
     stuck = Stuck()
     closed: list[asyncio.Event] = []
@@ -149,7 +149,7 @@ async def test_a_stuck_client_delays_nobody_and_ends_on_the_latest_state() -> No
 @pytest.mark.asyncio
 async def test_a_client_stuck_past_the_send_timeout_is_dropped() -> None:
     source = FakeSource()
-    hub = Hub(source, HubOptions(send_timeout=0.2))  # type: ignore[arg-type]
+    hub = Hub(source, HubOptions(send_timeout=0.2))
     stuck = Stuck()
     done = asyncio.Event()
 
@@ -166,7 +166,7 @@ async def test_a_client_stuck_past_the_send_timeout_is_dropped() -> None:
 @pytest.mark.asyncio
 async def test_details_are_refcounted_onto_the_source() -> None:
     source = FakeSource()
-    hub = Hub(source, HubOptions(details_linger=0.05))  # type: ignore[arg-type]
+    hub = Hub(source, HubOptions(details_linger=0.05))
     events = [asyncio.Event() for _ in range(3)]
     tasks = [
         asyncio.create_task(hub.serve_client(Fast(), details=True, abort=lambda: None,
@@ -198,7 +198,7 @@ async def test_a_writer_that_fails_ends_its_client_and_unregisters_it() -> None:
     """The peer never says goodbye (its reader would wait for ever): a connection that
     takes nothing is ended by the hub, so the client does not stay counted."""
     source = FakeSource()
-    hub = Hub(source, HubOptions(max_clients=1, send_timeout=0.2))  # type: ignore[arg-type]
+    hub = Hub(source, HubOptions(max_clients=1, send_timeout=0.2))
     done = asyncio.Event()
     aborted: list[bool] = []
 
@@ -213,7 +213,7 @@ async def test_a_writer_that_fails_ends_its_client_and_unregisters_it() -> None:
 
 
 def test_reserved_slots_count_against_max_clients() -> None:
-    hub = Hub(FakeSource(), HubOptions(max_clients=2))  # type: ignore[arg-type]
+    hub = Hub(FakeSource(), HubOptions(max_clients=2))
     assert hub.reserve() and hub.reserve()
     assert not hub.reserve() and hub.full()
     hub.release()

@@ -127,7 +127,7 @@ async def test_page_names_every_state_in_words_and_the_review_hold(
     source = FakeSource()
     source.status = Status(State.CONNECTING)
     options = AppOptions()
-    app = make_app(Hub(source), Authenticator(no_auth=True), options)  # type: ignore[arg-type]
+    app = make_app(Hub(source), Authenticator(no_auth=True), options)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -297,7 +297,7 @@ async def test_page_says_when_it_will_be_stable(tmp_path: Path, browser: object)
     source.status = Status(State.PROCESSING, progress=Progress(
         progress.jobs, estimate=known))
     options = AppOptions()
-    app = make_app(Hub(source), Authenticator(no_auth=True), options)  # type: ignore[arg-type]
+    app = make_app(Hub(source), Authenticator(no_auth=True), options)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -30,7 +30,7 @@ from traystatus.core.source import is_relay, open_source
 def _run(dsn: str, *statements: str) -> None:
     with psycopg.connect(dsn, autocommit=True) as c:
         for s in statements:
-            c.execute(s)  # type: ignore[arg-type]
+            c.execute(s)
 
 
 async def cli(*args: str, within: float = 60) -> tuple[int, str, str]:

@@ -42,7 +42,7 @@ from traystatus.core.watch.monitor import Monitor
 def _run(conn_dsn: str, *statements: str) -> None:
     with psycopg.connect(conn_dsn, autocommit=True) as c:
         for s in statements:
-            c.execute(s)  # type: ignore[arg-type]
+            c.execute(s)
 
 
 # -- the status socket and the JSON endpoints ------------------------------------------------

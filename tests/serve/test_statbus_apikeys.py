@@ -53,7 +53,7 @@ class StatBus:
     def as_user(self, query: str, *params: object) -> tuple[object, ...]:
         with psycopg.connect(self.dsn, autocommit=True) as c:
             c.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(self.email)))
-            row = c.execute(query, params).fetchone()  # type: ignore[arg-type]
+            row = c.execute(query, params).fetchone()
         assert row is not None
         return tuple(row)
 
@@ -91,7 +91,7 @@ def statbus(tmp_path: Path) -> Iterator[StatBus]:
                 c.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
                     sql.Identifier(db), sql.Identifier(role)))
             grant = documented_auth_grant().replace("traystatus_serve", "{}")
-            c.execute(sql.SQL(grant).format(sql.Identifier(roles[0])))  # type: ignore[arg-type]
+            c.execute(sql.SQL(grant).format(sql.Identifier(roles[0])))
         path = tmp_path / "jwt-secret"
         path.write_text(str(secret[0]) + "\n")
         path.chmod(0o600)
@@ -224,4 +224,4 @@ def test_the_grant_is_all_the_server_role_has_in_auth(statbus: StatBus) -> None:
         c.execute("SELECT auth.check_api_key_revocation()")
         for table in ("auth.api_key", "auth.user", "auth.secrets", "auth.refresh_session"):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
-                c.execute(f"SELECT 1 FROM {table} LIMIT 1")  # type: ignore[arg-type]
+                c.execute(f"SELECT 1 FROM {table} LIMIT 1")

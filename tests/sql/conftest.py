@@ -74,8 +74,8 @@ class Listener:
 
     def __init__(self, dsn: str, channel: str = CHANNEL) -> None:
         self.conn: Conn = psycopg.connect(dsn, autocommit=True)
-        self.conn.execute(f"LISTEN {channel}")  # type: ignore[arg-type]
-        self.conn.execute(f"LISTEN {self.SENTINEL}")  # type: ignore[arg-type]
+        self.conn.execute(f"LISTEN {channel}")
+        self.conn.execute(f"LISTEN {self.SENTINEL}")
         self._n = 0
 
     def drain(self, timeout: float = 30) -> list[str]:
@@ -142,7 +142,7 @@ def add_job(conn: Conn, state: str = "waiting_for_upload", **cols: object) -> in
         f"INSERT INTO public.import_job ({', '.join(names)}) "
         f"VALUES ({', '.join(['%s'] * len(values))}) RETURNING id"
     )
-    r = conn.execute(sql, values).fetchone()  # type: ignore[arg-type]
+    r = conn.execute(sql, values).fetchone()
     assert r is not None
     return int(r[0])  # type: ignore[call-overload]
 
@@ -160,6 +160,6 @@ def add_task(
         f"INSERT INTO worker.tasks ({', '.join(names)}) "
         f"VALUES ({', '.join(['%s'] * len(values))}) RETURNING id"
     )
-    r = conn.execute(sql, values).fetchone()  # type: ignore[arg-type]
+    r = conn.execute(sql, values).fetchone()
     assert r is not None
     return int(r[0])  # type: ignore[call-overload]

@@ -147,7 +147,7 @@ def _write_skew(dsn: str, isolation: str) -> list[str]:
     out = []
     with psycopg.connect(dsn) as t1, psycopg.connect(dsn) as t2:
         for t, task in ((t1, a), (t2, b)):
-            t.execute(f"SET TRANSACTION ISOLATION LEVEL {isolation}")  # type: ignore[arg-type]
+            t.execute(f"SET TRANSACTION ISOLATION LEVEL {isolation}")
             t.execute("UPDATE worker.tasks SET state = 'completed' WHERE id = %s", (task,))
         for t in (t1, t2):
             try:
@@ -171,7 +171,7 @@ def test_repeatable_read_and_serializable_writers_never_fail_because_of_us(
     # about the triggers and the decision.
     with psycopg.connect(bare_db_dsn, autocommit=True) as c:
         busy = ", ".join(f"'{s}'" for s in TASK_STATES if s in BUSY_TASK_STATES)
-        c.execute(f"CREATE INDEX ON worker.tasks (command, scheduled_at) "  # type: ignore[arg-type]
+        c.execute(f"CREATE INDEX ON worker.tasks (command, scheduled_at) "
                   f"WHERE state IN ({busy})")
     for isolation in ("REPEATABLE READ", "SERIALIZABLE"):
         listener.drain()

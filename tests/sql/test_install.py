@@ -68,11 +68,11 @@ SNAPSHOT = {
 
 
 def snapshot(conn: Conn) -> dict[str, list[tuple[object, ...]]]:
-    return {k: conn.execute(q).fetchall() for k, q in SNAPSHOT.items()}  # type: ignore[arg-type]
+    return {k: conn.execute(q).fetchall() for k, q in SNAPSHOT.items()}
 
 
 def run_file(conn: Conn, path: Path) -> None:
-    conn.execute(path.read_text())  # type: ignore[arg-type]
+    conn.execute(path.read_text())
 
 
 def test_install_twice_is_a_no_op(conn: Conn, listener: Listener) -> None:
@@ -154,7 +154,7 @@ def test_the_spelled_out_lists_of_active_states_agree(conn: Conn) -> None:
     watch the same states; every list of task states is the busy one; every other list of
     job states is one of the line's parts (approved, held, review, active)."""
     def texts(q: str) -> list[str]:
-        return [str(r[0]) for r in conn.execute(q)]  # type: ignore[arg-type]
+        return [str(r[0]) for r in conn.execute(q)]
 
     job_index = texts(
         "SELECT pg_get_indexdef('public.import_job_system_stability_active_idx'::regclass)")

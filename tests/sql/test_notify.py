@@ -106,7 +106,7 @@ def test_maintenance_and_import_queue_tasks_send_nothing(conn: Conn, listener: L
             sched_sql = scheduled or "NULL"
             row = conn.execute(
                 f"INSERT INTO worker.tasks (command, state, scheduled_at) "
-                f"VALUES (%s, 'pending', {sched_sql}) RETURNING id",  # type: ignore[arg-type]
+                f"VALUES (%s, 'pending', {sched_sql}) RETURNING id",
                 (command,),
             ).fetchone()
             assert row is not None
@@ -133,7 +133,7 @@ def test_future_scheduled_analytics_tasks_announce_their_due_moment_once(
     )
     assert listener.drain() == [payload(True)]
     due = conn.execute("SELECT public.system_stability_next_due() - now()").fetchone()
-    assert due is not None and 3590 < due[0].total_seconds() <= 3600  # type: ignore[union-attr]
+    assert due is not None and 3590 < due[0].total_seconds() <= 3600
     conn.execute("UPDATE worker.tasks SET scheduled_at = scheduled_at + interval '1 hour' "
                  "WHERE command = 'derive_statistical_history'")
     conn.execute("DELETE FROM worker.tasks WHERE command = 'derive_statistical_history'")

@@ -44,7 +44,7 @@ def old_db(pg_server: PgServer) -> Iterator[str]:
         c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
         with psycopg.connect(pg_server.dsn(name), autocommit=True) as c:
-            c.execute(_old_fixture())  # type: ignore[arg-type]
+            c.execute(_old_fixture())
         yield pg_server.dsn(name)
     finally:
         with pg_server.admin() as c:
@@ -53,15 +53,15 @@ def old_db(pg_server: PgServer) -> Iterator[str]:
 
 
 def _one(conn: Conn, q: str) -> object:
-    row = conn.execute(q).fetchone()  # type: ignore[arg-type]
+    row = conn.execute(q).fetchone()
     assert row is not None
     return row[0]
 
 
 def test_install_on_an_older_statbus_then_its_upgrade(old_db: str) -> None:
     with psycopg.connect(old_db, autocommit=True) as c:
-        c.execute(INSTALL_SQL.read_text())  # type: ignore[arg-type]
-        c.execute(INSTALL_SQL.read_text())  # type: ignore[arg-type]
+        c.execute(INSTALL_SQL.read_text())
+        c.execute(INSTALL_SQL.read_text())
         info = _one(c, "SELECT public.system_stability_sql_info()")
         assert isinstance(info, dict)
         assert "interrupted" not in info["task_state"]
@@ -93,6 +93,6 @@ def test_install_on_an_older_statbus_then_its_upgrade(old_db: str) -> None:
         c.execute("INSERT INTO worker.tasks (command, state) "
                   "VALUES ('derive_statistical_unit', 'interrupted')")
         assert _one(c, "SELECT public.is_system_stable()") is True  # not covered yet
-        c.execute(INSTALL_SQL.read_text())  # type: ignore[arg-type]
+        c.execute(INSTALL_SQL.read_text())
         assert _one(c, "SELECT public.system_stability_sql_drift()") == []
         assert _one(c, "SELECT public.is_system_stable()") is False  # now it counts

@@ -240,7 +240,7 @@ def race(dsn: str, rounds: int, writers: int, rr_writers: int, seed: int,
     """Run the rounds; return (round, truth, views) for each, the tally, and every payload
     in commit order."""
     with psycopg.connect(dsn, autocommit=True) as c:
-        c.execute(LATE_FAILURE)  # type: ignore[arg-type]
+        c.execute(LATE_FAILURE)
         # few rows, so that "all idle" (stable) is frequent and the truth flips often
         shared = [add_task(c, "completed") for _ in range(4)]
         private = [[add_task(c, "completed")] for _ in range(rr_writers)]
@@ -439,7 +439,7 @@ def _stale_scenario(dsn: str, hold_commit: bool) -> tuple[list[str], bool, bool,
 
 def test_seed_triggers_fool_a_client_that_trusts_payloads(bare_db_dsn: str) -> None:
     with psycopg.connect(bare_db_dsn, autocommit=True) as c:
-        c.execute(SEED_SQL.read_text())  # type: ignore[arg-type]
+        c.execute(SEED_SQL.read_text())
     sent, truth, trusting, protocol = _stale_scenario(bare_db_dsn, hold_commit=False)
     assert truth is False  # T2's pending task is there
     # T1's payload, computed before T2 committed, came last

@@ -55,7 +55,7 @@ def test_analyst_login_can_call_everything_and_listen(
 ) -> None:
     with psycopg.connect(_as(db_dsn, *login_role), autocommit=True) as analyst:
         for q in CALLS:
-            analyst.execute(q).fetchall()  # type: ignore[arg-type]
+            analyst.execute(q).fetchall()
         lst = Listener(_as(db_dsn, *login_role))
         try:
             add_task(conn, "pending")
@@ -92,7 +92,7 @@ def test_role_without_the_grant_gets_insufficient_privilege(
     with psycopg.connect(_as(db_dsn, *plain_role), autocommit=True) as outsider:
         for q in CALLS:
             with pytest.raises(errors.InsufficientPrivilege):
-                outsider.execute(q)  # type: ignore[arg-type]
+                outsider.execute(q)
 
 
 def test_notify_reader_is_granted(conn: Conn) -> None:
@@ -195,13 +195,13 @@ def test_search_path_hijack_changes_nothing(
     add_task(conn, "pending")
     listener.drain()
     with psycopg.connect(_as(db_dsn, *login_role), autocommit=True) as analyst:
-        honest = [analyst.execute(q).fetchall() for q in CALLS[:3]]  # type: ignore[arg-type]
+        honest = [analyst.execute(q).fetchall() for q in CALLS[:3]]
         analyst.execute(HIJACK)
         assert analyst.execute("SELECT public.unpinned_is_system_stable()").fetchone() == (True,)
         analyst.execute("RESET search_path")
         assert analyst.execute("SELECT public.unpinned_is_system_stable()").fetchone() == (False,)
         analyst.execute(HIJACK)
-        hijacked = [analyst.execute(q).fetchall() for q in CALLS[:3]]  # type: ignore[arg-type]
+        hijacked = [analyst.execute(q).fetchall() for q in CALLS[:3]]
         assert analyst.execute("SELECT public.is_system_stable()").fetchone() == (False,)
         # details carry generated_at = now(): compare everything else
         for h, x in zip(honest, hijacked, strict=True):

@@ -38,7 +38,7 @@ def test_every_builtin_read_answers_on_every_supported_statbus(
                             ("PROGRESS_SQL", PROGRESS_SQL), ("HISTORY_SQL", HISTORY_SQL),
                             ("BASELINE_SQL", BASELINE_SQL)):
             try:
-                c.execute(query, params).fetchone()  # type: ignore[arg-type]
+                c.execute(query, params).fetchone()
             except psycopg.Error as ex:
                 pytest.fail(f"{name} on StatBus {version}: {ex}")
             c.rollback()
@@ -55,7 +55,7 @@ async def test_builtin_details_on_every_supported_statbus_keep_the_state(
         row = c.execute(builtin_sql.RULE_NAIVE, {"holds": True}).fetchone()
     assert row is not None
     want = State.STABLE if row[0] else State.PROCESSING
-    m = Monitor(dsn, replace(FAST, reader="builtin"))  # type: ignore[arg-type]
+    m = Monitor(dsn, replace(FAST, reader="builtin"))
     m.subscribe_details()
     async with running(m) as rec:
         await rec.until(lambda: bool(rec.details), what="details")
@@ -74,7 +74,7 @@ async def test_a_failing_details_read_costs_the_details_not_the_state(
     dsn = new_db(kit.template(VERSIONS[-1]))
     with psycopg.connect(dsn, autocommit=True) as c:
         c.execute("ALTER TABLE public.import_job DROP COLUMN analysis_rows_per_sec CASCADE")
-    m = Monitor(dsn, replace(FAST, reader="builtin"))  # type: ignore[arg-type]
+    m = Monitor(dsn, replace(FAST, reader="builtin"))
     m.subscribe_details()
     async with running(m) as rec:
         await rec.until(lambda: m.counters.details_reads >= 1, what="a details read")

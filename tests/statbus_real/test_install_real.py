@@ -36,7 +36,7 @@ OURS = ("SELECT p.oid::regprocedure::text, p.proacl::text FROM pg_proc AS p "
 
 def snapshot(dsn: str) -> dict[str, list[tuple[object, ...]]]:
     with psycopg.connect(dsn, autocommit=True) as c:
-        return {k: c.execute(q).fetchall() for k, q in SNAPSHOT_REAL.items()}  # type: ignore[arg-type]
+        return {k: c.execute(q).fetchall() for k, q in SNAPSHOT_REAL.items()}
 
 
 def psql_file(kit: Kit, dsn: str, path: object) -> tuple[int, str]:
@@ -46,7 +46,7 @@ def psql_file(kit: Kit, dsn: str, path: object) -> tuple[int, str]:
 
 def one(dsn: str, q: str) -> object:
     with psycopg.connect(dsn, autocommit=True) as c:
-        row = c.execute(q).fetchone()  # type: ignore[arg-type]
+        row = c.execute(q).fetchone()
     assert row is not None
     return row[0]
 

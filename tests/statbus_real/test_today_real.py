@@ -93,7 +93,7 @@ async def test_the_day_and_the_review_wait_read_on_every_supported_statbus(
     # test_builtin_versions_real.py)
     install(kit, dsn)
     days: list[Day] = []
-    m = Monitor(dsn, replace(FAST, reader="installed"))  # type: ignore[arg-type]
+    m = Monitor(dsn, replace(FAST, reader="installed"))
     m.add_day_listener(days.append)
     m.subscribe_details()
     async with running(m) as rec:

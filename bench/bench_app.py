@@ -182,7 +182,7 @@ def main() -> int:
     ap.add_argument("--processing", action="store_true")
     ap.add_argument("--in-process", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    sys.stdout.reconfigure(line_buffering=True)
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # a TextIOWrapper
     if args.in_process:
         return in_process(args.rounds)
 

@@ -205,12 +205,12 @@ async def live(db: KitDb, imports: int, idle_seconds: float, details: bool) -> N
     await asyncio.sleep(1.0)
     done.set()
     await sampler
-    c = m.counters
-    reads = c.stability_reads - base["stability_reads"]
-    dreads = c.details_reads - base["details_reads"]
-    notes = c.notifications - base["notifications"]
-    preads = c.progress_reads - base["progress_reads"]
-    queries = c.queries - base["queries"]
+    counts = m.counters
+    reads = counts.stability_reads - base["stability_reads"]
+    dreads = counts.details_reads - base["details_reads"]
+    notes = counts.notifications - base["notifications"]
+    preads = counts.progress_reads - base["progress_reads"]
+    queries = counts.queries - base["queries"]
     # The worst 1-second window.
     worst = worst_d = worst_q = 0
     for i, (t, r, d, q) in enumerate(samples):

@@ -191,10 +191,10 @@ async def storm(db: KitDb, args: argparse.Namespace) -> None:
     await asyncio.to_thread(oracle.join)
     m.stop()
     await task
-    c = m.counters
-    reads = c.stability_reads - base["stability_reads"]
-    queries = c.queries - base["queries"]
-    notes = c.notifications - base["notifications"]
+    counts = m.counters
+    reads = counts.stability_reads - base["stability_reads"]
+    queries = counts.queries - base["queries"]
+    notes = counts.notifications - base["notifications"]
     worst_r = worst_q = 0
     for i, (t, r, q, _) in enumerate(samples):
         for t2, r2, q2, _ in samples[i:]:
@@ -210,7 +210,8 @@ async def storm(db: KitDb, args: argparse.Namespace) -> None:
           f"statements {queries} ({queries / elapsed:.2f}/s, worst 1-s window {worst_q}); "
           f"monitor thread CPU {cpu / elapsed * 100:.1f} % of a core; longest disagreement "
           f"with the oracle {longest:.2f} s ({wrong} of {len(oracle.samples)} samples); "
-          f"stale {c.stale}, health checks {c.health_checks}, reconnects {c.reconnects}; "
+          f"stale {counts.stale}, health checks {counts.health_checks}, "
+          f"reconnects {counts.reconnects}; "
           f"flips {flips}", flush=True)
 
 

@@ -211,18 +211,19 @@ async def accuracy(sizes: list[int], reps: int, sample: float, interval: float) 
                   f"{statistics.median(durations):.1f} s, min {min(durations):.1f}, max "
                   f"{max(durations):.1f}):")
             for f in (0.25, 0.5, 0.75):
-                errs, unknown = [], 0
+                errs: list[float] = []
+                n_unknown = 0
                 for r in eligible:
-                    err, known = at_fraction(r, f)
+                    err, _ = at_fraction(r, f)
                     if err is None:
-                        unknown += 1
+                        n_unknown += 1
                     else:
                         errs.append(err)
                 if errs:
                     print(f"    at {int(f * 100)} %: median {statistics.median(errs):.0%}, "
-                          f"p90 {pct(errs, 0.9):.0%} (n={len(errs)}, unknown {unknown})")
+                          f"p90 {pct(errs, 0.9):.0%} (n={len(errs)}, unknown {n_unknown})")
                 else:
-                    print(f"    at {int(f * 100)} %: no known estimate (unknown {unknown})")
+                    print(f"    at {int(f * 100)} %: no known estimate (unknown {n_unknown})")
     finally:
         drop_db(name)
 

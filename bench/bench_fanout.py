@@ -41,8 +41,8 @@ from pathlib import Path
 
 import psycopg
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_serve import (
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.bench_serve import (
     FINISH,
     START,
     cpu_seconds,

@@ -66,6 +66,7 @@ async def burst(throttled: bool, updates: int) -> tuple[int, float]:
         ctl.show_details()
         await asyncio.sleep(0.3)
         adapter = ctl.adapter
+        assert adapter is not None
         calls0 = ctl._render_throttle.calls
         cpu0 = time.process_time()
         for i, status in enumerate(statuses(updates)):

@@ -108,7 +108,7 @@ def bench_stable_call(server: EmbeddedPostgres, tasks: int, jobs: int, calls: in
               f"(loaded in {time.perf_counter() - t0:.1f} s)")
         assert c.execute("SELECT public.is_system_stable()").fetchone() == (True,)
 
-        row = c.execute(
+        c.execute(
             """
             DO $$
             DECLARE

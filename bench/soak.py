@@ -1098,9 +1098,9 @@ def _run(cfg: Config, server: Server, workdir: Path, rng: random.Random,
     truth = list(oracle.samples)
     with (workdir / "truth.log").open("w") as f:
         last: object = "-"
-        for t, v in truth:
+        for at, v in truth:
             if v != last:
-                f.write(f"{t:.3f} {datetime.fromtimestamp(t).isoformat()} "
+                f.write(f"{at:.3f} {datetime.fromtimestamp(at).isoformat()} "
                         f"{ {True: 'processing', False: 'stable', None: 'unreadable'}[v]}\n")
                 last = v
     with (workdir / "chaos.log").open("w") as f:

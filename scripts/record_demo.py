@@ -28,7 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from virtual_desktop import Box, Desktop, dominant, wait_for  # scripts/, beside this file
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script
+from scripts.virtual_desktop import Box, Desktop, dominant, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 

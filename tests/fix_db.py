@@ -27,6 +27,7 @@ import psycopg
 import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.rows import TupleRow
 
 from traystatus._paths import sql_dir
 from traystatus.demo.embedded import EmbeddedPostgres
@@ -53,7 +54,7 @@ class PgServer:
     def dsn(self, dbname: str, **overrides: str) -> str:
         return make_conninfo(self.admin_dsn, dbname=dbname, **overrides)
 
-    def admin(self) -> psycopg.Connection[tuple[object, ...]]:
+    def admin(self) -> psycopg.Connection[TupleRow]:
         return psycopg.connect(self.admin_dsn, autocommit=True)
 
 
@@ -63,7 +64,7 @@ def _load(dsn: str, *files: Path) -> None:
             conn.execute(f.read_text())
 
 
-def _drop_database(conn: psycopg.Connection[tuple[object, ...]], name: str) -> None:
+def _drop_database(conn: psycopg.Connection[TupleRow], name: str) -> None:
     conn.execute(
         sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
     )
@@ -199,7 +200,7 @@ def bare_db_dsn(templates: PgServer) -> Iterator[str]:
 
 
 @pytest.fixture
-def conn(db_dsn: str) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
+def conn(db_dsn: str) -> Iterator[psycopg.Connection[TupleRow]]:
     """An autocommit superuser connection to ``db_dsn``."""
     with psycopg.connect(db_dsn, autocommit=True) as c:
         yield c

@@ -28,8 +28,9 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.rows import TupleRow
 
-Conn = psycopg.Connection[tuple[object, ...]]
+Conn = psycopg.Connection[TupleRow]  # psycopg's default: a column's type is the database's
 
 QUEUES = ("analytics", "import", "maintenance")
 # The worker's own "is there work" test (cli/src/worker.cr); state compared as text so it
@@ -139,7 +140,7 @@ class KitDb:
                 (slug, review, definition),
             ).fetchone()
             assert row is not None, f"no import definition {definition}"
-            job_id, upload = int(row[0]), str(row[1])  # type: ignore[call-overload]
+            job_id, upload = int(row[0]), str(row[1])
             cols = sql.SQL(", ").join(sql.Identifier(h) for h in header)
             copy = sql.SQL("COPY public.{} ({}) FROM STDIN WITH (FORMAT csv, HEADER true)").format(
                 sql.Identifier(upload), cols)

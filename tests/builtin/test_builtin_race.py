@@ -26,12 +26,13 @@ from dataclasses import dataclass
 import psycopg
 import pytest
 from psycopg import errors
+from psycopg.rows import TupleRow
 
 from tests.builtin.kit import KitDb
 from traystatus.core.watch import _builtin_sql as builtin_sql
 from traystatus.core.watch._builtin_protocol import Probe, TaskTracker
 
-Conn = psycopg.Connection[tuple[object, ...]]
+Conn = psycopg.Connection[TupleRow]  # psycopg's default: a column's type is the database's
 SENTINEL = "ts_builtin_race"
 
 BUSY = ["pending", "processing", "waiting", "interrupted"]

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
+from psycopg.rows import TupleRow
 
 from tests.builtin.kit import KitDb
 from tests.core.conftest import with_params
@@ -22,7 +23,7 @@ from traystatus.core.watch import _builtin_sql as builtin_sql
 from traystatus.core.watch._builtin_protocol import Probe, TaskTracker
 from traystatus.core.watch.readers import review_block
 
-Conn = psycopg.Connection[tuple[object, ...]]
+Conn = psycopg.Connection[TupleRow]  # psycopg's default: a column's type is the database's
 
 TASK_STATES = ["pending", "processing", "interrupted", "waiting", "completed", "failed"]
 JOB_STATES = ["waiting_for_upload", "upload_completed", "preparing_data", "analysing_data",
@@ -68,7 +69,7 @@ def test_install_sql_draws_the_same_job_line(conn: Conn) -> None:
     # and holds the queue during a review exactly when install.sql decided it does
     info = conn.execute("SELECT public.system_stability_sql_info()").fetchone()
     assert info is not None
-    assert probe_conn(conn).holds_queue is info[0]["review_holds_queue"]  # type: ignore[index]
+    assert probe_conn(conn).holds_queue is info[0]["review_holds_queue"]
 
 
 @pytest.mark.parametrize("behind", ["upload_completed", "approved", "processing_data"])
@@ -155,7 +156,7 @@ def test_tracked_ids_shrink_to_the_running_ones(conn: Conn) -> None:
             (state, "x" if state == "failed" else None),
         ).fetchone()
         assert row is not None
-        ids.append(int(row[0]))  # type: ignore[call-overload]
+        ids.append(int(row[0]))
     tracker = TaskTracker()
     tracker.need_full = False
     for i in ids:

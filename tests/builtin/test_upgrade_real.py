@@ -23,6 +23,7 @@ from tests.statbus_real import conftest as real
 from traystatus.core.model.state import State
 from traystatus.core.model.upgrade import UpgradePhase
 from traystatus.core.watch.monitor import Monitor
+from traystatus.core.watch.options import ReaderMode
 
 INSTALL = Path(__file__).resolve().parents[2] / "sql" / "install.sql"
 
@@ -79,7 +80,7 @@ def _install(db: KitDb) -> None:
     db.psql(INSTALL.read_text())
 
 
-async def _watch_a_whole_lifecycle(db: KitDb, reader: str) -> None:
+async def _watch_a_whole_lifecycle(db: KitDb, reader: ReaderMode) -> None:
     m = Monitor(db.analyst_dsn, replace(FAST, reader=reader, health_interval=30.0))
     with db.connect() as c:
         d = Daemon(c)
@@ -129,7 +130,7 @@ async def _watch_a_whole_lifecycle(db: KitDb, reader: str) -> None:
 
 @pytest.mark.asyncio
 @pytest.mark.parametrize("reader", ["builtin", "installed"])
-async def test_an_upgrade_lifecycle_on_the_newest_statbus(kit: Kit, reader: str) -> None:
+async def test_an_upgrade_lifecycle_on_the_newest_statbus(kit: Kit, reader: ReaderMode) -> None:
     with kit.database(prefix="ts_upgrade") as db:
         if reader == "installed":
             await asyncio.to_thread(_install, db)

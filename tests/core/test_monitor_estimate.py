@@ -18,6 +18,7 @@ from tests.core.test_monitor_progress import add_job
 from traystatus.core.model.estimate import History
 from traystatus.core.model.state import State
 from traystatus.core.watch.monitor import Monitor
+from traystatus.core.watch.options import ReaderMode
 from traystatus.core.watch.readers import HISTORY_SQL
 
 # Three finished 1,000-row imports, each followed by a derive run of about 5 minutes
@@ -47,7 +48,7 @@ async def _history(dsn: str) -> None:
 
 @pytest.mark.parametrize("reader", ["installed", "builtin"])
 @pytest.mark.asyncio
-async def test_estimate_while_processing_from_the_history(db_dsn: str, reader: str) -> None:
+async def test_estimate_while_processing_from_the_history(db_dsn: str, reader: ReaderMode) -> None:
     await _history(db_dsn)
     m = Monitor(db_dsn, replace(FAST, history_interval=3600.0, reader=reader))
     w = await aconnect(db_dsn)

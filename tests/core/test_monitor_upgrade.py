@@ -22,6 +22,7 @@ from tests.fix_db import FIXTURE_SCHEMA, INSTALL_SQL
 from traystatus.core.model.state import Problem, State
 from traystatus.core.model.upgrade import UpgradePhase
 from traystatus.core.watch.monitor import Monitor
+from traystatus.core.watch.options import ReaderMode
 from traystatus.demo.embedded import EmbeddedPostgres
 
 UPGRADE_TABLE = """
@@ -86,7 +87,7 @@ def _run(dsn: str, statement: str) -> None:
 @pytest.mark.asyncio
 @pytest.mark.parametrize("reader", ["installed", "builtin"])
 async def test_the_database_stopped_by_a_running_upgrade(
-    server: EmbeddedPostgres, reader: str
+    server: EmbeddedPostgres, reader: ReaderMode
 ) -> None:
     dsn = _prepare(server)
     m = Monitor(dsn, replace(FAST, reader=reader))

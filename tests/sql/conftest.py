@@ -13,10 +13,11 @@ from datetime import datetime
 
 import psycopg
 import pytest
+from psycopg.rows import TupleRow
 
 from tests.fix_db import STATBUS_REAL
 
-Conn = psycopg.Connection[tuple[object, ...]]
+Conn = psycopg.Connection[TupleRow]  # psycopg's default: a column's type is the database's
 
 CHANNEL = "system_stability"
 IMPORT_JOB_STATES = [
@@ -144,7 +145,7 @@ def add_job(conn: Conn, state: str = "waiting_for_upload", **cols: object) -> in
     )
     r = conn.execute(sql, values).fetchone()
     assert r is not None
-    return int(r[0])  # type: ignore[call-overload]
+    return int(r[0])
 
 
 def add_task(
@@ -162,4 +163,4 @@ def add_task(
     )
     r = conn.execute(sql, values).fetchone()
     assert r is not None
-    return int(r[0])  # type: ignore[call-overload]
+    return int(r[0])

@@ -15,7 +15,7 @@ from traystatus.core.pg.sqlfiles import EXPECTED_SQL_VERSION
 def details(conn: Conn) -> dict[str, Any]:
     row = conn.execute("SELECT public.get_system_status_details()").fetchone()
     assert row is not None
-    return row[0]  # type: ignore[return-value]
+    return row[0]
 
 
 def jobs_by_slug(d: dict[str, Any]) -> dict[str, dict[str, Any]]:

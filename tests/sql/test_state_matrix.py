@@ -65,7 +65,7 @@ def test_every_task_state_queue_and_schedule(conn: Conn, listener: Listener) -> 
                     None if offset is None
                     else conn.execute("SELECT now() + %s::interval", (offset,)).fetchone()[0]  # type: ignore[index]
                 )
-                task = add_task(conn, state, command, scheduled)  # type: ignore[arg-type]
+                task = add_task(conn, state, command, scheduled)
                 sent = listener.drain()
                 got = stable(conn)
                 listed = conn.execute(

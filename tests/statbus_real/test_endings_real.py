@@ -22,6 +22,7 @@ from tests.statbus_real.conftest import Kit
 from tests.statbus_real.test_scenarios_real import demo_csv, install
 from traystatus.core.model.progress import ImportEnd
 from traystatus.core.watch.monitor import Monitor
+from traystatus.core.watch.options import ReaderMode
 
 
 def _analyst(dsn: str) -> str:
@@ -34,12 +35,12 @@ def _analyst(dsn: str) -> str:
 @pytest.mark.parametrize("reader", ["installed", "builtin"])
 @pytest.mark.asyncio
 async def test_real_job_states_end_an_import_once(
-    kit: Kit, demo_template: str, new_db: Callable[..., str], tmp_path: Path, reader: str,
+    kit: Kit, demo_template: str, new_db: Callable[..., str], tmp_path: Path, reader: ReaderMode,
 ) -> None:
     dsn = new_db(demo_template)
     if reader == "installed":
         install(kit, dsn)
-    options = replace(FAST, reader=reader, endings_dir=str(tmp_path))  # type: ignore[arg-type]
+    options = replace(FAST, reader=reader, endings_dir=str(tmp_path))
     ended: list[ImportEnd] = []
 
     def monitor() -> Monitor:

@@ -22,6 +22,7 @@ from tests.statbus_real.conftest import Kit
 from tests.statbus_real.test_scenarios_real import demo_csv, install
 from traystatus.core.model.state import ReviewBlock
 from traystatus.core.watch.monitor import Monitor
+from traystatus.core.watch.options import ReaderMode
 
 ANALYST = "analyst@statbus-real.test"  # a regular_user in the kit
 
@@ -43,8 +44,8 @@ def _may_update(login: str, job: int) -> bool:
     return ok
 
 
-async def _block(login: str, reader: str) -> ReviewBlock:
-    m = Monitor(login, replace(FAST, reader=reader))  # type: ignore[arg-type]
+async def _block(login: str, reader: ReaderMode) -> ReviewBlock:
+    m = Monitor(login, replace(FAST, reader=reader))
     async with running(m) as rec:
         await rec.until(lambda: m.status.review is not None, what="the review block")
     assert m.status.review is not None
@@ -54,7 +55,7 @@ async def _block(login: str, reader: str) -> ReviewBlock:
 @pytest.mark.parametrize("reader", ["installed", "builtin"])
 @pytest.mark.asyncio
 async def test_real_review_since_and_who_may_approve(
-    kit: Kit, demo_template: str, new_db: Callable[..., str], reader: str,
+    kit: Kit, demo_template: str, new_db: Callable[..., str], reader: ReaderMode,
 ) -> None:
     if "STATBUS_REAL_ANALYST_DSN" not in os.environ:
         pytest.skip("the kit's analyst and admin logins are not in the environment")

@@ -22,6 +22,7 @@ from traystatus.core.model.review import REVIEW_WAIT_SQL
 from traystatus.core.model.state import utcnow
 from traystatus.core.model.today import DAY_SQL, Day, SeenLog, day_start, day_view
 from traystatus.core.watch.monitor import Monitor
+from traystatus.core.watch.options import ReaderMode
 
 ANALYST = "analyst@statbus-real.test"
 
@@ -35,7 +36,7 @@ def _analyst(dsn: str) -> str:
 @pytest.mark.parametrize("reader", ["installed", "builtin"])
 @pytest.mark.asyncio
 async def test_real_day_lists_imports_reviews_and_derive_runs(
-    kit: Kit, demo_template: str, new_db: Callable[..., str], reader: str,
+    kit: Kit, demo_template: str, new_db: Callable[..., str], reader: ReaderMode,
 ) -> None:
     if "STATBUS_REAL_ANALYST_DSN" not in os.environ:
         pytest.skip("the kit's analyst login is not in the environment")
@@ -59,7 +60,7 @@ async def test_real_day_lists_imports_reviews_and_derive_runs(
         assert runs is not None and runs[0] >= 1
 
         days: list[Day] = []
-        m = Monitor(_analyst(dsn), replace(FAST, reader=reader))  # type: ignore[arg-type]
+        m = Monitor(_analyst(dsn), replace(FAST, reader=reader))
         m.add_day_listener(days.append)
         async with running(m) as rec:
             await rec.until(lambda: m.counters.stability_reads >= 2, what="two reads")

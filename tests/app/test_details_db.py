@@ -28,6 +28,9 @@ from traystatus.core.watch.monitor import Monitor
 from traystatus.core.watch.options import MonitorOptions
 
 FAST = MonitorOptions(health_interval=1, health_timeout=2, details_interval=0.5)
+# Health checks every 0.25 s, details every 0.1 s while the window is open: ``n`` health
+# checks span at least ``n - 1`` quarter seconds, more than ``2 * (n - 1)`` details intervals.
+QUICK = MonitorOptions(health_interval=0.25, health_timeout=2, details_interval=0.1)
 
 
 def details_calls(conn: psycopg.Connection[Any]) -> int:
@@ -35,7 +38,7 @@ def details_calls(conn: psycopg.Connection[Any]) -> int:
 
 
 async def health_checks_pass(monitor: Any, n: int) -> None:
-    """Wait until the monitor has made ``n`` more health checks (``health_interval`` 1 s):
+    """Wait until the monitor has made ``n`` more health checks (``health_interval``):
     it is running and reading, on its one connection, so a read sent before has ended."""
     target = monitor.counters.health_checks + n
     await wait_until(lambda: monitor.counters.health_checks >= target, within=30)
@@ -45,7 +48,7 @@ def test_details_read_only_while_the_window_is_visible(
     qapp: QApplication, qloop: asyncio.AbstractEventLoop, db_dsn: str,
     conn: psycopg.Connection[Any],
 ) -> None:
-    adapter = MonitorAdapter(Monitor(db_dsn, FAST))
+    adapter = MonitorAdapter(Monitor(db_dsn, QUICK))
     window = DetailsWindow(adapter, IconCache())
     # What the controller does (the window connects nothing itself).
     adapter.statusChanged.connect(window.set_status)
@@ -96,8 +99,9 @@ def test_details_read_only_while_the_window_is_visible(
         conn.execute("UPDATE public.import_job SET imported_rows = 5000, "
                      "import_completed_pct = 50 WHERE slug = 'lu_2026_q3'")
         make_processing(conn, 2)
-        # changes and NOTIFYs over six details intervals (0.5 s): a subscribed monitor reads
-        await health_checks_pass(monitor, 3)
+        # changes and NOTIFYs over more than seven details intervals (0.1 s): a subscribed
+        # monitor reads
+        await health_checks_pass(monitor, 4)
         assert details_calls(conn) == before
         assert monitor.counters.details_reads == reads
         await adapter.stop()

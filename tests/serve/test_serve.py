@@ -11,6 +11,7 @@ import re
 import signal
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import aiohttp
@@ -22,6 +23,7 @@ from psycopg.conninfo import make_conninfo
 from tests.fix_db import STATBUS_REAL, PgServer, count_details_calls, temporary_role
 from tests.fix_proxy import Proxy
 from tests.serve.conftest import (
+    FAST,
     FINISH_TASKS,
     START_TASK,
     TOKEN,
@@ -195,9 +197,14 @@ def test_no_auth_refused_off_loopback_and_without_tokens(db_dsn: str, tmp_path: 
 
 
 # -- details -------------------------------------------------------------------------------
+# Health checks every 0.25 s, details every 0.1 s while subscribed: ``n`` health checks
+# span at least ``n - 1`` quarter seconds, i.e. more than ``2 * (n - 1)`` details intervals.
+QUICK = replace(FAST, health_interval=0.25, details_interval=0.1)
+
+
 async def health_checks_pass(monitor: Monitor, n: int) -> None:
-    """Until the monitor has made ``n`` more health checks (one a second, FAST): it runs and
-    reads on its one connection, so a read sent before has ended."""
+    """Until the monitor has made ``n`` more health checks (every 0.25 s, QUICK): it runs
+    and reads on its one connection, so a read sent before has ended."""
     target = monitor.counters.health_checks + n
     await until(lambda: monitor.counters.health_checks >= target, what=f"{n} health checks")
 
@@ -209,7 +216,8 @@ async def test_details_read_only_while_a_details_socket_is_open(
     # Count calls exactly and at once (no wait for PostgreSQL's statistics flush).
     with psycopg.connect(db_dsn, autocommit=True) as c:
         count_details_calls(c)
-    async with served(db_dsn, tmp_path) as srv, aiohttp.ClientSession() as http:
+    async with served(db_dsn, tmp_path, QUICK) as srv, aiohttp.ClientSession() as http:
+        assert srv.monitor.options.details_interval < srv.monitor.options.health_interval
         status_ws = await http.ws_connect(f"{srv.ws_url}/api/system-stability",
                                           headers=srv.headers())
         await next_json(status_ws)

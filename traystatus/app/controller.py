@@ -385,7 +385,7 @@ class Controller(QObject):
         self.tray.hide()
         self.window.hide()
         if self.settings_dialog is not None:
-            self.settings_dialog.close()
+            await self.settings_dialog.aclose()  # its tasks end before the loop does
         if self.password_dialog is not None:
             self.password_dialog.close()
 

@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 
 from psycopg.conninfo import make_conninfo
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -176,6 +177,10 @@ class SettingsDialog(QDialog):
         self._current: str | None = None
         self._shown: ConnectionProfile | None = None  # the stored profile the form shows
         self._check_task: asyncio.Future[CheckResult] | None = None
+        # Checks only read (the keychain's kind, a connection test): nobody sees their
+        # answer once the dialog is closed, so closing cancels them. Saves and deletes
+        # change the keychain: they run to their end (awaited by ``aclose`` at Quit).
+        self._checks: set[asyncio.Future[Any]] = set()
         # The keychain half of the last Save (None: nothing pending); its result is True
         # when everything, the password included, was saved.
         self.saving: asyncio.Future[bool] | None = None
@@ -336,7 +341,10 @@ class SettingsDialog(QDialog):
         self._show_store()
         self.keychain.setText("Checking the keychain…")
         self.keychain.setStyleSheet("")
-        self._off_loop(self._check_keychain(), "checking the keychain")
+        check = self._off_loop(self._check_keychain(), "checking the keychain")
+        if isinstance(check, asyncio.Future):
+            self._checks.add(check)
+            check.add_done_callback(self._checks.discard)
 
     def _show_store(self, select: str | None = None) -> None:
         """Fill the lists and settings from the store; select ``select`` (else the
@@ -673,6 +681,33 @@ class SettingsDialog(QDialog):
         if self._check_task is not None and not self._check_task.done():
             return
         self._check_task = self.tasks.start(self.run_check(), "testing the connection")
+        self._checks.add(self._check_task)
+        self._check_task.add_done_callback(self._checks.discard)
+
+    # -- closing ---------------------------------------------------------------------------------
+    def done(self, result: int) -> None:
+        """Close, Escape, the window's x (through reject): the checks end with the dialog."""
+        super().done(result)
+        self._stop_checks()
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        super().closeEvent(event)  # a visible dialog rejects (done above); a hidden one not
+        if event.isAccepted():
+            self._stop_checks()
+
+    def _stop_checks(self) -> None:
+        if self._check_task is not None and not self._check_task.done():
+            self.check_result.clear()  # "Testing…" would stay: the test is not finished
+        for task in list(self._checks):
+            task.cancel()
+
+    async def aclose(self) -> None:
+        """Quit: close, and wait until every task of the dialog has ended (the checks are
+        cancelled; a Save's keychain part ends within the keychain's deadline), so none
+        is left pending when the loop closes."""
+        self.close()
+        self._stop_checks()
+        await self.tasks.wait()
 
     def _task_failed(self, what: str, error: BaseException) -> None:
         """A bug in the test itself (not a connection problem, which run_check reports)."""
@@ -708,7 +743,7 @@ class SettingsDialog(QDialog):
                 result = await check_connection(profile.to_conninfo(), password,
                                                 source=profile.source or "auto")
             finally:
-                self.test_button.setEnabled(True)
+                self.test_button.setEnabled(True)  # also when cancelled: closed meanwhile
         return self._show_check(result)
 
     def _show_check(self, result: CheckResult) -> CheckResult:

@@ -70,6 +70,11 @@ class TaskSet:
     def __len__(self) -> int:
         return len(self._tasks)
 
+    async def wait(self) -> None:
+        """Wait until every task has ended (none is cancelled here)."""
+        while pending := [t for t in self._tasks if not t.done()]:
+            await asyncio.gather(*pending, return_exceptions=True)
+
     async def cancel_all(self) -> None:
         """Cancel what is still running and wait for it to end."""
         pending = [t for t in self._tasks if not t.done()]

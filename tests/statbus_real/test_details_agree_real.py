@@ -22,6 +22,7 @@ import psycopg
 import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.types.json import Jsonb
 
 from tests.statbus_real import statbus
 from tests.statbus_real.conftest import HEAD, VERSIONS, Kit
@@ -144,7 +145,9 @@ class Seeded:
 def seed_jobs(conn: statbus.Conn) -> Seeded:
     """Import jobs in every state, created as the app creates them, then moved on as
     StatBus's worker would have moved them: with partial progress, speeds, errors."""
-    now = conn.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
+    row = conn.execute("SELECT now()").fetchone()
+    assert row is not None
+    now: datetime = row[0]
 
     def ago(minutes: float) -> datetime:
         return now - timedelta(minutes=minutes)
@@ -231,7 +234,7 @@ def seed_tasks(conn: statbus.Conn, now: datetime) -> None:
              payload: Mapping[str, Any] | None = None) -> int:
         values: dict[str, Any] = {
             "command": command, "state": state, "priority": priority, "parent_id": parent,
-            "payload": psycopg.types.json.Jsonb({"command": command, **(payload or {})}),
+            "payload": Jsonb({"command": command, **(payload or {})}),
             "created_at": now - timedelta(minutes=10),
             started: None if started_ago is None else now - timedelta(seconds=started_ago),
             duration: took_ms, "error": error,
@@ -317,12 +320,12 @@ def disagreements(both: Both) -> list[str]:
             + differences(both.installed_mark, both.builtin_mark, "work_mark"))
 
 
-def _varied(items: Sequence[object], what: str) -> list[str]:
+def _varied(items: Sequence[Any], what: str) -> list[str]:
     """Fields that hold one value across all ``items``: the seed does not exercise them,
     so their agreement would prove nothing."""
     if not items:
         return [f"{what}: none seeded"]
-    return [f"{what}.{f.name}" for f in fields(items[0])  # type: ignore[arg-type]
+    return [f"{what}.{f.name}" for f in fields(items[0])
             if len({repr(getattr(i, f.name)) for i in items}) < 2]
 
 

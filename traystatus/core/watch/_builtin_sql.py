@@ -52,6 +52,21 @@ _JOB_COUNTS = f"""(j.state::text IN ({_quoted(APPROVED_JOB_STATES)})
          SELECT FROM public.import_job AS r
          WHERE r.state::text IN ({_quoted(REVIEW_JOB_STATES)})))))"""
 
+# Whether job row j is held back by a review: it waits for work (not approved) while
+# another job waits for review on a StatBus that holds its queue meanwhile. The details'
+# ``held_by_review``; such a job is ``active`` (the worker owes it work) but not counted.
+_JOB_HELD = f"""(j.state::text IN ({_quoted(WORK_JOB_STATES)})
+ AND %(holds)s::boolean AND EXISTS (
+     SELECT FROM public.import_job AS r
+     WHERE r.state::text IN ({_quoted(REVIEW_JOB_STATES)})))"""
+
+# When job row j ended, if it did: StatBus stamps processing_stop_at when an import ends,
+# changes_rejected_at when a person rejects it (its trigger import_job_state_change_before;
+# the column exists on every supported StatBus), and a failure at any step leaves the last
+# of the others. sql/install.sql's ended_at is the same expression.
+_ENDED_AT = """greatest(j.processing_stop_at, j.analysis_stop_at, j.last_progress_update,
+                    j.preparing_data_at, j.changes_rejected_at)"""
+
 _JOBS_ACTIVE = f"""
 EXISTS (SELECT FROM public.import_job AS j WHERE {_JOB_COUNTS})"""
 
@@ -265,19 +280,19 @@ def optional(row: str, column: str) -> str:
 # StatBus's partial indexes, processing and interrupted by id). Parameter %(ids)s.
 _ACTIVE_TASKS = f"""
 active_tasks AS (
-    SELECT t.id, t.command, t.state::text AS state, t.parent_id, t.priority, t.created_at,
-           t.scheduled_at
+    SELECT t.id, t.command, t.state::text AS state, t.state AS state_order, t.parent_id,
+           t.priority, t.created_at, t.scheduled_at
     FROM worker.tasks AS t
     JOIN worker.command_registry AS cr ON cr.command = t.command
     WHERE t.state = 'pending' AND cr.queue = 'analytics' AND {_DUE}
     UNION ALL
-    SELECT t.id, t.command, t.state::text, t.parent_id, t.priority, t.created_at,
+    SELECT t.id, t.command, t.state::text, t.state, t.parent_id, t.priority, t.created_at,
            t.scheduled_at
     FROM worker.tasks AS t
     JOIN worker.command_registry AS cr ON cr.command = t.command
     WHERE t.state = 'waiting' AND cr.queue = 'analytics' AND {_DUE}
     UNION ALL
-    SELECT t.id, t.command, t.state::text, t.parent_id, t.priority, t.created_at,
+    SELECT t.id, t.command, t.state::text, t.state, t.parent_id, t.priority, t.created_at,
            t.scheduled_at
     FROM worker.tasks AS t
     JOIN worker.command_registry AS cr ON cr.command = t.command
@@ -286,12 +301,16 @@ active_tasks AS (
 
 # get_system_status_details()'s shape (docs/architecture.md), from plain reads. One
 # statement, so one snapshot. "sql_version" is null: nothing of traystatus is installed.
+# Every other field equals the installed function's on the same rows: compared field by
+# field on a seeded real StatBus by tests/statbus_real/test_details_agree_real.py (as are
+# WORK_SUMMARY and WORK_MARK). Change both, or that test says where they part.
 DETAILS = f"""
 WITH jobs AS (
     SELECT j.*,
-           greatest(j.processing_stop_at, j.analysis_stop_at, j.last_progress_update,
-                    j.preparing_data_at) AS ended_at_guess,
-           {_JOB_COUNTS} AS is_active
+           {_ENDED_AT} AS ended_at_guess,
+           {_JOB_COUNTS} AS counts,
+           j.state::text IN ({_JOB_LIST}) AS is_active,
+           {_JOB_HELD} AS is_held
     FROM public.import_job AS j
 ), shown_jobs AS (
     SELECT j.*
@@ -301,10 +320,11 @@ WITH jobs AS (
        OR (j.ended_at_guess IS NULL AND j.created_at >= pg_catalog.now() - interval '10 minutes')
 ), {_ACTIVE_TASKS.strip()}
 SELECT jsonb_build_object(
-    'system_stable', NOT EXISTS (SELECT FROM jobs WHERE is_active)
+    'system_stable', NOT EXISTS (SELECT FROM jobs WHERE counts)
                      AND NOT EXISTS (SELECT FROM active_tasks),
     'generated_at', pg_catalog.now(),
     'sql_version', NULL,
+    'review', {_REVIEW},
     'import_jobs_total', (SELECT count(*) FROM shown_jobs),
     'import_jobs', coalesce((
         SELECT jsonb_agg(job ORDER BY sort_active DESC, sort_priority, sort_id)
@@ -323,6 +343,7 @@ SELECT jsonb_build_object(
                                     WHEN 'waiting_for_review' THEN 'review'
                                     WHEN 'processing_data' THEN 'processing'
                                     WHEN 'failed' THEN 'failed'
+                                    WHEN 'rejected' THEN 'rejected'
                                     ELSE 'done' END,
                        'progress_pct', CASE j.state::text
                                     WHEN 'analysing_data' THEN coalesce(j.analysis_completed_pct, 0)
@@ -356,6 +377,7 @@ SELECT jsonb_build_object(
                        'ended_at', CASE WHEN j.state::text IN ('finished', 'failed', 'rejected')
                                         THEN j.ended_at_guess END,
                        'active', j.is_active,
+                       'held_by_review', j.is_held,
                        'needs_person', j.state::text IN ('waiting_for_upload', 'waiting_for_review')
                    ) AS job,
                    j.is_active OR j.state::text = 'waiting_for_review' AS sort_active,
@@ -370,16 +392,18 @@ SELECT jsonb_build_object(
         'by_command', coalesce((
             SELECT jsonb_agg(jsonb_build_object('command', c.command, 'state', c.state,
                                                 'count', c.n)
-                             ORDER BY c.command, c.state)
-            FROM (SELECT a.command, a.state, count(*) AS n
-                  FROM active_tasks AS a GROUP BY a.command, a.state) AS c), '[]'::jsonb),
+                             ORDER BY c.command, c.state_order)
+            FROM (SELECT a.command, a.state, a.state_order, count(*) AS n
+                  FROM active_tasks AS a GROUP BY a.command, a.state, a.state_order) AS c),
+            '[]'::jsonb),
         'tasks_shown', (SELECT least(count(*), 50) FROM active_tasks),
         'tasks', coalesce((
             SELECT jsonb_agg(jsonb_build_object(
                        'id', a.id, 'command', a.command, 'state', a.state,
                        'depth', {optional("w", "depth")},
                        'parent_id', a.parent_id, 'created_at', a.created_at,
-                       'process_start_at', {optional("w", "process_start_at")},
+                       'process_start_at', coalesce({optional("w", "process_start_at")},
+                                                   {optional("w", "processed_at")}),
                        'duration_ms', coalesce({optional("w", "process_duration_ms")},
                                               {optional("w", "duration_ms")}),
                        'scheduled_at', a.scheduled_at)
@@ -409,10 +433,9 @@ WITH ended_jobs AS (
            ({optional("j", "error_count")} #>> '{{}}')::bigint AS error_count,
            ({optional("j", "warning_count")} #>> '{{}}')::bigint AS warning_count,
            left(j.error, 500) AS error,
-           greatest(j.processing_stop_at, j.analysis_stop_at, j.last_progress_update,
-                    j.preparing_data_at) AS ended_at
+           {_ENDED_AT} AS ended_at
     FROM public.import_job AS j
-    WHERE j.state::text IN ('finished', 'failed')
+    WHERE j.state::text IN ('finished', 'failed', 'rejected')
 ), recent_jobs AS (
     SELECT * FROM ended_jobs WHERE ended_at >= %(since)s::timestamptz
 ), tasks AS (
@@ -428,6 +451,7 @@ SELECT jsonb_build_object(
     'until', pg_catalog.now(),
     'import_jobs_finished', (SELECT count(*) FROM recent_jobs WHERE state = 'finished'),
     'import_jobs_failed', (SELECT count(*) FROM recent_jobs WHERE state = 'failed'),
+    'import_jobs_rejected', (SELECT count(*) FROM recent_jobs WHERE state = 'rejected'),
     'import_jobs_with_errors', (SELECT count(*) FROM recent_jobs
                                 WHERE state = 'finished'
                                   AND (error IS NOT NULL OR error_count > 0)),

@@ -27,12 +27,12 @@ from psycopg.types.json import Jsonb
 from tests.statbus_real import statbus
 from tests.statbus_real.conftest import HEAD, VERSIONS, Kit
 from tests.statbus_real.test_scenarios_real import install
-from traystatus.core import builtin_sql
-from traystatus.core.builtin_reader import BuiltinReader
-from traystatus.core.details import Details, WorkSummary
-from traystatus.core.pgio import Link
-from traystatus.core.readers import InstalledReader
-from traystatus.core.stability import Owed
+from traystatus.core.model.details import Details, WorkSummary
+from traystatus.core.pg.link import Link
+from traystatus.core.watch import _builtin_sql as builtin_sql
+from traystatus.core.watch._stability import Owed
+from traystatus.core.watch.builtin import BuiltinReader
+from traystatus.core.watch.readers import InstalledReader
 
 ADMIN = "admin@statbus-real.test"  # the kit's StatBus administrator
 ANALYST = "analyst@statbus-real.test"  # the kit's regular user (the login that reads)

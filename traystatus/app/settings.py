@@ -43,6 +43,7 @@ from PySide6.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QPushButton,
+    QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
@@ -241,8 +242,7 @@ class SettingsDialog(QDialog):
         )
         self.ask_password.toggled.connect(self._ask_toggled)
         form.addRow("", self.ask_password)
-        self.keychain = QLabel()
-        self.keychain.setWordWrap(True)
+        self.keychain = _wrapping_label()
         form.addRow("", self.keychain)
         test_row = QHBoxLayout()
         self.test_button = QPushButton("Test connection")
@@ -250,8 +250,7 @@ class SettingsDialog(QDialog):
         test_row.addWidget(self.test_button)
         test_row.addStretch(1)
         form.addRow("", test_row)
-        self.check_result = QLabel()
-        self.check_result.setWordWrap(True)
+        self.check_result = _wrapping_label()
         form.addRow("", self.check_result)
         row.addLayout(form, 1)
         outer.addWidget(box)
@@ -319,8 +318,7 @@ class SettingsDialog(QDialog):
         wlay.addWidget(self.watched)
         outer.addWidget(wbox)
 
-        self.message = QLabel()
-        self.message.setWordWrap(True)
+        self.message = _wrapping_label()
         outer.addWidget(self.message)
         self.buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Close
@@ -750,6 +748,16 @@ class SettingsDialog(QDialog):
         self.check_result.setText(result.detail)
         self.check_result.setStyleSheet("color: #2e7d32;" if result.ok else "color: #c62828;")
         return result
+
+
+def _wrapping_label() -> QLabel:
+    """A label for sentences of any length: wrapped, and never given less height than its
+    lines need at the width it has (a Preferred label is the first thing a form squeezes
+    when the window is shorter than its hint: the keychain's warning lost its last lines)."""
+    label = QLabel()
+    label.setWordWrap(True)
+    label.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Minimum)
+    return label
 
 
 def _exact() -> Qt.MatchFlag:

@@ -15,7 +15,9 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -98,8 +100,31 @@ def test_cli_status_wait_watch_follow_a_real_import(kit_db: KitDb) -> None:
     assert json.loads(stable.stdout)["source"] == "builtin"
     watch = subprocess.Popen(_cli("watch", "--json", *base), env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    states: list[str] = []  # what watch printed, as it printed it
+
+    def collect() -> None:
+        assert watch.stdout is not None
+        for line in watch.stdout:
+            if line.strip():
+                states.append(json.loads(line)["state"])
+
+    def known() -> list[str]:
+        return [s for s in list(states) if s in ("stable", "processing")]
+
+    def until(predicate: Callable[[], bool], what: str) -> None:
+        deadline = time.monotonic() + 60
+        while not predicate():
+            assert watch.poll() is None, f"watch exited: {states}"
+            assert time.monotonic() < deadline, f"{what}: not within 60 s: {states}"
+            time.sleep(0.02)
+
+    errors: list[str] = []
+    readers = [threading.Thread(target=collect, daemon=True),
+               threading.Thread(target=lambda: errors.extend(watch.stderr or ()), daemon=True)]
+    for reader in readers:
+        reader.start()
     try:
-        time.sleep(3)  # watch is connected and has printed "stable"
+        until(lambda: known() == ["stable"], "watch connected and printed 'stable'")
         kit_db.start_import()
         busy = run("status", "--json", *base)
         assert busy.returncode == 1, busy.stdout + busy.stderr
@@ -113,14 +138,21 @@ def test_cli_status_wait_watch_follow_a_real_import(kit_db: KitDb) -> None:
         assert waiter.returncode == 0, wait_err
         assert time.monotonic() - started < 120
         after = run("status", *base)
+        at_rest = time.monotonic()
         assert after.returncode == 0 and after.stdout.startswith("stable"), after.stdout
-        time.sleep(2)
+        until(lambda: known()[-1:] == ["stable"] and "processing" in known(),
+              "watch printed 'stable' again")
+        # At rest for 2 s after status said stable: watch must not flicker meanwhile.
+        time.sleep(max(0.0, at_rest + 2 - time.monotonic()))
     finally:
         watch.terminate()
-        out, err = watch.communicate(timeout=30)
-    states = [json.loads(line)["state"] for line in out.splitlines() if line.strip()]
-    known = [s for s in states if s in ("stable", "processing")]
-    assert known == ["stable", "processing", "stable"], (states, err)
+        watch.wait(30)
+        for reader in readers:
+            reader.join(10)
+        for pipe in (watch.stdout, watch.stderr):
+            if pipe is not None:
+                pipe.close()
+    assert known() == ["stable", "processing", "stable"], (states, "".join(errors))
 
 
 @pytest.mark.asyncio

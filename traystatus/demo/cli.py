@@ -41,6 +41,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from traystatus._paths import sql_dir
 from traystatus.core.model.exitcodes import ExitCode
+from traystatus.core.watch.endings import ENDINGS_ENV
 from traystatus.core.words.redact import redact_conninfo
 from traystatus.demo.embedded import EmbeddedPostgres, EmbeddedServerError
 from traystatus.demo.simulator import Simulator
@@ -166,10 +167,13 @@ def tray_argv(dsn: str, verbose: int = 0) -> tuple[list[str], str | None]:
     return argv, str(password) if password is not None else None
 
 
-def tray_command(dsn: str, verbose: int = 0) -> tuple[list[str], dict[str, str]]:
+def tray_command(dsn: str, verbose: int = 0, endings: Path | None = None
+                 ) -> tuple[list[str], dict[str, str]]:
     """The tray child and its environment: ``python -m traystatus --dsn ...`` with the
     password in PGPASSWORD, exactly what a user runs against a real StatBus. (A frozen
-    bundle's executable is traystatus itself.)"""
+    bundle's executable is traystatus itself.) ``endings``: the folder of its
+    import-endings ledger (``TRAYSTATUS_ENDINGS_DIR``), the demo's own, never the user's
+    config folder."""
     argv, password = tray_argv(dsn, verbose)
     if getattr(sys, "frozen", False):
         command = [sys.executable, *argv]
@@ -179,11 +183,31 @@ def tray_command(dsn: str, verbose: int = 0) -> tuple[list[str], dict[str, str]]
     env.pop("PGPASSWORD", None)
     if password is not None:
         env["PGPASSWORD"] = password
+    if endings is not None:
+        env[ENDINGS_ENV] = str(endings)
     return command, env
 
 
+def endings_folder(datadir: Path) -> Path:
+    """The demo's import-endings ledgers, beside its data folder. The ledger's identity is
+    host, port, database and login, and the demo's port changes every run: kept in the
+    user's config folder, one ledger per run would pile up there for ever."""
+    return datadir.parent / "import-endings"
+
+
+def clear_endings(folder: Path) -> None:
+    """Start the demo's ledger afresh (under the demo's lock): the previous run's jobs are
+    deleted from the demo database, so its ledger speaks of nothing that exists."""
+    if not folder.is_dir():
+        return
+    for entry in folder.iterdir():
+        with contextlib.suppress(OSError):
+            entry.unlink()
+
+
 async def _run(
-    simulator: Simulator, dsn: str, with_tray: bool, out: IO[str], verbose: int = 0
+    simulator: Simulator, dsn: str, with_tray: bool, out: IO[str], verbose: int = 0,
+    endings: Path | None = None,
 ) -> int:
     """Run the simulator (and the tray child) until Quit, Ctrl-C or SIGTERM."""
     loop = asyncio.get_running_loop()
@@ -199,7 +223,7 @@ async def _run(
         sim_task,
     ]
     if with_tray:
-        command, env = tray_command(dsn, verbose)
+        command, env = tray_command(dsn, verbose, endings)
         # Its own session: a Ctrl-C reaches only us, and we end the child in order.
         child = await asyncio.create_subprocess_exec(*command, env=env, start_new_session=True)
         waiters.append(asyncio.create_task(child.wait()))
@@ -271,6 +295,8 @@ def main(args: argparse.Namespace) -> int:
             server.start()
             try:
                 dsn = prepare_database(server, secrets.token_urlsafe(18))
+                endings = endings_folder(datadir)
+                clear_endings(endings)
                 shown = redact_conninfo(dsn)
                 print(f"traystatus demo: StatBus stand-in ready at {shown}", file=out)
                 if no_tray:
@@ -287,7 +313,8 @@ def main(args: argparse.Namespace) -> int:
                 # psycopg's async mode refuses Windows' default proactor loop.
                 factory = asyncio.SelectorEventLoop if sys.platform == "win32" else None
                 with asyncio.Runner(loop_factory=factory) as runner:
-                    return runner.run(_run(simulator, dsn, not no_tray, out, verbosity))
+                    return runner.run(
+                        _run(simulator, dsn, not no_tray, out, verbosity, endings))
             finally:
                 server.stop()
                 print("traystatus demo: stopped; nothing left running", file=out, flush=True)

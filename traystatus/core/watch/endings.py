@@ -68,11 +68,17 @@ ENDINGS_SQL = (
 )
 
 
+ENDINGS_ENV = "TRAYSTATUS_ENDINGS_DIR"  # the demo keeps its ledgers in its own folder
+
+
 def endings_dir() -> str | None:
-    """The folder of the ledger files: ``import-endings`` in the config folder (None,
-    logged, when there is no config folder: endings are then told for this run only)."""
+    """The folder of the ledger files: ``import-endings`` in the config folder, or
+    ``$TRAYSTATUS_ENDINGS_DIR`` (None, logged, when there is no config folder: endings are
+    then told for this run only)."""
     from traystatus.core.config.profiles import ProfileError, config_dir
 
+    if override := os.environ.get(ENDINGS_ENV):
+        return override
     try:
         return str(config_dir() / "import-endings")
     except ProfileError as ex:

@@ -82,7 +82,9 @@ def test_details_read_only_while_the_window_is_visible(
         assert row.title.text() == "Legal units 2026 Q3"
         assert row.bar.value() == 425 and row.bar.maximum() == 1000
         assert row.bar.format() == "Importing 42 %"  # one rounding: down, as the tooltip
-        assert row.rows.text().startswith("4,250 of 10,000 rows imported · 812 rows/s · ETA ")
+        # Held behind lu_review (StatBus holds its queue): no ETA, it waits for a person.
+        assert row.state.text() == "Held: queued behind the review"
+        assert row.rows.text() == "4,250 of 10,000 rows imported · 812 rows/s"
         assert row.problems.text() == "3 warnings"
         review = window.rows[1]
         assert "Needs a person" in review.state.text()

@@ -65,10 +65,13 @@ def test_details_window_says_who_the_queue_waits_for(qapp: QApplication) -> None
         job(3, "lu_nov", "waiting_for_review", "review", 100.0, None, 812, active=False,
             needs_person=True),
         {**job(4, "lu_redo", "upload_completed", "queued"), "held_by_review": True},
+        # Mid-import when the review began: its last speed is known, but it does not move.
+        {**job(5, "lu_half", "processing_data", "processing", 40.0, 120.0, 1000, 400),
+         "held_by_review": True},
     ]
     d = Details.from_json({
         "system_stable": True, "generated_at": _iso(NOW), "sql_version": 2,
-        "import_jobs": jobs, "import_jobs_total": 2,
+        "import_jobs": jobs, "import_jobs_total": 3,
         "analytics": {"active_total": 0, "by_command": [], "tasks": [], "tasks_shown": 0}})
     assert d.active_jobs == ()  # held, not running
     w = DetailsWindow(None, IconCache(), clock=lambda: NOW)
@@ -77,4 +80,16 @@ def test_details_window_says_who_the_queue_waits_for(qapp: QApplication) -> None
     assert w.subline.text() == "Waiting for review: lu_nov; 1 import queued behind it."
     labels = [lbl.text() for lbl in w.findChildren(QLabel)]
     assert "Held: queued behind the review" in labels
+    # A held job has no ETA: it waits for a person, not for its rows (rows and speed stay).
+    half = next(r for r in w.rows if r.job_id == 5)
+    assert half.rows.text() == "400 of 1,000 rows imported · 120 rows/s", half.rows.text()
+    # The review resolved: the same job moves again, and has an ETA (600 rows at 120/s).
+    moving = Details.from_json({**d.to_json(), "import_jobs": [
+        {**jobs[2], "held_by_review": False}]})
+    w.set_status(Status(State.PROCESSING, since=NOW))
+    w.set_details(moving)
+    half = next(r for r in w.rows if r.job_id == 5)
+    text = half.rows.text()
+    assert text.startswith("400 of 1,000 rows imported · 120 rows/s · ETA ") and text.endswith(
+        "(5 s)"), text
     w.close()

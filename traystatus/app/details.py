@@ -179,7 +179,7 @@ class JobRow(QFrame):
         if job.rows_per_sec:
             parts.append(f"{job.rows_per_sec:,.0f} rows/s")
         eta = job.eta_seconds
-        if eta is not None and job.active:
+        if eta is not None and job.active and not job.held_by_review:  # held: no ETA
             at = job.eta(now)
             parts.append(
                 f"ETA {texts.local_hhmm(at)} ({format_duration(eta)})" if at else "ETA unknown"

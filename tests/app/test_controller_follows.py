@@ -32,11 +32,12 @@ from tests.app.conftest import ARTIFACTS, MemoryKeyring, run, wait_until
 from traystatus.app.adapter import MonitorAdapter
 from traystatus.app.controller import Controller
 from traystatus.app.icons import IconCache
-from traystatus.app.settings import CheckResult, SettingsDialog
+from traystatus.app.settings import SettingsDialog
 from traystatus.app.slot import Opened, SourceSpec
 from traystatus.app.tray import TrayIcon
 from traystatus.core.config.password import resolve_async
 from traystatus.core.config.profiles import ConnectionProfile, ProfileStore
+from traystatus.core.model.checks import CheckResult
 from traystatus.core.model.state import Problem, State
 from traystatus.core.watch.monitor import Monitor
 

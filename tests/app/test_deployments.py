@@ -37,7 +37,8 @@ def test_the_worst_state_wins_and_ties_go_to_the_first() -> None:
     down = Status(State.DISCONNECTED, problem=Problem.STALE)
     assert worst([ok, busy, down]) is down
     assert worst([ok, busy]) is busy and worst([ok]) is ok and worst([]) is None
-    assert worst([Status(State.ERROR), down]).state is State.ERROR
+    error = worst([Status(State.ERROR), down])
+    assert error is not None and error.state is State.ERROR
 
 
 # The sources' timing (Controller's ``timing``): details every 0.25 s while processing

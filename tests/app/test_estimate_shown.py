@@ -7,7 +7,7 @@ from dataclasses import replace
 from datetime import timedelta
 
 from PySide6.QtGui import QPalette
-from PySide6.QtWidgets import QApplication, QLabel
+from PySide6.QtWidgets import QApplication, QLabel, QToolTip
 
 from tests.app.conftest import ARTIFACTS
 from tests.app.sample_data import NOW, job
@@ -34,7 +34,7 @@ def _status(estimate: Estimate | None) -> Status:
 
 def _tooltip_png(qapp: QApplication, text: str, name: str) -> None:
     label = QLabel(text)
-    label.setPalette(QApplication.palette("QToolTip"))
+    label.setPalette(QToolTip.palette())
     label.setBackgroundRole(QPalette.ColorRole.ToolTipBase)
     label.setForegroundRole(QPalette.ColorRole.ToolTipText)
     label.setAutoFillBackground(True)

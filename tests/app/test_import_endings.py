@@ -15,7 +15,7 @@ from PySide6.QtWidgets import QApplication
 
 from tests.app.conftest import MemoryKeyring, add_job, run, wait_until
 from traystatus.app.controller import Controller
-from traystatus.app.notify_policy import Kind
+from traystatus.app.notify_policy import Kind, Notice
 from traystatus.core.config.profiles import ProfileStore
 from traystatus.core.model.state import State
 
@@ -143,4 +143,5 @@ def test_the_policy_announces_only_final_states() -> None:
     for i, state in enumerate(("waiting_for_review", "approved", "processing_data", "")):
         assert policy.on_import_end(end(i, state), now) == []
     [notice] = policy.on_import_end(end(0, "finished"), now)  # its real end, later
+    assert isinstance(notice, Notice)
     assert notice.title == "Your import 'Establishments 2026 (review)' finished"

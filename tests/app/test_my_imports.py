@@ -17,7 +17,7 @@ from PySide6.QtWidgets import QApplication
 from tests.app.conftest import ARTIFACTS, MemoryKeyring, add_job, run, wait_until
 from traystatus.app.controller import Controller
 from traystatus.app.details import FOCUS_STYLE
-from traystatus.app.notify_policy import Kind, NotificationPolicy, NotifyOptions, Urgency
+from traystatus.app.notify_policy import Kind, Notice, NotificationPolicy, NotifyOptions, Urgency
 from traystatus.core.config.profiles import ProfileStore
 from traystatus.core.model.progress import ImportEnd
 
@@ -36,16 +36,19 @@ def ended(job_id: int, mine: bool, state: str = "finished", **kw: Any) -> Import
 def test_the_words_of_my_import_notices_and_the_setting() -> None:
     policy = NotificationPolicy(NotifyOptions(), started_at=NOW)
     [n] = policy.on_import_end(ended(1, True), NOW)
+    assert isinstance(n, Notice)
     assert (n.title, n.body) == ("Your import 'Legal units 2026' finished",
                                  "20,000 rows imported, 16 warnings")
     assert n.kind is Kind.IMPORT_ENDED and n.job_id == 1 and n.urgency is Urgency.NORMAL
     assert policy.on_import_end(ended(1, True), NOW) == []  # once per job
     assert policy.on_import_end(ended(2, False), NOW) == []  # not mine: "mine" by default
     [f] = policy.on_import_end(ended(3, True, "failed", error="bad date\nmore"), NOW)
+    assert isinstance(f, Notice)
     assert (f.title, f.body, f.urgency) == (
         "Your import 'Legal units 2026' failed", "bad date", Urgency.CRITICAL)
     every = NotificationPolicy(replace(NotifyOptions(), imports="all"), started_at=NOW)
     [o] = every.on_import_end(ended(4, False), NOW)
+    assert isinstance(o, Notice)
     assert o.title == "Import 'Legal units 2026' finished"
 
 

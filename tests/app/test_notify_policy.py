@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from traystatus.app.notify_policy import (
@@ -66,7 +67,7 @@ def ended(
     return EndedJob(id, slug, description, state, error_count, warning_count, error, None)
 
 
-def notices(ds: list[object]) -> list[Notice]:
+def notices(ds: Sequence[object]) -> list[Notice]:
     return [d for d in ds if isinstance(d, Notice)]
 
 

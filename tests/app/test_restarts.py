@@ -246,6 +246,7 @@ def test_a_slot_never_runs_two_sources_at_once(
             await wait_until(lambda: not slot.busy and slot.adapter is not None
                              and slot.adapter.status.state is State.STABLE)
             assert sampler.most == 1 and sampler.samples > 50
+            assert slot.adapter is not None
             assert [s for s in opened if s._running] == [slot.adapter.monitor]
             await slot.close()
             assert not any(s._running for s in opened) and slot.adapter is None

@@ -34,7 +34,12 @@ def test_tray_details_and_summary_follow_a_real_import(
     adapter.statusChanged.connect(tray.set_status)
     states: list[State] = []
     statuses: list[Any] = []
-    adapter.statusChanged.connect(lambda s: (states.append(s.state), statuses.append(s)))
+
+    def record(s: Any) -> None:
+        states.append(s.state)
+        statuses.append(s)
+
+    adapter.statusChanged.connect(record)
     details: list[Details] = []
     adapter.detailsChanged.connect(details.append)
     summaries: list[WorkSummary] = []

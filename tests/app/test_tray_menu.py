@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QMenu
 
 from traystatus.app.icons import IconCache
 from traystatus.app.texts import tooltip
@@ -27,6 +27,7 @@ def test_menu_starts_with_show_details_and_offers_profiles(qapp: QApplication) -
     tray.set_profiles(["production", "test"], "test")
     assert tray.menu is not old and tray.tray.contextMenu() is tray.menu
     profile = next(a for a in tray.menu.actions() if a.text() == "Profile").menu()
+    assert isinstance(profile, QMenu)
     assert [(a.text(), a.isChecked()) for a in profile.actions()] == [
         ("production", False), ("test", True)]
     picked: list[str] = []

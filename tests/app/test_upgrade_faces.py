@@ -4,6 +4,7 @@ details window, the CLI's line, JSON and exit code. PNGs in test-artifacts/."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import timedelta
 
@@ -65,7 +66,7 @@ def test_its_own_icon_and_words_for_a_screen_reader() -> None:
         "StatBus is being upgraded, data unavailable for a while")
 
 
-def _notices(decisions: list[object]) -> list[Notice]:
+def _notices(decisions: Sequence[object]) -> list[Notice]:
     return [d for d in decisions if isinstance(d, Notice)]
 
 

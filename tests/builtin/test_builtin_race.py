@@ -309,8 +309,8 @@ async def test_the_monitor_in_builtin_mode_ends_on_the_truth_after_every_round(
             await rec.state(State.STABLE)
             with psycopg.connect(db_dsn, autocommit=True) as c:
                 before = True
-                for r in range(80):
-                    if r >= 30 and flips >= 4:
+                for rnd in range(80):
+                    if rnd >= 30 and flips >= 4:
                         break  # enough crossings seen
                     failures: list[BaseException] = []
                     await asyncio.gather(*(
@@ -324,7 +324,7 @@ async def test_the_monitor_in_builtin_mode_ends_on_the_truth_after_every_round(
                     want = State.STABLE if now_true else State.PROCESSING
                     await rec.state(want, within=10)
                     await asyncio.sleep(0.7)  # one coalescing window more: still there
-                    assert m.status.state is want, (seed, r, m.status)
+                    assert m.status.state is want, (seed, rnd, m.status)
     finally:
         for w in conns:
             w.close()

@@ -72,8 +72,9 @@ class NeedsCryptoKeyring(FileKeyring):
     EncryptedKeyring without pycryptodome, its priority raises, so keyring refuses to load
     it when PYTHON_KEYRING_BACKEND names it."""
 
+    # a classproperty like KeyringBackend's own; FileKeyring's priority is a plain number
     @properties.classproperty
-    def priority(cls) -> float:
+    def priority(cls) -> float:  # type: ignore[override]
         import traystatus_test_no_such_crypto_package  # type: ignore[import-not-found]  # noqa: F401
 
         return 1.0

@@ -454,5 +454,5 @@ def test_doctor_lists_every_function_the_role_may_not_execute(
     assert lines, proc.stdout + proc.stderr
     line = lines[0]
     for fn in granted:
-        bare = str(fn).split("(")[0].removeprefix("public.")
-        assert bare in line, (fn, line)
+        short = str(fn).split("(")[0].removeprefix("public.")
+        assert short in line, (fn, line)

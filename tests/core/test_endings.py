@@ -120,6 +120,7 @@ def test_an_ending_round_trips_for_a_relay_and_junk_is_refused() -> None:
 
     end = ImportEnd.from_row(row(3, "finished", 8000), me=7)
     assert ImportEnd.from_json(end.to_json()) == end
+    junk: object
     for junk in (None, [], {"id": 3, "state": "waiting_for_review"}, {"state": "finished"},
                  {"id": "x", "state": "finished"}, {"id": 3, "state": "failed", "error": 5}):
         with pytest.raises(DetailsError):

@@ -70,7 +70,9 @@ async def test_progress_flows_while_processing_without_a_details_window(db_dsn: 
                         and m.status.progress.text == "1 import (42 %), derive 120 of 412 tasks",
                         what="progress in the Status")
         assert m.details_subscribers == 0 and m.counters.details_reads == 0
-        assert m.status.state is State.PROCESSING and m.status.progress.overall_pct == 42
+        progress = m.status.progress
+        assert m.status.state is State.PROCESSING
+        assert progress is not None and progress.overall_pct == 42
         assert m.status.to_json()["progress"]["text"].startswith("1 import (42 %)")
         # StatBus's import_job_progress moves it on (no stability change at all).
         await w.execute("UPDATE public.import_job SET import_completed_pct = 77 WHERE id = %s",
@@ -186,8 +188,9 @@ async def test_my_import_ending_is_told_once_with_how_it_ended(
     async with running(m) as rec:
         await rec.until(lambda: m.status.progress is not None
                         and len(m.status.progress.running_jobs) == 2, what="both jobs")
-        assert m.status.progress.me == me
-        assert [m.status.progress.mine(j) for j in m.status.progress.jobs] == [True, False]
+        progress = m.status.progress
+        assert progress is not None and progress.me == me
+        assert [progress.mine(j) for j in progress.jobs] == [True, False]
         await w.execute("UPDATE public.import_job SET state = 'finished', imported_rows = 20000,"
                         " warning_count = 16, import_completed_pct = 100 WHERE id = %s", (mine,))
         await rec.until(lambda: len(ended) == 1, what="my job ended")

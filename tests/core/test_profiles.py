@@ -244,7 +244,7 @@ def test_unknown_settings_keys_are_tolerated_a_dangling_default_is_not(
 
 
 _text = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+    alphabet=st.characters(exclude_categories=["Cs"], exclude_characters="\x00"),
     min_size=1, max_size=30,
 )
 

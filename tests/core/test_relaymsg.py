@@ -24,7 +24,6 @@ from traystatus.cli import watching
 from traystatus.core.model.state import Problem, State, Status
 from traystatus.core.model.upgrade import UpgradePhase
 from traystatus.core.relay._messages import (
-    MAX_CHARS,
     PROGRESS,
     REVIEW,
     SERVER_TROUBLE,
@@ -35,7 +34,7 @@ from traystatus.core.relay._messages import (
     ProtocolError,
     parse_message,
 )
-from traystatus.core.words.safetext import printable
+from traystatus.core.words.safetext import MAX_CHARS, printable
 
 NOW = datetime(2026, 12, 6, 4, 0, 30, tzinfo=UTC)
 SINCE = "2026-12-06T04:00:00+00:00"
@@ -226,8 +225,8 @@ def test_terminal_escapes_and_huge_texts_are_made_printable() -> None:
     assert len(huge) == MAX_CHARS and huge.endswith("…")
     got = parse(msg(state="error", stable=None, problem="internal", reason=evil)).status
     assert "\x1b" not in got.message and "\r" not in got.message and "\n" not in got.message
-    got = parse(msg(state="error", stable=None, problem="internal", reason="A" * 3_000_000))
-    assert len(got.status.message) < 300
+    long = parse(msg(state="error", stable=None, problem="internal", reason="A" * 3_000_000))
+    assert len(long.status.message) < 300
     assert len(parse(msg(note="x" * 100_000)).status.note) == MAX_CHARS
     got = parse(msg(note=evil, review={"waiting": [{"id": 1, "slug": evil}]},
                     blocked_by_review=[1])).status

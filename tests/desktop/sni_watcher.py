@@ -12,11 +12,14 @@ import asyncio
 import sys
 
 from dbus_fast.aio import MessageBus
-from dbus_fast.service import PropertyAccess, ServiceInterface, dbus_property, method, signal
+from dbus_fast.constants import PropertyAccess
+from dbus_fast.service import ServiceInterface, dbus_property, method, signal
 
 NAME = "org.kde.StatusNotifierWatcher"
 
 
+# The string annotations are D-Bus signatures for dbus-fast (Annotated[..., DBusSignature]
+# needs dbus-fast 4; we support 2): mypy, which reads them as Python names, is told per line.
 class Watcher(ServiceInterface):
     def __init__(self, host_registered: bool) -> None:
         super().__init__(NAME)
@@ -24,11 +27,11 @@ class Watcher(ServiceInterface):
         self.host_registered = host_registered
 
     @method()
-    def RegisterStatusNotifierItem(self, service: "s") -> None:  # noqa: F821
+    def RegisterStatusNotifierItem(self, service: "s") -> None:  # type: ignore[name-defined]  # noqa: F821
         self.items.append(service)
 
     @method()
-    def RegisterStatusNotifierHost(self, service: "s") -> None:  # noqa: F821
+    def RegisterStatusNotifierHost(self, service: "s") -> None:  # type: ignore[name-defined]  # noqa: F821
         self.host_registered = True
         self.StatusNotifierHostRegistered()
 
@@ -37,15 +40,15 @@ class Watcher(ServiceInterface):
         return None
 
     @dbus_property(access=PropertyAccess.READ)
-    def RegisteredStatusNotifierItems(self) -> "as":  # noqa: F722
+    def RegisteredStatusNotifierItems(self) -> "as":  # type: ignore[valid-type]  # noqa: F722
         return self.items
 
     @dbus_property(access=PropertyAccess.READ)
-    def IsStatusNotifierHostRegistered(self) -> "b":  # noqa: F821
+    def IsStatusNotifierHostRegistered(self) -> "b":  # type: ignore[name-defined]  # noqa: F821
         return self.host_registered
 
     @dbus_property(access=PropertyAccess.READ)
-    def ProtocolVersion(self) -> "i":  # noqa: F821
+    def ProtocolVersion(self) -> "i":  # type: ignore[name-defined]  # noqa: F821
         return 0
 
 

@@ -75,7 +75,8 @@ def test_windows_version_resource_matches_the_package() -> None:
         and isinstance(call.args[1], ast.Constant)
     }
     assert strings["FileVersion"] == strings["ProductVersion"] == __version__
-    assert "StatBus" in strings["FileDescription"]
+    description = strings["FileDescription"]
+    assert isinstance(description, str) and "StatBus" in description
     filevers = next(
         kw.value
         for call in ast.walk(tree)

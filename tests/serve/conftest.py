@@ -93,7 +93,8 @@ async def served(
     task = asyncio.create_task(
         serve(cfg, monitor, ready=started.set_result, stop=stop, handle_signals=False)
     )
-    done, _ = await asyncio.wait({started, task}, timeout=WAIT, return_when="FIRST_COMPLETED")
+    first: set[asyncio.Future[Any]] = {started, task}
+    done, _ = await asyncio.wait(first, timeout=WAIT, return_when="FIRST_COMPLETED")
     if task in done:
         task.result()  # raises what serve() raised
     running = started.result()

@@ -116,7 +116,8 @@ async def test_a_stuck_client_delays_nobody_and_ends_on_the_latest_state() -> No
                                abort=lambda: setattr(sink, "aborted", True),
                                receive_until_closed=done.wait)
 
-    tasks = [asyncio.create_task(connect(s)) for s in [*fast, stuck]]
+    sinks: list[Fast | Stuck] = [*fast, stuck]
+    tasks = [asyncio.create_task(connect(s)) for s in sinks]
     await asyncio.sleep(0.05)  # initial messages: the fast ones got theirs
     assert all(len(f.texts()) == 1 for f in fast)
     encoded = hub.counters.frames_encoded

@@ -120,9 +120,12 @@ def test_ddl_holder_waiting_for_the_lock_is_no_deadlock(db_dsn: str, conn: Conn,
         migration.execute("UPDATE worker.tasks SET state = 'completed' WHERE id = %s", (a,))
         migration.execute("ALTER TABLE public.import_job ADD COLUMN probe integer")
         done = threading.Event()
-        th = threading.Thread(target=lambda: (
-            worker.execute("UPDATE worker.tasks SET state = 'completed' WHERE id = %s", (b,)),
-            done.set()))
+
+        def work() -> None:
+            worker.execute("UPDATE worker.tasks SET state = 'completed' WHERE id = %s", (b,))
+            done.set()
+
+        th = threading.Thread(target=work)
         th.start()
         for _ in range(100):  # the worker waits for the migration's lock on import_job
             row = conn.execute("SELECT count(*) FROM pg_locks WHERE NOT granted").fetchone()

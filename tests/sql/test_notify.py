@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from datetime import datetime
 
 import psycopg
 import pytest
@@ -221,9 +222,9 @@ def test_one_transaction_many_crossings(conn: Conn, listener: Listener) -> None:
     assert listener.drain() == [payload(True)]
 
 
-def next_due(conn: Conn) -> object:
+def next_due(conn: Conn) -> datetime | None:
     row = conn.execute("SELECT public.system_stability_next_due()").fetchone()
-    assert row is not None
+    assert row is not None and (row[0] is None or isinstance(row[0], datetime))
     return row[0]
 
 

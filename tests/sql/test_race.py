@@ -390,7 +390,12 @@ def _stale_scenario(dsn: str, hold_commit: bool) -> tuple[list[str], bool, bool,
         if hold_commit:
             t1.execute("INSERT INTO gate VALUES (1)")
             done = threading.Event()
-            committer = threading.Thread(target=lambda: (t1.execute("COMMIT"), done.set()))
+
+            def commit() -> None:
+                t1.execute("COMMIT")
+                done.set()
+
+            committer = threading.Thread(target=commit)
             committer.start()
             # wait until T1 sits in its COMMIT, past our trigger, blocked by the gate
             for _ in range(600):
@@ -403,7 +408,12 @@ def _stale_scenario(dsn: str, hold_commit: bool) -> tuple[list[str], bool, bool,
             else:
                 pytest.fail("T1 never reached the gate")
         t2_done = threading.Event()
-        t2_thread = threading.Thread(target=lambda: (add_task(t2, "pending"), t2_done.set()))
+
+        def insert() -> None:
+            add_task(t2, "pending")
+            t2_done.set()
+
+        t2_thread = threading.Thread(target=insert)
         t2_thread.start()  # the seed's T2 commits first; ours waits for T1's decision
         if hold_commit:
             for _ in range(600):

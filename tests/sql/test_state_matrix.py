@@ -28,7 +28,7 @@ SCHEDULES = {"null": None, "past": "-1 hour", "future": "+1 hour"}
 
 def test_every_import_job_state(conn: Conn, listener: Listener) -> None:
     assert stable(conn)
-    wrong = []
+    wrong: list[tuple[object, ...]] = []
     for state in IMPORT_JOB_STATES:
         active = state in ACTIVE_JOB_STATES
         job = add_job(conn, state)
@@ -56,7 +56,7 @@ def test_every_import_job_state(conn: Conn, listener: Listener) -> None:
 
 
 def test_every_task_state_queue_and_schedule(conn: Conn, listener: Listener) -> None:
-    wrong = []
+    wrong: list[tuple[object, ...]] = []
     for queue, command in QUEUE_COMMAND.items():
         for state in TASK_STATES:
             for when, offset in SCHEDULES.items():
@@ -94,7 +94,7 @@ def test_every_task_transition_notifies_exactly_when_it_crosses(
     conn: Conn, listener: Listener
 ) -> None:
     """36 UPDATEs of state on a due analytics task: one notification iff busy-ness changes."""
-    wrong = []
+    wrong: list[tuple[object, ...]] = []
     for old in TASK_STATES:
         for new in TASK_STATES:
             task = add_task(conn, old)
@@ -119,7 +119,7 @@ def test_every_job_transition_notifies_exactly_when_it_crosses(
     queued behind them): a change of either announces once, the payload is the answer after
     it (with the review fingerprint while a job waits), and a change of neither sends nothing.
     """
-    wrong = []
+    wrong: list[tuple[object, ...]] = []
     for old in IMPORT_JOB_STATES:
         job = add_job(conn, old, error="boom")
         listener.drain()

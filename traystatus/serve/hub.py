@@ -397,7 +397,7 @@ class Hub:
         *,
         details: bool,
         abort: Callable[[], None],
-        receive_until_closed: Callable[[], Awaitable[None]],
+        receive_until_closed: Callable[[], Awaitable[object]],
         reserved: bool = False,
         user: int | None = None,
     ) -> None:

@@ -15,7 +15,8 @@ maps them onto the monitor's ``Reader`` strategy (readers.py):
 * its own timing, which the monitor honours: a coalescing window of ``COALESCE_WINDOW``
   (StatBus's channels are chatty: hundreds of notifications per import), a read when a
   future-scheduled analytics task falls due, and on a StatBus without
-  ``worker_task_changed`` a full read every ``OLD_STATBUS_INTERVAL`` seconds.
+  ``worker_task_changed`` a full read every ``OLD_STATBUS_INTERVAL`` seconds
+  (``MonitorOptions.old_statbus_interval``).
 """
 
 from __future__ import annotations
@@ -49,10 +50,15 @@ BUILTIN_NOTE = (
     "watching StatBus directly; an administrator can install traystatus's SQL for fewer "
     "notifications: see docs/sql.md"
 )
-OLD_STATBUS_NOTE = (
-    f"this StatBus is too old to announce task changes (worker_task_changed, added "
-    f"2026-03-20): reading every {OLD_STATBUS_INTERVAL:g} s"
-)
+
+
+def old_statbus_note(interval: float = OLD_STATBUS_INTERVAL) -> str:
+    """What a person should know about a StatBus without ``worker_task_changed``."""
+    return ("this StatBus is too old to announce task changes (worker_task_changed, added "
+            f"2026-03-20): reading every {interval:g} s")
+
+
+OLD_STATBUS_NOTE = old_statbus_note()
 
 
 class BuiltinReader(readers.ProgressReading):
@@ -70,10 +76,13 @@ class BuiltinReader(readers.ProgressReading):
     name = "builtin"
     coalesce_window: float | None = COALESCE_WINDOW
 
-    def __init__(self, conninfo: str, reason: str = "") -> None:
+    def __init__(self, conninfo: str, reason: str = "",
+                 old_statbus_interval: float | None = None) -> None:
         # reason: why auto mode chose this reader ("" when it was asked for or the SQL is
         # simply not installed); outdated SQL says so here, as a warning, not an error.
+        # old_statbus_interval: MonitorOptions.old_statbus_interval (None: the default).
         self._conninfo = conninfo  # for messages (where), never the password
+        self.old_interval = old_statbus_interval or OLD_STATBUS_INTERVAL
         self.reason = reason  # why built-in was chosen in auto mode ("" when asked for)
         self.tracker = TaskTracker()
         self.old_statbus = False
@@ -96,7 +105,7 @@ class BuiltinReader(readers.ProgressReading):
         if self.reason:
             out.insert(0, self.reason)
         if self.old_statbus:
-            out.append(OLD_STATBUS_NOTE)
+            out.append(old_statbus_note(self.old_interval))
         return tuple(out)
 
     def channel(self, name: str) -> Channel:
@@ -121,7 +130,7 @@ class BuiltinReader(readers.ProgressReading):
     def read_within(self) -> float | None:
         """Seconds within which the next stability read is due for this reader's own
         reasons (a scheduled task falls due; an old StatBus), or None."""
-        out: float | None = OLD_STATBUS_INTERVAL if self.old_statbus else None
+        out: float | None = self.old_interval if self.old_statbus else None
         held = self.tracker.full_due_in(time.monotonic())
         if held is not None:  # a full read owed, held back by the rate limit
             out = held if out is None else min(out, held)
@@ -157,7 +166,7 @@ class BuiltinReader(readers.ProgressReading):
         if self.old_statbus:
             self.tracker.min_full_interval = 0.0  # every read is a full one there
         if self.old_statbus:
-            log.warning("%s: %s", where, OLD_STATBUS_NOTE)
+            log.warning("%s: %s", where, old_statbus_note(self.old_interval))
             # Every analytics task sends a pipeline_progress here: a hint to read sooner.
             await link.listen(WORKER_STATUS_CHANNEL)
         return await self.read_stable(link, with_mark)

@@ -437,7 +437,8 @@ class Monitor(SourceBase):
     async def _session(self, conn: psycopg.AsyncConnection[Any]) -> None:
         link = pgio.Link(conn, self.options.health_timeout, self._count_query)
         self._reading = ""
-        reader = await choose_reader(link, self.options.reader, self.conninfo)
+        reader = await choose_reader(link, self.options.reader, self.conninfo,
+                                     self.options.old_statbus_interval)
         self._source = self._reading = reader.name
         schedule = self._schedule
         schedule.set_window(reader.coalesce_window or self.options.coalesce_window)

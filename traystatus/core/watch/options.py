@@ -45,6 +45,9 @@ class MonitorOptions:
     # Where import listeners' ledger of which jobs ended is kept across restarts
     # (core/watch/endings.py: one file per database and login); None: this run only.
     endings_dir: str | None = None
+    # The built-in reader on a StatBus too old to announce task changes (no
+    # worker_task_changed, before 2026-03-20) reads the whole rule this often.
+    old_statbus_interval: float = 5.0
 
     def __post_init__(self) -> None:
         for name in (
@@ -57,6 +60,7 @@ class MonitorOptions:
             "progress_interval",
             "progress_refresh",
             "history_interval",
+            "old_statbus_interval",
         ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"MonitorOptions.{name} must be > 0")

@@ -519,16 +519,21 @@ def stability_payload_problem(payload: str) -> str:
 MAX_PAYLOAD_BYTES = 8000  # PostgreSQL's own limit for a NOTIFY payload
 
 # -- choosing -------------------------------------------------------------------------------
-async def choose_reader(link: Link, mode: ReaderMode, conninfo: str) -> Reader:
+async def choose_reader(link: Link, mode: ReaderMode, conninfo: str,
+                        old_statbus_interval: float | None = None) -> Reader:
     """The reader for this connection. ``auto`` asks the database whether our SQL is there
-    and current (one round trip)."""
+    and current (one round trip). ``old_statbus_interval``: the built-in reader's timed
+    reads on a StatBus without ``worker_task_changed`` (None: its default)."""
     # builtin.py builds on this module (ProgressReading, Reader): imported when chosen.
     from traystatus.core.watch.builtin import BuiltinReader
+
+    def builtin(reason: str) -> Reader:
+        return BuiltinReader(conninfo, reason, old_statbus_interval)
 
     if mode == "installed":
         return InstalledReader(conninfo)
     if mode == "builtin":
-        return BuiltinReader(conninfo, "")
+        return builtin("")
     try:
         row = await link.one(_READ_VERSION)
     except (psycopg.errors.UndefinedFunction, psycopg.errors.InvalidSchemaName):
@@ -541,7 +546,7 @@ async def choose_reader(link: Link, mode: ReaderMode, conninfo: str) -> Reader:
         return InstalledReader(conninfo, version_checked=True)
     if version is None:
         log.info("traystatus's SQL is not installed: reading StatBus directly")
-        return BuiltinReader(conninfo, "")
+        return builtin("")
     # Installed but outdated (or newer than this app): a warning, not a red cross.
     log.warning("%s Reading StatBus directly meanwhile.", wrong.message)
-    return BuiltinReader(conninfo, f"{wrong.message} Meanwhile traystatus reads StatBus directly.")
+    return builtin(f"{wrong.message} Meanwhile traystatus reads StatBus directly.")

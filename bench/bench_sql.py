@@ -42,6 +42,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
+from psycopg.rows import TupleRow
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -53,7 +54,7 @@ FIXTURE = SQL / "fixtures" / "statbus_schema.sql"
 SEED = SQL / "fixtures" / "seed_stability.sql"
 INSTALL = SQL / "install.sql"
 
-Conn = psycopg.Connection[tuple[object, ...]]
+Conn = psycopg.Connection[TupleRow]  # psycopg's default: a column's type is the database's
 
 
 def pct(values: list[float], q: float) -> float:
@@ -210,7 +211,7 @@ def lifecycle_backlog(v: Variant, depth: int = 10) -> None:
     c = v.conn
     row = c.execute(INSERT, prepare=True).fetchone()
     assert row is not None
-    v.backlog.append(int(row[0]))  # type: ignore[call-overload]
+    v.backlog.append(int(row[0]))
     if len(v.backlog) > depth:
         tid = v.backlog.pop(0)
         c.execute(TO_PROCESSING, (tid,), prepare=True)

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 STARTUP_TIMEOUT = 30.0  # generous: a loaded CI machine starts X slowly
 SCREEN = (1024, 768)
@@ -161,10 +161,10 @@ class Desktop:
         return base
 
     def spawn(self, argv: list[str], name: str | None = None,
-              env: dict[str, str] | None = None, **kw: object) -> subprocess.Popen[bytes]:
+              env: dict[str, str] | None = None, **kw: Any) -> subprocess.Popen[bytes]:
         log = (self.root / f"{name or Path(argv[0]).name}.log").open("ab")
         self.logs.append(log)
-        proc = subprocess.Popen(  # type: ignore[call-overload]
+        proc = subprocess.Popen(
             argv, env=env or self.full_env(), stdout=log, stderr=subprocess.STDOUT, **kw
         )
         self.procs.append(proc)

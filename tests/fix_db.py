@@ -26,7 +26,7 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import make_conninfo
 from psycopg.rows import TupleRow
 
 from traystatus._paths import sql_dir
@@ -89,17 +89,13 @@ def pg_server() -> Iterator[PgServer]:
         if not real:
             pytest.fail("TRAYSTATUS_TEST_STATBUS_REAL=1 needs STATBUS_REAL_DSN: "
                         "eval \"$(bash tests/statbus_real/kit/build.sh --env)\" first")
-        params = conninfo_to_dict(real)
-        params["dbname"] = "postgres"
-        yield PgServer(make_conninfo(**params), real=True,  # type: ignore[arg-type]
+        yield PgServer(make_conninfo(real, dbname="postgres"), real=True,
                        bare_template=f"ts_tpl_bare_{REAL_SUFFIX}",
                        full_template=f"ts_tpl_full_{REAL_SUFFIX}")
         return
     dsn = os.environ.get("TRAYSTATUS_TEST_DSN")
     if dsn:
-        params = conninfo_to_dict(dsn)
-        params["dbname"] = "postgres"
-        server = PgServer(make_conninfo(**params))  # type: ignore[arg-type]
+        server = PgServer(make_conninfo(dsn, dbname="postgres"))
         yield server
         return
     # Outside pytest's tmp root: every pytest session that starts re-locks that root to 0700,

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import pytest
 
@@ -41,10 +41,10 @@ class Session:
         base.update(self.env)
         return base
 
-    def spawn(self, argv: list[str], **kw: object) -> subprocess.Popen[bytes]:
+    def spawn(self, argv: list[str], **kw: Any) -> subprocess.Popen[bytes]:
         log = (self.root / f"{Path(argv[0]).name}-{len(self.procs)}.log").open("wb")
         self.logs.append(log)
-        proc = subprocess.Popen(  # type: ignore[call-overload]
+        proc = subprocess.Popen(
             argv, env=self.full_env(), stdout=log, stderr=subprocess.STDOUT, **kw
         )
         self.procs.append(proc)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -113,8 +113,8 @@ class Proxy:
         return make_conninfo("", **params)
 
     # -- work -------------------------------------------------------------------------------
-    def _spawn(self, target: object, *args: object) -> None:
-        t = threading.Thread(target=target, args=args, daemon=True)  # type: ignore[arg-type]
+    def _spawn(self, target: Callable[..., object], *args: object) -> None:
+        t = threading.Thread(target=target, args=args, daemon=True)
         t.start()
         self._threads.append(t)
 

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import psycopg
+from psycopg.rows import TupleRow
 from PySide6.QtWidgets import QApplication
 
 from tests.app.test_app_exit import (  # noqa: F401  (fixtures)
@@ -31,15 +32,15 @@ health_interval_s = 99999999999999999999999
 """
 
 
-def _monitor_pids(conn: psycopg.Connection[tuple[object, ...]], dbname: str) -> list[int]:
+def _monitor_pids(conn: psycopg.Connection[TupleRow], dbname: str) -> list[int]:
     rows = conn.execute(
         "SELECT pid FROM pg_stat_activity WHERE datname = %s AND application_name = 'traystatus'"
         " AND pid <> pg_backend_pid()", (dbname,)
     ).fetchall()
-    return [int(r[0]) for r in rows]  # type: ignore[call-overload]
+    return [int(r[0]) for r in rows]
 
 
-def _wait_for_pid(conn: psycopg.Connection[tuple[object, ...]], dbname: str,
+def _wait_for_pid(conn: psycopg.Connection[TupleRow], dbname: str,
                   not_in: list[int], app: subprocess.Popen[str], within: float = 60) -> int:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
@@ -54,7 +55,7 @@ def _wait_for_pid(conn: psycopg.Connection[tuple[object, ...]], dbname: str,
 def test_huge_settings_are_clamped_and_the_monitor_keeps_working(
     qapp: QApplication, tmp_path: Path, db_dsn: str, app_env: dict[str, str],  # noqa: F811
     procs: list[subprocess.Popen[str]],  # noqa: F811
-    conn: psycopg.Connection[tuple[object, ...]],
+    conn: psycopg.Connection[TupleRow],
 ) -> None:
     config = tmp_path / "config"
     config.mkdir()

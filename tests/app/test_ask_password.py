@@ -16,6 +16,7 @@ from PySide6.QtWidgets import QApplication, QDialogButtonBox
 
 from tests.app.conftest import ARTIFACTS, MemoryKeyring, run, wait_until
 from traystatus.app.controller import Controller
+from traystatus.app.passworddialog import PasswordDialog
 from traystatus.core.config.profiles import ConnectionProfile, ProfileStore
 from traystatus.core.model.state import Problem, State
 
@@ -70,8 +71,9 @@ def _add_profile(db_dsn: str, user: str) -> None:
     ))
 
 
-def _click(dialog: object, which: QDialogButtonBox.StandardButton) -> None:
-    dialog.buttons.button(which).click()  # type: ignore[attr-defined]
+def _click(dialog: PasswordDialog | None, which: QDialogButtonBox.StandardButton) -> None:
+    assert dialog is not None
+    dialog.buttons.button(which).click()
 
 
 def test_wrong_then_right_password_connects_and_nothing_is_written(

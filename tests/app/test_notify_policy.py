@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from traystatus.app.notify_policy import (
     KEY_CONNECTION,
@@ -28,8 +29,8 @@ def s(sec: float) -> datetime:
     return T0 + timedelta(seconds=sec)
 
 
-def st(state: State, **kw: object) -> Status:
-    return Status(state, **kw)  # type: ignore[arg-type]
+def st(state: State, **kw: Any) -> Status:
+    return Status(state, **kw)
 
 
 def run(

@@ -25,7 +25,7 @@ from PySide6.QtWidgets import QApplication
 
 from tests.app.conftest import ARTIFACTS, run, wait_until
 from traystatus.app.controller import Controller
-from traystatus.app.settings import SettingsDialog
+from traystatus.app.settings import SavedChange, SettingsDialog
 from traystatus.core.config import credentials
 from traystatus.core.config.password import Source, resolve_async
 from traystatus.core.config.profiles import ConnectionProfile, ProfileStore
@@ -337,7 +337,7 @@ def test_a_keychain_that_never_answers_a_save_is_said_and_the_password_kept_for_
 ) -> None:
     monkeypatch.setattr(credentials, "KEYCHAIN_TIMEOUT", 0.5)
     dialog = SettingsDialog(ProfileStore())
-    got: list[object] = []
+    got: list[SavedChange] = []
     dialog.saved.connect(got.append)
 
     async def scenario() -> None:
@@ -353,7 +353,7 @@ def test_a_keychain_that_never_answers_a_save_is_said_and_the_password_kept_for_
         assert "the keychain did not answer within 0.5 s" in text, text
         assert "this session only" in text
         assert ProfileStore().names() == ["work"]  # the profile itself is saved
-        assert len(got) == 1 and got[0].session_password == "s3cret"  # type: ignore[attr-defined]
+        assert len(got) == 1 and got[0].session_password == "s3cret"
         assert dialog.buttons.button(dialog.buttons.StandardButton.Save).isEnabled()
 
     try:

@@ -96,7 +96,8 @@ async def _watch_a_whole_lifecycle(db: KitDb, reader: ReaderMode) -> None:
             assert s.state is base and s.upgrade is not None
             assert s.upgrade.phase is UpgradePhase.SCHEDULED and s.upgrade.name == "v2026.09.0"
             assert s.upgrade.text().startswith("StatBus will be upgraded at ")
-            assert s.to_json()["upgrade"]["phase"] == "scheduled"  # type: ignore[index]
+            upgrade = s.to_json()["upgrade"]
+            assert isinstance(upgrade, dict) and upgrade["phase"] == "scheduled"
             d.claim(row)
             s = await rec.state(State.UPGRADING, within=10)
             assert s.upgrade is not None and s.upgrade.running

@@ -14,7 +14,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -440,11 +440,11 @@ GRANTED = (
 
 
 def test_doctor_lists_every_function_the_role_may_not_execute(
-    cli: Cli, db_dsn: str, bare_db_dsn: str, make_role: object,
+    cli: Cli, db_dsn: str, bare_db_dsn: str, make_role: Callable[..., tuple[str, str]],
     conn: psycopg.Connection[tuple[object, ...]],
 ) -> None:
     """Every function install.sql grants (those granted with it and not without it)."""
-    name, password = make_role()  # type: ignore[operator]
+    name, password = make_role()
     with psycopg.connect(bare_db_dsn) as bare:
         statbus_own = {r[0] for r in bare.execute(GRANTED)}
     granted = [r[0] for r in conn.execute(GRANTED) if r[0] not in statbus_own]

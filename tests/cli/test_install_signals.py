@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Callable
 
 import psycopg
 import pytest
@@ -30,9 +31,9 @@ def _others(dsn: str, mine: int) -> list[tuple[object, ...]]:
             "AND pid NOT IN (pg_backend_pid(), %s)", (mine,)).fetchall()
 
 
-def _until(what: str, check: object, within: float) -> float:
+def _until(what: str, check: Callable[[], object], within: float) -> float:
     start = time.monotonic()
-    while not check():  # type: ignore[operator]
+    while not check():
         if time.monotonic() - start > within:
             raise AssertionError(f"{what} not within {within} s")
         time.sleep(0.05)

@@ -16,8 +16,10 @@ from traystatus.core.pg.sqlfiles import EXPECTED_SQL_VERSION
 
 def _has_sql(dsn: str) -> bool:
     with psycopg.connect(dsn) as conn:
-        row = conn.execute("SELECT to_regprocedure('public.is_system_stable()') IS NOT NULL")
-        return bool(row.fetchone()[0])  # type: ignore[index]
+        row = conn.execute(
+            "SELECT to_regprocedure('public.is_system_stable()') IS NOT NULL").fetchone()
+        assert row is not None
+        return bool(row[0])
 
 
 def test_install_then_uninstall(cli: Cli, bare_db_dsn: str) -> None:

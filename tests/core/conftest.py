@@ -12,6 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.rows import TupleRow
 
 from tests.fix_db import PgServer, temporary_role
 from traystatus.core.model.details import Details, WorkSummary
@@ -91,7 +92,7 @@ async def running(monitor: Monitor) -> AsyncIterator[Recorder]:
         await asyncio.wait_for(task, WAIT)  # run() returns after stop(), never raises
 
 
-async def aconnect(dsn: str) -> psycopg.AsyncConnection[tuple[object, ...]]:
+async def aconnect(dsn: str) -> psycopg.AsyncConnection[TupleRow]:
     return await psycopg.AsyncConnection.connect(dsn, autocommit=True)
 
 

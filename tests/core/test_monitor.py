@@ -181,7 +181,7 @@ async def test_a_future_task_becoming_due_is_read_at_its_due_moment(db_dsn: str)
         )
         row = await cur.fetchone()
         assert row is not None
-        due_at = float(row[0])  # type: ignore[arg-type]
+        due_at = float(row[0])
         await asyncio.sleep(0.5)
         assert m.status.state is State.STABLE  # not due yet
         notes = m.counters.notifications

@@ -13,6 +13,7 @@ from dataclasses import replace
 
 import psycopg
 import pytest
+from psycopg.rows import TupleRow
 
 from tests.core.conftest import FAST, aconnect, running, with_params
 from traystatus.core.model.state import State
@@ -35,7 +36,7 @@ SELECT 'statistical_unit_refresh_batch',
 """
 
 
-async def add_job(conn: psycopg.AsyncConnection[tuple[object, ...]], state: str,
+async def add_job(conn: psycopg.AsyncConnection[TupleRow], state: str,
                   **cols: object) -> int:
     cols.setdefault("slug", f"job_{uuid.uuid4().hex[:10]}")
     cols.setdefault("definition_id", 1)
@@ -48,7 +49,7 @@ async def add_job(conn: psycopg.AsyncConnection[tuple[object, ...]], state: str,
     )
     row = await cur.fetchone()
     assert row is not None
-    return int(row[0])  # type: ignore[call-overload]
+    return int(row[0])
 
 
 # Progress is re-read every ``progress_refresh`` when nothing notifies (10 s by default):
@@ -135,6 +136,7 @@ def test_the_aggregate_runs_as_an_analyst_on_the_real_statbus() -> None:
 async def test_an_analyst_monitor_on_the_real_statbus_reads_pipeline_progress() -> None:
     """A fresh copy of the real StatBus with a running derive pipeline: the analyst's
     monitor shows StatBus's own step and counts."""
+    assert KIT is not None
     su = os.environ["STATBUS_REAL_DSN"]
     name = f"i12_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(su, autocommit=True) as admin:
@@ -150,7 +152,7 @@ async def test_an_analyst_monitor_on_the_real_statbus_reads_pipeline_progress() 
         w = await aconnect(db)
         await w.execute("SET session_replication_role = replica")  # no worker triggers
         await w.execute(PIPELINE)
-        m = Monitor(with_params(KIT, dbname=name), FAST)  # type: ignore[arg-type]
+        m = Monitor(with_params(KIT, dbname=name), FAST)
         try:
             async with running(m) as rec:
                 await rec.until(lambda: m.status.progress is not None

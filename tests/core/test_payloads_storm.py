@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import psycopg
 import pytest
@@ -46,11 +46,11 @@ class ThreadedMonitor:
         assert not self.thread.is_alive(), "Monitor.run() did not return after stop()"
 
 
-def _wait(predicate: object, what: str, within: float = 30.0) -> None:
+def _wait(predicate: Callable[[], object], what: str, within: float = 30.0) -> None:
     import time
 
     end = time.monotonic() + within
-    while not predicate():  # type: ignore[operator]
+    while not predicate():
         if time.monotonic() > end:
             raise AssertionError(f"{what} not reached in {within} s")
         time.sleep(0.01)

@@ -94,8 +94,9 @@ def test_every_field_of_status_crosses_the_relay() -> None:
                 continue  # compared as the faces show them, below
             assert getattr(got, f.name) == getattr(status, f.name), f.name
     got = _through_the_wire(_processing())
-    assert got.progress is not None
-    assert got.progress.to_json() == _processing().progress.to_json()  # type: ignore[union-attr]
+    expected = _processing().progress
+    assert got.progress is not None and expected is not None
+    assert got.progress.to_json() == expected.to_json()
     assert got.progress.text == "1 import (42 %), 1 import queued, derive 120 of 412 tasks"
     # the server's trouble is said as the server's, with advice for this end
     got = _through_the_wire(_trouble())

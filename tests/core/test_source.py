@@ -94,7 +94,7 @@ def test_one_version_rule(version: object, problem: Problem | None) -> None:
 
 def test_reader_mode_is_checked() -> None:
     with pytest.raises(ValueError, match="reader"):
-        MonitorOptions(reader="psychic")  # type: ignore[arg-type]
+        MonitorOptions(reader="psychic")  # type: ignore[arg-type]  # on purpose
 
 
 @pytest.mark.asyncio

@@ -13,7 +13,7 @@ def test_reads_the_packaged_files() -> None:
     assert "CREATE OR REPLACE FUNCTION public.is_system_stable()" in sqlfiles.read("install")
     assert "DROP FUNCTION IF EXISTS public.is_system_stable()" in sqlfiles.read("uninstall")
     with pytest.raises(ValueError):
-        sqlfiles.read("drop_everything")  # type: ignore[arg-type]
+        sqlfiles.read("drop_everything")  # type: ignore[arg-type]  # on purpose
 
 
 @pytest.mark.asyncio

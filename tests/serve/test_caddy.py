@@ -24,6 +24,7 @@ from pathlib import Path
 import aiohttp
 import psycopg
 import pytest
+from playwright.async_api import Browser
 
 from tests.serve.conftest import TOKEN, WAIT, ServeProcess, next_json, token_file, until
 from tests.serve.test_credentials import make_jwt
@@ -76,7 +77,8 @@ class Caddy:
         deadline = time.monotonic() + WAIT
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise AssertionError(f"caddy exited: {self.proc.stderr.read()}")  # type: ignore[union-attr]
+                assert self.proc.stderr is not None  # stderr=PIPE
+                raise AssertionError(f"caddy exited: {self.proc.stderr.read()}")
             with socket.socket() as s:
                 if s.connect_ex(("127.0.0.1", port)) == 0:
                     return
@@ -179,9 +181,9 @@ async def test_websocket_cookie_page_and_details_through_caddy(setup: Setup) -> 
 
 @pytest.mark.asyncio
 async def test_the_seed_hook_and_our_page_in_chromium_through_caddy(
-    setup: Setup, browser: object  # noqa: F811
+    setup: Setup, browser: Browser  # noqa: F811
 ) -> None:
-    context = await browser.new_context()  # type: ignore[attr-defined]
+    context = await browser.new_context()
     await context.add_cookies([{"name": "statbus", "value": setup.cookie(),
                                 "url": setup.caddy.url, "httpOnly": True,
                                 "sameSite": "Strict"}])

@@ -225,7 +225,7 @@ async def test_malleable_and_malformed_jwts_are_refused(db_dsn: str, tmp_path: P
         "alg RS256": make_jwt(secret, claims, {"alg": "RS256", "typ": "JWT"}),
         "typ other": make_jwt(secret, claims, {"alg": "HS256", "typ": "at+jwt"}),
         "crit": make_jwt(secret, claims, {"alg": "HS256", "crit": ["x"]}),
-        "header array": make_jwt(secret, claims, ["HS256"]),  # type: ignore[arg-type]
+        "header array": make_jwt(secret, claims, ["HS256"]),  # type: ignore[arg-type]  # on purpose
         "no type": make_jwt(secret, {k: v for k, v in claims.items() if k != "type"}),
         "refresh": make_jwt(secret, {**claims, "type": "refresh"}),
         "other type": make_jwt(secret, {**claims, "type": "id"}),
@@ -266,8 +266,7 @@ async def test_clients_get_a_generic_reason_and_the_log_the_details(
     its log; clients get the problem's class and a sentence that names none of it."""
     secret_name = f"no_such_db_{uuid.uuid4().hex[:8]}"
     params = psycopg.conninfo.conninfo_to_dict(db_dsn)
-    params["dbname"] = secret_name
-    dsn = psycopg.conninfo.make_conninfo(**params)  # type: ignore[arg-type]
+    dsn = psycopg.conninfo.make_conninfo(db_dsn, dbname=secret_name)
     caplog.set_level(logging.INFO, logger="traystatus")
     async with served(dsn, tmp_path, wait_known=False) as srv, \
             aiohttp.ClientSession() as http:

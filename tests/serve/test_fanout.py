@@ -37,7 +37,7 @@ async def _server(hub: Hub, options: AppOptions) -> AsyncIterator[str]:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port = runner.addresses[0][1]
     try:
         yield f"127.0.0.1:{port}"
     finally:

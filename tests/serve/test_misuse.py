@@ -127,9 +127,7 @@ def _rewrite_in_place(path: Path, old: str, new: str) -> None:
 
 
 def test_a_database_it_cannot_use_is_a_warning_at_start(db_dsn: str, tmp_path: Path) -> None:
-    params = psycopg.conninfo.conninfo_to_dict(db_dsn)
-    params["dbname"] = "no_such_database_here"
-    dsn = psycopg.conninfo.make_conninfo(**params)  # type: ignore[arg-type]
+    dsn = psycopg.conninfo.make_conninfo(db_dsn, dbname="no_such_database_here")
     p = ServeProcess("--dsn", dsn, "--listen", "127.0.0.1:0",
                      "--token-file", token_file(tmp_path))
     try:

@@ -26,7 +26,7 @@ HOSTILE = '<img src=x onerror="document.title=\'pwned\'">Q3 <b>enterprises</b>'
 
 
 @pytest_asyncio.fixture
-async def browser() -> AsyncIterator[object]:
+async def browser() -> AsyncIterator[playwright_api.Browser]:
     if not shutil.which(CHROMIUM):
         pytest.fail(f"{CHROMIUM} missing: apt-get install chromium (.ci/apt-packages.txt)")
     async with playwright_api.async_playwright() as pw:
@@ -48,11 +48,11 @@ def _save(page_png: bytes, tmp: Path, name: str) -> Path:
 
 @pytest.mark.asyncio
 async def test_page_shows_states_live_and_opens_details(
-    db_dsn: str, tmp_path: Path, browser: object
+    db_dsn: str, tmp_path: Path, browser: playwright_api.Browser
 ) -> None:
     expect = playwright_api.expect
     async with served(db_dsn, tmp_path) as srv:
-        page = await browser.new_page(viewport={"width": 720, "height": 520})  # type: ignore[attr-defined]
+        page = await browser.new_page(viewport={"width": 720, "height": 520})
         # Without a token: a page that says what to do, not the indicator.
         resp = await page.goto(f"{srv.url}/")
         assert resp is not None and resp.status == 401
@@ -107,7 +107,7 @@ async def test_page_shows_states_live_and_opens_details(
 
 @pytest.mark.asyncio
 async def test_page_names_every_state_in_words_and_the_review_hold(
-    tmp_path: Path, browser: object
+    tmp_path: Path, browser: playwright_api.Browser
 ) -> None:
     """Every state the server can send, pushed through the real hub and endpoints by a
     source that says what the test wants (the database side has its own tests)."""
@@ -132,10 +132,10 @@ async def test_page_names_every_state_in_words_and_the_review_hold(
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port = runner.addresses[0][1]
     options.own_origins = own_origins("http", "127.0.0.1", port)  # as serve() sets them
     try:
-        page = await browser.new_page(viewport={"width": 720, "height": 360})  # type: ignore[attr-defined]
+        page = await browser.new_page(viewport={"width": 720, "height": 360})
         await page.goto(f"http://127.0.0.1:{port}/")
         word, badge = page.locator("#word"), page.locator("#badge")
         await expect(word).to_have_text("Connecting…")
@@ -206,7 +206,7 @@ async () => {
 
 @pytest.mark.asyncio
 async def test_the_seed_react_hook_works_unchanged_with_statbus_cookie(
-    db_dsn: str, tmp_path: Path, browser: object
+    db_dsn: str, tmp_path: Path, browser: playwright_api.Browser
 ) -> None:
     """Behind StatBus's proxy the page's origin is the server's, and StatBus's login has set
     the `statbus` cookie (an HS256 access token): docs/serve.md's claim, in a browser."""
@@ -234,7 +234,7 @@ async def test_the_seed_react_hook_works_unchanged_with_statbus_cookie(
 
     async with served(db_dsn, tmp_path, jwt_secret_file=str(secret_file)) as srv:
         for cookie, expected in ((None, "refused"), (jwt, True)):
-            context = await browser.new_context()  # type: ignore[attr-defined]
+            context = await browser.new_context()
             if cookie:
                 await context.add_cookies([{"name": "statbus", "value": cookie,
                                             "url": srv.url, "httpOnly": True,
@@ -253,11 +253,11 @@ async def test_the_seed_react_hook_works_unchanged_with_statbus_cookie(
 
 @pytest.mark.asyncio
 async def test_page_says_when_its_token_is_withdrawn(
-    db_dsn: str, tmp_path: Path, browser: object
+    db_dsn: str, tmp_path: Path, browser: playwright_api.Browser
 ) -> None:
     expect = playwright_api.expect
     async with served(db_dsn, tmp_path, recheck=0.5) as srv:
-        page = await browser.new_page()  # type: ignore[attr-defined]
+        page = await browser.new_page()
         await page.goto(f"{srv.url}/?token={TOKEN}")
         await expect(page.locator("#word")).to_have_text("Stable", timeout=15_000)
         # The administrator rotates the tokens (read again on change): the server closes
@@ -271,7 +271,9 @@ async def test_page_says_when_its_token_is_withdrawn(
 
 
 @pytest.mark.asyncio
-async def test_page_says_when_it_will_be_stable(tmp_path: Path, browser: object) -> None:
+async def test_page_says_when_it_will_be_stable(
+    tmp_path: Path, browser: playwright_api.Browser
+) -> None:
     """Issue 22: the estimate in the server's frames (progress.estimate), in local time, with
     how it was reached; unknown says unknown; a description of it is text, never markup."""
     from datetime import UTC, datetime, timedelta
@@ -302,10 +304,10 @@ async def test_page_says_when_it_will_be_stable(tmp_path: Path, browser: object)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port = runner.addresses[0][1]
     options.own_origins = own_origins("http", "127.0.0.1", port)
     try:
-        page = await browser.new_page(viewport={"width": 720, "height": 360},  # type: ignore[attr-defined]
+        page = await browser.new_page(viewport={"width": 720, "height": 360},
                                       timezone_id="UTC", locale="en-GB")
         await page.goto(f"http://127.0.0.1:{port}/")
         est = page.locator("#estimate")

@@ -321,7 +321,7 @@ async def test_a_client_that_does_not_answer_pings_is_closed(
     async with served(db_dsn, tmp_path, heartbeat=0.5) as srv, aiohttp.ClientSession() as http:
         url = f"{srv.ws_url}/api/system-stability"
         good = await http.ws_connect(url, headers=srv.headers())
-        seen: list[object] = []
+        seen: list[dict[str, object]] = []
 
         async def read_good() -> None:  # receive() is where aiohttp's client answers pings
             async for msg in good:
@@ -335,7 +335,7 @@ async def test_a_client_that_does_not_answer_pings_is_closed(
         await asyncio.sleep(1.5)  # three more heartbeats: the good one stays
         assert srv.hub.clients == 1 and not good.closed
         _run(db_dsn, START_TASK)
-        await until(lambda: any(m["stable"] is False for m in seen),  # type: ignore[index]
+        await until(lambda: any(m["stable"] is False for m in seen),
                     what="the good client still gets changes")
         await good.close()
         await reader

@@ -23,7 +23,7 @@ import aiohttp
 import psycopg
 import pytest
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import make_conninfo
 
 from tests.serve.conftest import next_json, served, until
 from tests.serve.test_credentials import CLOSE_UNAUTHORIZED, closed_with
@@ -95,11 +95,10 @@ def statbus(tmp_path: Path) -> Iterator[StatBus]:
         path = tmp_path / "jwt-secret"
         path.write_text(str(secret[0]) + "\n")
         path.chmod(0o600)
-        params = conninfo_to_dict(dsn)
         yield StatBus(
             dsn, email, str(path),
-            make_conninfo(**{**params, "user": roles[0], "password": "pw-" + suffix}),  # type: ignore[arg-type]
-            make_conninfo(**{**params, "user": roles[1], "password": "pw-" + suffix}),  # type: ignore[arg-type]
+            make_conninfo(dsn, user=roles[0], password="pw-" + suffix),
+            make_conninfo(dsn, user=roles[1], password="pw-" + suffix),
         )
     finally:
         with psycopg.connect(admin, autocommit=True) as c:

@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -211,9 +212,9 @@ def _psql(server: EmbeddedPostgres, dsn: str, *args: str) -> subprocess.Complete
 
 @pytest.mark.parametrize("kind", SERVERS)
 def test_psql_install_and_uninstall_on_each_server_version(
-    pg_dir: Path, kind: dict[str, object]
+    pg_dir: Path, kind: dict[str, Any]
 ) -> None:
-    server = EmbeddedPostgres(pg_dir / "data", **kind)  # type: ignore[arg-type]
+    server = EmbeddedPostgres(pg_dir / "data", **kind)
     server.start()
     try:
         with psycopg.connect(server.dsn(), autocommit=True) as admin:

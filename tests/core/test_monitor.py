@@ -94,11 +94,17 @@ def _details_calls(dsn: str) -> int:
         return details_call_count(c)
 
 
+# Health checks every 0.25 s, details every 0.1 s while subscribed (FAST: 1 s and 0.5 s):
+# ``n`` health checks span at least ``n - 1`` quarter seconds, over two details intervals
+# each.
+QUICK = dataclasses.replace(FAST, health_interval=0.25, details_interval=0.1)
+
+
 @pytest.mark.asyncio
 async def test_details_are_read_only_while_subscribed(db_dsn: str) -> None:
     with psycopg.connect(db_dsn, autocommit=True) as c:
         count_details_calls(c)
-    m = Monitor(db_dsn, FAST)
+    m = Monitor(db_dsn, QUICK)
     writer = await aconnect(db_dsn)
     async with running(m) as rec:
         await rec.state(State.STABLE)
@@ -197,22 +203,24 @@ async def test_a_future_task_becoming_due_is_read_at_its_due_moment(db_dsn: str)
 async def test_details_refresh_periodically_while_processing_only(db_dsn: str) -> None:
     """Analytics progress sends no notification of ours: details are re-read on a timer,
     but only while the system is processing."""
-    m = Monitor(db_dsn, FAST)  # details_interval 0.5 s
+    options = dataclasses.replace(FAST, details_interval=0.25)
+    m = Monitor(db_dsn, options)
     writer = await aconnect(db_dsn)
     async with running(m) as rec:
         await rec.state(State.STABLE)
         async with m.details():
             await rec.until(lambda: len(rec.details) >= 1, what="first details")
-            await asyncio.sleep(1.5)
+            await asyncio.sleep(3 * options.details_interval)
             idle_reads = m.counters.details_reads
             assert idle_reads <= 2  # stable: no timer
             await writer.execute(START_TASK)
             await rec.state(State.PROCESSING)
             start = m.counters.details_reads
             notes = m.counters.notifications
-            await asyncio.sleep(2.0)
+            # Two more reads within four intervals, on the timer alone: no notification.
+            await rec.until(lambda: m.counters.details_reads - start >= 2,
+                            within=4 * options.details_interval, what="two timed details reads")
             assert m.counters.notifications == notes
-            assert m.counters.details_reads - start >= 2
     await writer.close()
 
 

@@ -161,3 +161,29 @@ def test_restart_reuses_the_folder_and_starts_clean(pg_dir: Path) -> None:
     assert dsns[0] != dsns[1]  # a fresh password each run
     with pytest.raises(psycopg.OperationalError):
         psycopg.connect(dsns[0], connect_timeout=5).close()  # server is down
+
+
+@pytest.mark.timeout(240)
+def test_sigterm_while_setting_up_still_stops_the_server(pg_dir: Path) -> None:
+    """scripts/demo passes a Ctrl-C on as SIGTERM, which may come before the demo's loop
+    runs: Python's default would end the process at once and leave PostgreSQL running."""
+    datadir = pg_dir / "pg"
+    proc = subprocess.Popen(
+        [*DEMO, "--no-tray", "--datadir", str(datadir)], env=_env(PYTHONUNBUFFERED="1"),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        _read_until(proc, r"starting PostgreSQL")
+        deadline = time.monotonic() + 60
+        while not (datadir / "postmaster.pid").exists():  # the server is starting
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.02)
+        proc.terminate()
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
+    assert proc.returncode == 130, out
+    assert "nothing left running" in out
+    assert _processes_using(datadir) == []

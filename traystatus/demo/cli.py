@@ -214,6 +214,7 @@ async def _run(
     interrupted = asyncio.Event()
     # Windows has no loop signal handlers: there Ctrl-C arrives as KeyboardInterrupt.
     signals = (signal.SIGINT, signal.SIGTERM) if sys.platform != "win32" else ()
+    before = {sig: signal.getsignal(sig) for sig in signals}
     for sig in signals:
         loop.add_signal_handler(sig, interrupted.set)
     sim_task = asyncio.create_task(simulator.run(), name="simulator")
@@ -246,6 +247,7 @@ async def _run(
             w.cancel()
         for sig in signals:
             loop.remove_signal_handler(sig)
+            signal.signal(sig, before[sig])  # main's: the server is still to be stopped
     if sim_task.done() and not sim_task.cancelled() and sim_task.exception() is not None:
         raise DemoError(f"the simulator stopped: {sim_task.exception()}")
     if interrupted.is_set():
@@ -255,6 +257,12 @@ async def _run(
               file=sys.stderr)
         return int(child.returncode or 1)
     return ExitCode.OK
+
+
+def _interrupted(signum: int, frame: object) -> None:
+    """SIGTERM outside the event loop (setting up, stopping): unwind as Ctrl-C does, so the
+    server is still stopped (Python's default for SIGTERM ends the process at once)."""
+    raise KeyboardInterrupt
 
 
 def main(args: argparse.Namespace) -> int:
@@ -287,13 +295,15 @@ def main(args: argparse.Namespace) -> int:
 
     _import_pgserver_quietly()
     server = EmbeddedPostgres(datadir)
+    if sys.platform != "win32":
+        signal.signal(signal.SIGTERM, _interrupted)
     try:
         with _exclusive(datadir.parent / "demo.lock"):
             if server.running:  # left over from a demo that was killed: ours to stop
                 server.stop("immediate")
             print(f"traystatus demo: starting PostgreSQL in {datadir}", file=out, flush=True)
-            server.start()
             try:
+                server.start()
                 dsn = prepare_database(server, secrets.token_urlsafe(18))
                 endings = endings_folder(datadir)
                 clear_endings(endings)
@@ -321,5 +331,8 @@ def main(args: argparse.Namespace) -> int:
     except (DemoError, EmbeddedServerError, psycopg.OperationalError) as ex:
         print(f"traystatus demo: {ex}", file=sys.stderr)
         return ExitCode.UNUSABLE
-    except KeyboardInterrupt:  # Ctrl-C during set-up, before our handler is in place
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM while setting up or stopping
         return ExitCode.INTERRUPTED
+    finally:
+        if sys.platform != "win32":
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)

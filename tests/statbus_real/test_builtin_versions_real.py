@@ -6,14 +6,13 @@ only the details, never the state."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from dataclasses import replace
 
 import psycopg
 import pytest
 
-from tests.core.conftest import FAST, running
+from tests.core.conftest import FAST, Recorder, running
 from tests.statbus_real.conftest import VERSIONS, Kit
 from traystatus.core.model.state import State, utcnow
 from traystatus.core.watch import _builtin_sql as builtin_sql
@@ -21,7 +20,16 @@ from traystatus.core.watch.endings import BASELINE_SQL, ENDINGS_SQL
 from traystatus.core.watch.monitor import Monitor
 from traystatus.core.watch.readers import HISTORY_SQL, PROGRESS_SQL
 
-WATCH = 4.0  # seconds the state is watched with details wanted
+# With details wanted the state is watched for WATCH more health checks (each a stability
+# and an endings read on the same connection; a details read or a reconnect would come
+# between): every 0.5 s here, so about 2 s (was 4 s at FAST's 1 s: about 4 checks).
+WATCH = 4
+OPTIONS = replace(FAST, reader="builtin", health_interval=0.5)
+
+
+async def watch(rec: Recorder, m: Monitor) -> None:
+    target = m.counters.health_checks + WATCH
+    await rec.until(lambda: m.counters.health_checks >= target, what=f"{WATCH} health checks")
 
 
 @pytest.mark.parametrize("version", VERSIONS)
@@ -55,11 +63,11 @@ async def test_builtin_details_on_every_supported_statbus_keep_the_state(
         row = c.execute(builtin_sql.RULE_NAIVE, {"holds": True}).fetchone()
     assert row is not None
     want = State.STABLE if row[0] else State.PROCESSING
-    m = Monitor(dsn, replace(FAST, reader="builtin"))
+    m = Monitor(dsn, OPTIONS)
     m.subscribe_details()
     async with running(m) as rec:
         await rec.until(lambda: bool(rec.details), what="details")
-        await asyncio.sleep(WATCH)
+        await watch(rec, m)
         assert rec.flips == [want], rec.flips  # never ERROR, never a reconnect
         assert m.counters.connects == 1, m.counters
     assert rec.details[-1].system_stable is row[0]
@@ -74,11 +82,11 @@ async def test_a_failing_details_read_costs_the_details_not_the_state(
     dsn = new_db(kit.template(VERSIONS[-1]))
     with psycopg.connect(dsn, autocommit=True) as c:
         c.execute("ALTER TABLE public.import_job DROP COLUMN analysis_rows_per_sec CASCADE")
-    m = Monitor(dsn, replace(FAST, reader="builtin"))
+    m = Monitor(dsn, OPTIONS)
     m.subscribe_details()
     async with running(m) as rec:
         await rec.until(lambda: m.counters.details_reads >= 1, what="a details read")
-        await asyncio.sleep(WATCH)
+        await watch(rec, m)
         assert rec.flips == [State.STABLE], rec.flips
         assert m.counters.connects == 1, m.counters
     assert rec.details == []

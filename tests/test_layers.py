@@ -51,6 +51,10 @@ ROOMS["source"] = set(ROOM_ORDER) | {"source"}
 LAZY_FROM_CLI = {"app", "demo", "serve"}
 CLI_ENTRIES = {"traystatus.cli.main", "traystatus.cli.servecmd"}
 NO_QT = {"core", "desktop", "cli", "demo", "serve"}
+# The app's words and decisions, apart from its widgets: no Qt (nor a module that has it),
+# so plain tests check them (docs/app.md).
+QT_FREE_APP = {"traystatus.app.texts", "traystatus.app.joblabel", "traystatus.app.palette",
+               "traystatus.app.notify_policy", "traystatus.app.tasks"}
 QT = ("PySide6", "shiboken6", "qasync")
 
 
@@ -130,6 +134,10 @@ def violations(imports: list[Import]) -> list[str]:
         top = imp.target.split(".")[0]
         if top in QT and layer in NO_QT:
             bad.append(f"{imp.module}:{imp.line} imports {imp.target} (no Qt in {layer})")
+        widgets = _layer(imp.target) == "app" and imp.target not in QT_FREE_APP | {"traystatus.app"}
+        if imp.module in QT_FREE_APP and (top in QT or widgets):
+            bad.append(f"{imp.module}:{imp.line} imports {imp.target} (a Qt-free app module)")
+            continue
         if top != "traystatus" or imp.target in ANYONE or not layer or layer == "_paths":
             continue
         target_layer = _layer(imp.target)
@@ -184,6 +192,9 @@ def test_the_rule_catches_what_it_should() -> None:
         Import("traystatus.core.relay.client", "traystatus.core.watch._schedule", False, 1),
         Import("traystatus.app.slot", "traystatus.core.watch._builtin_sql", False, 1),
         Import("traystatus.core.stray", "traystatus.core.model.state", False, 1),
+        # the app's pure modules stay free of Qt
+        Import("traystatus.app.joblabel", "PySide6.QtGui", True, 1),
+        Import("traystatus.app.palette", "traystatus.app.icons", False, 1),
     ]
     assert len(violations(cases)) == len(cases)
     fine = [
@@ -193,6 +204,7 @@ def test_the_rule_catches_what_it_should() -> None:
         Import("traystatus.core.relay.client", "traystatus.core.watch.base", False, 1),
         Import("traystatus.core.watch.builtin", "traystatus.core.watch._builtin_sql", False, 1),
         Import("traystatus.core.source", "traystatus.core.relay.client", True, 1),
+        Import("traystatus.app.joblabel", "traystatus.app.palette", False, 1),
         Import("traystatus.core.config.password", "traystatus.core.pg.connect", False, 1),
     ]
     assert violations(fine) == []

@@ -346,8 +346,8 @@ def test_reconnect_now_in_the_details_window_starts_over_after_a_bug(
             await wait_until(lambda: ctl.tray.status.problem == Problem.INTERNAL)
             ctl.show_details()
             w = ctl.details_window
-            assert w is not None and w.reconnect.isVisible()
-            w.reconnect.click()
+            assert w is not None and w.main.reconnect.isVisible()
+            w.main.reconnect.click()
             await wait_until(lambda: ctl.tray.status.state == State.STABLE)
             assert ctl.starts == 2
         finally:

@@ -78,7 +78,7 @@ def test_details_read_only_while_the_window_is_visible(
             lambda: window.details is not None and len(window.details.import_jobs) == 2
         )
         await wait_until(lambda: details_calls(conn) >= 1, within=30, step=0.05)
-        row = window.rows[0]
+        row = window.main.rows[0]
         assert row.title.text() == "Legal units 2026 Q3"
         assert row.bar.value() == 425 and row.bar.maximum() == 1000
         assert row.bar.format() == "Importing 42 %"  # one rounding: down, as the tooltip
@@ -86,11 +86,11 @@ def test_details_read_only_while_the_window_is_visible(
         assert row.state.text() == "Held: queued behind the review"
         assert row.rows.text() == "4,250 of 10,000 rows imported · 812 rows/s"
         assert row.problems.text() == "3 warnings"
-        review = window.rows[1]
+        review = window.main.rows[1]
         assert "Needs a person" in review.state.text()
-        assert window.review_note.isVisible()
-        assert "1 import (42 %)" in window.headline.text()  # Status.progress, as the tray
-        assert window.analytics_line.text().startswith("5 tasks to go")
+        assert window.main.review_note.isVisible()
+        assert "1 import (42 %)" in window.main.headline.text()  # Status.progress, as the tray
+        assert window.main.analytics_line.text().startswith("5 tasks to go")
 
         window.close()
         assert not window.subscribed and adapter.details_wanted == 0
@@ -139,7 +139,7 @@ def test_render_details_window(qapp: QApplication) -> None:
     window.set_status(Status(State.PROCESSING, since=NOW - timedelta(minutes=3),
                              progress=realistic_progress()))
     window.set_details(realistic())
-    window.toggle_tasks.setChecked(True)
+    window.main.toggle_tasks.setChecked(True)
     window.resize(680, 1180)
     window.show()
     qapp.processEvents()
@@ -148,26 +148,26 @@ def test_render_details_window(qapp: QApplication) -> None:
     assert window.grab().save(str(out))
     # The headline and the rows say what the data says.
     # Status.progress: the tray's tooltip says the same, with the same rounding.
-    assert window.headline.text() == (
+    assert window.main.headline.text() == (
         "Processing for 3 min: 2 imports (16 % overall), 1 import queued, derive 120 of 412 tasks")
-    label, bar = window.phase_rows[0]
-    assert window.pipeline_box.isVisible()
+    label, bar = window.main.phase_rows[0]
+    assert window.main.pipeline_box.isVisible()
     assert label.text() == "Statistical units · step: derive statistical unit"
     assert bar.format() == "120 of 412 tasks (29 %)"
-    assert window.phase_rows[1][0].text() == "Reports: queued"
-    assert [r.title.text() for r in window.rows if r.isVisible()][:2] == [
+    assert window.main.phase_rows[1][0].text() == "Reports: queued"
+    assert [r.title.text() for r in window.main.rows if r.isVisible()][:2] == [
         "Legal units, 2026 Q3 (Statistics Norway upload)",
         "Establishments for legal units, 2026 Q3",
     ]
-    assert window.tasks.rowCount() == 50
-    assert window.tasks_note.text() == "Showing 50 of 412 tasks (running ones first)."
+    assert window.main.tasks.rowCount() == 50
+    assert window.main.tasks_note.text() == "Showing 50 of 412 tasks (running ones first)."
 
     stable = DetailsWindow(None, IconCache(), clock=lambda: NOW)
     stable.set_status(Status(State.STABLE, since=NOW - timedelta(minutes=10)))
     stable.resize(520, 160)
     stable.show()
     qapp.processEvents()
-    assert stable.headline.text().startswith("All data processing complete, stable since ")
+    assert stable.main.headline.text().startswith("All data processing complete, stable since ")
     assert stable.grab().save(str(ARTIFACTS / "details-stable.png"))
     publish_doc_image(out, "details.png")
     window.close()
@@ -185,11 +185,11 @@ def test_two_hundred_jobs_reuse_rows(qapp: QApplication) -> None:
                            for i in range(1, 201)]
     data["import_jobs_total"] = 200
     window.set_details(Details.from_json(data))
-    rows = list(window.rows)
+    rows = list(window.main.rows)
     assert len(rows) == 200
     data["import_jobs"] = data["import_jobs"][:20]
     window.set_details(Details.from_json(data))
-    assert window.rows == rows  # the same widgets, reused
+    assert window.main.rows == rows  # the same widgets, reused
     assert sum(1 for r in rows if not r.isHidden()) == 20
     window.close()
 
@@ -219,7 +219,7 @@ def test_ended_jobs_show_the_rows_imported_not_the_total(
             await wait_until(
                 lambda: window.details is not None and len(window.details.import_jobs) == 3
             )
-            by_title = {r.title.text(): r for r in window.rows if r.isVisible()}
+            by_title = {r.title.text(): r for r in window.main.rows if r.isVisible()}
             assert by_title["With errors"].rows.text() == "9,983 of 10,000 rows imported"
             assert by_title["With errors"].problems.text() == "17 errors"
             assert by_title["All in"].rows.text() == "500 rows imported"

@@ -49,11 +49,11 @@ def test_headline_ring_and_bar_say_the_same_percentage(qapp: QApplication) -> No
     window = _window(qapp, progress, details)
     ARTIFACTS.mkdir(exist_ok=True)
     assert window.grab().save(str(ARTIFACTS / "details-one-snapshot.png"))
-    row = next(r for r in window.rows if r.isVisible())
+    row = next(r for r in window.main.rows if r.isVisible())
     assert row.bar.format() == "Importing 15 %"
-    assert "1 import (15 %)" in window.headline.text()
-    assert "15 percent" in window.icon.accessibleName()
-    assert "5 %" not in window.headline.text().replace("15 %", "")
+    assert "1 import (15 %)" in window.main.headline.text()
+    assert "15 percent" in window.main.icon.accessibleName()
+    assert "5 %" not in window.main.headline.text().replace("15 %", "")
     window.close()
 
 
@@ -69,8 +69,8 @@ def test_a_job_the_details_show_ended_is_not_counted_as_running(qapp: QApplicati
         job(2, "es", "analysing_data", "analysing", 60.0, 10.0, 100),
     )
     window = _window(qapp, progress, details)
-    assert "1 import (60 %)" in window.headline.text()
-    bars = [r.bar.format() for r in window.rows if r.isVisible()]
+    assert "1 import (60 %)" in window.main.headline.text()
+    bars = [r.bar.format() for r in window.main.rows if r.isVisible()]
     assert "Analysing 60 %" in bars
     window.close()
 
@@ -85,5 +85,5 @@ def test_several_imports_say_their_figure_is_overall(qapp: QApplication) -> None
     details = _details(job(1, "lu", "processing_data", "processing", 20.0, 10.0, 100, 20),
                        job(2, "es", "analysing_data", "analysing", 60.0, 10.0, 100))
     window = _window(qapp, progress, details)
-    assert "2 imports (40 % overall)" in window.headline.text()
+    assert "2 imports (40 % overall)" in window.main.headline.text()
     window.close()

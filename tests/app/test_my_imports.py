@@ -15,8 +15,8 @@ from psycopg.conninfo import make_conninfo
 from PySide6.QtWidgets import QApplication
 
 from tests.app.conftest import ARTIFACTS, MemoryKeyring, add_job, run, wait_until
+from traystatus.app import palette
 from traystatus.app.controller import Controller
-from traystatus.app.details import FOCUS_STYLE
 from traystatus.app.notify_policy import Kind, Notice, NotificationPolicy, NotifyOptions, Urgency
 from traystatus.core.config.profiles import ProfileStore
 from traystatus.core.model.progress import ImportEnd
@@ -88,10 +88,11 @@ def test_my_import_notice_opens_the_details_window_on_that_job(
             w = ctl.details_window
             assert w is not None and w.isVisible()
             await wait_until(lambda: w.details is not None and any(
-                r.job_id == mine and r.isVisible() for r in w.rows))
-            row = next(r for r in w.rows if r.job_id == mine)
-            assert row.styleSheet() == FOCUS_STYLE and row.slug.text().endswith("★ yours")
-            others = [r for r in w.rows if r.isVisible() and r.job_id != mine]
+                r.job_id == mine and r.isVisible() for r in w.main.rows))
+            row = next(r for r in w.main.rows if r.job_id == mine)
+            assert row.styleSheet() == palette.focus_css("jobRow")  # framed
+            assert row.slug.text().endswith("★ yours")
+            others = [r for r in w.main.rows if r.isVisible() and r.job_id != mine]
             assert others and not any("yours" in r.slug.text() for r in others)
             w.resize(640, 520)
             # Not QApplication.processEvents(): inside a coroutine on the qasync loop it
@@ -100,8 +101,8 @@ def test_my_import_notice_opens_the_details_window_on_that_job(
             await asyncio.sleep(0.05)
             ARTIFACTS.mkdir(exist_ok=True)
             assert w.grab().save(str(ARTIFACTS / "details-my-import.png"))
-            w.only_mine.setChecked(True)
-            assert [r.job_id for r in w.rows if r.isVisible()] == [mine]
+            w.main.only_mine.setChecked(True)
+            assert [r.job_id for r in w.main.rows if r.isVisible()] == [mine]
         finally:
             await ctl.shutdown()
 

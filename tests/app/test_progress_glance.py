@@ -72,8 +72,8 @@ def test_ring_and_tooltip_show_progress_with_the_details_window_closed(
             w = ctl.details_window
             assert w is not None
             await wait_until(lambda: w.details is not None)
-            assert "2 imports (65 % overall), derive 120 of 412 tasks" in w.headline.text()
-            assert w.phase_rows[0][1].format() == "120 of 412 tasks (29 %)"
+            assert "2 imports (65 % overall), derive 120 of 412 tasks" in w.main.headline.text()
+            assert w.main.phase_rows[0][1].format() == "120 of 412 tasks (29 %)"
             w.hide()
 
             conn.execute("UPDATE public.import_job SET state = 'finished'")

@@ -48,9 +48,9 @@ def test_render_menu_window_and_disconnected_details(qapp: QApplication) -> None
     details.resize(560, 170)
     details.show()
     qapp.processEvents()
-    assert details.reconnect.isVisible()
-    assert details.headline.text().startswith("Disconnected since ")
-    assert details.subline.text().endswith("Retrying in 8 s.")
+    assert details.main.reconnect.isVisible()
+    assert details.main.headline.text().startswith("Disconnected since ")
+    assert details.main.subline.text().endswith("Retrying in 8 s.")
     assert not details.main.listing.isVisible()  # nothing listed under the headline
     assert details.grab().save(str(ARTIFACTS / "details-disconnected.png"))
     details.close()
@@ -77,18 +77,18 @@ def test_details_window_says_who_the_queue_waits_for(qapp: QApplication) -> None
     w = DetailsWindow(None, IconCache(), clock=lambda: NOW)
     w.set_status(Status(State.STABLE, since=NOW, review=ReviewBlock(((3, "lu_nov"),), 1)))
     w.set_details(d)
-    assert w.subline.text() == "Waiting for review: lu_nov; 1 import queued behind it."
+    assert w.main.subline.text() == "Waiting for review: lu_nov; 1 import queued behind it."
     labels = [lbl.text() for lbl in w.findChildren(QLabel)]
     assert "Held: queued behind the review" in labels
     # A held job has no ETA: it waits for a person, not for its rows (rows and speed stay).
-    half = next(r for r in w.rows if r.job_id == 5)
+    half = next(r for r in w.main.rows if r.job_id == 5)
     assert half.rows.text() == "400 of 1,000 rows imported · 120 rows/s", half.rows.text()
     # The review resolved: the same job moves again, and has an ETA (600 rows at 120/s).
     moving = Details.from_json({**d.to_json(), "import_jobs": [
         {**jobs[2], "held_by_review": False}]})
     w.set_status(Status(State.PROCESSING, since=NOW))
     w.set_details(moving)
-    half = next(r for r in w.rows if r.job_id == 5)
+    half = next(r for r in w.main.rows if r.job_id == 5)
     text = half.rows.text()
     assert text.startswith("400 of 1,000 rows imported · 120 rows/s · ETA ") and text.endswith(
         "(5 s)"), text

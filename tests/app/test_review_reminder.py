@@ -149,7 +149,7 @@ def test_details_window_shows_the_waiting_time_and_who_can(qapp: object) -> None
                          may_approve=False)
     w.set_status(Status(State.STABLE, since=NOW, review=review))
     w.set_details(d)
-    assert w.subline.text() == (
+    assert w.main.subline.text() == (
         "Waiting for review for 2 h 5 min: lu_2026; 1 import queued behind it.\n"
         "An administrator or the user who uploaded it can approve or reject it.")
     w.resize(620, 330)

@@ -47,11 +47,13 @@ def test_details_window_shows_the_day(qapp: QApplication) -> None:
     view = day_view(day, log, NOW)
     w = DetailsWindow(None, IconCache(), clock=lambda: NOW)
     w.set_status(Status(State.STABLE, since=NOW - timedelta(minutes=20)))
-    w.main._subscribed = True  # as while the window is open and reading
-    w.set_day(view)
+    wanted: list[bool] = []
+    w.main.set_want(wanted.append, False)  # a source to read from, as the controller gives
     w.resize(620, 380)
-    w.show()
+    w.show()  # open: reading
+    w.set_day(view)
     qapp.processEvents()
+    assert wanted == [True]
     assert w.main.today_box.isVisible()
     text = w.main.today_lines.text()
     assert "Your import Legal units 2026 finished: 24,812 rows" in text
@@ -62,17 +64,19 @@ def test_details_window_shows_the_day(qapp: QApplication) -> None:
     assert text.index("Import lu_fix failed") < text.index("Your import Legal units")
     ARTIFACTS.mkdir(exist_ok=True)
     assert w.grab().save(str(ARTIFACTS / "details-today.png"))
-    w.main._subscribed = False
-    w.main._render_day()
+    w.hide()
+    assert wanted == [True, False]
     assert not w.main.today_box.isVisible()  # not read while closed: not shown
+    w.show()
+    assert not w.main.today_box.isVisible()  # shown again: not until read again
     w.close()
 
 
 def test_through_a_relay_it_says_so(qapp: QApplication) -> None:
     w = DetailsWindow(None, IconCache(), clock=lambda: NOW)
-    w.main._subscribed = True
-    w.set_day(day_view(None, SeenLog(), NOW, relay=True))
+    w.main.set_want(lambda on: None, False)
     w.show()
+    w.set_day(day_view(None, SeenLog(), NOW, relay=True))
     qapp.processEvents()
     assert "not available through a relay" in w.main.today_note.text()
     assert w.main.today_lines.text() == "Nothing yet today."

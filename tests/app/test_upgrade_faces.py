@@ -143,13 +143,13 @@ def test_render_the_tray_and_details_while_upgrading(qapp: QApplication) -> None
     details.resize(560, 170)
     details.show()
     qapp.processEvents()
-    assert details.headline.text().startswith("StatBus is being upgraded since ")
-    assert details.subline.text() == texts.UPGRADE_DOWN + " Retrying in 8 s."
+    assert details.main.headline.text().startswith("StatBus is being upgraded since ")
+    assert details.main.subline.text() == texts.UPGRADE_DOWN + " Retrying in 8 s."
     assert details.grab().save(str(ARTIFACTS / "details-upgrading.png"))
     publish_doc_image(ARTIFACTS / "details-upgrading.png", "details-upgrading.png")
     details.set_status(Status(State.STABLE, since=NOW, upgrade=SCHEDULED))
     qapp.processEvents()
-    assert details.subline.text().startswith("StatBus will be upgraded at ")
+    assert details.main.subline.text().startswith("StatBus will be upgraded at ")
     assert details.grab().save(str(ARTIFACTS / "details-upgrade-scheduled.png"))
     publish_doc_image(ARTIFACTS / "details-upgrade-scheduled.png",
                       "details-upgrade-scheduled.png")

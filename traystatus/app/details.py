@@ -37,38 +37,17 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from traystatus.app import texts
+from traystatus.app import palette, texts
 from traystatus.app.adapter import MonitorAdapter
 from traystatus.app.icons import IconCache, IconStyle, accessible_name, kind_for, render_pixmap
-from traystatus.core.model.details import PHASE_LABELS, Details, ImportJob
+from traystatus.app.joblabel import job_label
+from traystatus.app.palette import Tone
+from traystatus.core.model.details import Details, ImportJob
 from traystatus.core.model.progress import percent
 from traystatus.core.model.review import who_approves
 from traystatus.core.model.state import State, Status, utcnow
 from traystatus.core.model.today import DayView
 from traystatus.core.words.wording import format_duration, plural
-
-STATE_WORDS = {
-    "waiting_for_upload": "Waiting for upload",
-    "upload_completed": "Uploaded, queued",
-    "preparing_data": "Preparing data",
-    "analysing_data": "Analysing data",
-    "waiting_for_review": "Waiting for review",
-    "approved": "Approved, queued",
-    "rejected": "Rejected",
-    "processing_data": "Importing data",
-    "failed": "Failed",
-    "finished": "Finished",
-}
-# The progress bar names the phase its percentage belongs to.
-BAR_LABELS = {"analysing": "Analysing", "processing": "Importing", "review": "Analysed",
-              "done": "Done"}
-FOCUS_STYLE = "#jobRow { border: 2px solid #1565c0; }"  # the job a notice pointed at
-# The deployment a notice pointed at (several listed): a bar on the left of its section.
-FOCUS_SECTION = "#deployment { border: none; border-left: 3px solid #1565c0; padding-left: 6px; }"
-
-
-def _n(value: int | None) -> str:
-    return "?" if value is None else f"{value:,}"
 
 
 # Setters that touch the widget only when the value changes: with 200 rows refreshed a few
@@ -116,7 +95,6 @@ class JobRow(QFrame):
         lay.addLayout(top)
         self.slug = QLabel()
         self.slug.setTextFormat(Qt.TextFormat.PlainText)
-        self.slug.setStyleSheet("color: #666666;")
         lay.addWidget(self.slug)
         self.bar = QProgressBar()
         self.bar.setRange(0, 1000)
@@ -131,93 +109,32 @@ class JobRow(QFrame):
         self.job_id: int | None = None
 
     def show_job(self, job: ImportJob, now: datetime, mine: bool = False) -> None:
+        """Render ``job`` (joblabel.job_label decides every word and tone)."""
         self.job_id = job.id
+        label = job_label(job, now)
+        dark = palette.dark_window(self)
         _text(self.title, job.title)
         _text(self.slug, f"{job.slug} · job {job.id}" + (" · ★ yours" if mine else ""))
-        words = STATE_WORDS.get(job.state, job.state.replace("_", " ").capitalize())
-        style = ""
-        if job.needs_person and job.state == "waiting_for_review":
-            words = "⚠ Needs a person: waiting for review"
-            style = "color: #b35c00; font-weight: bold;"
-        elif job.needs_person:
-            words = "Needs a person: waiting for upload"
-            style = "color: #b35c00;"
-        elif job.held_by_review:
-            words = "Held: queued behind the review"
-            style = "color: #2f6fb5;"
-        elif job.state == "failed":
-            style = "color: #c62828; font-weight: bold;"
-        elif job.state == "finished" and job.has_errors:
-            words = "Finished with errors"
-            style = "color: #c62828;"
-        elif job.state == "finished":
-            words = "✓ Finished"
-            style = "color: #2e7d32;"
-        if job.ended_at is not None and job.state in ("finished", "failed", "rejected"):
-            words += f" at {texts.local_hhmm(job.ended_at)}"
-        _text(self.state, words)
-        _style(self.state, style)
+        _style(self.slug, palette.text_css(Tone.MUTED, dark))
+        _text(self.state, label.state)
+        _style(self.state, palette.text_css(label.tone, dark, bold=label.strong))
 
-        show_bar = job.phase in ("analysing", "processing", "review", "preparing")
-        _visible(self.bar, show_bar or job.state == "finished")
-        pct = job.progress_pct
-        if pct is None:
-            self.bar.setRange(0, 0) if job.phase == "preparing" else self.bar.setRange(0, 1000)
-            self.bar.setValue(0)
-            _format(self.bar, job.phase_label)
-        else:
-            self.bar.setRange(0, 1000)
-            self.bar.setValue(round(pct * 10))
-            label = BAR_LABELS.get(job.phase, PHASE_LABELS.get(job.phase, job.phase))
-            _format(self.bar, f"{label} {percent(pct)} %")  # the tooltip's rounding
+        _visible(self.bar, label.bar is not None)
+        if label.bar is not None:
+            if label.permille is None:
+                self.bar.setRange(0, 0)  # busy, no number yet
+                self.bar.setValue(0)
+            else:
+                self.bar.setRange(0, 1000)
+                self.bar.setValue(label.permille)
+            _format(self.bar, label.bar)
         self.bar.setAccessibleName(f"{job.title}: {self.bar.format()}")
 
-        parts = []
-        rows = rows_text(job)
-        if rows:
-            parts.append(rows)
-        if job.rows_per_sec:
-            parts.append(f"{job.rows_per_sec:,.0f} rows/s")
-        eta = job.eta_seconds
-        if eta is not None and job.active and not job.held_by_review:  # held: no ETA
-            at = job.eta(now)
-            parts.append(
-                f"ETA {texts.local_hhmm(at)} ({format_duration(eta)})" if at else "ETA unknown"
-            )
-        _text(self.rows, " · ".join(parts))
-        _visible(self.rows, bool(parts))
-
-        problems = []
-        if job.error_count:
-            problems.append(plural(job.error_count, "error"))
-        if job.warning_count:
-            problems.append(plural(job.warning_count, "warning"))
-        text = ", ".join(problems)
-        if job.error:
-            text = (text + ": " if text else "") + job.error.strip().splitlines()[0][:300]
-        _text(self.problems, text)
-        _style(self.problems, "color: #c62828;" if job.has_errors else "color: #8a6d00;")
-        _visible(self.problems, bool(text))
-
-
-def rows_text(job: ImportJob) -> str:
-    """The rows part of a job's line. An ended job says what was imported, not its size:
-    a job that finished with errors imported fewer rows than it had ("9,983 of 10,000
-    rows imported"); "10,000 rows" there read as if all of them went in."""
-    total, imported = job.total_rows, job.imported_rows
-    if total is None:
-        if imported is not None and job.phase in ("processing", "done", "failed"):
-            return f"{_n(imported)} rows imported"
-        return ""
-    if job.phase == "processing" and imported is not None:
-        return f"{_n(imported)} of {_n(total)} rows imported"
-    if job.phase == "analysing" and job.progress_pct is not None:
-        return f"{_n(round(total * job.progress_pct / 100))} of {_n(total)} rows analysed"
-    if job.phase in ("done", "failed") and imported is not None:
-        if imported == total:
-            return f"{_n(total)} rows imported"
-        return f"{_n(imported)} of {_n(total)} rows imported"
-    return f"{_n(total)} rows"
+        _text(self.rows, label.rows)
+        _visible(self.rows, bool(label.rows))
+        _text(self.problems, label.problems)
+        _style(self.problems, palette.text_css(label.problems_tone, dark))
+        _visible(self.problems, bool(label.problems))
 
 
 class DeploymentSection(QFrame):
@@ -293,9 +210,6 @@ class DeploymentSection(QFrame):
             "person approves or rejects it."
         )
         self.review_note.setWordWrap(True)
-        self.review_note.setStyleSheet(
-            "background: #fff3e0; color: #7a3e00; padding: 6px; border-radius: 4px;"
-        )
         outer.addWidget(self.review_note)
 
         # The derive pipeline as progress: StatBus's phases, their step, tasks done of
@@ -446,7 +360,7 @@ class DeploymentSection(QFrame):
         for e in reversed(day.entries):  # the newest first
             text = html.escape(e.text)
             if e.bad:
-                text = f'<span style="color:#b3261e">{text}</span>'
+                text = palette.span(text, Tone.PROBLEM, palette.dark_window(self))
             lines.append(f"{e.at.astimezone().strftime('%H:%M')}&nbsp;&nbsp;{text}")
         self.today_lines.setText("<br>".join(lines) if lines else "Nothing yet today.")
         self.today_note.setText(day.note)
@@ -522,6 +436,7 @@ class DeploymentSection(QFrame):
         self.reconnect.setVisible(st.state in (State.DISCONNECTED, State.ERROR) or (
             st.state is State.UPGRADING and st.problem is not None))
         self.review_note.setVisible(details is not None and details.review_blocks_imports)
+        _style(self.review_note, palette.note_css(palette.dark_window(self)))
 
         jobs = self._shown_jobs()
         self._render_pipeline(st)
@@ -585,11 +500,13 @@ class DeploymentSection(QFrame):
         # QProgressBar.setValue() repaints at once when its text changes; with updates off
         # the whole batch is painted once afterwards, and only the rows on screen.
         body = self._body
+        # The job a notice pointed at: a frame.
+        focus = palette.focus_css("jobRow", palette.dark_window(self))
         body.setUpdatesEnabled(False)
         try:
             for row, job in zip(self.rows, jobs, strict=False):
                 row.show_job(job, now, mine=self.me is not None and job.user_id == self.me)
-                _style(row, FOCUS_STYLE if job.id == self._focus else "")
+                _style(row, focus if job.id == self._focus else "")
                 _visible(row, True)
             for row in self.rows[len(jobs):]:
                 _visible(row, False)
@@ -669,7 +586,11 @@ class DetailsWindow(QWidget):
     other watched ones (Settings), in one scrolling list. The controller feeds each
     section its deployment's Status and Details and answers ``reconnectRequested`` (the
     "Reconnect now" button of the first section). Every section's details are read only
-    while the window is open: showing it subscribes them all, hiding it unsubscribes."""
+    while the window is open: showing it subscribes them all, hiding it unsubscribes.
+
+    Its sections are public: ``main`` (the deployment chosen under Profile), ``others``
+    (watched ones, by name), ``section(name)`` and ``sections()``. The window's own
+    ``set_status``/``set_details``... feed ``main``; what a section shows is read from it."""
 
     reconnectRequested = Signal()
     # "Reconnect now" in a watched deployment's section: its name.
@@ -785,9 +706,10 @@ class DetailsWindow(QWidget):
         notice's "Show details"."""
         section = self.section(name)
         self.focused = section
+        # Several deployments listed: a bar on the left of the one a notice pointed at.
+        bar = palette.focus_css("deployment", palette.dark_window(self), side=True)
         for s in self.sections():
-            _style(s, FOCUS_SECTION
-                   if s is section and self.others else "")
+            _style(s, bar if s is section and self.others else "")
         if job_id is not None:
             section.focus_job(job_id)
         # After the layout settles (a section just shown has no geometry yet).
@@ -848,14 +770,6 @@ class DetailsWindow(QWidget):
     @property
     def details(self) -> Details | None:
         return self.main.details
-
-    def __getattr__(self, name: str) -> object:
-        # The main section's widgets (headline, rows, phase_rows, ...), as before the
-        # window listed several deployments.
-        main = self.__dict__.get("main")
-        if main is None:
-            raise AttributeError(name)
-        return getattr(main, name)
 
 
 def _fill(table: QTableWidget, rows: Sequence[Sequence[str]]) -> None:

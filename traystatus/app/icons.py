@@ -37,10 +37,12 @@ from PySide6.QtGui import QColor, QGuiApplication, QIcon, QPainter, QPen, QPixma
 from PySide6.QtSvg import QSvgRenderer
 
 from traystatus._paths import resources_dir
+from traystatus.app import palette
+from traystatus.app.palette import Tone
 from traystatus.core.model.progress import percent
 from traystatus.core.model.state import Problem, State, Status
 
-MONO_PLACEHOLDER = "#010101"
+MONO_PLACEHOLDER = palette.GLYPH_PLACEHOLDER
 # The sizes tray hosts and window managers ask for; Qt scales between them.
 SIZES = (16, 20, 22, 24, 32, 40, 44, 48, 64, 96, 128)
 
@@ -65,9 +67,9 @@ class IconStyle(enum.Enum):
 
 
 MONO_COLORS = {
-    IconStyle.MONO_LIGHT: "#f2f2f2",
-    IconStyle.MONO_DARK: "#202020",
-    IconStyle.TEMPLATE: "#000000",
+    IconStyle.MONO_LIGHT: palette.GLYPH_ON_DARK_PANEL,
+    IconStyle.MONO_DARK: palette.GLYPH_ON_LIGHT_PANEL,
+    IconStyle.TEMPLATE: palette.GLYPH_TEMPLATE,
 }
 # XDG_CURRENT_DESKTOP names whose top bar shows symbolic icons on a dark bar (GNOME Shell's
 # top bar is dark in its light style too; Ubuntu's is GNOME Shell).
@@ -117,8 +119,6 @@ def platform_dark_scheme() -> bool | None:
     if scheme == Qt.ColorScheme.Light:
         return False
     return None
-# The progress arc drawn over the processing icon's rim.
-RING_COLOR = {IconStyle.COLOR: "#5a3600"}
 
 
 def kind_for(status: Status) -> IconKind:
@@ -196,7 +196,9 @@ def _draw_ring(painter: QPainter, px: int, pct: int, style: IconStyle) -> None:
     width = max(2.0, px / 9.0)
     inset = width / 2 + px * 0.02
     rect = QRectF(inset, inset, px - 2 * inset, px - 2 * inset)
-    color = QColor(RING_COLOR.get(style, MONO_COLORS.get(style, "#000000")))
+    # Colour: the progress tone over the amber disc; one-colour: the glyph's own colour.
+    ring = palette.solid(Tone.PROGRESS) if style is IconStyle.COLOR else MONO_COLORS[style]
+    color = QColor(ring)
     pen = QPen(color, width)
     pen.setCapStyle(Qt.PenCapStyle.FlatCap)
     painter.setPen(pen)

@@ -19,6 +19,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from traystatus.app import palette
+from traystatus.app.palette import Tone
+
 NOTE = ("Your StatBus web password. traystatus keeps it in memory until it quits; "
         "it is not stored anywhere.")
 
@@ -39,7 +42,8 @@ class PasswordDialog(QDialog):
         self.who.setWordWrap(True)
         self.error = QLabel()
         self.error.setWordWrap(True)
-        self.error.setStyleSheet("color: #b00020; font-weight: bold;")
+        self.error.setStyleSheet(
+            palette.text_css(Tone.PROBLEM, palette.dark_window(self), bold=True))
         self.error.hide()
         self.field = QLineEdit()
         self.field.setEchoMode(QLineEdit.EchoMode.Password)

@@ -48,6 +48,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from traystatus.app import palette
+from traystatus.app.palette import Tone
 from traystatus.app.tasks import TaskSet
 from traystatus.core.config import credentials
 from traystatus.core.config.password import resolve_async as resolve_password_async
@@ -388,18 +390,18 @@ class SettingsDialog(QDialog):
             info = await credentials.off_loop(credentials.keychain_info)
         except credentials.KeychainTimeout as ex:
             self.keychain.setText(f"The keychain does not answer: {ex.reason}.")
-            self.keychain.setStyleSheet("color: #c62828; font-weight: bold;")
+            self.keychain.setStyleSheet(self._tone(Tone.PROBLEM, bold=True))
             return
         if info.secure:
             self.keychain.setText(f"Passwords are kept in the keychain ({info.backend_name}).")
-            self.keychain.setStyleSheet("color: #2e7d32;")
+            self.keychain.setStyleSheet(self._tone(Tone.STABLE))
         else:
             self.keychain.setText(
                 f"No secure keychain: {info.reason}. A password typed here is used until "
                 "traystatus quits and is NOT saved; ~/.pgpass keeps one for good."
             )
             self.keychain.setToolTip(f"To fix: {credentials.ADVICE}.")
-            self.keychain.setStyleSheet("color: #c62828; font-weight: bold;")
+            self.keychain.setStyleSheet(self._tone(Tone.PROBLEM, bold=True))
 
     def _off_loop(self, coro: Coroutine[Any, Any, T], what: str) -> asyncio.Future[T] | T:
         """Run ``coro`` (keychain work, in credentials' keychain thread) as a task of this
@@ -670,9 +672,12 @@ class SettingsDialog(QDialog):
         )
         return not problems
 
+    def _tone(self, tone: Tone, bold: bool = False) -> str:
+        return palette.text_css(tone, palette.dark_window(self), bold=bold)
+
     def _say(self, text: str, error: bool = False) -> None:
         self.message.setText(text)
-        self.message.setStyleSheet("color: #c62828;" if error else "color: #2e7d32;")
+        self.message.setStyleSheet(self._tone(Tone.PROBLEM if error else Tone.STABLE))
 
     # -- test connection -------------------------------------------------------------------------
     def _start_check(self) -> None:
@@ -714,7 +719,7 @@ class SettingsDialog(QDialog):
             f"The test stopped with an unexpected error ({type(error).__name__}: {error}). "
             "This is a bug in traystatus; the log file has the details."
         )
-        self.check_result.setStyleSheet("color: #c62828;")
+        self.check_result.setStyleSheet(self._tone(Tone.PROBLEM))
 
     async def run_check(self) -> CheckResult:
         try:
@@ -746,7 +751,7 @@ class SettingsDialog(QDialog):
 
     def _show_check(self, result: CheckResult) -> CheckResult:
         self.check_result.setText(result.detail)
-        self.check_result.setStyleSheet("color: #2e7d32;" if result.ok else "color: #c62828;")
+        self.check_result.setStyleSheet(self._tone(Tone.STABLE if result.ok else Tone.PROBLEM))
         return result
 
 

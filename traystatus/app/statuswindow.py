@@ -14,9 +14,10 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
-from traystatus.app import texts
+from traystatus.app import palette, texts
 from traystatus.app.deployments import worst
 from traystatus.app.icons import IconStyle, accessible_name, kind_for, render_pixmap
+from traystatus.app.palette import Tone
 from traystatus.core.model.state import State, Status, utcnow
 
 
@@ -53,7 +54,7 @@ class StatusWindow(QWidget):
             "(closing it quits traystatus)."
         )
         self.note.setWordWrap(True)
-        self.note.setStyleSheet("color: #666666;")
+        self.note.setStyleSheet(palette.text_css(Tone.MUTED, palette.dark_window(self)))
         lay.addWidget(self.note)
         row = QHBoxLayout()
         # Shown while a password must be typed (the tray menu's "Enter password…").

@@ -18,10 +18,12 @@ import keyring
 import psycopg
 import pytest
 from keyring.backend import KeyringBackend
-from PySide6.QtCore import QCoreApplication, QEvent
+from PySide6.QtCore import QCoreApplication, QEvent, QTimer
 from PySide6.QtWidgets import QApplication
 
 from traystatus.app.main import close_loop
+from traystatus.app.settings import SettingsDialog
+from traystatus.app.tray import CLOCK, TrayIcon
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 DOC_IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
@@ -115,6 +117,26 @@ def free_qt_garbage() -> None:
     QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
     gc.collect()
     QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+
+
+def menu_texts(tray: TrayIcon) -> list[str]:
+    """The tray menu's entries as a person reads them (the icon's context menu, via Qt)."""
+    return [a.text() for a in tray.tray.contextMenu().actions() if not a.isSeparator()]
+
+
+def ticking(tray: TrayIcon) -> bool:
+    """Whether the tray's tooltip clock runs (its QTimer, found through Qt by name)."""
+    timer = tray.findChild(QTimer, CLOCK)
+    assert timer is not None
+    return timer.isActive()
+
+
+async def save(dialog: SettingsDialog) -> bool:
+    """What Save does, awaited: True when everything was saved, the keychain part too
+    (``saving`` is the keychain write in flight, as the dialog itself tracks it)."""
+    if not dialog.save():
+        return False
+    return await dialog.saving if dialog.saving is not None else True
 
 
 def run(loop: asyncio.AbstractEventLoop, coro: Any, timeout: float = 60) -> Any:

@@ -14,7 +14,7 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict
 from PySide6.QtWidgets import QApplication, QDialogButtonBox
 
-from tests.app.conftest import ARTIFACTS, MemoryKeyring, run, wait_until
+from tests.app.conftest import ARTIFACTS, MemoryKeyring, menu_texts, run, wait_until
 from traystatus.app.controller import Controller
 from traystatus.app.passworddialog import PasswordDialog
 from traystatus.core.config.profiles import ConnectionProfile, ProfileStore
@@ -95,7 +95,7 @@ def test_wrong_then_right_password_connects_and_nothing_is_written(
             dialog = ctl.password_dialog
             assert dialog is not None and not dialog.isModal()
             assert ctl.window.status.problem is Problem.NO_PASSWORD
-            assert "Enter password…" in ctl.tray.action_texts()
+            assert "Enter password…" in menu_texts(ctl.tray)
             # the asyncio loop runs on while the dialog waits
             loop = asyncio.get_running_loop()
             for _ in range(3):
@@ -115,7 +115,7 @@ def test_wrong_then_right_password_connects_and_nothing_is_written(
             _click(dialog, QDialogButtonBox.StandardButton.Ok)
             await wait_until(lambda: ctl.window.status.state is State.STABLE, within=60)
             assert not dialog.isVisible()
-            assert "Enter password…" not in ctl.tray.action_texts()
+            assert "Enter password…" not in menu_texts(ctl.tray)
         finally:
             await ctl.shutdown()
 
@@ -162,7 +162,8 @@ def test_cancel_leaves_it_red_with_a_menu_item_to_enter_it(
             ARTIFACTS.mkdir(exist_ok=True)
             ctl.tray.current_icon().pixmap(64, 64).save(
                 str(ARTIFACTS / "password-needed-icon.png"))
-            [item] = [a for a in ctl.tray.menu.actions() if a.text() == "Enter password…"]
+            menu = ctl.tray.tray.contextMenu()
+            [item] = [a for a in menu.actions() if a.text() == "Enter password…"]
             item.trigger()
             assert dialog.isVisible() and dialog.error.text() == ""
             assert dialog.grab().save(str(ARTIFACTS / "password-dialog.png"))

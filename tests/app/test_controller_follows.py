@@ -28,7 +28,7 @@ from psycopg.conninfo import conninfo_to_dict
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
 
-from tests.app.conftest import ARTIFACTS, MemoryKeyring, run, wait_until
+from tests.app.conftest import ARTIFACTS, MemoryKeyring, run, save, wait_until
 from traystatus.app.adapter import MonitorAdapter
 from traystatus.app.controller import Controller
 from traystatus.app.icons import IconCache
@@ -96,7 +96,7 @@ def test_rename_and_remove_of_the_watched_profile(
             # Rename "work" -> "office": still watched, under its new name.
             _select(dialog, "work")
             dialog.name.setText("office")
-            assert await dialog.save_async(), dialog.message.text()
+            assert await save(dialog), dialog.message.text()
             assert got[-1].renamed == {"work": "office"} and got[-1].profile == "office"
             await wait_until(lambda: ctl.profile_name == "office")
             await wait_until(lambda: ctl.adapter is not None
@@ -114,7 +114,7 @@ def test_rename_and_remove_of_the_watched_profile(
             dialog.port.setText(str(p["port"]))
             dialog.dbname.setText(str(p["dbname"]))
             dialog.user.setText(str(p["user"]))
-            assert await dialog.save_async(), dialog.message.text()
+            assert await save(dialog), dialog.message.text()
             await wait_until(lambda: ctl.tray.status.state == State.STABLE)  # still "office"
             _select(dialog, "office")
             dialog._remove()
@@ -167,7 +167,7 @@ def test_rename_to_stable_never_shows_a_stale_green_on_the_way(
                 original(status)
 
             ctl.tray.set_status = record  # type: ignore[method-assign]
-            assert await dialog.save_async(), dialog.message.text()
+            assert await save(dialog), dialog.message.text()
             assert ctl.tray.status.state == State.CONNECTING  # at once, not after the stop
             # The new database has no traystatus SQL: it is watched directly, and the old
             # one's green never shows in between.
@@ -205,7 +205,7 @@ def test_no_keychain_save_keeps_the_settings_and_uses_the_password_this_session(
             dialog.grace.setValue(95)
             dialog.notify_disconnected.setChecked(False)
             dialog.icon_style.setCurrentIndex(dialog.icon_style.findData("mono-dark"))
-            assert not await dialog.save_async()  # the password could not be stored ...
+            assert not await save(dialog)  # the password could not be stored ...
             text = dialog.message.text()
             assert "no secure keychain" in text and "this session only" in text
             # ... but everything else was.
@@ -221,7 +221,7 @@ def test_no_keychain_save_keeps_the_settings_and_uses_the_password_this_session(
             # (no reconnect), and a restart later still uses the typed password.
             opened = ctl.slot.opened
             dialog.grace.setValue(96)
-            assert await dialog.save_async(), dialog.message.text()
+            assert await save(dialog), dialog.message.text()
             assert ctl.tray.status.state == State.STABLE and ctl.slot.opened == opened
             ctl._restart()
             assert ctl.tray.status.state == State.CONNECTING

@@ -18,6 +18,7 @@ from tests.app.conftest import (
     add_job,
     make_processing,
     make_stable,
+    menu_texts,
     publish_doc_image,
     run,
     wait_until,
@@ -81,13 +82,13 @@ def test_one_icon_shows_the_busy_deployment_and_names_each(
                 assert tip[1].startswith("prod: Stable since ")
                 assert tip[2].startswith("test: Processing for ")
                 assert ctl.tray.deployment_lines() == ["prod: stable", "test: processing"]
-                texts = ctl.tray.action_texts()
+                texts = menu_texts(ctl.tray)
                 assert "prod: stable" in texts and "test: processing" in texts
                 icon = ctl.tray.tray.icon().pixmap(64, 64).toImage()
                 assert icon == render_pixmap(IconKind.PROCESSING, 64).toImage()
                 ARTIFACTS.mkdir(exist_ok=True)
                 assert icon.save(str(ARTIFACTS / "tray-two-deployments.png"))
-                menu = ctl.tray.menu
+                menu = ctl.tray.tray.contextMenu()
                 menu.adjustSize()
                 assert menu.grab().save(str(ARTIFACTS / "tray-menu-deployments.png"))
 
@@ -143,7 +144,7 @@ def test_watched_deployments_follow_a_rename_and_a_removal(
 
 def monitor(ctl: Controller, name: str | None) -> Any:
     """A deployment's running source (None: the one shown in detail)."""
-    adapter = ctl.adapter if name is None else ctl.deployments.adapters[name]
+    adapter = ctl.adapter if name is None else ctl.deployments.slots[name].adapter
     assert adapter is not None
     return adapter.monitor
 
@@ -151,6 +152,11 @@ def monitor(ctl: Controller, name: str | None) -> Any:
 def reads(ctl: Controller, name: str | None) -> int:
     """How often a deployment's source has read its details (its own counter)."""
     return int(monitor(ctl, name).counters.details_reads)
+
+
+def readers(ctl: Controller, name: str | None) -> int:
+    """How many viewers a deployment's source reads details for (its own count)."""
+    return int(monitor(ctl, name).details_subscribers)
 
 
 async def health_checks_pass(ctl: Controller, n: int) -> None:
@@ -208,7 +214,7 @@ def test_the_details_window_has_a_section_per_deployment(
                 assert w is not None
                 prod, test = w.sections()
                 assert (prod.name, test.name) == ("prod", "test")
-                assert prod.subscribed and test.subscribed
+                assert readers(ctl, None) == readers(ctl, "test") == 1  # both sources read details
                 await wait_until(lambda: test.details is not None
                                  and len(test.details.import_jobs) == 1)
                 await wait_until(lambda: prod.details is not None)
@@ -231,7 +237,7 @@ def test_the_details_window_has_a_section_per_deployment(
 
                 # Closed: neither deployment's details are read any more.
                 w.close()
-                assert not prod.subscribed and not test.subscribed
+                assert readers(ctl, None) == readers(ctl, "test") == 0
                 assert ctl.deployments.wanted == set()
                 await health_checks_pass(ctl, 1)  # a details read in flight has ended
                 before = reads(ctl, None), reads(ctl, "test")
@@ -250,7 +256,7 @@ def test_the_details_window_has_a_section_per_deployment(
                 # What the notification's "Show details" button runs.
                 ctl.notifier._action_cb(Action.SHOW_DETAILS, notice.job_id, notice.deployment)()
                 assert ctl.details_window is w and w.isVisible()
-                assert w.focused is test and prod.subscribed and test.subscribed
+                assert w.focused is test and readers(ctl, None) == readers(ctl, "test") == 1
                 await asyncio.sleep(0.05)
                 assert not test.headline.visibleRegion().isEmpty()
                 assert w.grab().save(str(ARTIFACTS / "details-two-deployments-focused.png"))

@@ -73,7 +73,7 @@ def test_details_read_only_while_the_window_is_visible(
         assert monitor.counters.details_reads == 0
 
         window.show()
-        assert window.subscribed and adapter.details_wanted == 1
+        assert monitor.details_subscribers == 1  # open: the source reads details
         await wait_until(
             lambda: window.details is not None and len(window.details.import_jobs) == 2
         )
@@ -93,7 +93,7 @@ def test_details_read_only_while_the_window_is_visible(
         assert window.main.analytics_line.text().startswith("5 tasks to go")
 
         window.close()
-        assert not window.subscribed and adapter.details_wanted == 0
+        assert monitor.details_subscribers == 0  # closed: it stops
         await health_checks_pass(monitor, 1)  # a read in flight has ended
         before = details_calls(conn)
         reads = monitor.counters.details_reads

@@ -58,7 +58,6 @@ def test_ring_and_tooltip_show_progress_with_the_details_window_closed(
             icon = ctl.tray.tray.icon().pixmap(64, 64).toImage()
             assert icon == render_pixmap(IconKind.PROCESSING, 64, progress=42).toImage()
             assert icon != render_pixmap(IconKind.PROCESSING, 64).toImage()  # a ring
-            assert "42 percent done" in ctl.tray.accessible_text()
             ARTIFACTS.mkdir(exist_ok=True)
             assert icon.save(str(ARTIFACTS / "tray-progress-42.png"))
 

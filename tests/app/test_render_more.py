@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from PySide6.QtWidgets import QApplication, QLabel
+from PySide6.QtWidgets import QApplication, QLabel, QWidget
 
 from tests.app.conftest import ARTIFACTS, publish_doc_image
 from tests.app.sample_data import NOW
@@ -30,7 +30,7 @@ def test_render_menu_window_and_disconnected_details(qapp: QApplication) -> None
     ARTIFACTS.mkdir(exist_ok=True)
     tray = TrayIcon(IconCache(), clock=lambda: NOW)
     tray.set_profiles(["production", "test"], "production")
-    menu = tray.menu
+    menu = tray.tray.contextMenu()
     menu.adjustSize()
     assert menu.grab().save(str(ARTIFACTS / "tray-menu.png"))
     publish_doc_image(ARTIFACTS / "tray-menu.png", "tray-menu.png")
@@ -51,7 +51,8 @@ def test_render_menu_window_and_disconnected_details(qapp: QApplication) -> None
     assert details.main.reconnect.isVisible()
     assert details.main.headline.text().startswith("Disconnected since ")
     assert details.main.subline.text().endswith("Retrying in 8 s.")
-    assert not details.main.listing.isVisible()  # nothing listed under the headline
+    listing = details.main.findChild(QWidget, "listing")
+    assert listing is not None and not listing.isVisible()  # nothing under the headline
     assert details.grab().save(str(ARTIFACTS / "details-disconnected.png"))
     details.close()
 

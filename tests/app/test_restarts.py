@@ -23,7 +23,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
 
-from tests.app.conftest import MemoryKeyring, make_processing, make_stable, run, wait_until
+from tests.app.conftest import MemoryKeyring, make_processing, make_stable, run, save, wait_until
 from traystatus.app.controller import Controller
 from traystatus.app.deployments import Deployments
 from traystatus.app.settings import SavedChange, SettingsDialog
@@ -324,7 +324,7 @@ def test_a_notification_setting_saves_in_place(
             _select(dialog, "prod")
             dialog.notify_stable.setChecked(False)
             dialog.icon_style.setCurrentIndex(dialog.icon_style.findData("mono-dark"))
-            assert await dialog.save_async(), dialog.message.text()
+            assert await save(dialog), dialog.message.text()
             assert ctl.tray.shown.state is State.STABLE  # no Connecting flash
             assert not ctl.policy.options.finished
             assert all(not p.options.finished for p in ctl.deployments.policies.values())
@@ -336,7 +336,7 @@ def test_a_notification_setting_saves_in_place(
             # A connection setting of test: test reconnects, prod keeps its session.
             _select(dialog, "test")
             dialog.dsn.setText(bare_db_dsn + " connect_timeout=7")
-            assert await dialog.save_async(), dialog.message.text()
+            assert await save(dialog), dialog.message.text()
             prod_db, test_db = (str(conninfo_to_dict(d)["dbname"]) for d in (db_dsn, bare_db_dsn))
             await wait_until(lambda: (got := backends(admin, db_dsn, bare_db_dsn))[prod_db]
                              == before[prod_db] and len(got[test_db]) == 1
@@ -349,7 +349,7 @@ def test_a_notification_setting_saves_in_place(
             for old, new in (("test", "staging"), ("prod", "production")):
                 _select(dialog, old)
                 dialog.name.setText(new)
-                assert await dialog.save_async(), dialog.message.text()
+                assert await save(dialog), dialog.message.text()
             assert ctl.profile_name == "production"
             assert [n for n, _ in ctl.deployments.rows()] == ["staging"]
             assert ProfileStore().settings.watched == ("staging",)  # the second Save kept it
@@ -472,7 +472,7 @@ def test_a_password_typed_without_a_keychain_reaches_a_watched_deployment(
             assert dialog is not None
             _select(dialog, "test")
             dialog.password.setText(password)
-            assert not await dialog.save_async()  # no keychain: for this session only
+            assert not await save(dialog)  # no keychain: for this session only
             assert "this session only" in dialog.message.text()
             await wait_until(lambda: ctl.deployments.statuses["test"].state is State.STABLE)
             dialog.close()

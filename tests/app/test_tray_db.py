@@ -9,7 +9,7 @@ from typing import Any
 import psycopg
 from PySide6.QtWidgets import QApplication
 
-from tests.app.conftest import make_processing, make_stable, run, wait_until
+from tests.app.conftest import make_processing, make_stable, run, ticking, wait_until
 from traystatus.app.adapter import MonitorAdapter
 from traystatus.app.icons import IconCache, IconKind, render_pixmap
 from traystatus.app.tray import TrayIcon
@@ -39,13 +39,13 @@ def test_icon_and_tooltip_follow_the_database(
         await wait_until(lambda: tray.status.state == State.STABLE)
         assert tray.tooltip_text().splitlines()[1].startswith("Stable since ")
         assert _icon_image(tray) == render_pixmap(IconKind.STABLE, 32).toImage()
-        assert not tray.ticking  # a stable icon costs no timer
+        assert not ticking(tray)  # a stable icon costs no timer
 
         make_processing(conn, 3)
         await wait_until(lambda: tray.status.state == State.PROCESSING)
         assert tray.tooltip_text().splitlines()[1].startswith("Processing for ")
         assert _icon_image(tray) == render_pixmap(IconKind.PROCESSING, 32).toImage()
-        assert tray.ticking
+        assert ticking(tray)
 
         make_stable(conn)
         await wait_until(lambda: tray.status.state == State.STABLE)
@@ -97,7 +97,7 @@ def test_disconnected_tooltip_counts_down_to_the_retry(
             server.stop("immediate")
             await wait_until(lambda: tray.status.state == State.DISCONNECTED, within=60)
             await wait_until(lambda: "Retrying in" in tray.tooltip_text(), within=30)
-            assert tray.ticking
+            assert ticking(tray)
             assert _icon_image(tray) == render_pixmap(IconKind.DISCONNECTED, 32).toImage()
             await adapter.stop()
 

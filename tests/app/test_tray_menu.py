@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from PySide6.QtWidgets import QApplication, QMenu
 
+from tests.app.conftest import menu_texts
 from traystatus.app.icons import IconCache
 from traystatus.app.texts import tooltip
 from traystatus.app.tray import TrayIcon
@@ -18,15 +19,15 @@ NOW = datetime(2026, 11, 28, 14, 5, 30, tzinfo=UTC)
 
 def test_menu_starts_with_show_details_and_offers_profiles(qapp: QApplication) -> None:
     tray = TrayIcon(IconCache())
-    texts = tray.action_texts()
+    texts = menu_texts(tray)
     assert texts[0] == "Show details"
     assert texts[1:3] == ["Reconnect now", "Pause notifications for 1 hour"]
     assert "Settings…" in texts and texts[-1] == "Quit"
     assert "Profile" not in texts  # only one (or no) profile
-    old = tray.menu
+    old = tray.tray.contextMenu()
     tray.set_profiles(["production", "test"], "test")
-    assert tray.menu is not old and tray.tray.contextMenu() is tray.menu
-    profile = next(a for a in tray.menu.actions() if a.text() == "Profile").menu()
+    assert tray.tray.contextMenu() is not old  # rebuilt
+    profile = next(a for a in tray.tray.contextMenu().actions() if a.text() == "Profile").menu()
     assert isinstance(profile, QMenu)
     assert [(a.text(), a.isChecked()) for a in profile.actions()] == [
         ("production", False), ("test", True)]
@@ -47,13 +48,14 @@ def test_clicks_and_menu_items_become_signals(qapp: QApplication) -> None:
     tray.tray.activated.emit(QSystemTrayIcon.ActivationReason.Trigger)
     tray.tray.activated.emit(QSystemTrayIcon.ActivationReason.DoubleClick)
     tray.tray.activated.emit(QSystemTrayIcon.ActivationReason.Context)  # the menu, not details
-    by_text = {a.text(): a for a in tray.menu.actions()}
+    by_text = {a.text(): a for a in tray.tray.contextMenu().actions()}
     by_text["Pause notifications for 1 hour"].trigger()
     tray.set_paused(NOW + timedelta(hours=1))
-    resume = [a for a in tray.menu.actions() if a.text().startswith("Resume notifications")]
+    resume = [a for a in tray.tray.contextMenu().actions()
+              if a.text().startswith("Resume notifications")]
     assert len(resume) == 1
     resume[0].trigger()
-    by_text = {a.text(): a for a in tray.menu.actions()}
+    by_text = {a.text(): a for a in tray.tray.contextMenu().actions()}
     by_text["Quit"].trigger()
     assert seen == ["details", "details", "pause True", "pause False", "quit"]
 

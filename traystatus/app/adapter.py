@@ -106,10 +106,6 @@ class MonitorAdapter(QObject):
         self.monitor.reconnect_now()
 
     # -- details subscription --------------------------------------------------------------
-    @property
-    def details_wanted(self) -> int:
-        return self._details_wanted
-
     def want_details(self, wanted: bool) -> None:
         """Count one more (True) or one less (False) viewer of the details."""
         if wanted:

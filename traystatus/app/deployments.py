@@ -20,7 +20,6 @@ from datetime import datetime
 
 from PySide6.QtCore import QObject, Signal
 
-from traystatus.app.adapter import MonitorAdapter
 from traystatus.app.notify_policy import Decision, Notice, NotificationPolicy, NotifyOptions
 from traystatus.app.slot import Opener, SourceSlot, SourceSpec, open_spec
 from traystatus.core.config.profiles import ConnectionProfile, ProfileError, ProfileStore
@@ -109,11 +108,6 @@ class Deployments(QObject):
         self._closing: set[asyncio.Future[None]] = set()
         self._closing_by_name: dict[str, asyncio.Future[None]] = {}
         self.closed = False  # after stop() (Quit) nothing is opened any more
-
-    @property
-    def adapters(self) -> dict[str, MonitorAdapter]:
-        """The running source of each deployment (none while its slot replaces it)."""
-        return {n: s.adapter for n, s in self.slots.items() if s.adapter is not None}
 
     def start(self, names: Sequence[str]) -> None:
         """Watch ``names`` (in this order); names that are no profile are skipped."""

@@ -232,7 +232,9 @@ class DeploymentSection(QFrame):
             self.phase_rows.append((label, bar))
         outer.addWidget(self.pipeline_box)
 
+        # The jobs and analytics under the headline, hidden when there is nothing to list.
         body = QWidget()
+        body.setObjectName("listing")
         self._body = body
         self.body = QVBoxLayout(body)
         self.jobs_title = QLabel()
@@ -319,15 +321,6 @@ class DeploymentSection(QFrame):
                 # until the next read. The headline (Status) stays current meanwhile.
                 self.details = None
                 self._render()
-
-    @property
-    def subscribed(self) -> bool:
-        return self._subscribed
-
-    @property
-    def listing(self) -> QWidget:
-        """The jobs and analytics under the headline (hidden when there is nothing)."""
-        return self._body
 
     def set_want(self, want: Callable[[bool], None] | None, open_now: bool) -> None:
         """A new source (restart, other profile): move the details subscription to it."""
@@ -734,11 +727,6 @@ class DetailsWindow(QWidget):
     def _unsubscribe(self) -> None:
         for section in self.sections():
             section.subscribe(False)
-
-    @property
-    def subscribed(self) -> bool:
-        """Whether the main deployment's details are being read."""
-        return self.main.subscribed
 
     # -- the main deployment (the one chosen under Profile) -----------------------------------
     def set_adapter(self, adapter: MonitorAdapter | None) -> None:

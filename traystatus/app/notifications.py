@@ -107,10 +107,6 @@ class NotificationSender(QObject):
             self._notifier = None
             self._server_ok = None if self._server_ok else self._server_ok
 
-    @property
-    def server_available(self) -> bool | None:
-        return self._server_ok
-
     # -- the worker -------------------------------------------------------------------------
 
     def _ensure_worker(self) -> None:

@@ -603,12 +603,6 @@ class SettingsDialog(QDialog):
         self.saving = result
         return True
 
-    async def save_async(self) -> bool:
-        """Save and wait for the keychain part: True when everything was saved."""
-        if not self.save():
-            return False
-        return await self.saving if self.saving is not None else True
-
     def _save_button(self) -> QPushButton:
         button = self.buttons.button(QDialogButtonBox.StandardButton.Save)
         assert button is not None

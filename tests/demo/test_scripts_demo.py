@@ -14,6 +14,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -24,6 +25,7 @@ import pytest
 from tests.demo.test_demo_cli import _processes_using
 
 ROOT = Path(__file__).resolve().parents[2]
+VENV = Path(sys.executable).parent.parent  # the virtualenv running the tests
 X11_BROKE = re.compile(r"X11 connection broke|X11 server die|XIO|Fatal IO error", re.I)
 
 
@@ -87,7 +89,8 @@ def test_stopping_the_demo_stops_the_app_before_its_desktop(
     env = {k: v for k, v in os.environ.items()
            if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM", "XDG_RUNTIME_DIR",
                         "DBUS_SESSION_BUS_ADDRESS", "TRAYSTATUS_DEMO_SIGINT_RESET")}
-    env.update(HOME=str(home), TRAYSTATUS_CONFIG_DIR=marker, TRAYSTATUS_LOG_DIR=str(logs),
+    env.update(TRAYSTATUS_DEMO_VENV=str(VENV),  # no installing from a test
+               HOME=str(home), TRAYSTATUS_CONFIG_DIR=marker, TRAYSTATUS_LOG_DIR=str(logs),
                XDG_DATA_HOME=str(home / "data"), XDG_STATE_HOME=str(home / "state"),
                XDG_CACHE_HOME=str(home / "cache"), PYTHONUNBUFFERED="1")
     out_file = tmp_path / "out.txt"

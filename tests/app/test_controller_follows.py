@@ -107,7 +107,7 @@ def test_rename_and_remove_of_the_watched_profile(
             # A second profile (a database without our SQL), then remove the watched one:
             # the other one is watched now (directly: StatBus's own channels) and its truth
             # shows.
-            dialog._add()
+            dialog.add_button.click()
             dialog.name.setText("other")
             p = conninfo_to_dict(bare_db_dsn)
             dialog.host.setText(str(p["host"]))
@@ -117,7 +117,7 @@ def test_rename_and_remove_of_the_watched_profile(
             assert await save(dialog), dialog.message.text()
             await wait_until(lambda: ctl.tray.status.state == State.STABLE)  # still "office"
             _select(dialog, "office")
-            dialog._remove()
+            dialog.remove_button.click()
             assert got[-1].removed == ("office",)
             await wait_until(lambda: ctl.profile_name == "other")
             await wait_until(lambda: ctl.tray.status.source == "builtin"
@@ -125,7 +125,7 @@ def test_rename_and_remove_of_the_watched_profile(
 
             # Remove the last one: no profile left -> an error, never the last state.
             _select(dialog, "other")
-            dialog._remove()
+            dialog.remove_button.click()
             await wait_until(lambda: ctl.adapter is None)
             await asyncio.sleep(0.2)
             assert ctl.tray.status.state == State.ERROR
@@ -306,7 +306,7 @@ def test_an_unexpected_error_in_a_task_is_shown_not_swallowed(
             assert "a bug while starting" in ctl.tray.tooltip_text()
             assert ctl.window.status.problem == Problem.INTERNAL
             # The same under Settings' "Test connection": said in the dialog.
-            dialog._start_check()
+            dialog.test_button.click()
             await wait_until(lambda: "unexpected error" in dialog.check_result.text())
             assert "a bug in the test" in dialog.check_result.text()
             assert dialog.test_button.isEnabled()

@@ -203,7 +203,7 @@ def test_settings_save_and_rename_keep_the_window_alive_while_the_keychain_works
 
         # Remove: the profile goes at once, the keychain entry after.
         with Ticks() as ticks:
-            dialog._remove()
+            dialog.remove_button.click()
             assert ProfileStore().names() == []
             await wait_until(lambda: not slow_keyring.entries, within=10)
         assert ticks.longest_gap < SMOOTH, f"the loop stood still {ticks.longest_gap:.2f} s"
@@ -237,7 +237,7 @@ def test_settings_refuses_adding_or_renaming_onto_a_taken_name(
         assert not dialog.save()
         assert dialog.message.text().startswith("Not saved: a profile named 'prod' already "
                                                 "exists; choose another name")
-        dialog._add()
+        dialog.add_button.click()
         _fill(dialog, "prod", db_dsn)
         assert not dialog.save()
         assert "a profile named 'prod' already exists" in dialog.message.text()

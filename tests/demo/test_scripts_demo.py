@@ -5,10 +5,15 @@ Without a screen the script starts its own Xvfb, session bus, trayer and dunst. 
 terminal sends SIGINT to the whole foreground process group: the X server used to get it
 too and die before the app, which then said "The X11 connection broke (error 1). Did the
 X11 server die?" and exited uncleanly.
+
+The runs share one user config folder: the tray's import-endings ledger is keyed by host,
+port, database and login, the demo's port changes every run, and the demo used to leave a
+ledger per run there (it keeps its own beside its database now).
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
@@ -27,6 +32,24 @@ from tests.demo.test_demo_cli import _processes_using
 ROOT = Path(__file__).resolve().parents[2]
 VENV = Path(sys.executable).parent.parent  # the virtualenv running the tests
 X11_BROKE = re.compile(r"X11 connection broke|X11 server die|XIO|Fatal IO error", re.I)
+
+
+@pytest.fixture(scope="module")
+def user_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The user's config folder, the same for every run (as a person's is)."""
+    return tmp_path_factory.mktemp("user") / "config"
+
+
+def _claimed(*folders: Path) -> bool:
+    """A running monitor holds the lock of its ledger (core/watch/endings.py LedgerFile)."""
+    for lock in (p for f in folders if f.is_dir() for p in f.glob("*.lock")):
+        with lock.open("ab") as f:
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+    return False
 
 
 @pytest.fixture(scope="module")
@@ -79,18 +102,21 @@ CASES = {
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("case", list(CASES))
 def test_stopping_the_demo_stops_the_app_before_its_desktop(
-    case: str, tmp_path: Path, demo_data: Path
+    case: str, tmp_path: Path, demo_data: Path, user_config: Path
 ) -> None:
     send, preexec = CASES[case]
     home = tmp_path / "home"
     home.mkdir()
     logs = tmp_path / "logs"
-    marker = str(tmp_path / "config")  # unique to this run, inherited by every child
+    marker = str(logs)  # unique to this run, inherited by every child
+    ledgers = user_config / "import-endings"
     env = {k: v for k, v in os.environ.items()
            if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM", "XDG_RUNTIME_DIR",
                         "DBUS_SESSION_BUS_ADDRESS", "TRAYSTATUS_DEMO_SIGINT_RESET")}
+    env.pop("TRAYSTATUS_ENDINGS_DIR", None)
     env.update(TRAYSTATUS_DEMO_VENV=str(VENV),  # no installing from a test
-               HOME=str(home), TRAYSTATUS_CONFIG_DIR=marker, TRAYSTATUS_LOG_DIR=str(logs),
+               HOME=str(home), TRAYSTATUS_CONFIG_DIR=str(user_config),
+               TRAYSTATUS_LOG_DIR=marker,
                XDG_DATA_HOME=str(home / "data"), XDG_STATE_HOME=str(home / "state"),
                XDG_CACHE_HOME=str(home / "cache"), PYTHONUNBUFFERED="1")
     out_file = tmp_path / "out.txt"
@@ -111,6 +137,11 @@ def test_stopping_the_demo_stops_the_app_before_its_desktop(
             assert proc.poll() is None, f"the demo exited: {out_file.read_text()[-3000:]}"
             assert time.monotonic() < deadline, f"no tray app: {out_file.read_text()[-3000:]}"
             time.sleep(0.2)
+        # ... and connected: its monitor holds its import-endings ledger, wherever that is.
+        while not _claimed(ledgers, demo_data.parent / "import-endings"):
+            assert proc.poll() is None, f"the demo exited: {out_file.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, f"no ledger: {log_file.read_text()[-3000:]}"
+            time.sleep(0.1)
         send(proc)
         code = proc.wait(90)
     finally:
@@ -127,3 +158,5 @@ def test_stopping_the_demo_stops_the_app_before_its_desktop(
     assert "traystatus tray app stopped (exit code 0)" in log, log
     assert _ours(marker) == []
     assert _processes_using(demo_data) == []
+    left = sorted(p.name for p in ledgers.glob("*")) if ledgers.is_dir() else []
+    assert left == [], f"the demo's ledger files in the user's config folder: {left}"

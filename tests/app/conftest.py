@@ -22,6 +22,8 @@ from PySide6.QtCore import QCoreApplication, QEvent, QTimer
 from PySide6.QtWidgets import QApplication
 
 from traystatus.app.main import close_loop
+from traystatus.app.notifications import NotificationSender
+from traystatus.app.notify_policy import Notice
 from traystatus.app.settings import SettingsDialog
 from traystatus.app.tray import CLOCK, TrayIcon
 
@@ -117,6 +119,20 @@ def free_qt_garbage() -> None:
     QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
     gc.collect()
     QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+
+
+class Delivered(list[Notice]):
+    """The notices a sender delivered, in order, from its ``delivered`` signal (create
+    it right after the sender or the Controller); ``routes``: "server" or "fallback"."""
+
+    def __init__(self, sender: NotificationSender) -> None:
+        super().__init__()
+        self.routes: list[str] = []
+        sender.delivered.connect(self._got)
+
+    def _got(self, notice: Notice, route: str) -> None:
+        self.append(notice)
+        self.routes.append(route)
 
 
 def menu_texts(tray: TrayIcon) -> list[str]:

@@ -14,6 +14,7 @@ from PySide6.QtWidgets import QApplication
 
 from tests.app.conftest import (
     ARTIFACTS,
+    Delivered,
     MemoryKeyring,
     add_job,
     make_processing,
@@ -64,6 +65,7 @@ def test_one_icon_shows_the_busy_deployment_and_names_each(
     store = two_deployments(db_dsn, bare_db_dsn)
     ctl = Controller(store, tray_available=lambda: True, use_desktop_notifier=False,
                      timing=TIMING)
+    told = Delivered(ctl.notifier)
     with psycopg.connect(bare_db_dsn, autocommit=True) as test_db:
 
         async def scenario() -> None:
@@ -96,8 +98,8 @@ def test_one_icon_shows_the_busy_deployment_and_names_each(
                 await wait_until(lambda: ctl.tray.shown.state is State.STABLE)
                 # The finish on test is announced in test's name, under its own key.
                 await wait_until(lambda: any(n.title == "test: Processing finished"
-                                             for n in ctl.notifier.sent))
-                notice = next(n for n in ctl.notifier.sent
+                                             for n in told))
+                notice = next(n for n in told
                               if n.title == "test: Processing finished")
                 assert notice.key == "test/finished"
             finally:
@@ -179,6 +181,7 @@ def test_the_details_window_has_a_section_per_deployment(
     store = two_deployments(db_dsn, bare_db_dsn)
     ctl = Controller(store, tray_available=lambda: True, use_desktop_notifier=False,
                      timing=TIMING)
+    told = Delivered(ctl.notifier)
     with psycopg.connect(bare_db_dsn, autocommit=True) as test_db:
 
         async def scenario() -> None:
@@ -249,8 +252,8 @@ def test_the_details_window_has_a_section_per_deployment(
                                 "imported_rows = 10000, import_completed_pct = 100")
                 make_stable(test_db)
                 await wait_until(lambda: any(n.title == "test: Processing finished"
-                                             for n in ctl.notifier.sent))
-                notice = next(n for n in ctl.notifier.sent
+                                             for n in told))
+                notice = next(n for n in told
                               if n.title == "test: Processing finished")
                 assert notice.deployment == "test" and Action.SHOW_DETAILS in notice.actions
                 # What the notification's "Show details" button runs.

@@ -13,15 +13,15 @@ import psycopg
 from psycopg.conninfo import make_conninfo
 from PySide6.QtWidgets import QApplication
 
-from tests.app.conftest import MemoryKeyring, add_job, run, wait_until
+from tests.app.conftest import Delivered, MemoryKeyring, add_job, run, wait_until
 from traystatus.app.controller import Controller
 from traystatus.app.notify_policy import Kind, Notice
 from traystatus.core.config.profiles import ProfileStore
 from traystatus.core.model.state import State
 
 
-def _endings(ctl: Controller) -> list[tuple[str, str]]:
-    return [(n.title, n.body) for n in ctl.notifier.sent if n.kind is Kind.IMPORT_ENDED]
+def _endings(told: Delivered) -> list[tuple[str, str]]:
+    return [(n.title, n.body) for n in told if n.kind is Kind.IMPORT_ENDED]
 
 
 def test_review_is_not_an_ending_and_endings_survive_a_restart(
@@ -46,6 +46,7 @@ def test_review_is_not_an_ending_and_endings_survive_a_restart(
                           use_desktop_notifier=False)
 
     first = controller()
+    first_told = Delivered(first.notifier)
 
     async def before_restart() -> None:
         first.start()
@@ -60,7 +61,7 @@ def test_review_is_not_an_ending_and_endings_survive_a_restart(
             await wait_until(lambda: first.tray.status.review is not None)
             await wait_until(lambda: monitor.counters.endings_reads > reads)
             await asyncio.sleep(0.3)
-            assert _endings(first) == []  # waiting for review: not "finished"
+            assert _endings(first_told) == []  # waiting for review: not "finished"
             conn.execute("UPDATE public.import_job SET state = 'approved' WHERE id = %s",
                          (review,))
             conn.execute("UPDATE public.import_job SET state = 'processing_data', "
@@ -68,8 +69,8 @@ def test_review_is_not_an_ending_and_endings_survive_a_restart(
             await wait_until(lambda: first.tray.status.state == State.PROCESSING)
             conn.execute("UPDATE public.import_job SET state = 'finished', imported_rows = "
                          "8000, import_completed_pct = 100 WHERE id = %s", (review,))
-            await wait_until(lambda: len(_endings(first)) == 1)
-            assert _endings(first) == [("Your import 'Establishments 2026 (review)' finished",
+            await wait_until(lambda: len(_endings(first_told)) == 1)
+            assert _endings(first_told) == [("Your import 'Establishments 2026 (review)' finished",
                                         "8,000 rows imported, 24 warnings")]
         finally:
             await first.shutdown()
@@ -80,18 +81,19 @@ def test_review_is_not_an_ending_and_endings_survive_a_restart(
     conn.execute("UPDATE public.import_job SET state = 'finished', imported_rows = 50 "
                  "WHERE id = %s", (later,))
     second = controller()
+    second_told = Delivered(second.notifier)
 
     async def after_restart() -> None:
         second.start()
         try:
-            await wait_until(lambda: len(_endings(second)) >= 1)
+            await wait_until(lambda: len(_endings(second_told)) >= 1)
             await asyncio.sleep(0.5)  # the start's one read tells all that ended meanwhile
         finally:
             await second.shutdown()
 
     run(qloop, after_restart(), timeout=120)
     # Told once: the review job's end is not told again, nor the ancient one.
-    assert _endings(second) == [("Your import 'Legal units 2026' finished",
+    assert _endings(second_told) == [("Your import 'Legal units 2026' finished",
                                  "50 rows imported")]
 
 

@@ -14,7 +14,7 @@ import psycopg
 from psycopg.conninfo import make_conninfo
 from PySide6.QtWidgets import QApplication
 
-from tests.app.conftest import ARTIFACTS, MemoryKeyring, add_job, run, wait_until
+from tests.app.conftest import ARTIFACTS, Delivered, MemoryKeyring, add_job, run, wait_until
 from traystatus.app import palette
 from traystatus.app.controller import Controller
 from traystatus.app.notify_policy import Kind, Notice, NotificationPolicy, NotifyOptions, Urgency
@@ -69,6 +69,7 @@ def test_my_import_notice_opens_the_details_window_on_that_job(
     store = ProfileStore()
     ctl = Controller(store, dsn=make_conninfo(db_dsn, user=role, password=password),
                      tray_available=lambda: True, use_desktop_notifier=False)
+    told = Delivered(ctl.notifier)
 
     async def scenario() -> None:
         ctl.start()
@@ -78,11 +79,11 @@ def test_my_import_notice_opens_the_details_window_on_that_job(
                          "20000, warning_count = 16, import_completed_pct = 100 WHERE id = %s",
                          (mine,))
             title = "Your import 'Legal units 2026' finished"
-            await wait_until(lambda: any(n.title == title for n in ctl.notifier.sent))
-            notice = next(n for n in ctl.notifier.sent if n.title == title)
+            await wait_until(lambda: any(n.title == title for n in told))
+            notice = next(n for n in told if n.title == title)
             assert notice.body == "20,000 rows imported, 16 warnings"
             assert notice.job_id == mine
-            assert not any("es_2026" in n.title for n in ctl.notifier.sent)  # not mine
+            assert not any("es_2026" in n.title for n in told)  # not mine
 
             ctl.notifier.jobRequested.emit(mine)  # the notice's "Show details"
             w = ctl.details_window

@@ -13,7 +13,7 @@ import pytest
 from PySide6.QtWidgets import QApplication
 
 from scripts.virtual_desktop import Desktop
-from tests.app.conftest import ARTIFACTS, run, wait_until
+from tests.app.conftest import ARTIFACTS, Delivered, run, wait_until
 from traystatus.app.notifications import NotificationSender
 from traystatus.app.notify_policy import (
     KEY_FINISHED,
@@ -50,6 +50,7 @@ def test_notices_reach_dunst_and_replace_in_place(
     d.dunst_close_all()
     fell_back: list[Notice] = []
     sender = NotificationSender(fallback=fell_back.append)
+    told = Delivered(sender)
     first = Notice(Kind.FINISHED, KEY_FINISHED, "Processing finished",
                    "1 import finished in 45 s", Urgency.NORMAL, (Action.SHOW_DETAILS,))
     second = Notice(Kind.FINISHED, KEY_FINISHED, "Processing finished",
@@ -83,7 +84,8 @@ def test_notices_reach_dunst_and_replace_in_place(
 
     run(qloop, scenario(), timeout=120)
     assert fell_back == []
-    assert [n.title for n in sender.sent] == ["Processing finished"] * 2 + [failed.title]
+    assert [n.title for n in told] == ["Processing finished"] * 2 + [failed.title]
+    assert told.routes == ["server"] * 3  # the server took them all
 
 
 def test_no_server_falls_back_and_logs_once(
@@ -93,6 +95,7 @@ def test_no_server_falls_back_and_logs_once(
     monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", f"unix:path={tmp_path / 'no-bus'}")
     fell_back: list[Notice] = []
     sender = NotificationSender(fallback=fell_back.append)
+    told = Delivered(sender)
     notices = [Notice(Kind.FINISHED, f"k{i}", f"title {i}", "body") for i in range(3)]
 
     async def scenario() -> None:
@@ -103,7 +106,8 @@ def test_no_server_falls_back_and_logs_once(
         await sender.close()
 
     run(qloop, scenario())
-    assert fell_back == notices  # every notice went to the tray's balloon
+    assert fell_back == notices == told  # every notice went to the tray's balloon
+    assert told.routes == ["fallback"] * 3
     warnings = [r for r in caplog.records if r.name == "traystatus.app.notifications"]
     assert len(warnings) == 1 and "tray balloons" in warnings[0].getMessage()
 
@@ -143,6 +147,7 @@ def test_a_notice_replacing_an_expired_one_is_still_shown(
     monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", d.env["DBUS_SESSION_BUS_ADDRESS"])
     fell_back: list[Notice] = []
     sender = NotificationSender(fallback=fell_back.append)
+    told = Delivered(sender)
     first = Notice(Kind.FINISHED, KEY_FINISHED, "Processing finished",
                    "1 import finished in 45 s", Urgency.NORMAL, (Action.SHOW_DETAILS,))
     second = Notice(Kind.FINISHED, KEY_FINISHED, "Processing finished",
@@ -167,7 +172,7 @@ def test_a_notice_replacing_an_expired_one_is_still_shown(
 
     run(qloop, scenario(), timeout=120)
     assert fell_back == []
-    assert [n.body for n in sender.sent] == [first.body, review.body, second.body]
+    assert [n.body for n in told] == [first.body, review.body, second.body]
     bodies = [c.body for c in d.notifications()]
     assert bodies.count(second.body) == 1
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING], [

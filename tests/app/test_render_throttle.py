@@ -13,7 +13,7 @@ from pathlib import Path
 
 from PySide6.QtWidgets import QApplication
 
-from tests.app.conftest import ARTIFACTS, MemoryKeyring, run, wait_until
+from tests.app.conftest import ARTIFACTS, Delivered, MemoryKeyring, run, wait_until
 from traystatus.app.controller import Controller
 from traystatus.app.throttle import Throttle
 from traystatus.core.config.profiles import ConnectionProfile, ProfileStore
@@ -35,6 +35,7 @@ def test_a_burst_of_progress_repaints_a_handful_of_times_and_ends_on_the_last(
     store.put(ConnectionProfile(name="work", dsn=db_dsn), make_default=True)
     store.save_settings(replace(store.settings, notify_min_processing_s=0.0))
     ctl = Controller(store, tray_available=lambda: False, use_desktop_notifier=False)
+    told = Delivered(ctl.notifier)
 
     async def scenario() -> None:
         ctl.start()
@@ -75,7 +76,7 @@ def test_a_burst_of_progress_repaints_a_handful_of_times_and_ends_on_the_last(
             want = ctl.icons.for_status(last, ctl.style, 99).pixmap(64, 64).toImage()
             assert ctl.tray.tray.icon().pixmap(64, 64).toImage() == want
             # The policy saw every Status: the review in the middle was announced.
-            await wait_until(lambda: any(n.title == held.text for n in ctl.notifier.sent),
+            await wait_until(lambda: any(n.title == held.text for n in told),
                              within=5)
             ARTIFACTS.mkdir(exist_ok=True)
             assert ctl.window.grab().save(str(ARTIFACTS / "status-window-throttled.png"))

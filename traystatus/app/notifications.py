@@ -51,6 +51,9 @@ class NotificationSender(QObject):
     jobRequested = Signal(object)  # "Show details" on a notice about one import job: its id
     # "Show details" on a notice of a watched deployment: (its name, the job id or None).
     deploymentRequested = Signal(object)
+    # A notice went out, in order: (Notice, "server") when the notification server took
+    # it, (Notice, "fallback") when it went to ``fallback`` (the tray's balloon).
+    delivered = Signal(object, str)
 
     def __init__(
         self,
@@ -72,8 +75,6 @@ class NotificationSender(QObject):
         self._idle.set()
         self._worker: asyncio.Task[None] | None = None
         self._shown: dict[str, str] = {}  # key -> desktop-notifier identifier
-        self.sent: list[Notice] = []  # what really went out (tests, the bench)
-        self.via_fallback = 0
 
     # -- public -----------------------------------------------------------------------------
     def handle(self, decisions: list[Decision]) -> None:
@@ -141,7 +142,7 @@ class NotificationSender(QObject):
             ident = await self._send_dn(notice)
             if ident is not None:
                 self._shown[notice.key] = ident
-                self.sent.append(notice)
+                self.delivered.emit(notice, "server")
                 return
             self._server_ok = False
             self._warn_once("the notification server did not take the notification")
@@ -228,10 +229,9 @@ class NotificationSender(QObject):
         return fire
 
     def _fall_back(self, notice: Notice) -> None:
-        self.via_fallback += 1
-        self.sent.append(notice)
         if self.fallback is not None:
             self.fallback(notice)
+        self.delivered.emit(notice, "fallback")
 
     def _warn_once(self, what: str) -> None:
         if self._warned:

@@ -121,11 +121,11 @@ def test_stopping_the_demo_stops_the_app_before_its_desktop(
                XDG_CACHE_HOME=str(home / "cache"), PYTHONUNBUFFERED="1")
     out_file = tmp_path / "out.txt"
     log_file = logs / "traystatus.log"
-    with out_file.open("wb") as out:
+    with out_file.open("wb") as sink:
         proc = subprocess.Popen(
             ["bash", str(ROOT / "scripts" / "demo"), "--speed", "4", "--datadir",
              str(demo_data)],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+            cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group, as a terminal gives it
             preexec_fn=preexec,
         )

@@ -166,7 +166,7 @@ def test_rename_to_stable_never_shows_a_stale_green_on_the_way(
                 seen.append((status.state, status.source))
                 original(status)
 
-            ctl.tray.set_status = record  # type: ignore[method-assign]
+            ctl.tray.set_status = record  # type: ignore[method-assign]  # records every status
             assert await save(dialog), dialog.message.text()
             assert ctl.tray.status.state == State.CONNECTING  # at once, not after the stop
             # The new database has no traystatus SQL: it is watched directly, and the old
@@ -260,7 +260,7 @@ def test_details_window_renders_once_per_update(
                 renders.append(1)
                 render()
 
-            section._render = counted  # type: ignore[method-assign]
+            section._render = counted  # type: ignore[method-assign]  # counts the renders
             ctl.adapter.statusChanged.emit(ctl.adapter.status)
             assert len(renders) == 1
             ctl.adapter.detailsChanged.emit(w.details)

@@ -119,5 +119,5 @@ def test_sections_are_reached_explicitly(qapp: QApplication) -> None:
     assert w.section(None) is w.main and w.sections() == [w.main]
     assert w.main.headline.text().startswith("Processing for 3 min")
     with pytest.raises(AttributeError):
-        _ = w.headline  # type: ignore[attr-defined]
+        _ = w.headline  # type: ignore[attr-defined]  # on purpose: no forwarding
     w.close()

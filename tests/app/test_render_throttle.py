@@ -54,7 +54,7 @@ def test_a_burst_of_progress_repaints_a_handful_of_times_and_ends_on_the_last(
                 renders.append(1)
                 render()
 
-            section._render = counted  # type: ignore[method-assign]
+            section._render = counted  # type: ignore[method-assign]  # counts the renders
             t0 = utcnow() - timedelta(minutes=2)
             statuses = [busy(i / 5, t0) for i in range(500)]
             # Halfway, for one Status only, a job waits for review: the policy must see it

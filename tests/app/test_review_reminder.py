@@ -54,7 +54,8 @@ def test_reminded_once_per_interval_with_the_waiting_time() -> None:
 def test_a_login_that_may_not_approve_gets_no_reminder_but_is_told_who_can() -> None:
     p = NotificationPolicy(NotifyOptions(review_remind=timedelta(hours=2)), started_at=T0)
     first = p.on_status(Status(State.STABLE, review=block(may=False)), at(0))
-    assert "An administrator or the user who uploaded it can approve" in first[0].body  # type: ignore[union-attr]
+    assert isinstance(first[0], Notice)
+    assert "An administrator or the user who uploaded it can approve" in first[0].body
     assert reminders(p, 60, 10 * H) == []
 
 

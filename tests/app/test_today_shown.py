@@ -3,6 +3,7 @@ test-artifacts/details-today.png (looked at); shown only while the window reads.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from PySide6.QtWidgets import QApplication
@@ -84,11 +85,10 @@ def test_through_a_relay_it_says_so(qapp: QApplication) -> None:
 
 
 def test_the_day_is_read_only_while_the_window_is_open(
-    qapp: QApplication, qloop: object, db_dsn: str, conn: object,
+    qapp: QApplication, qloop: asyncio.AbstractEventLoop, db_dsn: str, conn: object,
 ) -> None:
     """On the stand-in StatBus: an ended import today reaches the window's Today section
     through the adapter; closed, no more day reads."""
-    import asyncio
     from typing import Any
 
     from tests.app.conftest import add_job, run, wait_until
@@ -123,7 +123,7 @@ def test_the_day_is_read_only_while_the_window_is_open(
         assert monitor.counters.day_reads == reads
         await adapter.stop()
 
-    run(qloop, scenario(), timeout=120)  # type: ignore[arg-type]
+    run(qloop, scenario(), timeout=120)
 
 
 def test_each_deployment_has_its_own_day(qapp: QApplication) -> None:

@@ -48,11 +48,12 @@ def test_the_tray_s_words_for_each_phase() -> None:
     assert lines[1] == f"StatBus is being upgraded since {hm(NOW)}"
     assert lines[2] == texts.UPGRADE_DOWN + " Retrying in 8 s."
     assert not any("lost" in line for line in lines) and texts.needs_ticking(DOWN)
+    assert ROLLED.ended_at is not None and DONE.ended_at is not None
     assert texts.tooltip(Status(State.STABLE, upgrade=ROLLED), NOW).splitlines()[-1] == (
-        f"The StatBus upgrade failed and was rolled back at {hm(ROLLED.ended_at)}: "  # type: ignore[arg-type]
+        f"The StatBus upgrade failed and was rolled back at {hm(ROLLED.ended_at)}: "
         "MIGRATION_FAILED: ./sb migrate up")
     assert texts.tooltip(Status(State.PROCESSING, upgrade=DONE), NOW).splitlines()[-1] == (
-        f"StatBus was upgraded at {hm(DONE.ended_at)} to v2026.12.0")  # type: ignore[arg-type]
+        f"StatBus was upgraded at {hm(DONE.ended_at)} to v2026.12.0")
     assert FAILED.text() == "The StatBus upgrade failed: Insufficient disk space"
     # another day: the day is said
     assert clock(NOW + timedelta(days=3), NOW).count(" ") == 3

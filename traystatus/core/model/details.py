@@ -14,11 +14,23 @@ from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
+from traystatus.core.model.coerce import (
+    DB_INT,
+    DB_NUMBER,
+    DB_TEXT,
+    DB_TIME,
+    BadValue,
+    boolean,
+    get,
+    items,
+    mapping,
+    need,
+)
 from traystatus.core.words.wording import format_duration, plural
 
-
-class DetailsError(ValueError):
-    """The JSON does not have the documented shape (docs/architecture.md)."""
+DetailsError = BadValue
+"""The JSON does not have the documented shape (docs/architecture.md): core/model/coerce.py's
+error, under the name the readers catch."""
 
 
 PHASE_LABELS = {
@@ -34,66 +46,8 @@ PHASE_LABELS = {
 }
 
 
-# -- small typed readers ------------------------------------------------------------------
-def _obj(value: Any, what: str) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise DetailsError(f"{what}: expected an object, got {type(value).__name__}")
-    return value
-
-
-def _list(value: Any, what: str) -> list[Any]:
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise DetailsError(f"{what}: expected a list, got {type(value).__name__}")
-    return value
-
-
-def _int(d: Mapping[str, Any], key: str, default: int | None = None) -> int | None:
-    value = d.get(key)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise DetailsError(f"{key}: expected a number, got {type(value).__name__}")
-    return int(value)
-
-
-def _req_int(d: Mapping[str, Any], key: str) -> int:
-    value = _int(d, key)
-    if value is None:
-        raise DetailsError(f"{key}: missing")
-    return value
-
-
-def _float(d: Mapping[str, Any], key: str) -> float | None:
-    value = d.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise DetailsError(f"{key}: expected a number, got {type(value).__name__}")
-    try:
-        result = float(value)  # numeric columns may arrive as strings
-    except ValueError:
-        raise DetailsError(f"{key}: not a number: {value!r}") from None
-    return result if math.isfinite(result) else None
-
-
-def _str(d: Mapping[str, Any], key: str) -> str | None:
-    value = d.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise DetailsError(f"{key}: expected a string, got {type(value).__name__}")
-    return value
-
-
-def _bool(d: Mapping[str, Any], key: str) -> bool | None:
-    value = d.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, bool):
-        raise DetailsError(f"{key}: expected true/false, got {type(value).__name__}")
-    return value
+def _or(value: int | None, default: int) -> int:
+    return default if value is None else value
 
 
 def _plain(value: Any) -> Any:
@@ -105,20 +59,6 @@ def _plain(value: Any) -> Any:
     if hasattr(value, "__dataclass_fields__"):
         return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
     return value
-
-
-def _time(d: Mapping[str, Any], key: str) -> datetime | None:
-    value = d.get(key)
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value
-    if not isinstance(value, str):
-        raise DetailsError(f"{key}: expected a timestamp, got {type(value).__name__}")
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError:
-        raise DetailsError(f"{key}: not a timestamp: {value!r}") from None
 
 
 # -- import jobs ----------------------------------------------------------------------------
@@ -152,32 +92,32 @@ class ImportJob:
 
     @classmethod
     def from_json(cls, value: Any) -> ImportJob:
-        d = _obj(value, "import job")
-        state = _str(d, "state") or ""
+        d = mapping(value, "import job")
+        state = get(d, "state", DB_TEXT) or ""
         return cls(
-            id=_req_int(d, "id"),
-            slug=_str(d, "slug") or "",
-            description=_str(d, "description"),
+            id=need(d, "id", DB_INT),
+            slug=get(d, "slug", DB_TEXT) or "",
+            description=get(d, "description", DB_TEXT),
             state=state,
-            phase=_str(d, "phase") or "",
-            progress_pct=_float(d, "progress_pct"),
-            rows_per_sec=_float(d, "rows_per_sec"),
-            total_rows=_int(d, "total_rows"),
-            imported_rows=_int(d, "imported_rows"),
-            error_count=_int(d, "error_count", 0) or 0,
-            warning_count=_int(d, "warning_count", 0) or 0,
-            error=_str(d, "error"),
-            review=_bool(d, "review"),
-            priority=_int(d, "priority"),
-            user_id=_int(d, "user_id"),
-            created_at=_time(d, "created_at"),
-            processing_start_at=_time(d, "processing_start_at"),
-            analysis_start_at=_time(d, "analysis_start_at"),
-            last_progress_update=_time(d, "last_progress_update"),
-            ended_at=_time(d, "ended_at"),
-            active=bool(_bool(d, "active")),
-            needs_person=bool(_bool(d, "needs_person")),
-            held_by_review=bool(_bool(d, "held_by_review")),
+            phase=get(d, "phase", DB_TEXT) or "",
+            progress_pct=get(d, "progress_pct", DB_NUMBER),
+            rows_per_sec=get(d, "rows_per_sec", DB_NUMBER),
+            total_rows=get(d, "total_rows", DB_INT),
+            imported_rows=get(d, "imported_rows", DB_INT),
+            error_count=get(d, "error_count", DB_INT) or 0,
+            warning_count=get(d, "warning_count", DB_INT) or 0,
+            error=get(d, "error", DB_TEXT),
+            review=get(d, "review", boolean),
+            priority=get(d, "priority", DB_INT),
+            user_id=get(d, "user_id", DB_INT),
+            created_at=get(d, "created_at", DB_TIME),
+            processing_start_at=get(d, "processing_start_at", DB_TIME),
+            analysis_start_at=get(d, "analysis_start_at", DB_TIME),
+            last_progress_update=get(d, "last_progress_update", DB_TIME),
+            ended_at=get(d, "ended_at", DB_TIME),
+            active=bool(get(d, "active", boolean)),
+            needs_person=bool(get(d, "needs_person", boolean)),
+            held_by_review=bool(get(d, "held_by_review", boolean)),
         )
 
     @property
@@ -238,16 +178,16 @@ class AnalyticsTask:
 
     @classmethod
     def from_json(cls, value: Any) -> AnalyticsTask:
-        d = _obj(value, "analytics task")
+        d = mapping(value, "analytics task")
         return cls(
-            id=_req_int(d, "id"),
-            command=_str(d, "command") or "",
-            state=_str(d, "state") or "",
-            depth=_int(d, "depth", 0) or 0,
-            parent_id=_int(d, "parent_id"),
-            process_start_at=_time(d, "process_start_at"),
-            duration_ms=_float(d, "duration_ms"),
-            scheduled_at=_time(d, "scheduled_at"),
+            id=need(d, "id", DB_INT),
+            command=get(d, "command", DB_TEXT) or "",
+            state=get(d, "state", DB_TEXT) or "",
+            depth=get(d, "depth", DB_INT) or 0,
+            parent_id=get(d, "parent_id", DB_INT),
+            process_start_at=get(d, "process_start_at", DB_TIME),
+            duration_ms=get(d, "duration_ms", DB_NUMBER),
+            scheduled_at=get(d, "scheduled_at", DB_TIME),
         )
 
 
@@ -269,19 +209,22 @@ class AnalyticsSummary:
     def from_json(cls, value: Any) -> AnalyticsSummary:
         if value is None:
             return cls(0, (), (), 0)
-        d = _obj(value, "analytics")
+        d = mapping(value, "analytics")
         by_command = []
-        for item in _list(d.get("by_command"), "analytics.by_command"):
-            c = _obj(item, "analytics.by_command item")
+        for item in items(d.get("by_command"), "analytics.by_command"):
+            c = mapping(item, "analytics.by_command item")
             by_command.append(
-                CommandCount(_str(c, "command") or "", _str(c, "state") or "", _req_int(c, "count"))
+                CommandCount(get(c, "command", DB_TEXT) or "", get(c, "state", DB_TEXT) or "",
+                             need(c, "count", DB_INT))
             )
-        tasks = tuple(AnalyticsTask.from_json(t) for t in _list(d.get("tasks"), "analytics.tasks"))
+        tasks = tuple(
+            AnalyticsTask.from_json(t) for t in items(d.get("tasks"), "analytics.tasks")
+        )
         return cls(
-            active_total=_int(d, "active_total", 0) or 0,
+            active_total=get(d, "active_total", DB_INT) or 0,
             by_command=tuple(by_command),
             tasks=tasks,
-            tasks_shown=_int(d, "tasks_shown", len(tasks)) or 0,
+            tasks_shown=_or(get(d, "tasks_shown", DB_INT), len(tasks)),
         )
 
     def count_in(self, state: str) -> int:
@@ -319,17 +262,17 @@ class Details:
 
     @classmethod
     def from_json(cls, value: Any) -> Details:
-        d = _obj(value, "details")
-        stable = _bool(d, "system_stable")
+        d = mapping(value, "details")
+        stable = get(d, "system_stable", boolean)
         if stable is None:
             raise DetailsError("system_stable: missing")
-        jobs = tuple(ImportJob.from_json(j) for j in _list(d.get("import_jobs"), "import_jobs"))
+        jobs = tuple(ImportJob.from_json(j) for j in items(d.get("import_jobs"), "import_jobs"))
         details = cls(
             system_stable=stable,
-            generated_at=_time(d, "generated_at"),
-            sql_version=_int(d, "sql_version"),
+            generated_at=get(d, "generated_at", DB_TIME),
+            sql_version=get(d, "sql_version", DB_INT),
             import_jobs=jobs,
-            import_jobs_total=_int(d, "import_jobs_total", len(jobs)) or 0,
+            import_jobs_total=_or(get(d, "import_jobs_total", DB_INT), len(jobs)),
             analytics=AnalyticsSummary.from_json(d.get("analytics")),
         )
         object.__setattr__(details, "_raw", d)
@@ -385,16 +328,16 @@ class EndedJob:
 
     @classmethod
     def from_json(cls, value: Any) -> EndedJob:
-        d = _obj(value, "ended import job")
+        d = mapping(value, "ended import job")
         return cls(
-            id=_req_int(d, "id"),
-            slug=_str(d, "slug") or "",
-            description=_str(d, "description"),
-            state=_str(d, "state") or "",
-            error_count=_int(d, "error_count", 0) or 0,
-            warning_count=_int(d, "warning_count", 0) or 0,
-            error=_str(d, "error"),
-            ended_at=_time(d, "ended_at"),
+            id=need(d, "id", DB_INT),
+            slug=get(d, "slug", DB_TEXT) or "",
+            description=get(d, "description", DB_TEXT),
+            state=get(d, "state", DB_TEXT) or "",
+            error_count=get(d, "error_count", DB_INT) or 0,
+            warning_count=get(d, "warning_count", DB_INT) or 0,
+            error=get(d, "error", DB_TEXT),
+            ended_at=get(d, "ended_at", DB_TIME),
         )
 
     @property
@@ -428,23 +371,23 @@ class WorkSummary:
 
     @classmethod
     def from_json(cls, value: Any, duration_seconds: float | None = None) -> WorkSummary:
-        d = _obj(value, "work summary")
-        since, until = _time(d, "since"), _time(d, "until")
+        d = mapping(value, "work summary")
+        since, until = get(d, "since", DB_TIME), get(d, "until", DB_TIME)
         if duration_seconds is None:
             duration_seconds = (until - since).total_seconds() if since and until else 0.0
         return cls(
             since=since,
             until=until,
-            import_jobs_finished=_int(d, "import_jobs_finished", 0) or 0,
-            import_jobs_failed=_int(d, "import_jobs_failed", 0) or 0,
-            import_jobs_with_errors=_int(d, "import_jobs_with_errors", 0) or 0,
+            import_jobs_finished=get(d, "import_jobs_finished", DB_INT) or 0,
+            import_jobs_failed=get(d, "import_jobs_failed", DB_INT) or 0,
+            import_jobs_with_errors=get(d, "import_jobs_with_errors", DB_INT) or 0,
             import_jobs=tuple(
-                EndedJob.from_json(j) for j in _list(d.get("import_jobs"), "import_jobs")
+                EndedJob.from_json(j) for j in items(d.get("import_jobs"), "import_jobs")
             ),
-            analytics_tasks_completed=_int(d, "analytics_tasks_completed", 0) or 0,
-            analytics_tasks_failed=_int(d, "analytics_tasks_failed", 0) or 0,
+            analytics_tasks_completed=get(d, "analytics_tasks_completed", DB_INT) or 0,
+            analytics_tasks_failed=get(d, "analytics_tasks_failed", DB_INT) or 0,
             duration_seconds=max(0.0, duration_seconds),
-            import_jobs_rejected=_int(d, "import_jobs_rejected", 0) or 0,
+            import_jobs_rejected=get(d, "import_jobs_rejected", DB_INT) or 0,
         )
 
     def to_json(self) -> dict[str, Any]:

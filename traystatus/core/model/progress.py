@@ -25,6 +25,15 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from traystatus.core.model.coerce import (
+    DB_INT,
+    DB_NUMBER,
+    DB_TEXT,
+    forgiving,
+    get,
+    items,
+    offset_time,
+)
 from traystatus.core.model.details import DetailsError, ImportJob
 from traystatus.core.model.estimate import Estimate, History, RunningJob, estimate
 from traystatus.core.words.wording import plural
@@ -44,39 +53,16 @@ def percent(value: float | None) -> int | None:
     return math.floor(max(0.0, min(100.0, value)))
 
 
-def _num(d: Mapping[str, Any], key: str) -> float | None:
-    value = d.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise DetailsError(f"{key}: expected a number, got {type(value).__name__}")
-    try:
-        out = float(value)
-    except ValueError:
-        raise DetailsError(f"{key}: not a number: {value!r}") from None
-    return out if math.isfinite(out) else None
-
-
-def _int(d: Mapping[str, Any], key: str) -> int | None:
-    value = _num(d, key)
-    return None if value is None else int(value)
-
-
-def _str(d: Mapping[str, Any], key: str) -> str | None:
-    value = d.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise DetailsError(f"{key}: expected a string, got {type(value).__name__}")
-    return value
+_GUESS_TIME = forgiving(offset_time)
+"""A time only the estimate uses: an unusable one makes the estimate say less, never the
+progress fail."""
 
 
 def _objects(value: Any, what: str) -> list[Mapping[str, Any]]:
-    if value is None:
-        return []
-    if not isinstance(value, list) or not all(isinstance(v, Mapping) for v in value):
+    found = items(value, what)
+    if not all(isinstance(v, Mapping) for v in found):
         raise DetailsError(f"{what}: expected a list of objects")
-    return value
+    return found
 
 
 @dataclass(frozen=True)
@@ -110,25 +96,25 @@ class JobProgress:
 
     @classmethod
     def from_json(cls, value: Mapping[str, Any]) -> JobProgress:
-        job_id = _int(value, "id")
+        job_id = get(value, "id", DB_INT)
         if job_id is None:
             raise DetailsError("import job: id missing")
-        state = _str(value, "state") or ""
+        state = get(value, "state", DB_TEXT) or ""
         if state == "analysing_data":
-            pct = _num(value, "analysis_pct")
+            pct = get(value, "analysis_pct", DB_NUMBER)
         elif state == "processing_data":
-            pct = _num(value, "import_pct")
+            pct = get(value, "import_pct", DB_NUMBER)
         else:
             pct = None
         return cls(
             id=job_id,
-            slug=_str(value, "slug") or "",
-            description=_str(value, "description"),
+            slug=get(value, "slug", DB_TEXT) or "",
+            description=get(value, "description", DB_TEXT),
             state=state,
-            total_rows=_int(value, "total_rows"),
+            total_rows=get(value, "total_rows", DB_INT),
             pct=_phase_pct(state, pct),
-            user_id=_int(value, "user_id"),
-            phase_started_at=_time(value, "phase_started_at"),
+            user_id=get(value, "user_id", DB_INT),
+            phase_started_at=get(value, "phase_started_at", _GUESS_TIME),
         )
 
     @classmethod
@@ -137,21 +123,6 @@ class JobProgress:
         column of the current phase: analysis while analysing, import while importing)."""
         return cls(job.id, job.slug, job.description, job.state, job.total_rows,
                    _phase_pct(job.state, job.progress_pct), job.user_id)
-
-
-def _time(d: Mapping[str, Any], key: str) -> datetime | None:
-    """A timestamp, or None for anything else: only the estimate uses it, and an unusable
-    time makes the estimate say less, never the progress fail."""
-    value = d.get(key)
-    if isinstance(value, datetime):
-        return value if value.utcoffset() is not None else None
-    if not isinstance(value, str) or len(value) > 64:
-        return None
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return when if when.utcoffset() is not None else None
 
 
 def _phase_pct(state: str, pct: float | None) -> float | None:
@@ -204,12 +175,12 @@ class PhaseProgress:
     @classmethod
     def from_json(cls, value: Mapping[str, Any]) -> PhaseProgress:
         return cls(
-            command=_str(value, "phase") or "",
-            state=_str(value, "state") or "",
-            step=_str(value, "step"),
-            total=max(0, _int(value, "total") or 0),
-            completed=max(0, _int(value, "completed") or 0),
-            started_at=_time(value, "started_at"),
+            command=get(value, "phase", DB_TEXT) or "",
+            state=get(value, "state", DB_TEXT) or "",
+            step=get(value, "step", DB_TEXT),
+            total=max(0, get(value, "total", DB_INT) or 0),
+            completed=max(0, get(value, "completed", DB_INT) or 0),
+            started_at=get(value, "started_at", _GUESS_TIME),
         )
 
 
@@ -275,18 +246,19 @@ class ImportEnd:
         from the network is a hint, and only a final state is an ending)."""
         if not isinstance(value, Mapping):
             raise DetailsError("import ending: expected an object")
-        job_id = _int(value, "id")
-        state = _str(value, "state") or ""
+        job_id = get(value, "id", DB_INT)
+        state = get(value, "state", DB_TEXT) or ""
         if job_id is None or state not in ("finished", "failed", "rejected"):
             raise DetailsError("import ending: an id and a final state are required")
         mine = value.get("mine")
         return cls(
-            id=job_id, slug=_str(value, "slug") or "", description=_str(value, "description"),
-            state=state, total_rows=_int(value, "total_rows"),
-            imported_rows=_int(value, "imported_rows"),
-            error_count=max(0, _int(value, "error_count") or 0),
-            warning_count=max(0, _int(value, "warning_count") or 0),
-            error=_str(value, "error"), user_id=_int(value, "user_id"),
+            id=job_id, slug=get(value, "slug", DB_TEXT) or "",
+            description=get(value, "description", DB_TEXT),
+            state=state, total_rows=get(value, "total_rows", DB_INT),
+            imported_rows=get(value, "imported_rows", DB_INT),
+            error_count=max(0, get(value, "error_count", DB_INT) or 0),
+            warning_count=max(0, get(value, "warning_count", DB_INT) or 0),
+            error=get(value, "error", DB_TEXT), user_id=get(value, "user_id", DB_INT),
             mine=mine if isinstance(mine, bool) else False,
         )
 
@@ -358,7 +330,7 @@ class Progress:
             PhaseProgress.from_json(p) for p in _objects(value.get("phases"), "phases")
         )
         queued = value.get("derive_queued")
-        me = _int(value, "me")
+        me = get(value, "me", DB_INT)
         return cls(jobs, phases, bool(queued) if isinstance(queued, bool) else False, me)
 
     # -- what the faces show ------------------------------------------------------------

@@ -23,176 +23,56 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
+from traystatus.core.model.coerce import (
+    OPTIONAL,
+    REQUIRED,
+    BadValue,
+    Check,
+    Table,
+    array,
+    boolean,
+    integer,
+    nullable,
+    number,
+    obj,
+    percentage,
+    show,
+    text,
+    timestamp,
+    word,
+)
 from traystatus.core.model.details import DetailsError, WorkSummary
 from traystatus.core.model.estimate import Estimate
 from traystatus.core.model.progress import PHASE_NAMES, ImportEnd, Progress
 from traystatus.core.model.state import SOURCES, Problem, ReviewBlock, State, Status
 from traystatus.core.model.upgrade import ERROR_CHARS, UpgradePhase
 from traystatus.core.model.upgrade import from_json as upgrade_from_json
-from traystatus.core.words.safetext import MAX_CHARS, printable
+from traystatus.core.words.safetext import printable
 
-MAX_INT = 2**63 - 1  # StatBus ids and counts are bigint at most
-MAX_ITEMS = 10_000  # jobs in one list; a busy StatBus has tens
 MAX_ATTEMPT = 2**31 - 1
 MAX_ESTIMATE_SECONDS = 30 * 86400.0  # estimate.MAX_SECONDS: longer is no estimate
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 SKEW = timedelta(days=1)
 """How far ahead of this computer's clock a server's time may be (clocks drift)."""
 
-REQUIRED = True
-OPTIONAL = False
 
-
-class ProtocolError(ValueError):
+class ProtocolError(BadValue):
     """The message cannot be used; ``str()`` says why in one printable line."""
 
 
-Check = Callable[[Any, str], Any]
-"""Validates one value at a path ("review.waiting[0].id"): the value in our types, or
-ProtocolError."""
-
-Table = Mapping[str, tuple[bool, Check]]
-
-
-def _fail(path: str, what: str) -> NoReturn:
-    raise ProtocolError(f"{path}: {what}")
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true/false"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "text"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
-
-
-def _show(value: Any) -> str:
-    """A value, short and printable, for an error message."""
+def _checked(check: Check, value: Any, path: str) -> Any:
+    """``check(value, path)``, its BadValue as the ProtocolError it is here."""
     try:
-        text = json.dumps(value)
-    except (TypeError, ValueError):
-        text = repr(value)
-    return printable(text, 40)
-
-
-# -- the checks -----------------------------------------------------------------------------
-def integer(lo: int = 0, hi: int = MAX_INT) -> Check:
-    def check(value: Any, path: str) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            _fail(path, f"expected a whole number, got {_kind(value)}")
-        if not lo <= value <= hi:
-            _fail(path, f"{_show(value)} is out of range ({lo} to {hi})")
-        return value
-
-    return check
-
-
-def number(lo: float, hi: float) -> Check:
-    def check(value: Any, path: str) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            _fail(path, f"expected a number, got {_kind(value)}")
-        out = float(value) if abs(value) < 1e300 else math.inf
-        if not (math.isfinite(out) and lo <= out <= hi):
-            _fail(path, f"{_show(value)} is out of range ({lo:g} to {hi:g})")
-        return out
-
-    return check
-
-
-def text(limit: int = MAX_CHARS) -> Check:
-    def check(value: Any, path: str) -> str:
-        if not isinstance(value, str):
-            _fail(path, f"expected text, got {_kind(value)}")
-        return printable(value, limit)
-
-    return check
-
-
-def word(values: Collection[str]) -> Check:
-    """One of ``values`` exactly (an enum's value)."""
-    allowed = frozenset(values)
-
-    def check(value: Any, path: str) -> str:
-        if not isinstance(value, str):
-            _fail(path, f"expected text, got {_kind(value)}")
-        if value not in allowed:
-            _fail(path, f"{_show(value)} is not one of {', '.join(sorted(allowed))}")
-        return value
-
-    return check
-
-
-def boolean(value: Any, path: str) -> bool:
-    if not isinstance(value, bool):
-        _fail(path, f"expected true/false, got {_kind(value)}")
-    return value
-
-
-def nullable(inner: Check) -> Check:
-    def check(value: Any, path: str) -> Any:
-        return None if value is None else inner(value, path)
-
-    return check
-
-
-def array(item: Check, max_items: int = MAX_ITEMS) -> Check:
-    def check(value: Any, path: str) -> list[Any]:
-        if not isinstance(value, list):
-            _fail(path, f"expected a list, got {_kind(value)}")
-        if len(value) > max_items:
-            _fail(path, f"{len(value)} items, more than {max_items}")
-        return [item(v, f"{path}[{i}]") for i, v in enumerate(value)]
-
-    return check
-
-
-def obj(table: Table) -> Check:
-    """An object checked field by field; unknown fields are left out (a newer server)."""
-
-    def check(value: Any, path: str) -> dict[str, Any]:
-        if not isinstance(value, dict):
-            _fail(path or "message", f"expected an object, got {_kind(value)}")
-        out: dict[str, Any] = {}
-        for name, (required, inner) in table.items():
-            where = f"{path}.{name}" if path else name
-            if name in value:
-                out[name] = inner(value[name], where)
-            elif required:
-                _fail(where, "missing")
-        return out
-
-    return check
-
-
-def timestamp(value: Any, path: str) -> datetime:
-    """An ISO 8601 time with its UTC offset, as UTC (a time without one is ambiguous)."""
-    if not isinstance(value, str):
-        _fail(path, f"expected a time, got {_kind(value)}")
-    try:
-        when = datetime.fromisoformat(value) if len(value) <= 64 else None
-    except ValueError:
-        when = None
-    if when is None:
-        _fail(path, f"{_show(value)} is not an ISO 8601 time")
-    if when.utcoffset() is None:
-        _fail(path, f"{_show(value)} has no UTC offset")
-    try:
-        return when.astimezone(UTC)
-    except OverflowError:
-        _fail(path, f"{_show(value)} is out of range")
+        return check(value, path)
+    except ProtocolError:
+        raise
+    except BadValue as ex:
+        raise ProtocolError(str(ex)) from None
 
 
 # -- the protocol ---------------------------------------------------------------------------
@@ -212,7 +92,7 @@ JOB: Table = {
     "id": (REQUIRED, integer()),
     "slug": (OPTIONAL, nullable(text(200))),
     "state": (OPTIONAL, nullable(text(100))),
-    "pct": (OPTIONAL, nullable(number(0, 100))),
+    "pct": (OPTIONAL, nullable(percentage())),
     "total_rows": (OPTIONAL, nullable(integer())),
     "user_id": (OPTIONAL, nullable(integer())),
     "mine": (OPTIONAL, boolean),
@@ -243,8 +123,8 @@ PROGRESS: Table = {
     "derive": (OPTIONAL, nullable(obj(DERIVE))),
     "text": (OPTIONAL, text()),
     "me": (OPTIONAL, nullable(integer())),
-    "overall_pct": (OPTIONAL, nullable(number(0, 100))),
-    "imports_pct": (OPTIONAL, nullable(number(0, 100))),
+    "overall_pct": (OPTIONAL, nullable(percentage())),
+    "imports_pct": (OPTIONAL, nullable(percentage())),
     "imports_running": (OPTIONAL, integer()),
     "imports_queued": (OPTIONAL, integer()),
     "estimate": (OPTIONAL, nullable(obj(ESTIMATE))),
@@ -370,13 +250,14 @@ def parse_message(raw: str, *, where: str, now: datetime) -> Message:
     summary, summary_error = None, ""
     if value.get("summary") is not None:
         try:
-            summary = _summary(obj(SUMMARY)(value["summary"], "summary"))
+            summary = _summary(_checked(obj(SUMMARY), value["summary"], "summary"))
         except ProtocolError as ex:
             summary_error = str(ex)
     ended, ended_error = None, ""
     if value.get("import_ended") is not None:
         try:
-            ended = _import_end(obj(IMPORT_ENDED)(value["import_ended"], "import_ended"))
+            ended = _import_end(_checked(obj(IMPORT_ENDED), value["import_ended"],
+                                            "import_ended"))
         except ProtocolError as ex:
             ended_error = str(ex)
     return Message(status, summary, summary_error, ended, ended_error)
@@ -394,11 +275,11 @@ def _import_end(value: dict[str, Any]) -> ImportEnd:
 
 def parse_status(value: Any, *, where: str, now: datetime) -> Status:
     """A decoded state message as a Status (``source="relay"``); ProtocolError if not."""
-    f = obj(STATUS)(value, "")
+    f = _checked(obj(STATUS), value, "")
     state = State(f["state"])
     if f["stable"] is not STABLE_OF.get(state):
         raise ProtocolError(
-            f"stable: {_show(f['stable'])} contradicts state {state.value!r} (stable is "
+            f"stable: {show(f['stable'])} contradicts state {state.value!r} (stable is "
             "true only when stable, false only when processing, null otherwise)")
     problem = Problem(f["problem"]) if f.get("problem") else None
     upgrade = upgrade_from_json(f["upgrade"]) if f.get("upgrade") is not None else None

@@ -46,8 +46,8 @@ def statuses(n: int) -> list[Status]:
     since = utcnow() - timedelta(minutes=2)
     out = []
     for i in range(n):
-        job = JobProgress(1, "lu_2026", "Legal units 2026", "processing_data", 10_000,
-                          100 * i / n, None)
+        job = JobProgress(1, "lu_2026", "Legal units 2026", "processing_data",
+                          total_rows=10_000, pct=100 * i / n)
         out.append(Status(State.PROCESSING, since=since, progress=Progress(jobs=(job,))))
     return out
 

@@ -133,14 +133,15 @@ def test_the_policy_announces_only_final_states() -> None:
     from datetime import UTC, datetime
 
     from traystatus.app.notify_policy import NotificationPolicy, NotifyOptions
-    from traystatus.core.model.progress import ImportEnd
+    from traystatus.core.model.jobs import EndedJob
 
     now = datetime(2026, 12, 6, 8, 0, tzinfo=UTC)
     policy = NotificationPolicy(NotifyOptions(), started_at=now)
 
-    def end(job_id: int, state: str) -> ImportEnd:
-        return ImportEnd(job_id, "es_2026", "Establishments 2026 (review)", state, 8000, 0,
-                         0, 24, None, 7, True)
+    def end(job_id: int, state: str) -> EndedJob:
+        return EndedJob(job_id, "es_2026", "Establishments 2026 (review)", state,
+                        total_rows=8000, imported_rows=0, error_count=0, warning_count=24,
+                        error=None, user_id=7, mine=True)
 
     for i, state in enumerate(("waiting_for_review", "approved", "processing_data", "")):
         assert policy.on_import_end(end(i, state), now) == []

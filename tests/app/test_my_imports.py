@@ -19,18 +19,18 @@ from traystatus.app import palette
 from traystatus.app.controller import Controller
 from traystatus.app.notify_policy import Kind, Notice, NotificationPolicy, NotifyOptions, Urgency
 from traystatus.core.config.profiles import ProfileStore
-from traystatus.core.model.progress import ImportEnd
+from traystatus.core.model.jobs import EndedJob
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 
 
-def ended(job_id: int, mine: bool, state: str = "finished", **kw: Any) -> ImportEnd:
+def ended(job_id: int, mine: bool, state: str = "finished", **kw: Any) -> EndedJob:
     base: dict[str, Any] = dict(
         id=job_id, slug=f"lu_{job_id}", description="Legal units 2026", state=state,
         total_rows=20_000, imported_rows=20_000, error_count=0, warning_count=16,
         error=None, user_id=7 if mine else 8, mine=mine)
     base.update(kw)
-    return ImportEnd(**base)
+    return EndedJob(**base)
 
 
 def test_the_words_of_my_import_notices_and_the_setting() -> None:

@@ -18,7 +18,8 @@ from traystatus.app.notify_policy import (
     Withdraw,
     fibonacci_hit,
 )
-from traystatus.core.model.details import EndedJob, WorkSummary
+from traystatus.core.model.details import WorkSummary
+from traystatus.core.model.jobs import EndedJob
 from traystatus.core.model.state import Problem, State, Status
 from traystatus.core.words.wording import format_duration
 
@@ -65,7 +66,8 @@ def ended(
     warning_count: int = 0,
 ) -> EndedJob:
     """An ended import job (the core's EndedJob), with the arguments in a handy order."""
-    return EndedJob(id, slug, description, state, error_count, warning_count, error, None)
+    return EndedJob(id, slug, description, state, error_count=error_count,
+                    warning_count=warning_count, error=error)
 
 
 def notices(ds: Sequence[object]) -> list[Notice]:
@@ -290,7 +292,7 @@ def test_a_review_is_announced_once_per_job_and_when_it_clears() -> None:
 
 def test_a_rejected_job_is_reported() -> None:
     p = NotificationPolicy(started_at=T0)
-    job = EndedJob(7, "lu_2026", None, "rejected", 0, 0, None, s(1))
+    job = EndedJob(7, "lu_2026", None, "rejected", ended_at=s(1))
     summary = WorkSummary(s(0), s(40), 0, 0, 0, (job,), 0, 0, 40.0, import_jobs_rejected=1)
     titles = [n.title for n in p.on_summary(summary, s(40)) if isinstance(n, Notice)]
     assert "Import job rejected at review: lu_2026" in titles

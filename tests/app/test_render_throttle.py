@@ -22,7 +22,8 @@ from traystatus.core.model.state import ReviewBlock, State, Status, utcnow
 
 
 def busy(pct: float, since: object) -> Status:
-    job = JobProgress(1, "lu_2026", "Legal units 2026", "processing_data", 10_000, pct, None)
+    job = JobProgress(1, "lu_2026", "Legal units 2026", "processing_data", total_rows=10_000,
+                      pct=pct)
     assert isinstance(since, type(utcnow()))
     return Status(State.PROCESSING, since=since, progress=Progress(jobs=(job,)))
 

@@ -116,15 +116,15 @@ def test_an_ending_round_trips_for_a_relay_and_junk_is_refused() -> None:
     import pytest
 
     from traystatus.core.model.details import DetailsError
-    from traystatus.core.model.progress import ImportEnd
+    from traystatus.core.model.jobs import EndedJob
 
-    end = ImportEnd.from_row(row(3, "finished", 8000), me=7)
-    assert ImportEnd.from_json(end.to_json()) == end
+    end = EndedJob.from_row(row(3, "finished", 8000), me=7)
+    assert EndedJob.from_json(end.to_json(), ending=True) == end
     junk: object
     for junk in (None, [], {"id": 3, "state": "waiting_for_review"}, {"state": "finished"},
                  {"id": "x", "state": "finished"}, {"id": 3, "state": "failed", "error": 5}):
         with pytest.raises(DetailsError):
-            ImportEnd.from_json(junk)
+            EndedJob.from_json(junk, ending=True)
 
 
 def test_a_database_whose_ids_start_over_gets_a_new_baseline() -> None:

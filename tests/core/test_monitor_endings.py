@@ -16,12 +16,12 @@ from psycopg.conninfo import conninfo_to_dict
 
 from tests.core.conftest import FAST, aconnect, running
 from tests.core.test_monitor_progress import add_job
-from traystatus.core.model.progress import ImportEnd
+from traystatus.core.model.jobs import EndedJob
 from traystatus.core.model.state import State
 from traystatus.core.watch.monitor import Monitor
 
 
-def _monitor(dsn: str, folder: Path | None, ended: list[ImportEnd]) -> Monitor:
+def _monitor(dsn: str, folder: Path | None, ended: list[EndedJob]) -> Monitor:
     m = Monitor(dsn, replace(FAST, endings_dir=str(folder)) if folder else FAST)
     m.add_import_listener(ended.append)
     return m
@@ -32,7 +32,7 @@ async def test_review_is_not_an_ending_the_real_end_is_told_once(db_dsn: str) ->
     w = await aconnect(db_dsn)
     job = await add_job(w, "analysing_data", total_rows=8000, analysis_completed_pct=50,
                         description="Establishments 2026 (review)", review=True)
-    ended: list[ImportEnd] = []
+    ended: list[EndedJob] = []
     m = _monitor(db_dsn, None, ended)
     async with running(m) as rec:
         await rec.until(lambda: m.status.progress is not None
@@ -67,7 +67,7 @@ async def test_an_ending_while_stopped_is_told_at_the_next_start_once(
     await add_job(w, "finished", imported_rows=5, description="ancient history")
     running_job = await add_job(w, "processing_data", total_rows=100, import_completed_pct=3)
     folder = tmp_path / "endings"
-    ended: list[ImportEnd] = []
+    ended: list[EndedJob] = []
     first = _monitor(db_dsn, folder, ended)
     async with running(first) as rec:
         await rec.state(State.PROCESSING)
@@ -101,8 +101,8 @@ async def test_one_owner_per_ledger_file_and_the_next_takes_it_over(
     file while the old one stops, then goes on from the old one's ledger: nothing told
     twice, nothing lost."""
     folder = tmp_path / "endings"
-    a: list[ImportEnd] = []
-    b: list[ImportEnd] = []
+    a: list[EndedJob] = []
+    b: list[EndedJob] = []
     ma, mb = _monitor(db_dsn, folder, a), _monitor(db_dsn, folder, b)
     w = await aconnect(db_dsn)
     owner = asyncio.create_task(ma.run())
@@ -149,7 +149,7 @@ async def test_a_file_held_for_good_leaves_a_ledger_in_memory(
                                                  str(params["dbname"]), str(params["user"])),
                               "held")
     assert holder is not None
-    told: list[ImportEnd] = []
+    told: list[EndedJob] = []
     m = _monitor(db_dsn, folder, told)
     w = await aconnect(db_dsn)
     try:
@@ -179,7 +179,7 @@ async def test_a_recreated_database_starts_the_ledger_again(
     assert old is not None
     old.save(EndingsLedger(after=1000, open={990}))
     old.release()
-    told: list[ImportEnd] = []
+    told: list[EndedJob] = []
     m = _monitor(db_dsn, folder, told)
     w = await aconnect(db_dsn)
     async with running(m) as rec:

@@ -173,7 +173,7 @@ async def test_my_import_ending_is_told_once_with_how_it_ended(
     """The login is mapped to its StatBus user (auth.uid(): the auth.user whose email is
     the login's name); an import job that ends is told once, ``mine`` for the login's own,
     with its rows, errors and warnings; one that ends with the spell is told too."""
-    from traystatus.core.model.progress import ImportEnd
+    from traystatus.core.model.jobs import EndedJob
 
     role, password = login_role
     w = await aconnect(db_dsn)
@@ -185,7 +185,7 @@ async def test_my_import_ending_is_told_once_with_how_it_ended(
     theirs = await add_job(w, "processing_data", total_rows=50, import_completed_pct=10,
                            user_id=other)
     m = Monitor(with_params(db_dsn, user=role), FAST, password=password)
-    ended: list[ImportEnd] = []
+    ended: list[EndedJob] = []
     m.add_import_listener(ended.append)
     async with running(m) as rec:
         await rec.until(lambda: m.status.progress is not None

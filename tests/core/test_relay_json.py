@@ -129,7 +129,8 @@ def test_every_field_a_server_sends_has_a_row_in_the_protocol_tables() -> None:
     core/relay/_messages.py: this fails when one is sent without one (add the row and its check)."""
     from datetime import timedelta
 
-    from traystatus.core.model.details import EndedJob, WorkSummary
+    from traystatus.core.model.details import WorkSummary
+    from traystatus.core.model.jobs import EndedJob
     from traystatus.core.relay._messages import (
         ENDED_JOB,
         JOB,
@@ -150,7 +151,8 @@ def test_every_field_a_server_sends_has_a_row_in_the_protocol_tables() -> None:
     summary = WorkSummary(
         since=SINCE, until=SINCE + timedelta(minutes=4), import_jobs_finished=2,
         import_jobs_failed=1, import_jobs_with_errors=1,
-        import_jobs=(EndedJob(7, "lu_2026", "LU 2026", "failed", 3, 1, "bad row", SINCE),),
+        import_jobs=(EndedJob(7, "lu_2026", "LU 2026", "failed", error_count=3,
+                               warning_count=1, error="bad row", ended_at=SINCE),),
         analytics_tasks_completed=1412, analytics_tasks_failed=0, duration_seconds=252.0,
         import_jobs_rejected=1,
     )

@@ -1,6 +1,6 @@
 """"My imports" through a server: an import job that ends is told to its owner's sockets
 (a StatBus token of that user), and to nobody else; a tray's relay client turns it into
-the same ImportEnd a database source gives. Real server, real PostgreSQL, real clients."""
+the same EndedJob a database source gives. Real server, real PostgreSQL, real clients."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 from tests.serve.conftest import json_until, next_json, served, until
 from tests.serve.test_credentials import current_user, make_jwt, secret_file
 from tests.sql.conftest import add_job
-from traystatus.core.model.progress import ImportEnd
+from traystatus.core.model.jobs import EndedJob
 from traystatus.core.relay.client import RelaySource
 from traystatus.core.watch.options import MonitorOptions
 
@@ -46,7 +46,7 @@ async def test_an_ended_import_reaches_its_owner_only(db_dsn: str, tmp_path: Pat
             await json_until(ws, lambda m: m["stable"] is False)
         tray = RelaySource(srv.url, MonitorOptions(backoff_initial=0.2, backoff_cap=1.0),
                            token=token(me))
-        told: list[ImportEnd] = []
+        told: list[EndedJob] = []
         tray.add_import_listener(told.append)
         task = asyncio.create_task(tray.run())
         try:

@@ -20,7 +20,7 @@ from tests.core.conftest import FAST, running
 from tests.statbus_real import statbus
 from tests.statbus_real.conftest import Kit
 from tests.statbus_real.test_scenarios_real import demo_csv, install
-from traystatus.core.model.progress import ImportEnd
+from traystatus.core.model.jobs import EndedJob
 from traystatus.core.watch.monitor import Monitor
 from traystatus.core.watch.options import ReaderMode
 
@@ -41,7 +41,7 @@ async def test_real_job_states_end_an_import_once(
     if reader == "installed":
         install(kit, dsn)
     options = replace(FAST, reader=reader, endings_dir=str(tmp_path))
-    ended: list[ImportEnd] = []
+    ended: list[EndedJob] = []
 
     def monitor() -> Monitor:
         m = Monitor(_analyst(dsn), options)

@@ -36,7 +36,7 @@ class MonitorAdapter(QObject):
     statusChanged = Signal(object)
     detailsChanged = Signal(object)
     workFinished = Signal(object)
-    importEnded = Signal(object)  # core.progress.ImportEnd (database sources only)
+    importEnded = Signal(object)  # core.progress.EndedJob (database sources only)
     dayChanged = Signal(object)  # core.today.DayView, while details are wanted
 
     def __init__(

@@ -56,7 +56,7 @@ from traystatus.app.trayhost import TrayHost
 from traystatus.core.config.password import Source, wrong_password_text
 from traystatus.core.config.profiles import ProfileError, ProfileStore, Settings
 from traystatus.core.model.details import Details, WorkSummary
-from traystatus.core.model.progress import ImportEnd
+from traystatus.core.model.jobs import EndedJob
 from traystatus.core.model.state import Problem, State, Status, utcnow
 from traystatus.core.model.today import DayView
 from traystatus.core.watch.endings import endings_dir
@@ -513,7 +513,7 @@ class Controller(QObject):
         if self.details_window is not None:
             self.details_window.set_details(details)
 
-    def _on_import_end(self, job: ImportEnd) -> None:
+    def _on_import_end(self, job: EndedJob) -> None:
         self.notifier.handle(self._named(self.policy.on_import_end(job, self.clock())))
 
     def show_job(self, job_id: object) -> None:

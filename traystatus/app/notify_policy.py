@@ -38,12 +38,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from traystatus.core.config.profiles import Settings
-from traystatus.core.model.details import EndedJob, WorkSummary
-from traystatus.core.model.progress import ImportEnd
+from traystatus.core.model.details import WorkSummary
+from traystatus.core.model.jobs import EndedJob
 from traystatus.core.model.review import ReviewReminder, reminder_text, who_approves
 from traystatus.core.model.state import Problem, State, Status
 from traystatus.core.model.upgrade import UpgradePhase
-from traystatus.core.watch.endings import FINAL_STATES
 from traystatus.core.words.wording import plural
 
 # Keys for replace-in-place: one notice per key is on screen at a time.
@@ -367,10 +366,10 @@ class NotificationPolicy:
         out += self._emit(self._finished_notice(summary), now)
         return out
 
-    def on_import_end(self, job: ImportEnd, now: datetime) -> list[Decision]:
+    def on_import_end(self, job: EndedJob, now: datetime) -> list[Decision]:
         """An import job ended: its own notice when it is the login's own (or for every
         job, by Settings), once per job ("Processing finished" still sums up all)."""
-        if job.state not in FINAL_STATES:
+        if not job.ended:
             return []  # not an ending (waiting_for_review is the review notice's business)
         if job.id in self._seen_jobs or (self.options.imports != "all" and not job.mine):
             return []

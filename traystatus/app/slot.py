@@ -118,7 +118,7 @@ def _user(conninfo: str) -> str | None:
 class SourceSlot(QObject):
     """The one running source of one deployment, as Qt signals that only the current
     source can send: ``statusChanged(Status)``, ``detailsChanged(Details)``,
-    ``workFinished(WorkSummary)``, ``importEnded(ImportEnd)``; ``adapterChanged`` with
+    ``workFinished(WorkSummary)``, ``importEnded(EndedJob)``; ``adapterChanged`` with
     the new ``MonitorAdapter`` (None while there is none)."""
 
     statusChanged = Signal(object)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from traystatus.core.model.details import Details, WorkSummary
-from traystatus.core.model.progress import ImportEnd
+from traystatus.core.model.jobs import EndedJob
 from traystatus.core.model.state import Problem, State, Status
 
 log = logging.getLogger(__name__)
@@ -132,7 +132,7 @@ def details_message(details: Details) -> dict[str, Any]:
     return out
 
 
-def import_end_json(ended: ImportEnd) -> dict[str, Any]:
+def import_end_json(ended: EndedJob) -> dict[str, Any]:
     """An ended import job as ``import_ended`` carries it (its owner's clients only)."""
     return {
         "id": ended.id, "slug": ended.slug, "description": ended.description,
@@ -266,7 +266,7 @@ class Hub:
         if self._status_clients:
             self._broadcast(self._encode(dumps(message)), details=False)
 
-    def _on_import_end(self, ended: ImportEnd) -> None:
+    def _on_import_end(self, ended: EndedJob) -> None:
         """An import job ended: its owner's status sockets (a StatBus token of that user)
         get one message, the current status plus ``import_ended``; nobody else does."""
         if ended.user_id is None:

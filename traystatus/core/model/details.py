@@ -26,6 +26,7 @@ from traystatus.core.model.coerce import (
     mapping,
     need,
 )
+from traystatus.core.model.jobs import SUMMARY_KEYS, Counted, EndedJob
 from traystatus.core.words.wording import format_duration, plural
 
 DetailsError = BadValue
@@ -62,30 +63,22 @@ def _plain(value: Any) -> Any:
 
 
 # -- import jobs ----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ImportJob:
-    id: int
-    slug: str
-    description: str | None
-    state: str
-    phase: str
-    progress_pct: float | None
-    rows_per_sec: float | None
-    total_rows: int | None
-    imported_rows: int | None
-    error_count: int
-    warning_count: int
-    error: str | None
-    review: bool | None
-    priority: int | None
-    user_id: int | None
-    created_at: datetime | None
-    processing_start_at: datetime | None
-    analysis_start_at: datetime | None
-    last_progress_update: datetime | None
-    ended_at: datetime | None
-    active: bool
-    needs_person: bool
+@dataclass(frozen=True, kw_only=True)
+class ImportJob(Counted):
+    """A job as the details snapshot lists it (any state; core/model/jobs.py has the
+    fields every stage shares and what its state means)."""
+
+    phase: str = ""
+    progress_pct: float | None = None
+    rows_per_sec: float | None = None
+    review: bool | None = None
+    priority: int | None = None
+    created_at: datetime | None = None
+    processing_start_at: datetime | None = None
+    analysis_start_at: datetime | None = None
+    last_progress_update: datetime | None = None
+    ended_at: datetime | None = None
+    active: bool = False
     # queued or mid-way, but held back while another job waits for review (StatBus holds its
     # import queue then): not running, though the worker owes it work
     held_by_review: bool = False
@@ -93,12 +86,11 @@ class ImportJob:
     @classmethod
     def from_json(cls, value: Any) -> ImportJob:
         d = mapping(value, "import job")
-        state = get(d, "state", DB_TEXT) or ""
         return cls(
             id=need(d, "id", DB_INT),
             slug=get(d, "slug", DB_TEXT) or "",
             description=get(d, "description", DB_TEXT),
-            state=state,
+            state=get(d, "state", DB_TEXT) or "",
             phase=get(d, "phase", DB_TEXT) or "",
             progress_pct=get(d, "progress_pct", DB_NUMBER),
             rows_per_sec=get(d, "rows_per_sec", DB_NUMBER),
@@ -116,14 +108,8 @@ class ImportJob:
             last_progress_update=get(d, "last_progress_update", DB_TIME),
             ended_at=get(d, "ended_at", DB_TIME),
             active=bool(get(d, "active", boolean)),
-            needs_person=bool(get(d, "needs_person", boolean)),
             held_by_review=bool(get(d, "held_by_review", boolean)),
         )
-
-    @property
-    def title(self) -> str:
-        """What to call the job: its description, else its slug."""
-        return self.description or self.slug or f"import job {self.id}"
 
     @property
     def phase_label(self) -> str:
@@ -135,11 +121,6 @@ class ImportJob:
             n = self.error_count
             return f"{label} with {plural(n, 'error')}" if n else f"{label} with errors"
         return label
-
-    @property
-    def has_errors(self) -> bool:
-        """'finished' is not always success: errors may be recorded on a finished job."""
-        return self.state == "failed" or bool(self.error) or self.error_count > 0
 
     @property
     def rows_left(self) -> int | None:
@@ -316,45 +297,6 @@ class Details:
 
 # -- work summary ---------------------------------------------------------------------------
 @dataclass(frozen=True)
-class EndedJob:
-    id: int
-    slug: str
-    description: str | None
-    state: str
-    error_count: int
-    warning_count: int
-    error: str | None
-    ended_at: datetime | None
-
-    @classmethod
-    def from_json(cls, value: Any) -> EndedJob:
-        d = mapping(value, "ended import job")
-        return cls(
-            id=need(d, "id", DB_INT),
-            slug=get(d, "slug", DB_TEXT) or "",
-            description=get(d, "description", DB_TEXT),
-            state=get(d, "state", DB_TEXT) or "",
-            error_count=get(d, "error_count", DB_INT) or 0,
-            warning_count=get(d, "warning_count", DB_INT) or 0,
-            error=get(d, "error", DB_TEXT),
-            ended_at=get(d, "ended_at", DB_TIME),
-        )
-
-    @property
-    def failed(self) -> bool:
-        return self.state == "failed"
-
-    @property
-    def rejected(self) -> bool:
-        """Rejected at review: final (the app rejects with an UPDATE; nothing moves it on)."""
-        return self.state == "rejected"
-
-    @property
-    def has_errors(self) -> bool:
-        return self.failed or bool(self.error) or self.error_count > 0
-
-
-@dataclass(frozen=True)
 class WorkSummary:
     """What finished between the stable -> processing and processing -> stable edges."""
 
@@ -393,6 +335,7 @@ class WorkSummary:
     def to_json(self) -> dict[str, Any]:
         """get_system_work_summary()'s shape plus ``duration_seconds``; from_json reads it."""
         out: dict[str, Any] = _plain(self)
+        out["import_jobs"] = [j.to_json(SUMMARY_KEYS) for j in self.import_jobs]
         return out
 
     @property

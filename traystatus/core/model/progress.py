@@ -36,10 +36,9 @@ from traystatus.core.model.coerce import (
 )
 from traystatus.core.model.details import DetailsError, ImportJob
 from traystatus.core.model.estimate import Estimate, History, RunningJob, estimate
+from traystatus.core.model.jobs import Job
 from traystatus.core.words.wording import plural
 
-RUNNING_JOB_STATES = ("preparing_data", "analysing_data", "processing_data")
-QUEUED_JOB_STATES = ("upload_completed", "approved")
 PHASE_NAMES = {"derive_units_phase": "derive", "derive_reports_phase": "reports"}
 PHASE_TITLES = {"derive_units_phase": "Statistical units", "derive_reports_phase": "Reports"}
 
@@ -65,22 +64,13 @@ def _objects(value: Any, what: str) -> list[Mapping[str, Any]]:
     return found
 
 
-@dataclass(frozen=True)
-class JobProgress:
-    """One import job that is running or queued."""
+@dataclass(frozen=True, kw_only=True)
+class JobProgress(Job):
+    """One import job that is running or queued (core/model/jobs.py: its fields and
+    states; ``from_details`` derives one from a details snapshot's ``ImportJob``)."""
 
-    id: int
-    slug: str
-    description: str | None
-    state: str
-    total_rows: int | None
-    pct: float | None  # in the current phase; None while queued
-    user_id: int | None
+    pct: float | None = None  # in the current phase; None while queued
     phase_started_at: datetime | None = None  # when its current phase began (estimate)
-
-    @property
-    def running(self) -> bool:
-        return self.state in RUNNING_JOB_STATES
 
     @property
     def phase(self) -> str:
@@ -89,10 +79,6 @@ class JobProgress:
             "analysing_data": "analysing",
             "processing_data": "importing",
         }.get(self.state, "queued")
-
-    @property
-    def title(self) -> str:
-        return self.description or self.slug or f"import job {self.id}"
 
     @classmethod
     def from_json(cls, value: Mapping[str, Any]) -> JobProgress:
@@ -121,8 +107,8 @@ class JobProgress:
     def from_details(cls, job: ImportJob) -> JobProgress:
         """The same job as a details snapshot tells it (its ``progress_pct`` is the same
         column of the current phase: analysis while analysing, import while importing)."""
-        return cls(job.id, job.slug, job.description, job.state, job.total_rows,
-                   _phase_pct(job.state, job.progress_pct), job.user_id)
+        return cls(job.id, job.slug, job.description, job.state, total_rows=job.total_rows,
+                   pct=_phase_pct(job.state, job.progress_pct), user_id=job.user_id)
 
 
 def _phase_pct(state: str, pct: float | None) -> float | None:
@@ -185,96 +171,6 @@ class PhaseProgress:
 
 
 @dataclass(frozen=True)
-class ImportEnd:
-    """An import job that was running or queued and is not any more: how it ended.
-
-    ``mine``: its ``user_id`` is the StatBus user behind this login (``auth.uid()``: the
-    auth.user whose email is the login role's name)."""
-
-    id: int
-    slug: str
-    description: str | None
-    state: str  # finished | failed | rejected | ... (whatever StatBus says now)
-    total_rows: int | None
-    imported_rows: int | None
-    error_count: int
-    warning_count: int
-    error: str | None
-    user_id: int | None
-    mine: bool
-
-    @property
-    def title(self) -> str:
-        return self.description or self.slug or f"import job {self.id}"
-
-    @property
-    def failed(self) -> bool:
-        return self.state == "failed"
-
-    @property
-    def has_errors(self) -> bool:
-        return self.failed or bool(self.error) or self.error_count > 0
-
-    @property
-    def text(self) -> str:
-        """'20,000 rows imported, 16 warnings' / the first line of the error."""
-        if self.failed:
-            first = (self.error or "").strip().splitlines()
-            return first[0][:200] if first else "See the import job in StatBus."
-        if self.state == "rejected":
-            return "Rejected in review: nothing was imported."
-        parts = []
-        if self.imported_rows is not None:
-            parts.append(f"{plural(self.imported_rows, 'row')} imported")
-        if self.error_count:
-            parts.append(plural(self.error_count, "error"))
-        if self.warning_count:
-            parts.append(plural(self.warning_count, "warning"))
-        return ", ".join(parts) or "Finished."
-
-    def to_json(self) -> dict[str, object]:
-        """For a relay that forwards endings (``from_json`` reads it back)."""
-        return {"id": self.id, "slug": self.slug, "description": self.description,
-                "state": self.state, "total_rows": self.total_rows,
-                "imported_rows": self.imported_rows, "error_count": self.error_count,
-                "warning_count": self.warning_count, "error": self.error,
-                "user_id": self.user_id, "mine": self.mine}
-
-    @classmethod
-    def from_json(cls, value: Any) -> ImportEnd:
-        """A forwarded ending, validated (``DetailsError`` when it is not one: a message
-        from the network is a hint, and only a final state is an ending)."""
-        if not isinstance(value, Mapping):
-            raise DetailsError("import ending: expected an object")
-        job_id = get(value, "id", DB_INT)
-        state = get(value, "state", DB_TEXT) or ""
-        if job_id is None or state not in ("finished", "failed", "rejected"):
-            raise DetailsError("import ending: an id and a final state are required")
-        mine = value.get("mine")
-        return cls(
-            id=job_id, slug=get(value, "slug", DB_TEXT) or "",
-            description=get(value, "description", DB_TEXT),
-            state=state, total_rows=get(value, "total_rows", DB_INT),
-            imported_rows=get(value, "imported_rows", DB_INT),
-            error_count=max(0, get(value, "error_count", DB_INT) or 0),
-            warning_count=max(0, get(value, "warning_count", DB_INT) or 0),
-            error=get(value, "error", DB_TEXT), user_id=get(value, "user_id", DB_INT),
-            mine=mine if isinstance(mine, bool) else False,
-        )
-
-    @classmethod
-    def from_row(cls, row: Any, me: int | None) -> ImportEnd:
-        (job_id, slug, description, state, total, imported, errors, warnings, error,
-         user_id) = row
-        return cls(
-            id=int(job_id), slug=str(slug or ""), description=description,
-            state=str(state or ""), total_rows=total, imported_rows=imported,
-            error_count=int(errors or 0), warning_count=int(warnings or 0), error=error,
-            user_id=user_id, mine=me is not None and user_id == me,
-        )
-
-
-@dataclass(frozen=True)
 class Progress:
     """The aggregate: running and queued import jobs, the pipeline's phases, and ``me``:
     the StatBus user behind this login (None when it cannot be told)."""
@@ -315,10 +211,10 @@ class Progress:
             found = listed.pop(job.id, None)
             if found is None:
                 out.append(job)
-            elif found.state in RUNNING_JOB_STATES + QUEUED_JOB_STATES:
+            elif found.running or found.queued:
                 out.append(JobProgress.from_details(found))
         out += [JobProgress.from_details(j) for j in listed.values()
-                if j.state in RUNNING_JOB_STATES + QUEUED_JOB_STATES]
+                if j.running or j.queued]
         return replace(self, jobs=tuple(out))
 
     @classmethod

@@ -48,7 +48,8 @@ from traystatus.core.model.coerce import (
 )
 from traystatus.core.model.details import DetailsError, WorkSummary
 from traystatus.core.model.estimate import Estimate
-from traystatus.core.model.progress import PHASE_NAMES, ImportEnd, Progress
+from traystatus.core.model.jobs import EndedJob
+from traystatus.core.model.progress import PHASE_NAMES, Progress
 from traystatus.core.model.state import SOURCES, Problem, ReviewBlock, State, Status
 from traystatus.core.model.upgrade import ERROR_CHARS, UpgradePhase
 from traystatus.core.model.upgrade import from_json as upgrade_from_json
@@ -212,7 +213,7 @@ class Message:
     status: Status
     summary: WorkSummary | None = None
     summary_error: str = ""
-    import_ended: ImportEnd | None = None
+    import_ended: EndedJob | None = None
     import_error: str = ""
 
 
@@ -263,14 +264,12 @@ def parse_message(raw: str, *, where: str, now: datetime) -> Message:
     return Message(status, summary, summary_error, ended, ended_error)
 
 
-def _import_end(value: dict[str, Any]) -> ImportEnd:
-    return ImportEnd(
-        id=value["id"], slug=value.get("slug") or "", description=value.get("description"),
-        state=value.get("state") or "", total_rows=value.get("total_rows"),
-        imported_rows=value.get("imported_rows"), error_count=value.get("error_count") or 0,
-        warning_count=value.get("warning_count") or 0, error=value.get("error"),
-        user_id=value.get("user_id"), mine=True,
-    )
+def _import_end(value: dict[str, Any]) -> EndedJob:
+    """The checked fields as an EndedJob; ``mine``: serve sends it to its owner only."""
+    try:
+        return replace(EndedJob.from_json(value), mine=True)
+    except BadValue as ex:  # checked above; EndedJob's own rules, should they grow
+        raise ProtocolError(f"import_ended: {printable(str(ex), 120)}") from None
 
 
 def parse_status(value: Any, *, where: str, now: datetime) -> Status:

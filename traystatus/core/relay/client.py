@@ -46,7 +46,7 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 
 from traystatus.core.model.details import Details
-from traystatus.core.model.progress import ImportEnd
+from traystatus.core.model.jobs import EndedJob
 from traystatus.core.model.state import Problem, State, Status, utcnow
 from traystatus.core.relay._messages import ProtocolError, decode, parse_message, parse_status
 from traystatus.core.watch.backoff import Backoff
@@ -139,11 +139,11 @@ class RelaySource(SourceBase):
             self.options.backoff_initial, self.options.backoff_cap,
             jitter=self.options.backoff_jitter,
         )
-        self._import_listeners: list[Callable[[ImportEnd], None]] = []
+        self._import_listeners: list[Callable[[EndedJob], None]] = []
 
-    def add_import_listener(self, callback: Callable[[ImportEnd], None]) -> None:
+    def add_import_listener(self, callback: Callable[[EndedJob], None]) -> None:
         """Called once per import job of the token's StatBus user that ended (the server
-        sends ``import_ended`` to that user's sockets only: ``ImportEnd.mine``)."""
+        sends ``import_ended`` to that user's sockets only: ``EndedJob.mine``)."""
         self._import_listeners.append(callback)
 
     async def run(self) -> None:

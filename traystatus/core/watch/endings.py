@@ -38,11 +38,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from traystatus.core.model.progress import ImportEnd
+from traystatus.core.model.jobs import FINAL_STATES, EndedJob
 
 log = logging.getLogger(__name__)
 
-FINAL_STATES = ("finished", "failed", "rejected")
 OPEN_CAP = 500  # open jobs remembered (the newest; abandoned uploads expire in StatBus)
 NEW_LIMIT = 200  # newer jobs read per query; more are read by the next query
 GAP_CAP = 50  # ids a single jump of the sequence may leave to look for
@@ -127,20 +126,20 @@ class EndingsLedger:
         return True
 
     def apply(self, rows: list[Any], me: int | None, now: float | None = None,
-              ) -> tuple[ImportEnd, ...]:
+              ) -> tuple[EndedJob, ...]:
         """Fold one ``ENDINGS_SQL`` answer in; the jobs that ended since the last, in id
         order, each once."""
         assert self.after is not None, "baseline() first"
         now = time.time() if now is None else now
         by_id = {int(r[0]): r for r in rows}
-        ended: list[ImportEnd] = []
+        ended: list[EndedJob] = []
         for job_id in sorted(self.open):
             row = by_id.get(job_id)
             if row is None:
                 self.open.discard(job_id)  # deleted (expired, cleaned up)
             elif str(row[3]) in FINAL_STATES:
                 self.open.discard(job_id)
-                ended.append(ImportEnd.from_row(row, me))
+                ended.append(EndedJob.from_row(row, me))
         for job_id in sorted(self.gaps):
             row = by_id.get(job_id)
             if row is not None:
@@ -164,9 +163,9 @@ class EndingsLedger:
             self.open.difference_update(dropped)
         return tuple(sorted(ended, key=lambda e: e.id))
 
-    def _first_sight(self, row: Any, me: int | None, ended: list[ImportEnd]) -> None:
+    def _first_sight(self, row: Any, me: int | None, ended: list[EndedJob]) -> None:
         if str(row[3]) in FINAL_STATES:
-            ended.append(ImportEnd.from_row(row, me))  # began and ended between two reads
+            ended.append(EndedJob.from_row(row, me))  # began and ended between two reads
         else:
             self.open.add(int(row[0]))
 

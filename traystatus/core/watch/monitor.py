@@ -77,7 +77,8 @@ from psycopg import Notify
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from traystatus.core.model.estimate import History, steady
-from traystatus.core.model.progress import ImportEnd, Progress
+from traystatus.core.model.jobs import EndedJob
+from traystatus.core.model.progress import Progress
 from traystatus.core.model.review import REVIEW_WAIT_SQL, enrich
 from traystatus.core.model.state import Counters, Problem, State, Status, utcnow
 from traystatus.core.model.today import DAY_SQL, Day, day_start
@@ -171,7 +172,7 @@ class Monitor(SourceBase):
         # Until a reader is chosen, say what will most likely be used.
         self._source = "builtin" if self.options.reader == "builtin" else "installed"
         super().__init__(Status(State.CONNECTING, source=self._source))
-        self._import_listeners: list[Callable[[ImportEnd], None]] = []
+        self._import_listeners: list[Callable[[EndedJob], None]] = []
         self._ledger = EndingsLedger()  # which import jobs ended: kept across reconnects
         self._ledger_file: LedgerFile | None = None
         self._ledger_claim: tuple[Path, str, str] | None = None  # folder, key, target
@@ -215,11 +216,11 @@ class Monitor(SourceBase):
         self._details_problem = ""  # the last details read's failure, logged once
 
     # -- public API (the rest is SourceBase's) -------------------------------------------
-    def add_import_listener(self, callback: Callable[[ImportEnd], None]) -> None:
+    def add_import_listener(self, callback: Callable[[EndedJob], None]) -> None:
         """Called once per import job that ended (reached finished, failed or rejected)
         after the monitor first saw the database: also for jobs that ended while it was
         disconnected or stopped, when ``options.endings_dir`` keeps the ledger
-        (core/watch/endings.py). ``ImportEnd.mine``: the login's own job. Add before ``run()``."""
+        (core/watch/endings.py). ``EndedJob.mine``: the login's own job. Add before ``run()``."""
         self._import_listeners.append(callback)
 
     def add_day_listener(self, callback: Callable[[Day], None]) -> None:

@@ -30,7 +30,8 @@ import psycopg
 
 from traystatus.core.model.details import Details, DetailsError, WorkSummary
 from traystatus.core.model.estimate import History
-from traystatus.core.model.progress import ImportEnd, Progress
+from traystatus.core.model.jobs import EndedJob
+from traystatus.core.model.progress import Progress
 from traystatus.core.model.state import Problem, ReviewBlock
 from traystatus.core.pg.diagnosis import Diagnosis, Phase, Target, classify
 from traystatus.core.pg.link import Link
@@ -136,7 +137,7 @@ class Reader(Protocol):
         was asked (a job may have ended: worth an ``read_endings``)."""
         ...
 
-    async def read_endings(self, link: Link, ledger: EndingsLedger) -> tuple[ImportEnd, ...]:
+    async def read_endings(self, link: Link, ledger: EndingsLedger) -> tuple[EndedJob, ...]:
         """The import jobs that ended since ``ledger``'s last read (core/watch/endings.py);
         () when this login cannot read import jobs (logged once)."""
         ...
@@ -268,7 +269,7 @@ class ProgressReading:
         out, self._seen_changed = self._seen_changed, False
         return out
 
-    async def read_endings(self, link: Link, ledger: EndingsLedger) -> tuple[ImportEnd, ...]:
+    async def read_endings(self, link: Link, ledger: EndingsLedger) -> tuple[EndedJob, ...]:
         if self._endings_broken:
             return ()
         try:

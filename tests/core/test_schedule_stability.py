@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from traystatus.core.model.state import Problem, State, Status
+from traystatus.core.model.state import Problem, State, Status, carry_since
 from traystatus.core.watch._schedule import Channel, ReadSchedule
-from traystatus.core.watch._stability import StabilityTracker, carry_since
+from traystatus.core.watch._stability import StabilityTracker
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -9,6 +9,7 @@ import pytest
 
 from tests.fix_db import STATBUS_REAL
 from tests.sql.conftest import NEEDS_2026_03, Conn, add_job, add_task
+from traystatus.core.model import jobs
 from traystatus.core.pg.sqlfiles import EXPECTED_SQL_VERSION
 
 
@@ -59,7 +60,8 @@ def test_phases_progress_and_rates(conn: Conn) -> None:
         assert j["state"] == state and j["total_rows"] == 1000 and j["imported_rows"] == 122
         assert j["warning_count"] == 3
         assert j["active"] is (phase in ("queued", "preparing", "analysing", "processing"))
-        assert j["needs_person"] is (state in ("waiting_for_upload", "waiting_for_review"))
+        # the SQL's needs_person is the model's one rule (core/model/jobs.py)
+        assert j["needs_person"] is jobs.needs_person(state), state
         for key in ("created_at", "preparing_data_at", "analysis_start_at", "analysis_stop_at",
                     "processing_start_at", "processing_stop_at", "last_progress_update",
                     "ended_at", "description", "error", "review", "priority", "user_id", "id"):

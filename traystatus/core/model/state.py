@@ -6,7 +6,7 @@ Pure data, no I/O and no Qt: the CLI prints it, the tray app renders it.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from traystatus.core.model.progress import Progress
@@ -230,3 +230,22 @@ class Counters:
     reconnects: int = 0  # successful connections after the first
     stale: int = 0
     callback_errors: int = 0
+
+
+def carry_since(old: Status, new: Status, *, told: bool = False) -> Status:
+    """The one ``since`` rule: ``new`` with the time its state began, given ``old``.
+
+    A new state begins at ``new.since``. While the state stays the same ``since`` does not
+    move (still disconnected, maybe for another reason now: the tray's grace period and
+    "disconnected for 5 min" count from it; a monitor's every read is stamped with the
+    time of the read, which is not when the state began), except when the source *told*
+    when a known state began (``told``: a relay's message carries its server's ``since``,
+    the time that server saw STABLE or PROCESSING begin; a later one there means the state
+    began again, after a flip this end never saw: the server sends a slow client only its
+    newest state). Trouble (any state that is not known) is this end's own: it began when
+    this end saw it, whatever a server says."""
+    if old.state is not new.state:
+        return new
+    if told and new.is_known:
+        return new
+    return replace(new, since=old.since)

@@ -215,6 +215,7 @@ class Message:
     summary_error: str = ""
     import_ended: EndedJob | None = None
     import_error: str = ""
+    since_told: bool = False  # the message carried the server's ``since``
 
 
 def decode(raw: str) -> Any:
@@ -248,6 +249,7 @@ def parse_message(raw: str, *, where: str, now: datetime) -> Message:
     status = parse_status(value, where=where, now=now)
     if not isinstance(value, dict):
         return Message(status)
+    told = value.get("since") is not None
     summary, summary_error = None, ""
     if value.get("summary") is not None:
         try:
@@ -261,7 +263,7 @@ def parse_message(raw: str, *, where: str, now: datetime) -> Message:
                                             "import_ended"))
         except ProtocolError as ex:
             ended_error = str(ex)
-    return Message(status, summary, summary_error, ended, ended_error)
+    return Message(status, summary, summary_error, ended, ended_error, told)
 
 
 def _import_end(value: dict[str, Any]) -> EndedJob:

@@ -38,7 +38,6 @@ import contextlib
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -47,7 +46,7 @@ import aiohttp
 
 from traystatus.core.model.details import Details
 from traystatus.core.model.jobs import EndedJob
-from traystatus.core.model.state import Problem, State, Status, utcnow
+from traystatus.core.model.state import Problem, State, Status, carry_since, utcnow
 from traystatus.core.relay._messages import ProtocolError, decode, parse_message, parse_status
 from traystatus.core.watch.backoff import Backoff
 from traystatus.core.watch.base import SourceBase
@@ -418,7 +417,7 @@ class RelaySource(SourceBase):
         status = message.status
         if status.is_known:
             self._backoff.reset()
-        self._set_status(status)
+        self._set_status(status, told=message.since_told)
         if message.summary_error:
             self.counters.malformed_payloads += 1
             log.warning("ignoring a work summary from %s that cannot be used: %s",
@@ -515,10 +514,10 @@ class RelaySource(SourceBase):
         self._emit(self._details_listeners, details)
 
     # -- status and callbacks ---------------------------------------------------------------
-    def _set_status(self, new: Status) -> None:
+    def _set_status(self, new: Status, *, told: bool = False) -> None:
+        """``told``: ``new.since`` is the server's (its message carried one)."""
         old = self._status
-        if old.state is new.state and not new.is_known:
-            new = replace(new, since=old.since)  # the trouble began when the state did
+        new = carry_since(old, new, told=told)
         if old.same_news(new) and old.since == new.since:
             return  # nothing new (a summary message repeats the state, for instance)
         self._status = new

@@ -1,4 +1,4 @@
-"""Stability tracking: the ``since`` rule and when a work summary is owed. Pure.
+"""Stability tracking: when a work summary is owed. Pure.
 
 ``StabilityTracker.observe()`` takes every stability answer (and the work mark read with
 a stable one) and says what follows from it:
@@ -12,17 +12,14 @@ a stable one) and says what follows from it:
 The answer survives a reconnect (a run that began before a dropped connection and ended
 after it still gets its summary), and so does the mark.
 
-``carry_since(old, new)`` is the rule for ``Status.since``: the time a state began. While
-the state stays the same (still disconnected, maybe for another reason now), ``since``
-does not move: the tray's grace period and "disconnected for 5 min" count from it.
+The rule for ``Status.since`` is ``core/model/state.py``'s ``carry_since``, the same for
+the monitor and a relay.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
-
-from traystatus.core.model.state import Status
 
 
 @dataclass(frozen=True)
@@ -81,10 +78,3 @@ class StabilityTracker:
             if want_summary:
                 owed = Owed(work.mark, work.since, max(0.0, now - work.started))
         return Seen(previous, stable, owed)
-
-
-def carry_since(old: Status, new: Status) -> Status:
-    """``new`` with ``old``'s ``since`` when the state did not change."""
-    if old.state is new.state:
-        return replace(new, since=old.since)
-    return new

@@ -51,7 +51,7 @@ Callbacks are plain callables run on the loop; an exception in one is logged, no
 
 Where the parts live: the decisions are pure (``schedule.ReadSchedule``: what to read next
 and when; ``stability.StabilityTracker``: the answer across reconnects and when a work
-summary is owed; ``stability.carry_since``: the ``since`` rule), the I/O is in
+summary is owed; ``state.carry_since``: the ``since`` rule, a relay's too), the I/O is in
 ``pgio`` (connect, statements with a deadline, waiting on the socket), the queries and
 channels are the ``readers.Reader``'s. This module holds the life cycle: connect, session,
 failure and retry, and the listeners.
@@ -80,7 +80,7 @@ from traystatus.core.model.estimate import History, steady
 from traystatus.core.model.jobs import EndedJob
 from traystatus.core.model.progress import Progress
 from traystatus.core.model.review import REVIEW_WAIT_SQL, enrich
-from traystatus.core.model.state import Counters, Problem, State, Status, utcnow
+from traystatus.core.model.state import Counters, Problem, State, Status, carry_since, utcnow
 from traystatus.core.model.today import DAY_SQL, Day, day_start
 from traystatus.core.model.upgrade import (
     UPGRADE_CHANNEL,
@@ -95,7 +95,7 @@ from traystatus.core.pg import link as pgio
 from traystatus.core.pg.diagnosis import Diagnosis, Phase, Target, classify
 from traystatus.core.pg.probe import diagnose
 from traystatus.core.watch._schedule import Channel, ReadSchedule
-from traystatus.core.watch._stability import StabilityTracker, carry_since
+from traystatus.core.watch._stability import StabilityTracker
 from traystatus.core.watch.backoff import Backoff
 from traystatus.core.watch.base import SourceBase
 from traystatus.core.watch.endings import EndingsLedger, LedgerFile, ledger_key

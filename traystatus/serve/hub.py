@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from traystatus.core.model.details import Details, WorkSummary
-from traystatus.core.model.jobs import EndedJob
+from traystatus.core.model.jobs import ENDING_KEYS, EndedJob
 from traystatus.core.model.state import Problem, State, Status
 
 log = logging.getLogger(__name__)
@@ -134,14 +134,9 @@ def details_message(details: Details) -> dict[str, Any]:
 
 def import_end_json(ended: EndedJob) -> dict[str, Any]:
     """An ended import job as ``import_ended`` carries it (its owner's clients only)."""
-    return {
-        "id": ended.id, "slug": ended.slug, "description": ended.description,
-        "state": ended.state, "total_rows": ended.total_rows,
-        "imported_rows": ended.imported_rows, "error_count": ended.error_count,
-        "warning_count": ended.warning_count,
-        "error": ended.error[:500] if ended.error else ended.error,
-        "user_id": ended.user_id, "text": ended.text,
-    }
+    out = ended.to_json(tuple(k for k in ENDING_KEYS if k != "mine"))  # it is the owner's
+    out["error"] = ended.error[:500] if ended.error else ended.error
+    return {**out, "text": ended.text}
 
 
 def dumps(value: Any) -> str:

@@ -48,7 +48,7 @@ from traystatus.core.model.coerce import (
 )
 from traystatus.core.model.details import DetailsError, WorkSummary
 from traystatus.core.model.estimate import Estimate
-from traystatus.core.model.jobs import EndedJob
+from traystatus.core.model.jobs import ENDING_KEYS, SUMMARY_KEYS, EndedJob
 from traystatus.core.model.progress import PHASE_NAMES, Progress
 from traystatus.core.model.state import SOURCES, Problem, ReviewBlock, State, Status
 from traystatus.core.model.upgrade import ERROR_CHARS, UpgradePhase
@@ -77,11 +77,30 @@ def _checked(check: Check, value: Any, path: str) -> Any:
 
 
 # -- the protocol ---------------------------------------------------------------------------
+JOB_FIELDS: Table = {
+    "id": (REQUIRED, integer()),
+    "slug": (OPTIONAL, nullable(text(200))),
+    "description": (OPTIONAL, nullable(text(500))),
+    "state": (OPTIONAL, nullable(text(100))),
+    "total_rows": (OPTIONAL, nullable(integer())),
+    "imported_rows": (OPTIONAL, nullable(integer())),
+    "error_count": (OPTIONAL, nullable(integer())),
+    "warning_count": (OPTIONAL, nullable(integer())),
+    "error": (OPTIONAL, nullable(text(500))),
+    "user_id": (OPTIONAL, nullable(integer())),
+    "ended_at": (OPTIONAL, nullable(timestamp)),
+    "mine": (OPTIONAL, boolean),
+}
+"""An import job's fields (core/model/jobs.py), each checked one way wherever a message
+carries it; the tables below pick theirs."""
+
+
+def _pick(*names: str) -> dict[str, tuple[bool, Check]]:
+    return {name: JOB_FIELDS[name] for name in names}
+
+
 REVIEW: Table = {
-    "waiting": (REQUIRED, array(obj({
-        "id": (REQUIRED, integer()),
-        "slug": (OPTIONAL, nullable(text(200))),
-    }))),
+    "waiting": (REQUIRED, array(obj(_pick("id", "slug")))),
     "queued_behind": (OPTIONAL, integer()),
     # when the review began (StatBus's stamp); "may_approve" is the server's login's and
     # means nothing for the client, so it is checked and then not used
@@ -90,13 +109,9 @@ REVIEW: Table = {
 }
 
 JOB: Table = {
-    "id": (REQUIRED, integer()),
-    "slug": (OPTIONAL, nullable(text(200))),
-    "state": (OPTIONAL, nullable(text(100))),
+    **_pick("id", "slug", "state"),
     "pct": (OPTIONAL, nullable(percentage())),
-    "total_rows": (OPTIONAL, nullable(integer())),
-    "user_id": (OPTIONAL, nullable(integer())),
-    "mine": (OPTIONAL, boolean),
+    **_pick("total_rows", "user_id", "mine"),
 }
 
 DERIVE: Table = {
@@ -131,16 +146,8 @@ PROGRESS: Table = {
     "estimate": (OPTIONAL, nullable(obj(ESTIMATE))),
 }
 
-ENDED_JOB: Table = {
-    "id": (REQUIRED, integer()),
-    "slug": (OPTIONAL, nullable(text(200))),
-    "description": (OPTIONAL, nullable(text(500))),
-    "state": (OPTIONAL, nullable(text(100))),
-    "error_count": (OPTIONAL, nullable(integer())),
-    "warning_count": (OPTIONAL, nullable(integer())),
-    "error": (OPTIONAL, nullable(text(500))),
-    "ended_at": (OPTIONAL, nullable(timestamp)),
-}
+ENDED_JOB: Table = _pick(*SUMMARY_KEYS)
+"""An ended job in a work summary (jobs.SUMMARY_KEYS)."""
 
 SUMMARY: Table = {
     "since": (OPTIONAL, nullable(timestamp)),
@@ -185,18 +192,7 @@ STATUS: Table = {
 """What ``/api/system-stability`` sends (serve/hub.py ``status_message``); ``summary`` is
 checked on its own (``SUMMARY``): a bad summary costs the summary, not the state."""
 
-IMPORT_ENDED: Table = {
-    "id": (REQUIRED, integer()),
-    "slug": (OPTIONAL, nullable(text(200))),
-    "description": (OPTIONAL, nullable(text(500))),
-    "state": (OPTIONAL, nullable(text(100))),
-    "total_rows": (OPTIONAL, nullable(integer())),
-    "imported_rows": (OPTIONAL, nullable(integer())),
-    "error_count": (OPTIONAL, nullable(integer())),
-    "warning_count": (OPTIONAL, nullable(integer())),
-    "error": (OPTIONAL, nullable(text(500))),
-    "user_id": (OPTIONAL, nullable(integer())),
-}
+IMPORT_ENDED: Table = _pick(*(k for k in ENDING_KEYS if k != "mine"))
 """``import_ended``: one of the credential's user's import jobs ended (serve/hub.py sends
 it to that user's sockets only, so it is ``mine``); checked on its own, like a summary."""
 

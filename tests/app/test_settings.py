@@ -133,8 +133,10 @@ def test_render_settings_dialog(
     dialog.port.setText("3015")
     dialog.check_result.setText("Connected. The system is stable.")
     dialog.check_result.setStyleSheet("color: #2e7d32;")
-    dialog.resize(720, dialog.sizeHint().height())
+    dialog.resize(dialog.full_size(720))  # every section (a screen may be shorter)
     dialog.show()
+    qapp.processEvents()
+    dialog.resize(720, dialog.height() + dialog.body.height() - dialog.scroller.viewport().height())
     qapp.processEvents()
     ARTIFACTS.mkdir(exist_ok=True)
     out = ARTIFACTS / "settings.png"

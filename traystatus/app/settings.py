@@ -27,8 +27,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from psycopg.conninfo import make_conninfo
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QCloseEvent
+from PySide6.QtCore import QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QCloseEvent, QShowEvent
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -36,6 +36,7 @@ from PySide6.QtWidgets import (
     QDialogButtonBox,
     QDoubleSpinBox,
     QFormLayout,
+    QFrame,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -43,6 +44,7 @@ from PySide6.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QPushButton,
+    QScrollArea,
     QSizePolicy,
     QVBoxLayout,
     QWidget,
@@ -188,8 +190,21 @@ class SettingsDialog(QDialog):
         # when everything, the password included, was saved.
         self.saving: asyncio.Future[bool] | None = None
         self.tasks = TaskSet(self._task_failed)
+        self._sized = False  # given its first size (showEvent)
 
-        outer = QVBoxLayout(self)
+        # The sections scroll when the screen is shorter than they are (they need about
+        # 950 px, a laptop has 768); the message and the buttons stay in view.
+        window = self._window = QVBoxLayout(self)
+        self.body = QWidget()
+        outer = QVBoxLayout(self.body)
+        outer.setContentsMargins(0, 0, 0, 0)
+        self.scroller = QScrollArea()
+        self.scroller.setFrameShape(QFrame.Shape.NoFrame)
+        self.scroller.setWidgetResizable(True)
+        self.scroller.setWidget(self.body)
+        window.addWidget(self.scroller, 1)
+        # Down, not across: a sentence cut at the right edge would be clipped all the same.
+        self.scroller.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
 
         # -- profiles
         box = QGroupBox("Connection profiles")
@@ -321,14 +336,61 @@ class SettingsDialog(QDialog):
         outer.addWidget(wbox)
 
         self.message = _wrapping_label()
-        outer.addWidget(self.message)
+        window.addWidget(self.message)
         self.buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Close
         )
         self.buttons.accepted.connect(self.save)
         self.buttons.rejected.connect(self.reject)
-        outer.addWidget(self.buttons)
+        window.addWidget(self.buttons)
+        self.scroller.setMinimumWidth(self.body.minimumSizeHint().width()
+                                    + self.scroller.verticalScrollBar().sizeHint().width())
         self.load()
+
+    def full_size(self, width: int | None = None) -> QSize:
+        """The size that shows every section without scrolling (``width``: at that width;
+        wrapped sentences are taller in a narrower window)."""
+        hint = super().sizeHint()
+        body = self.body.sizeHint()
+        margins = self._window.contentsMargins()
+        bar = self.scroller.verticalScrollBar().sizeHint().width()
+        around = margins.left() + margins.right() + bar
+        if width is None:
+            width = max(hint.width(), body.width() + around)
+        body_height = max(body.height(), self.body.heightForWidth(width - around))
+        height = hint.height() - self.scroller.sizeHint().height() + body_height
+        return QSize(width, height)
+
+    def sizeHint(self) -> QSize:
+        """:meth:`full_size` as far as the screen has room: a scroll area alone asks for
+        a small window and would hide most of the sections."""
+        size = self.full_size()
+        screen = self.screen()
+        if screen is not None:
+            room = screen.availableGeometry()
+            size = size.boundedTo(QSize(room.width(), room.height() - 40))  # the title bar
+        return size
+
+    def showEvent(self, event: QShowEvent) -> None:
+        """The first time: the size above (Qt's own first size for a window that can
+        scroll is two thirds of the screen, which hides half the sections)."""
+        if not self._sized:
+            self._sized = True
+            if not self.testAttribute(Qt.WidgetAttribute.WA_Resized):  # a size chosen wins
+                self.resize(self.sizeHint())
+                QTimer.singleShot(0, self.grow_to_sections)
+        super().showEvent(event)
+
+    def grow_to_sections(self) -> None:
+        """Taller by what the sections still scroll, as far as the screen has room (the
+        hint above is estimated; wrapped sentences settle their height once laid out)."""
+        short = self.body.height() - self.scroller.viewport().height()
+        screen = self.screen()
+        if short <= 0 or screen is None:
+            return
+        room = screen.availableGeometry().height() - 40  # the title bar
+        if self.height() < room:
+            self.resize(self.width(), min(self.height() + short, room))
 
     # -- loading ---------------------------------------------------------------------------------
     def load(self) -> None:
@@ -754,8 +816,10 @@ def _wrapping_label() -> QLabel:
     lines need at the width it has (a Preferred label is the first thing a form squeezes
     when the window is shorter than its hint: the keychain's warning lost its last lines)."""
     label = QLabel()
-    label.setWordWrap(True)
-    label.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Minimum)
+    label.setWordWrap(True)  # sets the policy's height-for-width: keep it
+    policy = label.sizePolicy()
+    policy.setVerticalPolicy(QSizePolicy.Policy.Minimum)
+    label.setSizePolicy(policy)
     return label
 
 

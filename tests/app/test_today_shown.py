@@ -52,8 +52,13 @@ def test_details_window_shows_the_day(qapp: QApplication) -> None:
     w.main.set_want(wanted.append, False)  # a source to read from, as the controller gives
     w.resize(620, 380)
     w.show()  # open: reading
-    w.set_day(view)
-    qapp.processEvents()
+    w.set_day(view)  # as it arrives: after the window opened
+    lines = w.main.today_lines
+    for _ in range(50):  # until the layout has given the lines their height (a few rounds)
+        qapp.processEvents()
+        if lines.height() >= lines.heightForWidth(lines.width()):
+            break
+    assert lines.height() >= lines.heightForWidth(lines.width())  # the picture is whole
     assert wanted == [True]
     assert w.main.today_box.isVisible()
     text = w.main.today_lines.text()

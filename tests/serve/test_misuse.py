@@ -14,7 +14,14 @@ import aiohttp
 import psycopg
 import pytest
 
-from tests.serve.conftest import TOKEN, ServeProcess, next_json, served, token_file
+from tests.serve.conftest import (
+    TOKEN,
+    ServeProcess,
+    connections,
+    next_json,
+    served,
+    token_file,
+)
 from tests.serve.test_credentials import CLOSE_UNAUTHORIZED, OTHER, closed_with
 
 
@@ -161,7 +168,13 @@ def test_a_tiny_health_interval_is_clamped(db_dsn: str, tmp_path: Path) -> None:
         p.wait_ready()
         assert any("--health-interval 1e-09 is out of range; using 1" in line
                    for line in p.stderr_lines), p.stderr_lines
-        time.sleep(2.0)  # connected and settled
+        # Connected (its one session in pg_stat_activity), then settled: the first reads
+        # and LISTENs of the session are not idle time.
+        deadline = time.monotonic() + 30
+        while connections(db_dsn) != 1:
+            assert time.monotonic() < deadline, "serve did not connect within 30 s"
+            time.sleep(0.05)
+        time.sleep(0.5)
         before, start = _cpu_seconds(p.proc.pid), time.monotonic()
         time.sleep(3.0)
         share = (_cpu_seconds(p.proc.pid) - before) / (time.monotonic() - start)

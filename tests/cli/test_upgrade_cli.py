@@ -3,8 +3,8 @@ returns 0 while the upgrade runs and returns 0 once StatBus's row says it comple
 
 from __future__ import annotations
 
+import select
 import subprocess
-import time
 
 import psycopg
 
@@ -33,12 +33,16 @@ def test_status_and_wait_while_statbus_upgrades(cli: Cli, db_dsn: str) -> None:
                             env=cli.env, cwd=cli.home, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
-        time.sleep(2)
-        assert proc.poll() is None
+        # Until wait says what it sees (its first line, flushed): it is waiting, upgrading.
+        assert proc.stderr is not None
+        ready, _, _ = select.select([proc.stderr], [], [], 60)
+        assert ready, "wait said nothing within 60 s"
+        first = proc.stderr.readline()
+        assert proc.poll() is None, first
+        assert "upgrading: StatBus is being upgraded since" in first, first
         _run(db_dsn, "UPDATE public.upgrade SET state = 'completed', completed_at = now()")
         _, err = proc.communicate(timeout=30)
-        assert proc.returncode == 0, err
-        assert "upgrading: StatBus is being upgraded since" in err
+        assert proc.returncode == 0, first + err
     finally:
         if proc.poll() is None:
             proc.kill()

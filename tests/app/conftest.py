@@ -208,17 +208,6 @@ def add_job(
     return int(row[0])
 
 
-def details_calls(conn: psycopg.Connection[Any]) -> int:
-    """How often get_system_status_details() ran (track_functions = 'all')."""
-    conn.execute("SELECT pg_stat_clear_snapshot()")
-    row = conn.execute(
-        "SELECT coalesce(sum(calls), 0) FROM pg_stat_user_functions "
-        "WHERE schemaname = 'public' AND funcname = 'get_system_status_details'"
-    ).fetchone()
-    assert row is not None
-    return int(row[0])
-
-
 # The offscreen platform cannot do a few window-manager things and says so with a Qt
 # warning; that is the platform's limit, not our bug. Everything else still fails a test.
 OFFSCREEN_LIMITS = (

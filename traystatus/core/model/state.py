@@ -6,8 +6,10 @@ Pure data, no I/O and no Qt: the CLI prints it, the tray app renders it.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
 
 from traystatus.core.model.progress import Progress
 from traystatus.core.model.upgrade import Upgrade
@@ -121,11 +123,17 @@ class ReviewBlock:
         return line
 
 
+NOT_NEWS: Mapping[str, bool] = MappingProxyType({"news": False})
+"""Field metadata of a Status field that is not news (``Status.same_news`` skips it): a
+re-read that changes only such a field re-renders nothing and notifies nobody."""
+
+
 @dataclass(frozen=True)
 class Status:
     """One snapshot of what the monitor knows.
 
-    ``since``: when this state began (the time the monitor first saw it).
+    ``since``: when this state began (the time the monitor first saw it); the one field
+    that is not news (``same_news``).
     ``message``: one sentence a person can act on (empty for STABLE/PROCESSING).
     ``attempt`` / ``next_retry_at``: for DISCONNECTED and ERROR, the reconnect attempt
     number and when the next one starts.
@@ -144,7 +152,7 @@ class Status:
     """
 
     state: State
-    since: datetime = field(default_factory=utcnow)
+    since: datetime = field(default_factory=utcnow, metadata=NOT_NEWS)
     problem: Problem | None = None
     message: str = ""
     attempt: int = 0
@@ -179,29 +187,13 @@ class Status:
         }
 
     def same_news(self, other: Status) -> bool:
-        """True when ``other`` tells nothing new (only ``since`` may differ)."""
-        return (
-            self.state,
-            self.problem,
-            self.message,
-            self.attempt,
-            self.next_retry_at,
-            self.source,
-            self.review,
-            self.note,
-            self.progress,
-            self.upgrade,
-        ) == (
-            other.state,
-            other.problem,
-            other.message,
-            other.attempt,
-            other.next_retry_at,
-            other.source,
-            other.review,
-            other.note,
-            other.progress,
-            other.upgrade,
+        """True when ``other`` tells nothing new: every field equal but those declared
+        ``NOT_NEWS`` (only ``since``). A field added to Status is news unless declared
+        otherwise (tests/core/test_status_news.py makes each field's decision explicit)."""
+        return all(
+            getattr(self, f.name) == getattr(other, f.name)
+            for f in fields(self)
+            if f.metadata.get("news", True)
         )
 
 

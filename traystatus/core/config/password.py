@@ -21,8 +21,10 @@ When the attempt fails for another reason (server down, TLS, a wrong password fr
 still goes along so that a monitor started while the server is down can log in once it is
 back; the connection itself then reports the problem.
 
-``resolve()`` (blocking, for the CLI) and ``resolve_async()`` (the tray's asyncio loop) take
-the same path through :func:`_decide`. Neither ever logs or returns a secret in text.
+The order is one pure rule, :func:`next_step`: given what is known so far (``Known``), what
+to try next (``Probe``, ``AskKeychain``) or the answer (``Resolution``). ``resolve()``
+(blocking, for the CLI) and ``resolve_async()`` (the tray's asyncio loop) only do the I/O
+it asks for. Neither ever logs or returns a secret in text.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import psycopg
@@ -73,6 +75,55 @@ class Resolution:
 Keychain = Callable[[str], str | None]
 
 
+class Probed(enum.Enum):
+    """How the probe (a connection with libpq's own sources only) went."""
+
+    CONNECTED = "connected"  # libpq logged in on its own (or no password was needed)
+    ASKED = "asked"  # the server asked for a password and libpq had none
+    FAILED = "failed"  # anything else: down, TLS, a wrong ~/.pgpass password, a bad conninfo
+
+
+def probed(error: psycopg.Error | None) -> Probed:
+    """The probe's outcome from its error (None: it connected). ``needs_password``: the
+    server asked for one and libpq had none (``used_password`` is also true then: it only
+    says the method was a password one)."""
+    if error is None:
+        return Probed.CONNECTED
+    pgconn = error.pgconn
+    return Probed.ASKED if pgconn is not None and pgconn.needs_password else Probed.FAILED
+
+
+@dataclass(frozen=True)
+class Known:
+    """What the drivers have learnt so far."""
+
+    probe: Probed | None = None  # None: not probed yet
+    error: psycopg.Error | None = None  # the probe's failure
+    asked_keychain: bool = False
+    stored: str | None = None  # the keychain's answer
+
+    def __repr__(self) -> str:  # never show the secret
+        return (f"Known({self.probe}, error={self.error!r}, asked_keychain="
+                f"{self.asked_keychain}, stored={'***' if self.stored else self.stored!r})")
+
+
+@dataclass(frozen=True)
+class Probe:
+    """Next: connect with ``conninfo`` (libpq's own sources only, a connect timeout)."""
+
+    conninfo: str
+
+
+@dataclass(frozen=True)
+class AskKeychain:
+    """Next: the keychain entry of profile ``name``."""
+
+    name: str
+
+
+Step = Probe | AskKeychain | Resolution
+
+
 def _probe_conninfo(conninfo: str, params: dict[str, str]) -> str:
     if "connect_timeout" in params:
         return conninfo
@@ -83,91 +134,91 @@ def _params(conninfo: str) -> dict[str, str]:
     return {k: str(v) for k, v in conninfo_to_dict(conninfo).items() if v is not None}
 
 
-def _needs_keychain(error: psycopg.Error | None, keychain_name: str | None) -> bool:
-    return error is not None and keychain_name is not None
-
-
-def _decide(error: psycopg.Error | None, keychain_name: str | None,
-            stored: str | None) -> Resolution:
-    """Steps 2-4 once the probe's outcome is known (``error`` None: it connected) and,
-    when it failed, the keychain's answer (``stored``)."""
-    if error is None:
-        log.debug("libpq connected without a password from traystatus")
+def next_step(conninfo: str, keychain_name: str | None, known: Known = Known()) -> Step:
+    """The order, pure: what to try next for ``conninfo``, or the answer. ``keychain_name``:
+    the profile whose keychain entry may be used (None for a bare DSN)."""
+    try:
+        params = _params(conninfo)
+    except psycopg.Error as ex:  # not a valid conninfo: connecting will say so
+        known = replace(known, probe=Probed.FAILED, error=ex)
+    else:
+        if params.get("password"):
+            return Resolution(Source.DSN)
+        if known.probe is None:
+            return Probe(_probe_conninfo(conninfo, params))
+    if known.probe is Probed.CONNECTED:
         return Resolution(Source.LIBPQ)
-    pgconn = error.pgconn
-    # needs_password: the server asked for one and libpq had none (used_password is also
-    # true then: it only says the method was a password one).
-    asked = pgconn is not None and pgconn.needs_password
-    if not asked:
-        log.debug("the password probe failed for another reason; the connection reports it")
-        return Resolution(Source.UNDECIDED, stored, error)
-    if stored is not None:
-        log.debug("using the keychain password of profile %r", keychain_name)
-        return Resolution(Source.KEYCHAIN, stored)
+    if keychain_name is not None and not known.asked_keychain:
+        return AskKeychain(keychain_name)
+    if known.probe is Probed.FAILED:
+        return Resolution(Source.UNDECIDED, known.stored, known.error)
+    if known.stored is not None:
+        return Resolution(Source.KEYCHAIN, known.stored)
     return Resolution(Source.NEEDED)
+
+
+def _told(found: Resolution, keychain_name: str | None) -> Resolution:
+    if found.source is Source.LIBPQ:
+        log.debug("libpq connected without a password from traystatus")
+    elif found.source is Source.UNDECIDED:
+        log.debug("the password probe failed for another reason; the connection reports it")
+    elif found.source is Source.KEYCHAIN:
+        log.debug("using the keychain password of profile %r", keychain_name)
+    return found
 
 
 def resolve(conninfo: str, keychain_name: str | None = None,
             keychain: Keychain | None = None) -> Resolution:
-    """The password to use for ``conninfo`` (blocking). ``keychain_name``: the profile
-    whose keychain entry may be used (None for a bare DSN)."""
-    error: psycopg.Error | None = None
-    try:
-        params = _params(conninfo)
-    except psycopg.Error as ex:  # not a valid conninfo: connecting will say so
-        error = ex
-    else:
-        if params.get("password"):
-            return Resolution(Source.DSN)
-        try:
-            with pgconnect.Connection.connect(_probe_conninfo(conninfo, params),
-                                              autocommit=True):
-                pass
-        except psycopg.Error as ex:
-            error = ex
-    stored = None
-    if _needs_keychain(error, keychain_name):
-        assert keychain_name is not None
-        lookup = keychain if keychain is not None else credentials.get_password
-        stored = lookup(keychain_name)
-    return _decide(error, keychain_name, stored)
+    """The password to use for ``conninfo`` (blocking): :func:`next_step`'s I/O. ``keychain``
+    replaces the keychain lookup (credentials.get_password)."""
+    known = Known()
+    while not isinstance(step := next_step(conninfo, keychain_name, known), Resolution):
+        if isinstance(step, Probe):
+            error: psycopg.Error | None = None
+            try:
+                with pgconnect.Connection.connect(step.conninfo, autocommit=True):
+                    pass
+            except psycopg.Error as ex:
+                error = ex
+            known = replace(known, probe=probed(error), error=error)
+        else:
+            lookup = keychain if keychain is not None else credentials.get_password
+            known = replace(known, asked_keychain=True, stored=lookup(step.name))
+    return _told(step, keychain_name)
 
 
 async def resolve_async(conninfo: str, keychain_name: str | None = None,
                         keychain: Keychain | None = None, *,
                         keep: bool = False) -> Resolution:
-    """The same as :func:`resolve`, for an asyncio loop (the tray app's). The keychain is
-    asked in its own thread with a deadline (credentials.get_password_async): an unlock
-    prompt or a hanging Secret Service never stops the loop. A ``keychain`` callable given
-    by the caller is called inline: it must not block.
+    """:func:`resolve` for an asyncio loop (the tray app's). The keychain is asked in its
+    own thread with a deadline (credentials.get_password_async): an unlock prompt or a
+    hanging Secret Service never stops the loop. A ``keychain`` callable given by the
+    caller is called inline: it must not block.
 
     ``keep``: when the probe connects (``Source.LIBPQ``), the open connection (autocommit)
     is handed to the caller in ``Resolution.connection`` instead of being closed: a
     one-shot command then uses it and opens no second connection. The caller owns it."""
-    error: psycopg.Error | None = None
-    try:
-        params = _params(conninfo)
-    except psycopg.Error as ex:
-        error = ex
-    else:
-        if params.get("password"):
-            return Resolution(Source.DSN)
-        try:
-            conn = await pgconnect.AsyncConnection.connect(
-                _probe_conninfo(conninfo, params), autocommit=True
-            )
-        except psycopg.Error as ex:
-            error = ex
-        else:
+    known = Known()
+    kept: psycopg.AsyncConnection[Any] | None = None
+    while not isinstance(step := next_step(conninfo, keychain_name, known), Resolution):
+        if isinstance(step, Probe):
+            try:
+                conn = await pgconnect.AsyncConnection.connect(step.conninfo, autocommit=True)
+            except psycopg.Error as ex:
+                known = replace(known, probe=probed(ex), error=ex)
+                continue
+            known = replace(known, probe=Probed.CONNECTED)
             if keep:
-                return Resolution(Source.LIBPQ, connection=conn)
-            await conn.close()
-    stored = None
-    if _needs_keychain(error, keychain_name):
-        assert keychain_name is not None
-        stored = (keychain(keychain_name) if keychain is not None
-                  else await credentials.get_password_async(keychain_name))
-    return _decide(error, keychain_name, stored)
+                kept = conn
+            else:
+                await conn.close()
+        else:
+            stored = (keychain(step.name) if keychain is not None
+                      else await credentials.get_password_async(step.name))
+            known = replace(known, asked_keychain=True, stored=stored)
+    if kept is not None:  # the rule answers LIBPQ once the probe connected
+        step = replace(step, connection=kept)
+    return _told(step, keychain_name)
 
 
 # -- asked each session (a profile's ``ask_password``) --------------------------------------

@@ -19,7 +19,8 @@ Inside core, the rooms, each importing only the rooms below it:
     source.py the seam that picks a source                         any room
 
 A module whose name starts with ``_`` is private to its room: nothing outside the room
-imports it (tests may).
+imports it (tests may). model/, words/ and pg/diagnosis.py are pure: no I/O of any kind
+(``impurities``).
 
 Read from the source with ``ast`` (every import, at module level or inside a function),
 so the rule holds for code paths no test runs.
@@ -231,3 +232,100 @@ def test_no_private_attribute_of_an_asyncio_loop_is_read() -> None:
             if isinstance(node, ast.Attribute) and node.attr == "_thread_id":
                 bad.append(f"{path.name}:{node.lineno}")
     assert bad == []
+
+
+# -- pure rooms: no I/O -----------------------------------------------------------------------
+# model/ and words/ are data and words: no sockets, files, processes, threads, event loops,
+# database connections or logging. pg/diagnosis.py is the pure half of a diagnosis (the one
+# TCP look is pg/probe.py): the same rule, plus only connect.py's pure readers of an error.
+PURE = ("core/model", "core/words", "core/pg/diagnosis.py")
+IO_MODULES = frozenset({
+    "asyncio", "socket", "ssl", "select", "selectors", "subprocess", "threading",
+    "multiprocessing", "concurrent", "io", "os", "pathlib", "shutil", "tempfile", "glob",
+    "ctypes", "logging", "urllib.request", "http", "aiohttp", "keyring", "platformdirs",
+    "sqlite3", "psycopg_pool",
+})
+# psycopg: parsing a conninfo and reading an exception's fields, never a connection
+PURE_PSYCOPG = frozenset({"psycopg.conninfo.conninfo_to_dict", "psycopg.conninfo.make_conninfo",
+                          "psycopg.errors", "psycopg"})
+IO_CALLS = frozenset({"open", "input", "print", "exec", "eval", "__import__"})
+# pg/connect.py opens connections; diagnosis may use only its readers of an error or conninfo
+PURE_OF_CONNECT = frozenset({"sqlstate_of", "plain", "host_count", "per_host_timeout",
+                             "ConnectTimedOut"})
+IO_ATTRIBUTES = frozenset({"connect", "cursor", "execute", "Connection", "AsyncConnection",
+                           "read_text", "write_text", "read_bytes", "write_bytes"})
+
+
+def impurities(source: str, where: str = "") -> list[str]:
+    """What in ``source`` is I/O: imports of I/O modules, of traystatus rooms that do I/O
+    (pg, config, watch, relay, source), psycopg beyond parsing, calls like ``open``, and
+    connecting or executing through any name."""
+    bad = []
+    for node in ast.walk(ast.parse(source)):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            names = [f"{node.module}.{a.name}" for a in node.names]
+        for name in names:
+            parts = name.split(".")
+            top = parts[0]
+            io = any(".".join(parts[:i]) in IO_MODULES for i in range(1, len(parts) + 1))
+            if top == "psycopg" and name not in PURE_PSYCOPG:
+                io = True
+            if top == "traystatus" and len(parts) > 2 and parts[1] == "core":
+                room = parts[2]
+                if room == "pg":
+                    io = not (where.endswith("diagnosis.py") and parts[3:4] in (
+                        ["diagnosis"], ["conninfo"], ["connect"]))
+                else:
+                    io = room not in {"model", "words"}
+            if io:
+                bad.append(f"{where}:{node.lineno} imports {name}")
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and \
+                node.func.id in IO_CALLS:
+            bad.append(f"{where}:{node.lineno} calls {node.func.id}()")
+        if isinstance(node, ast.Attribute):
+            if node.attr in IO_ATTRIBUTES:
+                bad.append(f"{where}:{node.lineno} uses .{node.attr}")
+            if isinstance(node.value, ast.Name) and node.value.id == "pgconnect" and \
+                    node.attr not in PURE_OF_CONNECT:
+                bad.append(f"{where}:{node.lineno} uses pgconnect.{node.attr}")
+    return bad
+
+
+def test_model_words_and_diagnosis_do_no_io() -> None:
+    files = [p for part in PURE for p in sorted((PACKAGE / part).rglob("*.py"))
+             if not part.endswith(".py")] + [PACKAGE / p for p in PURE if p.endswith(".py")]
+    assert len(files) > 10
+    bad = []
+    for path in files:
+        bad += impurities(path.read_text(encoding="utf-8"),
+                          str(path.relative_to(PACKAGE)))
+    assert bad == []
+
+
+def test_the_purity_rule_catches_what_it_should() -> None:
+    refused = [
+        "import asyncio", "import os.path", "from pathlib import Path", "import socket",
+        "import psycopg.pq", "from psycopg import AsyncConnection", "import logging",
+        "from traystatus.core.pg.link import Link",
+        "from traystatus.core.config import credentials",
+        "open('x')", "x.connect()", "conn.execute('select 1')", "p.read_text()",
+        "from urllib.request import urlopen", "from concurrent.futures import Executor",
+    ]
+    for source in refused:
+        assert impurities(source), source
+    assert impurities("from traystatus.core.pg import connect as pgconnect\n"
+                      "pgconnect.Connection.connect('')", "core/pg/diagnosis.py")
+    assert impurities("from traystatus.core.pg import connect", "core/model/state.py")
+    fine = [
+        "import enum", "from dataclasses import dataclass", "import json", "import re",
+        "from psycopg.conninfo import conninfo_to_dict, make_conninfo",
+        "from urllib.parse import urlsplit", "from traystatus.core.words.wording import plural",
+        "import psycopg\nisinstance(ex, psycopg.Error)", "from psycopg import errors",
+    ]
+    for source in fine:
+        assert impurities(source) == [], source
+    assert impurities("from traystatus.core.pg import connect as pgconnect\n"
+                      "pgconnect.sqlstate_of(ex)", "core/pg/diagnosis.py") == []

@@ -243,9 +243,19 @@ def test_starting_up_is_retried_soon() -> None:
     assert not classify(_refused("53300"), DSN, Phase.CONNECT).retry_soon
 
 
-def test_connect_errors_keep_their_sqlstate() -> None:
-    """pgconnect found psycopg's libpq; without it every refusal would be 'cannot tell'."""
-    assert pgconnect.keeps_sqlstate()
+@pytest.mark.asyncio
+async def test_connect_errors_keep_their_sqlstate(db_dsn: str) -> None:
+    """pgconnect found psycopg's libpq: a refused login carries its SQLSTATE, both ways of
+    connecting (without it every refusal would be 'cannot tell'). psycopg's own connect
+    keeps none: what pgconnect adds."""
+    missing = with_params(db_dsn, dbname="no_such_db_here")
+    assert pgconnect.sqlstate_of(await _connect_error(missing)) == "3D000"
+    with pytest.raises(psycopg.OperationalError) as sync_refusal:
+        pgconnect.Connection.connect(missing).close()
+    assert pgconnect.sqlstate_of(sync_refusal.value) == "3D000"
+    with pytest.raises(psycopg.OperationalError) as plain_refusal:
+        psycopg.connect(missing).close()
+    assert pgconnect.sqlstate_of(plain_refusal.value) is None
 
 
 @pytest.mark.asyncio

@@ -10,8 +10,8 @@ before the first poll: libpq then writes the code itself, in a fixed place ("FAT
 
 ``PQsetErrorVerbosity`` is not in psycopg's API, so it is called from the very libpq that
 psycopg uses (found by :func:`_libpq`; checked by its version). Where it cannot be found,
-nothing changes except that :func:`sqlstate_of` returns None, and errors.py says it cannot
-tell (never a guess).
+nothing changes except that :func:`sqlstate_of` returns None, and diagnosis.py says it
+cannot tell (never a guess).
 
 :func:`connect` also measures the wait: libpq and psycopg apply ``connect_timeout`` to each
 host and address in turn, so three unanswering hosts take three times as long; a
@@ -109,11 +109,6 @@ def _verbosity_of(lib: Any) -> Callable[[int, int], int] | None:
     setter.restype = ctypes.c_int
     setter.argtypes = [ctypes.c_void_p, ctypes.c_int]
     return setter  # type: ignore[no-any-return]
-
-
-def keeps_sqlstate() -> bool:
-    """True when failed connects made here report their SQLSTATE."""
-    return _libpq() is not None
 
 
 def _verbosity(pgconn: pq.abc.PGconn, level: int) -> None:

@@ -1,7 +1,8 @@
 """Diagnosis: psycopg errors (and anything else) turned into a ``Problem`` and a message.
 
 Pure: the words a person reads, decided from the exception alone. The one look at the
-network that a diagnosis may take (is the server's port open?) is in ``probe``.
+network that a diagnosis may take (is the server's port open?) is in ``probe``; whether it
+is needed, and where to look, is decided here (:func:`tcp_look`).
 
 Two kinds of failure reach the monitor. Errors of the environment (server down, wrong
 password, SQL not installed, no privilege, TLS) are told to a person with the fix; they
@@ -34,7 +35,6 @@ them), but nothing branches on them.
 
 from __future__ import annotations
 
-import asyncio
 import enum
 from dataclasses import dataclass
 
@@ -188,7 +188,7 @@ def classify(
             "Nothing was tried. Fix the DSN or profile (see `traystatus doctor`).",
             detail,
         )
-    if isinstance(ex, (TimeoutError, asyncio.TimeoutError, pgerrors.ConnectionTimeout)):
+    if isinstance(ex, (TimeoutError, pgerrors.ConnectionTimeout)):  # asyncio's too
         return _timed_out(ex, target, conninfo, detail)
     if isinstance(ex, psycopg.OperationalError):
         if phase is Phase.QUERY:
@@ -215,6 +215,32 @@ def invalid_setting(conninfo: str) -> str:
     except psycopg.Error:
         return ""  # not parsable: classify() reports it as such
     return conncheck.first_problem(params)
+
+
+def tcp_look(ex: BaseException, conninfo: str, phase: Phase) -> tuple[str, str] | None:
+    """Where ``probe`` should look (host, port) before :func:`classify_connect` can judge
+    ``ex``, or None: no look needed (:func:`classify` says all). Only a connect that failed
+    without a SQLSTATE, without a password question and with settings libpq accepted needs
+    one: it tells "TLS failed" (the server answers TCP) from "nothing listens there"."""
+    pgconn = getattr(ex, "pgconn", None)
+    if (
+        phase is not Phase.CONNECT
+        or not isinstance(ex, psycopg.OperationalError)
+        or isinstance(ex, pgerrors.ConnectionTimeout)
+        or pgconnect.sqlstate_of(ex) is not None
+        or pgconn is None
+        or pgconn.needs_password
+        or pgconn.used_password
+        or invalid_setting(conninfo)
+    ):
+        return None
+    target = Target.from_conninfo(conninfo)
+    host = _decode(pgconn.hostaddr) or _decode(pgconn.host) or target.host
+    return host, _decode(pgconn.port) or target.port or "5432"
+
+
+def _decode(value: bytes | None) -> str:
+    return value.decode("utf-8", "replace") if value else ""
 
 
 def classify_connect(

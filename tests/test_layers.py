@@ -329,3 +329,32 @@ def test_the_purity_rule_catches_what_it_should() -> None:
         assert impurities(source) == [], source
     assert impurities("from traystatus.core.pg import connect as pgconnect\n"
                       "pgconnect.sqlstate_of(ex)", "core/pg/diagnosis.py") == []
+
+
+# -- the relay client needs only the watch engine's shell ----------------------------------------
+RELAY_FROM_WATCH = {"traystatus.core.watch.base", "traystatus.core.watch.backoff",
+                    "traystatus.core.watch.options"}
+
+
+def test_the_relay_client_takes_only_the_shell_backoff_and_timing_from_watch() -> None:
+    """SourceBase (listeners, details refcount, stop), Backoff and MonitorOptions: no
+    Monitor, reader, schedule or ledger, and nothing of pg or config (a relay never talks to
+    a database). Read with ``ast``: what relay/ imports, and everything importing it loads
+    (module-level imports, followed)."""
+    imports = all_imports()
+    targets = {i.target for i in imports if _room(i.module) == "relay"}
+    assert {t for t in targets if _room(t) == "watch"} == RELAY_FROM_WATCH
+    assert not {t for t in targets if _room(t) in ("pg", "config")}
+    eager: dict[str, set[str]] = {}
+    for i in imports:
+        if not i.lazy:
+            eager.setdefault(i.module, set()).add(i.target)
+    loaded, todo = set(), ["traystatus.core.relay.client"]
+    while todo:
+        module = todo.pop()
+        if module not in loaded:
+            loaded.add(module)
+            todo.extend(t for t in eager.get(module, ()) if t.startswith("traystatus."))
+    assert "traystatus.core.model.state" in loaded  # the walk followed imports
+    assert {m for m in loaded if _room(m) == "watch"} == RELAY_FROM_WATCH
+    assert not {m for m in loaded if _room(m) in ("pg", "config")}

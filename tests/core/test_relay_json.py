@@ -1,6 +1,6 @@
 """A Status survives the trip through a traystatus server: ``status_message()`` on the
-server (serve/hub.py, what it really sends), ``status_from_json()`` in the relay. Pure: no
-database, no network.
+server (serve/hub.py, what it really sends), ``parse_message()`` in the relay client (the
+frame it receives). Pure: no database, no network.
 
 The relay rebuilds a Status field by field, so a field added to Status without teaching
 the relay would silently vanish on relayed clients; the first test fails then.
@@ -16,10 +16,9 @@ from datetime import UTC, datetime
 import pytest
 
 from traystatus.core.model.progress import Progress
-from traystatus.core.model.state import Problem, ReviewBlock, State, Status
+from traystatus.core.model.state import Problem, ReviewBlock, State, Status, utcnow
 from traystatus.core.model.upgrade import Upgrade, UpgradePhase
-from traystatus.core.relay._messages import ProtocolError
-from traystatus.core.relay.client import status_from_json
+from traystatus.core.relay._messages import ProtocolError, parse_message, parse_status
 from traystatus.serve.hub import status_message
 
 SINCE = datetime(2026, 11, 29, 12, 0, 0, tzinfo=UTC)
@@ -78,7 +77,7 @@ def _trouble() -> Status:
 
 
 def _through_the_wire(status: Status) -> Status:
-    return status_from_json(json.loads(json.dumps(status_message(status))), WHERE)
+    return parse_message(json.dumps(status_message(status)), where=WHERE, now=utcnow()).status
 
 
 def test_every_field_of_status_crosses_the_relay() -> None:
@@ -121,7 +120,7 @@ def test_each_state_crosses_with_its_since(state: State) -> None:
 )
 def test_a_malformed_message_is_a_protocol_error(message: object) -> None:
     with pytest.raises(ProtocolError):
-        status_from_json(message)
+        parse_status(message, where=WHERE, now=utcnow())
 
 
 def test_every_field_a_server_sends_has_a_row_in_the_protocol_tables() -> None:

@@ -28,7 +28,10 @@ while subscribed, a work summary at the end of a run.
   a ``?token=`` the user put in the URL is kept as given.
 
 Imports aiohttp, so nothing imports this module unless a relay is asked for
-(``source.open_source`` imports it lazily).
+(``source.open_source`` imports it lazily). Of the watch engine it needs only the shell
+(``watch.base.SourceBase``), ``watch.backoff`` and its timing (``watch.options.MonitorOptions``:
+connect_timeout, health_interval, error_retry, backoff_*); no Monitor, reader, pg or config
+(tests/test_layers.py).
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ import logging
 import os
 from collections.abc import Callable
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
@@ -47,14 +50,12 @@ import aiohttp
 from traystatus.core.model.details import Details
 from traystatus.core.model.jobs import EndedJob
 from traystatus.core.model.state import Problem, State, Status, carry_since, utcnow
-from traystatus.core.relay._messages import ProtocolError, decode, parse_message, parse_status
+from traystatus.core.relay._messages import ProtocolError, decode, parse_message
 from traystatus.core.watch.backoff import Backoff
 from traystatus.core.watch.base import SourceBase
+from traystatus.core.watch.options import MonitorOptions
 from traystatus.core.words.redact import redact_url
 from traystatus.core.words.safetext import printable
-
-if TYPE_CHECKING:
-    from traystatus.core.watch.options import MonitorOptions
 
 log = logging.getLogger(__name__)
 
@@ -102,12 +103,6 @@ def relay_url(url: str) -> str:
     return endpoints(url)[0]
 
 
-def status_from_json(value: Any, where: str = "the traystatus server") -> Status:
-    """A server's decoded state message as a Status (``source="relay"``); ProtocolError
-    (a ValueError) if it cannot be used. See core/relay/_messages.py."""
-    return parse_status(value, where=where, now=utcnow())
-
-
 class _Refused(Exception):
     def __init__(self, status: Status) -> None:
         super().__init__(status.message)
@@ -124,8 +119,6 @@ class RelaySource(SourceBase):
         *,
         token: str | None = None,
     ) -> None:
-        from traystatus.core.watch.options import MonitorOptions
-
         self.url = url
         self.options = options or MonitorOptions()
         self._status_url, self._details_url, self.where = endpoints(url)

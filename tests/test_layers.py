@@ -281,7 +281,7 @@ def impurities(source: str, where: str = "") -> list[str]:
                 else:
                     io = room not in {"model", "words"}
             if io:
-                bad.append(f"{where}:{node.lineno} imports {name}")
+                bad.append(f"{where}:{getattr(node, 'lineno', 0)} imports {name}")
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and \
                 node.func.id in IO_CALLS:
             bad.append(f"{where}:{node.lineno} calls {node.func.id}()")

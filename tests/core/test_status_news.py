@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
+from typing import Any
 
 from traystatus.core.model.progress import Progress
 from traystatus.core.model.state import Problem, ReviewBlock, State, Status
@@ -15,7 +16,7 @@ T = datetime(2026, 3, 1, 12, tzinfo=UTC)
 
 # Every field of Status, decided: (a value other than BASE's, is it news?, why).
 # A field added to Status fails test_every_field_of_status_is_decided until it is here.
-DECISIONS: dict[str, tuple[object, bool, str]] = {
+DECISIONS: dict[str, tuple[Any, bool, str]] = {
     "state": (State.STABLE, True, "the icon"),
     "since": (datetime(2000, 1, 1, tzinfo=UTC), False,
               "when the monitor first saw the state: a re-read stamps a new one"),

@@ -199,7 +199,6 @@ def floor(n: int) -> None:
 
     class Source:
         status = Status(State.STABLE)
-        details_snapshot = None
 
         def add_listener(self, cb: object) -> None: ...
         def add_details_listener(self, cb: object) -> None: ...

@@ -21,7 +21,6 @@ from traystatus.serve.hub import Hub, HubOptions, text_frame
 class FakeSource:
     def __init__(self) -> None:
         self.status = Status(State.STABLE)
-        self.details_snapshot: Details | None = None
         self.listeners: list[Callable[[Status], None]] = []
         self.subscribed = 0
 

@@ -146,11 +146,12 @@ async def test_relay_source_details_lazily_and_summaries(db_dsn: str, tmp_path: 
                 await until(lambda: relay.status.state is State.PROCESSING, what="processing")
                 await until(lambda: details[-1].analytics.active_total == 1, what="details")
             await until(lambda: srv.hub.details_clients == 0, what="details socket closed")
-            assert relay.details_snapshot is None
+            told = len(details)
             _run(db_dsn, FINISH_TASKS)
             await until(lambda: relay.status.state is State.STABLE, what="stable again")
             await until(lambda: len(summaries) == 1, what="a work summary via relay")
             assert summaries[0].analytics_tasks_completed == 1
+            assert len(details) == told  # none after the last subscriber left
             states: list[State] = []
             for s in statuses:  # progress while processing is news too: one per state here
                 if not states or states[-1] is not s.state:

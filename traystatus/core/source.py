@@ -22,8 +22,8 @@ The contract every source keeps (docs/architecture.md, "The seam"):
 * ``stop()`` and ``reconnect_now()`` are safe from any thread and cut waits short.
 * Listeners are plain callables called on the loop that runs ``run()``; an exception in
   one is logged and counted, never fatal.
-* Details are read only while subscribed (refcounted); ``details_snapshot`` is the last
-  one, None when nobody subscribed.
+* Details are read only while subscribed (refcounted) and told to details listeners;
+  none is kept.
 """
 
 from __future__ import annotations
@@ -47,9 +47,6 @@ class StateSource(Protocol):
 
     @property
     def status(self) -> Status: ...
-
-    @property
-    def details_snapshot(self) -> Details | None: ...
 
     @property
     def counters(self) -> Counters: ...

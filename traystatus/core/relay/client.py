@@ -503,7 +503,6 @@ class RelaySource(SourceBase):
         if self._details_refs == 0:
             return
         self.counters.details_reads += 1
-        self._last_details = details
         self._emit(self._details_listeners, details)
 
     # -- status and callbacks ---------------------------------------------------------------

@@ -34,7 +34,6 @@ class SourceBase:
         self._details_listeners: list[Callable[[Details], None]] = []
         self._summary_listeners: list[Callable[[WorkSummary], None]] = []
         self._details_refs = 0
-        self._last_details: Details | None = None
         self._stopping = False
         self._restart = False
         self._running = False
@@ -46,11 +45,6 @@ class SourceBase:
     @property
     def status(self) -> Status:
         return self._status
-
-    @property
-    def details_snapshot(self) -> Details | None:
-        """The last details read (None before the first, or when nobody subscribed)."""
-        return self._last_details
 
     @property
     def details_subscribers(self) -> int:
@@ -88,7 +82,6 @@ class SourceBase:
             return
         self._details_refs -= 1
         if self._details_refs == 0:
-            self._last_details = None
             self._poke()
 
     @contextlib.asynccontextmanager

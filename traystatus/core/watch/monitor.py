@@ -654,7 +654,6 @@ class Monitor(SourceBase):
         self._schedule.details_read(time.monotonic())
         if details is None or self._details_refs == 0:
             return  # malformed, or the last subscriber left while the query ran
-        self._last_details = details
         self._emit(self._details_listeners, details)
         if self._day_listeners and time.monotonic() - self._day_at >= DAY_INTERVAL:
             await self._read_day(link)

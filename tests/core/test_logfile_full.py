@@ -7,16 +7,18 @@ with ENOSPC.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+from traystatus.core.config.logsetup import LOG_ENV
+
 CHILD = r"""
-import logging, resource, signal, sys
-from pathlib import Path
+import logging, resource, signal
 from traystatus.core.config.logsetup import setup_file_logging
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-path = setup_file_logging(directory=Path(sys.argv[1]), max_bytes=10_000_000)
+path = setup_file_logging()  # in TRAYSTATUS_LOG_DIR
 log = logging.getLogger("traystatus.test")
 log.info("before the disk filled up")
 logging.getLogger("traystatus").handlers[0].flush()
@@ -34,8 +36,8 @@ print(text.count("\n"), "space again" in text)
 
 
 def test_a_full_disk_is_said_once_not_per_line(tmp_path: Path) -> None:
-    r = subprocess.run([sys.executable, "-c", CHILD, str(tmp_path)], capture_output=True,
-                       text=True, timeout=60, check=False)
+    r = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True,
+                       timeout=60, check=False, env={**os.environ, LOG_ENV: str(tmp_path)})
     assert r.returncode == 0, r.stderr
     assert "Traceback" not in r.stderr and "Logging error" not in r.stderr, r.stderr[:2000]
     lines = r.stderr.strip().splitlines()

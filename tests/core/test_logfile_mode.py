@@ -9,22 +9,33 @@ from pathlib import Path
 
 import pytest
 
-from traystatus.core.config.logsetup import LOG_FILE, setup_file_logging
+from traystatus.core.config.logsetup import (
+    BACKUPS,
+    LOG_ENV,
+    LOG_FILE,
+    MAX_BYTES,
+    setup_file_logging,
+)
 
 
 @pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
-def test_log_files_are_0600_also_after_rotation_and_when_older(tmp_path: Path) -> None:
+def test_log_files_are_0600_also_after_rotation_and_when_older(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     old = tmp_path / LOG_FILE
     old.write_text("from an older version\n")
     old.chmod(0o644)
-    path = setup_file_logging(directory=tmp_path, max_bytes=200, backups=2)
+    monkeypatch.setenv(LOG_ENV, str(tmp_path))
+    path = setup_file_logging()
     logger = logging.getLogger("traystatus")
+    line = "host=db.example.org user=me@example.org " + "x" * 10_000
     try:
-        for i in range(30):
-            logger.info("host=db.example.org user=me@example.org line %d", i)
+        for _ in range(2 * MAX_BYTES // len(line) + 5):  # rotates twice
+            logger.info(line)
     finally:
-        setup_file_logging(directory=tmp_path / "other")  # release the file
+        monkeypatch.setenv(LOG_ENV, str(tmp_path / "other"))
+        setup_file_logging()  # release the file
     files = sorted(tmp_path.glob(LOG_FILE + "*"))
-    assert path in files and len(files) == 3, files
+    assert path in files and len(files) == min(BACKUPS, 2) + 1, files
     for f in files:
         assert stat.S_IMODE(f.stat().st_mode) == 0o600, (f, oct(f.stat().st_mode))

@@ -18,6 +18,8 @@ from typing import TextIO
 LOGGER = "traystatus"
 LOG_ENV = "TRAYSTATUS_LOG_DIR"
 LOG_FILE = "traystatus.log"
+MAX_BYTES = 1_000_000  # per file, then it rotates
+BACKUPS = 3  # older files kept: 4 MB at most
 _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _MARK = "_traystatus_handler"
 
@@ -64,14 +66,10 @@ def setup_stderr_logging(verbose: int = 0, stream: TextIO | None = None) -> logg
     return _install(handler, level)
 
 
-def setup_file_logging(
-    debug: bool = False,
-    directory: Path | None = None,
-    max_bytes: int = 1_000_000,
-    backups: int = 3,
-) -> Path:
-    """Tray logging: a rotating file (1 MB x 4 by default). Returns the file's path."""
-    folder = directory if directory is not None else log_dir()
+def setup_file_logging(debug: bool = False) -> Path:
+    """Tray logging: a rotating file (MAX_BYTES x BACKUPS + 1) in :func:`log_dir`. Returns
+    the file's path."""
+    folder = log_dir()
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = folder / LOG_FILE
     import logging.handlers
@@ -110,7 +108,7 @@ def setup_file_logging(
                  "log lines are dropped until it can be written again")
 
     handler = PrivateRotatingFileHandler(
-        path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8"
+        path, maxBytes=MAX_BYTES, backupCount=BACKUPS, encoding="utf-8"
     )
     handler.setFormatter(logging.Formatter(_FORMAT))
     _install(handler, logging.DEBUG if debug else logging.INFO)

@@ -6,10 +6,12 @@ Pure data, no I/O and no Qt: the CLI prints it, the tray app renders it.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
+from operator import attrgetter
 from types import MappingProxyType
+from typing import Any
 
 from traystatus.core.model.progress import Progress
 from traystatus.core.model.upgrade import Upgrade
@@ -190,11 +192,20 @@ class Status:
         """True when ``other`` tells nothing new: every field equal but those declared
         ``NOT_NEWS`` (only ``since``). A field added to Status is news unless declared
         otherwise (tests/core/test_status_news.py makes each field's decision explicit)."""
-        return all(
-            getattr(self, f.name) == getattr(other, f.name)
-            for f in fields(self)
-            if f.metadata.get("news", True)
-        )
+        news = _news(type(self))
+        return bool(news(self) == news(other))
+
+
+_NEWS: dict[type[Status], Callable[[Status], Any]] = {}
+
+
+def _news(cls: type[Status]) -> Callable[[Status], Any]:
+    """The getter of ``cls``'s fields that are news (made once per class)."""
+    news = _NEWS.get(cls)
+    if news is None:
+        names = [f.name for f in fields(cls) if f.metadata.get("news", True)]
+        news = _NEWS[cls] = attrgetter(*names)
+    return news
 
 
 @dataclass

@@ -24,7 +24,7 @@ from tests.core.conftest import FAST, FINISH_TASKS, START_TASK, running, with_pa
 from tests.fix_db import FIXTURE_SCHEMA, INSTALL_SQL, PgServer
 from traystatus.core.model.state import Problem, State
 from traystatus.core.pg import connect as pgconnect
-from traystatus.core.pg.diagnosis import Phase, classify
+from traystatus.core.pg.diagnosis import Phase, classify, tcp_look
 from traystatus.core.pg.probe import diagnose, tcp_reachable
 from traystatus.core.watch.monitor import Monitor
 from traystatus.demo.embedded import EmbeddedPostgres, free_port
@@ -98,6 +98,29 @@ async def test_tls_required_against_a_server_without_tls_is_tls(
     assert diag.problem is Problem.TLS
     assert not diag.transient
     assert f"sslmode={tls['sslmode']}" in diag.message
+
+
+@pytest.mark.asyncio
+async def test_the_tcp_look_is_decided_from_the_failure_alone(
+    db_dsn: str, login_role: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """diagnosis.tcp_look (pure) asks probe for a look only for a connect that failed
+    without a SQLSTATE, a password question or bad settings; and says where: the address
+    libpq tried."""
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    port = str(free_port())
+    closed = with_params(db_dsn, port=port, sslmode="require")
+    ex = await _connect_error(closed)
+    where = tcp_look(ex, closed, Phase.CONNECT)
+    assert where is not None and where[0] and where[1] == port, where
+    assert tcp_look(ex, closed, Phase.QUERY) is None
+    assert tcp_look(TimeoutError(), closed, Phase.CONNECT) is None
+    asked = with_params(db_dsn, user=login_role[0], passfile="/nonexistent/pgpass")
+    assert tcp_look(await _connect_error(asked), asked, Phase.CONNECT) is None
+    wrong = with_params(db_dsn, user=login_role[0], password="not-" + login_role[1])
+    assert tcp_look(await _connect_error(wrong), wrong, Phase.CONNECT) is None  # 28P01
+    bad = closed + " no_such_option=1"
+    assert tcp_look(await _connect_error(bad), bad, Phase.CONNECT) is None
 
 
 @pytest.mark.asyncio

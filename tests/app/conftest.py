@@ -123,7 +123,9 @@ def free_qt_garbage() -> None:
 
 class Delivered(list[Notice]):
     """The notices a sender delivered, in order, from its ``delivered`` signal (create
-    it right after the sender or the Controller); ``routes``: "server" or "fallback"."""
+    it right after the sender or the Controller); ``routes``: "server", or where the fallback
+    showed it: "balloon" (the tray's), "window" (the status window's list), "fallback" (a
+    fallback that names no route)."""
 
     def __init__(self, sender: NotificationSender) -> None:
         super().__init__()

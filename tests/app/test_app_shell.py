@@ -93,8 +93,9 @@ def test_processing_finished_notice_from_real_transitions(
             n = next(n for n in told if n.key == KEY_FINISHED)
             assert n.title == "Processing finished"
             assert n.body.startswith("7 analytics tasks finished in ")
-            # No server here (use_desktop_notifier=False): it went the fallback way.
-            assert told.routes[0] == "fallback"
+            # No server here (use_desktop_notifier=False) and no tray: the window shows it.
+            assert told.routes[0] == "window"
+            assert ctl.window.notice_texts()[0].startswith("Processing finished")
             # Quick flips right after: the same key, never a second "finished" stack.
             for _ in range(3):
                 make_processing(conn, 1)

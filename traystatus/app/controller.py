@@ -28,7 +28,7 @@ from functools import partial
 
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QGuiApplication
-from PySide6.QtWidgets import QMessageBox, QSystemTrayIcon
+from PySide6.QtWidgets import QApplication, QMessageBox, QSystemTrayIcon
 
 from traystatus import __version__
 from traystatus.app import texts
@@ -137,9 +137,12 @@ class Controller(QObject):
         if tray_host is not None:
             tray_host.answered.connect(self._placed)
         self.window = StatusWindow(clock)
+        # No server (or it went away): the tray's balloon, or with no tray this window.
         self.notifier = NotificationSender(
-            fallback=self._balloon, parent=self, use_desktop_notifier=use_desktop_notifier
+            fallback=self._elsewhere, parent=self, use_desktop_notifier=use_desktop_notifier,
+            withdraw_fallback=self.window.withdraw_notice,
         )
+        self.window.noticeActionRequested.connect(self.notifier.act)
         self.notifier.actionRequested.connect(self._on_action)
         self.notifier.jobRequested.connect(self.show_job)
         self.notifier.deploymentRequested.connect(self._show_deployment)
@@ -196,7 +199,7 @@ class Controller(QObject):
         t.aboutRequested.connect(self.show_about)
         t.quitRequested.connect(self.quitRequested.emit)
         t.autostartFailed.connect(
-            lambda msg: self._balloon(Notice(Kind.ERROR, "autostart", "Start at login", msg))
+            lambda msg: self._elsewhere(Notice(Kind.ERROR, "autostart", "Start at login", msg))
         )
         w = self.window
         w.showDetailsRequested.connect(self.show_details)
@@ -691,14 +694,23 @@ class Controller(QObject):
         elif action == Action.RECONNECT:
             self.reconnect_now()
 
-    def _balloon(self, notice: Notice) -> None:
-        """Fallback when no notification server exists: the tray's own balloon."""
-        if not self.in_tray:
-            return
-        icon = (
-            QSystemTrayIcon.MessageIcon.Critical
-            if notice.urgency == Urgency.CRITICAL
-            else QSystemTrayIcon.MessageIcon.Information
-        )
-        self.tray.tray.showMessage(notice.title, notice.body, icon, 10_000)
+    def _elsewhere(self, notice: Notice) -> str:
+        """Where a notice goes when no notification server shows it: the tray's own
+        balloon, or with no tray (no balloon either) the status window's latest notices,
+        and the window asks for attention (QApplication.alert: the taskbar entry flashes,
+        focus is not taken). Returns the route: "balloon" or "window"."""
+        if self.in_tray and QSystemTrayIcon.supportsMessages():
+            icon = (
+                QSystemTrayIcon.MessageIcon.Critical
+                if notice.urgency == Urgency.CRITICAL
+                else QSystemTrayIcon.MessageIcon.Information
+            )
+            self.tray.tray.showMessage(notice.title, notice.body, icon, 10_000)
+            return "balloon"
+        # Also before the first tray check placed the app: the window shows it then.
+        self.window.add_notice(notice)
+        if self.window.isVisible():
+            self.window.raise_()
+            QApplication.alert(self.window)
+        return "window"
 

@@ -12,8 +12,11 @@ level and never stops the new notice.
 Storms: sends go through one queue that keeps only the newest notice per key, so 10,000
 decisions in a burst cost a few D-Bus calls, not 10,000.
 
-No notification server (no D-Bus session, nothing owning org.freedesktop.Notifications):
-logged once, then notices go to ``QSystemTrayIcon.showMessage`` through ``fallback``.
+No notification server (no D-Bus session, nothing owning org.freedesktop.Notifications),
+or one that stopped taking notices (it went away: the send raises or is never dispatched):
+logged once, then notices go to ``fallback``. The app's fallback is the tray's balloon, or
+with no tray the status window's list of latest notices (controller.py): a notice is never
+dropped on the floor, an import that failed is always told somewhere.
 """
 
 from __future__ import annotations
@@ -41,7 +44,9 @@ log = logging.getLogger(__name__)
 
 ACTION_TITLES = {Action.SHOW_DETAILS: "Show details", Action.RECONNECT: "Reconnect now"}
 
-Fallback = Callable[[Notice], None]
+# Shows a notice some other way; returns the route it took ("balloon", "window"), or
+# None for plain "fallback".
+Fallback = Callable[[Notice], str | None]
 
 
 class NotificationSender(QObject):
@@ -52,7 +57,8 @@ class NotificationSender(QObject):
     # "Show details" on a notice of a watched deployment: (its name, the job id or None).
     deploymentRequested = Signal(object)
     # A notice went out, in order: (Notice, "server") when the notification server took
-    # it, (Notice, "fallback") when it went to ``fallback`` (the tray's balloon).
+    # it, else (Notice, route) with the route ``fallback`` named ("balloon": the tray's
+    # balloon, "window": the status window's latest notices; "fallback" if it named none).
     delivered = Signal(object, str)
 
     def __init__(
@@ -61,10 +67,14 @@ class NotificationSender(QObject):
         fallback: Fallback | None = None,
         parent: QObject | None = None,
         use_desktop_notifier: bool = True,
+        withdraw_fallback: Callable[[str], None] | None = None,
     ) -> None:
+        """``withdraw_fallback(key)``: a notice of this key became obsolete (Withdraw);
+        the fallback removes it where it keeps notices (the status window's list)."""
         super().__init__(parent)
         self.app_name = app_name
         self.fallback = fallback
+        self.withdraw_fallback = withdraw_fallback
         self._notifier: Any = None
         self._use_dn = use_desktop_notifier
         self._server_ok: bool | None = None  # unknown until the first probe
@@ -87,6 +97,11 @@ class NotificationSender(QObject):
             self._idle.clear()
             self._ensure_worker()
             self._wakeup.set()
+
+    def act(self, notice: Notice, action: Action) -> None:
+        """Do what the button ``action`` of ``notice`` does, as if pressed on the bubble
+        (the status window's notice buttons call this: one mapping for both)."""
+        self._action_cb(action, notice.job_id, notice.deployment)()
 
     async def drain(self) -> None:
         """Wait until everything queued has been sent (tests, shutdown)."""
@@ -133,17 +148,27 @@ class NotificationSender(QObject):
             ident = self._shown.pop(decision.key, None)
             if ident is not None:
                 await self._close(ident)
+            if self.withdraw_fallback is not None:
+                self.withdraw_fallback(decision.key)
             return
         notice = decision
         if await self._probe():
             old = self._shown.pop(notice.key, None)
             if old is not None:
                 await self._close(old)
-            ident = await self._send_dn(notice)
+            try:
+                ident = await self._send_dn(notice)
+            except asyncio.CancelledError:
+                raise
+            except Exception as ex:  # the server went away (D-Bus error, bus closed, ...)
+                log.debug("sending a notification failed: %r", ex)
+                ident = None
             if ident is not None:
                 self._shown[notice.key] = ident
                 self.delivered.emit(notice, "server")
                 return
+            # From now on the fallback: a server that failed once is not trusted with
+            # the next notice (it would be lost the same way).
             self._server_ok = False
             self._warn_once("the notification server did not take the notification")
         self._fall_back(notice)
@@ -229,16 +254,18 @@ class NotificationSender(QObject):
         return fire
 
     def _fall_back(self, notice: Notice) -> None:
+        route: str | None = None
         if self.fallback is not None:
-            self.fallback(notice)
-        self.delivered.emit(notice, "fallback")
+            route = self.fallback(notice)
+        self.delivered.emit(notice, route or "fallback")
 
     def _warn_once(self, what: str) -> None:
         if self._warned:
             return
         self._warned = True
         log.warning(
-            "%s: notifications are shown as tray balloons instead (where a tray exists). "
+            "%s: notifications are shown as tray balloons instead (without a tray: in "
+            "the status window). "
             "To get desktop notifications, run a notification daemon on the session bus.",
             what,
         )

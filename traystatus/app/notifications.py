@@ -42,6 +42,10 @@ from traystatus.app.notify_policy import (
 
 log = logging.getLogger(__name__)
 
+# A server that does not answer a send within this long is taken as gone: the notice goes
+# to the fallback rather than wait (a hung server must not hold "import failed" back).
+SEND_TIMEOUT_S = 10.0
+
 ACTION_TITLES = {Action.SHOW_DETAILS: "Show details", Action.RECONNECT: "Reconnect now"}
 
 # Shows a notice some other way; returns the route it took ("balloon", "window"), or
@@ -75,6 +79,7 @@ class NotificationSender(QObject):
         self.app_name = app_name
         self.fallback = fallback
         self.withdraw_fallback = withdraw_fallback
+        self.send_timeout = SEND_TIMEOUT_S
         self._notifier: Any = None
         self._use_dn = use_desktop_notifier
         self._server_ok: bool | None = None  # unknown until the first probe
@@ -157,10 +162,10 @@ class NotificationSender(QObject):
             if old is not None:
                 await self._close(old)
             try:
-                ident = await self._send_dn(notice)
+                ident = await asyncio.wait_for(self._send_dn(notice), self.send_timeout)
             except asyncio.CancelledError:
                 raise
-            except Exception as ex:  # the server went away (D-Bus error, bus closed, ...)
+            except Exception as ex:  # gone (D-Bus error, bus closed), or hung (timeout)
                 log.debug("sending a notification failed: %r", ex)
                 ident = None
             if ident is not None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import subprocess
 
 import pytest
 from PySide6.QtWidgets import QApplication
@@ -20,6 +21,11 @@ from traystatus.app.notify_policy import KEY_FINISHED, Action, Kind, Notice, Urg
 from traystatus.app.statuswindow import StatusWindow
 
 pytestmark = pytest.mark.e2e
+
+
+def _dunst(s: Session) -> subprocess.Popen[bytes]:
+    """The dunst this test started (the session's own process)."""
+    return next(p for p in s.procs if isinstance(p.args, list) and p.args[0] == "dunst")
 
 
 def test_a_notice_after_the_server_went_away_shows_in_the_window(
@@ -50,7 +56,7 @@ def test_a_notice_after_the_server_went_away_shows_in_the_window(
             sender.handle([finished])
             await sender.drain()
             assert told.routes == ["server"]  # dunst took the first
-            dunst = next(p for p in session.procs if p.args[0] == "dunst")
+            dunst = _dunst(session)
             dunst.terminate()
             dunst.wait(10)
             wait_for(lambda: not session._has_name("org.freedesktop.Notifications"),
@@ -91,7 +97,7 @@ def test_a_notice_to_a_hung_server_shows_in_the_window_in_time(
     first = Notice(Kind.REVIEW, "review", "Waiting for review", "es_2026", Urgency.LOW)
     failed = Notice(Kind.IMPORT_ENDED, "job-8", "Your import 'Enterprises' failed",
                     "no such region: 99", Urgency.CRITICAL, (Action.SHOW_DETAILS,))
-    dunst = next(p for p in session.procs if p.args[0] == "dunst")
+    dunst = _dunst(session)
 
     async def scenario() -> None:
         try:

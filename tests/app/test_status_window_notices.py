@@ -16,7 +16,15 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QLabel
 from pytestqt.qtbot import QtBot
 
-from tests.app.conftest import ARTIFACTS, Delivered, MemoryKeyring, add_job, run, wait_until
+from tests.app.conftest import (
+    ARTIFACTS,
+    Delivered,
+    MemoryKeyring,
+    add_job,
+    publish_doc_image,
+    run,
+    wait_until,
+)
 from traystatus.app.controller import Controller
 from traystatus.app.notify_policy import (
     KEY_FINISHED,
@@ -130,4 +138,5 @@ def test_render_the_window_with_two_notices(qtbot: QtBot) -> None:
     png = ARTIFACTS / "status-window-notices.png"
     png.parent.mkdir(parents=True, exist_ok=True)
     assert w.grab().save(str(png))
+    publish_doc_image(png, "status-window-notices.png")
     assert len(w.notice_texts()) == 2

@@ -18,9 +18,16 @@ from traystatus.core.model.estimate import (
     from_json,
     steady,
 )
-from traystatus.core.model.progress import Progress
+from traystatus.core.model.progress import JobProgress, Progress
 
 T0 = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+
+
+def running_job(rows: int | None, state: str, pct: float | None,
+        started: datetime | None) -> JobProgress:
+    """A running or queued job as the progress aggregate holds it (the estimator's input)."""
+    return JobProgress(1, "lu", None, state, total_rows=rows, pct=pct,
+                       phase_started_at=started)
 
 
 def iso(t: datetime) -> str:
@@ -52,7 +59,7 @@ def runs(n: int, rows: int = 10_000, proc: float = 600.0, derive: float = 300.0,
 
 
 def test_unknown_without_history_never_a_number() -> None:
-    e = estimate([RunningJob(10_000, "processing_data", 2.0, T0)], False, False,
+    e = estimate([running_job(10_000, "processing_data", 2.0, T0)], False, False,
                  History(), T0)
     assert not e.known and e.at is None
     assert "no finished import" in e.how
@@ -70,7 +77,7 @@ def test_three_similar_runs_give_a_range_around_the_truth() -> None:
     # the oldest run had no import before it: a derive of 0 rows (an edit, say)
     assert [d.rows for d in h.derives] == [0, 10_000, 10_000, 10_000]
     # halfway through importing a 10,000-row job, 300 s in: ~300 s of import, ~320 of derive
-    e = estimate([RunningJob(10_000, "processing_data", 50.0, T0 - timedelta(seconds=300))],
+    e = estimate([running_job(10_000, "processing_data", 50.0, T0 - timedelta(seconds=300))],
                  False, False, h, T0)
     assert e.known and e.low and e.at and e.high
     assert e.low <= e.at <= e.high
@@ -87,7 +94,7 @@ def test_a_fresh_statbus_learns_from_its_first_run() -> None:
                                    "start": iso(end - timedelta(seconds=0.3)),
                                    "end": iso(end + timedelta(seconds=0.5))}], [])
     assert [(d.rows, round(d.seconds, 1)) for d in h.derives] == [(23, 0.8)]
-    e = estimate([RunningJob(23, "upload_completed", None, None)], False, False, h, T0)
+    e = estimate([running_job(23, "upload_completed", None, None)], False, False, h, T0)
     assert e.known and "after imports of this size this week (1 run)" in e.how
 
 
@@ -115,7 +122,7 @@ def test_failed_rejected_and_timeless_runs_are_left_out() -> None:
     derives.append({"id": 5001, "state": "completed", "start": None, "end": None})
     h = History.from_rows(jobs, derives, [])
     assert len(h.jobs) == 2 and h.dropped == 5
-    e = estimate([RunningJob(10_000, "upload_completed", None, None)], False, False, h, T0)
+    e = estimate([running_job(10_000, "upload_completed", None, None)], False, False, h, T0)
     assert e.known and "5 failed, rejected or unusable runs left out" in e.how
 
 
@@ -127,7 +134,7 @@ def test_a_clock_that_jumped_back_drops_the_sample() -> None:
     h = History.from_rows(jobs, derives, [])
     assert h.dropped == 1 and len(h.jobs) == 3
     # a phase that began "in the future" (this computer's clock behind): no negative time
-    e = estimate([RunningJob(10_000, "processing_data", 40.0, T0 + timedelta(hours=1))],
+    e = estimate([running_job(10_000, "processing_data", 40.0, T0 + timedelta(hours=1))],
                  False, False, h, T0)
     assert e.low is not None and e.low >= T0
 
@@ -135,7 +142,7 @@ def test_a_clock_that_jumped_back_drops_the_sample() -> None:
 def test_renamed_pipeline_means_no_derive_history_so_unknown() -> None:
     jobs, _ = runs(3)
     h = History.from_rows(jobs, [], [])  # StatBus renamed collect_changes: no runs found
-    e = estimate([RunningJob(10_000, "processing_data", 50.0, T0 - timedelta(seconds=300))],
+    e = estimate([running_job(10_000, "processing_data", 50.0, T0 - timedelta(seconds=300))],
                  False, False, h, T0)
     assert not e.known and "no derive run" in e.how
 
@@ -143,8 +150,8 @@ def test_renamed_pipeline_means_no_derive_history_so_unknown() -> None:
 def test_other_sizes_are_scaled_with_a_wider_range() -> None:
     jobs, derives = runs(3, rows=1_000)
     h = History.from_rows(jobs, derives, [])
-    similar = estimate([RunningJob(1_000, "upload_completed", None, None)], False, False, h, T0)
-    bigger = estimate([RunningJob(100_000, "upload_completed", None, None)], False, False, h,
+    similar = estimate([running_job(1_000, "upload_completed", None, None)], False, False, h, T0)
+    bigger = estimate([running_job(100_000, "upload_completed", None, None)], False, False, h,
                       T0)
     assert similar.known and bigger.known
     assert similar.low and similar.high and bigger.low and bigger.high
@@ -158,7 +165,7 @@ def test_review_holds_the_queue_and_says_what_comes_after() -> None:
     jobs, derives = runs(3)
     jobs.append(job_row(200, 10_000, T0 - timedelta(minutes=20), 5, 60, 600))
     h = History.from_rows(jobs, derives, [10_000])
-    e = estimate([RunningJob(10_000, "upload_completed", None, None)], True, False, h, T0,
+    e = estimate([running_job(10_000, "upload_completed", None, None)], True, False, h, T0,
                  review_waiting=True, derive_started_at=T0)
     assert e.known and e.after_review is not None
     lo, hi = e.after_review
@@ -172,10 +179,10 @@ def test_a_size_far_beyond_the_history_is_not_a_date_years_ahead() -> None:
     """Scaling 23-row runs to 10^9 rows overflowed the datetime (a crash, found by review)."""
     jobs, derives = runs(3, rows=23, proc=3.0, derive=1.0)
     h = History.from_rows(jobs, derives, [])
-    e = estimate([RunningJob(10**9, "upload_completed", None, None)], False, False, h,
+    e = estimate([running_job(10**9, "upload_completed", None, None)], False, False, h,
                  datetime(9999, 1, 1, tzinfo=UTC))
     assert not e.known and "too far to tell" in e.how
-    end = estimate([RunningJob(23, "upload_completed", None, None)], False, False, h,
+    end = estimate([running_job(23, "upload_completed", None, None)], False, False, h,
                    datetime(9999, 12, 31, 23, 59, tzinfo=UTC))
     assert not end.known
 
@@ -231,7 +238,7 @@ derive_rows = st.fixed_dictionaries({
     "state": st.sampled_from(["completed", "failed", "waiting", "processing", "pending", 3]),
     "start": times, "end": times})
 running = st.builds(
-    RunningJob, st.one_of(st.none(), st.integers(0, 10**9)),
+    running_job, st.one_of(st.none(), st.integers(0, 10**9)),
     st.sampled_from(["preparing_data", "analysing_data", "processing_data", "upload_completed",
                      "approved", "renamed_state"]),
     st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True)),

@@ -33,7 +33,7 @@ import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
-from typing import Any
+from typing import Any, Protocol
 
 from traystatus.core.words.wording import format_duration, plural
 
@@ -326,15 +326,19 @@ def _iso(when: datetime | None) -> str | None:
     return when.isoformat(timespec="seconds") if when is not None else None
 
 
-@dataclass(frozen=True)
-class RunningJob:
-    """What the estimator needs of a running or queued import job (progress.JobProgress
-    gives it): rows, state, share done of its current phase, when that phase began."""
+class RunningJob(Protocol):
+    """What the estimator needs of a running or queued import job: its rows, state, share
+    done of its current phase and when that phase began. ``progress.JobProgress`` is one
+    (the running stage's one type, core/model/jobs.py); this names what is read of it."""
 
-    rows: int | None
-    state: str
-    pct: float | None
-    phase_started_at: datetime | None
+    @property
+    def total_rows(self) -> int | None: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def pct(self) -> float | None: ...
+    @property
+    def phase_started_at(self) -> datetime | None: ...
 
 
 PHASES = {"preparing_data": 0, "analysing_data": 1, "processing_data": 2}
@@ -348,13 +352,16 @@ def _job_stages(history: History) -> tuple[list[tuple[int, float]], ...]:
     return prep, ana, proc
 
 
-def _job_rest(job: RunningJob, history: History, now: datetime) -> Span:
-    rows = job.rows if job.rows is not None else None
+def _job_rest(job: RunningJob, history: History, now: datetime, *,
+              from_start: bool = False) -> Span:
+    """The rest of a job's phases; ``from_start``: all three ahead (a job held behind a
+    review, whatever it did before)."""
+    rows = job.total_rows
     if rows is None:
         raise Unknown("an import job has no row count yet")
     samples = _job_stages(history)
     names = ("preparing", "analysis", "import")
-    current = PHASES.get(job.state)
+    current = None if from_start else PHASES.get(job.state)
     total = ZERO
     first = 0 if current is None else current
     for phase in range(first, 3):
@@ -445,7 +452,7 @@ def estimate(jobs: Iterable[RunningJob], derive_running: bool, derive_queued: bo
         total = ZERO
         for job in ahead:
             total = total + _job_rest(job, history, now)
-        rows = history.rows_since_derive + sum(j.rows or 0 for j in ahead)
+        rows = history.rows_since_derive + sum(j.total_rows or 0 for j in ahead)
         if not (ahead or derive_running or derive_queued):
             raise Unknown("no import or derive runs: other analytics tasks, nothing to learn"
                           " from")
@@ -488,8 +495,8 @@ def _after_review(held: Sequence[RunningJob], history: History, review_waiting: 
             expected, _ = _learned(proc, rows, "import")
             total = total + expected
         for job in held:
-            total = total + _job_rest(RunningJob(job.rows, "", None, None), history, now)
-        rows = sum(history.review_rows) + sum(j.rows or 0 for j in held)
+            total = total + _job_rest(job, history, now, from_start=True)
+        rows = sum(history.review_rows) + sum(j.total_rows or 0 for j in held)
         derive, _ = _learned([(d.rows, d.seconds) for d in history.derives], rows,
                              "derive run")
         total = total + derive

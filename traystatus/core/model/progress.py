@@ -35,7 +35,7 @@ from traystatus.core.model.coerce import (
     offset_time,
 )
 from traystatus.core.model.details import DetailsError, ImportJob
-from traystatus.core.model.estimate import Estimate, History, RunningJob, estimate
+from traystatus.core.model.estimate import Estimate, History, estimate
 from traystatus.core.model.jobs import Job
 from traystatus.core.words.wording import plural
 
@@ -184,8 +184,7 @@ class Progress:
     def estimated(self, history: History | None, now: datetime, *,
                   review_waiting: bool = False) -> Progress:
         """This aggregate with its estimate of when the register will be stable."""
-        jobs = [RunningJob(j.total_rows, j.state, j.pct, j.phase_started_at)
-                for j in self.jobs]
+        jobs = self.jobs
         phase = self.phase
         found = estimate(jobs, phase is not None, self.derive_queued or any(
             p.pending for p in self.phases), history, now, review_waiting=review_waiting,

@@ -23,7 +23,9 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
+from traystatus.core.model.coerce import MAX_INT, BadValue, Check, get, integer, offset_time
 from traystatus.core.words.safetext import printable
 
 UPGRADE_TABLE_SQL = "SELECT to_regclass('public.upgrade') IS NOT NULL"
@@ -159,22 +161,20 @@ def clock(t: datetime | None, now: datetime | None = None) -> str:
 
 
 # -- from the database ----------------------------------------------------------------------
+_ID = integer(-MAX_INT, MAX_INT)
+
+
+def _get(row: Mapping[str, object], key: str, check: Check) -> Any:
+    """``row[key]`` through core/model/coerce.py's ``check`` (absent or null: None)."""
+    try:
+        return get(row, key, check)
+    except BadValue as ex:
+        raise UpgradeRowError(str(ex)) from None
+
+
 def _time(row: Mapping[str, object], key: str) -> datetime | None:
-    value = row.get(key)
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        out = value
-    elif isinstance(value, str):
-        try:
-            out = datetime.fromisoformat(value)
-        except ValueError as ex:
-            raise UpgradeRowError(f"{key}: not a time: {value[:40]!r}") from ex
-    else:
-        raise UpgradeRowError(f"{key}: not a time")
-    if out.tzinfo is None:
-        raise UpgradeRowError(f"{key}: a time without an offset")
-    return out
+    when: datetime | None = _get(row, key, offset_time)
+    return when
 
 
 def _name(row: Mapping[str, object]) -> str:
@@ -195,9 +195,9 @@ def from_row(row: Mapping[str, object]) -> Upgrade | None:
     """One ``to_jsonb(public.upgrade)`` row as an Upgrade; None when it is not news
     (available, skipped, superseded, dismissed). Both vintages: with ``state`` (it wins)
     or only the timestamps; ``rolled_back_at`` or ``rollback_completed_at``."""
-    row_id = row.get("id")
-    if not isinstance(row_id, int) or isinstance(row_id, bool):
-        raise UpgradeRowError("id: not an integer")
+    row_id = _get(row, "id", _ID)
+    if row_id is None:
+        raise UpgradeRowError("id: missing")
     scheduled = _time(row, "scheduled_at")
     started = _time(row, "started_at")
     completed = _time(row, "completed_at")

@@ -96,13 +96,38 @@ def test_finished_with_errors_is_a_problem_and_warnings_only_are_not() -> None:
 def test_held_behind_a_review() -> None:
     data = job(4, "lu_q2", "upload_completed", "queued")
     data["held_by_review"] = True
-    label = job_label(ImportJob.from_json(data), NOW)
-    assert (label.state, label.tone) == ("Held: queued behind the review", Tone.HELD)
-    # Held mid-way: it waits for a person, not for its rows: no ETA (df13c67).
+    label = job_label(ImportJob.from_json(data), NOW, "lu_2026")
+    assert (label.state, label.tone) == ("Held: waiting for the review of lu_2026", Tone.HELD)
+    assert (label.bar, label.permille) == (None, None)  # queued: nothing to show yet
+    # Held mid-way: it waits for a person, not for its rows: no ETA (df13c67), and its
+    # last speed is not now's.
     data = job(5, "lu_q3", "analysing_data", "analysing", 40.0, 100.0)
     data["held_by_review"] = True
     label = job_label(ImportJob.from_json(data), NOW)
-    assert label.rows == "4,000 of 10,000 rows analysed · 100 rows/s"
+    assert label.state == "Held: waiting for a review"
+    assert label.rows == "4,000 of 10,000 rows analysed"
+
+
+# A held job in each state the worker owes work: held words, a bar that stands still where
+# it stopped (never busy: permille None is a moving bar), no speed, no ETA.
+HELD = [
+    ("upload_completed", "queued", None, None, None),
+    ("preparing_data", "preparing", None, "Held · Preparing", 0),
+    ("analysing_data", "analysing", 40.0, "Held · Analysing 40 %", 400),
+    ("processing_data", "processing", 25.0, "Held · Importing 25 %", 250),
+]
+
+
+@pytest.mark.parametrize(("state", "phase", "pct", "bar", "permille"), HELD)
+def test_a_held_job_reads_held_and_stands_still(
+    state: str, phase: str, pct: float | None, bar: str | None, permille: int | None
+) -> None:
+    data = job(7, "es_q4", state, phase, pct, 12.0, imported=2_500)
+    data["held_by_review"] = True
+    label = job_label(ImportJob.from_json(data), NOW, "lu_2026")
+    assert (label.state, label.tone) == ("Held: waiting for the review of lu_2026", Tone.HELD)
+    assert (label.bar, label.permille) == (bar, permille)
+    assert "rows/s" not in label.rows and "ETA" not in label.rows, label.rows
 
 
 def test_rows_rate_and_eta_of_a_running_job() -> None:

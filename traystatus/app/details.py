@@ -108,10 +108,12 @@ class JobRow(QFrame):
         lay.addWidget(self.problems)
         self.job_id: int | None = None
 
-    def show_job(self, job: ImportJob, now: datetime, mine: bool = False) -> None:
-        """Render ``job`` (joblabel.job_label decides every word and tone)."""
+    def show_job(self, job: ImportJob, now: datetime, mine: bool = False,
+                 review: str | None = None) -> None:
+        """Render ``job`` (joblabel.job_label decides every word and tone); ``review``:
+        the job(s) waiting for review that hold the queue, named in a held job's row."""
         self.job_id = job.id
-        label = job_label(job, now)
+        label = job_label(job, now, review)
         dark = palette.dark_window(self)
         _text(self.title, job.title)
         _text(self.slug, f"{job.slug} · job {job.id}" + (" · ★ yours" if mine else ""))
@@ -128,6 +130,8 @@ class JobRow(QFrame):
                 self.bar.setRange(0, 1000)
                 self.bar.setValue(label.permille)
             _format(self.bar, label.bar)
+        # A held job's bar stands still and is greyed: nothing works on it now.
+        self.bar.setEnabled(label.tone is not Tone.HELD)
         self.bar.setAccessibleName(f"{job.title}: {self.bar.format()}")
 
         _text(self.rows, label.rows)
@@ -495,10 +499,12 @@ class DeploymentSection(QFrame):
         body = self._body
         # The job a notice pointed at: a frame.
         focus = palette.focus_css("jobRow", palette.dark_window(self))
+        review = _review_names(details)
         body.setUpdatesEnabled(False)
         try:
             for row, job in zip(self.rows, jobs, strict=False):
-                row.show_job(job, now, mine=self.me is not None and job.user_id == self.me)
+                row.show_job(job, now, mine=self.me is not None and job.user_id == self.me,
+                             review=review)
                 _style(row, focus if job.id == self._focus else "")
                 _visible(row, True)
             for row in self.rows[len(jobs):]:
@@ -758,6 +764,15 @@ class DetailsWindow(QWidget):
     @property
     def details(self) -> Details | None:
         return self.main.details
+
+
+def _review_names(details: Details | None) -> str | None:
+    """The jobs waiting for review, as a held job's row names them ("lu_2026")."""
+    if details is None:
+        return None
+    names = [j.slug or f"job {j.id}" for j in details.import_jobs
+             if j.state == "waiting_for_review"]
+    return ", ".join(names) or None
 
 
 def _fill(table: QTableWidget, rows: Sequence[Sequence[str]]) -> None:

@@ -56,8 +56,9 @@ class JobLabel:
     problems_tone: Tone
 
 
-def state_words(job: ImportJob) -> tuple[str, Tone, bool]:
-    """The state in words, its tone and whether it is said in bold."""
+def state_words(job: ImportJob, review: str | None = None) -> tuple[str, Tone, bool]:
+    """The state in words, its tone and whether it is said in bold. ``review``: the job(s)
+    whose review holds the queue, named in a held job's words."""
     words = STATE_WORDS.get(job.state, job.state.replace("_", " ").capitalize())
     tone, strong = Tone.PLAIN, False
     if job.needs_person and job.state == "waiting_for_review":
@@ -65,7 +66,9 @@ def state_words(job: ImportJob) -> tuple[str, Tone, bool]:
     elif job.needs_person:
         words, tone = "Needs a person: waiting for upload", Tone.PERSON
     elif job.held_by_review:
-        words, tone = "Held: queued behind the review", Tone.HELD
+        words = f"Held: waiting for the review of {review}" if review else (
+            "Held: waiting for a review")
+        tone = Tone.HELD
     elif job.state == "failed":
         tone, strong = Tone.PROBLEM, True
     elif job.state == "finished" and job.has_errors:
@@ -78,10 +81,18 @@ def state_words(job: ImportJob) -> tuple[str, Tone, bool]:
 
 
 def bar(job: ImportJob) -> tuple[str | None, int | None]:
-    """The progress bar's text and value (permille; None: busy), (None, None) for none."""
+    """The progress bar's text and value (permille; None: busy), (None, None) for none.
+
+    A job a review holds does not move: its bar stands where it stopped and says so
+    ("Held · Analysing 40 %"), never busy (a moving bar would read as work going on)."""
     if job.phase not in BAR_PHASES and job.state != "finished":
         return None, None
     pct = job.progress_pct
+    if job.held_by_review:
+        if pct is None:
+            return f"Held · {job.phase_label}", 0
+        label = BAR_LABELS.get(job.phase, PHASE_LABELS.get(job.phase, job.phase))
+        return f"Held · {label} {percent(pct)} %", round(pct * 10)
     if pct is None:
         return job.phase_label, None if job.phase == "preparing" else 0
     label = BAR_LABELS.get(job.phase, PHASE_LABELS.get(job.phase, job.phase))
@@ -118,7 +129,7 @@ def rows_line(job: ImportJob, now: datetime) -> str:
     rows = rows_text(job)
     if rows:
         parts.append(rows)
-    if job.rows_per_sec:
+    if job.rows_per_sec and not job.held_by_review:  # held: its last speed is not now's
         parts.append(f"{job.rows_per_sec:,.0f} rows/s")
     eta = job.eta_seconds
     if eta is not None and job.active and not job.held_by_review:  # held: waits for a person
@@ -146,9 +157,10 @@ def problems_line(job: ImportJob) -> str:
     return text
 
 
-def job_label(job: ImportJob, now: datetime) -> JobLabel:
-    """What the row of ``job`` says at ``now`` (ETA), and in which tones."""
-    words, tone, strong = state_words(job)
+def job_label(job: ImportJob, now: datetime, review: str | None = None) -> JobLabel:
+    """What the row of ``job`` says at ``now`` (ETA), and in which tones; ``review``:
+    the job(s) waiting for review that hold it, when it is held ("lu_2026")."""
+    words, tone, strong = state_words(job, review)
     text, permille = bar(job)
     return JobLabel(
         state=words,

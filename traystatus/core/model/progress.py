@@ -71,6 +71,7 @@ class JobProgress(Job):
 
     pct: float | None = None  # in the current phase; None while queued
     phase_started_at: datetime | None = None  # when its current phase began (estimate)
+    held: bool = False  # held back by a job waiting for review: neither running nor queued
 
     @property
     def phase(self) -> str:
@@ -108,7 +109,8 @@ class JobProgress(Job):
         """The same job as a details snapshot tells it (its ``progress_pct`` is the same
         column of the current phase: analysis while analysing, import while importing)."""
         return cls(job.id, job.slug, job.description, job.state, total_rows=job.total_rows,
-                   pct=_phase_pct(job.state, job.progress_pct), user_id=job.user_id)
+                   pct=_phase_pct(job.state, job.progress_pct), user_id=job.user_id,
+                   held=job.held_by_review)
 
 
 def _phase_pct(state: str, pct: float | None) -> float | None:
@@ -216,6 +218,15 @@ class Progress:
                 if j.running or j.queued]
         return replace(self, jobs=tuple(out))
 
+    def held_by_review(self) -> Progress:
+        """This aggregate while a review holds StatBus's import queue: every job the
+        worker has not been told to import (all but ``approved``) is held, not running
+        (StatBus's rule, the details' ``held_by_review``). The aggregate's query does not
+        know the hold; the Status's review block does (app/texts.py ``held_progress``)."""
+        return replace(self, jobs=tuple(
+            j if j.held or j.state == "approved" else replace(j, held=True)
+            for j in self.jobs))
+
     @classmethod
     def from_json(cls, value: Any) -> Progress:
         if not isinstance(value, Mapping):
@@ -231,11 +242,16 @@ class Progress:
     # -- what the faces show ------------------------------------------------------------
     @property
     def running_jobs(self) -> tuple[JobProgress, ...]:
-        return tuple(j for j in self.jobs if j.running)
+        return tuple(j for j in self.jobs if j.running and not j.held)
 
     @property
     def queued_jobs(self) -> tuple[JobProgress, ...]:
-        return tuple(j for j in self.jobs if not j.running)
+        return tuple(j for j in self.jobs if not j.running and not j.held)
+
+    @property
+    def held_jobs(self) -> tuple[JobProgress, ...]:
+        """Jobs a review holds back: no share in the percentage, said apart."""
+        return tuple(j for j in self.jobs if j.held)
 
     @property
     def imports_pct(self) -> float | None:
@@ -266,11 +282,12 @@ class Progress:
 
     @property
     def text(self) -> str:
-        """'2 imports (42 % overall), derive 120 of 412 tasks' ('' when nothing is known).
+        """'2 imports (42 % overall), 1 import held by a review, derive 120 of 412 tasks'
+        ('' when nothing is known).
 
         With one import running its percentage is that job's, the one its bar shows;
         with several, "overall" says the figure is their mean weighted by rows, not any
-        one job's."""
+        one job's. A held job is neither running nor queued: it waits for a person."""
         parts = []
         running = self.running_jobs
         if running:
@@ -282,6 +299,9 @@ class Progress:
         queued = len(self.queued_jobs)
         if queued:
             parts.append(f"{plural(queued, 'import')} queued")
+        held = len(self.held_jobs)
+        if held:
+            parts.append(f"{plural(held, 'import')} held by a review")
         phase = self.phase
         if phase is not None:
             if phase.total:

@@ -81,15 +81,19 @@ def test_details_read_only_while_the_window_is_visible(
         row = window.main.rows[0]
         assert row.title.text() == "Legal units 2026 Q3"
         assert row.bar.value() == 425 and row.bar.maximum() == 1000
-        assert row.bar.format() == "Importing 42 %"  # one rounding: down, as the tooltip
-        # Held behind lu_review (StatBus holds its queue): no ETA, it waits for a person.
-        assert row.state.text() == "Held: queued behind the review"
-        assert row.rows.text() == "4,250 of 10,000 rows imported · 812 rows/s"
+        # one rounding: down, as the tooltip; held: it stands still, greyed, where it stopped
+        assert row.bar.format() == "Held · Importing 42 %" and not row.bar.isEnabled()
+        # Held behind lu_review (StatBus holds its queue): no speed, no ETA, it waits for a
+        # person.
+        assert row.state.text() == "Held: waiting for the review of lu_review"
+        assert row.rows.text() == "4,250 of 10,000 rows imported"
         assert row.problems.text() == "3 warnings"
         review = window.main.rows[1]
         assert "Needs a person" in review.state.text()
         assert window.main.review_note.isVisible()
-        assert "1 import (42 %)" in window.main.headline.text()  # Status.progress, as the tray
+        # Status.progress, as the tray, with the hold: not an import in progress
+        headline = window.main.headline.text()
+        assert "1 import held by a review" in headline and "%" not in headline, headline
         assert window.main.analytics_line.text().startswith("5 tasks to go")
 
         window.close()

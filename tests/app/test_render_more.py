@@ -80,10 +80,11 @@ def test_details_window_says_who_the_queue_waits_for(qapp: QApplication) -> None
     w.set_details(d)
     assert w.main.subline.text() == "Waiting for review: lu_nov; 1 import queued behind it."
     labels = [lbl.text() for lbl in w.findChildren(QLabel)]
-    assert "Held: queued behind the review" in labels
-    # A held job has no ETA: it waits for a person, not for its rows (rows and speed stay).
+    assert "Held: waiting for the review of lu_nov" in labels
+    # A held job has no ETA and no speed: it waits for a person, not for its rows (its
+    # last speed is not now's); its rows stay.
     half = next(r for r in w.main.rows if r.job_id == 5)
-    assert half.rows.text() == "400 of 1,000 rows imported · 120 rows/s", half.rows.text()
+    assert half.rows.text() == "400 of 1,000 rows imported", half.rows.text()
     # The review resolved: the same job moves again, and has an ETA (600 rows at 120/s).
     moving = Details.from_json({**d.to_json(), "import_jobs": [
         {**jobs[2], "held_by_review": False}]})

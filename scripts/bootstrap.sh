@@ -40,5 +40,5 @@ stamp=.venv/.traystatus-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
   .venv/bin/python -m pip install -q -e '.[test,bundle]' 2>&1 | grep -v "^WARNING: Location" || true
-  .venv/bin/python -c "import traystatus, PySide6, psycopg, qasync, pytestqt" && touch "$stamp"
+  .venv/bin/python -c "import traystatus, PySide6, psycopg, qasync, pytestqt, xdist" && touch "$stamp"
 fi

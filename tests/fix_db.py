@@ -37,7 +37,8 @@ INSTALL_SQL = sql_dir() / "install.sql"
 TEMPLATE_BARE = "traystatus_tpl_bare"  # StatBus stand-in only
 TEMPLATE_FULL = "traystatus_tpl_full"  # stand-in + install.sql
 STATBUS_REAL = os.environ.get("TRAYSTATUS_TEST_STATBUS_REAL") == "1"
-# Copies of a real StatBus: a shared server, so names are unique to this session.
+# Templates on a shared server (the real StatBus, TRAYSTATUS_TEST_DSN): names unique to this
+# session (this process: one per xdist worker; the pid and a random part).
 REAL_SUFFIX = f"{os.getpid()}_{uuid.uuid4().hex[:6]}"
 
 
@@ -95,7 +96,10 @@ def pg_server() -> Iterator[PgServer]:
         return
     dsn = os.environ.get("TRAYSTATUS_TEST_DSN")
     if dsn:
-        server = PgServer(make_conninfo(dsn, dbname="postgres"))
+        # a server shared with other sessions (xdist workers, other runs): templates of our own
+        server = PgServer(make_conninfo(dsn, dbname="postgres"),
+                          bare_template=f"{TEMPLATE_BARE}_{REAL_SUFFIX}",
+                          full_template=f"{TEMPLATE_FULL}_{REAL_SUFFIX}")
         yield server
         return
     # Outside pytest's tmp root: every pytest session that starts re-locks that root to 0700,
@@ -160,9 +164,15 @@ def templates(pg_server: PgServer) -> Iterator[PgServer]:
                              "WHERE datname = %s", (name,))
                 _drop_database(conn, name)
         return
-    _create_template(pg_server, TEMPLATE_BARE, FIXTURE_SCHEMA)
-    _create_template(pg_server, TEMPLATE_FULL, FIXTURE_SCHEMA, INSTALL_SQL)
+    _create_template(pg_server, pg_server.bare_template, FIXTURE_SCHEMA)
+    _create_template(pg_server, pg_server.full_template, FIXTURE_SCHEMA, INSTALL_SQL)
     yield pg_server
+    if pg_server.embedded is None:  # a shared server: leave it as we found it
+        with pg_server.admin() as conn:
+            for name in (pg_server.bare_template, pg_server.full_template):
+                conn.execute("UPDATE pg_database SET datistemplate = false "
+                             "WHERE datname = %s", (name,))
+                _drop_database(conn, name)
 
 
 def _clone(server: PgServer, template: str) -> Iterator[str]:

@@ -111,9 +111,14 @@ FINISH_TASKS = (
 
 
 @pytest.fixture
-def own_server(tmp_path: Path) -> Iterator[EmbeddedPostgres]:
-    """A server of this test's own, to stop and start (the shared one must stay up)."""
-    server = EmbeddedPostgres(tmp_path / "data")
+def own_server(pg_dir: Path) -> Iterator[EmbeddedPostgres]:
+    """A server of this test's own, to stop and start (the shared one must stay up).
+
+    In ``pg_dir``, not ``tmp_path``: any pytest session that starts (another xdist run, the
+    SQL suite beside it in .ci/run, a colleague's) re-locks pytest's temporary root to
+    0700, and the server's user could no longer enter its folder (initdb PANICked so).
+    """
+    server = EmbeddedPostgres(pg_dir / "data")
     server.start()
     try:
         yield server

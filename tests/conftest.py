@@ -66,8 +66,37 @@ def pytest_configure(config: pytest.Config) -> None:
     # `pytest -n 3` alone means --dist load; ours is loadgroup with our own order (below).
     if getattr(config.option, "numprocesses", None) and config.option.dist == "load":
         config.option.dist = "loadgroup"
-    if getattr(config.option, "dist", "no") == "loadgroup":
-        config.option.loadscopereorder = False  # keep the longest-first order
+    if getattr(config.option, "dist", "no") == "loadgroup" and not WORKER:
+        # the workers (started after this, with this environment) write their groups here
+        groups = Path(tempfile.mkdtemp(prefix="traystatus-xdist-")) / "groups.json"
+        atexit.register(shutil.rmtree, groups.parent, True)
+        os.environ[GROUPS_ENV] = str(groups)
+
+
+GROUPS_ENV = "TRAYSTATUS_TEST_XDIST_GROUPS"
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """``--dist loadgroup`` by our groups. (xdist's own puts the group into ``item._nodeid``,
+    which pytest 9 no longer reads: every test would be a group of its own.)"""
+    if config.getvalue("dist") != "loadgroup" or not os.environ.get(GROUPS_ENV):
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):
+        """One work unit per group (run by one worker in order) or per single test; the
+        units in the workers' collection order, which is longest first."""
+
+        groups: dict[str, str] | None = None
+
+        def _split_scope(self, nodeid: str) -> str:
+            if self.groups is None:
+                self.groups = json.loads(Path(os.environ[GROUPS_ENV]).read_text())
+            return self.groups.get(nodeid, nodeid)
+
+    config.option.loadscopereorder = False  # keep the workers' order: longest first
+    return GroupScheduling(config, log)  # type: ignore[arg-type]
 
 
 def _group_of(item: pytest.Item) -> str | None:
@@ -79,7 +108,7 @@ def _group_of(item: pytest.Item) -> str | None:
     if "desktop" in defs:
         return "desktop"
     if any(d and d[-1].scope == "module" for d in defs.values()):
-        return nodeid.split("::", 1)[0]
+        return "module " + nodeid.split("::", 1)[0]
     return None
 
 
@@ -93,11 +122,12 @@ def _durations() -> tuple[dict[str, float], dict[str, float]]:
     return by_id, by_name
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's, which reads the xdist_group marks
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under xdist: group (see the module's docstring) and order the longest first, a
-    group by the sum of its tests, so the tail of the run is short tests. Serial runs keep
-    pytest's order. Every worker computes the same order (xdist checks it)."""
+    """In an xdist worker: group (see the module's docstring) and order the longest first,
+    a group by the sum of its tests, so the tail of the run is short tests; the groups go to
+    the file the scheduler reads. Serial runs keep pytest's order. Every worker computes the
+    same order (xdist checks it)."""
     if not WORKER:
         return
     by_id, by_name = _durations()
@@ -107,10 +137,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return by_id.get(item.nodeid, by_name.get(name, DEFAULT_SECONDS))
 
     units: dict[str, list[pytest.Item]] = {}
+    groups: dict[str, str] = {}
     for item in items:
         group = _group_of(item)
         if group is not None:
-            item.add_marker(pytest.mark.xdist_group(group))
+            groups[item.nodeid] = group
         units.setdefault(group or item.nodeid, []).append(item)
     ordered = sorted(units.values(), key=lambda unit: -sum(map(seconds, unit)))
     items[:] = [item for unit in ordered for item in unit]
+    target = os.environ.get(GROUPS_ENV)
+    if target:  # every worker writes the same; the last rename wins
+        tmp = Path(f"{target}.{WORKER}")
+        tmp.write_text(json.dumps(groups))
+        tmp.replace(target)

@@ -7,9 +7,9 @@ copies) is per worker. What a test could still share with another worker is made
 here, per session: the XDG config/data/state/cache/runtime folders (a test that forgets
 TRAYSTATUS_CONFIG_DIR writes profiles and endings ledgers into a folder of its session's
 own, never into the developer's home or another worker's). Scheduling (only under xdist):
-``loadgroup``, the longest tests first (tests/durations.json, written by
-``scripts/slowest.py --write-durations``), and three kinds of groups, each run by one worker
-one test after the other:
+``--dist loadgroup`` through our own scheduler (below), the longest tests first
+(tests/durations.json, written by ``scripts/slowest.py --write-durations``), and three
+kinds of groups, each run by one worker one test after the other:
 
 * ``heavy``: the timing-sensitive and CPU-hungry tests (the soak's minute of chaos, the
   race tests), so that they never fight each other for the two cores;

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -80,19 +80,31 @@ class Session:
     def start_trayer(self) -> None:
         from traystatus.desktop.check import xembed_tray_owner
 
-        self.spawn(["trayer", "--edge", "top", "--align", "right", "--height", "24"])
+        proc = self.spawn(["trayer", "--edge", "top", "--align", "right", "--height", "24"])
         display = self.env["DISPLAY"]
-        wait_for(lambda: xembed_tray_owner(display)[1] != 0, "trayer")
+        self.wait(proc, lambda: xembed_tray_owner(display)[1] != 0, "trayer")
 
     def start_dunst(self) -> None:
         conf = self.root / "dunstrc"
         conf.write_text("[global]\n    font = DejaVu Sans 9\n")
-        self.spawn(["dunst", "-config", str(conf)])
-        wait_for(lambda: self._has_name("org.freedesktop.Notifications"), "dunst")
+        proc = self.spawn(["dunst", "-config", str(conf)])
+        self.wait(proc, lambda: self._has_name("org.freedesktop.Notifications"), "dunst")
 
     def start_sni_watcher(self, *args: str) -> None:
         self.spawn([sys.executable, str(SNI_WATCHER), *args])
         wait_for(lambda: self._has_name("org.kde.StatusNotifierWatcher"), "the SNI watcher")
+
+    def wait(self, proc: subprocess.Popen[bytes], predicate: Callable[[], object],
+             what: str) -> None:
+        """wait_for ``predicate``; a timeout says whether ``proc`` still runs and what it
+        logged (a failed start is otherwise lost with tmp_path)."""
+        try:
+            wait_for(predicate, what)
+        except TimeoutError as ex:
+            self.logs[-1].flush()
+            log = Path(self.logs[-1].name).read_text(errors="replace")[-1500:]
+            state = "still running" if proc.poll() is None else f"exit {proc.returncode}"
+            raise TimeoutError(f"{ex} ({what} {state}; its log: {log!r})") from None
 
     def _has_name(self, name: str) -> bool:
         out = subprocess.run(

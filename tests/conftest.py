@@ -96,7 +96,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | 
             return self.groups.get(nodeid, nodeid)
 
     config.option.loadscopereorder = False  # keep the workers' order: longest first
-    return GroupScheduling(config, log)  # type: ignore[arg-type]
+    return GroupScheduling(config, log)
 
 
 def _group_of(item: pytest.Item) -> str | None:

@@ -106,3 +106,29 @@ def test_the_wait_ends_when_the_next_progress_read_is_allowed() -> None:
     s.notified(Channel.PROGRESS, 0.3)
     assert not s.progress_due(0.3) and s.deadline(processing=True) == 1.0
     assert s.progress_due(1.0)
+
+
+def test_a_review_hold_is_said_as_held_in_the_status_json() -> None:
+    """While a job waits for review and StatBus holds its queue, the aggregate's jobs that
+    are not approved are held: ``status --json`` (and the relay) does not count them as
+    importing, nor in the percentage (Status.held_progress)."""
+    from datetime import UTC, datetime
+    from typing import Any
+
+    from traystatus.core.model.state import ReviewBlock, State, Status
+
+    p = Progress.from_json({"jobs": [
+        {"id": 1, "slug": "lu", "state": "processing_data", "total_rows": 100,
+         "import_pct": 42.0},
+        {"id": 2, "slug": "es", "state": "approved", "total_rows": 100},
+    ], "phases": [], "derive_queued": False})
+    now = datetime(2026, 11, 28, 14, 30, tzinfo=UTC)
+    held: Any = Status(State.PROCESSING, since=now, progress=p, review=ReviewBlock(
+        ((3, "lu_2026"),), queued_behind=1)).to_json()["progress"]
+    assert held is not None
+    assert (held["text"], held["overall_pct"], held["imports_running"],
+            held["imports_held"]) == ("1 import queued, 1 import held by a review", None, 0, 1)
+    assert [j["held"] for j in held["jobs"]] == [True, False]  # approved: not held
+    free: Any = Status(State.PROCESSING, since=now, progress=p).to_json()["progress"]
+    assert free is not None
+    assert (free["text"], free["overall_pct"]) == ("1 import (42 %), 1 import queued", 42)

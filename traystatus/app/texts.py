@@ -10,7 +10,6 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 from traystatus.core.model.details import Details
-from traystatus.core.model.progress import Progress
 from traystatus.core.model.review import who_approves
 from traystatus.core.model.state import Problem, State, Status
 from traystatus.core.words.wording import format_duration
@@ -48,19 +47,9 @@ def retry_text(status: Status, now: datetime) -> str:
     return f"retrying in {int(left + 0.999)} s"
 
 
-def held_progress(status: Status) -> Progress | None:
-    """``status.progress`` with the jobs a review holds said as held (``Progress.
-    held_by_review``): while a job waits for review and StatBus holds its queue (the
-    review block counts imports behind it), the others are neither running nor queued."""
-    progress = status.progress
-    if progress is not None and status.review is not None and status.review.queued_behind:
-        return progress.held_by_review()
-    return progress
-
-
 def progress_pct(status: Status) -> int | None:
     """The ring's number: ``Status.progress`` (the one source), only while processing."""
-    progress = held_progress(status)
+    progress = status.held_progress
     if status.state is not State.PROCESSING or progress is None:
         return None
     return progress.overall_pct
@@ -97,7 +86,7 @@ def headline(status: Status, now: datetime) -> str:
         return f"Stable since {local_hhmm(status.since)}"
     if st == State.PROCESSING:
         text = f"Processing for {_elapsed(status.since, now)}"
-        progress = held_progress(status)
+        progress = status.held_progress
         words = progress.text if progress is not None else ""
         return f"{text}: {words}" if words else text
     if st == State.UPGRADING:

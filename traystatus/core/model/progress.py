@@ -222,7 +222,7 @@ class Progress:
         """This aggregate while a review holds StatBus's import queue: every job the
         worker has not been told to import (all but ``approved``) is held, not running
         (StatBus's rule, the details' ``held_by_review``). The aggregate's query does not
-        know the hold; the Status's review block does (app/texts.py ``held_progress``)."""
+        know the hold; the Status's review block does (``Status.held_progress``)."""
         return replace(self, jobs=tuple(
             j if j.held or j.state == "approved" else replace(j, held=True)
             for j in self.jobs))
@@ -319,6 +319,7 @@ class Progress:
             "text": self.text,
             "imports_running": len(self.running_jobs),
             "imports_queued": len(self.queued_jobs),
+            "imports_held": len(self.held_jobs),
             "imports_pct": percent(self.imports_pct),
             "derive": None
             if phase is None
@@ -337,6 +338,7 @@ class Progress:
                     "total_rows": j.total_rows,
                     "user_id": j.user_id,
                     "mine": self.mine(j),
+                    "held": j.held,
                 }
                 for j in self.jobs
             ],

@@ -184,9 +184,22 @@ class Status:
             # holds its import queue, and the register stays stable until a person acts
             "blocked_by_review": self.review.job_ids if self.review is not None else [],
             "note": self.note,
-            "progress": self.progress.to_json() if self.progress is not None else None,
+            "progress": self.held_progress.to_json() if self.held_progress is not None
+            else None,
             "upgrade": self.upgrade.to_json() if self.upgrade is not None else None,
         }
+
+    @property
+    def held_progress(self) -> Progress | None:
+        """``progress`` with the jobs a review holds said as held (``Progress.
+        held_by_review``): while a job waits for review and StatBus holds its queue (the
+        review block counts imports behind it), the others are neither running nor queued.
+        The aggregate's query does not know the hold; this Status's review block does.
+        Every face says the progress through this (app/texts.py, ``to_json``)."""
+        progress = self.progress
+        if progress is not None and self.review is not None and self.review.queued_behind:
+            return progress.held_by_review()
+        return progress
 
     def same_news(self, other: Status) -> bool:
         """True when ``other`` tells nothing new: every field equal but those declared

@@ -20,6 +20,7 @@ from tests.app.conftest import (
 )
 from tests.app.sample_data import NOW, realistic, realistic_progress
 from tests.fix_db import count_details_calls, details_call_count
+from traystatus.app import texts
 from traystatus.app.adapter import MonitorAdapter
 from traystatus.app.details import DetailsWindow
 from traystatus.app.icons import IconCache
@@ -94,6 +95,13 @@ def test_details_read_only_while_the_window_is_visible(
         # Status.progress, as the tray, with the hold: not an import in progress
         headline = window.main.headline.text()
         assert "1 import held by a review" in headline and "%" not in headline, headline
+        # The tray's tooltip and ring, without the details: the Status's own review block
+        # (read from the database) tells the hold.
+        status = adapter.status
+        assert status.review is not None and status.review.queued_behind == 1
+        tooltip = texts.headline(status, status.since)
+        assert "1 import held by a review" in tooltip and "%" not in tooltip, tooltip
+        assert texts.progress_pct(status) is None
         assert window.main.analytics_line.text().startswith("5 tasks to go")
 
         window.close()

@@ -194,6 +194,15 @@ def seed_jobs(conn: statbus.Conn) -> Seeded:
             state="failed", priority=9, total_rows=100, preparing_data_at=ago(4),
             analysis_start_at=ago(3.5), analysis_completed_pct=12.5, last_progress_update=ago(3),
             error="column \"tax_ident\" is missing")),
+        # Marked failed while StatBus prepared it (a person stopping a stuck job; StatBus's
+        # own prepare failure ends in finished, test_prepare_failure_real.py): no stop stamp,
+        # so its ended time is when preparing began, the latest evidence the row has.
+        ("failed_preparing", ANALYST, False, dict(
+            state="failed", priority=13, total_rows=600, preparing_data_at=ago(3),
+            error='{"prepare_error": "value too long for type character varying(16)"}')),
+        ("failed_preparing_long_ago", ADMIN, False, dict(
+            state="failed", priority=14, total_rows=600, preparing_data_at=ago(45),
+            error='{"prepare_error": "stopped by an administrator"}')),
         ("finished_long_ago", ADMIN, False, dict(
             state="finished", priority=10, total_rows=50, imported_rows=50,
             preparing_data_at=ago(130), analysis_start_at=ago(129), analysis_stop_at=ago(128),
@@ -352,6 +361,10 @@ async def test_installed_and_builtin_details_agree_field_by_field(
         assert shown >= {"waiting_for_upload", "upload_completed", "preparing_data",
                          "analysing_data", "processing_data", "approved",
                          "waiting_for_review", "finished", "failed", "rejected"}, shown
+        by_id = {j.id: j for j in both.installed.import_jobs}
+        assert seeded.jobs["failed_preparing_long_ago"] not in by_id
+        assert by_id[seeded.jobs["failed_preparing"]].ended_at == seeded.now - timedelta(
+            minutes=3)  # its preparing_data_at
         assert both.installed.analytics.tasks_shown == 50 < both.installed.analytics.active_total
         wrong = disagreements(both)
         if version == HEAD:

@@ -36,6 +36,16 @@ from traystatus.core.watch.options import ReaderMode
 BOOM = "traystatus test: the prepare insert fails"
 
 
+def _reads_past(m: Monitor, n: int) -> Callable[[], bool]:
+    """Whether ``m`` made more than ``n`` endings reads (a function, not a lambda in the
+    loop: that would bind the loop's variables late)."""
+    return lambda: m.counters.endings_reads > n
+
+
+def _told(told: list[EndedJob]) -> Callable[[], bool]:
+    return lambda: len(told) >= 1
+
+
 def _fail_prepare(conn: statbus.Conn, job: int) -> None:
     """Make the prepare step's INSERT into the job's data table fail (as a bad value, a full
     disk or a lost column would): a trigger of ours on that table raises."""
@@ -82,7 +92,7 @@ async def test_a_job_failing_in_prepare_is_told_right_after(
     with psycopg.connect(dsn, autocommit=True) as conn:
         async with running(monitors[0]) as rec0, running(monitors[1]) as rec1:
             for m, rec in zip(monitors, (rec0, rec1), strict=True):
-                await rec.until(lambda m=m: m.counters.endings_reads >= 1, what="a baseline")
+                await rec.until(_reads_past(m, 0), what="a baseline")
             job = statbus.create_job(conn, "lu_prepare_fails")
             _fail_prepare(conn, job)
             _long_prepare(conn)
@@ -122,9 +132,9 @@ async def test_a_job_failing_in_prepare_is_told_right_after(
             # The endings ledger: told once, as a job with an error.
             for m, rec, (name, told) in zip(monitors, (rec0, rec1), ended.items(),
                                             strict=True):
-                await rec.until(lambda told=told: len(told) >= 1, what=f"{name}: the ending")
+                await rec.until(_told(told), what=f"{name}: the ending")
                 reads = m.counters.endings_reads
-                await rec.until(lambda m=m, reads=reads: m.counters.endings_reads > reads + 1,
+                await rec.until(_reads_past(m, reads + 1),
                                 what=f"{name}: two more reads")
                 assert [(e.id, e.state) for e in told] == [(job, "finished")], name
                 assert told[0].has_errors and BOOM in (told[0].error or ""), name
@@ -153,7 +163,7 @@ async def test_a_job_stopped_while_preparing_is_told_once(
         async with running(monitors[0]) as rec0, running(monitors[1]) as rec1:
             recs = (rec0, rec1)
             for m, rec in zip(monitors, recs, strict=True):
-                await rec.until(lambda m=m: m.counters.endings_reads >= 1, what="a baseline")
+                await rec.until(_reads_past(m, 0), what="a baseline")
             job = statbus.create_job(conn, "lu_stopped")
             statbus.upload(conn, "lu_stopped", demo_csv(kit))
             # Where StatBus's worker would have left it: preparing for half an hour.
@@ -161,16 +171,16 @@ async def test_a_job_stopped_while_preparing_is_told_once(
                  preparing_data_at=datetime.now(UTC) - timedelta(minutes=30))
             for m, rec in zip(monitors, recs, strict=True):
                 reads = m.counters.endings_reads
-                await rec.until(lambda m=m, reads=reads: m.counters.endings_reads > reads,
+                await rec.until(_reads_past(m, reads),
                                 what="a read of the stuck job")
             with conn.transaction():
                 conn.execute("CALL test.set_user_from_email(%s)", (statbus.ADMIN_EMAIL,))
                 conn.execute("UPDATE public.import_job SET state = 'failed', error = %s "
                              "WHERE id = %s", ("stopped by an administrator", job))
             for m, rec, (name, told) in zip(monitors, recs, ended.items(), strict=True):
-                await rec.until(lambda told=told: len(told) >= 1, what=f"{name}: the ending")
+                await rec.until(_told(told), what=f"{name}: the ending")
                 reads = m.counters.endings_reads
-                await rec.until(lambda m=m, reads=reads: m.counters.endings_reads > reads + 1,
+                await rec.until(_reads_past(m, reads + 1),
                                 what=f"{name}: two more reads")
                 assert [(e.id, e.state) for e in told] == [(job, "failed")], name
                 assert told[0].text == "stopped by an administrator", name

@@ -160,3 +160,11 @@ def test_an_eta_past_the_calendar_is_unknown() -> None:
     data["rows_per_sec"] = 1e-9
     label = job_label(ImportJob.from_json(data), NOW)
     assert label.rows.endswith("ETA unknown")
+
+
+def test_a_job_an_error_stopped_says_stopped_and_why() -> None:
+    """Finished in StatBus after prepare failed, 0 rows: never "Finished"."""
+    label = job_label(_job("finished", "done", imported=0, active=False, ended=ENDED,
+                           error='{"prepare_error": "value too long\\nCONTEXT: x"}'), NOW)
+    assert (label.state, label.tone) == ("Stopped with an error" + AT, Tone.PROBLEM)
+    assert label.problems == "value too long"

@@ -297,3 +297,20 @@ def test_a_rejected_job_is_reported() -> None:
     titles = [n.title for n in p.on_summary(summary, s(40)) if isinstance(n, Notice)]
     assert "Import job rejected at review: lu_2026" in titles
     assert "1 import rejected at review" in summary.text
+
+
+def test_an_import_an_error_stopped_is_told_with_its_cause() -> None:
+    """StatBus ends a job whose prepare failed in ``finished`` with its error and 0 rows:
+    the notice says it stopped, why, and that nothing was imported."""
+    p = NotificationPolicy(started_at=T0)
+    stopped = EndedJob(3, "lu_bad", "Legal units", "finished", imported_rows=0,
+                       total_rows=500, error='{"prepare_error": "value too long"}', mine=True)
+    [n] = notices(p.on_import_end(stopped, s(1)))
+    assert (n.title, n.body) == ("Your import 'Legal units' stopped with an error",
+                                 "value too long. Nothing was imported.")
+    assert n.urgency is Urgency.CRITICAL
+    partial = EndedJob(4, "lu_part", None, "finished", imported_rows=450, error_count=2,
+                       error="deadlock detected", mine=True)
+    [n] = notices(p.on_import_end(partial, s(2)))
+    assert (n.title, n.body) == ("Your import 'lu_part' finished with errors",
+                                 "450 rows imported, 2 errors: deadlock detected")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
 from datetime import UTC, datetime
 
-from traystatus.cli.watching import status_line, status_object
+from tests.app.sample_data import job, realistic_json
+from traystatus.cli.watching import _print_details_text, status_line, status_object
+from traystatus.core.model.details import Details
 from traystatus.core.model.state import ReviewBlock, State, Status
 
 T = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -27,3 +30,21 @@ def test_waybar_object_has_its_own_class_and_tooltip() -> None:
     assert out["blocked_by_review"] == [7]
     plain = status_object(Status(State.STABLE, since=T))
     assert plain["class"] == "stable" and plain["blocked_by_review"] == []
+
+
+def test_the_details_lines_say_why_an_import_stopped() -> None:
+    """``status --details``: a job StatBus ended in ``finished`` after its prepare failed
+    (0 rows) reads "Stopped with an error" and its cause, not "Finished with errors"."""
+    data = realistic_json()
+    data["import_jobs"] = [
+        job(8, "lu_bad", "finished", "done", None, None, 500, 0, active=False,
+            error='{"prepare_error": "value too long for type character varying(5)"}'),
+        job(9, "lu_part", "finished", "done", 100, None, 500, 480, errors=20, active=False,
+            error="deadlock detected\nDETAIL: x"),
+    ]
+    out = io.StringIO()
+    _print_details_text(Details.from_json(data), out)
+    lines = out.getvalue().splitlines()
+    assert ("  import lu_bad: Stopped with an error (value too long for type character "
+            "varying(5))") in lines, lines
+    assert "  import lu_part: Finished with 20 errors (deadlock detected)" in lines, lines

@@ -150,3 +150,59 @@ def test_times_carry_an_offset_where_it_matters() -> None:
     guess = coerce.forgiving(coerce.offset_time)
     assert guess("2026-12-06T04:00:00", "t") is None and guess("x" * 100, "t") is None
     assert guess("2026-12-06T04:00:00+00:00", "t") == datetime(2026, 12, 6, 4, tzinfo=UTC)
+
+
+# -- how an ended job is worded: an error of its own is shown, and "nothing imported" said --
+PREPARE = '{"prepare_error": "invalid input syntax for type date: \\"31.02\\"\\nCONTEXT: x"}'
+
+
+def _ended(state: str, **kw: Any) -> EndedJob:
+    return EndedJob(5, "lu_2026", "Legal units 2026", state, **kw)
+
+
+def test_a_finished_job_an_error_stopped_says_so_and_that_nothing_was_imported() -> None:
+    """StatBus ends a job whose prepare or analysis failed in ``finished``, with its error
+    and 0 rows: "finished with errors" and "0 rows imported" hid the cause and the loss."""
+    job = _ended("finished", imported_rows=0, total_rows=1_000, error=PREPARE)
+    assert job.ending_words == "stopped with an error"
+    assert job.text == 'invalid input syntax for type date: "31.02". Nothing was imported.'
+    assert job.stopped and job.has_errors
+
+
+def test_a_finished_job_with_an_error_and_rows_keeps_finished_with_errors() -> None:
+    job = _ended("finished", imported_rows=900, error_count=3,
+                 error='{"process_batch_error": "deadlock detected", "context": "batch 9"}')
+    assert job.ending_words == "finished with errors"
+    assert job.text == "900 rows imported, 3 errors: deadlock detected"
+    assert not job.stopped
+
+
+def test_a_failed_job_shows_its_error_and_a_clean_one_its_rows() -> None:
+    failed = _ended("failed", imported_rows=0, error="stopped by an administrator\nmore")
+    assert (failed.ending_words, failed.text) == ("failed", "stopped by an administrator")
+    assert _ended("failed").text == "See the import job in StatBus."
+    clean = _ended("finished", imported_rows=20_000, warning_count=16)
+    assert (clean.ending_words, clean.text) == ("finished", "20,000 rows imported, 16 warnings")
+    rows_only = _ended("finished", imported_rows=0)  # an empty file: no error, nothing to say
+    assert (rows_only.ending_words, rows_only.text) == ("finished", "0 rows imported")
+    assert _ended("rejected").ending_words == "was rejected"
+
+
+@pytest.mark.parametrize(("error", "line"), [
+    # jsonb orders keys by length: the message is the value under a key naming an error
+    ('{"step_code": "activity", "analyse_activity_batch_error": "bad code"}', "bad code"),
+    ('{"context": "batch 3", "error_in_processing_batch": "no room"}', "no room"),
+    ('{"note": "only text"}', "only text"),
+    ("plain text\nsecond line", "plain text"),
+    ("{not json", "{not json"),
+    ("\x1b[2J\n\u202eevil\x07 line", "evil line"),  # escapes and controls dropped
+    ("  ", ""),
+    (None, ""),
+])
+def test_an_error_s_first_line_is_its_message_printable(error: str | None, line: str) -> None:
+    assert jobs.error_line(error) == line
+
+
+def test_an_error_s_first_line_is_capped() -> None:
+    line = jobs.error_line("x" * 5_000)
+    assert len(line) == jobs.ERROR_LINE_CHARS and line.endswith("…")

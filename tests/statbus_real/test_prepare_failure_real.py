@@ -29,6 +29,7 @@ from tests.statbus_real import statbus
 from tests.statbus_real.conftest import Kit
 from tests.statbus_real.test_details_agree_real import _login, _put, read_both
 from tests.statbus_real.test_scenarios_real import demo_csv, install
+from traystatus.app.notify_policy import Notice, NotificationPolicy, NotifyOptions
 from traystatus.core.model.jobs import EndedJob
 from traystatus.core.watch.monitor import Monitor
 from traystatus.core.watch.options import ReaderMode
@@ -138,6 +139,15 @@ async def test_a_job_failing_in_prepare_is_told_right_after(
                                 what=f"{name}: two more reads")
                 assert [(e.id, e.state) for e in told] == [(job, "finished")], name
                 assert told[0].has_errors and BOOM in (told[0].error or ""), name
+
+                # What the person reads (the app's notice policy): that it stopped, why,
+                # and that nothing went in; never "finished with errors" / "0 rows".
+                policy = NotificationPolicy(started_at=before,
+                                            options=NotifyOptions(imports="all"))
+                [notice] = [d for d in policy.on_import_end(told[0], datetime.now(UTC))
+                            if isinstance(d, Notice)]
+                assert notice.title == "Import 'lu_prepare_fails' stopped with an error", name
+                assert notice.body == f"{BOOM}. Nothing was imported.", name
 
 
 @pytest.mark.asyncio

@@ -18,6 +18,7 @@ from datetime import datetime
 from traystatus.app.palette import Tone
 from traystatus.app.texts import local_hhmm
 from traystatus.core.model.details import PHASE_LABELS, ImportJob
+from traystatus.core.model.jobs import error_line
 from traystatus.core.model.progress import percent
 from traystatus.core.words.wording import format_duration, plural
 
@@ -71,6 +72,8 @@ def state_words(job: ImportJob, review: str | None = None) -> tuple[str, Tone, b
         tone = Tone.HELD
     elif job.state == "failed":
         tone, strong = Tone.PROBLEM, True
+    elif job.stopped:  # finished in StatBus, but an error stopped it: nothing imported
+        words, tone = "Stopped with an error", Tone.PROBLEM
     elif job.state == "finished" and job.has_errors:
         words, tone = "Finished with errors", Tone.PROBLEM
     elif job.state == "finished":
@@ -149,11 +152,9 @@ def problems_line(job: ImportJob) -> str:
     if job.warning_count:
         problems.append(plural(job.warning_count, "warning"))
     text = ", ".join(problems)
-    if job.error:
-        lines = job.error.strip().splitlines()
-        first = lines[0][:300] if lines else ""
-        if first:
-            text = (text + ": " if text else "") + first
+    first = error_line(job.error, 300)
+    if first:
+        text = (text + ": " if text else "") + first
     return text
 
 

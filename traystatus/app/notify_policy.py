@@ -375,14 +375,11 @@ class NotificationPolicy:
             return []
         self._seen_jobs.add(job.id)
         whose = "Your import" if job.mine else "Import"
-        if job.failed:
-            how, urgency, icon = "failed", Urgency.CRITICAL, "error"
-        elif job.state == "rejected":
-            how, urgency, icon = "was rejected", Urgency.NORMAL, "stable"
-        elif job.has_errors:
-            how, urgency, icon = "finished with errors", Urgency.CRITICAL, "error"
+        how = job.ending_words  # core/model/jobs.py: "stopped with an error", ...
+        if job.failed or (job.has_errors and not job.rejected):
+            urgency, icon = Urgency.CRITICAL, "error"
         else:
-            how, urgency, icon = "finished", Urgency.NORMAL, "stable"
+            urgency, icon = Urgency.NORMAL, "stable"
         return self._emit(
             Notice(
                 Kind.IMPORT_ENDED,
@@ -500,7 +497,7 @@ class NotificationPolicy:
         elif job.rejected:
             title = f"Import job rejected at review: {job.slug}"
         else:
-            title = f"Import job finished with errors: {job.slug}"
+            title = f"Import job {job.ending_words}: {job.slug}"
         lines = []
         if job.description:
             lines.append(job.description)
@@ -511,10 +508,8 @@ class NotificationPolicy:
             counts.append(plural(job.warning_count, "warning"))
         if counts:
             lines.append(", ".join(counts))
-        if job.error:
-            first = job.error.strip().splitlines()[0] if job.error.strip() else ""
-            if first:
-                lines.append(first[:200])
+        if job.error_line:
+            lines.append(job.error_line)
         return Notice(
             Kind.JOB_FAILED,
             f"job-{job.id}",

@@ -334,6 +334,8 @@ def _print_details_text(details: Details, out: TextIO) -> None:
             extra.append(f"about {format_duration(eta)} left")
         if job.error_count and job.phase != "done":
             extra.append(f"{job.error_count} errors so far")
+        if job.ended and job.error_line:
+            extra.append(job.error_line)  # why it stopped or failed, not just that it did
         tail = f" ({', '.join(extra)})" if extra else ""
         print(f"  import {printable(job.title, 200)}: {printable(job.phase_label, 200)}{tail}",
               file=out)

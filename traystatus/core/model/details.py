@@ -117,6 +117,8 @@ class ImportJob(Counted):
         label = PHASE_LABELS.get(self.phase, self.phase.replace("_", " ").capitalize())
         if self.phase in ("analysing", "processing") and self.progress_pct is not None:
             return f"{label} {math.floor(max(0.0, min(100.0, self.progress_pct)))} %"
+        if self.phase == "done" and self.stopped:
+            return "Stopped with an error"  # prepare or analysis failed: nothing imported
         if self.phase == "done" and self.has_errors:
             n = self.error_count
             return f"{label} with {plural(n, 'error')}" if n else f"{label} with errors"

@@ -20,6 +20,7 @@ The stages, one type each, every field defined once:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import KW_ONLY, dataclass
 from datetime import datetime
@@ -34,6 +35,7 @@ from traystatus.core.model.coerce import (
     mapping,
     need,
 )
+from traystatus.core.words.safetext import printable
 from traystatus.core.words.wording import plural
 
 PERSON_STATES = ("waiting_for_upload", "waiting_for_review")
@@ -66,6 +68,49 @@ def has_ended(state: str) -> bool:
 def has_errors(state: str, error: str | None, error_count: int) -> bool:
     """Failed, or errors recorded on it: a job with errors usually ends in ``finished``."""
     return state == "failed" or bool(error) or error_count > 0
+
+
+ERROR_LINE_CHARS = 200
+"""Longest first line of a job's error a notice or a row shows."""
+
+
+def error_line(error: str | None, limit: int = ERROR_LINE_CHARS) -> str:
+    """The first line of a job's ``error``, printable and capped; "" when there is none.
+
+    StatBus writes the error as text or as a JSON object (``{"prepare_error": "..."}``,
+    ``{"step_code": "...", "analyse_activity_batch_error": "..."}``: jsonb orders the keys
+    by length, so the message is the first string under a key naming an error, else the
+    first string)."""
+    text = (error or "").strip()
+    if text.startswith("{"):
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = None
+        if isinstance(value, dict):
+            strings = [(str(k), v.strip()) for k, v in value.items()
+                       if isinstance(v, str) and v.strip()]
+            named = [v for k, v in strings if "error" in k.lower()]
+            if named or strings:
+                text = (named or [v for _, v in strings])[0]
+    lines = [line for line in (printable(line, limit) for line in text.splitlines()) if line]
+    return lines[0] if lines else ""
+
+
+def ending_words(state: str, error: str | None, error_count: int,
+                 imported_rows: int | None) -> str:
+    """How a job ended, in words after its name: 'failed', 'was rejected', 'stopped with
+    an error' (finished with an error of its own and nothing imported: StatBus ends a job
+    whose prepare or analysis failed in ``finished``), 'finished with errors', 'finished'."""
+    if state == "failed":
+        return "failed"
+    if state == "rejected":
+        return "was rejected"
+    if state == "finished" and imported_rows == 0 and error_line(error):
+        return "stopped with an error"
+    if has_errors(state, error, error_count):
+        return "finished with errors"
+    return "finished" if state == "finished" else state.replace("_", " ")
 
 
 @dataclass(frozen=True)
@@ -124,6 +169,21 @@ class Counted(Job):
     def has_errors(self) -> bool:
         return has_errors(self.state, self.error, self.error_count)
 
+    @property
+    def error_line(self) -> str:
+        """The error's first line, printable and capped ("" for none): see error_line."""
+        return error_line(self.error)
+
+    @property
+    def stopped(self) -> bool:
+        """Finished, but an error of its own stopped it before a row was imported."""
+        return self.state == "finished" and self.imported_rows == 0 and bool(self.error_line)
+
+    @property
+    def ending_words(self) -> str:
+        """'failed', 'stopped with an error', 'finished with errors'...: see ending_words."""
+        return ending_words(self.state, self.error, self.error_count, self.imported_rows)
+
 
 SUMMARY_KEYS = ("id", "slug", "description", "state", "error_count", "warning_count",
                 "error", "ended_at")
@@ -143,12 +203,17 @@ class EndedJob(Counted):
 
     @property
     def text(self) -> str:
-        """'20,000 rows imported, 16 warnings' / the first line of the error."""
+        """'20,000 rows imported, 16 warnings' / the first line of the error / '<the
+        first line of the error>. Nothing was imported.' (stopped) / '20,000 rows
+        imported, 16 errors: <the first line of the error>'."""
+        first = self.error_line
         if self.failed:
-            first = (self.error or "").strip().splitlines()
-            return first[0][:200] if first else "See the import job in StatBus."
+            return first or "See the import job in StatBus."
         if self.rejected:
             return "Rejected in review: nothing was imported."
+        if self.stopped:
+            return f"{first}{'' if first.endswith(('.', '!', '?', '…')) else '.'} " \
+                "Nothing was imported."
         parts = []
         if self.imported_rows is not None:
             parts.append(f"{plural(self.imported_rows, 'row')} imported")
@@ -156,7 +221,10 @@ class EndedJob(Counted):
             parts.append(plural(self.error_count, "error"))
         if self.warning_count:
             parts.append(plural(self.warning_count, "warning"))
-        return ", ".join(parts) or "Finished."
+        said = ", ".join(parts)
+        if first:
+            return f"{said}: {first}" if said else first
+        return said or "Finished."
 
     def to_json(self, keys: tuple[str, ...] = ENDING_KEYS) -> dict[str, Any]:
         """The fields named by ``keys`` (``SUMMARY_KEYS``: a work summary's shape), times

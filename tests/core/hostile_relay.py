@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import socket
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -95,6 +96,9 @@ class HostileRelay:
     def __init__(self, scenario: str) -> None:
         self.scenario = scenario
         self.connections = 0
+        # when the first request of a client arrived (time.monotonic): a test times the
+        # answer from there, not from a process start that load can stretch by seconds
+        self.first_request_at: float | None = None
         self.port = 0
         self._sockets: set[web.WebSocketResponse] = set()
         self.connected = asyncio.Event()  # set while a WebSocket is open
@@ -115,6 +119,8 @@ class HostileRelay:
     async def _handler(self, request: web.Request) -> web.StreamResponse:
         sc = self.scenario
         self.connections += 1
+        if self.first_request_at is None:
+            self.first_request_at = time.monotonic()
         if sc == "http200":
             return web.Response(text="hello")
         if sc == "401":

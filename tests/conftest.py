@@ -13,7 +13,8 @@ kinds of groups, each run by one worker one test after the other:
 
 * ``heavy``: the timing-sensitive and CPU-hungry tests (the soak's minute of chaos, the
   race tests), so that they never fight each other for the two cores;
-* ``desktop``: the e2e tests on the session's virtual desktop (one Xvfb/trayer/dunst);
+* ``x11``: every test that starts an X server (the e2e tests on the session's virtual
+  desktop, the desktop checks, the bundle's tray, dunst): one at a time;
 * a module with a module-scoped fixture (a wheel, a bundle, a server, a notification
   server): its tests stay together, so the fixture is built once, not once per worker.
 """
@@ -45,6 +46,14 @@ WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw0", "gw1"... or "" (not
 # truth arrives while it hammers the database (races) or the whole stack (the soak).
 HEAVY = ("tests/soak/test_soak.py", "tests/sql/test_race.py",
          "tests/builtin/test_builtin_race.py")
+# The tests that start X servers (Xvfb -displayfd), tray hosts and notification servers:
+# two of them starting or stopping at the same time lost a display under them ("trayer:
+# cannot open display: :2", twice in three parallel runs), so they run one at a time.
+X11_MODULES = ("tests/e2e/", "tests/desktop/", "tests/packaging/test_bundle.py",
+               "tests/packaging/test_window_class.py", "tests/packaging/test_tray_host.py",
+               "tests/app/test_notifier_dunst.py", "tests/app/test_notifier_gone.py",
+               "tests/demo/test_scripts_demo.py")
+X11_FIXTURES = ("desktop", "session", "xvfb")
 DEFAULT_SECONDS = 0.5  # a test tests/durations.json does not know yet
 
 
@@ -105,8 +114,8 @@ def _group_of(item: pytest.Item) -> str | None:
         return "heavy"
     info = getattr(item, "_fixtureinfo", None)
     defs = info.name2fixturedefs if info is not None else {}
-    if "desktop" in defs:
-        return "desktop"
+    if nodeid.startswith(X11_MODULES) or any(name in defs for name in X11_FIXTURES):
+        return "x11"
     if any(d and d[-1].scope == "module" for d in defs.values()):
         return "module " + nodeid.split("::", 1)[0]
     return None

@@ -117,6 +117,12 @@ class KitDb:
 
     def setup_demo(self) -> None:
         """test/setup.sql then samples/demo/getting-started.sql, as test.admin (README)."""
+        from tests.statbus_real.statbus import setup_sql_lock
+
+        with setup_sql_lock(self.kit.superuser_dsn):
+            self._setup_demo()
+
+    def _setup_demo(self) -> None:
         self.psql(
             "\\i test/setup.sql\n"
             "CALL test.set_user_from_email('test.admin@statbus.org');\n"

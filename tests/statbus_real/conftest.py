@@ -27,7 +27,7 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from tests.statbus_real.statbus import run_worker
+from tests.statbus_real.statbus import run_worker, setup_sql_lock
 
 REPO = Path(__file__).resolve().parents[2]
 KIT_SCRIPT = REPO / "tests" / "statbus_real" / "kit" / "build.sh"
@@ -174,7 +174,8 @@ def _setup_demo(kit: Kit, dbname: str) -> None:
     script = ("BEGIN;\n\\i test/setup.sql\n"
               "CALL test.set_user_from_email('test.admin@statbus.org');\n"
               "\\i samples/demo/getting-started.sql\nCOMMIT;\n")
-    proc = kit.psql(kit.dsn(dbname), cwd=kit.src, stdin=script)
+    with setup_sql_lock(kit.dsn()):
+        proc = kit.psql(kit.dsn(dbname), cwd=kit.src, stdin=script)
     assert proc.returncode == 0, proc.stderr
     run_worker(kit.dsn(dbname))
 

@@ -13,12 +13,14 @@ does for a logged-in user.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import make_conninfo
 
 ADMIN_EMAIL = "test.admin@statbus.org"
 QUEUES = ("import", "analytics", "maintenance")
@@ -138,3 +140,15 @@ def _without_enterprise_ids(unit: dict[str, Any]) -> dict[str, Any]:
         out.pop("unit_id", None)
         out.pop("hash_slot", None)  # a hash of the enterprise's id
     return out
+
+
+@contextlib.contextmanager
+def setup_sql_lock(superuser_dsn: str) -> Iterator[None]:
+    """Held while StatBus's test/setup.sql runs: it creates and grants cluster-wide roles,
+    and two runs at once on one server (parallel test workers share the kit) fail with
+    "tuple concurrently updated". An advisory lock in the server's ``postgres`` database,
+    released when its connection closes."""
+    with psycopg.connect(make_conninfo(superuser_dsn, dbname="postgres"),
+                         autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(7472730101)")
+        yield

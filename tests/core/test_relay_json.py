@@ -93,10 +93,13 @@ def test_every_field_of_status_crosses_the_relay() -> None:
                 continue  # compared as the faces show them, below
             assert getattr(got, f.name) == getattr(status, f.name), f.name
     got = _through_the_wire(_processing())
-    expected = _processing().progress
+    # the review block counts imports behind it: the server sends the jobs as held, and
+    # the client keeps what it was told (every face says the held view)
+    expected = _processing().held_progress
     assert got.progress is not None and expected is not None
     assert got.progress.to_json() == expected.to_json()
-    assert got.progress.text == "1 import (42 %), 1 import queued, derive 120 of 412 tasks"
+    assert got.progress.text == "2 imports held by a review, derive 120 of 412 tasks"
+    assert got.held_progress is not None and got.held_progress.to_json() == expected.to_json()
     # the server's trouble is said as the server's, with advice for this end
     got = _through_the_wire(_trouble())
     assert got.message == (f"The traystatus server at {WHERE} reports that it gets no "
@@ -164,3 +167,19 @@ def test_every_field_a_server_sends_has_a_row_in_the_protocol_tables() -> None:
     got = parse_message(json.dumps({**sent, "summary": wire}), where=WHERE,
                         now=datetime(2026, 11, 29, 13, 0, tzinfo=UTC))
     assert got.summary == summary and got.summary_error == ""
+
+
+def test_a_held_job_crosses_as_held() -> None:
+    """A server newer than the review hold sends ``held`` per job and ``imports_held``:
+    the client keeps them (a job the server says is held is not counted as importing),
+    also without a review block of its own to work it out from."""
+    progress = _progress()
+    held = replace(progress, jobs=tuple(replace(j, held=j.id == 7) for j in progress.jobs))
+    sent = Status(State.PROCESSING, since=SINCE, source="relay", progress=held)
+    wire = status_message(sent)
+    assert wire["progress"]["imports_held"] == 1
+    got = _through_the_wire(sent)
+    assert got.progress is not None
+    assert [j.id for j in got.progress.held_jobs] == [7]
+    assert got.progress.running_jobs == ()
+    assert got.progress.to_json() == held.to_json()

@@ -112,6 +112,7 @@ JOB: Table = {
     **_pick("id", "slug", "state"),
     "pct": (OPTIONAL, nullable(percentage())),
     **_pick("total_rows", "user_id", "mine"),
+    "held": (OPTIONAL, boolean),  # held back by a review (newer servers)
 }
 
 DERIVE: Table = {
@@ -143,6 +144,7 @@ PROGRESS: Table = {
     "imports_pct": (OPTIONAL, nullable(percentage())),
     "imports_running": (OPTIONAL, integer()),
     "imports_queued": (OPTIONAL, integer()),
+    "imports_held": (OPTIONAL, integer()),
     "estimate": (OPTIONAL, nullable(obj(ESTIMATE))),
 }
 
@@ -415,7 +417,9 @@ def _progress(value: dict[str, Any], now: datetime) -> Progress:
     try:
         progress = Progress.from_json({"jobs": jobs, "phases": phases, "derive_queued": queued,
                                        "me": value.get("me")})
-        return replace(progress, estimate=estimate)
+        held = {j.get("id") for j in value.get("jobs", []) if j.get("held") is True}
+        jobs_held = tuple(replace(j, held=True) if j.id in held else j for j in progress.jobs)
+        return replace(progress, jobs=jobs_held, estimate=estimate)
     except DetailsError as ex:  # checked above; Progress's own rules, should they grow
         raise ProtocolError(f"progress: {printable(str(ex), 120)}") from None
 

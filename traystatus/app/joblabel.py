@@ -35,7 +35,6 @@ STATE_WORDS = {
     "finished": "Finished",
 }
 # StatBus's final states: the row says when the job ended.
-ENDED = ("finished", "failed", "rejected")
 # The progress bar names the phase its percentage belongs to.
 BAR_LABELS = {"analysing": "Analysing", "processing": "Importing", "review": "Analysed",
               "done": "Done"}
@@ -70,7 +69,7 @@ def state_words(job: ImportJob, review: str | None = None) -> tuple[str, Tone, b
         words = f"Held: waiting for the review of {review}" if review else (
             "Held: waiting for a review")
         tone = Tone.HELD
-    elif job.state == "failed":
+    elif job.failed:
         tone, strong = Tone.PROBLEM, True
     elif job.stopped:  # finished in StatBus, but an error stopped it: nothing imported
         words, tone = "Stopped with an error", Tone.PROBLEM
@@ -78,7 +77,7 @@ def state_words(job: ImportJob, review: str | None = None) -> tuple[str, Tone, b
         words, tone = "Finished with errors", Tone.PROBLEM
     elif job.state == "finished":
         words, tone = "✓ Finished", Tone.STABLE
-    if job.ended_at is not None and job.state in ENDED:
+    if job.ended_at is not None and job.ended:
         words += f" at {local_hhmm(job.ended_at)}"
     return words, tone, strong
 

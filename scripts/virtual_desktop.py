@@ -14,12 +14,14 @@ the e2e tests are part of CI (.ci/apt-packages.txt lists the packages).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -189,8 +191,7 @@ class Desktop:
         (self.root / "runtime").mkdir(mode=0o700, exist_ok=True)
         self.artifacts.mkdir(parents=True, exist_ok=True)
         self._start_bus()
-        self._start_xvfb()
-        self._start_trayer()
+        self._start_x()
         self._start_dunst()
         self._start_monitor()
 
@@ -204,9 +205,42 @@ class Desktop:
         wait_for((self.root / "bus").is_socket, "the session bus socket")
         self.env["DBUS_SESSION_BUS_ADDRESS"] = address
 
-    def _start_xvfb(self) -> None:
+    def _start_x(self, attempts: int = 3) -> None:
+        """Xvfb, then trayer on it. On a loaded machine running other tests' X servers,
+        trayer was seen (2 runs in 10) failing to open the display Xvfb had just announced
+        ("cannot open display: :0", Xvfb's log empty): the pair is then started again on a
+        new display, and each failed attempt is said in the log, not hidden."""
+        failures: list[str] = []
+        for _ in range(attempts):
+            xvfb = self._start_xvfb()
+            trayer = self._start_trayer()
+            with contextlib.suppress(TimeoutError):
+                wait_for(self._x_settled(xvfb, trayer), "trayer's window")
+            if self.tray_window() is not None:
+                return
+            failures.append(
+                f"display {self.env['DISPLAY']}: Xvfb "
+                + (f"exited ({xvfb.returncode})" if xvfb.poll() is not None else "running")
+                + ", trayer "
+                + (f"exited ({trayer.returncode})" if trayer.poll() is not None
+                   else "without a window"))
+            sys.stderr.write(f"virtual_desktop: the X server and tray host did not come up "
+                             f"({failures[-1]}); starting them again\n")
+            for proc in (trayer, xvfb):
+                stop_process(proc)
+                self.procs.remove(proc)
+        raise TimeoutError(f"trayer's window did not appear in {attempts} attempts: "
+                           + "; ".join(failures) + f" (logs in {self.root})")
+
+    def _x_settled(self, xvfb: subprocess.Popen[bytes],
+                   trayer: subprocess.Popen[bytes]) -> Callable[[], bool]:
+        """Trayer's window is up, or one of the two has exited (no use waiting then)."""
+        return lambda: (self.tray_window() is not None or trayer.poll() is not None
+                        or xvfb.poll() is not None)
+
+    def _start_xvfb(self) -> subprocess.Popen[bytes]:
         r, w = os.pipe()
-        self.spawn(
+        proc = self.spawn(
             ["Xvfb", "-displayfd", str(w), "-screen", "0", f"{SCREEN[0]}x{SCREEN[1]}x24",
              "-nolisten", "tcp", *(["-wr"] if self.white_root else [])],
             pass_fds=(w,),
@@ -217,9 +251,10 @@ class Desktop:
         if not number:
             raise RuntimeError(f"Xvfb did not start; see {self.root / 'Xvfb.log'}")
         self.env["DISPLAY"] = f":{number}"
+        return proc
 
-    def _start_trayer(self) -> None:
-        self.spawn([
+    def _start_trayer(self) -> subprocess.Popen[bytes]:
+        return self.spawn([
             "trayer", "--edge", "top", "--align", "right",
             *(["--widthtype", "pixel", "--width", str(self.tray_width)] if self.tray_width
               else ["--widthtype", "request"]),
@@ -227,7 +262,6 @@ class Desktop:
             "--tint", "0x30343a", "--SetDockType", "true", "--expand", "true",
             "--padding", "4", "--iconspacing", "4",
         ])
-        wait_for(self.tray_window, "trayer's window")
 
     def _start_dunst(self) -> None:
         conf = self.root / "dunstrc"

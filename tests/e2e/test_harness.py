@@ -7,6 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from scripts.virtual_desktop import Desktop, dominant, wait_for
 
 TINY = Path(__file__).with_name("tiny_tray.py")
@@ -55,3 +57,32 @@ def test_a_qt_tray_icon_appears_changes_colour_and_takes_clicks(desktop: Desktop
             proc.terminate()
     time.sleep(0.5)
     wait_for(lambda: icon not in desktop.tray_icons(), "the icon leaving the tray", timeout=20)
+
+
+class _FirstDisplayLost(Desktop):
+    """The failure seen under parallel load: the X server announced by -displayfd is gone
+    before trayer opens it (here: the first one is stopped at once)."""
+
+    lost = 0
+
+    def _start_xvfb(self) -> subprocess.Popen[bytes]:
+        proc = super()._start_xvfb()
+        if not self.lost:
+            self.lost += 1
+            proc.kill()
+            proc.wait()
+        return proc
+
+
+def test_a_lost_display_is_started_again_and_said(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    d = _FirstDisplayLost(root=tmp_path, artifacts=tmp_path / "artifacts")
+    try:
+        d.start()
+        assert d.tray_window() is not None
+        assert d.has_bus_name("org.freedesktop.Notifications")
+    finally:
+        d.close()
+    said = capsys.readouterr().err
+    assert "did not come up" in said and "Xvfb exited" in said, said

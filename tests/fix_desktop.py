@@ -8,9 +8,11 @@ stopped at the end. Nothing is faked: traystatus.desktop.check talks to these pr
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,12 +79,35 @@ class Session:
         self.env["DISPLAY"] = f":{number}"
         return self.env["DISPLAY"]
 
-    def start_trayer(self) -> None:
+    def start_trayer(self, attempts: int = 3) -> None:
+        """trayer on this session's display. Under parallel load trayer was seen exiting with
+        "cannot open display: :1" just after Xvfb announced :1 (2 fresh-clone CI runs in
+        10): a trayer that exits is started again (said on stderr), the last try waited
+        for as before."""
+        for attempt in range(1, attempts + 1):
+            proc = self.spawn(["trayer", "--edge", "top", "--align", "right", "--height", "24"])
+            if attempt == attempts:
+                self.wait(proc, self._tray_owned, "trayer")
+                return
+            with contextlib.suppress(TimeoutError):
+                wait_for(self._trayer_settled(proc), "trayer")
+            if self._tray_owned():
+                return
+            self.logs[-1].flush()
+            log = Path(self.logs[-1].name).read_text(errors="replace")[-300:]
+            state = "still running" if proc.poll() is None else f"exit {proc.returncode}"
+            sys.stderr.write(f"fix_desktop: trayer did not come up on {self.env['DISPLAY']} "
+                             f"({state}; its log: {log!r}); starting it again\n")
+            stop(proc)
+            time.sleep(0.5)
+
+    def _tray_owned(self) -> bool:
         from traystatus.desktop.check import xembed_tray_owner
 
-        proc = self.spawn(["trayer", "--edge", "top", "--align", "right", "--height", "24"])
-        display = self.env["DISPLAY"]
-        self.wait(proc, lambda: xembed_tray_owner(display)[1] != 0, "trayer")
+        return xembed_tray_owner(self.env["DISPLAY"])[1] != 0
+
+    def _trayer_settled(self, proc: subprocess.Popen[bytes]) -> Callable[[], bool]:
+        return lambda: self._tray_owned() or proc.poll() is not None
 
     def start_dunst(self) -> None:
         conf = self.root / "dunstrc"

@@ -73,6 +73,19 @@ def _long_prepare(conn: statbus.Conn) -> None:
                  "EXECUTE FUNCTION public.traystatus_test_long_prepare()")
 
 
+
+def _both_readers(login: str, tmp_path: Path) -> tuple[list[Monitor], dict[str, list[EndedJob]]]:
+    """A Monitor per reader (installed, builtin), each with its own endings ledger, and the
+    import endings each one tells."""
+    readers: tuple[ReaderMode, ...] = ("installed", "builtin")
+    ended: dict[str, list[EndedJob]] = {r: [] for r in readers}
+    monitors = []
+    for reader in readers:
+        m = Monitor(login, replace(FAST, reader=reader, endings_dir=str(tmp_path / reader)))
+        m.add_import_listener(ended[reader].append)
+        monitors.append(m)
+    return monitors, ended
+
 @pytest.mark.asyncio
 async def test_a_job_failing_in_prepare_is_told_right_after(
     kit: Kit, demo_template: str, new_db: Callable[..., str], tmp_path: Path,
@@ -82,14 +95,7 @@ async def test_a_job_failing_in_prepare_is_told_right_after(
     dsn = new_db(demo_template)
     install(kit, dsn)
     login = _login(dsn)
-    readers: tuple[ReaderMode, ...] = ("installed", "builtin")
-    ended: dict[str, list[EndedJob]] = {r: [] for r in readers}
-    monitors = []
-    for reader in readers:
-        told = ended[reader]
-        m = Monitor(login, replace(FAST, reader=reader, endings_dir=str(tmp_path / reader)))
-        m.add_import_listener(told.append)
-        monitors.append(m)
+    monitors, ended = _both_readers(login, tmp_path)
     with psycopg.connect(dsn, autocommit=True) as conn:
         async with running(monitors[0]) as rec0, running(monitors[1]) as rec1:
             for m, rec in zip(monitors, (rec0, rec1), strict=True):
@@ -161,14 +167,7 @@ async def test_a_job_stopped_while_preparing_is_told_once(
     dsn = new_db(demo_template)
     install(kit, dsn)
     login = _login(dsn)
-    readers: tuple[ReaderMode, ...] = ("installed", "builtin")
-    ended: dict[str, list[EndedJob]] = {r: [] for r in readers}
-    monitors = []
-    for reader in readers:
-        told = ended[reader]
-        m = Monitor(login, replace(FAST, reader=reader, endings_dir=str(tmp_path / reader)))
-        m.add_import_listener(told.append)
-        monitors.append(m)
+    monitors, ended = _both_readers(login, tmp_path)
     with psycopg.connect(dsn, autocommit=True) as conn:
         async with running(monitors[0]) as rec0, running(monitors[1]) as rec1:
             recs = (rec0, rec1)
